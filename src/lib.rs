@@ -1,0 +1,1 @@
+//! hydra-sentinel: watches Hydra for failing nixpkgs jobs.
