@@ -1,0 +1,62 @@
+-- hydra-sentinel state. This file is the source of truth for the schema; the
+-- program applies it (and later migrations) itself, tracked in PRAGMA user_version.
+--
+-- Principle: store changes, not copies. A job that stays green for a year
+-- costs one `spans` row, not one row per evaluation: a span is a run of
+-- consecutive evals of a jobset in which a job had the same build, and Hydra
+-- reuses a build (same id) for as long as the derivation does not change.
+-- A build's status lives once, in `builds`, so a restart that changes it
+-- rewrites history everywhere that build was seen.
+
+CREATE TABLE jobsets (
+    id          INTEGER PRIMARY KEY,
+    project     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    -- When failed builds of the newest eval were last asked about again (Unix s).
+    rechecked_at INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (project, name)
+);
+
+CREATE TABLE evals (
+    id            INTEGER PRIMARY KEY,   -- Hydra's eval id
+    jobset_id     INTEGER NOT NULL REFERENCES jobsets (id),
+    seq           INTEGER NOT NULL,      -- 1, 2, 3… in the order ingested (= Hydra's order)
+    timestamp     INTEGER NOT NULL,      -- when Hydra created the eval (Unix s)
+    revision      TEXT,                  -- nixpkgs revision (or locked flake)
+    checkout_time INTEGER,
+    eval_time     INTEGER,
+    nr_builds     INTEGER NOT NULL,
+    rejected_jobs INTEGER NOT NULL,      -- job names that were not plausible attribute paths
+    strategy      TEXT NOT NULL CHECK (strategy IN ('eval-builds', 'per-build')),
+    ingested_at   INTEGER NOT NULL,
+    UNIQUE (jobset_id, seq)
+);
+
+CREATE TABLE jobs (
+    id        INTEGER PRIMARY KEY,
+    jobset_id INTEGER NOT NULL REFERENCES jobsets (id),
+    attr      TEXT NOT NULL,             -- attribute path, e.g. python3Packages.foo
+    system    TEXT NOT NULL,             -- e.g. x86_64-linux
+    suffixed  INTEGER NOT NULL,          -- 1 when Hydra's job name is attr.system
+    UNIQUE (jobset_id, attr, system, suffixed)
+);
+CREATE INDEX jobs_by_attr ON jobs (attr);
+
+CREATE TABLE builds (
+    id       INTEGER PRIMARY KEY,        -- Hydra's build id
+    job_id   INTEGER NOT NULL REFERENCES jobs (id),
+    finished INTEGER NOT NULL,
+    status   INTEGER,                    -- Hydra buildstatus, NULL until finished
+    stoptime INTEGER,
+    drv_hash TEXT NOT NULL,              -- hash part of the .drv store path
+    nixname  TEXT NOT NULL
+);
+
+CREATE TABLE spans (
+    job_id    INTEGER NOT NULL REFERENCES jobs (id),
+    first_seq INTEGER NOT NULL,
+    last_seq  INTEGER,                   -- NULL while the job still has this build in the newest eval
+    build_id  INTEGER NOT NULL REFERENCES builds (id),
+    PRIMARY KEY (job_id, first_seq)
+) WITHOUT ROWID;
+CREATE INDEX spans_open ON spans (build_id) WHERE last_seq IS NULL;

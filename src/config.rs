@@ -1,0 +1,357 @@
+//! The service configuration: read once, validated once, typed thereafter.
+//!
+//! Owns: the TOML schema of `hydra-sentinel.toml` (unknown keys refused), its
+//! defaults, and turning it into typed values with errors that name the file,
+//! line and column.
+//!
+//! Must never: read secrets into memory that will be logged, or let a raw
+//! string reach the rest of the program where a typed value belongs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use url::Url;
+
+use crate::history::job_name::is_nix_identifier;
+use crate::hydra::HydraSettings;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub hydra: HydraSettings,
+    pub jobsets: Vec<JobsetRef>,
+    pub database: PathBuf,
+    pub ingest: IngestSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobsetRef {
+    pub project: String,
+    pub jobset: String,
+}
+
+impl std::fmt::Display for JobsetRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.project, self.jobset)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// At most this many new evals per jobset and pass: bounds a first
+    /// backfill and a catch-up after downtime (the rest follow next pass).
+    pub max_evals_per_pass: usize,
+    /// An eval whose unseen and unsettled builds number at most this is
+    /// completed with `/build/{id}` requests; above it, the whole
+    /// `/eval/{id}/builds` is streamed instead.
+    pub per_build_fetch_limit: usize,
+    /// Failed builds in the newest eval are asked about again after this long
+    /// (restarts change a build's status after the fact).
+    pub recheck_after: Duration,
+    /// Where large downloads are spooled; defaults to the database's folder.
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            max_evals_per_pass: 10,
+            per_build_fetch_limit: 1000,
+            recheck_after: Duration::from_secs(6 * 3600),
+            spool_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// The example shipped in `systemd/`, which doubles as the documentation of
+/// every key.
+pub const EXAMPLE: &str = include_str!("../systemd/hydra-sentinel.toml");
+
+impl Config {
+    /// Load and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// The configuration used when none is given: hydra.nixos.org's
+    /// nixpkgs:trunk, a database in the working directory (or systemd's
+    /// `$STATE_DIRECTORY`).
+    pub fn embedded_default() -> Config {
+        let mut config = Config::parse("", Path::new("<embedded defaults>"))
+            .expect("the empty configuration is valid");
+        let dir = std::env::var_os("STATE_DIRECTORY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        config.database = dir.join("hydra-sentinel.sqlite");
+        config
+    }
+
+    /// Parse configuration text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        let invalid = |span: std::ops::Range<usize>, message: String| {
+            let (line, column) = line_column(text, span.start);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+            }
+        };
+
+        let hydra = raw.hydra;
+        let url_span = hydra.url.span();
+        let url = Url::parse(hydra.url.get_ref())
+            .map_err(|e| invalid(url_span.clone(), format!("hydra.url is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+            return Err(invalid(url_span, "hydra.url must be an http or https URL".into()));
+        }
+        let in_flight = *hydra.max_in_flight.get_ref();
+        if !(1..=4).contains(&in_flight) {
+            return Err(invalid(
+                hydra.max_in_flight.span(),
+                format!("hydra.max_in_flight must be between 1 and 4 (Hydra is a shared service), not {in_flight}"),
+            ));
+        }
+        let mut settings = HydraSettings::new(url);
+        settings.connect_timeout = Duration::from_secs(hydra.connect_timeout_secs);
+        settings.read_timeout = Duration::from_secs(hydra.read_timeout_secs);
+        settings.retries = hydra.retries;
+        settings.retry_initial_delay = Duration::from_millis(hydra.retry_initial_delay_ms);
+        settings.retry_max_delay = Duration::from_millis(hydra.retry_max_delay_ms.max(hydra.retry_initial_delay_ms));
+        settings.max_in_flight = in_flight as usize;
+        settings.contact = hydra.contact;
+
+        let raw_jobsets = raw.jobsets.unwrap_or_else(|| {
+            vec![RawJobset {
+                project: Spanned::new(0..0, "nixpkgs".into()),
+                jobset: Spanned::new(0..0, "trunk".into()),
+            }]
+        });
+        let mut jobsets: Vec<JobsetRef> = Vec::new();
+        for js in raw_jobsets {
+            for field in [&js.project, &js.jobset] {
+                if !is_hydra_name(field.get_ref()) {
+                    return Err(invalid(
+                        field.span(),
+                        format!("{:?} is not a valid Hydra project or jobset name", field.get_ref()),
+                    ));
+                }
+            }
+            let jobset = JobsetRef {
+                project: js.project.get_ref().clone(),
+                jobset: js.jobset.get_ref().clone(),
+            };
+            if jobsets.contains(&jobset) {
+                return Err(invalid(js.project.span(), format!("jobset {jobset} is listed twice")));
+            }
+            jobsets.push(jobset);
+        }
+        if jobsets.is_empty() {
+            return Err(invalid(0..0, "no jobsets configured: add a [[jobsets]] table".into()));
+        }
+
+        let ingest = raw.ingest;
+        if *ingest.max_evals_per_pass.get_ref() == 0 {
+            return Err(invalid(
+                ingest.max_evals_per_pass.span(),
+                "ingest.max_evals_per_pass must be at least 1".into(),
+            ));
+        }
+        Ok(Config {
+            hydra: settings,
+            jobsets,
+            database: raw.database.path,
+            ingest: IngestSettings {
+                max_evals_per_pass: *ingest.max_evals_per_pass.get_ref(),
+                per_build_fetch_limit: ingest.per_build_fetch_limit,
+                recheck_after: Duration::from_secs(ingest.recheck_after_secs),
+                spool_dir: ingest.spool_dir,
+            },
+        })
+    }
+}
+
+/// Hydra's own rule for project and jobset identifiers.
+fn is_hydra_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && s.len() <= 100
+        // A jobset named like an attribute path stays one path segment.
+        && (is_nix_identifier(s) || !s.contains(".."))
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    hydra: RawHydra,
+    jobsets: Option<Vec<RawJobset>>,
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    ingest: RawIngest,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHydra {
+    url: Spanned<String>,
+    connect_timeout_secs: u64,
+    read_timeout_secs: u64,
+    retries: usize,
+    retry_initial_delay_ms: u64,
+    retry_max_delay_ms: u64,
+    max_in_flight: Spanned<u32>,
+    contact: Option<String>,
+}
+
+impl Default for RawHydra {
+    fn default() -> Self {
+        RawHydra {
+            url: Spanned::new(0..0, "https://hydra.nixos.org".into()),
+            connect_timeout_secs: 30,
+            read_timeout_secs: 900,
+            retries: 5,
+            retry_initial_delay_ms: 1000,
+            retry_max_delay_ms: 60_000,
+            max_in_flight: Spanned::new(0..0, 2),
+            contact: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobset {
+    project: Spanned<String>,
+    jobset: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    path: PathBuf,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        RawDatabase {
+            path: PathBuf::from("/var/lib/hydra-sentinel/state.sqlite"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawIngest {
+    max_evals_per_pass: Spanned<usize>,
+    per_build_fetch_limit: usize,
+    recheck_after_secs: u64,
+    spool_dir: Option<PathBuf>,
+}
+
+impl Default for RawIngest {
+    fn default() -> Self {
+        let d = IngestSettings::default();
+        RawIngest {
+            max_evals_per_pass: Spanned::new(0..0, d.max_evals_per_pass),
+            per_build_fetch_limit: d.per_build_fetch_limit,
+            recheck_after_secs: d.recheck_after.as_secs(),
+            spool_dir: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let config = parse(EXAMPLE).unwrap();
+        assert_eq!(config.hydra.url.as_str(), "https://hydra.nixos.org/");
+        assert_eq!(config.jobsets[0].to_string(), "nixpkgs:trunk");
+        assert_eq!(config.database, Path::new("/var/lib/hydra-sentinel/state.sqlite"));
+    }
+
+    #[test]
+    fn an_empty_file_means_nixpkgs_trunk_on_hydra_nixos_org() {
+        let config = parse("").unwrap();
+        assert_eq!(config.jobsets, vec![JobsetRef { project: "nixpkgs".into(), jobset: "trunk".into() }]);
+        assert_eq!(config.hydra.max_in_flight, 2);
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_line_and_column() {
+        let err = parse("[hydra]\nurl = \"https://hydra.nixos.org\"\nurll = \"x\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("test.toml"), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("urll"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_place() {
+        let err = parse("[hydra]\nmax_in_flight = 20\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.toml:2:17: hydra.max_in_flight must be between 1 and 4 (Hydra is a shared service), not 20"
+        );
+        let err = parse("[[jobsets]]\nproject = \"nixpkgs\"\njobset = \"../x\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("test.toml:3:10:"), "{err}");
+        let err = parse("[hydra]\nurl = \"ftp://x\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("test.toml:2:7:"), "{err}");
+    }
+
+    #[test]
+    fn a_jobset_listed_twice_is_refused() {
+        let text = "[[jobsets]]\nproject = \"nixpkgs\"\njobset = \"trunk\"\n[[jobsets]]\nproject = \"nixpkgs\"\njobset = \"trunk\"\n";
+        assert!(parse(text).unwrap_err().to_string().contains("listed twice"));
+    }
+}

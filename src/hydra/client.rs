@@ -1,0 +1,236 @@
+//! HTTP to Hydra: polite, patient, and never trusting a body until it parsed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use futures_util::StreamExt;
+use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use super::{Build, Eval, EvalsPage, HydraError};
+
+/// Validated settings for talking to one Hydra.
+#[derive(Debug, Clone)]
+pub struct HydraSettings {
+    pub url: Url,
+    pub connect_timeout: Duration,
+    /// Longest silence while reading a body. `/eval/{id}/builds` of nixpkgs
+    /// takes minutes, so this is a read timeout, not a whole-request one.
+    pub read_timeout: Duration,
+    pub retries: usize,
+    pub retry_initial_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// Requests in flight at once (hydra.nixos.org asks for one or two).
+    pub max_in_flight: usize,
+    /// Appended to the User-Agent so Hydra's operators can reach whoever runs us.
+    pub contact: Option<String>,
+}
+
+impl HydraSettings {
+    pub fn new(url: Url) -> HydraSettings {
+        HydraSettings {
+            url,
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(900),
+            retries: 5,
+            retry_initial_delay: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(60),
+            max_in_flight: 2,
+            contact: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct HydraClient {
+    http: reqwest::Client,
+    base: Url,
+    in_flight: Arc<Semaphore>,
+    backoff: ExponentialBuilder,
+}
+
+impl std::fmt::Debug for HydraClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HydraClient").field("base", &self.base.as_str()).finish()
+    }
+}
+
+impl HydraClient {
+    pub fn new(settings: &HydraSettings) -> Result<HydraClient, HydraError> {
+        let mut user_agent = format!(
+            "hydra-sentinel/{} (nixpkgs failure tracker",
+            env!("CARGO_PKG_VERSION")
+        );
+        if let Some(contact) = &settings.contact {
+            user_agent.push_str("; ");
+            user_agent.push_str(contact);
+        }
+        user_agent.push(')');
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, "application/json".parse().expect("static header"));
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .default_headers(headers)
+            .gzip(true)
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.read_timeout)
+            .build()
+            .map_err(HydraError::Client)?;
+        let mut base = settings.url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let backoff = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(settings.retry_initial_delay)
+            .with_max_delay(settings.retry_max_delay)
+            .with_max_times(settings.retries);
+        Ok(HydraClient {
+            http,
+            base,
+            in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            backoff,
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// A URL under the Hydra base; `path` has no leading slash.
+    pub fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("paths we build are valid relative URLs")
+    }
+
+    /// The first page of a jobset's evals (newest first).
+    pub fn evals_url(&self, project: &str, jobset: &str) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http(s) base URL")
+            .pop_if_empty()
+            .extend(["jobset", project, jobset, "evals"]);
+        url
+    }
+
+    /// One page of evals; `next` is resolved against the page's own URL, as
+    /// Hydra's links are relative (`?page=2`).
+    pub async fn evals_page(&self, url: &Url) -> Result<(EvalsPage, Option<Url>), HydraError> {
+        let page: EvalsPage = self.get_json(url).await?;
+        let next = match &page.next {
+            Some(link) => Some(url.join(link).map_err(|e| HydraError::BadUrl {
+                url: link.clone(),
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        Ok((page, next))
+    }
+
+    pub async fn eval(&self, id: i64) -> Result<Eval, HydraError> {
+        self.get_json(&self.url(&format!("eval/{id}"))).await
+    }
+
+    pub async fn build(&self, id: i64) -> Result<Build, HydraError> {
+        self.get_json(&self.url(&format!("build/{id}"))).await
+    }
+
+    /// Download `/eval/{id}/builds` into `dest`, retrying transient failures.
+    /// The file holds a complete body when this returns Ok; whether it is a
+    /// complete *JSON array* is for the parser to say.
+    pub async fn download_eval_builds(&self, id: i64, dest: &Path) -> Result<u64, HydraError> {
+        let url = self.url(&format!("eval/{id}/builds"));
+        (|| self.download_once(&url, dest))
+            .retry(self.backoff)
+            .sleep(tokio::time::sleep)
+            .when(HydraError::is_transient)
+            .adjust(|e, delay| e.retry_after().or(delay))
+            .notify(|e, delay| tracing::warn!(error = %crate::error_chain(e), ?delay, "retrying Hydra download"))
+            .await
+    }
+
+    async fn download_once(&self, url: &Url, dest: &Path) -> Result<u64, HydraError> {
+        let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
+        let response = self.send(url).await?;
+        let spool_err = |source| HydraError::Spool {
+            url: url.to_string(),
+            path: dest.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::create(dest).await.map_err(spool_err)?;
+        let mut body = response.bytes_stream();
+        let mut written = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|source| HydraError::Http {
+                url: url.to_string(),
+                source,
+            })?;
+            file.write_all(&chunk).await.map_err(spool_err)?;
+            written += chunk.len() as u64;
+        }
+        file.flush().await.map_err(spool_err)?;
+        Ok(written)
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, url: &Url) -> Result<T, HydraError> {
+        (|| self.get_json_once(url))
+            .retry(self.backoff)
+            .sleep(tokio::time::sleep)
+            .when(HydraError::is_transient)
+            .adjust(|e, delay| e.retry_after().or(delay))
+            .notify(|e, delay| tracing::warn!(error = %crate::error_chain(e), ?delay, "retrying Hydra request"))
+            .await
+    }
+
+    async fn get_json_once<T: DeserializeOwned>(&self, url: &Url) -> Result<T, HydraError> {
+        let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
+        let response = self.send(url).await?;
+        let bytes = response.bytes().await.map_err(|source| HydraError::Http {
+            url: url.to_string(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| HydraError::Json {
+            url: url.to_string(),
+            source,
+        })
+    }
+
+    /// Send a GET and turn a non-success status into an error that keeps
+    /// Hydra's `{"error": …}` message.
+    async fn send(&self, url: &Url) -> Result<reqwest::Response, HydraError> {
+        tracing::debug!(%url, "GET");
+        let response = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|source| HydraError::Http {
+                url: url.to_string(),
+                source,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.bytes().await.unwrap_or_default();
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_owned));
+        Err(HydraError::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+            message,
+            retry_after,
+        })
+    }
+}

@@ -1,0 +1,439 @@
+//! One ingest pass: discover new evals of each jobset, fetch their builds the
+//! cheaper of two ways, and write each eval in one transaction.
+//!
+//! Owns: the choice between streaming `/eval/{id}/builds` and fetching only
+//! the unseen builds with `/build/{id}`, validation of what Hydra sends
+//! (job names, store paths, jobset), and re-checking builds whose status may
+//! still change (unfinished ones, and failed ones that may be restarted).
+//!
+//! Must never: write part of an eval (a failed fetch or a truncated body rolls
+//! the whole eval back and it is fetched again on the next try or pass), or
+//! store an eval older than one already stored (history is kept in Hydra's
+//! order; see [`crate::store`]).
+//!
+//! Restart safety: a killed ingest leaves the database at the last committed
+//! eval; the next pass discovers the same evals again and carries on.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde::Serialize;
+
+use crate::config::{Config, IngestSettings, JobsetRef};
+use crate::history::JobName;
+use crate::hydra::{Build, EvalHeader, HydraClient, HydraError, StorePath, StreamError, for_each_build};
+use crate::store::{EvalWriter, NewEval, Store, StoreError, WriteOutcome};
+
+/// Stop paging back through evals after this many pages when looking for the
+/// newest stored eval; beyond it, the gap is accepted and logged.
+const MAX_DISCOVERY_PAGES: usize = 50;
+/// Log at most this many refused job names per eval (they are all counted).
+const MAX_REJECTIONS_LOGGED: usize = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Hydra(#[from] HydraError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("eval {eval}: the builds array stayed unreadable after {attempts} downloads")]
+    Unreadable {
+        eval: i64,
+        attempts: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot create a spool file in {dir}")]
+    Spool {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a database task panicked")]
+    TaskPanicked(#[from] tokio::task::JoinError),
+}
+
+/// What one pass did, per jobset.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobsetReport {
+    pub jobset: String,
+    pub evals_ingested: Vec<i64>,
+    pub builds_written: usize,
+    pub spans_opened: usize,
+    pub spans_closed: usize,
+    pub rejected_jobs: usize,
+    pub rechecked_builds: usize,
+    pub changed_builds: usize,
+}
+
+/// Options of one pass.
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    /// Overrides `ingest.max_evals_per_pass`.
+    pub max_evals: Option<usize>,
+    /// Unix seconds, for recheck scheduling.
+    pub now: i64,
+}
+
+pub struct Ingestor {
+    client: HydraClient,
+    store: Arc<Mutex<Store>>,
+    settings: IngestSettings,
+    spool_dir: PathBuf,
+    max_in_flight: usize,
+    /// Downloads of one builds array before giving up on it for this pass.
+    download_attempts: usize,
+}
+
+/// What a streamed builds array is written as.
+#[derive(Debug, Clone)]
+enum WriteMode {
+    NewEval { jobset_id: i64, eval: NewEval },
+    Recheck { jobset_id: i64 },
+}
+
+impl WriteMode {
+    fn begin<'s>(&self, store: &'s mut Store, jobset: &JobsetRef) -> Result<EvalWriter<'s>, StoreError> {
+        match self {
+            WriteMode::NewEval { jobset_id, eval } => store.begin_eval(*jobset_id, &jobset.to_string(), eval.clone()),
+            WriteMode::Recheck { jobset_id } => store.begin_recheck(*jobset_id),
+        }
+    }
+}
+
+impl Ingestor {
+    pub fn new(config: &Config, client: HydraClient, store: Store) -> Ingestor {
+        let spool_dir = config.ingest.spool_dir.clone().unwrap_or_else(|| {
+            config
+                .database
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+        });
+        Ingestor {
+            client,
+            store: Arc::new(Mutex::new(store)),
+            settings: config.ingest.clone(),
+            spool_dir,
+            max_in_flight: config.hydra.max_in_flight,
+            download_attempts: config.hydra.retries + 1,
+        }
+    }
+
+    /// Give the store back (for read queries after ingesting).
+    pub fn into_store(self) -> Store {
+        match Arc::try_unwrap(self.store) {
+            Ok(mutex) => mutex.into_inner().unwrap_or_else(|p| p.into_inner()),
+            Err(_) => unreachable!("no database task outlives a pass"),
+        }
+    }
+
+    /// One pass over every jobset. A jobset that fails is reported and the
+    /// others still run; the first error is returned at the end.
+    pub async fn pass(&self, jobsets: &[JobsetRef], options: &PassOptions) -> (Vec<JobsetReport>, Option<IngestError>) {
+        let mut reports = Vec::new();
+        let mut first_error = None;
+        for jobset in jobsets {
+            let mut report = JobsetReport {
+                jobset: jobset.to_string(),
+                ..JobsetReport::default()
+            };
+            if let Err(e) = self.ingest_jobset(jobset, options, &mut report).await {
+                tracing::error!(%jobset, error = %crate::error_chain(&e), "ingest of jobset failed");
+                first_error.get_or_insert(e);
+            }
+            reports.push(report);
+        }
+        (reports, first_error)
+    }
+
+    async fn ingest_jobset(&self, jobset: &JobsetRef, options: &PassOptions, report: &mut JobsetReport) -> Result<(), IngestError> {
+        let (jobset_id, newest) = self
+            .with_store({
+                let jobset = jobset.clone();
+                move |store| {
+                    let id = store.jobset_id(&jobset)?;
+                    Ok((id, store.newest_eval(id)?))
+                }
+            })
+            .await?;
+        let limit = options.max_evals.unwrap_or(self.settings.max_evals_per_pass).max(1);
+        let evals = self.discover(jobset, newest.as_ref().map(|e| e.id), limit).await?;
+        if evals.is_empty() {
+            tracing::info!(%jobset, "no new evals");
+        }
+        let mut newest_streamed = false;
+        for header in evals {
+            let (outcome, streamed) = self.ingest_eval(jobset, jobset_id, &header).await?;
+            tracing::info!(%jobset, eval = header.id, builds = outcome.members, written = outcome.builds_written,
+                spans_opened = outcome.spans_opened, spans_closed = outcome.spans_closed,
+                rejected = outcome.rejected_jobs, strategy = if streamed { "eval-builds" } else { "per-build" }, "eval ingested");
+            report.evals_ingested.push(header.id);
+            report.builds_written += outcome.builds_written;
+            report.spans_opened += outcome.spans_opened;
+            report.spans_closed += outcome.spans_closed;
+            report.rejected_jobs += outcome.rejected_jobs;
+            newest_streamed = streamed;
+        }
+        self.recheck(jobset, jobset_id, options.now, newest_streamed, report).await
+    }
+
+    /// New evals after `newest_known`, oldest first, at most `limit`: the
+    /// newest ones on a first backfill, the oldest missing ones on catch-up.
+    async fn discover(&self, jobset: &JobsetRef, newest_known: Option<i64>, limit: usize) -> Result<Vec<EvalHeader>, IngestError> {
+        let mut found: Vec<EvalHeader> = Vec::new();
+        let mut url = Some(self.client.evals_url(&jobset.project, &jobset.jobset));
+        let mut pages = 0;
+        let mut reached_known = false;
+        while let Some(page_url) = url.take() {
+            let (page, next) = self.client.evals_page(&page_url).await?;
+            pages += 1;
+            for eval in page.evals {
+                if newest_known.is_some_and(|known| eval.id <= known) {
+                    reached_known = true;
+                    break;
+                }
+                found.push(eval);
+            }
+            let enough_for_backfill = newest_known.is_none() && found.len() >= limit;
+            if reached_known || enough_for_backfill {
+                break;
+            }
+            if pages >= MAX_DISCOVERY_PAGES {
+                tracing::warn!(%jobset, pages, "newest stored eval not found within the pages searched; history will have a gap");
+                break;
+            }
+            url = next;
+        }
+        found.sort_by_key(|e| e.id);
+        found.dedup_by_key(|e| e.id);
+        if newest_known.is_none() || !reached_known {
+            let skip = found.len().saturating_sub(limit);
+            found.drain(..skip);
+        } else {
+            found.truncate(limit);
+        }
+        Ok(found)
+    }
+
+    /// Fetch and write one eval; returns what changed and whether the whole
+    /// builds array was streamed.
+    async fn ingest_eval(&self, jobset: &JobsetRef, jobset_id: i64, header: &EvalHeader) -> Result<(WriteOutcome, bool), IngestError> {
+        let eval = self.client.eval(header.id).await?;
+        let eval_id = header.id;
+        let new_eval = NewEval {
+            id: header.id,
+            timestamp: header.timestamp,
+            revision: header.revision(),
+            checkout_time: header.checkouttime,
+            eval_time: header.evaltime,
+            strategy: "per-build",
+        };
+        let ids = eval.builds;
+        let known = self
+            .with_store({
+                let ids = ids.clone();
+                move |store| Ok(store.known_builds(&ids)?)
+            })
+            .await?;
+        let needed: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| known.get(id).is_none_or(|k| !k.finished))
+            .collect();
+        tracing::debug!(%jobset, eval = header.id, builds = ids.len(), needed = needed.len(), "planning fetch");
+        if needed.len() <= self.settings.per_build_fetch_limit {
+            match self.fetch_builds(&needed).await {
+                Ok(fetched) => {
+                    let jobset = jobset.clone();
+                    let outcome = self
+                        .with_store(move |store| {
+                            let mut writer = store.begin_eval(jobset_id, &jobset.to_string(), new_eval)?;
+                            let mut checker = BuildChecker::new(&jobset, eval_id);
+                            let fetched: HashMap<i64, Build> = fetched.into_iter().map(|b| (b.id, b)).collect();
+                            for id in &ids {
+                                match (fetched.get(id), known.get(id)) {
+                                    (Some(build), _) => checker.write(&mut writer, build)?,
+                                    (None, Some(k)) => writer.add_known(*id, k)?,
+                                    (None, None) => {}
+                                }
+                            }
+                            Ok(writer.commit()?)
+                        })
+                        .await?;
+                    return Ok((outcome, false));
+                }
+                Err(e) if !e.is_transient() => {
+                    tracing::warn!(%jobset, eval = header.id, error = %crate::error_chain(&e),
+                        "fetching builds one by one failed; streaming the whole eval instead");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let new_eval = NewEval {
+            strategy: "eval-builds",
+            ..new_eval
+        };
+        let mode = WriteMode::NewEval {
+            jobset_id,
+            eval: new_eval,
+        };
+        let outcome = self.stream_eval(jobset, header.id, mode).await?;
+        Ok((outcome, true))
+    }
+
+    /// Download `/eval/{id}/builds` and apply it through a writer from
+    /// `begin`, retrying the download when the body turns out unreadable.
+    async fn stream_eval(&self, jobset: &JobsetRef, eval_id: i64, mode: WriteMode) -> Result<WriteOutcome, IngestError> {
+        let attempts = self.download_attempts;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let spool = tempfile::Builder::new()
+                .prefix(".hydra-sentinel-eval-")
+                .suffix(".json")
+                .tempfile_in(&self.spool_dir)
+                .map_err(|source| IngestError::Spool {
+                    dir: self.spool_dir.clone(),
+                    source,
+                })?;
+            let bytes = self.client.download_eval_builds(eval_id, spool.path()).await?;
+            tracing::debug!(eval = eval_id, bytes, "builds downloaded");
+            let jobset = jobset.clone();
+            let mode = mode.clone();
+            let result = self
+                .with_store(move |store| {
+                    let file = std::fs::File::open(spool.path()).map_err(|source| IngestError::Spool {
+                        dir: spool.path().to_owned(),
+                        source,
+                    })?;
+                    let mut writer = mode.begin(store, &jobset)?;
+                    let mut checker = BuildChecker::new(&jobset, eval_id);
+                    match for_each_build(file, |build| checker.write(&mut writer, &build)) {
+                        Ok(_) => Ok(Ok(writer.commit()?)),
+                        Err(StreamError::Callback(e)) => Err(e.into()),
+                        // Dropping the writer rolls the eval back.
+                        Err(StreamError::Json { builds_read, source }) => Ok(Err((builds_read, source))),
+                    }
+                })
+                .await?;
+            match result {
+                Ok(outcome) => return Ok(outcome),
+                Err((builds_read, source)) if attempt < attempts => {
+                    tracing::warn!(eval = eval_id, builds_read, attempt, error = %source,
+                        "builds array malformed or truncated; nothing written, downloading again");
+                }
+                Err((_, source)) => {
+                    return Err(IngestError::Unreadable {
+                        eval: eval_id,
+                        attempts,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Ask again about builds of the newest eval whose status may change.
+    async fn recheck(&self, jobset: &JobsetRef, jobset_id: i64, now: i64, newest_streamed: bool, report: &mut JobsetReport) -> Result<(), IngestError> {
+        let recheck_after = self.settings.recheck_after.as_secs() as i64;
+        let (due, unsettled) = self
+            .with_store(move |store| {
+                let due = now - store.rechecked_at(jobset_id)? >= recheck_after;
+                Ok((due, store.unsettled_builds(jobset_id, due)?))
+            })
+            .await?;
+        if newest_streamed || unsettled.is_empty() {
+            if due {
+                self.with_store(move |store| Ok(store.set_rechecked_at(jobset_id, now)?)).await?;
+            }
+            return Ok(());
+        }
+        report.rechecked_builds = unsettled.len();
+        let outcome = if unsettled.len() <= self.settings.per_build_fetch_limit {
+            let fetched = self.fetch_builds(&unsettled).await?;
+            let jobset = jobset.clone();
+            self.with_store(move |store| {
+                let mut writer = store.begin_recheck(jobset_id)?;
+                let mut checker = BuildChecker::new(&jobset, 0);
+                for build in &fetched {
+                    checker.write(&mut writer, build)?;
+                }
+                Ok(writer.commit()?)
+            })
+            .await?
+        } else {
+            let newest = self
+                .with_store(move |store| Ok(store.newest_eval(jobset_id)?))
+                .await?
+                .map(|e| e.id);
+            let Some(newest) = newest else { return Ok(()) };
+            self.stream_eval(jobset, newest, WriteMode::Recheck { jobset_id }).await?
+        };
+        report.changed_builds = outcome.builds_written;
+        if outcome.builds_written > 0 {
+            tracing::info!(%jobset, rechecked = unsettled.len(), changed = outcome.builds_written, "builds changed status since last seen");
+        }
+        if due {
+            self.with_store(move |store| Ok(store.set_rechecked_at(jobset_id, now)?)).await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_builds(&self, ids: &[i64]) -> Result<Vec<Build>, HydraError> {
+        stream::iter(ids.iter().copied())
+            .map(|id| self.client.build(id))
+            .buffer_unordered(self.max_in_flight.max(1))
+            .try_collect()
+            .await
+    }
+
+    /// Run database work on the blocking pool.
+    async fn with_store<T, F>(&self, f: F) -> Result<T, IngestError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T, IngestError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await?
+    }
+}
+
+/// Validates each build before it reaches the store, counting what it refuses.
+struct BuildChecker<'a> {
+    jobset: &'a JobsetRef,
+    eval: i64,
+    logged: usize,
+}
+
+impl<'a> BuildChecker<'a> {
+    fn new(jobset: &'a JobsetRef, eval: i64) -> Self {
+        BuildChecker { jobset, eval, logged: 0 }
+    }
+
+    fn write(&mut self, writer: &mut EvalWriter<'_>, build: &Build) -> Result<(), StoreError> {
+        let refusal = if build.project != self.jobset.project || build.jobset != self.jobset.jobset {
+            Some(format!("belongs to {}:{}", build.project, build.jobset))
+        } else {
+            match (JobName::parse(&build.job, &build.system), StorePath::parse(&build.drvpath)) {
+                (Ok(name), Ok(drv)) => return writer.add_build(build, &name, &drv),
+                (Err(e), _) => Some(e.to_string()),
+                (_, Err(e)) => Some(e.to_string()),
+            }
+        };
+        writer.reject_job();
+        if self.logged < MAX_REJECTIONS_LOGGED {
+            self.logged += 1;
+            tracing::warn!(eval = self.eval, build = build.id, job = ?build.job,
+                reason = refusal.as_deref().unwrap_or_default(), "refused a build");
+        }
+        Ok(())
+    }
+}

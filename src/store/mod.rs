@@ -1,0 +1,205 @@
+//! The SQLite state: schema, migrations, and every query.
+//!
+//! Owns: the database file (WAL), `schema.sql` and its application, writing
+//! one evaluation per transaction, and reading back summaries and job
+//! histories as plain values.
+//!
+//! Must never: talk to the network, decide what a history means (that is
+//! [`crate::history`]), or leave an eval half-written: every eval is one
+//! transaction, so a kill at any moment leaves the previous complete state.
+
+mod read;
+mod write;
+
+pub use read::{JobRecord, JobsetSummary, StoredEval};
+pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite_migration::{M, Migrations};
+
+use crate::config::JobsetRef;
+
+/// The schema, version by version. Version 1 is `schema.sql` as first
+/// released; a later change appends a migration here *and* updates
+/// `schema.sql`, and a test checks that both give the same tables.
+const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../schema.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot bring the database {path} to the current schema")]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: rusqlite_migration::Error,
+    },
+    #[error("the database {path} does not exist yet: run `hydra-sentinel ingest` first")]
+    Missing { path: PathBuf },
+    #[error("database error while {context}")]
+    Sqlite {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("eval {eval} of {jobset} is older than the newest stored eval {newest}; evals are stored in Hydra's order")]
+    OutOfOrder { jobset: String, eval: i64, newest: i64 },
+}
+
+pub(crate) trait Context<T> {
+    fn context(self, context: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, rusqlite::Error> {
+    fn context(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Sqlite { context, source })
+    }
+}
+
+/// The one writer of the state database (readers may open their own).
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// Job ids by jobset and Hydra job name, filled lazily: the hot path of
+    /// ingest looks every job up once per eval.
+    job_ids: HashMap<i64, HashMap<String, i64>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the database.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        configure(&conn).map_err(open_err)?;
+        Migrations::from_slice(MIGRATIONS)
+            .to_latest(&mut conn)
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+            job_ids: HashMap::new(),
+        })
+    }
+
+    /// Open an existing database for reading only (status, history): works
+    /// while the daemon writes, and never creates a file by mistake.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing { path: path.to_owned() });
+        }
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(open_err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(open_err)?;
+        if version == 0 {
+            return Err(StoreError::Missing { path: path.to_owned() });
+        }
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+            job_ids: HashMap::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The jobset's row id, creating the row on first sight.
+    pub fn jobset_id(&mut self, jobset: &JobsetRef) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO jobsets (project, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                (&jobset.project, &jobset.jobset),
+            )
+            .context("registering a jobset")?;
+        self.find_jobset(jobset)?.ok_or(StoreError::Sqlite {
+            context: "registering a jobset",
+            source: rusqlite::Error::QueryReturnedNoRows,
+        })
+    }
+
+    pub fn find_jobset(&self, jobset: &JobsetRef) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id FROM jobsets WHERE project = ?1 AND name = ?2",
+                (&jobset.project, &jobset.jobset),
+                |r| r.get(0),
+            )
+            .optional()
+            .context("looking up a jobset")
+    }
+
+    /// `PRAGMA integrity_check`, for tests and the crash-safety checks.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .context("checking integrity")
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL in WAL mode: a power cut may lose the newest eval, never
+    // consistency; the eval is simply fetched again.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        Migrations::from_slice(MIGRATIONS).validate().unwrap();
+    }
+
+    #[test]
+    fn opening_twice_keeps_the_data_and_the_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let jobset = JobsetRef { project: "nixpkgs".into(), jobset: "trunk".into() };
+        let id = Store::open(&path).unwrap().jobset_id(&jobset).unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.find_jobset(&jobset).unwrap(), Some(id));
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn reading_a_missing_database_says_to_ingest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Store::open_read_only(&dir.path().join("none.sqlite")).unwrap_err();
+        assert!(err.to_string().contains("run `hydra-sentinel ingest` first"), "{err}");
+        assert!(!dir.path().join("none.sqlite").exists());
+    }
+}

@@ -1,0 +1,237 @@
+//! Reading the state back as plain values.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Context, Store, StoreError};
+use crate::config::JobsetRef;
+use crate::history::{self, EvalPoint, JobHistory, JobName, Span, SpanBuild, StatusClass};
+
+/// The newest stored eval of a jobset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredEval {
+    pub id: i64,
+    #[serde(skip)]
+    pub seq: i64,
+    pub timestamp: i64,
+    pub revision: Option<String>,
+}
+
+/// Counts for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobsetSummary {
+    pub project: String,
+    pub jobset: String,
+    pub evals: i64,
+    pub latest_eval: Option<StoredEval>,
+    /// Jobs in the newest eval by the class of their build.
+    pub jobs: BTreeMap<StatusClass, i64>,
+    /// Job names refused in the newest eval.
+    pub rejected_jobs: i64,
+}
+
+/// One job's identity and what its history says.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub jobset: JobsetRef,
+    pub name: JobName,
+    pub history: JobHistory,
+    pub spans: Vec<Span>,
+}
+
+impl Store {
+    pub fn newest_eval(&self, jobset_id: i64) -> Result<Option<StoredEval>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, seq, timestamp, revision FROM evals WHERE jobset_id = ?1 ORDER BY seq DESC LIMIT 1",
+                [jobset_id],
+                |r| {
+                    Ok(StoredEval {
+                        id: r.get(0)?,
+                        seq: r.get(1)?,
+                        timestamp: r.get(2)?,
+                        revision: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .context("reading the newest eval")
+    }
+
+    /// Per jobset: evals stored, the newest one, and its jobs per class.
+    pub fn jobset_summaries(&self) -> Result<Vec<JobsetSummary>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, project, name FROM jobsets ORDER BY project, name")
+            .context("listing jobsets")?;
+        let jobsets: Vec<(i64, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .context("listing jobsets")?
+            .collect::<Result<_, _>>()
+            .context("listing jobsets")?;
+        let mut summaries = Vec::new();
+        for (id, project, jobset) in jobsets {
+            let (evals, rejected_jobs): (i64, i64) = self
+                .conn
+                .query_row(
+                    "SELECT count(*), coalesce((SELECT rejected_jobs FROM evals WHERE jobset_id = ?1
+                                                ORDER BY seq DESC LIMIT 1), 0)
+                     FROM evals WHERE jobset_id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .context("counting evals")?;
+            let mut jobs: BTreeMap<StatusClass, i64> = StatusClass::ALL.iter().map(|c| (*c, 0)).collect();
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT b.finished, b.status, count(*) FROM spans s
+                     JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                     WHERE j.jobset_id = ?1 AND s.last_seq IS NULL
+                     GROUP BY b.finished, b.status",
+                )
+                .context("counting jobs")?;
+            let rows = stmt
+                .query_map([id], |r| {
+                    Ok((r.get::<_, bool>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, i64>(2)?))
+                })
+                .context("counting jobs")?;
+            for row in rows {
+                let (finished, status, n) = row.context("counting jobs")?;
+                *jobs.entry(StatusClass::from_hydra(finished, status)).or_default() += n;
+            }
+            summaries.push(JobsetSummary {
+                project,
+                jobset,
+                evals,
+                latest_eval: self.newest_eval(id)?,
+                jobs,
+                rejected_jobs,
+            });
+        }
+        Ok(summaries)
+    }
+
+    /// Every job of attribute `attr`, in every jobset and on every system.
+    pub fn jobs_by_attr(&self, attr: &str) -> Result<Vec<JobRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT j.id, j.jobset_id, js.project, js.name, j.attr, j.system, j.suffixed
+                 FROM jobs j JOIN jobsets js ON js.id = j.jobset_id
+                 WHERE j.attr = ?1 ORDER BY js.project, js.name, j.system",
+            )
+            .context("finding jobs")?;
+        let jobs: Vec<(i64, i64, JobsetRef, JobName)> = stmt
+            .query_map([attr], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    JobsetRef {
+                        project: r.get(2)?,
+                        jobset: r.get(3)?,
+                    },
+                    JobName {
+                        attr: r.get(4)?,
+                        system: r.get(5)?,
+                        suffixed: r.get(6)?,
+                    },
+                ))
+            })
+            .context("finding jobs")?
+            .collect::<Result<_, _>>()
+            .context("finding jobs")?;
+        let mut records = Vec::new();
+        for (job_id, jobset_id, jobset, name) in jobs {
+            let spans = self.spans(jobset_id, job_id)?;
+            if let Some(history) = history::summarize(&spans) {
+                records.push(JobRecord {
+                    jobset,
+                    name,
+                    history,
+                    spans,
+                });
+            }
+        }
+        Ok(records)
+    }
+
+    /// A job's spans, oldest first, with their evals resolved.
+    pub fn spans(&self, jobset_id: i64, job_id: i64) -> Result<Vec<Span>, StoreError> {
+        let Some(newest) = self.newest_eval(jobset_id)? else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT s.last_seq IS NULL, b.id, b.finished, b.status, b.drv_hash, b.stoptime,
+                        fe.id, fe.seq, fe.timestamp, fe.revision, le.id, le.seq, le.timestamp, le.revision
+                 FROM spans s
+                 JOIN builds b ON b.id = s.build_id
+                 JOIN evals fe ON fe.jobset_id = ?1 AND fe.seq = s.first_seq
+                 JOIN evals le ON le.jobset_id = ?1 AND le.seq = coalesce(s.last_seq, ?3)
+                 WHERE s.job_id = ?2 ORDER BY s.first_seq",
+            )
+            .context("reading spans")?;
+        let rows = stmt
+            .query_map(params![jobset_id, job_id, newest.seq], |r| {
+                Ok(Span {
+                    open: r.get(0)?,
+                    build: SpanBuild {
+                        id: r.get(1)?,
+                        finished: r.get(2)?,
+                        status: r.get(3)?,
+                        drv_hash: r.get(4)?,
+                        stoptime: r.get(5)?,
+                    },
+                    first: EvalPoint {
+                        id: r.get(6)?,
+                        seq: r.get(7)?,
+                        timestamp: r.get(8)?,
+                        revision: r.get(9)?,
+                    },
+                    last: EvalPoint {
+                        id: r.get(10)?,
+                        seq: r.get(11)?,
+                        timestamp: r.get(12)?,
+                        revision: r.get(13)?,
+                    },
+                })
+            })
+            .context("reading spans")?;
+        rows.collect::<Result<_, _>>().context("reading spans")
+    }
+
+    /// Builds of the jobset's newest eval whose status may still change:
+    /// unfinished ones always, and failed or noisy ones when `with_failed`.
+    pub fn unsettled_builds(&self, jobset_id: i64, with_failed: bool) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT b.id FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                 WHERE j.jobset_id = ?1 AND s.last_seq IS NULL
+                   AND (b.finished = 0 OR (?2 AND b.status != 0))
+                 ORDER BY b.id",
+            )
+            .context("finding unsettled builds")?;
+        let rows = stmt
+            .query_map(params![jobset_id, with_failed], |r| r.get(0))
+            .context("finding unsettled builds")?;
+        rows.collect::<Result<_, _>>().context("finding unsettled builds")
+    }
+
+    pub fn rechecked_at(&self, jobset_id: i64) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT rechecked_at FROM jobsets WHERE id = ?1", [jobset_id], |r| r.get(0))
+            .context("reading recheck time")
+    }
+
+    pub fn set_rechecked_at(&self, jobset_id: i64, at: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE jobsets SET rechecked_at = ?2 WHERE id = ?1", [jobset_id, at])
+            .map(drop)
+            .context("writing recheck time")
+    }
+}
