@@ -60,3 +60,12 @@ CREATE TABLE spans (
     PRIMARY KEY (job_id, first_seq)
 ) WITHOUT ROWID;
 CREATE INDEX spans_open ON spans (build_id) WHERE last_seq IS NULL;
+
+-- Builds whose job name (or store path, or jobset) was implausible: kept so
+-- they are counted in every eval that has them but fetched and logged once.
+CREATE TABLE refused_builds (
+    id     INTEGER PRIMARY KEY,          -- Hydra's build id
+    job    TEXT NOT NULL,                -- as Hydra sent it; data, never markup
+    reason TEXT NOT NULL
+);
+CREATE INDEX refused_builds_by_job ON refused_builds (job);

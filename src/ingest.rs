@@ -166,6 +166,7 @@ impl Ingestor {
             tracing::info!(%jobset, "no new evals");
         }
         let mut newest_streamed = false;
+        let ingested_any = !evals.is_empty();
         for header in evals {
             let (outcome, streamed) = self.ingest_eval(jobset, jobset_id, &header).await?;
             tracing::info!(%jobset, eval = header.id, builds = outcome.members, written = outcome.builds_written,
@@ -178,7 +179,8 @@ impl Ingestor {
             report.rejected_jobs += outcome.rejected_jobs;
             newest_streamed = streamed;
         }
-        self.recheck(jobset, jobset_id, options.now, newest_streamed, report).await
+        self.recheck(jobset, jobset_id, options.now, ingested_any, newest_streamed, report)
+            .await
     }
 
     /// New evals after `newest_known`, oldest first, at most `limit`: the
@@ -242,7 +244,7 @@ impl Ingestor {
         let needed: Vec<i64> = ids
             .iter()
             .copied()
-            .filter(|id| known.get(id).is_none_or(|k| !k.finished))
+            .filter(|id| known.get(id).is_none_or(|k| !k.is_settled()))
             .collect();
         tracing::debug!(%jobset, eval = header.id, builds = ids.len(), needed = needed.len(), "planning fetch");
         if needed.len() <= self.settings.per_build_fetch_limit {
@@ -337,16 +339,28 @@ impl Ingestor {
         }
     }
 
-    /// Ask again about builds of the newest eval whose status may change.
-    async fn recheck(&self, jobset: &JobsetRef, jobset_id: i64, now: i64, newest_streamed: bool, report: &mut JobsetReport) -> Result<(), IngestError> {
+    /// Ask again about builds of the newest eval whose status may change:
+    /// unfinished ones unless a new eval just fetched them, and failed ones
+    /// every `recheck_after` unless the newest eval was just streamed whole.
+    async fn recheck(
+        &self,
+        jobset: &JobsetRef,
+        jobset_id: i64,
+        now: i64,
+        ingested_any: bool,
+        newest_streamed: bool,
+        report: &mut JobsetReport,
+    ) -> Result<(), IngestError> {
         let recheck_after = self.settings.recheck_after.as_secs() as i64;
         let (due, unsettled) = self
             .with_store(move |store| {
                 let due = now - store.rechecked_at(jobset_id)? >= recheck_after;
-                Ok((due, store.unsettled_builds(jobset_id, due)?))
+                let unfinished = !ingested_any;
+                let failed = due && !newest_streamed;
+                Ok((due, store.unsettled_builds(jobset_id, unfinished, failed)?))
             })
             .await?;
-        if newest_streamed || unsettled.is_empty() {
+        if unsettled.is_empty() {
             if due {
                 self.with_store(move |store| Ok(store.set_rechecked_at(jobset_id, now)?)).await?;
             }
@@ -428,11 +442,11 @@ impl<'a> BuildChecker<'a> {
                 (_, Err(e)) => Some(e.to_string()),
             }
         };
-        writer.reject_job();
-        if self.logged < MAX_REJECTIONS_LOGGED {
+        let reason = refusal.unwrap_or_default();
+        let first_time = writer.refuse(build.id, &build.job, &reason)?;
+        if first_time && self.logged < MAX_REJECTIONS_LOGGED {
             self.logged += 1;
-            tracing::warn!(eval = self.eval, build = build.id, job = ?build.job,
-                reason = refusal.as_deref().unwrap_or_default(), "refused a build");
+            tracing::warn!(eval = self.eval, build = build.id, job = ?build.job, reason, "refused a build");
         }
         Ok(())
     }

@@ -10,6 +10,8 @@ pub mod config;
 pub mod history;
 pub mod hydra;
 pub mod ingest;
+pub mod report;
+pub mod sim;
 pub mod store;
 
 /// An error and its causes on one line, for logs.

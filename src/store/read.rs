@@ -205,19 +205,22 @@ impl Store {
     }
 
     /// Builds of the jobset's newest eval whose status may still change:
-    /// unfinished ones always, and failed or noisy ones when `with_failed`.
-    pub fn unsettled_builds(&self, jobset_id: i64, with_failed: bool) -> Result<Vec<i64>, StoreError> {
+    /// unfinished ones, and failed or noisy ones (restarts), as asked.
+    pub fn unsettled_builds(&self, jobset_id: i64, unfinished: bool, failed: bool) -> Result<Vec<i64>, StoreError> {
+        if !unfinished && !failed {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT b.id FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
                  WHERE j.jobset_id = ?1 AND s.last_seq IS NULL
-                   AND (b.finished = 0 OR (?2 AND b.status != 0))
+                   AND ((?2 AND b.finished = 0) OR (?3 AND b.finished = 1 AND b.status != 0))
                  ORDER BY b.id",
             )
             .context("finding unsettled builds")?;
         let rows = stmt
-            .query_map(params![jobset_id, with_failed], |r| r.get(0))
+            .query_map(params![jobset_id, unfinished, failed], |r| r.get(0))
             .context("finding unsettled builds")?;
         rows.collect::<Result<_, _>>().context("finding unsettled builds")
     }

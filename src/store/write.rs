@@ -22,10 +22,17 @@ pub struct NewEval {
 
 /// What the store already knows of a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KnownBuild {
-    pub job_id: i64,
-    pub finished: bool,
-    pub status: Option<i64>,
+pub enum KnownBuild {
+    Stored { job_id: i64, finished: bool, status: Option<i64> },
+    /// Seen before and refused (an implausible job name, say).
+    Refused,
+}
+
+impl KnownBuild {
+    /// Whether its status may still change (so it is worth fetching again).
+    pub fn is_settled(&self) -> bool {
+        !matches!(self, KnownBuild::Stored { finished: false, .. })
+    }
 }
 
 /// What writing an eval changed.
@@ -55,25 +62,33 @@ impl Store {
     /// Which of `ids` the store knows, with their last known status.
     pub fn known_builds(&self, ids: &[i64]) -> Result<HashMap<i64, KnownBuild>, StoreError> {
         let mut known = HashMap::new();
-        let mut stmt = self
+        let mut stored = self
             .conn
-            .prepare_cached("SELECT id, job_id, finished, status FROM builds WHERE id = ?1")
+            .prepare_cached("SELECT job_id, finished, status FROM builds WHERE id = ?1")
+            .context("looking up known builds")?;
+        let mut refused = self
+            .conn
+            .prepare_cached("SELECT 1 FROM refused_builds WHERE id = ?1")
             .context("looking up known builds")?;
         for &id in ids {
-            if let Some((id, build)) = stmt
+            let build = stored
                 .query_row([id], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        KnownBuild {
-                            job_id: r.get(1)?,
-                            finished: r.get(2)?,
-                            status: r.get(3)?,
-                        },
-                    ))
+                    Ok(KnownBuild::Stored {
+                        job_id: r.get(0)?,
+                        finished: r.get(1)?,
+                        status: r.get(2)?,
+                    })
                 })
                 .optional()
-                .context("looking up known builds")?
-            {
+                .context("looking up known builds")?;
+            let build = match build {
+                Some(build) => Some(build),
+                None => refused
+                    .query_row([id], |_| Ok(KnownBuild::Refused))
+                    .optional()
+                    .context("looking up known builds")?,
+            };
+            if let Some(build) = build {
                 known.insert(id, build);
             }
         }
@@ -183,12 +198,30 @@ impl EvalWriter<'_> {
 
     /// Record that the eval contains a build the store already has.
     pub fn add_known(&mut self, build_id: i64, known: &KnownBuild) -> Result<(), StoreError> {
-        self.add_member(build_id, known.job_id)
+        match known {
+            KnownBuild::Stored { job_id, .. } => self.add_member(build_id, *job_id),
+            KnownBuild::Refused => {
+                self.outcome.rejected_jobs += 1;
+                Ok(())
+            }
+        }
     }
 
-    /// Count a job name that was refused.
-    pub fn reject_job(&mut self) {
+    /// Record a refused build; returns whether its job name is refused for
+    /// the first time (a refused job is logged once, not at every rebuild).
+    pub fn refuse(&mut self, build_id: i64, job: &str, reason: &str) -> Result<bool, StoreError> {
         self.outcome.rejected_jobs += 1;
+        let seen: bool = self
+            .tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM refused_builds WHERE job = ?1)")
+            .and_then(|mut stmt| stmt.query_row([job], |r| r.get(0)))
+            .context("recording a refused build")?;
+        self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO refused_builds (id, job, reason) VALUES (?1, ?2, ?3)")
+            .and_then(|mut stmt| stmt.execute(params![build_id, job, reason]))
+            .context("recording a refused build")?;
+        Ok(!seen)
     }
 
     fn add_member(&mut self, build_id: i64, job_id: i64) -> Result<(), StoreError> {

@@ -1,0 +1,60 @@
+//! `hydra-sentinel demo`: the whole pipeline so far, offline.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use hydra_sentinel::config::Config;
+use hydra_sentinel::sim::{FakeHydra, SimHydra, SimSpec};
+use hydra_sentinel::store::Store;
+
+pub fn run(database: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
+    let spec = SimSpec::demo();
+    let sim = SimHydra::generate(&spec);
+    writeln!(
+        out,
+        "Generated {} evals of {}:{} with {} builds; planted:",
+        sim.evals.len(),
+        sim.project,
+        sim.jobset,
+        sim.builds.len()
+    )?;
+    for (attr, what) in &sim.scenarios {
+        writeln!(out, "  {attr:<34} {what}")?;
+    }
+    let scenario_attrs: Vec<String> = sim.scenarios.keys().filter(|a| !a.starts_with('(')).cloned().collect();
+    let hydra = FakeHydra::start(sim).context("starting the Hydra look-alike on loopback")?;
+
+    let temp = tempfile::tempdir().context("creating a temporary folder")?;
+    let db = match database {
+        Some(path) => path.to_owned(),
+        None => temp.path().join("demo.sqlite"),
+    };
+    let text = format!(
+        "[hydra]\nurl = \"{}\"\nretry_initial_delay_ms = 50\n\n[[jobsets]]\nproject = \"{}\"\njobset = \"{}\"\n\n[database]\npath = {:?}\n",
+        hydra.url(),
+        spec.project,
+        spec.jobset,
+        db.display().to_string()
+    );
+    let config = Config::parse(&text, Path::new("<demo>"))?;
+    writeln!(out, "\nIngesting from the Hydra look-alike at {} ...", hydra.url())?;
+    super::ingest(&config, Some(spec.evals), out)?;
+
+    let store = Store::open_read_only(&config.database)?;
+    writeln!(out, "\n$ hydra-sentinel status")?;
+    write!(out, "{}", hydra_sentinel::report::status_text(&store.jobset_summaries()?))?;
+    for attr in ["grafx", "iterm-tools", "foo-gui"] {
+        if scenario_attrs.iter().any(|a| a == attr) {
+            writeln!(out, "\n$ hydra-sentinel history {attr}")?;
+            super::history(&store, &config, attr, false, out)?;
+        }
+    }
+    match database {
+        Some(path) => writeln!(out, "\nThe demo database is kept at {}.", path.display())?,
+        None => writeln!(out, "\nPass --database PATH to keep the demo database and explore it with status and history.")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

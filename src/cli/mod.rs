@@ -1,0 +1,186 @@
+//! Command-line glue: each subcommand wires library pieces together. The only
+//! place besides `main` where `anyhow` is used.
+
+mod demo;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use hydra_sentinel::config::Config;
+use hydra_sentinel::hydra::HydraClient;
+use hydra_sentinel::ingest::{Ingestor, PassOptions};
+use hydra_sentinel::report::{self, HydraLinks};
+use hydra_sentinel::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(name = "hydra-sentinel", version, about = "Watches Hydra for failing nixpkgs jobs and tells the people who can fix them")]
+pub struct Cli {
+    /// The service configuration (TOML). Without it, embedded defaults apply:
+    /// hydra.nixos.org, nixpkgs:trunk, ./hydra-sentinel.sqlite.
+    #[arg(long, global = true, env = "HYDRA_SENTINEL_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One pass over every configured jobset: new evals, then rechecks.
+    Ingest {
+        /// At most this many new evals per jobset (bounds a first backfill).
+        #[arg(long, value_name = "N")]
+        max_evals: Option<usize>,
+    },
+    /// Evals stored and jobs per class, per jobset.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per system: current class, streak, last success, and Hydra links.
+    History {
+        /// An attribute path, e.g. python3Packages.requests.
+        attr: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a realistic history, serve it from a Hydra look-alike on
+    /// loopback, ingest it and show the result. Needs no network.
+    Demo {
+        /// Keep the demo database here instead of a temporary folder.
+        #[arg(long, value_name = "PATH")]
+        database: Option<PathBuf>,
+    },
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    // The demo's own output tells the story; per-eval progress would drown it.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
+    init_logging(cli.log_format, default_level);
+    let load_config = || -> Result<Config> {
+        match &cli.config {
+            Some(path) => Ok(Config::load(path)?),
+            None => Ok(Config::embedded_default()),
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Ingest { max_evals } => {
+            let config = load_config()?;
+            ingest(&config, max_evals, &mut stdout)
+        }
+        Command::Status { json } => {
+            let config = load_config()?;
+            let store = Store::open_read_only(&config.database)?;
+            let summaries = store.jobset_summaries()?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&report::status_json(&summaries))?)?;
+            } else {
+                write!(stdout, "{}", report::status_text(&summaries))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History { attr, json } => {
+            let config = load_config()?;
+            let store = Store::open_read_only(&config.database)?;
+            history(&store, &config, &attr, json, &mut stdout)
+        }
+        Command::Demo { database } => demo::run(database.as_deref(), &mut stdout),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub(crate) fn ingest(config: &Config, max_evals: Option<usize>, out: &mut dyn Write) -> Result<ExitCode> {
+    if let Some(dir) = config.database.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating the state directory {}", dir.display()))?;
+    }
+    let store = Store::open(&config.database)?;
+    let client = HydraClient::new(&config.hydra)?;
+    let ingestor = Ingestor::new(config, client, store);
+    let options = PassOptions {
+        max_evals,
+        now: chrono::Utc::now().timestamp(),
+    };
+    let (reports, error) = runtime()?.block_on(ingestor.pass(&config.jobsets, &options));
+    for r in &reports {
+        writeln!(
+            out,
+            "{}: {} new eval{}, {} builds written, {} spans opened, {} closed, {} refused builds across evals, {} rechecked ({} changed)",
+            r.jobset,
+            r.evals_ingested.len(),
+            if r.evals_ingested.len() == 1 { "" } else { "s" },
+            r.builds_written,
+            r.spans_opened,
+            r.spans_closed,
+            r.rejected_jobs,
+            r.rechecked_builds,
+            r.changed_builds
+        )?;
+    }
+    match error {
+        Some(e) => Err(e).context("ingest did not complete; everything committed before the failure is kept"),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+pub(crate) fn history(store: &Store, config: &Config, attr: &str, json: bool, out: &mut dyn Write) -> Result<ExitCode> {
+    let records = store.jobs_by_attr(attr)?;
+    let links = HydraLinks::new(&config.hydra.url);
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report::history_json(attr, &records, &links))?)?;
+    } else if records.is_empty() {
+        eprintln!("hydra-sentinel: no job for attribute {attr:?} in {}", store.path().display());
+        return Ok(ExitCode::from(1));
+    } else {
+        write!(out, "{}", report::history_text(attr, &records, &links))?;
+    }
+    Ok(if records.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Logs go to stderr; `HYDRA_SENTINEL_LOG` (e.g. `debug`,
+/// `hydra_sentinel::ingest=trace`) overrides the default level.
+fn init_logging(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HYDRA_SENTINEL_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,20 @@
+//! A Hydra look-alike: a generator of realistic nixpkgs-like evaluation
+//! histories and a small HTTP server on loopback that serves them in Hydra's
+//! real JSON shapes.
+//!
+//! Owns: everything the demo, the integration tests and the benchmarks need
+//! to exercise the real client and store without hydra.nixos.org: failures,
+//! dependency failures, flaky jobs, infra noise, a mass breakage, platform-only
+//! failures, build reuse across evals, restarts, and injected faults (5xx,
+//! truncated bodies, slow bodies).
+//!
+//! Must never: be reachable from anything but loopback, or be used by the
+//! daemon against real data.
+
+mod generate;
+mod rng;
+mod server;
+
+pub use generate::{SimBuild, SimEval, SimHydra, SimSpec};
+pub use rng::Rng;
+pub use server::{Fault, FakeHydra, RequestRecord};
