@@ -43,10 +43,13 @@ pub struct IngestSettings {
     /// At most this many new evals per jobset and pass: bounds a first
     /// backfill and a catch-up after downtime (the rest follow next pass).
     pub max_evals_per_pass: usize,
-    /// An eval whose unseen and unsettled builds number at most this is
-    /// completed with `/build/{id}` requests; above it, the whole
-    /// `/eval/{id}/builds` is streamed instead.
+    /// Never fetch more builds than this one by one for an eval; above it,
+    /// the whole `/eval/{id}/builds` is streamed.
     pub per_build_fetch_limit: usize,
+    /// How many builds of a streamed `/eval/{id}/builds` cost as much as one
+    /// `/build/{id}` request (bytes on the wire, server time): the exchange
+    /// rate of [`crate::ingest::FetchStrategy::choose`].
+    pub builds_per_request: usize,
     /// Failed builds in the newest eval are asked about again after this long
     /// (restarts change a build's status after the fact).
     pub recheck_after: Duration,
@@ -59,6 +62,7 @@ impl Default for IngestSettings {
         IngestSettings {
             max_evals_per_pass: 10,
             per_build_fetch_limit: 1000,
+            builds_per_request: 250,
             recheck_after: Duration::from_secs(6 * 3600),
             spool_dir: None,
         }
@@ -136,13 +140,18 @@ impl Config {
         let url = Url::parse(hydra.url.get_ref())
             .map_err(|e| invalid(url_span.clone(), format!("hydra.url is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
-            return Err(invalid(url_span, "hydra.url must be an http or https URL".into()));
+            return Err(invalid(
+                url_span,
+                "hydra.url must be an http or https URL".into(),
+            ));
         }
         let in_flight = *hydra.max_in_flight.get_ref();
         if !(1..=4).contains(&in_flight) {
             return Err(invalid(
                 hydra.max_in_flight.span(),
-                format!("hydra.max_in_flight must be between 1 and 4 (Hydra is a shared service), not {in_flight}"),
+                format!(
+                    "hydra.max_in_flight must be between 1 and 4 (Hydra is a shared service), not {in_flight}"
+                ),
             ));
         }
         let mut settings = HydraSettings::new(url);
@@ -150,7 +159,8 @@ impl Config {
         settings.read_timeout = Duration::from_secs(hydra.read_timeout_secs);
         settings.retries = hydra.retries;
         settings.retry_initial_delay = Duration::from_millis(hydra.retry_initial_delay_ms);
-        settings.retry_max_delay = Duration::from_millis(hydra.retry_max_delay_ms.max(hydra.retry_initial_delay_ms));
+        settings.retry_max_delay =
+            Duration::from_millis(hydra.retry_max_delay_ms.max(hydra.retry_initial_delay_ms));
         settings.max_in_flight = in_flight as usize;
         settings.contact = hydra.contact;
 
@@ -166,7 +176,10 @@ impl Config {
                 if !is_hydra_name(field.get_ref()) {
                     return Err(invalid(
                         field.span(),
-                        format!("{:?} is not a valid Hydra project or jobset name", field.get_ref()),
+                        format!(
+                            "{:?} is not a valid Hydra project or jobset name",
+                            field.get_ref()
+                        ),
                     ));
                 }
             }
@@ -175,12 +188,18 @@ impl Config {
                 jobset: js.jobset.get_ref().clone(),
             };
             if jobsets.contains(&jobset) {
-                return Err(invalid(js.project.span(), format!("jobset {jobset} is listed twice")));
+                return Err(invalid(
+                    js.project.span(),
+                    format!("jobset {jobset} is listed twice"),
+                ));
             }
             jobsets.push(jobset);
         }
         if jobsets.is_empty() {
-            return Err(invalid(0..0, "no jobsets configured: add a [[jobsets]] table".into()));
+            return Err(invalid(
+                0..0,
+                "no jobsets configured: add a [[jobsets]] table".into(),
+            ));
         }
 
         let ingest = raw.ingest;
@@ -197,6 +216,7 @@ impl Config {
             ingest: IngestSettings {
                 max_evals_per_pass: *ingest.max_evals_per_pass.get_ref(),
                 per_build_fetch_limit: ingest.per_build_fetch_limit,
+                builds_per_request: ingest.builds_per_request.max(1),
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
                 spool_dir: ingest.spool_dir,
             },
@@ -288,6 +308,7 @@ impl Default for RawDatabase {
 struct RawIngest {
     max_evals_per_pass: Spanned<usize>,
     per_build_fetch_limit: usize,
+    builds_per_request: usize,
     recheck_after_secs: u64,
     spool_dir: Option<PathBuf>,
 }
@@ -298,6 +319,7 @@ impl Default for RawIngest {
         RawIngest {
             max_evals_per_pass: Spanned::new(0..0, d.max_evals_per_pass),
             per_build_fetch_limit: d.per_build_fetch_limit,
+            builds_per_request: d.builds_per_request,
             recheck_after_secs: d.recheck_after.as_secs(),
             spool_dir: None,
         }
@@ -317,13 +339,22 @@ mod tests {
         let config = parse(EXAMPLE).unwrap();
         assert_eq!(config.hydra.url.as_str(), "https://hydra.nixos.org/");
         assert_eq!(config.jobsets[0].to_string(), "nixpkgs:trunk");
-        assert_eq!(config.database, Path::new("/var/lib/hydra-sentinel/state.sqlite"));
+        assert_eq!(
+            config.database,
+            Path::new("/var/lib/hydra-sentinel/state.sqlite")
+        );
     }
 
     #[test]
     fn an_empty_file_means_nixpkgs_trunk_on_hydra_nixos_org() {
         let config = parse("").unwrap();
-        assert_eq!(config.jobsets, vec![JobsetRef { project: "nixpkgs".into(), jobset: "trunk".into() }]);
+        assert_eq!(
+            config.jobsets,
+            vec![JobsetRef {
+                project: "nixpkgs".into(),
+                jobset: "trunk".into()
+            }]
+        );
         assert_eq!(config.hydra.max_in_flight, 2);
     }
 
@@ -352,6 +383,11 @@ mod tests {
     #[test]
     fn a_jobset_listed_twice_is_refused() {
         let text = "[[jobsets]]\nproject = \"nixpkgs\"\njobset = \"trunk\"\n[[jobsets]]\nproject = \"nixpkgs\"\njobset = \"trunk\"\n";
-        assert!(parse(text).unwrap_err().to_string().contains("listed twice"));
+        assert!(
+            parse(text)
+                .unwrap_err()
+                .to_string()
+                .contains("listed twice")
+        );
     }
 }

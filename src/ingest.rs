@@ -23,7 +23,9 @@ use serde::Serialize;
 
 use crate::config::{Config, IngestSettings, JobsetRef};
 use crate::history::JobName;
-use crate::hydra::{Build, EvalHeader, HydraClient, HydraError, StorePath, StreamError, for_each_build};
+use crate::hydra::{
+    Build, EvalHeader, HydraClient, HydraError, StorePath, StreamError, for_each_build,
+};
 use crate::store::{EvalWriter, NewEval, Store, StoreError, WriteOutcome};
 
 /// Stop paging back through evals after this many pages when looking for the
@@ -53,6 +55,32 @@ pub enum IngestError {
     },
     #[error("a database task panicked")]
     TaskPanicked(#[from] tokio::task::JoinError),
+}
+
+/// How the builds of an eval are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchStrategy {
+    /// `/build/{id}` for each build that is new or unsettled; the rest carry
+    /// over from the store (Hydra reuses a build for as long as its
+    /// derivation does not change).
+    PerBuild,
+    /// The whole `/eval/{id}/builds` array, streamed.
+    WholeEval,
+}
+
+impl FetchStrategy {
+    /// The cheaper way to learn about `needed` of an eval's `total` builds.
+    /// Streaming costs about one request per `builds_per_request` builds in
+    /// the eval (plus one); fetching one by one costs a request per needed
+    /// build, capped at `per_build_fetch_limit`.
+    pub fn choose(total: usize, needed: usize, settings: &IngestSettings) -> FetchStrategy {
+        let stream_cost = 1 + total / settings.builds_per_request.max(1);
+        if needed <= settings.per_build_fetch_limit && needed < stream_cost {
+            FetchStrategy::PerBuild
+        } else {
+            FetchStrategy::WholeEval
+        }
+    }
 }
 
 /// What one pass did, per jobset.
@@ -95,9 +123,15 @@ enum WriteMode {
 }
 
 impl WriteMode {
-    fn begin<'s>(&self, store: &'s mut Store, jobset: &JobsetRef) -> Result<EvalWriter<'s>, StoreError> {
+    fn begin<'s>(
+        &self,
+        store: &'s mut Store,
+        jobset: &JobsetRef,
+    ) -> Result<EvalWriter<'s>, StoreError> {
         match self {
-            WriteMode::NewEval { jobset_id, eval } => store.begin_eval(*jobset_id, &jobset.to_string(), eval.clone()),
+            WriteMode::NewEval { jobset_id, eval } => {
+                store.begin_eval(*jobset_id, &jobset.to_string(), eval.clone())
+            }
             WriteMode::Recheck { jobset_id } => store.begin_recheck(*jobset_id),
         }
     }
@@ -133,7 +167,11 @@ impl Ingestor {
 
     /// One pass over every jobset. A jobset that fails is reported and the
     /// others still run; the first error is returned at the end.
-    pub async fn pass(&self, jobsets: &[JobsetRef], options: &PassOptions) -> (Vec<JobsetReport>, Option<IngestError>) {
+    pub async fn pass(
+        &self,
+        jobsets: &[JobsetRef],
+        options: &PassOptions,
+    ) -> (Vec<JobsetReport>, Option<IngestError>) {
         let mut reports = Vec::new();
         let mut first_error = None;
         for jobset in jobsets {
@@ -150,7 +188,12 @@ impl Ingestor {
         (reports, first_error)
     }
 
-    async fn ingest_jobset(&self, jobset: &JobsetRef, options: &PassOptions, report: &mut JobsetReport) -> Result<(), IngestError> {
+    async fn ingest_jobset(
+        &self,
+        jobset: &JobsetRef,
+        options: &PassOptions,
+        report: &mut JobsetReport,
+    ) -> Result<(), IngestError> {
         let (jobset_id, newest) = self
             .with_store({
                 let jobset = jobset.clone();
@@ -160,8 +203,13 @@ impl Ingestor {
                 }
             })
             .await?;
-        let limit = options.max_evals.unwrap_or(self.settings.max_evals_per_pass).max(1);
-        let evals = self.discover(jobset, newest.as_ref().map(|e| e.id), limit).await?;
+        let limit = options
+            .max_evals
+            .unwrap_or(self.settings.max_evals_per_pass)
+            .max(1);
+        let evals = self
+            .discover(jobset, newest.as_ref().map(|e| e.id), limit)
+            .await?;
         if evals.is_empty() {
             tracing::info!(%jobset, "no new evals");
         }
@@ -179,13 +227,25 @@ impl Ingestor {
             report.rejected_jobs += outcome.rejected_jobs;
             newest_streamed = streamed;
         }
-        self.recheck(jobset, jobset_id, options.now, ingested_any, newest_streamed, report)
-            .await
+        self.recheck(
+            jobset,
+            jobset_id,
+            options.now,
+            ingested_any,
+            newest_streamed,
+            report,
+        )
+        .await
     }
 
     /// New evals after `newest_known`, oldest first, at most `limit`: the
     /// newest ones on a first backfill, the oldest missing ones on catch-up.
-    async fn discover(&self, jobset: &JobsetRef, newest_known: Option<i64>, limit: usize) -> Result<Vec<EvalHeader>, IngestError> {
+    async fn discover(
+        &self,
+        jobset: &JobsetRef,
+        newest_known: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<EvalHeader>, IngestError> {
         let mut found: Vec<EvalHeader> = Vec::new();
         let mut url = Some(self.client.evals_url(&jobset.project, &jobset.jobset));
         let mut pages = 0;
@@ -223,7 +283,12 @@ impl Ingestor {
 
     /// Fetch and write one eval; returns what changed and whether the whole
     /// builds array was streamed.
-    async fn ingest_eval(&self, jobset: &JobsetRef, jobset_id: i64, header: &EvalHeader) -> Result<(WriteOutcome, bool), IngestError> {
+    async fn ingest_eval(
+        &self,
+        jobset: &JobsetRef,
+        jobset_id: i64,
+        header: &EvalHeader,
+    ) -> Result<(WriteOutcome, bool), IngestError> {
         let eval = self.client.eval(header.id).await?;
         let eval_id = header.id;
         let new_eval = NewEval {
@@ -247,15 +312,18 @@ impl Ingestor {
             .filter(|id| known.get(id).is_none_or(|k| !k.is_settled()))
             .collect();
         tracing::debug!(%jobset, eval = header.id, builds = ids.len(), needed = needed.len(), "planning fetch");
-        if needed.len() <= self.settings.per_build_fetch_limit {
+        if FetchStrategy::choose(ids.len(), needed.len(), &self.settings) == FetchStrategy::PerBuild
+        {
             match self.fetch_builds(&needed).await {
                 Ok(fetched) => {
                     let jobset = jobset.clone();
                     let outcome = self
                         .with_store(move |store| {
-                            let mut writer = store.begin_eval(jobset_id, &jobset.to_string(), new_eval)?;
+                            let mut writer =
+                                store.begin_eval(jobset_id, &jobset.to_string(), new_eval)?;
                             let mut checker = BuildChecker::new(&jobset, eval_id);
-                            let fetched: HashMap<i64, Build> = fetched.into_iter().map(|b| (b.id, b)).collect();
+                            let fetched: HashMap<i64, Build> =
+                                fetched.into_iter().map(|b| (b.id, b)).collect();
                             for id in &ids {
                                 match (fetched.get(id), known.get(id)) {
                                     (Some(build), _) => checker.write(&mut writer, build)?,
@@ -289,7 +357,12 @@ impl Ingestor {
 
     /// Download `/eval/{id}/builds` and apply it through a writer from
     /// `begin`, retrying the download when the body turns out unreadable.
-    async fn stream_eval(&self, jobset: &JobsetRef, eval_id: i64, mode: WriteMode) -> Result<WriteOutcome, IngestError> {
+    async fn stream_eval(
+        &self,
+        jobset: &JobsetRef,
+        eval_id: i64,
+        mode: WriteMode,
+    ) -> Result<WriteOutcome, IngestError> {
         let attempts = self.download_attempts;
         let mut attempt = 0;
         loop {
@@ -302,23 +375,30 @@ impl Ingestor {
                     dir: self.spool_dir.clone(),
                     source,
                 })?;
-            let bytes = self.client.download_eval_builds(eval_id, spool.path()).await?;
+            let bytes = self
+                .client
+                .download_eval_builds(eval_id, spool.path())
+                .await?;
             tracing::debug!(eval = eval_id, bytes, "builds downloaded");
             let jobset = jobset.clone();
             let mode = mode.clone();
             let result = self
                 .with_store(move |store| {
-                    let file = std::fs::File::open(spool.path()).map_err(|source| IngestError::Spool {
-                        dir: spool.path().to_owned(),
-                        source,
-                    })?;
+                    let file =
+                        std::fs::File::open(spool.path()).map_err(|source| IngestError::Spool {
+                            dir: spool.path().to_owned(),
+                            source,
+                        })?;
                     let mut writer = mode.begin(store, &jobset)?;
                     let mut checker = BuildChecker::new(&jobset, eval_id);
                     match for_each_build(file, |build| checker.write(&mut writer, &build)) {
                         Ok(_) => Ok(Ok(writer.commit()?)),
                         Err(StreamError::Callback(e)) => Err(e.into()),
                         // Dropping the writer rolls the eval back.
-                        Err(StreamError::Json { builds_read, source }) => Ok(Err((builds_read, source))),
+                        Err(StreamError::Json {
+                            builds_read,
+                            source,
+                        }) => Ok(Err((builds_read, source))),
                     }
                 })
                 .await?;
@@ -362,12 +442,18 @@ impl Ingestor {
             .await?;
         if unsettled.is_empty() {
             if due {
-                self.with_store(move |store| Ok(store.set_rechecked_at(jobset_id, now)?)).await?;
+                self.with_store(move |store| Ok(store.set_rechecked_at(jobset_id, now)?))
+                    .await?;
             }
             return Ok(());
         }
         report.rechecked_builds = unsettled.len();
-        let outcome = if unsettled.len() <= self.settings.per_build_fetch_limit {
+        let total = self
+            .with_store(move |store| Ok(store.newest_eval(jobset_id)?))
+            .await?
+            .map_or(0, |e| e.nr_builds as usize);
+        let strategy = FetchStrategy::choose(total, unsettled.len(), &self.settings);
+        let outcome = if strategy == FetchStrategy::PerBuild {
             let fetched = self.fetch_builds(&unsettled).await?;
             let jobset = jobset.clone();
             self.with_store(move |store| {
@@ -385,14 +471,16 @@ impl Ingestor {
                 .await?
                 .map(|e| e.id);
             let Some(newest) = newest else { return Ok(()) };
-            self.stream_eval(jobset, newest, WriteMode::Recheck { jobset_id }).await?
+            self.stream_eval(jobset, newest, WriteMode::Recheck { jobset_id })
+                .await?
         };
         report.changed_builds = outcome.builds_written;
         if outcome.builds_written > 0 {
             tracing::info!(%jobset, rechecked = unsettled.len(), changed = outcome.builds_written, "builds changed status since last seen");
         }
         if due {
-            self.with_store(move |store| Ok(store.set_rechecked_at(jobset_id, now)?)).await?;
+            self.with_store(move |store| Ok(store.set_rechecked_at(jobset_id, now)?))
+                .await?;
         }
         Ok(())
     }
@@ -429,14 +517,22 @@ struct BuildChecker<'a> {
 
 impl<'a> BuildChecker<'a> {
     fn new(jobset: &'a JobsetRef, eval: i64) -> Self {
-        BuildChecker { jobset, eval, logged: 0 }
+        BuildChecker {
+            jobset,
+            eval,
+            logged: 0,
+        }
     }
 
     fn write(&mut self, writer: &mut EvalWriter<'_>, build: &Build) -> Result<(), StoreError> {
-        let refusal = if build.project != self.jobset.project || build.jobset != self.jobset.jobset {
+        let refusal = if build.project != self.jobset.project || build.jobset != self.jobset.jobset
+        {
             Some(format!("belongs to {}:{}", build.project, build.jobset))
         } else {
-            match (JobName::parse(&build.job, &build.system), StorePath::parse(&build.drvpath)) {
+            match (
+                JobName::parse(&build.job, &build.system),
+                StorePath::parse(&build.drvpath),
+            ) {
                 (Ok(name), Ok(drv)) => return writer.add_build(build, &name, &drv),
                 (Err(e), _) => Some(e.to_string()),
                 (_, Err(e)) => Some(e.to_string()),
@@ -449,5 +545,63 @@ impl<'a> BuildChecker<'a> {
             tracing::warn!(eval = self.eval, build = build.id, job = ?build.job, reason, "refused a build");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> IngestSettings {
+        IngestSettings::default()
+    }
+
+    #[test]
+    fn a_nixpkgs_eval_with_few_new_builds_is_completed_build_by_build() {
+        assert_eq!(
+            FetchStrategy::choose(250_000, 400, &settings()),
+            FetchStrategy::PerBuild
+        );
+    }
+
+    #[test]
+    fn a_first_eval_or_a_mass_rebuild_is_streamed_whole() {
+        assert_eq!(
+            FetchStrategy::choose(250_000, 250_000, &settings()),
+            FetchStrategy::WholeEval
+        );
+        assert_eq!(
+            FetchStrategy::choose(250_000, 30_000, &settings()),
+            FetchStrategy::WholeEval
+        );
+    }
+
+    #[test]
+    fn a_small_jobset_is_streamed_since_one_request_is_cheaper() {
+        assert_eq!(
+            FetchStrategy::choose(100, 10, &settings()),
+            FetchStrategy::WholeEval
+        );
+        assert_eq!(
+            FetchStrategy::choose(100, 0, &settings()),
+            FetchStrategy::PerBuild
+        );
+    }
+
+    #[test]
+    fn never_more_single_requests_than_the_limit() {
+        let settings = IngestSettings {
+            per_build_fetch_limit: 10,
+            builds_per_request: 1,
+            ..settings()
+        };
+        assert_eq!(
+            FetchStrategy::choose(1000, 11, &settings),
+            FetchStrategy::WholeEval
+        );
+        assert_eq!(
+            FetchStrategy::choose(1000, 10, &settings),
+            FetchStrategy::PerBuild
+        );
     }
 }

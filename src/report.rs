@@ -65,7 +65,12 @@ pub fn status_json(summaries: &[JobsetSummary]) -> Value {
         .map(|s| {
             let jobs: serde_json::Map<String, Value> = StatusClass::ALL
                 .iter()
-                .map(|c| (c.as_str().to_owned(), json!(s.jobs.get(c).copied().unwrap_or(0))))
+                .map(|c| {
+                    (
+                        c.as_str().to_owned(),
+                        json!(s.jobs.get(c).copied().unwrap_or(0)),
+                    )
+                })
                 .collect();
             json!({
                 "project": s.project,
@@ -95,8 +100,17 @@ pub fn status_text(summaries: &[JobsetSummary]) -> String {
         let _ = writeln!(out, "  evals stored       {}", s.evals);
         match &s.latest_eval {
             Some(e) => {
-                let rev = e.revision.as_deref().map(|r| &r[..r.len().min(12)]).unwrap_or("?");
-                let _ = writeln!(out, "  newest eval        {} at {} (revision {rev})", e.id, time(e.timestamp));
+                let rev = e
+                    .revision
+                    .as_deref()
+                    .map(|r| &r[..r.len().min(12)])
+                    .unwrap_or("?");
+                let _ = writeln!(
+                    out,
+                    "  newest eval        {} at {} (revision {rev})",
+                    e.id,
+                    time(e.timestamp)
+                );
             }
             None => {
                 let _ = writeln!(out, "  newest eval        none");
@@ -104,10 +118,19 @@ pub fn status_text(summaries: &[JobsetSummary]) -> String {
         }
         let _ = writeln!(out, "  jobs in newest eval:");
         for class in StatusClass::ALL {
-            let _ = writeln!(out, "    {:<18} {}", class.as_str(), s.jobs.get(&class).copied().unwrap_or(0));
+            let _ = writeln!(
+                out,
+                "    {:<18} {}",
+                class.as_str(),
+                s.jobs.get(&class).copied().unwrap_or(0)
+            );
         }
         if s.rejected_jobs > 0 {
-            let _ = writeln!(out, "  refused job names  {} (not attribute paths; see the log)", s.rejected_jobs);
+            let _ = writeln!(
+                out,
+                "  refused job names  {} (not attribute paths; see the log)",
+                s.rejected_jobs
+            );
         }
     }
     out
@@ -169,14 +192,32 @@ pub fn history_text(attr: &str, records: &[JobRecord], links: &HydraLinks) -> St
     let _ = writeln!(out, "{attr}");
     for r in records {
         let h = &r.history;
-        let gone = if h.present { "" } else { " (gone from the newest eval)" };
-        let _ = writeln!(out, "  {} in {}:{}: {}{gone}", r.name.system, r.jobset.project, r.jobset.jobset, h.class);
+        let gone = if h.present {
+            ""
+        } else {
+            " (gone from the newest eval)"
+        };
+        let _ = writeln!(
+            out,
+            "  {} in {}:{}: {}{gone}",
+            r.name.system, r.jobset.project, r.jobset.jobset, h.class
+        );
         match &h.streak {
             Some(s) if s.class == StatusClass::Ok => {
-                let _ = writeln!(out, "    building since {} (eval {}, {} evals)", day(s.since.timestamp), s.since.id, s.evals);
+                let _ = writeln!(
+                    out,
+                    "    building since {} (eval {}, {} evals)",
+                    day(s.since.timestamp),
+                    s.since.id,
+                    s.evals
+                );
             }
             Some(s) => {
-                let what = if s.class == StatusClass::Failing { "failing" } else { "dependency failed" };
+                let what = if s.class == StatusClass::Failing {
+                    "failing"
+                } else {
+                    "dependency failed"
+                };
                 let _ = writeln!(
                     out,
                     "    {what} since {} (eval {}), {} evals, {} distinct derivation{}",
@@ -208,7 +249,11 @@ pub fn history_text(attr: &str, records: &[JobRecord], links: &HydraLinks) -> St
                 let _ = writeln!(out, "    last success       never seen");
             }
         }
-        let _ = writeln!(out, "    job                {}", links.job(&r.jobset.project, &r.jobset.jobset, &r.name.hydra_job()));
+        let _ = writeln!(
+            out,
+            "    job                {}",
+            links.job(&r.jobset.project, &r.jobset.jobset, &r.name.hydra_job())
+        );
     }
     out
 }

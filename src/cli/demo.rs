@@ -24,7 +24,12 @@ pub fn run(database: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
     for (attr, what) in &sim.scenarios {
         writeln!(out, "  {attr:<34} {what}")?;
     }
-    let scenario_attrs: Vec<String> = sim.scenarios.keys().filter(|a| !a.starts_with('(')).cloned().collect();
+    let scenario_attrs: Vec<String> = sim
+        .scenarios
+        .keys()
+        .filter(|a| !a.starts_with('('))
+        .cloned()
+        .collect();
     let hydra = FakeHydra::start(sim).context("starting the Hydra look-alike on loopback")?;
 
     let temp = tempfile::tempdir().context("creating a temporary folder")?;
@@ -40,12 +45,20 @@ pub fn run(database: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
         db.display().to_string()
     );
     let config = Config::parse(&text, Path::new("<demo>"))?;
-    writeln!(out, "\nIngesting from the Hydra look-alike at {} ...", hydra.url())?;
+    writeln!(
+        out,
+        "\nIngesting from the Hydra look-alike at {} ...",
+        hydra.url()
+    )?;
     super::ingest(&config, Some(spec.evals), out)?;
 
     let store = Store::open_read_only(&config.database)?;
     writeln!(out, "\n$ hydra-sentinel status")?;
-    write!(out, "{}", hydra_sentinel::report::status_text(&store.jobset_summaries()?))?;
+    write!(
+        out,
+        "{}",
+        hydra_sentinel::report::status_text(&store.jobset_summaries()?)
+    )?;
     for attr in ["grafx", "iterm-tools", "foo-gui"] {
         if scenario_attrs.iter().any(|a| a == attr) {
             writeln!(out, "\n$ hydra-sentinel history {attr}")?;
@@ -54,7 +67,10 @@ pub fn run(database: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
     }
     match database {
         Some(path) => writeln!(out, "\nThe demo database is kept at {}.", path.display())?,
-        None => writeln!(out, "\nPass --database PATH to keep the demo database and explore it with status and history.")?,
+        None => writeln!(
+            out,
+            "\nPass --database PATH to keep the demo database and explore it with status and history."
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,11 +17,20 @@ use hydra_sentinel::report::{self, HydraLinks};
 use hydra_sentinel::store::Store;
 
 #[derive(Debug, Parser)]
-#[command(name = "hydra-sentinel", version, about = "Watches Hydra for failing nixpkgs jobs and tells the people who can fix them")]
+#[command(
+    name = "hydra-sentinel",
+    version,
+    about = "Watches Hydra for failing nixpkgs jobs and tells the people who can fix them"
+)]
 pub struct Cli {
     /// The service configuration (TOML). Without it, embedded defaults apply:
     /// hydra.nixos.org, nixpkgs:trunk, ./hydra-sentinel.sqlite.
-    #[arg(long, global = true, env = "HYDRA_SENTINEL_CONFIG", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "HYDRA_SENTINEL_CONFIG",
+        value_name = "PATH"
+    )]
     config: Option<PathBuf>,
 
     /// Log format on stderr.
@@ -69,7 +78,11 @@ enum Command {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     // The demo's own output tells the story; per-eval progress would drown it.
-    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
     init_logging(cli.log_format, default_level);
     let load_config = || -> Result<Config> {
         match &cli.config {
@@ -88,7 +101,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let store = Store::open_read_only(&config.database)?;
             let summaries = store.jobset_summaries()?;
             if json {
-                writeln!(stdout, "{}", serde_json::to_string_pretty(&report::status_json(&summaries))?)?;
+                writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&report::status_json(&summaries))?
+                )?;
             } else {
                 write!(stdout, "{}", report::status_text(&summaries))?;
             }
@@ -111,9 +128,18 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-pub(crate) fn ingest(config: &Config, max_evals: Option<usize>, out: &mut dyn Write) -> Result<ExitCode> {
-    if let Some(dir) = config.database.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating the state directory {}", dir.display()))?;
+pub(crate) fn ingest(
+    config: &Config,
+    max_evals: Option<usize>,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    if let Some(dir) = config
+        .database
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the state directory {}", dir.display()))?;
     }
     let store = Store::open(&config.database)?;
     let client = HydraClient::new(&config.hydra)?;
@@ -139,23 +165,41 @@ pub(crate) fn ingest(config: &Config, max_evals: Option<usize>, out: &mut dyn Wr
         )?;
     }
     match error {
-        Some(e) => Err(e).context("ingest did not complete; everything committed before the failure is kept"),
+        Some(e) => Err(e)
+            .context("ingest did not complete; everything committed before the failure is kept"),
         None => Ok(ExitCode::SUCCESS),
     }
 }
 
-pub(crate) fn history(store: &Store, config: &Config, attr: &str, json: bool, out: &mut dyn Write) -> Result<ExitCode> {
+pub(crate) fn history(
+    store: &Store,
+    config: &Config,
+    attr: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
     let records = store.jobs_by_attr(attr)?;
     let links = HydraLinks::new(&config.hydra.url);
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report::history_json(attr, &records, &links))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report::history_json(attr, &records, &links))?
+        )?;
     } else if records.is_empty() {
-        eprintln!("hydra-sentinel: no job for attribute {attr:?} in {}", store.path().display());
+        eprintln!(
+            "hydra-sentinel: no job for attribute {attr:?} in {}",
+            store.path().display()
+        );
         return Ok(ExitCode::from(1));
     } else {
         write!(out, "{}", report::history_text(attr, &records, &links))?;
     }
-    Ok(if records.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if records.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Logs go to stderr; `HYDRA_SENTINEL_LOG` (e.g. `debug`,
@@ -163,7 +207,8 @@ pub(crate) fn history(store: &Store, config: &Config, attr: &str, json: bool, ou
 fn init_logging(format: LogFormat, default_level: &str) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("HYDRA_SENTINEL_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_env("HYDRA_SENTINEL_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -97,7 +97,8 @@ pub fn is_plausible_system(s: &str) -> bool {
     let ok = |p: &str| {
         !p.is_empty()
             && p.len() <= 32
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     };
     ok(arch) && ok(os) && s.len() <= 64
 }
@@ -118,7 +119,11 @@ mod tests {
 
     #[test]
     fn keeps_primes_and_dashes_that_nix_allows() {
-        let name = JobName::parse("haskellPackages.foo'.bar-baz.aarch64-darwin", "aarch64-darwin").unwrap();
+        let name = JobName::parse(
+            "haskellPackages.foo'.bar-baz.aarch64-darwin",
+            "aarch64-darwin",
+        )
+        .unwrap();
         assert_eq!(name.attr, "haskellPackages.foo'.bar-baz");
     }
 
@@ -144,7 +149,10 @@ mod tests {
             "foo\nbar.x86_64-linux",
             "foo`rm`.x86_64-linux",
         ] {
-            assert!(JobName::parse(job, "x86_64-linux").is_err(), "accepted {job:?}");
+            assert!(
+                JobName::parse(job, "x86_64-linux").is_err(),
+                "accepted {job:?}"
+            );
         }
         assert!(JobName::parse(&"a".repeat(600), "x86_64-linux").is_err());
         assert!(JobName::parse("hello.x86_64-linux", "x86 64").is_err());

@@ -91,7 +91,11 @@ mod tests {
     #[test]
     fn own_failures_are_the_documented_codes_and_unknown_ones() {
         for code in [1, 5, 6, 7, 8, 10, 11, 12, 13, 99] {
-            assert_eq!(StatusClass::from_hydra(true, Some(code)), Failing, "code {code}");
+            assert_eq!(
+                StatusClass::from_hydra(true, Some(code)),
+                Failing,
+                "code {code}"
+            );
         }
     }
 
@@ -100,7 +104,11 @@ mod tests {
         assert_eq!(StatusClass::from_hydra(true, Some(0)), Ok);
         assert_eq!(StatusClass::from_hydra(true, Some(2)), DependencyFailed);
         for code in [3, 4, 9] {
-            assert_eq!(StatusClass::from_hydra(true, Some(code)), Noise, "code {code}");
+            assert_eq!(
+                StatusClass::from_hydra(true, Some(code)),
+                Noise,
+                "code {code}"
+            );
         }
         assert_eq!(StatusClass::from_hydra(false, None), Pending);
         // A restarted build is unfinished again even if a stale status lingers.

@@ -189,14 +189,23 @@ mod tests {
 
     #[test]
     fn a_failure_after_success_starts_a_streak_with_its_evidence() {
-        let spans = [span(1, 3, 10, Some(0), "a"), open(span(4, 6, 11, Some(1), "b"))];
+        let spans = [
+            span(1, 3, 10, Some(0), "a"),
+            open(span(4, 6, 11, Some(1), "b")),
+        ];
         let h = summarize(&spans).unwrap();
         assert_eq!(h.class, StatusClass::Failing);
         let run = h.streak.unwrap();
-        assert_eq!((run.class, run.since.id, run.evals, run.distinct_drvs), (StatusClass::Failing, 1004, 3, 1));
+        assert_eq!(
+            (run.class, run.since.id, run.evals, run.distinct_drvs),
+            (StatusClass::Failing, 1004, 3, 1)
+        );
         assert_eq!((run.first_build, run.last_build), (11, 11));
         let ok = h.last_success.unwrap();
-        assert_eq!((ok.eval.id, ok.eval.revision.as_deref(), ok.build), (1003, Some("rev3"), 10));
+        assert_eq!(
+            (ok.eval.id, ok.eval.revision.as_deref(), ok.build),
+            (1003, Some("rev3"), 10)
+        );
     }
 
     #[test]
@@ -208,7 +217,10 @@ mod tests {
             open(span(5, 9, 13, Some(1), "d")),
         ];
         let run = summarize(&spans).unwrap().streak.unwrap();
-        assert_eq!((run.since.id, run.evals, run.distinct_drvs, run.first_build), (1002, 8, 3, 11));
+        assert_eq!(
+            (run.since.id, run.evals, run.distinct_drvs, run.first_build),
+            (1002, 8, 3, 11)
+        );
     }
 
     #[test]
@@ -221,15 +233,25 @@ mod tests {
             open(span(7, 7, 14, Some(9), "e")),
         ];
         let h = summarize(&spans).unwrap();
-        assert_eq!(h.class, StatusClass::Noise, "the newest result is still reported as it is");
+        assert_eq!(
+            h.class,
+            StatusClass::Noise,
+            "the newest result is still reported as it is"
+        );
         let run = h.streak.unwrap();
-        assert_eq!((run.class, run.evals, run.distinct_drvs, run.since.id), (StatusClass::Failing, 4, 2, 1001));
+        assert_eq!(
+            (run.class, run.evals, run.distinct_drvs, run.since.id),
+            (StatusClass::Failing, 4, 2, 1001)
+        );
         assert!(h.last_success.is_none());
     }
 
     #[test]
     fn a_dependency_failure_is_its_own_streak_not_an_own_failure() {
-        let spans = [span(1, 2, 10, Some(1), "a"), open(span(3, 5, 11, Some(2), "b"))];
+        let spans = [
+            span(1, 2, 10, Some(1), "a"),
+            open(span(3, 5, 11, Some(2), "b")),
+        ];
         let run = summarize(&spans).unwrap().streak.unwrap();
         assert_eq!((run.class, run.evals), (StatusClass::DependencyFailed, 3));
     }

@@ -56,7 +56,9 @@ pub struct HydraClient {
 
 impl std::fmt::Debug for HydraClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HydraClient").field("base", &self.base.as_str()).finish()
+        f.debug_struct("HydraClient")
+            .field("base", &self.base.as_str())
+            .finish()
     }
 }
 
@@ -104,7 +106,9 @@ impl HydraClient {
 
     /// A URL under the Hydra base; `path` has no leading slash.
     pub fn url(&self, path: &str) -> Url {
-        self.base.join(path).expect("paths we build are valid relative URLs")
+        self.base
+            .join(path)
+            .expect("paths we build are valid relative URLs")
     }
 
     /// The first page of a jobset's evals (newest first).
@@ -154,7 +158,11 @@ impl HydraClient {
     }
 
     async fn download_once(&self, url: &Url, dest: &Path) -> Result<u64, HydraError> {
-        let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .expect("semaphore never closed");
         let response = self.send(url).await?;
         let spool_err = |source| HydraError::Spool {
             url: url.to_string(),
@@ -187,7 +195,11 @@ impl HydraClient {
     }
 
     async fn get_json_once<T: DeserializeOwned>(&self, url: &Url) -> Result<T, HydraError> {
-        let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .expect("semaphore never closed");
         let response = self.send(url).await?;
         let bytes = response.bytes().await.map_err(|source| HydraError::Http {
             url: url.to_string(),
@@ -203,15 +215,15 @@ impl HydraClient {
     /// Hydra's `{"error": …}` message.
     async fn send(&self, url: &Url) -> Result<reqwest::Response, HydraError> {
         tracing::debug!(%url, "GET");
-        let response = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|source| HydraError::Http {
-                url: url.to_string(),
-                source,
-            })?;
+        let response =
+            self.http
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|source| HydraError::Http {
+                    url: url.to_string(),
+                    source,
+                })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

@@ -130,7 +130,10 @@ mod tests {
     fn reads_the_recorded_build_shape() {
         let build: Build = serde_json::from_str(&sample("build.json")).unwrap();
         assert_eq!(build.id, 301944122);
-        assert_eq!(build.job, "python313Packages.pytest-aiohttp-fixture.x86_64-linux");
+        assert_eq!(
+            build.job,
+            "python313Packages.pytest-aiohttp-fixture.x86_64-linux"
+        );
         assert!(build.finished);
         assert_eq!(build.buildstatus, Some(2));
     }
@@ -138,7 +141,10 @@ mod tests {
     #[test]
     fn reads_unfinished_builds_with_null_status() {
         let builds: Vec<Build> = serde_json::from_str(&sample("eval-builds.json")).unwrap();
-        let queued = builds.iter().find(|b| !b.finished).expect("a queued build in the sample");
+        let queued = builds
+            .iter()
+            .find(|b| !b.finished)
+            .expect("a queued build in the sample");
         assert_eq!(queued.buildstatus, None);
         assert_eq!(queued.stoptime, None);
     }
@@ -164,7 +170,8 @@ mod tests {
 
     #[test]
     fn a_flake_eval_falls_back_to_the_locked_flake() {
-        let json = r#"{"id":5,"timestamp":1,"flake":"github:NixOS/nixpkgs/abc","jobsetevalinputs":{}}"#;
+        let json =
+            r#"{"id":5,"timestamp":1,"flake":"github:NixOS/nixpkgs/abc","jobsetevalinputs":{}}"#;
         let eval: EvalHeader = serde_json::from_str(json).unwrap();
         assert_eq!(eval.revision().as_deref(), Some("github:NixOS/nixpkgs/abc"));
     }

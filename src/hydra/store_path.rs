@@ -59,7 +59,10 @@ mod tests {
 
     #[test]
     fn splits_a_derivation_path() {
-        let p = StorePath::parse("/nix/store/vx5dn4plx52dzdg8jf7bw5n6ml2a585h-python3.13-foo-1.0.3.drv").unwrap();
+        let p = StorePath::parse(
+            "/nix/store/vx5dn4plx52dzdg8jf7bw5n6ml2a585h-python3.13-foo-1.0.3.drv",
+        )
+        .unwrap();
         assert_eq!(p.hash, "vx5dn4plx52dzdg8jf7bw5n6ml2a585h");
         assert_eq!(p.name, "python3.13-foo-1.0.3.drv");
     }

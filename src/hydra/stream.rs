@@ -33,7 +33,8 @@ where
     E: std::error::Error + 'static,
     F: FnMut(Build) -> Result<(), E>,
 {
-    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
     let mut seed = BuildsSeed {
         on_build: &mut on_build,
         count: 0,
@@ -95,7 +96,11 @@ mod tests {
     use super::*;
 
     fn sample() -> String {
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hydra/eval-builds.json")).unwrap()
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/hydra/eval-builds.json"
+        ))
+        .unwrap()
     }
 
     #[derive(Debug, thiserror::Error)]
@@ -118,8 +123,12 @@ mod tests {
     fn a_body_cut_mid_array_is_an_error_not_a_short_success() {
         let text = sample();
         for cut in [text.len() / 3, text.len() / 2, text.len() - 3] {
-            let err = for_each_build(&text.as_bytes()[..cut], |_| Ok::<_, Refused>(())).unwrap_err();
-            assert!(matches!(err, StreamError::Json { .. }), "cut at {cut}: {err}");
+            let err =
+                for_each_build(&text.as_bytes()[..cut], |_| Ok::<_, Refused>(())).unwrap_err();
+            assert!(
+                matches!(err, StreamError::Json { .. }),
+                "cut at {cut}: {err}"
+            );
         }
     }
 

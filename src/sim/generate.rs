@@ -45,9 +45,14 @@ impl SimSpec {
             project: "nixpkgs".into(),
             jobset: "trunk".into(),
             packages: 400,
-            systems: ["x86_64-linux", "aarch64-linux", "x86_64-darwin", "aarch64-darwin"]
-                .map(String::from)
-                .to_vec(),
+            systems: [
+                "x86_64-linux",
+                "aarch64-linux",
+                "x86_64-darwin",
+                "aarch64-darwin",
+            ]
+            .map(String::from)
+            .to_vec(),
             evals: 63,
             first_eval_id: 1_820_000,
             first_build_id: 310_000_000,
@@ -136,13 +141,22 @@ pub struct SimHydra {
 enum Plan {
     Normal,
     /// Own failure on `systems` (all when empty) from eval `since`, until `until`.
-    Failing { since: usize, until: Option<usize>, systems: Vec<&'static str>, status: i64 },
+    Failing {
+        since: usize,
+        until: Option<usize>,
+        systems: Vec<&'static str>,
+        status: i64,
+    },
     /// Fails when `root` fails, with status 2.
-    Victim { root: String },
+    Victim {
+        root: String,
+    },
     /// Fails in every other eval, each time with a new derivation.
     Flaky,
     /// Gone from the jobset from eval `at`.
-    Removed { at: usize },
+    Removed {
+        at: usize,
+    },
 }
 
 struct Package {
@@ -170,23 +184,85 @@ impl SimHydra {
                     linux_only: false,
                 });
             };
-            plant("grafx", Plan::Failing { since: 1, until: None, systems: vec![], status: 1 },
-                "fails on every platform since the second eval".into());
-            plant("libfoo", Plan::Failing { since: at(0.3), until: None, systems: vec![], status: 1 },
-                "a root failure with dependency victims".into());
+            plant(
+                "grafx",
+                Plan::Failing {
+                    since: 1,
+                    until: None,
+                    systems: vec![],
+                    status: 1,
+                },
+                "fails on every platform since the second eval".into(),
+            );
+            plant(
+                "libfoo",
+                Plan::Failing {
+                    since: at(0.3),
+                    until: None,
+                    systems: vec![],
+                    status: 1,
+                },
+                "a root failure with dependency victims".into(),
+            );
             for victim in ["foo-gui", "foo-cli", "python3Packages.foo-bindings"] {
-                plant(victim, Plan::Victim { root: "libfoo".into() }, "a victim of libfoo (status 2)".into());
+                plant(
+                    victim,
+                    Plan::Victim {
+                        root: "libfoo".into(),
+                    },
+                    "a victim of libfoo (status 2)".into(),
+                );
             }
-            plant("iterm-tools", Plan::Failing { since: at(0.2), until: None, systems: vec!["x86_64-darwin", "aarch64-darwin"], status: 1 },
-                "fails on both darwins only".into());
-            plant("simdjson-fast", Plan::Failing { since: at(0.4), until: None, systems: vec!["aarch64-linux"], status: 1 },
-                "fails on aarch64-linux only".into());
-            plant("chromium-huge", Plan::Failing { since: at(0.5), until: None, systems: vec!["x86_64-linux"], status: 7 },
-                "times out on x86_64-linux".into());
-            plant("python3Packages.flaky-net-tests", Plan::Flaky, "alternates between failing and building".into());
-            plant("zlib-ng-compat", Plan::Failing { since: at(0.1), until: Some(at(0.25)), systems: vec![], status: 1 },
-                "failed for a while, then recovered".into());
-            plant("oldtool", Plan::Removed { at: at(0.6) }, "disappears from the jobset".into());
+            plant(
+                "iterm-tools",
+                Plan::Failing {
+                    since: at(0.2),
+                    until: None,
+                    systems: vec!["x86_64-darwin", "aarch64-darwin"],
+                    status: 1,
+                },
+                "fails on both darwins only".into(),
+            );
+            plant(
+                "simdjson-fast",
+                Plan::Failing {
+                    since: at(0.4),
+                    until: None,
+                    systems: vec!["aarch64-linux"],
+                    status: 1,
+                },
+                "fails on aarch64-linux only".into(),
+            );
+            plant(
+                "chromium-huge",
+                Plan::Failing {
+                    since: at(0.5),
+                    until: None,
+                    systems: vec!["x86_64-linux"],
+                    status: 7,
+                },
+                "times out on x86_64-linux".into(),
+            );
+            plant(
+                "python3Packages.flaky-net-tests",
+                Plan::Flaky,
+                "alternates between failing and building".into(),
+            );
+            plant(
+                "zlib-ng-compat",
+                Plan::Failing {
+                    since: at(0.1),
+                    until: Some(at(0.25)),
+                    systems: vec![],
+                    status: 1,
+                },
+                "failed for a while, then recovered".into(),
+            );
+            plant(
+                "oldtool",
+                Plan::Removed { at: at(0.6) },
+                "disappears from the jobset".into(),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for p in &packages {
@@ -234,13 +310,15 @@ impl SimHydra {
                         continue;
                     }
                     let wanted = wanted_status(&package.plan, &packages, e, system);
-                    let wanted = if mass_now && matches!(package.plan, Plan::Normal) && rng.chance(0.35) {
-                        2
-                    } else {
-                        wanted
-                    };
+                    let wanted =
+                        if mass_now && matches!(package.plan, Plan::Normal) && rng.chance(0.35) {
+                            2
+                        } else {
+                            wanted
+                        };
                     let existing = current.get(&(pi, si)).and_then(|id| builds.get(id));
-                    let flip = e > 0 && matches!(package.plan, Plan::Normal) && rng.chance(spec.flip_rate);
+                    let flip =
+                        e > 0 && matches!(package.plan, Plan::Normal) && rng.chance(spec.flip_rate);
                     let rebuild = match existing {
                         None => true,
                         Some(b) => {
@@ -248,11 +326,16 @@ impl SimHydra {
                                 || mass_after
                                 || matches!(package.plan, Plan::Flaky)
                                 || rng.chance(spec.rebuild_rate)
-                                || (b.status.is_some_and(|s| s != wanted) && !matches!(b.status, Some(3 | 4 | 9)))
+                                || (b.status.is_some_and(|s| s != wanted)
+                                    && !matches!(b.status, Some(3 | 4 | 9)))
                         }
                     };
                     let id = if rebuild {
-                        let mut status = if flip { if wanted == 0 { 1 } else { 0 } } else { wanted };
+                        let mut status = if flip {
+                            if wanted == 0 { 1 } else { 0 }
+                        } else {
+                            wanted
+                        };
                         if status == 0 && rng.chance(spec.noise_rate) {
                             status = *rng.pick(&[3, 4, 9]);
                         }
@@ -260,39 +343,58 @@ impl SimHydra {
                         let id = next_build;
                         next_build += 1;
                         let stop = time + 600 + rng.below(20_000) as i64;
-                        builds.insert(id, SimBuild {
+                        builds.insert(
                             id,
-                            job: format!("{}.{}", package.attr, system),
-                            system: system.clone(),
-                            nixname: format!("{}-{}", package.attr.rsplit('.').next().unwrap_or(&package.attr), package.version),
-                            drv_hash: hash(&mut rng),
-                            out_hash: hash(&mut rng),
-                            finished: !queued,
-                            status: (!queued).then_some(status),
-                            timestamp: time + 30,
-                            stoptime: (!queued).then_some(stop),
-                            evals: Vec::new(),
-                        });
+                            SimBuild {
+                                id,
+                                job: format!("{}.{}", package.attr, system),
+                                system: system.clone(),
+                                nixname: format!(
+                                    "{}-{}",
+                                    package.attr.rsplit('.').next().unwrap_or(&package.attr),
+                                    package.version
+                                ),
+                                drv_hash: hash(&mut rng),
+                                out_hash: hash(&mut rng),
+                                finished: !queued,
+                                status: (!queued).then_some(status),
+                                timestamp: time + 30,
+                                stoptime: (!queued).then_some(stop),
+                                evals: Vec::new(),
+                            },
+                        );
                         current.insert((pi, si), id);
                         id
                     } else {
                         current[&(pi, si)]
                     };
-                    builds.get_mut(&id).expect("just inserted or current").evals.push(eval_id);
+                    builds
+                        .get_mut(&id)
+                        .expect("just inserted or current")
+                        .evals
+                        .push(eval_id);
                     eval_builds.push(id);
                 }
             }
             sim_evals.push(SimEval {
                 id: eval_id,
                 timestamp: time,
-                revision: format!("{:016x}{:016x}{:08x}", rng.next_u64(), rng.next_u64(), rng.next_u64() as u32),
+                revision: format!(
+                    "{:016x}{:016x}{:08x}",
+                    rng.next_u64(),
+                    rng.next_u64(),
+                    rng.next_u64() as u32
+                ),
                 builds: eval_builds,
             });
         }
         if let Some(m) = mass_breakage {
             scenarios.insert(
                 "(mass breakage)".into(),
-                format!("eval {} has a third of all jobs failing; the next eval fixes it", sim_evals[m].id),
+                format!(
+                    "eval {} has a third of all jobs failing; the next eval fixes it",
+                    sim_evals[m].id
+                ),
             );
         }
         SimHydra {
@@ -316,14 +418,22 @@ impl SimHydra {
     /// The build of `job` in the eval at `index` (0 is the oldest).
     pub fn build_of(&self, index: usize, job: &str) -> Option<&SimBuild> {
         let eval = self.evals.get(index)?;
-        eval.builds.iter().filter_map(|id| self.builds.get(id)).find(|b| b.job == job)
+        eval.builds
+            .iter()
+            .filter_map(|id| self.builds.get(id))
+            .find(|b| b.job == job)
     }
 }
 
 fn wanted_status(plan: &Plan, packages: &[Package], e: usize, system: &str) -> i64 {
     match plan {
         Plan::Normal | Plan::Removed { .. } => 0,
-        Plan::Failing { since, until, systems, status } => {
+        Plan::Failing {
+            since,
+            until,
+            systems,
+            status,
+        } => {
             let active = e >= *since && until.is_none_or(|u| e < u);
             let here = systems.is_empty() || systems.contains(&system);
             if active && here { *status } else { 0 }
@@ -340,19 +450,23 @@ fn wanted_status(plan: &Plan, packages: &[Package], e: usize, system: &str) -> i
 }
 
 fn hash(rng: &mut Rng) -> String {
-    (0..32).map(|_| NIX_BASE32[rng.below(32) as usize] as char).collect()
+    (0..32)
+        .map(|_| NIX_BASE32[rng.below(32) as usize] as char)
+        .collect()
 }
 
 fn package_name(rng: &mut Rng) -> String {
     const SYLLABLES: &[&str] = &[
-        "ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "vu", "xe", "zo", "bar", "qt", "gtk", "lib", "net",
-        "py", "rs", "go", "ml", "fs", "db", "io", "x", "jet", "sky", "ion", "arc", "dns", "ssl",
+        "ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "vu", "xe", "zo", "bar", "qt", "gtk",
+        "lib", "net", "py", "rs", "go", "ml", "fs", "db", "io", "x", "jet", "sky", "ion", "arc",
+        "dns", "ssl",
     ];
     let n = 2 + rng.below(3) as usize;
     let mut name: String = (0..n).map(|_| *rng.pick(SYLLABLES)).collect();
     if rng.chance(0.3) {
         name.push('-');
-        name.push_str(*rng.pick(SYLLABLES));
+        let suffix: &str = rng.pick(SYLLABLES);
+        name.push_str(suffix);
     }
     if name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, 'x');
@@ -381,7 +495,10 @@ mod tests {
     fn unchanged_jobs_reuse_their_build_across_evals() {
         let sim = SimHydra::generate(&SimSpec::demo());
         let reused = sim.builds.values().filter(|b| b.evals.len() > 10).count();
-        assert!(reused > 100, "only {reused} builds were reused across more than 10 evals");
+        assert!(
+            reused > 100,
+            "only {reused} builds were reused across more than 10 evals"
+        );
     }
 
     #[test]

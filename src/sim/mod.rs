@@ -17,4 +17,4 @@ mod server;
 
 pub use generate::{SimBuild, SimEval, SimHydra, SimSpec};
 pub use rng::Rng;
-pub use server::{Fault, FakeHydra, RequestRecord};
+pub use server::{FakeHydra, Fault, RequestRecord};

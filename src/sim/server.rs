@@ -45,6 +45,10 @@ struct State {
     throttle: Option<usize>,
     /// Rendered `/eval/{id}/builds` bodies, plain and gzipped.
     bodies: HashMap<(i64, bool), Arc<Vec<u8>>>,
+    /// Fixed answers by exact request target, served before anything else.
+    files: HashMap<String, Arc<Vec<u8>>>,
+    /// Added to every answer, to make a pass take a while.
+    latency: Option<Duration>,
 }
 
 /// A running fake Hydra. Stops when dropped.
@@ -68,34 +72,38 @@ impl FakeHydra {
             requests: Vec::new(),
             throttle: None,
             bodies: HashMap::new(),
+            files: HashMap::new(),
+            latency: None,
         }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let thread_state = Arc::clone(&state);
-        let thread = std::thread::Builder::new().name("fake-hydra".into()).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the fake Hydra");
-            runtime.block_on(async move {
-                let listener = TcpListener::from_std(listener).expect("a tokio listener");
-                loop {
-                    tokio::select! {
-                        _ = &mut rx => break,
-                        accepted = listener.accept() => {
-                            if let Ok((stream, _)) = accepted {
-                                let state = Arc::clone(&thread_state);
-                                tokio::spawn(async move {
-                                    let _ = serve(stream, state).await;
-                                });
+        let thread = std::thread::Builder::new()
+            .name("fake-hydra".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the fake Hydra");
+                runtime.block_on(async move {
+                    let listener = TcpListener::from_std(listener).expect("a tokio listener");
+                    loop {
+                        tokio::select! {
+                            _ = &mut rx => break,
+                            accepted = listener.accept() => {
+                                if let Ok((stream, _)) = accepted {
+                                    let state = Arc::clone(&thread_state);
+                                    tokio::spawn(async move {
+                                        let _ = serve(stream, state).await;
+                                    });
+                                }
                             }
                         }
                     }
-                }
-            });
-        })?;
+                });
+            })?;
         Ok(FakeHydra {
             addr,
             state,
@@ -127,6 +135,19 @@ impl FakeHydra {
     /// Serve large bodies at this many bytes per second.
     pub fn throttle(&self, bytes_per_second: Option<usize>) {
         self.state().throttle = bytes_per_second;
+    }
+
+    /// Delay every answer by this much.
+    pub fn set_latency(&self, latency: Option<Duration>) {
+        self.state().latency = latency;
+    }
+
+    /// Answer requests for exactly `target` (path and query) with `body`,
+    /// e.g. a recorded Hydra response.
+    pub fn serve_file(&self, target: &str, body: impl Into<Vec<u8>>) {
+        self.state()
+            .files
+            .insert(target.to_owned(), Arc::new(body.into()));
     }
 
     /// Inject `fault` into the next request whose path starts with `prefix`.
@@ -193,7 +214,11 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
         }
     }
-    let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let target = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_owned();
     let response = {
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         let (path, _) = target.split_once('?').unwrap_or((&target, ""));
@@ -209,12 +234,28 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
             .position(|(prefix, _)| path.starts_with(prefix.as_str()))
             .and_then(|i| state.faults.remove(i))
             .map(|(_, f)| f);
-        let gzip = headers.get("accept-encoding").is_some_and(|e| e.contains("gzip"));
-        let mut response = route(&mut state, &target, gzip);
+        let gzip = headers
+            .get("accept-encoding")
+            .is_some_and(|e| e.contains("gzip"));
+        let mut response = match state.files.get(&target) {
+            Some(body) => Response {
+                status: 200,
+                body: Arc::clone(body),
+                gzip: false,
+                location: None,
+                fault: None,
+                throttle: None,
+            },
+            None => route(&mut state, &target, gzip),
+        };
         response.throttle = state.throttle;
         response.fault = fault;
-        response
+        (response, state.latency)
     };
+    let (response, latency) = response;
+    if let Some(latency) = latency {
+        tokio::time::sleep(latency).await;
+    }
     let mut stream = reader.into_inner();
     write_response(&mut stream, response).await
 }
@@ -225,10 +266,17 @@ async fn write_response(stream: &mut TcpStream, mut response: Response) -> std::
         Some(Fault::Status(code)) => {
             response.status = code;
             response.gzip = false;
-            response.body = Arc::new(json!({"error": "injected failure"}).to_string().into_bytes());
+            response.body = Arc::new(
+                json!({"error": "injected failure"})
+                    .to_string()
+                    .into_bytes(),
+            );
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
-        Some(Fault::Truncate { per_mille, honest_length }) => {
+        Some(Fault::Truncate {
+            per_mille,
+            honest_length,
+        }) => {
             let keep = response.body.len() * per_mille.min(1000) as usize / 1000;
             cut = Some((keep, honest_length));
         }
@@ -293,9 +341,14 @@ fn route(state: &mut State, target: &str, gzip: bool) -> Response {
         throttle: None,
     };
     let not_found = |what: &str| json_response(404, json!({"error": format!("{what} not found")}));
-    let visible: Vec<i64> = state.hydra.evals[..state.visible].iter().map(|e| e.id).collect();
+    let visible: Vec<i64> = state.hydra.evals[..state.visible]
+        .iter()
+        .map(|e| e.id)
+        .collect();
     match segments.as_slice() {
-        ["jobset", project, jobset, "evals"] if *project == state.hydra.project && *jobset == state.hydra.jobset => {
+        ["jobset", project, jobset, "evals"]
+            if *project == state.hydra.project && *jobset == state.hydra.jobset =>
+        {
             let page: usize = query
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("page="))
@@ -310,7 +363,8 @@ fn route(state: &mut State, target: &str, gzip: bool) -> Response {
                 .take(state.page_size)
                 .map(|id| eval_json(state, *id))
                 .collect();
-            let mut body = json!({"evals": evals, "first": "?page=1", "last": format!("?page={last}")});
+            let mut body =
+                json!({"evals": evals, "first": "?page=1", "last": format!("?page={last}")});
             if page < last {
                 body["next"] = json!(format!("?page={}", page + 1));
             }
@@ -319,7 +373,9 @@ fn route(state: &mut State, target: &str, gzip: bool) -> Response {
             }
             json_response(200, body)
         }
-        ["jobset", project, jobset, "latest-eval"] if *project == state.hydra.project && *jobset == state.hydra.jobset => {
+        ["jobset", project, jobset, "latest-eval"]
+            if *project == state.hydra.project && *jobset == state.hydra.jobset =>
+        {
             match visible.last() {
                 Some(id) => Response {
                     location: Some(format!("/eval/{id}")),
@@ -343,7 +399,11 @@ fn route(state: &mut State, target: &str, gzip: bool) -> Response {
             },
             None => not_found("eval"),
         },
-        ["build", id] => match id.parse::<i64>().ok().and_then(|id| state.hydra.builds.get(&id)) {
+        ["build", id] => match id
+            .parse::<i64>()
+            .ok()
+            .and_then(|id| state.hydra.builds.get(&id))
+        {
             Some(build) => json_response(200, build_json(&state.hydra, build, &visible)),
             None => not_found("build"),
         },
@@ -384,7 +444,12 @@ fn build_json(hydra: &SimHydra, build: &SimBuild, visible: &[i64]) -> Value {
     } else {
         json!({})
     };
-    let evals: Vec<i64> = build.evals.iter().copied().filter(|e| visible.contains(e)).collect();
+    let evals: Vec<i64> = build
+        .evals
+        .iter()
+        .copied()
+        .filter(|e| visible.contains(e))
+        .collect();
     let start = build.stoptime.map(|s| s - 300);
     json!({
         "id": build.id,
@@ -412,7 +477,10 @@ fn eval_builds_body(state: &mut State, id: i64, gzip: bool) -> Arc<Vec<u8>> {
     if let Some(body) = state.bodies.get(&(id, gzip)) {
         return Arc::clone(body);
     }
-    let visible: Vec<i64> = state.hydra.evals[..state.visible].iter().map(|e| e.id).collect();
+    let visible: Vec<i64> = state.hydra.evals[..state.visible]
+        .iter()
+        .map(|e| e.id)
+        .collect();
     let mut plain = Vec::new();
     plain.push(b'[');
     if let Some(eval) = state.hydra.eval(id) {
@@ -421,7 +489,8 @@ fn eval_builds_body(state: &mut State, id: i64, gzip: bool) -> Arc<Vec<u8>> {
                 plain.push(b',');
             }
             if let Some(build) = state.hydra.builds.get(build_id) {
-                serde_json::to_writer(&mut plain, &build_json(&state.hydra, build, &visible)).expect("writing to a Vec");
+                serde_json::to_writer(&mut plain, &build_json(&state.hydra, build, &visible))
+                    .expect("writing to a Vec");
             }
         }
     }

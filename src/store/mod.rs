@@ -50,8 +50,14 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("eval {eval} of {jobset} is older than the newest stored eval {newest}; evals are stored in Hydra's order")]
-    OutOfOrder { jobset: String, eval: i64, newest: i64 },
+    #[error(
+        "eval {eval} of {jobset} is older than the newest stored eval {newest}; evals are stored in Hydra's order"
+    )]
+    OutOfOrder {
+        jobset: String,
+        eval: i64,
+        newest: i64,
+    },
 }
 
 pub(crate) trait Context<T> {
@@ -105,20 +111,28 @@ impl Store {
     /// while the daemon writes, and never creates a file by mistake.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         if !path.exists() {
-            return Err(StoreError::Missing { path: path.to_owned() });
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
         }
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(30))
             .map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(open_err)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(open_err)?;
         if version == 0 {
-            return Err(StoreError::Missing { path: path.to_owned() });
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
         }
         Ok(Store {
             conn,
@@ -188,7 +202,10 @@ mod tests {
     fn opening_twice_keeps_the_data_and_the_schema_version() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.sqlite");
-        let jobset = JobsetRef { project: "nixpkgs".into(), jobset: "trunk".into() };
+        let jobset = JobsetRef {
+            project: "nixpkgs".into(),
+            jobset: "trunk".into(),
+        };
         let id = Store::open(&path).unwrap().jobset_id(&jobset).unwrap();
         let store = Store::open(&path).unwrap();
         assert_eq!(store.find_jobset(&jobset).unwrap(), Some(id));
@@ -199,7 +216,11 @@ mod tests {
     fn reading_a_missing_database_says_to_ingest_first() {
         let dir = tempfile::tempdir().unwrap();
         let err = Store::open_read_only(&dir.path().join("none.sqlite")).unwrap_err();
-        assert!(err.to_string().contains("run `hydra-sentinel ingest` first"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("run `hydra-sentinel ingest` first"),
+            "{err}"
+        );
         assert!(!dir.path().join("none.sqlite").exists());
     }
 }

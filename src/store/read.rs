@@ -17,6 +17,9 @@ pub struct StoredEval {
     pub seq: i64,
     pub timestamp: i64,
     pub revision: Option<String>,
+    /// Builds of the eval that were stored (refused ones excluded).
+    #[serde(skip)]
+    pub nr_builds: i64,
 }
 
 /// Counts for `status`.
@@ -45,7 +48,7 @@ impl Store {
     pub fn newest_eval(&self, jobset_id: i64) -> Result<Option<StoredEval>, StoreError> {
         self.conn
             .query_row(
-                "SELECT id, seq, timestamp, revision FROM evals WHERE jobset_id = ?1 ORDER BY seq DESC LIMIT 1",
+                "SELECT id, seq, timestamp, revision, nr_builds FROM evals WHERE jobset_id = ?1 ORDER BY seq DESC LIMIT 1",
                 [jobset_id],
                 |r| {
                     Ok(StoredEval {
@@ -53,6 +56,7 @@ impl Store {
                         seq: r.get(1)?,
                         timestamp: r.get(2)?,
                         revision: r.get(3)?,
+                        nr_builds: r.get(4)?,
                     })
                 },
             )
@@ -83,7 +87,8 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .context("counting evals")?;
-            let mut jobs: BTreeMap<StatusClass, i64> = StatusClass::ALL.iter().map(|c| (*c, 0)).collect();
+            let mut jobs: BTreeMap<StatusClass, i64> =
+                StatusClass::ALL.iter().map(|c| (*c, 0)).collect();
             let mut stmt = self
                 .conn
                 .prepare_cached(
@@ -95,12 +100,18 @@ impl Store {
                 .context("counting jobs")?;
             let rows = stmt
                 .query_map([id], |r| {
-                    Ok((r.get::<_, bool>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, i64>(2)?))
+                    Ok((
+                        r.get::<_, bool>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
                 })
                 .context("counting jobs")?;
             for row in rows {
                 let (finished, status, n) = row.context("counting jobs")?;
-                *jobs.entry(StatusClass::from_hydra(finished, status)).or_default() += n;
+                *jobs
+                    .entry(StatusClass::from_hydra(finished, status))
+                    .or_default() += n;
             }
             summaries.push(JobsetSummary {
                 project,
@@ -206,7 +217,12 @@ impl Store {
 
     /// Builds of the jobset's newest eval whose status may still change:
     /// unfinished ones, and failed or noisy ones (restarts), as asked.
-    pub fn unsettled_builds(&self, jobset_id: i64, unfinished: bool, failed: bool) -> Result<Vec<i64>, StoreError> {
+    pub fn unsettled_builds(
+        &self,
+        jobset_id: i64,
+        unfinished: bool,
+        failed: bool,
+    ) -> Result<Vec<i64>, StoreError> {
         if !unfinished && !failed {
             return Ok(Vec::new());
         }
@@ -222,18 +238,26 @@ impl Store {
         let rows = stmt
             .query_map(params![jobset_id, unfinished, failed], |r| r.get(0))
             .context("finding unsettled builds")?;
-        rows.collect::<Result<_, _>>().context("finding unsettled builds")
+        rows.collect::<Result<_, _>>()
+            .context("finding unsettled builds")
     }
 
     pub fn rechecked_at(&self, jobset_id: i64) -> Result<i64, StoreError> {
         self.conn
-            .query_row("SELECT rechecked_at FROM jobsets WHERE id = ?1", [jobset_id], |r| r.get(0))
+            .query_row(
+                "SELECT rechecked_at FROM jobsets WHERE id = ?1",
+                [jobset_id],
+                |r| r.get(0),
+            )
             .context("reading recheck time")
     }
 
     pub fn set_rechecked_at(&self, jobset_id: i64, at: i64) -> Result<(), StoreError> {
         self.conn
-            .execute("UPDATE jobsets SET rechecked_at = ?2 WHERE id = ?1", [jobset_id, at])
+            .execute(
+                "UPDATE jobsets SET rechecked_at = ?2 WHERE id = ?1",
+                [jobset_id, at],
+            )
             .map(drop)
             .context("writing recheck time")
     }

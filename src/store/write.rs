@@ -23,7 +23,11 @@ pub struct NewEval {
 /// What the store already knows of a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KnownBuild {
-    Stored { job_id: i64, finished: bool, status: Option<i64> },
+    Stored {
+        job_id: i64,
+        finished: bool,
+        status: Option<i64>,
+    },
     /// Seen before and refused (an implausible job name, say).
     Refused,
 }
@@ -31,7 +35,13 @@ pub enum KnownBuild {
 impl KnownBuild {
     /// Whether its status may still change (so it is worth fetching again).
     pub fn is_settled(&self) -> bool {
-        !matches!(self, KnownBuild::Stored { finished: false, .. })
+        !matches!(
+            self,
+            KnownBuild::Stored {
+                finished: false,
+                ..
+            }
+        )
     }
 }
 
@@ -96,16 +106,19 @@ impl Store {
     }
 
     /// Start writing `eval` of a jobset. Evals must come in Hydra's order.
-    pub fn begin_eval(&mut self, jobset_id: i64, jobset: &str, eval: NewEval) -> Result<EvalWriter<'_>, StoreError> {
+    pub fn begin_eval(
+        &mut self,
+        jobset_id: i64,
+        jobset: &str,
+        eval: NewEval,
+    ) -> Result<EvalWriter<'_>, StoreError> {
         let newest = self.newest_eval(jobset_id)?;
-        if let Some(newest) = &newest {
-            if eval.id <= newest.id {
-                return Err(StoreError::OutOfOrder {
-                    jobset: jobset.to_owned(),
-                    eval: eval.id,
-                    newest: newest.id,
-                });
-            }
+        if let Some(newest) = newest.as_ref().filter(|n| eval.id <= n.id) {
+            return Err(StoreError::OutOfOrder {
+                jobset: jobset.to_owned(),
+                eval: eval.id,
+                newest: newest.id,
+            });
         }
         let seq = newest.map_or(1, |n| n.seq + 1);
         let mut writer = self.begin(jobset_id)?;
@@ -144,7 +157,10 @@ impl Store {
     }
 }
 
-fn load_job_ids(conn: &rusqlite::Connection, jobset_id: i64) -> Result<HashMap<String, i64>, StoreError> {
+fn load_job_ids(
+    conn: &rusqlite::Connection,
+    jobset_id: i64,
+) -> Result<HashMap<String, i64>, StoreError> {
     let mut stmt = conn
         .prepare("SELECT id, attr, system, suffixed FROM jobs WHERE jobset_id = ?1")
         .context("loading jobs")?;
@@ -164,7 +180,12 @@ fn load_job_ids(conn: &rusqlite::Connection, jobset_id: i64) -> Result<HashMap<S
 impl EvalWriter<'_> {
     /// Record a build fetched from Hydra: its job, its status, and (when
     /// writing an eval) that the eval contains it.
-    pub fn add_build(&mut self, build: &Build, name: &JobName, drv: &StorePath<'_>) -> Result<(), StoreError> {
+    pub fn add_build(
+        &mut self,
+        build: &Build,
+        name: &JobName,
+        drv: &StorePath<'_>,
+    ) -> Result<(), StoreError> {
         let job_id = self.job_id(&build.job, name)?;
         let nixname = build
             .nixname
@@ -216,9 +237,10 @@ impl EvalWriter<'_> {
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM refused_builds WHERE job = ?1)")
             .and_then(|mut stmt| stmt.query_row([job], |r| r.get(0)))
             .context("recording a refused build")?;
-        self
-            .tx
-            .prepare_cached("INSERT OR IGNORE INTO refused_builds (id, job, reason) VALUES (?1, ?2, ?3)")
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO refused_builds (id, job, reason) VALUES (?1, ?2, ?3)",
+            )
             .and_then(|mut stmt| stmt.execute(params![build_id, job, reason]))
             .context("recording a refused build")?;
         Ok(!seen)
@@ -229,7 +251,9 @@ impl EvalWriter<'_> {
             return Ok(());
         }
         self.tx
-            .prepare_cached("INSERT OR REPLACE INTO eval_members (job_id, build_id) VALUES (?1, ?2)")
+            .prepare_cached(
+                "INSERT OR REPLACE INTO eval_members (job_id, build_id) VALUES (?1, ?2)",
+            )
             .and_then(|mut stmt| stmt.execute([job_id, build_id]))
             .context("recording eval membership")?;
         self.outcome.members += 1;
@@ -237,7 +261,11 @@ impl EvalWriter<'_> {
     }
 
     fn job_id(&mut self, hydra_job: &str, name: &JobName) -> Result<i64, StoreError> {
-        if let Some(&id) = self.job_ids.get(hydra_job).or_else(|| self.new_job_ids.get(hydra_job)) {
+        if let Some(&id) = self
+            .job_ids
+            .get(hydra_job)
+            .or_else(|| self.new_job_ids.get(hydra_job))
+        {
             return Ok(id);
         }
         let id: i64 = self
@@ -247,7 +275,10 @@ impl EvalWriter<'_> {
                  ON CONFLICT DO UPDATE SET attr = attr RETURNING id",
             )
             .and_then(|mut stmt| {
-                stmt.query_row(params![self.jobset_id, name.attr, name.system, name.suffixed], |r| r.get(0))
+                stmt.query_row(
+                    params![self.jobset_id, name.attr, name.system, name.suffixed],
+                    |r| r.get(0),
+                )
             })
             .context("registering a job")?;
         self.new_job_ids.insert(hydra_job.to_owned(), id);

@@ -1,0 +1,145 @@
+//! Small builders for fixtures, and assertions whose messages carry enough
+//! context to debug a failure seen only in CI.
+
+use std::path::{Path, PathBuf};
+
+use hydra_sentinel::config::Config;
+use hydra_sentinel::hydra::HydraClient;
+use hydra_sentinel::ingest::{IngestError, Ingestor, JobsetReport, PassOptions};
+use hydra_sentinel::sim::{FakeHydra, SimHydra, SimSpec};
+use hydra_sentinel::store::Store;
+
+/// A small, settled history: `packages` packages on two systems, `evals`
+/// evals, no planted scenarios, nothing pending.
+pub fn small_spec(packages: usize, evals: usize) -> SimSpec {
+    SimSpec {
+        packages,
+        evals,
+        systems: vec!["x86_64-linux".into(), "aarch64-darwin".into()],
+        rebuild_rate: 0.05,
+        flip_rate: 0.0,
+        noise_rate: 0.0,
+        pending_share: 0.0,
+        scenarios: false,
+        hostile_jobs: false,
+        ..SimSpec::demo()
+    }
+}
+
+pub fn start(spec: &SimSpec) -> FakeHydra {
+    FakeHydra::start(SimHydra::generate(spec)).expect("starting the fake Hydra")
+}
+
+/// A test's private folder with a config pointing at `hydra`.
+pub struct Sandbox {
+    /// Removed with the sandbox.
+    _dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub config: Config,
+}
+
+impl Sandbox {
+    pub fn new(hydra: &FakeHydra, extra: &str) -> Sandbox {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let db = dir.path().join("state.sqlite");
+        let text = format!(
+            "[hydra]\nurl = \"{}\"\nretries = 3\nretry_initial_delay_ms = 10\nretry_max_delay_ms = 50\n\n\
+             [[jobsets]]\nproject = \"nixpkgs\"\njobset = \"trunk\"\n\n[database]\npath = {:?}\n{extra}",
+            hydra.url(),
+            db.display().to_string()
+        );
+        let config_path = dir.path().join("hydra-sentinel.toml");
+        std::fs::write(&config_path, &text).expect("writing the config");
+        let config = Config::load(&config_path)
+            .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"));
+        Sandbox {
+            _dir: dir,
+            config_path,
+            config,
+        }
+    }
+
+    pub fn db(&self) -> &Path {
+        &self.config.database
+    }
+
+    /// One ingest pass at `now`, through the library.
+    pub fn pass_at(
+        &self,
+        max_evals: Option<usize>,
+        now: i64,
+    ) -> (Vec<JobsetReport>, Option<IngestError>) {
+        let store = Store::open(self.db()).expect("opening the store");
+        let client = HydraClient::new(&self.config.hydra).expect("a client");
+        let ingestor = Ingestor::new(&self.config, client, store);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(ingestor.pass(&self.config.jobsets, &PassOptions { max_evals, now }))
+    }
+
+    /// One pass that must succeed.
+    pub fn pass(&self, max_evals: Option<usize>) -> JobsetReport {
+        let (mut reports, error) = self.pass_at(max_evals, 2_000_000_000);
+        if let Some(e) = error {
+            panic!("ingest failed: {}", hydra_sentinel::error_chain(&e));
+        }
+        reports.remove(0)
+    }
+
+    pub fn sql(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db()).expect("opening the database with plain SQLite")
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.sql()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open_read_only(self.db()).expect("opening the store read-only")
+    }
+}
+
+/// Every stored eval is whole: each of its member jobs is covered by exactly
+/// one span, and no span points past the newest eval.
+pub fn assert_evals_complete(conn: &rusqlite::Connection) {
+    let mut stmt = conn
+        .prepare(
+            "SELECT e.id, e.nr_builds,
+                    (SELECT count(*) FROM spans s JOIN jobs j ON j.id = s.job_id
+                     WHERE j.jobset_id = e.jobset_id AND s.first_seq <= e.seq
+                       AND coalesce(s.last_seq, e.seq) >= e.seq)
+             FROM evals e ORDER BY e.seq",
+        )
+        .unwrap();
+    let rows: Vec<(i64, i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (eval, members, covered) in &rows {
+        assert_eq!(
+            members, covered,
+            "eval {eval} records {members} builds but spans cover {covered}; all evals: {rows:?}"
+        );
+    }
+    let dangling: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM spans s WHERE s.first_seq > (SELECT coalesce(max(seq), 0) FROM evals)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        dangling, 0,
+        "spans start after the newest eval: a half-written eval"
+    );
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+}

@@ -1,0 +1,1 @@
+//! Killing the real binary mid-ingest.

@@ -1,0 +1,7 @@
+//! Integration tests: the real client, the real store and the real binary
+//! against a Hydra look-alike on loopback.
+
+mod cli;
+mod helpers;
+mod ingest;
+mod kill;
