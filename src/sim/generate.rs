@@ -465,7 +465,7 @@ fn package_name(rng: &mut Rng) -> String {
     let mut name: String = (0..n).map(|_| *rng.pick(SYLLABLES)).collect();
     if rng.chance(0.3) {
         name.push('-');
-        let suffix: &str = rng.pick(SYLLABLES);
+        let suffix: &&str = rng.pick(SYLLABLES);
         name.push_str(suffix);
     }
     if name.starts_with(|c: char| c.is_ascii_digit()) {
