@@ -5,13 +5,12 @@ use std::process::{Command, Output};
 use crate::helpers::{Sandbox, small_spec, start};
 
 fn hydra_sentinel(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+    Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
         .args(args)
         .env_remove("HYDRA_SENTINEL_CONFIG")
         .env("HYDRA_SENTINEL_LOG", "warn")
         .output()
-        .expect("running hydra-sentinel");
-    output
+        .expect("running hydra-sentinel")
 }
 
 fn describe(args: &[&str], output: &Output) -> String {

@@ -324,6 +324,11 @@ fn a_body_that_stays_broken_writes_nothing_and_the_next_pass_recovers() {
     assert_evals_complete(&sandbox.sql());
 }
 
+/// (attribute, system) → (class, first eval, evals, distinct derivations).
+type Streaks = HashMap<(String, String), (StatusClass, i64, u32, usize)>;
+/// (attribute, system) → one (eval, class, derivation) per eval the job was in.
+type Results = HashMap<(String, String), Vec<(i64, StatusClass, String)>>;
+
 /// The streak of each job, computed the slow way from what the fake Hydra
 /// served: one result per eval the job was in.
 fn naive_streaks(
