@@ -331,10 +331,8 @@ type Results = HashMap<(String, String), Vec<(i64, StatusClass, String)>>;
 
 /// The streak of each job, computed the slow way from what the fake Hydra
 /// served: one result per eval the job was in.
-fn naive_streaks(
-    sim: &hydra_sentinel::sim::SimHydra,
-) -> HashMap<(String, String), (StatusClass, i64, u32, usize)> {
-    let mut results: HashMap<(String, String), Vec<(i64, StatusClass, String)>> = HashMap::new();
+fn naive_streaks(sim: &hydra_sentinel::sim::SimHydra) -> Streaks {
+    let mut results = Results::new();
     for eval in &sim.evals {
         for id in &eval.builds {
             let b = &sim.builds[id];
