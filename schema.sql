@@ -38,9 +38,9 @@ CREATE TABLE jobs (
     attr      TEXT NOT NULL,             -- attribute path, e.g. python3Packages.foo
     system    TEXT NOT NULL,             -- e.g. x86_64-linux
     suffixed  INTEGER NOT NULL,          -- 1 when Hydra's job name is attr.system
-    UNIQUE (jobset_id, attr, system, suffixed)
+    -- Attribute first: `history ATTR` looks jobs up by attribute.
+    UNIQUE (attr, system, jobset_id, suffixed)
 );
-CREATE INDEX jobs_by_attr ON jobs (attr);
 
 CREATE TABLE builds (
     id       INTEGER PRIMARY KEY,        -- Hydra's build id
@@ -59,7 +59,6 @@ CREATE TABLE spans (
     build_id  INTEGER NOT NULL REFERENCES builds (id),
     PRIMARY KEY (job_id, first_seq)
 ) WITHOUT ROWID;
-CREATE INDEX spans_open ON spans (build_id) WHERE last_seq IS NULL;
 
 -- Builds whose job name (or store path, or jobset) was implausible: kept so
 -- they are counted in every eval that has them but fetched and logged once.

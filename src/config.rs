@@ -53,8 +53,6 @@ pub struct IngestSettings {
     /// Failed builds in the newest eval are asked about again after this long
     /// (restarts change a build's status after the fact).
     pub recheck_after: Duration,
-    /// Where large downloads are spooled; defaults to the database's folder.
-    pub spool_dir: Option<PathBuf>,
 }
 
 impl Default for IngestSettings {
@@ -64,7 +62,6 @@ impl Default for IngestSettings {
             per_build_fetch_limit: 1000,
             builds_per_request: 250,
             recheck_after: Duration::from_secs(6 * 3600),
-            spool_dir: None,
         }
     }
 }
@@ -218,7 +215,6 @@ impl Config {
                 per_build_fetch_limit: ingest.per_build_fetch_limit,
                 builds_per_request: ingest.builds_per_request.max(1),
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
-                spool_dir: ingest.spool_dir,
             },
         })
     }
@@ -310,7 +306,6 @@ struct RawIngest {
     per_build_fetch_limit: usize,
     builds_per_request: usize,
     recheck_after_secs: u64,
-    spool_dir: Option<PathBuf>,
 }
 
 impl Default for RawIngest {
@@ -321,7 +316,6 @@ impl Default for RawIngest {
             per_build_fetch_limit: d.per_build_fetch_limit,
             builds_per_request: d.builds_per_request,
             recheck_after_secs: d.recheck_after.as_secs(),
-            spool_dir: None,
         }
     }
 }

@@ -15,7 +15,6 @@
 //! eval; the next pass discovers the same evals again and carries on.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -46,12 +45,6 @@ pub enum IngestError {
         attempts: usize,
         #[source]
         source: serde_json::Error,
-    },
-    #[error("cannot create a spool file in {dir}")]
-    Spool {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
     },
     #[error("a database task panicked")]
     TaskPanicked(#[from] tokio::task::JoinError),
@@ -109,7 +102,8 @@ pub struct Ingestor {
     client: HydraClient,
     store: Arc<Mutex<Store>>,
     settings: IngestSettings,
-    spool_dir: PathBuf,
+    /// Pause before fetching a broken body again (grows with each attempt).
+    retry_pause: std::time::Duration,
     max_in_flight: usize,
     /// Downloads of one builds array before giving up on it for this pass.
     download_attempts: usize,
@@ -139,19 +133,11 @@ impl WriteMode {
 
 impl Ingestor {
     pub fn new(config: &Config, client: HydraClient, store: Store) -> Ingestor {
-        let spool_dir = config.ingest.spool_dir.clone().unwrap_or_else(|| {
-            config
-                .database
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."))
-        });
         Ingestor {
             client,
             store: Arc::new(Mutex::new(store)),
             settings: config.ingest.clone(),
-            spool_dir,
+            retry_pause: config.hydra.retry_initial_delay,
             max_in_flight: config.hydra.max_in_flight,
             download_attempts: config.hydra.retries + 1,
         }
@@ -215,8 +201,12 @@ impl Ingestor {
         }
         let mut newest_streamed = false;
         let ingested_any = !evals.is_empty();
+        let mut has_history = newest.is_some();
         for header in evals {
-            let (outcome, streamed) = self.ingest_eval(jobset, jobset_id, &header).await?;
+            let (outcome, streamed) = self
+                .ingest_eval(jobset, jobset_id, &header, has_history)
+                .await?;
+            has_history = true;
             tracing::info!(%jobset, eval = header.id, builds = outcome.members, written = outcome.builds_written,
                 spans_opened = outcome.spans_opened, spans_closed = outcome.spans_closed,
                 rejected = outcome.rejected_jobs, strategy = if streamed { "eval-builds" } else { "per-build" }, "eval ingested");
@@ -282,14 +272,16 @@ impl Ingestor {
     }
 
     /// Fetch and write one eval; returns what changed and whether the whole
-    /// builds array was streamed.
+    /// builds array was streamed. The first eval of a jobset is streamed
+    /// straight away: every build is new, so the build list of `/eval/{id}`
+    /// (3 MB for nixpkgs) would only confirm it.
     async fn ingest_eval(
         &self,
         jobset: &JobsetRef,
         jobset_id: i64,
         header: &EvalHeader,
+        has_history: bool,
     ) -> Result<(WriteOutcome, bool), IngestError> {
-        let eval = self.client.eval(header.id).await?;
         let eval_id = header.id;
         let new_eval = NewEval {
             id: header.id,
@@ -299,11 +291,21 @@ impl Ingestor {
             eval_time: header.evaltime,
             strategy: "per-build",
         };
-        let ids = eval.builds;
+        if !has_history {
+            let mode = WriteMode::NewEval {
+                jobset_id,
+                eval: NewEval {
+                    strategy: "eval-builds",
+                    ..new_eval
+                },
+            };
+            return Ok((self.stream_eval(jobset, eval_id, mode).await?, true));
+        }
+        let ids = self.client.eval(eval_id).await?.builds;
         let known = self
             .with_store({
                 let ids = ids.clone();
-                move |store| Ok(store.known_builds(&ids)?)
+                move |store| Ok(store.known_builds(jobset_id, &ids)?)
             })
             .await?;
         let needed: Vec<i64> = ids
@@ -355,8 +357,10 @@ impl Ingestor {
         Ok((outcome, true))
     }
 
-    /// Download `/eval/{id}/builds` and apply it through a writer from
-    /// `begin`, retrying the download when the body turns out unreadable.
+    /// Stream `/eval/{id}/builds` into a writer opened by `mode`: the body
+    /// is parsed while it downloads, on the blocking pool, so network and
+    /// database work overlap and memory stays at one build. A body that breaks
+    /// off or does not parse rolls the transaction back and is fetched again.
     async fn stream_eval(
         &self,
         jobset: &JobsetRef,
@@ -367,31 +371,16 @@ impl Ingestor {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let spool = tempfile::Builder::new()
-                .prefix(".hydra-sentinel-eval-")
-                .suffix(".json")
-                .tempfile_in(&self.spool_dir)
-                .map_err(|source| IngestError::Spool {
-                    dir: self.spool_dir.clone(),
-                    source,
-                })?;
-            let bytes = self
-                .client
-                .download_eval_builds(eval_id, spool.path())
-                .await?;
-            tracing::debug!(eval = eval_id, bytes, "builds downloaded");
+            let body = self.client.eval_builds_stream(eval_id).await?;
+            let reader = tokio_util::io::StreamReader::new(Box::pin(body));
             let jobset = jobset.clone();
             let mode = mode.clone();
             let result = self
                 .with_store(move |store| {
-                    let file =
-                        std::fs::File::open(spool.path()).map_err(|source| IngestError::Spool {
-                            dir: spool.path().to_owned(),
-                            source,
-                        })?;
+                    let reader = tokio_util::io::SyncIoBridge::new(reader);
                     let mut writer = mode.begin(store, &jobset)?;
                     let mut checker = BuildChecker::new(&jobset, eval_id);
-                    match for_each_build(file, |build| checker.write(&mut writer, &build)) {
+                    match for_each_build(reader, |build| checker.write(&mut writer, &build)) {
                         Ok(_) => Ok(Ok(writer.commit()?)),
                         Err(StreamError::Callback(e)) => Err(e.into()),
                         // Dropping the writer rolls the eval back.
@@ -406,7 +395,8 @@ impl Ingestor {
                 Ok(outcome) => return Ok(outcome),
                 Err((builds_read, source)) if attempt < attempts => {
                     tracing::warn!(eval = eval_id, builds_read, attempt, error = %source,
-                        "builds array malformed or truncated; nothing written, downloading again");
+                        "builds array broke off or is malformed; nothing written, fetching it again");
+                    tokio::time::sleep(self.retry_pause * attempt as u32).await;
                 }
                 Err((_, source)) => {
                     return Err(IngestError::Unreadable {

@@ -1,6 +1,5 @@
 //! HTTP to Hydra: polite, patient, and never trusting a body until it parsed.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +7,6 @@ use backon::{ExponentialBuilder, Retryable};
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
 use serde::de::DeserializeOwned;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use url::Url;
 
@@ -143,45 +141,39 @@ impl HydraClient {
         self.get_json(&self.url(&format!("build/{id}"))).await
     }
 
-    /// Download `/eval/{id}/builds` into `dest`, retrying transient failures.
-    /// The file holds a complete body when this returns Ok; whether it is a
-    /// complete *JSON array* is for the parser to say.
-    pub async fn download_eval_builds(&self, id: i64, dest: &Path) -> Result<u64, HydraError> {
+    /// Open `/eval/{id}/builds` as a byte stream, retrying until the server
+    /// answers with a success status. The body arrives as it is read, so a
+    /// caller parses while downloading and never holds the document; errors
+    /// in the middle of the body surface as `io::Error`s from the stream, and
+    /// retrying them is the caller's business (it has state to roll back).
+    pub async fn eval_builds_stream(
+        &self,
+        id: i64,
+    ) -> Result<
+        impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+        HydraError,
+    > {
         let url = self.url(&format!("eval/{id}/builds"));
-        (|| self.download_once(&url, dest))
-            .retry(self.backoff)
-            .sleep(tokio::time::sleep)
-            .when(HydraError::is_transient)
-            .adjust(|e, delay| e.retry_after().or(delay))
-            .notify(|e, delay| tracing::warn!(error = %crate::error_chain(e), ?delay, "retrying Hydra download"))
-            .await
-    }
-
-    async fn download_once(&self, url: &Url, dest: &Path) -> Result<u64, HydraError> {
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .expect("semaphore never closed");
-        let response = self.send(url).await?;
-        let spool_err = |source| HydraError::Spool {
-            url: url.to_string(),
-            path: dest.display().to_string(),
-            source,
-        };
-        let mut file = tokio::fs::File::create(dest).await.map_err(spool_err)?;
-        let mut body = response.bytes_stream();
-        let mut written = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|source| HydraError::Http {
-                url: url.to_string(),
-                source,
-            })?;
-            file.write_all(&chunk).await.map_err(spool_err)?;
-            written += chunk.len() as u64;
-        }
-        file.flush().await.map_err(spool_err)?;
-        Ok(written)
+        let permit = (|| async {
+            let permit = Arc::clone(&self.in_flight)
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            let response = self.send(&url).await?;
+            Ok((permit, response))
+        })
+        .retry(self.backoff)
+        .sleep(tokio::time::sleep)
+        .when(HydraError::is_transient)
+        .adjust(|e: &HydraError, delay| e.retry_after().or(delay))
+        .notify(|e, delay| tracing::warn!(error = %crate::error_chain(e), ?delay, "retrying Hydra request"))
+        .await?;
+        let (permit, response) = permit;
+        Ok(response.bytes_stream().map(move |chunk| {
+            // The permit lives as long as the body is being read.
+            let _held = &permit;
+            chunk.map_err(std::io::Error::other)
+        }))
     }
 
     async fn get_json<T: DeserializeOwned>(&self, url: &Url) -> Result<T, HydraError> {

@@ -48,13 +48,6 @@ pub enum HydraError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("could not write the download of {url} to {path}")]
-    Spool {
-        url: String,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 fn hydra_message(message: &Option<String>) -> String {
@@ -71,7 +64,7 @@ impl HydraError {
         match self {
             HydraError::Http { .. } | HydraError::Json { .. } => true,
             HydraError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            HydraError::BadUrl { .. } | HydraError::Client(_) | HydraError::Spool { .. } => false,
+            HydraError::BadUrl { .. } | HydraError::Client(_) => false,
         }
     }
 

@@ -303,8 +303,8 @@ async fn write_response(stream: &mut TcpStream, mut response: Response) -> std::
     stream.write_all(head.as_bytes()).await?;
     let body = &response.body[..send];
     match response.throttle {
-        Some(rate) if body.len() > 64 * 1024 => {
-            let chunk = (rate / 20).max(1024);
+        Some(rate) if body.len() > 4096 => {
+            let chunk = (rate / 20).max(256);
             for part in body.chunks(chunk) {
                 stream.write_all(part).await?;
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -77,6 +77,9 @@ pub struct Store {
     /// Job ids by jobset and Hydra job name, filled lazily: the hot path of
     /// ingest looks every job up once per eval.
     job_ids: HashMap<i64, HashMap<String, i64>>,
+    /// Per jobset, the build of each job's open span (its build in the
+    /// newest eval): what a new eval is compared against.
+    open_spans: HashMap<i64, HashMap<i64, i64>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -104,6 +107,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             job_ids: HashMap::new(),
+            open_spans: HashMap::new(),
         })
     }
 
@@ -138,6 +142,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             job_ids: HashMap::new(),
+            open_spans: HashMap::new(),
         })
     }
 

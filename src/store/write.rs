@@ -1,6 +1,6 @@
 //! Writing one evaluation, all or nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -58,20 +58,58 @@ pub struct WriteOutcome {
 /// A transaction that writes one eval (or, for rechecks, only build
 /// statuses). Dropping it without [`EvalWriter::commit`] rolls everything back.
 pub struct EvalWriter<'s> {
+    // Declared before `tx`: statements are finalised before the transaction ends.
+    statements: Statements<'s>,
     tx: Transaction<'s>,
     jobset_id: i64,
     /// Committed job ids of the jobset, by Hydra job name.
     job_ids: &'s mut HashMap<String, i64>,
     /// Job ids created in this transaction; they join `job_ids` on commit.
     new_job_ids: HashMap<String, i64>,
+    /// Committed open spans of the jobset: job → build in the newest eval.
+    open_spans: &'s mut HashMap<i64, i64>,
+    /// Open spans opened (Some) or closed (None) by this transaction.
+    span_changes: Vec<(i64, Option<i64>)>,
+    /// Jobs seen in the eval being written.
+    members: HashSet<i64>,
     eval: Option<(NewEval, i64)>,
     outcome: WriteOutcome,
 }
 
 impl Store {
-    /// Which of `ids` the store knows, with their last known status.
-    pub fn known_builds(&self, ids: &[i64]) -> Result<HashMap<i64, KnownBuild>, StoreError> {
-        let mut known = HashMap::new();
+    /// Which of `ids` (builds of a new eval of the jobset) the store knows,
+    /// with their last known status. Most are the builds of the newest eval,
+    /// read in one query; the rest are looked up one by one.
+    pub fn known_builds(
+        &self,
+        jobset_id: i64,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, KnownBuild>, StoreError> {
+        let mut newest: HashMap<i64, KnownBuild> = HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT b.id, b.job_id, b.finished, b.status FROM spans s
+                 JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                 WHERE j.jobset_id = ?1 AND s.last_seq IS NULL",
+            )
+            .context("looking up known builds")?;
+        let rows = stmt
+            .query_map([jobset_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    KnownBuild::Stored {
+                        job_id: r.get(1)?,
+                        finished: r.get(2)?,
+                        status: r.get(3)?,
+                    },
+                ))
+            })
+            .context("looking up known builds")?;
+        for row in rows {
+            let (id, build) = row.context("looking up known builds")?;
+            newest.insert(id, build);
+        }
         let mut stored = self
             .conn
             .prepare_cached("SELECT job_id, finished, status FROM builds WHERE id = ?1")
@@ -80,7 +118,12 @@ impl Store {
             .conn
             .prepare_cached("SELECT 1 FROM refused_builds WHERE id = ?1")
             .context("looking up known builds")?;
+        let mut known = HashMap::new();
         for &id in ids {
+            if let Some(build) = newest.get(&id) {
+                known.insert(id, *build);
+                continue;
+            }
             let build = stored
                 .query_row([id], |r| {
                     Ok(KnownBuild::Stored {
@@ -122,13 +165,6 @@ impl Store {
         }
         let seq = newest.map_or(1, |n| n.seq + 1);
         let mut writer = self.begin(jobset_id)?;
-        writer
-            .tx
-            .execute_batch(
-                "CREATE TEMP TABLE IF NOT EXISTS eval_members (job_id INTEGER PRIMARY KEY, build_id INTEGER NOT NULL);
-                 DELETE FROM eval_members;",
-            )
-            .context("preparing eval membership")?;
         writer.eval = Some((eval, seq));
         Ok(writer)
     }
@@ -143,18 +179,76 @@ impl Store {
             let ids = load_job_ids(&self.conn, jobset_id)?;
             self.job_ids.insert(jobset_id, ids);
         }
+        if !self.open_spans.contains_key(&jobset_id) {
+            let spans = load_open_spans(&self.conn, jobset_id)?;
+            self.open_spans.insert(jobset_id, spans);
+        }
         let job_ids = self.job_ids.get_mut(&jobset_id).expect("inserted above");
+        let open_spans = self.open_spans.get_mut(&jobset_id).expect("inserted above");
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .context("starting a transaction")?;
         Ok(EvalWriter {
+            statements: Statements::prepare(&self.conn)?,
             tx,
             jobset_id,
             job_ids,
             new_job_ids: HashMap::new(),
+            open_spans,
+            span_changes: Vec::new(),
+            members: HashSet::new(),
             eval: None,
             outcome: WriteOutcome::default(),
         })
     }
+}
+
+/// The statements of the ingest hot path, prepared once per transaction.
+///
+/// Plain and `OR IGNORE` inserts rather than upserts: SQLite checks their
+/// constraints before writing, so it needs no statement journal per row.
+struct Statements<'c> {
+    insert_build: rusqlite::Statement<'c>,
+    update_build: rusqlite::Statement<'c>,
+    insert_job: rusqlite::Statement<'c>,
+    find_job: rusqlite::Statement<'c>,
+    open_span: rusqlite::Statement<'c>,
+    close_span: rusqlite::Statement<'c>,
+}
+
+impl<'c> Statements<'c> {
+    fn prepare(conn: &'c rusqlite::Connection) -> Result<Statements<'c>, StoreError> {
+        let prepare = |sql: &str| conn.prepare(sql).context("preparing statements");
+        Ok(Statements {
+            insert_build: prepare(
+                "INSERT OR IGNORE INTO builds (id, job_id, finished, status, stoptime, drv_hash, nixname)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+            update_build: prepare(
+                "UPDATE builds SET finished = ?2, status = ?3, stoptime = ?4
+                 WHERE id = ?1 AND (finished IS NOT ?2 OR status IS NOT ?3 OR stoptime IS NOT ?4)",
+            )?,
+            insert_job: prepare("INSERT OR IGNORE INTO jobs (jobset_id, attr, system, suffixed) VALUES (?1, ?2, ?3, ?4)")?,
+            find_job: prepare("SELECT id FROM jobs WHERE attr = ?2 AND system = ?3 AND jobset_id = ?1 AND suffixed = ?4")?,
+            open_span: prepare("INSERT INTO spans (job_id, first_seq, last_seq, build_id) VALUES (?1, ?2, NULL, ?3)")?,
+            close_span: prepare("UPDATE spans SET last_seq = ?2 WHERE job_id = ?1 AND last_seq IS NULL")?,
+        })
+    }
+}
+
+fn load_open_spans(
+    conn: &rusqlite::Connection,
+    jobset_id: i64,
+) -> Result<HashMap<i64, i64>, StoreError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT s.job_id, s.build_id FROM spans s JOIN jobs j ON j.id = s.job_id
+             WHERE j.jobset_id = ?1 AND s.last_seq IS NULL",
+        )
+        .context("loading open spans")?;
+    let rows = stmt
+        .query_map([jobset_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .context("loading open spans")?;
+    rows.collect::<Result<_, _>>().context("loading open spans")
 }
 
 fn load_job_ids(
@@ -191,28 +285,32 @@ impl EvalWriter<'_> {
             .nixname
             .as_deref()
             .unwrap_or_else(|| drv.name.strip_suffix(".drv").unwrap_or(drv.name));
-        let written = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO builds (id, job_id, finished, status, stoptime, drv_hash, nixname)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (id) DO UPDATE SET
-                    finished = excluded.finished, status = excluded.status, stoptime = excluded.stoptime
-                 WHERE finished IS NOT excluded.finished OR status IS NOT excluded.status
-                    OR stoptime IS NOT excluded.stoptime",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
+        let inserted = self
+            .statements
+            .insert_build
+            .execute(params![
+                build.id,
+                job_id,
+                build.finished,
+                build.buildstatus,
+                build.stoptime,
+                drv.hash,
+                nixname
+            ])
+            .context("writing a build")?;
+        let written = if inserted == 1 {
+            1
+        } else {
+            self.statements
+                .update_build
+                .execute(params![
                     build.id,
-                    job_id,
                     build.finished,
                     build.buildstatus,
-                    build.stoptime,
-                    drv.hash,
-                    nixname
+                    build.stoptime
                 ])
-            })
-            .context("writing a build")?;
+                .context("updating a build")?
+        };
         self.outcome.builds_written += written;
         self.add_member(build.id, job_id)
     }
@@ -246,17 +344,46 @@ impl EvalWriter<'_> {
         Ok(!seen)
     }
 
+    /// The eval contains `build_id` as the build of `job_id`: extend the
+    /// job's open span if the build is the same, else close it and open one.
     fn add_member(&mut self, build_id: i64, job_id: i64) -> Result<(), StoreError> {
-        if self.eval.is_none() {
+        let Some((_, seq)) = &self.eval else {
+            return Ok(());
+        };
+        let seq = *seq;
+        if !self.members.insert(job_id) {
+            tracing::warn!(
+                job_id,
+                build_id,
+                "a job appears twice in one eval; keeping its first build"
+            );
             return Ok(());
         }
-        self.tx
-            .prepare_cached(
-                "INSERT OR REPLACE INTO eval_members (job_id, build_id) VALUES (?1, ?2)",
-            )
-            .and_then(|mut stmt| stmt.execute([job_id, build_id]))
-            .context("recording eval membership")?;
         self.outcome.members += 1;
+        let open = self.open_spans.get(&job_id).copied();
+        if open == Some(build_id) {
+            return Ok(());
+        }
+        if open.is_some() {
+            self.close_span(job_id, seq)?;
+        }
+        self.statements
+            .open_span
+            .execute([job_id, seq, build_id])
+            .context("opening a span")?;
+        self.outcome.spans_opened += 1;
+        self.span_changes.push((job_id, Some(build_id)));
+        Ok(())
+    }
+
+    /// End the job's open span with the eval before `seq`.
+    fn close_span(&mut self, job_id: i64, seq: i64) -> Result<(), StoreError> {
+        self.statements
+            .close_span
+            .execute([job_id, seq - 1])
+            .context("closing a span")?;
+        self.outcome.spans_closed += 1;
+        self.span_changes.push((job_id, None));
         Ok(())
     }
 
@@ -268,19 +395,20 @@ impl EvalWriter<'_> {
         {
             return Ok(id);
         }
-        let id: i64 = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO jobs (jobset_id, attr, system, suffixed) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO UPDATE SET attr = attr RETURNING id",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![self.jobset_id, name.attr, name.system, name.suffixed],
-                    |r| r.get(0),
-                )
-            })
+        let job = params![self.jobset_id, name.attr, name.system, name.suffixed];
+        let inserted = self
+            .statements
+            .insert_job
+            .execute(job)
             .context("registering a job")?;
+        let id = if inserted == 1 {
+            self.tx.last_insert_rowid()
+        } else {
+            self.statements
+                .find_job
+                .query_row(job, |r| r.get(0))
+                .context("registering a job")?
+        };
         self.new_job_ids.insert(hydra_job.to_owned(), id);
         Ok(id)
     }
@@ -307,34 +435,25 @@ impl EvalWriter<'_> {
                     ],
                 )
                 .context("writing the eval")?;
-            // Close the spans of jobs whose build changed or that left the jobset.
-            self.outcome.spans_closed = self
-                .tx
-                .execute(
-                    "UPDATE spans SET last_seq = ?2
-                     WHERE last_seq IS NULL
-                       AND job_id IN (SELECT id FROM jobs WHERE jobset_id = ?1)
-                       AND NOT EXISTS (SELECT 1 FROM eval_members m
-                                       WHERE m.job_id = spans.job_id AND m.build_id = spans.build_id)",
-                    params![self.jobset_id, seq - 1],
-                )
-                .context("closing spans")?;
-            // Open spans for jobs that have none open now.
-            self.outcome.spans_opened = self
-                .tx
-                .execute(
-                    "INSERT INTO spans (job_id, first_seq, last_seq, build_id)
-                     SELECT m.job_id, ?1, NULL, m.build_id FROM eval_members m
-                     WHERE NOT EXISTS (SELECT 1 FROM spans s WHERE s.job_id = m.job_id AND s.last_seq IS NULL)",
-                    [seq],
-                )
-                .context("opening spans")?;
-            self.tx
-                .execute("DELETE FROM eval_members", [])
-                .context("clearing eval membership")?;
+            // Jobs that left the jobset: their spans end with the previous eval.
+            let gone: Vec<i64> = self
+                .open_spans
+                .keys()
+                .copied()
+                .filter(|job| !self.members.contains(job))
+                .collect();
+            for job_id in gone {
+                self.close_span(job_id, seq)?;
+            }
         }
         self.tx.commit().context("committing")?;
         self.job_ids.extend(self.new_job_ids.drain());
+        for (job_id, build) in self.span_changes.drain(..) {
+            match build {
+                Some(build_id) => self.open_spans.insert(job_id, build_id),
+                None => self.open_spans.remove(&job_id),
+            };
+        }
         Ok(self.outcome)
     }
 }

@@ -238,12 +238,16 @@ fn requests_to(hydra: &hydra_sentinel::sim::FakeHydra, path: &str) -> usize {
 #[test]
 fn server_errors_are_retried_and_the_pass_completes() {
     let hydra = start(&small_spec(10, 2));
-    let first = hydra.hydra().evals[0].id;
-    hydra.inject(&format!("/eval/{first}"), Fault::Status(500));
-    hydra.inject(&format!("/eval/{first}"), Fault::Status(503));
+    let [first, second] = [0, 1].map(|i| hydra.hydra().evals[i].id);
+    // The first eval of a jobset is streamed whole; the next one is looked at first.
+    for path in [format!("/eval/{first}/builds"), format!("/eval/{second}")] {
+        hydra.inject(&path, Fault::Status(500));
+        hydra.inject(&path, Fault::Status(503));
+    }
     let sandbox = Sandbox::new(&hydra, "");
     assert_eq!(sandbox.pass(None).evals_ingested.len(), 2);
-    assert_eq!(requests_to(&hydra, &format!("/eval/{first}")), 3);
+    assert_eq!(requests_to(&hydra, &format!("/eval/{first}/builds")), 3);
+    assert_eq!(requests_to(&hydra, &format!("/eval/{second}")), 3);
     assert_evals_complete(&sandbox.sql());
 }
 
@@ -251,7 +255,8 @@ fn server_errors_are_retried_and_the_pass_completes() {
 fn a_404_is_not_retried() {
     let hydra = start(&small_spec(10, 1));
     let first = hydra.hydra().evals[0].id;
-    hydra.inject(&format!("/eval/{first}"), Fault::Status(404));
+    let path = format!("/eval/{first}/builds");
+    hydra.inject(&path, Fault::Status(404));
     let sandbox = Sandbox::new(&hydra, "");
     let (_, error) = sandbox.pass_at(None, 2_000_000_000);
     let error = error.expect("a 404 fails the pass");
@@ -259,7 +264,7 @@ fn a_404_is_not_retried() {
         hydra_sentinel::error_chain(&error).contains("404"),
         "{error}"
     );
-    assert_eq!(requests_to(&hydra, &format!("/eval/{first}")), 1);
+    assert_eq!(requests_to(&hydra, &path), 1, "{:?}", hydra.requests());
 }
 
 #[test]
