@@ -1,1 +1,2 @@
 //! hydra-sentinel: watches Hydra for failing nixpkgs jobs.
+pub mod nixpkgs;
