@@ -26,6 +26,7 @@ pub mod source;
 mod syntax;
 
 pub use error::{NixpkgsError, Refusal, SourcePos};
+pub use locate::{Index, Located, Location, locate};
 pub use mark_broken::{
     BrokenChange, Evidence, MarkBrokenEdit, MarkBrokenOutcome, MarkBrokenRequest, mark_broken,
 };
