@@ -10,10 +10,14 @@ use std::path::Path;
 
 use rnix::{SyntaxKind, SyntaxNode};
 
+use super::changes::{Change, ChangeSet};
 use super::error::{NixpkgsError, Refusal};
 use super::generated::generated_reason;
+use super::locate::{Index, Located, locate};
 use super::meta::{MetaSite, find_meta};
+use super::nix::MetaPositionOracle;
 use super::platform::Platforms;
+use super::source::TreeSource;
 use super::syntax::{
     Splice, apply_splices, binding_value, end, entries, indentation_at, inherit_names, line_col,
     line_indentation, one_line, parse, pos_at, range, start, unparen,
@@ -545,4 +549,37 @@ fn broken_line(new_text: &str, file: &Path, near: usize) -> Result<usize, Nixpkg
             message: "expected exactly one `broken` binding after the edit".into(),
         }),
     }
+}
+
+/// Locate `attr`, read its file and mark it broken: the whole operation a caller needs.
+/// The change set is empty when the package is already broken on those platforms.
+pub fn mark_attr_broken(
+    index: &Index,
+    source: &dyn TreeSource,
+    oracle: Option<&dyn MetaPositionOracle>,
+    attr: &str,
+    request: &MarkBrokenRequest,
+) -> Result<(Located, MarkBrokenOutcome, ChangeSet), NixpkgsError> {
+    let located = locate(index, source, oracle, attr)?;
+    let file = located.location.file.clone();
+    let text = source
+        .read(&file)?
+        .ok_or_else(|| NixpkgsError::InvalidInput(format!("{} vanished", file.display())))?;
+    let mut request = request.clone();
+    request.meta_line = request.meta_line.or(located.nix_line);
+    let outcome = mark_broken(&text, &file, &request).map_err(|e| match e {
+        NixpkgsError::Refused { reason, .. } => NixpkgsError::refused(attr, reason),
+        other => other,
+    })?;
+    let changes = match &outcome {
+        MarkBrokenOutcome::Edited(edit) => ChangeSet {
+            changes: vec![Change::Write {
+                path: file,
+                old: Some(text),
+                new: edit.text.clone(),
+            }],
+        },
+        MarkBrokenOutcome::AlreadyBroken { .. } => ChangeSet::default(),
+    };
+    Ok((located, outcome, changes))
 }

@@ -11,6 +11,7 @@
 //! edit generated files or `haskellPackages`; read the clock (dates are arguments); touch
 //! the user's working tree when committing; log or return a push token.
 
+pub mod changes;
 pub mod cli;
 pub mod error;
 pub mod generated;
@@ -28,6 +29,7 @@ mod syntax;
 pub use error::{NixpkgsError, Refusal, SourcePos};
 pub use locate::{Index, Located, Location, locate};
 pub use mark_broken::{
-    BrokenChange, Evidence, MarkBrokenEdit, MarkBrokenOutcome, MarkBrokenRequest, mark_broken,
+    BrokenChange, Evidence, MarkBrokenEdit, MarkBrokenOutcome, MarkBrokenRequest, mark_attr_broken,
+    mark_broken,
 };
 pub use platform::{Platforms, System};
