@@ -7,7 +7,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use rnix::{NodeOrToken, SyntaxKind, SyntaxNode, SyntaxToken};
+use rnix::{NodeOrToken, SyntaxKind, SyntaxNode};
 
 use super::error::{NixpkgsError, SourcePos};
 
@@ -216,13 +216,6 @@ pub(crate) fn select_path(node: &SyntaxNode) -> Option<Vec<String>> {
         }
         _ => None,
     }
-}
-
-/// Text of the whitespace token right before `node` (within its parent), if any.
-pub(crate) fn whitespace_before(node: &SyntaxNode) -> Option<SyntaxToken> {
-    node.prev_sibling_or_token()
-        .and_then(|e| e.into_token())
-        .filter(|t| t.kind() == SyntaxKind::TOKEN_WHITESPACE)
 }
 
 /// Indentation of the line that `offset` is on, when only whitespace precedes `offset` on
