@@ -212,45 +212,70 @@ pub fn mark_broken(
 }
 
 /// The new value for an existing `broken` bound to `value`, or `None` when it already
-/// covers `wanted`.
+/// covers `wanted`. The old expression is read as a chain of `||` alternatives: the ones
+/// that are pure platform conditions are merged with `wanted` into one canonical condition,
+/// the others (feature flags, versions) are kept as written, in front.
 fn merged_condition(value: &SyntaxNode, wanted: &Platforms) -> Option<String> {
-    if let Some(old) = Platforms::recognise(value) {
-        let old_platforms = Platforms::from_set(old);
-        if old_platforms
-            .as_ref()
-            .is_some_and(|o| o.is_superset(wanted))
-        {
-            return None;
+    let mut alternatives = Vec::new();
+    or_alternatives(value.clone(), &mut alternatives);
+    let mut covered = std::collections::BTreeSet::new();
+    let mut kept = Vec::new();
+    for alternative in alternatives {
+        match Platforms::recognise(&alternative) {
+            Some(systems) => covered.extend(systems),
+            None => kept.push(alternative),
         }
-        let union = old_platforms.map_or_else(|| wanted.clone(), |o| o.union(wanted));
-        return Some(union.condition());
     }
-    if wanted.is_all() {
+    let covered = Platforms::from_set(covered);
+    if covered.as_ref().is_some_and(|c| c.is_superset(wanted)) {
+        return None;
+    }
+    let union = covered.map_or_else(|| wanted.clone(), |c| c.union(wanted));
+    if union.is_all() {
         return Some("true".to_string());
     }
-    let old = unparen(value.clone());
-    let simple = matches!(
-        old.kind(),
+    let mut parts: Vec<String> = kept.iter().map(alternative_text).collect();
+    parts.push(union.condition());
+    Some(parts.join(" || "))
+}
+
+/// Flatten `a || b || c` into its alternatives.
+fn or_alternatives(node: SyntaxNode, out: &mut Vec<SyntaxNode>) {
+    let is_or = node.kind() == SyntaxKind::NODE_BIN_OP
+        && node
+            .children_with_tokens()
+            .any(|c| c.kind() == SyntaxKind::TOKEN_OR_OR);
+    if is_or {
+        for operand in node.children() {
+            or_alternatives(operand, out);
+        }
+    } else {
+        out.push(node);
+    }
+}
+
+/// An alternative's text, parenthesised when it binds more loosely than `||`.
+fn alternative_text(node: &SyntaxNode) -> String {
+    let text = node.text().to_string();
+    let tight = matches!(
+        node.kind(),
         SyntaxKind::NODE_IDENT
             | SyntaxKind::NODE_SELECT
             | SyntaxKind::NODE_APPLY
             | SyntaxKind::NODE_UNARY_OP
             | SyntaxKind::NODE_HAS_ATTR
-    ) || value.kind() == SyntaxKind::NODE_PAREN
-        || (old.kind() == SyntaxKind::NODE_BIN_OP
-            && old.children_with_tokens().any(|c| {
-                matches!(
-                    c.kind(),
-                    SyntaxKind::TOKEN_AND_AND | SyntaxKind::TOKEN_OR_OR
-                )
-            }));
-    let old_text = value.text().to_string();
-    let old_text = if simple {
-        old_text
-    } else {
-        format!("({old_text})")
-    };
-    Some(format!("{old_text} || {}", wanted.condition()))
+            | SyntaxKind::NODE_PAREN
+            | SyntaxKind::NODE_LITERAL
+    ) || (node.kind() == SyntaxKind::NODE_BIN_OP
+        && !node.children_with_tokens().any(|c| {
+            matches!(
+                c.kind(),
+                SyntaxKind::TOKEN_IMPLICATION
+                    | SyntaxKind::TOKEN_PIPE_LEFT
+                    | SyntaxKind::TOKEN_PIPE_RIGHT
+            )
+        }));
+    if tight { text } else { format!("({text})") }
 }
 
 /// A comment line directly above `binding` (below any comment already there).
