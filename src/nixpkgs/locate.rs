@@ -89,7 +89,9 @@ impl Index {
         for shard in source.list_dir(by_name)? {
             for name in source.list_dir(&by_name.join(&shard))? {
                 let file = by_name.join(&shard).join(&name).join("package.nix");
-                index.by_name.insert(name, file);
+                if source.is_file(&file) {
+                    index.by_name.insert(name, file);
+                }
             }
         }
         index.top_level = index_list_file(source, Path::new(ALL_PACKAGES))?;

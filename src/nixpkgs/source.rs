@@ -48,6 +48,10 @@ impl TreeSource for FsTree {
 
     fn list_dir(&self, rel: &Path) -> Result<Vec<String>, NixpkgsError> {
         let path = self.root.join(rel);
+        if !path.is_dir() {
+            // Absent, or a file such as `pkgs/by-name/README.md`.
+            return Ok(Vec::new());
+        }
         let entries = match std::fs::read_dir(&path) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
