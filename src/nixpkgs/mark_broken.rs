@@ -370,41 +370,32 @@ fn insert_broken(
         sibling = element.next_sibling_or_token();
     }
 
-    let on_own_line = indentation_at(text, start(&last));
-    match (newline_follows, on_own_line) {
-        (true, Some(indent)) => {
-            let comment_line = comment
-                .map(|c| format!("\n{indent}# {c}"))
-                .unwrap_or_default();
-            (
-                Splice {
-                    range: at..at,
-                    text: format!("{comment_line}\n{indent}{binding}"),
-                },
-                at,
-            )
-        }
-        (true, None) => {
-            let indent = format!("{}  ", line_indentation(text, start(&last)));
-            let comment_line = comment
-                .map(|c| format!("\n{indent}# {c}"))
-                .unwrap_or_default();
-            (
-                Splice {
-                    range: at..at,
-                    text: format!("{comment_line}\n{indent}{binding}"),
-                },
-                at,
-            )
-        }
-        (false, _) => (
+    if !newline_follows {
+        // One-line set: `{ a = 1; /* evidence */ broken = true; }`.
+        return (
             Splice {
                 range: at..at,
                 text: format!(" {inline_comment}{binding}"),
             },
             at,
-        ),
+        );
     }
+    // Indented like the last entry; one level deeper than its line when it shares the
+    // line with the opening brace.
+    let indent = indentation_at(text, start(&last)).map_or_else(
+        || format!("{}  ", line_indentation(text, start(&last))),
+        str::to_string,
+    );
+    let comment_line = comment
+        .map(|c| format!("\n{indent}# {c}"))
+        .unwrap_or_default();
+    (
+        Splice {
+            range: at..at,
+            text: format!("{comment_line}\n{indent}{binding}"),
+        },
+        at,
+    )
 }
 
 /// Whether `name` is bound by an enclosing function argument, `let` or `rec` set.
