@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hydra_sentinel::config::Config;
 use hydra_sentinel::hydra::HydraClient;
 use hydra_sentinel::ingest::{Ingestor, PassOptions};
+use hydra_sentinel::nixpkgs::cli as nixpkgs_cli;
 use hydra_sentinel::report::{self, HydraLinks};
 use hydra_sentinel::store::Store;
 
@@ -74,6 +75,14 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         database: Option<PathBuf>,
     },
+    /// Print the file defining each attribute in a nixpkgs checkout, or why
+    /// it is refused.
+    Locate(nixpkgs_cli::LocateArgs),
+    /// Mark a package broken, on some platforms or all (prints a diff unless --write).
+    MarkBroken(nixpkgs_cli::MarkBrokenArgs),
+    /// Move a long-broken package to the attic with a throw alias (prints the
+    /// change unless --write).
+    Retire(nixpkgs_cli::RetireArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -117,6 +126,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             history(&store, &config, &attr, json, &mut stdout)
         }
         Command::Demo { database } => demo::run(database.as_deref(), &mut stdout),
+        Command::Locate(args) => Ok(nixpkgs_cli::run_locate(&args, &mut stdout)?.into()),
+        Command::MarkBroken(args) => Ok(nixpkgs_cli::run_mark_broken(&args, &mut stdout)?.into()),
+        Command::Retire(args) => Ok(nixpkgs_cli::run_retire(&args, &mut stdout)?.into()),
     }
 }
 
