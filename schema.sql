@@ -1,5 +1,7 @@
--- hydra-sentinel state. This file is the source of truth for the schema; the
--- program applies it (and later migrations) itself, tracked in PRAGMA user_version.
+-- hydra-sentinel state. This file is the source of truth for the schema and
+-- the program applies it itself, tracked in PRAGMA user_version. It is
+-- append-only: each `-- version N` section is one migration, applied once, in
+-- order. To change the schema, append a section; never edit a released one.
 --
 -- Principle: store changes, not copies. A job that stays green for a year
 -- costs one `spans` row, not one row per evaluation: a span is a run of
@@ -7,6 +9,8 @@
 -- reuses a build (same id) for as long as the derivation does not change.
 -- A build's status lives once, in `builds`, so a restart that changes it
 -- rewrites history everywhere that build was seen.
+
+-- version 1: evals, jobs, builds and their spans
 
 CREATE TABLE jobsets (
     id          INTEGER PRIMARY KEY,

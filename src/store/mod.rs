@@ -23,10 +23,31 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::config::JobsetRef;
 
-/// The schema, version by version. Version 1 is `schema.sql` as first
-/// released; a later change appends a migration here *and* updates
-/// `schema.sql`, and a test checks that both give the same tables.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../schema.sql"))];
+/// `schema.sql`, the source of truth for the schema.
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// The migrations: one per `-- version N` section of `schema.sql`, in order.
+fn migrations() -> Migrations<'static> {
+    Migrations::new(schema_sections(SCHEMA).into_iter().map(M::up).collect())
+}
+
+/// Split the schema at lines `-- version N…`; the text before the first
+/// marker (comments) belongs to version 1.
+fn schema_sections(schema: &'static str) -> Vec<&'static str> {
+    let mut starts: Vec<usize> = schema
+        .match_indices("\n-- version ")
+        .map(|(i, _)| i + 1)
+        .collect();
+    if starts.first() != Some(&0) && !starts.is_empty() {
+        starts[0] = 0;
+    }
+    let mut sections = Vec::new();
+    for (n, start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(schema.len());
+        sections.push(&schema[*start..end]);
+    }
+    sections
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -97,7 +118,7 @@ impl Store {
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         configure(&conn).map_err(open_err)?;
-        Migrations::from_slice(MIGRATIONS)
+        migrations()
             .to_latest(&mut conn)
             .map_err(|source| StoreError::Migrate {
                 path: path.to_owned(),
@@ -200,7 +221,26 @@ mod tests {
 
     #[test]
     fn migrations_are_valid() {
-        Migrations::from_slice(MIGRATIONS).validate().unwrap();
+        migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn each_version_section_of_the_schema_is_one_migration_in_order() {
+        let sections = schema_sections(SCHEMA);
+        assert!(!sections.is_empty());
+        for (i, section) in sections.iter().enumerate() {
+            let marker = format!("-- version {}", i + 1);
+            assert!(
+                section.contains(&marker),
+                "section {} lacks {marker:?}",
+                i + 1
+            );
+        }
+        assert_eq!(
+            sections.concat(),
+            SCHEMA,
+            "sections must cover the whole file"
+        );
     }
 
     #[test]
