@@ -7,6 +7,7 @@
 //! benchmarks. See `DESIGN.md` in the repository for the whole pipeline.
 
 pub mod config;
+pub mod forge;
 pub mod history;
 pub mod hydra;
 pub mod ingest;

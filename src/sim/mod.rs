@@ -12,9 +12,12 @@
 //! daemon against real data.
 
 mod generate;
+mod github;
+mod http;
 mod rng;
 mod server;
 
 pub use generate::{SimBuild, SimEval, SimHydra, SimSpec};
+pub use github::{FakeGitHub, GitHubFault, GitHubRequest};
 pub use rng::Rng;
 pub use server::{FakeHydra, Fault, RequestRecord};

@@ -2,13 +2,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use super::{SimBuild, SimHydra};
 
@@ -53,10 +52,8 @@ struct State {
 
 /// A running fake Hydra. Stops when dropped.
 pub struct FakeHydra {
-    addr: SocketAddr,
+    served: super::http::Served,
     state: Arc<Mutex<State>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FakeHydra {
@@ -75,46 +72,19 @@ impl FakeHydra {
             files: HashMap::new(),
             latency: None,
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let thread_state = Arc::clone(&state);
-        let thread = std::thread::Builder::new()
-            .name("fake-hydra".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for the fake Hydra");
-                runtime.block_on(async move {
-                    let listener = TcpListener::from_std(listener).expect("a tokio listener");
-                    loop {
-                        tokio::select! {
-                            _ = &mut rx => break,
-                            accepted = listener.accept() => {
-                                if let Ok((stream, _)) = accepted {
-                                    let state = Arc::clone(&thread_state);
-                                    tokio::spawn(async move {
-                                        let _ = serve(stream, state).await;
-                                    });
-                                }
-                            }
-                        }
-                    }
-                });
-            })?;
-        Ok(FakeHydra {
-            addr,
-            state,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        })
+        let server_state = Arc::clone(&state);
+        let served = super::http::Served::start("fake-hydra", move |stream| {
+            let state = Arc::clone(&server_state);
+            async move {
+                let _ = serve(stream, state).await;
+            }
+        })?;
+        Ok(FakeHydra { served, state })
     }
 
     /// The base URL, e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.served.addr)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -180,17 +150,6 @@ impl FakeHydra {
     }
 }
 
-impl Drop for FakeHydra {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 struct Response {
     status: u16,
     body: Arc<Vec<u8>>,
@@ -201,24 +160,9 @@ struct Response {
 }
 
 async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).await?;
-    let mut headers = HashMap::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-        }
-    }
-    let target = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .to_owned();
+    let (request, mut stream) = super::http::read_request(stream).await?;
+    let headers = request.headers;
+    let target = request.target;
     let response = {
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         let (path, _) = target.split_once('?').unwrap_or((&target, ""));
@@ -256,7 +200,6 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
     if let Some(latency) = latency {
         tokio::time::sleep(latency).await;
     }
-    let mut stream = reader.into_inner();
     write_response(&mut stream, response).await
 }
 
@@ -290,7 +233,7 @@ async fn write_response(stream: &mut TcpStream, mut response: Response) -> std::
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nVary: Accept\r\nContent-Length: {}\r\nConnection: close\r\n",
         response.status,
-        reason(response.status),
+        super::http::reason(response.status),
         promised
     );
     if response.gzip {
@@ -314,19 +257,6 @@ async fn write_response(stream: &mut TcpStream, mut response: Response) -> std::
     }
     stream.flush().await?;
     stream.shutdown().await
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        302 => "Found",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
 }
 
 fn route(state: &mut State, target: &str, gzip: bool) -> Response {

@@ -1,0 +1,269 @@
+//! An in-memory forge for tests of the stages above: it keeps issues, pull
+//! requests and comments, records every call, and lets a test play the
+//! humans (close, merge, comment).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{Comment, Forge, ForgeError, Issue, NewIssue, NewPull, PullRequest, State};
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_number: u64,
+    next_comment: u64,
+    issues: BTreeMap<u64, Issue>,
+    pulls: BTreeMap<u64, PullRequest>,
+    comments: BTreeMap<u64, Vec<Comment>>,
+    calls: Vec<String>,
+    now: i64,
+}
+
+#[derive(Debug)]
+pub struct MemoryForge {
+    login: String,
+    inner: Mutex<Inner>,
+}
+
+impl MemoryForge {
+    pub fn new(login: &str) -> MemoryForge {
+        MemoryForge {
+            login: login.to_owned(),
+            inner: Mutex::new(Inner {
+                next_number: 1,
+                next_comment: 1,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The clock stamped on new comments.
+    pub fn set_now(&self, now: i64) {
+        self.inner().now = now;
+    }
+
+    /// Every write made so far, as `create_issue #1`, `comment #1`, ...
+    pub fn calls(&self) -> Vec<String> {
+        self.inner().calls.clone()
+    }
+
+    pub fn issues(&self) -> Vec<Issue> {
+        self.inner().issues.values().cloned().collect()
+    }
+
+    pub fn pulls(&self) -> Vec<PullRequest> {
+        self.inner().pulls.values().cloned().collect()
+    }
+
+    /// A human comments.
+    pub fn human_comment(&self, number: u64, author: &str, body: &str) {
+        let mut inner = self.inner();
+        let id = inner.next_comment;
+        inner.next_comment += 1;
+        let created_at = inner.now;
+        inner.comments.entry(number).or_default().push(Comment {
+            id,
+            author: author.to_owned(),
+            body: body.to_owned(),
+            created_at,
+        });
+    }
+
+    /// A human closes a pull request without merging, or merges it.
+    pub fn human_closes_pull(&self, number: u64, merged: bool) {
+        let mut inner = self.inner();
+        if let Some(pull) = inner.pulls.get_mut(&number) {
+            pull.state = State::Closed;
+            pull.merged = merged;
+        }
+        if let Some(issue) = inner.issues.get_mut(&number) {
+            issue.state = State::Closed;
+        }
+    }
+
+    /// A human opens a pull request.
+    pub fn human_opens_pull(&self, author: &str, title: &str) -> u64 {
+        let mut inner = self.inner();
+        let number = inner.next_number;
+        inner.next_number += 1;
+        inner.pulls.insert(
+            number,
+            PullRequest {
+                number,
+                title: title.to_owned(),
+                body: String::new(),
+                state: State::Open,
+                merged: false,
+                head: format!("{author}:patch-{number}"),
+                author: author.to_owned(),
+                url: format!("https://github.invalid/pull/{number}"),
+            },
+        );
+        number
+    }
+}
+
+impl Forge for MemoryForge {
+    async fn whoami(&self) -> Result<String, ForgeError> {
+        Ok(self.login.clone())
+    }
+
+    async fn issues_by(&self, creator: &str, label: &str) -> Result<Vec<Issue>, ForgeError> {
+        Ok(self
+            .inner()
+            .issues
+            .values()
+            .filter(|i| i.author == creator && i.labels.iter().any(|l| l == label))
+            .cloned()
+            .collect())
+    }
+
+    async fn issue(&self, number: u64) -> Result<Issue, ForgeError> {
+        self.inner()
+            .issues
+            .get(&number)
+            .cloned()
+            .ok_or(ForgeError::NotFound {
+                what: "issue",
+                number,
+            })
+    }
+
+    async fn create_issue(&self, new: &NewIssue) -> Result<Issue, ForgeError> {
+        let mut inner = self.inner();
+        let number = inner.next_number;
+        inner.next_number += 1;
+        let issue = Issue {
+            number,
+            title: new.title.clone(),
+            body: new.body.clone(),
+            state: State::Open,
+            labels: new.labels.clone(),
+            author: self.login.clone(),
+            url: format!("https://github.invalid/issues/{number}"),
+            is_pull_request: false,
+        };
+        inner.issues.insert(number, issue.clone());
+        inner.calls.push(format!("create_issue #{number}"));
+        Ok(issue)
+    }
+
+    async fn edit_issue(
+        &self,
+        number: u64,
+        body: Option<&str>,
+        state: Option<State>,
+    ) -> Result<Issue, ForgeError> {
+        let mut inner = self.inner();
+        let issue = inner.issues.get_mut(&number).ok_or(ForgeError::NotFound {
+            what: "issue",
+            number,
+        })?;
+        if let Some(body) = body {
+            issue.body = body.to_owned();
+        }
+        if let Some(state) = state {
+            issue.state = state;
+        }
+        let issue = issue.clone();
+        inner.calls.push(format!("edit_issue #{number}"));
+        Ok(issue)
+    }
+
+    async fn comment(&self, number: u64, body: &str) -> Result<Comment, ForgeError> {
+        let login = self.login.clone();
+        self.human_comment(number, &login, body);
+        let mut inner = self.inner();
+        inner.calls.push(format!("comment #{number}"));
+        Ok(inner.comments[&number]
+            .last()
+            .cloned()
+            .expect("just pushed"))
+    }
+
+    async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError> {
+        Ok(self
+            .inner()
+            .comments
+            .get(&number)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn pull_by_head(&self, head: &str) -> Result<Option<PullRequest>, ForgeError> {
+        Ok(self
+            .inner()
+            .pulls
+            .values()
+            .find(|p| p.head == head)
+            .cloned())
+    }
+
+    async fn pull(&self, number: u64) -> Result<PullRequest, ForgeError> {
+        self.inner()
+            .pulls
+            .get(&number)
+            .cloned()
+            .ok_or(ForgeError::NotFound {
+                what: "pull request",
+                number,
+            })
+    }
+
+    async fn create_pull(
+        &self,
+        new: &NewPull,
+        _labels: &[String],
+    ) -> Result<PullRequest, ForgeError> {
+        let mut inner = self.inner();
+        let number = inner.next_number;
+        inner.next_number += 1;
+        let pull = PullRequest {
+            number,
+            title: new.title.clone(),
+            body: new.body.clone(),
+            state: State::Open,
+            merged: false,
+            head: new.head.clone(),
+            author: self.login.clone(),
+            url: format!("https://github.invalid/pull/{number}"),
+        };
+        inner.pulls.insert(number, pull.clone());
+        inner.calls.push(format!("create_pull #{number}"));
+        Ok(pull)
+    }
+
+    async fn close_pull(&self, number: u64) -> Result<PullRequest, ForgeError> {
+        let mut inner = self.inner();
+        let pull = inner.pulls.get_mut(&number).ok_or(ForgeError::NotFound {
+            what: "pull request",
+            number,
+        })?;
+        pull.state = State::Closed;
+        let pull = pull.clone();
+        inner.calls.push(format!("close_pull #{number}"));
+        Ok(pull)
+    }
+
+    async fn open_pulls_mentioning(&self, text: &str) -> Result<Vec<Issue>, ForgeError> {
+        Ok(self
+            .inner()
+            .pulls
+            .values()
+            .filter(|p| p.state == State::Open && p.title.contains(text))
+            .map(|p| Issue {
+                number: p.number,
+                title: p.title.clone(),
+                body: p.body.clone(),
+                state: p.state,
+                labels: Vec::new(),
+                author: p.author.clone(),
+                url: p.url.clone(),
+                is_pull_request: true,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,209 @@
+//! The forge: GitHub, as hydra-sentinel needs it.
+//!
+//! Owns: the few GitHub operations the bot performs (its own issues and
+//! comments, pull requests from its fork, reading comments for commands),
+//! their wire models, rate-limit handling, and the [`Forge`] trait with a
+//! real implementation ([`GitHub`], through octocrab) and an in-memory fake
+//! ([`MemoryForge`]) for tests of the stages above.
+//!
+//! Must never: retry a create blindly (a 5xx on `POST` may have created the
+//! thing: the caller reconciles by looking for its own marker or branch
+//! first), put the token in a log line, an error or a URL, or decide *what*
+//! to do — that is the policy's job.
+//!
+//! What is safe to retry: reads, and any request GitHub answered with a rate
+//! limit (403/429 with `Retry-After` or an exhausted `x-ratelimit-remaining`):
+//! such a request was not processed.
+
+mod github;
+mod memory;
+
+pub use github::{GitHub, GitHubSettings};
+pub use memory::MemoryForge;
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A secret (the GitHub token). `Debug` and `Display` never show it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into().trim().to_owned())
+    }
+
+    /// Read a token from a file (a systemd credential or a 0600 file).
+    pub fn from_file(path: &Path) -> Result<Secret, ForgeError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ForgeError::Token {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let secret = Secret::new(text);
+        if secret.0.is_empty() {
+            return Err(ForgeError::Token {
+                path: path.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the token file is empty",
+                ),
+            });
+        }
+        Ok(secret)
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    #[error("cannot read the GitHub token from {path}")]
+    Token {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid GitHub settings: {0}")]
+    Settings(String),
+    #[error("{method} {path} failed before GitHub answered")]
+    Transport {
+        method: &'static str,
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{method} {path} answered {status}: {message}")]
+    Status {
+        method: &'static str,
+        path: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{method} {path} is rate-limited for {wait:?} more, longer than we wait")]
+    RateLimited {
+        method: &'static str,
+        path: String,
+        wait: Duration,
+    },
+    #[error("{method} {path} returned JSON we could not read")]
+    Decode {
+        method: &'static str,
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("no such {what} #{number}")]
+    NotFound { what: &'static str, number: u64 },
+}
+
+impl ForgeError {
+    /// Whether the outcome is unknown: the request may have been processed.
+    /// A create that ends like this must be reconciled, not repeated.
+    pub fn is_ambiguous(&self) -> bool {
+        match self {
+            ForgeError::Transport { .. } => true,
+            ForgeError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Open,
+    Closed,
+}
+
+/// An issue (or a pull request seen through the issues API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub state: State,
+    pub labels: Vec<String>,
+    pub author: String,
+    pub url: String,
+    pub is_pull_request: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub id: u64,
+    pub author: String,
+    pub body: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub state: State,
+    pub merged: bool,
+    /// `owner:branch` of the head.
+    pub head: String,
+    pub author: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewIssue {
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewPull {
+    pub title: String,
+    /// `owner:branch` (a fork's branch) or a branch of the repository.
+    pub head: String,
+    pub base: String,
+    pub body: String,
+}
+
+/// What hydra-sentinel does on a forge. Everything is scoped to one repository.
+#[allow(async_fn_in_trait)]
+pub trait Forge {
+    /// The login the token belongs to: the bot's own name, to find its own work.
+    async fn whoami(&self) -> Result<String, ForgeError>;
+    /// Issues (not pull requests) opened by `creator` with `label`, any state.
+    async fn issues_by(&self, creator: &str, label: &str) -> Result<Vec<Issue>, ForgeError>;
+    async fn issue(&self, number: u64) -> Result<Issue, ForgeError>;
+    async fn create_issue(&self, issue: &NewIssue) -> Result<Issue, ForgeError>;
+    async fn edit_issue(
+        &self,
+        number: u64,
+        body: Option<&str>,
+        state: Option<State>,
+    ) -> Result<Issue, ForgeError>;
+    async fn comment(&self, number: u64, body: &str) -> Result<Comment, ForgeError>;
+    /// Comments on an issue or pull request, oldest first.
+    async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError>;
+    /// The pull request (any state) whose head is `owner:branch`, if any.
+    async fn pull_by_head(&self, head: &str) -> Result<Option<PullRequest>, ForgeError>;
+    async fn pull(&self, number: u64) -> Result<PullRequest, ForgeError>;
+    async fn create_pull(
+        &self,
+        pull: &NewPull,
+        labels: &[String],
+    ) -> Result<PullRequest, ForgeError>;
+    async fn close_pull(&self, number: u64) -> Result<PullRequest, ForgeError>;
+    /// Open pull requests whose title mentions `text` (to pause for a human's work).
+    async fn open_pulls_mentioning(&self, text: &str) -> Result<Vec<Issue>, ForgeError>;
+}

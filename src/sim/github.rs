@@ -1,0 +1,539 @@
+//! A GitHub look-alike on loopback: a stateful REST server for the handful
+//! of endpoints hydra-sentinel uses, in GitHub's JSON shapes, with the
+//! faults that matter for acting exactly once (5xx, a create that succeeds
+//! but answers 500, primary and secondary rate limits).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+use super::http::{Request, Served, read_request, respond};
+
+/// A fault for the next request matching a method and a path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitHubFault {
+    /// Answer this status without doing anything.
+    Status(u16),
+    /// Do the work, then answer 500: the client cannot know it happened.
+    SucceedThen500,
+    /// A secondary rate limit: 403 with `Retry-After`, nothing done.
+    SecondaryRateLimit { retry_after_secs: u64 },
+}
+
+/// A request as the server saw it. The Authorization header is reduced to
+/// whether it carried the expected token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHubRequest {
+    pub method: String,
+    pub target: String,
+    pub body: String,
+    pub authorized: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    number: u64,
+    title: String,
+    body: String,
+    state: String,
+    labels: Vec<String>,
+    author: String,
+    pull: Option<PullPart>,
+}
+
+#[derive(Debug, Clone)]
+struct PullPart {
+    head: String,
+    base: String,
+    merged: bool,
+}
+
+#[derive(Debug, Clone)]
+struct StoredComment {
+    id: u64,
+    author: String,
+    body: String,
+    created_at: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    login: String,
+    token: String,
+    repo: String,
+    next_number: u64,
+    next_comment: u64,
+    items: BTreeMap<u64, Item>,
+    comments: BTreeMap<u64, Vec<StoredComment>>,
+    faults: Vec<(String, String, GitHubFault)>,
+    requests: Vec<GitHubRequest>,
+}
+
+/// A running GitHub look-alike. Stops when dropped.
+pub struct FakeGitHub {
+    served: Served,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeGitHub {
+    /// Serve repository `repo` (`owner/name`) to a bot `login` holding `token`.
+    pub fn start(repo: &str, login: &str, token: &str) -> std::io::Result<FakeGitHub> {
+        let state = Arc::new(Mutex::new(State {
+            login: login.to_owned(),
+            token: token.to_owned(),
+            repo: repo.to_owned(),
+            next_number: 1,
+            next_comment: 1,
+            ..State::default()
+        }));
+        let shared = Arc::clone(&state);
+        let served = Served::start("fake-github", move |stream| {
+            let state = Arc::clone(&shared);
+            async move {
+                let _ = serve(stream, state).await;
+            }
+        })?;
+        Ok(FakeGitHub { served, state })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.served.addr)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn inject(&self, method: &str, path_prefix: &str, fault: GitHubFault) {
+        self.state()
+            .faults
+            .push((method.to_owned(), path_prefix.to_owned(), fault));
+    }
+
+    pub fn requests(&self) -> Vec<GitHubRequest> {
+        self.state().requests.clone()
+    }
+
+    /// Issues and pull requests as (number, title, state, is_pull).
+    pub fn items(&self) -> Vec<(u64, String, String, bool)> {
+        self.state()
+            .items
+            .values()
+            .map(|i| (i.number, i.title.clone(), i.state.clone(), i.pull.is_some()))
+            .collect()
+    }
+
+    pub fn body_of(&self, number: u64) -> Option<String> {
+        self.state().items.get(&number).map(|i| i.body.clone())
+    }
+
+    pub fn comments_on(&self, number: u64) -> Vec<(String, String)> {
+        self.state()
+            .comments
+            .get(&number)
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| (c.author.clone(), c.body.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A human closes (or merges) a pull request or closes an issue.
+    pub fn human_closes(&self, number: u64, merged: bool) {
+        if let Some(item) = self.state().items.get_mut(&number) {
+            item.state = "closed".into();
+            if let Some(pull) = &mut item.pull {
+                pull.merged = merged;
+            }
+        }
+    }
+
+    pub fn human_comments(&self, number: u64, author: &str, body: &str) {
+        let mut state = self.state();
+        let id = state.next_comment;
+        state.next_comment += 1;
+        state
+            .comments
+            .entry(number)
+            .or_default()
+            .push(StoredComment {
+                id,
+                author: author.to_owned(),
+                body: body.to_owned(),
+                created_at: "2026-01-01T00:00:00Z".into(),
+            });
+    }
+
+    pub fn human_opens_pull(&self, author: &str, title: &str) -> u64 {
+        let mut state = self.state();
+        let number = state.next_number;
+        state.next_number += 1;
+        state.items.insert(
+            number,
+            Item {
+                number,
+                title: title.to_owned(),
+                body: String::new(),
+                state: "open".into(),
+                labels: Vec::new(),
+                author: author.to_owned(),
+                pull: Some(PullPart {
+                    head: format!("{author}:patch"),
+                    base: "master".into(),
+                    merged: false,
+                }),
+            },
+        );
+        number
+    }
+}
+
+async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    let (request, mut stream) = read_request(stream).await?;
+    let (status, headers, body) = {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        handle(&mut state, &request)
+    };
+    let mut all_headers = vec![("Content-Type", "application/json; charset=utf-8".to_owned())];
+    all_headers.extend(headers);
+    respond(
+        &mut stream,
+        status,
+        &all_headers,
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+type Answer = (u16, Vec<(&'static str, String)>, Value);
+
+fn handle(state: &mut State, request: &Request) -> Answer {
+    let auth = request
+        .headers
+        .get("authorization")
+        .cloned()
+        .unwrap_or_default();
+    let authorized =
+        auth == format!("Bearer {}", state.token) || auth == format!("token {}", state.token);
+    state.requests.push(GitHubRequest {
+        method: request.method.clone(),
+        target: request.target.clone(),
+        body: String::from_utf8_lossy(&request.body).into_owned(),
+        authorized,
+    });
+    if !authorized {
+        return (401, vec![], json!({"message": "Bad credentials"}));
+    }
+    let fault = state
+        .faults
+        .iter()
+        .position(|(m, p, _)| *m == request.method && request.path().starts_with(p.as_str()))
+        .map(|i| state.faults.remove(i).2);
+    match fault {
+        Some(GitHubFault::Status(status)) => {
+            return (status, vec![], json!({"message": "injected"}));
+        }
+        Some(GitHubFault::SecondaryRateLimit { retry_after_secs }) => {
+            return (
+                403,
+                vec![("Retry-After", retry_after_secs.to_string())],
+                json!({"message": "You have exceeded a secondary rate limit."}),
+            );
+        }
+        Some(GitHubFault::SucceedThen500) => {
+            let _ = route(state, request);
+            return (
+                500,
+                vec![],
+                json!({"message": "injected after the work was done"}),
+            );
+        }
+        None => {}
+    }
+    route(state, request)
+}
+
+fn route(state: &mut State, request: &Request) -> Answer {
+    let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let query = request.query();
+    let repo_prefix = format!("/repos/{}/", state.repo);
+    let path = request.path().to_owned();
+    if request.method == "GET" && path == "/user" {
+        return (200, vec![], json!({"login": state.login, "id": 1}));
+    }
+    if request.method == "GET" && path == "/search/issues" {
+        let q = query.get("q").cloned().unwrap_or_default();
+        let items: Vec<Value> = state
+            .items
+            .values()
+            .filter(|i| search_matches(i, &q))
+            .map(|i| item_json(state, i))
+            .collect();
+        return (
+            200,
+            vec![],
+            json!({"total_count": items.len(), "incomplete_results": false, "items": items}),
+        );
+    }
+    let Some(rest) = path.strip_prefix(&repo_prefix) else {
+        return (404, vec![], json!({"message": "Not Found"}));
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let number = |s: &str| s.parse::<u64>().ok();
+    match (request.method.as_str(), parts.as_slice()) {
+        ("GET", ["issues"]) => {
+            let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let per_page: usize = query
+                .get("per_page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(30);
+            let wanted_state = query.get("state").cloned().unwrap_or_else(|| "open".into());
+            let items: Vec<Value> = state
+                .items
+                .values()
+                .filter(|i| query.get("creator").is_none_or(|c| *c == i.author))
+                .filter(|i| query.get("labels").is_none_or(|l| i.labels.contains(l)))
+                .filter(|i| wanted_state == "all" || i.state == wanted_state)
+                .skip((page.max(1) - 1) * per_page)
+                .take(per_page)
+                .map(|i| item_json(state, i))
+                .collect();
+            (200, vec![], Value::Array(items))
+        }
+        ("POST", ["issues"]) => {
+            let number = state.next_number;
+            state.next_number += 1;
+            let item = Item {
+                number,
+                title: body["title"].as_str().unwrap_or_default().to_owned(),
+                body: body["body"].as_str().unwrap_or_default().to_owned(),
+                state: "open".into(),
+                labels: labels(&body["labels"]),
+                author: state.login.clone(),
+                pull: None,
+            };
+            let answer = item_json(state, &item);
+            state.items.insert(number, item);
+            (201, vec![], answer)
+        }
+        ("GET", ["issues", n]) => match number(n).and_then(|n| state.items.get(&n)) {
+            Some(item) => (200, vec![], item_json(state, item)),
+            None => (404, vec![], json!({"message": "Not Found"})),
+        },
+        ("PATCH", ["issues" | "pulls", n]) => {
+            let Some(item) = number(n).and_then(|n| state.items.get_mut(&n)) else {
+                return (404, vec![], json!({"message": "Not Found"}));
+            };
+            if let Some(text) = body["body"].as_str() {
+                item.body = text.to_owned();
+            }
+            if let Some(new_state) = body["state"].as_str() {
+                item.state = new_state.to_owned();
+            }
+            let item = item.clone();
+            let answer = if parts[0] == "pulls" {
+                pull_json(state, &item)
+            } else {
+                item_json(state, &item)
+            };
+            (200, vec![], answer)
+        }
+        ("POST", ["issues", n, "comments"]) => {
+            let Some(n) = number(n).filter(|n| state.items.contains_key(n)) else {
+                return (404, vec![], json!({"message": "Not Found"}));
+            };
+            let id = state.next_comment;
+            state.next_comment += 1;
+            let comment = StoredComment {
+                id,
+                author: state.login.clone(),
+                body: body["body"].as_str().unwrap_or_default().to_owned(),
+                created_at: "2026-01-01T00:00:00Z".into(),
+            };
+            let answer = comment_json(&comment);
+            state.comments.entry(n).or_default().push(comment);
+            (201, vec![], answer)
+        }
+        ("GET", ["issues", n, "comments"]) => {
+            let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let per_page: usize = query
+                .get("per_page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(30);
+            let comments: Vec<Value> = number(n)
+                .and_then(|n| state.comments.get(&n))
+                .map(|cs| {
+                    cs.iter()
+                        .skip((page.max(1) - 1) * per_page)
+                        .take(per_page)
+                        .map(comment_json)
+                        .collect()
+                })
+                .unwrap_or_default();
+            (200, vec![], Value::Array(comments))
+        }
+        ("POST", ["issues", n, "labels"]) => {
+            match number(n).and_then(|n| state.items.get_mut(&n)) {
+                Some(item) => {
+                    for label in labels(&body["labels"]) {
+                        if !item.labels.contains(&label) {
+                            item.labels.push(label);
+                        }
+                    }
+                    (
+                        200,
+                        vec![],
+                        json!(
+                            item.labels
+                                .iter()
+                                .map(|l| json!({"name": l}))
+                                .collect::<Vec<_>>()
+                        ),
+                    )
+                }
+                None => (404, vec![], json!({"message": "Not Found"})),
+            }
+        }
+        ("GET", ["pulls"]) => {
+            let pulls: Vec<Value> = state
+                .items
+                .values()
+                .filter(|i| {
+                    i.pull
+                        .as_ref()
+                        .is_some_and(|p| query.get("head").is_none_or(|h| *h == p.head))
+                })
+                .map(|i| pull_json(state, i))
+                .collect();
+            (200, vec![], Value::Array(pulls))
+        }
+        ("POST", ["pulls"]) => {
+            let head = body["head"].as_str().unwrap_or_default().to_owned();
+            let open_twin = state
+                .items
+                .values()
+                .any(|i| i.state == "open" && i.pull.as_ref().is_some_and(|p| p.head == head));
+            if open_twin {
+                // GitHub refuses a second open pull request from one branch.
+                return (
+                    422,
+                    vec![],
+                    json!({"message": "Validation Failed",
+                    "errors": [{"message": format!("A pull request already exists for {head}.")}]}),
+                );
+            }
+            let number = state.next_number;
+            state.next_number += 1;
+            let item = Item {
+                number,
+                title: body["title"].as_str().unwrap_or_default().to_owned(),
+                body: body["body"].as_str().unwrap_or_default().to_owned(),
+                state: "open".into(),
+                labels: Vec::new(),
+                author: state.login.clone(),
+                pull: Some(PullPart {
+                    head,
+                    base: body["base"].as_str().unwrap_or("master").to_owned(),
+                    merged: false,
+                }),
+            };
+            let answer = pull_json(state, &item);
+            state.items.insert(number, item);
+            (201, vec![], answer)
+        }
+        ("GET", ["pulls", n]) => match number(n)
+            .and_then(|n| state.items.get(&n))
+            .filter(|i| i.pull.is_some())
+        {
+            Some(item) => (200, vec![], pull_json(state, item)),
+            None => (404, vec![], json!({"message": "Not Found"})),
+        },
+        _ => (404, vec![], json!({"message": "Not Found"})),
+    }
+}
+
+fn labels(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A small subset of GitHub's search syntax: `is:pr`, `is:issue`,
+/// `is:open`, `is:closed`, `author:x`, `repo:x` (ignored) and quoted
+/// phrases looked for in the title (with `in:title`) or title and body.
+fn search_matches(item: &Item, q: &str) -> bool {
+    let mut rest = q.to_owned();
+    let mut phrases = Vec::new();
+    while let Some(start) = rest.find('"') {
+        let Some(len) = rest[start + 1..].find('"') else {
+            break;
+        };
+        phrases.push(rest[start + 1..start + 1 + len].to_owned());
+        rest.replace_range(start..start + len + 2, " ");
+    }
+    let title_only = rest.split_whitespace().any(|w| w == "in:title");
+    let words_ok = rest.split_whitespace().all(|w| match w {
+        "is:pr" => item.pull.is_some(),
+        "is:issue" => item.pull.is_none(),
+        "is:open" => item.state == "open",
+        "is:closed" => item.state == "closed",
+        w if w.starts_with("author:") => item.author == w["author:".len()..],
+        _ => true,
+    });
+    words_ok
+        && phrases.iter().all(|p| {
+            item.title.contains(p.as_str()) || (!title_only && item.body.contains(p.as_str()))
+        })
+}
+
+fn item_json(state: &State, item: &Item) -> Value {
+    let mut value = json!({
+        "number": item.number,
+        "title": item.title,
+        "body": item.body,
+        "state": item.state,
+        "labels": item.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+        "user": {"login": item.author},
+        "html_url": format!("https://github.com/{}/issues/{}", state.repo, item.number),
+    });
+    if item.pull.is_some() {
+        value["pull_request"] = json!({"url": format!("https://api.github.com/repos/{}/pulls/{}", state.repo, item.number)});
+    }
+    value
+}
+
+fn pull_json(state: &State, item: &Item) -> Value {
+    let pull = item.pull.clone().unwrap_or(PullPart {
+        head: String::new(),
+        base: String::new(),
+        merged: false,
+    });
+    json!({
+        "number": item.number,
+        "title": item.title,
+        "body": item.body,
+        "state": item.state,
+        "merged_at": if pull.merged { json!("2026-01-01T00:00:00Z") } else { Value::Null },
+        "head": {"label": pull.head, "ref": pull.head.split_once(':').map_or(pull.head.as_str(), |(_, b)| b)},
+        "base": {"label": pull.base, "ref": pull.base},
+        "user": {"login": item.author},
+        "html_url": format!("https://github.com/{}/pull/{}", state.repo, item.number),
+    })
+}
+
+fn comment_json(comment: &StoredComment) -> Value {
+    json!({
+        "id": comment.id,
+        "body": comment.body,
+        "user": {"login": comment.author},
+        "created_at": comment.created_at,
+    })
+}
