@@ -82,6 +82,14 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{path} is not writable: the service needs to write its database and, next to it, the WAL files"
+    )]
+    NotWritable {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr} for /metrics and /healthz")]
     Listen {
         addr: SocketAddr,
@@ -276,6 +284,7 @@ impl Daemon {
                 source,
             })?;
         }
+        check_writable(&config.database)?;
         let path = config.database.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&path)).await??;
         tracing::info!(database = %config.database.display(), "database ready");
@@ -314,6 +323,33 @@ impl Daemon {
         self.notifier.stopping();
         result
     }
+}
+
+/// Refuse to start on a read-only database or state directory. SQLite
+/// would open a write-protected file read-only without a word and every
+/// cycle would then fail; saying so once, at start, is clearer. (A disk that
+/// fills up or turns read-only later fails cycles with SQLite's own message,
+/// and `/healthz` turns unhealthy.)
+fn check_writable(database: &std::path::Path) -> Result<(), DaemonError> {
+    let not_writable = |path: &std::path::Path| {
+        let path = path.to_owned();
+        move |source| DaemonError::NotWritable { path, source }
+    };
+    if database.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(database)
+            .map_err(not_writable(database))?;
+    }
+    let dir = database
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".hydra-sentinel-probe")
+        .tempfile_in(dir)
+        .map_err(not_writable(dir))?;
+    Ok(())
 }
 
 /// Everything the loop owns; separate from [`Daemon::run`] so that unit
@@ -609,4 +645,3 @@ async fn watchdog_task(
         }
     }
 }
-
