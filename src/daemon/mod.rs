@@ -645,3 +645,6 @@ async fn watchdog_task(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
