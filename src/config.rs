@@ -24,6 +24,10 @@ pub struct Config {
     pub jobsets: Vec<JobsetRef>,
     pub database: PathBuf,
     pub ingest: IngestSettings,
+    /// `hydra-sentinel run`: the loop's schedule and health rule.
+    pub daemon: DaemonSettings,
+    /// The loopback HTTP endpoint with `/metrics` and `/healthz`.
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,6 +66,40 @@ impl Default for IngestSettings {
             per_build_fetch_limit: 1000,
             builds_per_request: 250,
             recheck_after: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// The schedule of `hydra-sentinel run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// From the start of one cycle to the start of the next.
+    pub interval: Duration,
+    /// `/healthz` answers 503 once no cycle has succeeded for this many
+    /// intervals (counted from the last success, or from the start).
+    pub unhealthy_after_cycles: u32,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            interval: Duration::from_secs(900),
+            unhealthy_after_cycles: 3,
+        }
+    }
+}
+
+/// Where `/metrics` and `/healthz` are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// None: no endpoint at all.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9477))),
         }
     }
 }
@@ -206,7 +244,36 @@ impl Config {
                 "ingest.max_evals_per_pass must be at least 1".into(),
             ));
         }
+        let daemon = raw.daemon;
+        if *daemon.interval_secs.get_ref() == 0 {
+            return Err(invalid(
+                daemon.interval_secs.span(),
+                "daemon.interval_secs must be at least 1".into(),
+            ));
+        }
+        if *daemon.unhealthy_after_cycles.get_ref() == 0 {
+            return Err(invalid(
+                daemon.unhealthy_after_cycles.span(),
+                "daemon.unhealthy_after_cycles must be at least 1".into(),
+            ));
+        }
+        let listen = if raw.metrics.enabled {
+            let text = raw.metrics.listen.get_ref();
+            Some(text.parse::<std::net::SocketAddr>().map_err(|e| {
+                invalid(
+                    raw.metrics.listen.span(),
+                    format!("metrics.listen must be an address and port like \"127.0.0.1:9477\", not {text:?}: {e}"),
+                )
+            })?)
+        } else {
+            None
+        };
         Ok(Config {
+            daemon: DaemonSettings {
+                interval: Duration::from_secs(*daemon.interval_secs.get_ref()),
+                unhealthy_after_cycles: *daemon.unhealthy_after_cycles.get_ref(),
+            },
+            metrics: MetricsSettings { listen },
             hydra: settings,
             jobsets,
             database: raw.database.path,
@@ -248,6 +315,43 @@ struct RawConfig {
     database: RawDatabase,
     #[serde(default)]
     ingest: RawIngest,
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDaemon {
+    interval_secs: Spanned<u64>,
+    unhealthy_after_cycles: Spanned<u32>,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        let d = DaemonSettings::default();
+        RawDaemon {
+            interval_secs: Spanned::new(0..0, d.interval.as_secs()),
+            unhealthy_after_cycles: Spanned::new(0..0, d.unhealthy_after_cycles),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    enabled: bool,
+    listen: Spanned<String>,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            enabled: true,
+            listen: Spanned::new(0..0, "127.0.0.1:9477".into()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -372,6 +476,26 @@ mod tests {
         assert!(err.to_string().starts_with("test.toml:3:10:"), "{err}");
         let err = parse("[hydra]\nurl = \"ftp://x\"\n").unwrap_err();
         assert!(err.to_string().starts_with("test.toml:2:7:"), "{err}");
+    }
+
+    #[test]
+    fn daemon_and_metrics_keys_are_typed_and_checked() {
+        let config =
+            parse("[daemon]\ninterval_secs = 60\n[metrics]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        assert_eq!(config.daemon.interval, Duration::from_secs(60));
+        assert_eq!(config.daemon.unhealthy_after_cycles, 3);
+        assert_eq!(config.metrics.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(
+            parse("[metrics]\nenabled = false\n")
+                .unwrap()
+                .metrics
+                .listen,
+            None
+        );
+        let err = parse("[daemon]\ninterval_secs = 0\n").unwrap_err();
+        assert!(err.to_string().starts_with("test.toml:2:17:"), "{err}");
+        let err = parse("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("test.toml:2:10:"), "{err}");
     }
 
     #[test]

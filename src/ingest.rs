@@ -13,6 +13,13 @@
 //!
 //! Restart safety: a killed ingest leaves the database at the last committed
 //! eval; the next pass discovers the same evals again and carries on.
+//!
+//! Stopping early: a long-running caller gives the pass a [`PassControl`].
+//! Once it is cancelled the pass starts no new eval, cuts the download in
+//! flight (its transaction rolls back, as for a truncated body) and returns
+//! [`IngestError::Cancelled`]; every committed eval stays. The same control
+//! carries a heartbeat called on real progress (a page read, builds parsed,
+//! an eval committed), which feeds the systemd watchdog.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +55,44 @@ pub enum IngestError {
     },
     #[error("a database task panicked")]
     TaskPanicked(#[from] tokio::task::JoinError),
+    #[error("stopped on request; the eval in flight was rolled back")]
+    Cancelled,
+}
+
+/// Parsed builds between two heartbeats while streaming an eval.
+const BUILDS_PER_HEARTBEAT: usize = 2000;
+
+/// How a long-running caller steers a pass: a token that stops it between
+/// (or in the middle of) evals, and a heartbeat called on real progress.
+/// The default never cancels and beats into the void.
+#[derive(Clone, Default)]
+pub struct PassControl {
+    pub cancel: tokio_util::sync::CancellationToken,
+    pub heartbeat: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for PassControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassControl")
+            .field("cancelled", &self.cancel.is_cancelled())
+            .finish()
+    }
+}
+
+impl PassControl {
+    fn beat(&self) {
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat();
+        }
+    }
+
+    fn check(&self) -> Result<(), IngestError> {
+        if self.cancel.is_cancelled() {
+            Err(IngestError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// How the builds of an eval are fetched.
@@ -107,6 +152,7 @@ pub struct Ingestor {
     max_in_flight: usize,
     /// Downloads of one builds array before giving up on it for this pass.
     download_attempts: usize,
+    control: PassControl,
 }
 
 /// What a streamed builds array is written as.
@@ -140,7 +186,14 @@ impl Ingestor {
             retry_pause: config.hydra.retry_initial_delay,
             max_in_flight: config.hydra.max_in_flight,
             download_attempts: config.hydra.retries + 1,
+            control: PassControl::default(),
         }
+    }
+
+    /// Let a long-running caller stop passes early and hear their progress.
+    pub fn with_control(mut self, control: PassControl) -> Ingestor {
+        self.control = control;
+        self
     }
 
     /// Give the store back (for read queries after ingesting).
@@ -165,9 +218,17 @@ impl Ingestor {
                 jobset: jobset.to_string(),
                 ..JobsetReport::default()
             };
-            if let Err(e) = self.ingest_jobset(jobset, options, &mut report).await {
-                tracing::error!(%jobset, error = %crate::error_chain(&e), "ingest of jobset failed");
-                first_error.get_or_insert(e);
+            match self.ingest_jobset(jobset, options, &mut report).await {
+                Ok(()) => {}
+                Err(IngestError::Cancelled) => {
+                    tracing::info!(%jobset, "ingest stopped on request; committed evals are kept");
+                    reports.push(report);
+                    return (reports, Some(IngestError::Cancelled));
+                }
+                Err(e) => {
+                    tracing::error!(%jobset, error = %crate::error_chain(&e), "ingest of jobset failed");
+                    first_error.get_or_insert(e);
+                }
             }
             reports.push(report);
         }
@@ -203,6 +264,7 @@ impl Ingestor {
         let ingested_any = !evals.is_empty();
         let mut has_history = newest.is_some();
         for header in evals {
+            self.control.check()?;
             let (outcome, streamed) = self
                 .ingest_eval(jobset, jobset_id, &header, has_history)
                 .await?;
@@ -210,6 +272,13 @@ impl Ingestor {
             tracing::info!(%jobset, eval = header.id, builds = outcome.members, written = outcome.builds_written,
                 spans_opened = outcome.spans_opened, spans_closed = outcome.spans_closed,
                 rejected = outcome.rejected_jobs, strategy = if streamed { "eval-builds" } else { "per-build" }, "eval ingested");
+            self.control.beat();
+            let labels = [("jobset", jobset.to_string())];
+            metrics::counter!("hydra_sentinel_evals_ingested_total", &labels).increment(1);
+            metrics::counter!("hydra_sentinel_builds_written_total", &labels)
+                .increment(outcome.builds_written as u64);
+            metrics::counter!("hydra_sentinel_builds_refused_total", &labels)
+                .increment(outcome.rejected_jobs as u64);
             report.evals_ingested.push(header.id);
             report.builds_written += outcome.builds_written;
             report.spans_opened += outcome.spans_opened;
@@ -217,6 +286,7 @@ impl Ingestor {
             report.rejected_jobs += outcome.rejected_jobs;
             newest_streamed = streamed;
         }
+        self.control.check()?;
         self.recheck(
             jobset,
             jobset_id,
@@ -242,6 +312,7 @@ impl Ingestor {
         let mut reached_known = false;
         while let Some(page_url) = url.take() {
             let (page, next) = self.client.evals_page(&page_url).await?;
+            self.control.beat();
             pages += 1;
             for eval in page.evals {
                 if newest_known.is_some_and(|known| eval.id <= known) {
@@ -316,7 +387,7 @@ impl Ingestor {
         tracing::debug!(%jobset, eval = header.id, builds = ids.len(), needed = needed.len(), "planning fetch");
         if FetchStrategy::choose(ids.len(), needed.len(), &self.settings) == FetchStrategy::PerBuild
         {
-            match self.fetch_builds(&needed).await {
+            match self.fetch_builds_cancellable(&needed).await? {
                 Ok(fetched) => {
                     let jobset = jobset.clone();
                     let outcome = self
@@ -372,15 +443,26 @@ impl Ingestor {
         loop {
             attempt += 1;
             let body = self.client.eval_builds_stream(eval_id).await?;
+            // Cancelling ends the body early: the parse fails and the
+            // transaction rolls back, exactly as for a truncated download.
+            let body = body.take_until(self.control.cancel.clone().cancelled_owned());
             let reader = tokio_util::io::StreamReader::new(Box::pin(body));
             let jobset = jobset.clone();
             let mode = mode.clone();
+            let control = self.control.clone();
             let result = self
                 .with_store(move |store| {
                     let reader = tokio_util::io::SyncIoBridge::new(reader);
                     let mut writer = mode.begin(store, &jobset)?;
                     let mut checker = BuildChecker::new(&jobset, eval_id);
-                    match for_each_build(reader, |build| checker.write(&mut writer, &build)) {
+                    let mut parsed = 0usize;
+                    match for_each_build(reader, |build| {
+                        parsed += 1;
+                        if parsed.is_multiple_of(BUILDS_PER_HEARTBEAT) {
+                            control.beat();
+                        }
+                        checker.write(&mut writer, &build)
+                    }) {
                         Ok(_) => Ok(Ok(writer.commit()?)),
                         Err(StreamError::Callback(e)) => Err(e.into()),
                         // Dropping the writer rolls the eval back.
@@ -393,7 +475,16 @@ impl Ingestor {
                 .await?;
             match result {
                 Ok(outcome) => return Ok(outcome),
+                Err(_) if self.control.cancel.is_cancelled() => {
+                    tracing::info!(
+                        eval = eval_id,
+                        "download cut on request; nothing of the eval written"
+                    );
+                    return Err(IngestError::Cancelled);
+                }
                 Err((builds_read, source)) if attempt < attempts => {
+                    metrics::counter!("hydra_sentinel_hydra_errors_total", "kind" => "body")
+                        .increment(1);
                     tracing::warn!(eval = eval_id, builds_read, attempt, error = %source,
                         "builds array broke off or is malformed; nothing written, fetching it again");
                     tokio::time::sleep(self.retry_pause * attempt as u32).await;
@@ -444,7 +535,7 @@ impl Ingestor {
             .map_or(0, |e| e.nr_builds as usize);
         let strategy = FetchStrategy::choose(total, unsettled.len(), &self.settings);
         let outcome = if strategy == FetchStrategy::PerBuild {
-            let fetched = self.fetch_builds(&unsettled).await?;
+            let fetched = self.fetch_builds_cancellable(&unsettled).await??;
             let jobset = jobset.clone();
             self.with_store(move |store| {
                 let mut writer = store.begin_recheck(jobset_id)?;
@@ -465,6 +556,11 @@ impl Ingestor {
                 .await?
         };
         report.changed_builds = outcome.builds_written;
+        let labels = [("jobset", jobset.to_string())];
+        metrics::counter!("hydra_sentinel_builds_rechecked_total", &labels)
+            .increment(unsettled.len() as u64);
+        metrics::counter!("hydra_sentinel_builds_changed_total", &labels)
+            .increment(outcome.builds_written as u64);
         if outcome.builds_written > 0 {
             tracing::info!(%jobset, rechecked = unsettled.len(), changed = outcome.builds_written, "builds changed status since last seen");
         }
@@ -479,8 +575,21 @@ impl Ingestor {
         stream::iter(ids.iter().copied())
             .map(|id| self.client.build(id))
             .buffer_unordered(self.max_in_flight.max(1))
+            .inspect_ok(|_| self.control.beat())
             .try_collect()
             .await
+    }
+
+    /// [`Self::fetch_builds`], abandoned when the pass is cancelled (nothing
+    /// is written until every build has arrived, so there is nothing to undo).
+    async fn fetch_builds_cancellable(
+        &self,
+        ids: &[i64],
+    ) -> Result<Result<Vec<Build>, HydraError>, IngestError> {
+        tokio::select! {
+            fetched = self.fetch_builds(ids) => Ok(fetched),
+            () = self.control.cancel.cancelled() => Err(IngestError::Cancelled),
+        }
     }
 
     /// Run database work on the blocking pool.

@@ -3,10 +3,12 @@
 //!
 //! Data flows one way through the modules: [`hydra`] fetches, [`ingest`]
 //! writes what changed into the [`store`], [`history`] says what a job's
-//! record means; [`nixpkgs`] locates and edits package files. [`sim`] is a Hydra look-alike for the demo, tests and
+//! record means; [`nixpkgs`] locates and edits package files; [`daemon`] runs
+//! it all as a service. [`sim`] is a Hydra look-alike for the demo, tests and
 //! benchmarks. See `DESIGN.md` in the repository for the whole pipeline.
 
 pub mod config;
+pub mod daemon;
 pub mod forge;
 pub mod history;
 pub mod hydra;

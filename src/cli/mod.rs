@@ -56,6 +56,10 @@ enum Command {
         #[arg(long, value_name = "N")]
         max_evals: Option<usize>,
     },
+    /// The service: ingest on an interval until SIGTERM; SIGHUP reloads the
+    /// configuration. Speaks systemd's notify protocol and serves /metrics
+    /// and /healthz (see `[daemon]` and `[metrics]` in the configuration).
+    Run,
     /// Evals stored and jobs per class, per jobset.
     Status {
         #[arg(long)]
@@ -105,6 +109,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let config = load_config()?;
             ingest(&config, max_evals, &mut stdout)
         }
+        Command::Run => run_service(cli.config.clone()),
         Command::Status { json } => {
             let config = load_config()?;
             let store = Store::open_read_only(&config.database)?;
@@ -183,6 +188,39 @@ pub(crate) fn ingest(
     }
 }
 
+/// `run`: the daemon on a runtime of its own; the configuration file is
+/// read again on every SIGHUP.
+fn run_service(config_path: Option<PathBuf>) -> Result<ExitCode> {
+    use hydra_sentinel::daemon::{self, Daemon, Settings, SystemClock, Systemd};
+    let runtime = runtime()?;
+    let result = runtime.block_on(async move {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        daemon::signals::forward(tx).context("installing signal handlers")?;
+        let metrics = daemon::metrics::install().context("installing the metrics recorder")?;
+        let loader: daemon::Loader = Box::new(move || {
+            let config = match &config_path {
+                Some(path) => Config::load(path)?,
+                None => Config::embedded_default(),
+            };
+            Ok(Settings { config })
+        });
+        Daemon {
+            loader,
+            signals: rx,
+            notifier: std::sync::Arc::new(Systemd),
+            clock: std::sync::Arc::new(SystemClock),
+            metrics: Some(metrics),
+        }
+        .run()
+        .await
+        .context("the service stopped")
+    });
+    // Blocking database work of a cycle dropped at shutdown is not waited
+    // for: SQLite rolls its transaction back on the next open.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result.map(|()| ExitCode::SUCCESS)
+}
+
 pub(crate) fn history(
     store: &Store,
     config: &Config,
@@ -225,9 +263,12 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    // Under systemd, stderr goes to the journal, which stamps each line itself.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let _ = match (format, journal) {
+        (LogFormat::Text, false) => builder.try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Json, _) => builder.json().try_init(),
     };
 }
 

@@ -193,33 +193,46 @@ impl HydraClient {
             .await
             .expect("semaphore never closed");
         let response = self.send(url).await?;
-        let bytes = response.bytes().await.map_err(|source| HydraError::Http {
-            url: url.to_string(),
-            source,
-        })?;
-        serde_json::from_slice(&bytes).map_err(|source| HydraError::Json {
-            url: url.to_string(),
-            source,
-        })
+        let parsed = match response.bytes().await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| HydraError::Json {
+                url: url.to_string(),
+                source,
+            }),
+            Err(source) => Err(HydraError::Http {
+                url: url.to_string(),
+                source,
+            }),
+        };
+        if parsed.is_err() {
+            metrics::counter!("hydra_sentinel_hydra_errors_total", "kind" => "body").increment(1);
+        }
+        parsed
     }
 
     /// Send a GET and turn a non-success status into an error that keeps
     /// Hydra's `{"error": …}` message.
     async fn send(&self, url: &Url) -> Result<reqwest::Response, HydraError> {
         tracing::debug!(%url, "GET");
-        let response =
-            self.http
-                .get(url.clone())
-                .send()
-                .await
-                .map_err(|source| HydraError::Http {
-                    url: url.to_string(),
-                    source,
-                })?;
+        metrics::counter!("hydra_sentinel_hydra_requests_total", "endpoint" => endpoint(url))
+            .increment(1);
+        let response = self.http.get(url.clone()).send().await.map_err(|source| {
+            metrics::counter!("hydra_sentinel_hydra_errors_total", "kind" => "network")
+                .increment(1);
+            HydraError::Http {
+                url: url.to_string(),
+                source,
+            }
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
+        let kind = if status.is_server_error() {
+            "5xx"
+        } else {
+            "4xx"
+        };
+        metrics::counter!("hydra_sentinel_hydra_errors_total", "kind" => kind).increment(1);
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -236,5 +249,21 @@ impl HydraClient {
             message,
             retry_after,
         })
+    }
+}
+
+/// The kind of Hydra page a URL asks for, as a metrics label.
+fn endpoint(url: &Url) -> &'static str {
+    let path = url.path().trim_end_matches('/');
+    if path.ends_with("/evals") {
+        "evals"
+    } else if path.ends_with("/builds") {
+        "eval_builds"
+    } else if path.contains("/build/") {
+        "build"
+    } else if path.contains("/eval/") {
+        "eval"
+    } else {
+        "other"
     }
 }

@@ -11,6 +11,15 @@ use hydra_sentinel::sim::{FakeGitHub, GitHubFault};
 
 const TOKEN: &str = "ghp_test_token_that_must_never_leak_0123456789";
 
+/// The forge tests take turns: tracing caches whether a log call site is
+/// enabled, and a call site first reached by another thread while the log
+/// test's scoped subscriber is being set up can be cached as disabled.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn github(fake: &FakeGitHub, token: &str) -> GitHub {
     let mut settings = GitHubSettings::new(
         fake.url().parse().unwrap(),
@@ -40,6 +49,7 @@ fn new_issue(title: &str) -> NewIssue {
 
 #[test]
 fn creates_finds_edits_and_comments_on_its_own_issues() {
+    let _turn = one_at_a_time();
     let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
     runtime().block_on(async {
         let gh = github(&fake, TOKEN);
@@ -74,6 +84,7 @@ fn creates_finds_edits_and_comments_on_its_own_issues() {
 
 #[test]
 fn pull_requests_round_trip_and_a_human_merge_is_seen() {
+    let _turn = one_at_a_time();
     let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
     runtime().block_on(async {
         let gh = github(&fake, TOKEN);
@@ -119,6 +130,7 @@ fn pull_requests_round_trip_and_a_human_merge_is_seen() {
 
 #[test]
 fn a_secondary_rate_limit_is_waited_out_even_for_a_create() {
+    let _turn = one_at_a_time();
     let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
     fake.inject(
         "POST",
@@ -144,6 +156,7 @@ fn a_secondary_rate_limit_is_waited_out_even_for_a_create() {
 
 #[test]
 fn a_server_error_on_a_create_is_reported_as_ambiguous_and_not_repeated() {
+    let _turn = one_at_a_time();
     let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
     fake.inject(
         "POST",
@@ -174,6 +187,7 @@ fn a_server_error_on_a_create_is_reported_as_ambiguous_and_not_repeated() {
 
 #[test]
 fn reads_are_retried_after_server_errors() {
+    let _turn = one_at_a_time();
     let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
     fake.inject(
         "GET",
@@ -209,6 +223,7 @@ impl std::io::Write for Captured {
 
 #[test]
 fn the_token_never_appears_in_logs_or_errors() {
+    let _turn = one_at_a_time();
     let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
     fake.inject(
         "GET",

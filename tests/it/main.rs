@@ -2,6 +2,7 @@
 //! against a Hydra look-alike on loopback.
 
 mod cli;
+mod daemon;
 mod forge;
 mod helpers;
 mod ingest;
