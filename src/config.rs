@@ -24,6 +24,8 @@ pub struct Config {
     pub jobsets: Vec<JobsetRef>,
     pub database: PathBuf,
     pub ingest: IngestSettings,
+    /// The policy file; `None`: the built-in `policies/nixpkgs.toml`.
+    pub policy_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -216,6 +218,7 @@ impl Config {
                 builds_per_request: ingest.builds_per_request.max(1),
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
             },
+            policy_file: raw.policy.file,
         })
     }
 }
@@ -248,6 +251,14 @@ struct RawConfig {
     database: RawDatabase,
     #[serde(default)]
     ingest: RawIngest,
+    #[serde(default)]
+    policy: RawPolicyRef,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicyRef {
+    file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,10 +7,12 @@
 //! benchmarks. See `DESIGN.md` in the repository for the whole pipeline.
 
 pub mod config;
+pub mod digest;
 pub mod history;
 pub mod hydra;
 pub mod ingest;
 pub mod nixpkgs;
+pub mod policy;
 pub mod report;
 pub mod sim;
 pub mod store;
