@@ -1,5 +1,7 @@
-//! Backtesting: replay stored history day by day under a policy, pretending
-//! every planned action was carried out, and count what it would have done.
+//! Backtesting: replay stored history day by day under a policy — planning
+//! after every eval, as the daemon does, and at the end of each day —
+//! pretending every planned action was carried out, and count what it would
+//! have done.
 //!
 //! The replay sees each build's final status (a build restarted later shows
 //! its last result from the start) and assumes a mark-broken PR is merged
@@ -95,89 +97,117 @@ pub fn backtest(policy: &Policy, facts: &Facts, from: i64, to: i64) -> BacktestR
     };
     let merge_delay = policy.backtest.assumed_merge_delay.secs();
     let mut marked: Vec<(String, Vec<String>, bool, i64)> = Vec::new();
+    // The daemon plans after every ingested eval; the replay does too, and
+    // once more at the end of each day (deadlines pass without evals).
+    let mut eval_times: Vec<i64> = facts
+        .jobsets
+        .iter()
+        .filter(|js| policy.acts_on(&js.jobset))
+        .flat_map(|js| js.evals.iter().map(|e| e.timestamp))
+        .collect();
+    eval_times.sort_unstable();
+    eval_times.dedup();
     let mut day_start = from - from.rem_euclid(DAY);
     while day_start <= to {
-        let now = day_start + DAY - 1;
-        for r in &mut ledger.actions {
-            if r.kind.opens_pr()
-                && r.state == RecordState::Open
-                && r.planned_at + merge_delay <= now
-            {
-                r.state = RecordState::Merged;
-                r.closed_at = Some(r.planned_at + merge_delay);
-            }
-        }
-        let p = plan(policy, facts, &ledger, now);
+        let day_end = day_start + DAY - 1;
+        let lo = eval_times.partition_point(|t| *t < day_start.max(from));
+        let hi = eval_times.partition_point(|t| *t <= day_end);
+        let mut moments: Vec<i64> = eval_times[lo..hi].to_vec();
+        moments.push(day_end);
         let mut row = DayRow {
-            day: time(now)[..10].to_owned(),
-            held: p.held,
-            deferred: u32::try_from(p.deferred.len()).unwrap_or(u32::MAX),
+            day: time(day_end)[..10].to_owned(),
             ..DayRow::default()
         };
-        let mut batches: BTreeMap<String, u64> = BTreeMap::new();
-        for a in &p.actions {
-            let mut record = ActionRecord {
-                id: next_id,
-                kind: a.kind,
-                attr: a.attr.clone(),
-                systems: a.systems.clone(),
-                all_platforms: a.all_platforms,
-                step: a.step.clone(),
-                batch: a.batch.clone(),
-                state: RecordState::Done,
-                planned_at: now,
-                done_at: Some(now),
-                closed_at: None,
-                pr: None,
-                issue: None,
-                pinged: a.evidence.maintainers.clone(),
-                error: None,
-            };
-            next_id += 1;
-            match a.kind {
-                ActionKind::Hold => {
-                    report.holds.push(HoldDay {
-                        day: row.day.clone(),
-                        reason: a.reason.clone(),
-                    });
-                    continue;
+        let mut day_holds: Vec<String> = Vec::new();
+        for now in moments {
+            for r in &mut ledger.actions {
+                if r.kind.opens_pr()
+                    && r.state == RecordState::Open
+                    && r.planned_at + merge_delay <= now
+                {
+                    r.state = RecordState::Merged;
+                    r.closed_at = Some(r.planned_at + merge_delay);
                 }
-                ActionKind::Notify => row.notify += 1,
-                ActionKind::Remind => row.remind += 1,
-                ActionKind::Escalate => row.escalate += 1,
-                ActionKind::MarkBroken | ActionKind::Retire => {
-                    let batch = a.batch.clone().unwrap_or_default();
-                    let pr = *batches.entry(batch).or_insert_with(|| {
-                        next_pr += 1;
-                        next_pr
-                    });
-                    record.pr = Some(pr);
-                    record.state = RecordState::Open;
-                    if a.kind == ActionKind::MarkBroken {
-                        row.mark_broken += 1;
-                        marked.push((
-                            a.attr.clone().unwrap_or_default(),
-                            a.systems.clone(),
-                            a.all_platforms,
-                            now,
-                        ));
-                    } else {
-                        row.retire += 1;
+            }
+            let p = plan(policy, facts, &ledger, now);
+            row.held |= p.held;
+            if now == day_end {
+                row.deferred = u32::try_from(p.deferred.len()).unwrap_or(u32::MAX);
+            }
+            let mut batches: BTreeMap<String, u64> = BTreeMap::new();
+            for a in &p.actions {
+                let mut record = ActionRecord {
+                    id: next_id,
+                    kind: a.kind,
+                    attr: a.attr.clone(),
+                    systems: a.systems.clone(),
+                    all_platforms: a.all_platforms,
+                    step: a.step.clone(),
+                    batch: a.batch.clone(),
+                    state: RecordState::Done,
+                    planned_at: now,
+                    done_at: Some(now),
+                    closed_at: None,
+                    pr: None,
+                    issue: None,
+                    pinged: a.evidence.maintainers.clone(),
+                    error: None,
+                };
+                next_id += 1;
+                match a.kind {
+                    ActionKind::Hold => {
+                        let window = a
+                            .evidence
+                            .window
+                            .as_ref()
+                            .map(|w| format!("evals {} to {}", w.first.id, w.last.id))
+                            .unwrap_or_default();
+                        if !day_holds.contains(&window) {
+                            day_holds.push(window);
+                            report.holds.push(HoldDay {
+                                day: row.day.clone(),
+                                reason: a.reason.clone(),
+                            });
+                        }
+                        continue;
                     }
-                }
-                ActionKind::ClosePr => {
-                    row.close_pr += 1;
-                    for r in &mut ledger.actions {
-                        if r.pr == a.evidence.pr && r.state == RecordState::Open {
-                            r.state = RecordState::Closed;
-                            r.closed_at = Some(now);
+                    ActionKind::Notify => row.notify += 1,
+                    ActionKind::Remind => row.remind += 1,
+                    ActionKind::Escalate => row.escalate += 1,
+                    ActionKind::MarkBroken | ActionKind::Retire => {
+                        let batch = a.batch.clone().unwrap_or_default();
+                        let pr = *batches.entry(batch).or_insert_with(|| {
+                            next_pr += 1;
+                            next_pr
+                        });
+                        record.pr = Some(pr);
+                        record.state = RecordState::Open;
+                        if a.kind == ActionKind::MarkBroken {
+                            row.mark_broken += 1;
+                            marked.push((
+                                a.attr.clone().unwrap_or_default(),
+                                a.systems.clone(),
+                                a.all_platforms,
+                                now,
+                            ));
+                        } else {
+                            row.retire += 1;
+                        }
+                    }
+                    ActionKind::ClosePr => {
+                        row.close_pr += 1;
+                        for r in &mut ledger.actions {
+                            if r.pr == a.evidence.pr && r.state == RecordState::Open {
+                                r.state = RecordState::Closed;
+                                r.closed_at = Some(now);
+                            }
                         }
                     }
                 }
+                ledger.actions.push(record);
             }
-            ledger.actions.push(record);
+            row.prs += u32::try_from(batches.len()).unwrap_or(u32::MAX);
         }
-        row.prs = u32::try_from(batches.len()).unwrap_or(u32::MAX);
         report.days += 1;
         report.notices += row.notify;
         report.reminders += row.remind;

@@ -392,7 +392,15 @@ impl<'a> Ctx<'a> {
                         && share >= self.policy.breaker.min_share
                         && start > 0
                     {
-                        let end = (start + w - 1).min(cutoff as usize);
+                        // Tighten the window to the evals where jobs broke.
+                        let mut start = start;
+                        let mut end = (start + w - 1).min(cutoff as usize);
+                        while start < end && newly[start] == 0 {
+                            start += 1;
+                        }
+                        while end > start && newly[end] == 0 {
+                            end -= 1;
+                        }
                         let mut examples: Vec<String> = newly_examples[start..=end]
                             .iter()
                             .flatten()
