@@ -623,8 +623,9 @@ fn jobs_that_broke_in_the_same_transition_are_grouped_with_a_compare_link() {
         day5[0].compare.as_deref(),
         Some(
             format!(
-                "https://github.com/NixOS/nixpkgs/compare/{:040x}...{:040x}",
-                0xabc004, 0xabc005
+                "https://github.com/NixOS/nixpkgs/compare/{}...{}",
+                rev(4),
+                rev(5)
             )
             .as_str()
         )
@@ -642,4 +643,57 @@ fn jobs_that_broke_in_the_same_transition_are_grouped_with_a_compare_link() {
     let ev = &notice.actions[0].evidence.jobs[0];
     assert_eq!(ev.last_good.as_ref().map(|g| g.eval.id), Some(3_000_004));
     assert!(ev.compare.is_some());
+}
+
+#[test]
+fn a_package_marked_broken_everywhere_is_warned_then_retired_after_a_release_cycle() {
+    let gone_after_mark = format!("OOOOO{}{}", repeat('F', 60, 10), ".".repeat(195));
+    let mut js = trunk(260);
+    js.jobs.push(job("oldlib", LINUX, &gone_after_mark));
+    let mut mark = record(
+        1,
+        ActionKind::MarkBroken,
+        "oldlib",
+        &[LINUX],
+        RecordState::Merged,
+        day(61),
+    );
+    mark.all_platforms = true;
+    mark.closed_at = Some(day(64));
+    let ledger = Ledger {
+        actions: vec![mark.clone()],
+        opt_outs: vec![],
+    };
+    let (events, _, _) = replay(&nixpkgs_policy(), &facts(vec![js]), ledger, 200, 259, None);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.day, e.kind, e.step.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (218, ActionKind::Remind, Some("retire-warning".to_owned())),
+            (246, ActionKind::Retire, None)
+        ],
+        "26 weeks after the merge on day 64, warned 4 weeks before:\n{}",
+        timeline(&events)
+    );
+
+    // Someone fixed and unmarked it: it builds again, so it stays.
+    let mut js = trunk(260);
+    js.jobs.push(job(
+        "oldlib",
+        LINUX,
+        &format!(
+            "OOOOO{}{}{}",
+            repeat('F', 60, 10),
+            ".".repeat(100),
+            repeat('O', 95, 0)
+        ),
+    ));
+    let ledger = Ledger {
+        actions: vec![mark],
+        opt_outs: vec![],
+    };
+    let (events, _, _) = replay(&nixpkgs_policy(), &facts(vec![js]), ledger, 200, 259, None);
+    assert!(events.is_empty(), "{}", timeline(&events));
 }

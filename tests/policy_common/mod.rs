@@ -22,6 +22,12 @@ pub fn day(d: i64) -> i64 {
     START + d * DAY + 12 * 3600
 }
 
+/// The nixpkgs revision evaluated on day `d`: 40 hex digits.
+pub fn rev(d: i64) -> String {
+    let spread = ((d as u128) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+    format!("{:08x}{spread:032x}", 0x5eed_0000u32 + d as u32)
+}
+
 /// A jobset `nixpkgs:trunk` with one eval a day at noon for `days` days.
 pub fn trunk(days: usize) -> JobsetFacts {
     JobsetFacts {
@@ -34,7 +40,7 @@ pub fn trunk(days: usize) -> JobsetFacts {
                 id: 3_000_000 + d as i64,
                 seq: d as i64 + 1,
                 timestamp: day(d as i64),
-                revision: Some(format!("{:040x}", 0xabc000 + d)),
+                revision: Some(rev(d as i64)),
             })
             .collect(),
         jobs: Vec::new(),
@@ -47,7 +53,6 @@ pub fn trunk(days: usize) -> JobsetFacts {
 /// of one letter is one build (one derivation); `+` before a letter starts a
 /// new build with a new derivation (Hydra rebuilt it with the same result).
 pub fn job(attr: &str, system: &str, pattern: &str) -> JobFacts {
-    static NEXT_BUILD: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
     let mut runs: Vec<Run> = Vec::new();
     let mut eval = 0u32;
     let mut rebuild = false;
@@ -75,7 +80,10 @@ pub fn job(attr: &str, system: &str, pattern: &str) -> JobFacts {
             if extend {
                 runs.last_mut().expect("a run").last = eval;
             } else {
-                let build = NEXT_BUILD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Deterministic, whatever order tests run in.
+                let build = 100_000_000
+                    + (hydra_sentinel::policy::drv_digest(&format!("{attr}/{system}/{eval}"))
+                        % 900_000_000) as i64;
                 runs.push(Run {
                     first: eval,
                     last: eval,
