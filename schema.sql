@@ -72,3 +72,40 @@ CREATE TABLE refused_builds (
     reason TEXT NOT NULL
 );
 CREATE INDEX refused_builds_by_job ON refused_builds (job);
+
+-- version 2: the ledger of actions and opt-outs
+-- What hydra-sentinel did or set out to do, written by the forge side (an
+-- intent before every outward action, then its result) and read by the
+-- policy engine. Kinds, states and steps are the policy module's words.
+
+CREATE TABLE actions (
+    id            INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('notify', 'remind', 'mark_broken', 'close_pr', 'retire', 'escalate', 'hold')),
+    attr          TEXT,                  -- NULL for a hold
+    systems       TEXT NOT NULL,         -- JSON array of systems, sorted
+    all_platforms INTEGER NOT NULL DEFAULT 0,
+    step          TEXT,                  -- notice, remind-7d, retire-warning, ...
+    batch         TEXT,                  -- the plan's PR batch key
+    state         TEXT NOT NULL CHECK (state IN ('intent', 'done', 'failed', 'open', 'merged', 'closed')),
+    planned_at    INTEGER NOT NULL,      -- Unix s, when the intent was written
+    done_at       INTEGER,               -- when it happened (comment posted, PR opened)
+    closed_at     INTEGER,               -- when its PR was merged or closed
+    pr            INTEGER,               -- GitHub PR number
+    issue         INTEGER,               -- GitHub issue number
+    pinged        TEXT NOT NULL DEFAULT '[]', -- JSON array of GitHub logins mentioned
+    error         TEXT
+);
+CREATE INDEX actions_by_attr ON actions (attr, kind);
+CREATE INDEX actions_by_pr ON actions (pr);
+
+CREATE TABLE opt_outs (
+    id          INTEGER PRIMARY KEY,
+    attr        TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('marker', 'label', 'snooze')),
+    recorded_at INTEGER NOT NULL,
+    until       INTEGER,                 -- for a snooze
+    by          TEXT,                    -- GitHub login, when known
+    note        TEXT NOT NULL DEFAULT '',
+    revoked_at  INTEGER                  -- marker or label seen gone
+);
+CREATE INDEX opt_outs_by_attr ON opt_outs (attr);

@@ -28,6 +28,8 @@ pub struct Config {
     pub daemon: DaemonSettings,
     /// The loopback HTTP endpoint with `/metrics` and `/healthz`.
     pub metrics: MetricsSettings,
+    /// The policy file; `None`: the built-in `policies/nixpkgs.toml`.
+    pub policy_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -283,6 +285,7 @@ impl Config {
                 builds_per_request: ingest.builds_per_request.max(1),
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
             },
+            policy_file: raw.policy.file,
         })
     }
 }
@@ -319,6 +322,14 @@ struct RawConfig {
     daemon: RawDaemon,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    policy: RawPolicyRef,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicyRef {
+    file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

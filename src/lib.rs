@@ -9,11 +9,13 @@
 
 pub mod config;
 pub mod daemon;
+pub mod digest;
 pub mod forge;
 pub mod history;
 pub mod hydra;
 pub mod ingest;
 pub mod nixpkgs;
+pub mod policy;
 pub mod report;
 pub mod sim;
 pub mod store;

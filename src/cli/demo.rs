@@ -65,6 +65,59 @@ pub fn run(database: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
             super::history(&store, &config, attr, false, out)?;
         }
     }
+    // The policy on the same data, as of an hour after the newest eval (the
+    // generated history lies in the past; the clock is an argument).
+    let policy = hydra_sentinel::policy::Policy::nixpkgs();
+    let facts = store.policy_facts(&config.hydra.url)?;
+    let ledger = store.ledger()?;
+    let newest = facts
+        .jobsets
+        .iter()
+        .filter_map(|j| j.evals.last())
+        .map(|e| e.timestamp)
+        .max()
+        .context("the demo ingested no eval")?;
+    let now = newest + 3600;
+    let at = hydra_sentinel::report::time(now);
+    writeln!(
+        out,
+        "\n$ hydra-sentinel plan --now {at}   (dry run, built-in policy)"
+    )?;
+    write!(
+        out,
+        "{}",
+        hydra_sentinel::policy::plan(&policy, &facts, &ledger, now).to_text()
+    )?;
+    for attr in ["libfoo", "foo-gui"] {
+        if let Some(text) = hydra_sentinel::policy::explain(&policy, &facts, &ledger, attr, now) {
+            writeln!(out, "\n$ hydra-sentinel explain {attr} --now {at}")?;
+            write!(out, "{text}")?;
+        }
+    }
+    let first = facts
+        .jobsets
+        .iter()
+        .filter_map(|j| j.evals.first())
+        .map(|e| e.timestamp)
+        .min()
+        .unwrap_or(newest);
+    writeln!(
+        out,
+        "\n$ hydra-sentinel backtest   (the built-in policy over the whole history)"
+    )?;
+    write!(
+        out,
+        "{}",
+        hydra_sentinel::policy::backtest(&policy, &facts, first, newest).to_text()
+    )?;
+    let week = hydra_sentinel::digest::Week::containing(now);
+    writeln!(out, "\n$ hydra-sentinel digest --week {week} --now {at}")?;
+    write!(
+        out,
+        "{}",
+        super::policy::render_digest(&policy, &facts, &ledger, now, week)
+    )?;
+
     match database {
         Some(path) => writeln!(out, "\nThe demo database is kept at {}.", path.display())?,
         None => writeln!(

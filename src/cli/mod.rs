@@ -2,6 +2,7 @@
 //! place besides `main` where `anyhow` is used.
 
 mod demo;
+mod policy;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -87,6 +88,19 @@ enum Command {
     /// Move a long-broken package to the attic with a throw alias (prints the
     /// change unless --write).
     Retire(nixpkgs_cli::RetireArgs),
+    /// What the policy says should happen now (a dry run).
+    Plan(policy::PlanArgs),
+    /// In words: a package's history per platform, the rule that applies,
+    /// what happens next and when, and how to stop it.
+    Explain(policy::ExplainArgs),
+    /// Replay the stored history day by day under a policy and count what it
+    /// would have done.
+    Backtest(policy::BacktestArgs),
+    /// The Markdown of the weekly digest issue.
+    Digest(policy::DigestArgs),
+    /// Policy files.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -134,6 +148,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Locate(args) => Ok(nixpkgs_cli::run_locate(&args, &mut stdout)?.into()),
         Command::MarkBroken(args) => Ok(nixpkgs_cli::run_mark_broken(&args, &mut stdout)?.into()),
         Command::Retire(args) => Ok(nixpkgs_cli::run_retire(&args, &mut stdout)?.into()),
+        Command::Plan(args) => policy::plan(&load_config()?, &args, &mut stdout),
+        Command::Explain(args) => policy::explain(&load_config()?, &args, &mut stdout),
+        Command::Backtest(args) => policy::backtest(&load_config()?, &args, &mut stdout),
+        Command::Digest(args) => policy::digest(&load_config()?, &args, &mut stdout),
+        Command::Policy(command) => policy::policy_command(&command, &mut stdout),
     }
 }
 

@@ -8,9 +8,11 @@
 //! [`crate::history`]), or leave an eval half-written: every eval is one
 //! transaction, so a kill at any moment leaves the previous complete state.
 
+mod facts;
 mod read;
 mod write;
 
+pub use facts::{ActionResult, NewAction, NewOptOut};
 pub use read::{JobRecord, JobsetSummary, StoredEval};
 pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
 

@@ -7,3 +7,4 @@ mod forge;
 mod helpers;
 mod ingest;
 mod kill;
+mod policy;

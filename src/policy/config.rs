@@ -1,0 +1,1196 @@
+//! The policy file: raw TOML (unknown keys refused) validated once into
+//! typed values — periods, compiled globs, status sets — with errors that
+//! name the file, line and column.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{JobsetRef, line_column};
+use crate::history::job_name::is_plausible_system;
+
+/// The production policy for hydra.nixos.org, built into the binary.
+pub const NIXPKGS_POLICY: &str = include_str!("../../policies/nixpkgs.toml");
+
+/// A length of time, in whole seconds. Written in policy files as an integer
+/// and a unit: `90m`, `12h`, `3d`, `8w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Period(i64);
+
+impl Period {
+    pub const ZERO: Period = Period(0);
+
+    pub fn from_secs(secs: i64) -> Period {
+        Period(secs)
+    }
+
+    pub fn days(days: i64) -> Period {
+        Period(days * 86_400)
+    }
+
+    pub fn secs(self) -> i64 {
+        self.0
+    }
+
+    /// Parse `<integer><unit>` with unit `s`, `m`, `h`, `d` or `w`.
+    pub fn parse(text: &str) -> Result<Period, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("{text:?} has no unit: write e.g. \"3d\" or \"12h\""))?;
+        let (number, unit) = text.split_at(split);
+        let n: i64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+        let scale = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => {
+                return Err(format!(
+                    "{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"
+                ));
+            }
+        };
+        n.checked_mul(scale)
+            .filter(|s| *s <= 100 * 365 * 86_400)
+            .map(Period)
+            .ok_or_else(|| format!("{text:?} is longer than a century"))
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        for (unit, scale) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
+            if s != 0 && s % scale == 0 {
+                return write!(f, "{}{unit}", s / scale);
+            }
+        }
+        write!(f, "{s}s")
+    }
+}
+
+/// Hydra's own-failure statuses, by name. Which of them count toward a
+/// streak is a policy choice; an uncounted one is treated like noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureStatus {
+    /// 1: the build failed.
+    Failed,
+    /// 6: failed, with output kept.
+    FailedWithOutput,
+    /// 7: timed out.
+    TimedOut,
+    /// 10: log size limit exceeded.
+    LogLimitExceeded,
+    /// 11: output size limit exceeded.
+    OutputLimitExceeded,
+    /// 12: not deterministic (a `--check` build differed).
+    NotDeterministic,
+    /// Any code Hydra does not document for builds (5, 8, 13, new ones).
+    Unknown,
+}
+
+impl FailureStatus {
+    const NAMES: [(&'static str, FailureStatus); 7] = [
+        ("failed", FailureStatus::Failed),
+        ("failed_with_output", FailureStatus::FailedWithOutput),
+        ("timed_out", FailureStatus::TimedOut),
+        ("log_limit_exceeded", FailureStatus::LogLimitExceeded),
+        ("output_limit_exceeded", FailureStatus::OutputLimitExceeded),
+        ("not_deterministic", FailureStatus::NotDeterministic),
+        ("unknown", FailureStatus::Unknown),
+    ];
+
+    /// The status of an own-failure code (codes 0, 2, 3, 4 and 9 are not
+    /// own failures; they map to `Unknown` only if asked, which callers don't).
+    pub fn from_code(code: i64) -> FailureStatus {
+        match code {
+            1 => FailureStatus::Failed,
+            6 => FailureStatus::FailedWithOutput,
+            7 => FailureStatus::TimedOut,
+            10 => FailureStatus::LogLimitExceeded,
+            11 => FailureStatus::OutputLimitExceeded,
+            12 => FailureStatus::NotDeterministic,
+            _ => FailureStatus::Unknown,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        FailureStatus::NAMES
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("unknown", |(n, _)| n)
+    }
+}
+
+/// How actions are grouped into pull requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    /// One PR per attribute.
+    Attr,
+    /// One PR per first maintainer (by login order); attributes without
+    /// known maintainers fall back to their package set.
+    Maintainer,
+    /// One PR per package set (`python3Packages`, `haskellPackages`, or the
+    /// attribute itself at the top level).
+    PackageSet,
+}
+
+/// The ladder of one attribute on one system: when each step comes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ladder {
+    /// Never act on it (listed in the digest only).
+    pub skip: bool,
+    /// Streak age at which maintainers are first told.
+    pub notify_after: Period,
+    /// Reminders, each this long before the mark deadline.
+    pub remind_before_mark: Vec<Period>,
+    /// Streak age at which a mark-broken PR may be opened.
+    pub mark_broken_after: Period,
+    /// Time between the first notice and a mark, at least.
+    pub min_notice: Period,
+    /// Distinct failing derivations needed before marking: a failure that
+    /// Hydra reproduced on a rebuilt derivation, not one cached result.
+    pub mark_min_derivations: u32,
+    /// How long a package stays marked broken before it is retired to the
+    /// attic; `None`: never.
+    pub retire_after_broken: Option<Period>,
+    /// Warning before retiring.
+    pub retire_notice: Period,
+}
+
+/// Part of a ladder replaced for matching attributes or systems.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LadderPatch {
+    pub skip: Option<bool>,
+    pub notify_after: Option<Period>,
+    pub remind_before_mark: Option<Vec<Period>>,
+    pub mark_broken_after: Option<Period>,
+    pub min_notice: Option<Period>,
+    pub mark_min_derivations: Option<u32>,
+    pub retire_after_broken: Option<Option<Period>>,
+    pub retire_notice: Option<Period>,
+}
+
+impl LadderPatch {
+    fn apply(&self, ladder: &mut Ladder) {
+        if let Some(v) = self.skip {
+            ladder.skip = v;
+        }
+        if let Some(v) = self.notify_after {
+            ladder.notify_after = v;
+        }
+        if let Some(v) = &self.remind_before_mark {
+            ladder.remind_before_mark = v.clone();
+        }
+        if let Some(v) = self.mark_broken_after {
+            ladder.mark_broken_after = v;
+        }
+        if let Some(v) = self.min_notice {
+            ladder.min_notice = v;
+        }
+        if let Some(v) = self.mark_min_derivations {
+            ladder.mark_min_derivations = v;
+        }
+        if let Some(v) = self.retire_after_broken {
+            ladder.retire_after_broken = v;
+        }
+        if let Some(v) = self.retire_notice {
+            ladder.retire_notice = v;
+        }
+    }
+}
+
+/// A compiled list of attribute globs (`haskellPackages.*`, `linux_*`).
+#[derive(Debug, Clone)]
+pub struct AttrGlobs {
+    patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl AttrGlobs {
+    pub fn is_match(&self, attr: &str) -> bool {
+        self.set.is_match(attr)
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    fn empty() -> AttrGlobs {
+        AttrGlobs {
+            patterns: Vec::new(),
+            set: GlobSet::empty(),
+        }
+    }
+}
+
+/// A ladder change for some attributes and/or systems.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// Position in the file, 1-based, for explanations.
+    pub index: usize,
+    /// Why, in words (shown by `explain`).
+    pub reason: String,
+    /// Matching attributes; `None`: all.
+    pub attrs: Option<AttrGlobs>,
+    /// Matching systems; `None`: all.
+    pub systems: Option<BTreeSet<String>>,
+    pub patch: LadderPatch,
+}
+
+impl Override {
+    pub fn matches(&self, attr: &str, system: &str) -> bool {
+        self.attrs.as_ref().is_none_or(|g| g.is_match(attr))
+            && self.systems.as_ref().is_none_or(|s| s.contains(system))
+    }
+
+    /// A short name: `override 2 (haskellPackages.*)`.
+    pub fn describe(&self) -> String {
+        let mut what = Vec::new();
+        if let Some(a) = &self.attrs {
+            what.push(a.patterns().join(", "));
+        }
+        if let Some(s) = &self.systems {
+            what.push(s.iter().cloned().collect::<Vec<_>>().join(", "));
+        }
+        format!("override {} ({})", self.index, what.join("; "))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StreakRules {
+    /// Own-failure statuses that count; others are treated like noise.
+    pub counted: BTreeSet<FailureStatus>,
+    /// Evaluations with a counted failure before a streak is real.
+    pub min_evals: u32,
+    /// Distinct failing derivations before a streak is real.
+    pub min_derivations: u32,
+    /// A job whose signal changed between ok and failing at least
+    /// `flaky_min_flips` times in its last `flaky_window_evals` signal
+    /// evaluations is flaky: it has no streak.
+    pub flaky_window_evals: u32,
+    pub flaky_min_flips: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Protected {
+    pub attrs: AttrGlobs,
+    /// GitHub users or teams an escalation names (without `@`).
+    pub escalate_to: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OptOutRules {
+    /// The comment that, in a package file, stops marking and retiring.
+    pub marker: String,
+    /// The label that, on our PR or issue, does the same.
+    pub label: String,
+    /// A snooze never lasts longer than this from when it was asked for.
+    pub max_snooze: Period,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Pull requests opened per rolling 24 hours.
+    pub prs_per_day: u32,
+    /// Pull requests of ours open at once.
+    pub open_prs: u32,
+    /// Notices and reminders naming one maintainer per rolling 7 days.
+    pub pings_per_maintainer_per_week: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker {
+    /// Consecutive evaluations that make one window.
+    pub window_evals: u32,
+    /// Both must be reached among the jobs that turned from ok to failing
+    /// (own or dependency) in one window and are still failing: a count
+    /// and a share of the jobset's jobs.
+    pub min_jobs: u32,
+    pub min_share: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Batching {
+    pub group_by: GroupBy,
+    pub max_attrs_per_pr: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct BacktestRules {
+    /// A mark is a false positive when the job builds again within this long.
+    pub false_positive_within: Period,
+    /// How long a replayed mark-broken PR takes to be merged.
+    pub assumed_merge_delay: Period,
+}
+
+/// The validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Where it came from, for messages.
+    pub source: String,
+    /// Jobsets whose failures lead to actions; other jobsets are only shown
+    /// in the digest. When two of them have the same attribute on the same
+    /// system, the first listed wins.
+    pub act_on: Vec<JobsetRef>,
+    pub streak: StreakRules,
+    pub ladder: Ladder,
+    pub overrides: Vec<Override>,
+    pub protected: Protected,
+    pub opt_out: OptOutRules,
+    pub limits: Limits,
+    pub breaker: CircuitBreaker,
+    pub batch: Batching,
+    pub backtest: BacktestRules,
+}
+
+/// The ladder that applies, and the overrides that shaped it.
+#[derive(Debug, Clone)]
+pub struct EffectiveLadder {
+    pub ladder: Ladder,
+    /// 1-based indexes of the overrides that matched, in order.
+    pub overrides: Vec<usize>,
+}
+
+impl Policy {
+    /// The ladder of `attr` on `system`: the defaults, then every matching
+    /// override in file order (later ones win field by field).
+    pub fn ladder_for(&self, attr: &str, system: &str) -> EffectiveLadder {
+        let mut ladder = self.ladder.clone();
+        let mut overrides = Vec::new();
+        for o in &self.overrides {
+            if o.matches(attr, system) {
+                o.patch.apply(&mut ladder);
+                overrides.push(o.index);
+            }
+        }
+        EffectiveLadder { ladder, overrides }
+    }
+
+    pub fn is_protected(&self, attr: &str) -> bool {
+        self.protected.attrs.is_match(attr)
+    }
+
+    pub fn acts_on(&self, jobset: &JobsetRef) -> bool {
+        self.act_on.contains(jobset)
+    }
+
+    /// The built-in production policy.
+    pub fn nixpkgs() -> Policy {
+        Policy::parse(
+            NIXPKGS_POLICY,
+            Path::new("<built-in policies/nixpkgs.toml>"),
+        )
+        .expect("the built-in policy is valid (tested)")
+    }
+
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Policy::parse(&text, path)
+    }
+
+    /// Parse and validate policy text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|source| PolicyError::Syntax {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        Validator { text, path }.policy(raw)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read the policy {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, span: Range<usize>, message: String) -> PolicyError {
+        let (line, column) = line_column(self.text, span.start);
+        PolicyError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    fn period(&self, key: &str, raw: &Spanned<String>) -> Result<Period, PolicyError> {
+        Period::parse(raw.get_ref()).map_err(|m| self.err(raw.span(), format!("{key}: {m}")))
+    }
+
+    fn periods(&self, key: &str, raw: &[Spanned<String>]) -> Result<Vec<Period>, PolicyError> {
+        let mut out = raw
+            .iter()
+            .map(|r| self.period(key, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| b.cmp(a));
+        out.dedup();
+        Ok(out)
+    }
+
+    fn retire(&self, raw: &Spanned<String>) -> Result<Option<Period>, PolicyError> {
+        if raw.get_ref() == "never" {
+            return Ok(None);
+        }
+        self.period("retire_after_broken", raw).map(Some)
+    }
+
+    fn globs(&self, key: &str, raw: &[Spanned<String>]) -> Result<AttrGlobs, PolicyError> {
+        if raw.is_empty() {
+            return Ok(AttrGlobs::empty());
+        }
+        let mut builder = GlobSetBuilder::new();
+        let mut patterns = Vec::new();
+        for pattern in raw {
+            let p = pattern.get_ref();
+            let valid_chars = p.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '\'' | '.' | '*' | '?')
+            });
+            if p.is_empty() || !valid_chars {
+                return Err(self.err(
+                    pattern.span(),
+                    format!(
+                        "{key}: {p:?} is not an attribute glob (attribute path characters, `*` and `?` only)"
+                    ),
+                ));
+            }
+            let glob =
+                Glob::new(p).map_err(|e| self.err(pattern.span(), format!("{key}: {p:?}: {e}")))?;
+            builder.add(glob);
+            patterns.push(p.clone());
+        }
+        let set = builder
+            .build()
+            .map_err(|e| self.err(raw[0].span(), format!("{key}: {e}")))?;
+        Ok(AttrGlobs { patterns, set })
+    }
+
+    fn positive(&self, key: &str, raw: &Spanned<u32>) -> Result<u32, PolicyError> {
+        match *raw.get_ref() {
+            0 => Err(self.err(raw.span(), format!("{key} must be at least 1"))),
+            n => Ok(n),
+        }
+    }
+
+    fn patch(&self, raw: &RawLadderPatch) -> Result<LadderPatch, PolicyError> {
+        Ok(LadderPatch {
+            skip: raw.skip,
+            notify_after: raw
+                .notify_after
+                .as_ref()
+                .map(|r| self.period("notify_after", r))
+                .transpose()?,
+            remind_before_mark: raw
+                .remind_before_mark
+                .as_ref()
+                .map(|r| self.periods("remind_before_mark", r))
+                .transpose()?,
+            mark_broken_after: raw
+                .mark_broken_after
+                .as_ref()
+                .map(|r| self.period("mark_broken_after", r))
+                .transpose()?,
+            min_notice: raw
+                .min_notice
+                .as_ref()
+                .map(|r| self.period("min_notice", r))
+                .transpose()?,
+            mark_min_derivations: raw
+                .mark_min_derivations
+                .as_ref()
+                .map(|r| self.positive("mark_min_derivations", r))
+                .transpose()?,
+            retire_after_broken: raw
+                .retire_after_broken
+                .as_ref()
+                .map(|r| self.retire(r))
+                .transpose()?,
+            retire_notice: raw
+                .retire_notice
+                .as_ref()
+                .map(|r| self.period("retire_notice", r))
+                .transpose()?,
+        })
+    }
+
+    /// A ladder must be able to keep its promises: every reminder and the
+    /// notice fit between notification and the mark.
+    fn check_ladder(
+        &self,
+        ladder: &Ladder,
+        span: Range<usize>,
+        what: &str,
+    ) -> Result<(), PolicyError> {
+        if ladder.skip {
+            return Ok(());
+        }
+        if ladder.mark_broken_after < ladder.notify_after {
+            return Err(self.err(
+                span,
+                format!(
+                    "{what}: mark_broken_after ({}) comes before notify_after ({}): nothing may be marked before its maintainers are told",
+                    ladder.mark_broken_after, ladder.notify_after
+                ),
+            ));
+        }
+        if let Some(longest) = ladder.remind_before_mark.first()
+            && *longest >= ladder.min_notice
+        {
+            return Err(self.err(
+                span,
+                format!(
+                    "{what}: a reminder {longest} before the mark does not fit in min_notice ({}): it would come before the first notice",
+                    ladder.min_notice
+                ),
+            ));
+        }
+        if let Some(retire) = ladder.retire_after_broken
+            && ladder.retire_notice >= retire
+        {
+            return Err(self.err(
+                span,
+                format!(
+                    "{what}: retire_notice ({}) must be shorter than retire_after_broken ({retire})",
+                    ladder.retire_notice
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn policy(&self, raw: RawPolicy) -> Result<Policy, PolicyError> {
+        let mut act_on = Vec::new();
+        for js in &raw.scope.act_on {
+            let parsed = js
+                .get_ref()
+                .split_once(':')
+                .filter(|(p, j)| !p.is_empty() && !j.is_empty() && !j.contains(':'))
+                .map(|(p, j)| JobsetRef {
+                    project: p.to_owned(),
+                    jobset: j.to_owned(),
+                })
+                .ok_or_else(|| {
+                    self.err(
+                        js.span(),
+                        format!(
+                            "scope.act_on: {:?} is not PROJECT:JOBSET (e.g. \"nixpkgs:trunk\")",
+                            js.get_ref()
+                        ),
+                    )
+                })?;
+            if act_on.contains(&parsed) {
+                return Err(self.err(js.span(), format!("scope.act_on lists {parsed} twice")));
+            }
+            act_on.push(parsed);
+        }
+
+        let mut counted = BTreeSet::new();
+        for name in &raw.streak.count {
+            let status = FailureStatus::NAMES
+                .iter()
+                .find(|(n, _)| *n == name.get_ref())
+                .map(|(_, s)| *s)
+                .ok_or_else(|| {
+                    let names: Vec<_> = FailureStatus::NAMES.iter().map(|(n, _)| *n).collect();
+                    self.err(
+                        name.span(),
+                        format!(
+                            "streak.count: unknown status {:?}; known: {}",
+                            name.get_ref(),
+                            names.join(", ")
+                        ),
+                    )
+                })?;
+            counted.insert(status);
+        }
+        if counted.is_empty() {
+            return Err(self.err(
+                0..0,
+                "streak.count is empty: no failure would ever count".into(),
+            ));
+        }
+        let streak = StreakRules {
+            counted,
+            min_evals: self.positive("streak.min_evals", &raw.streak.min_evals)?,
+            min_derivations: self
+                .positive("streak.min_derivations", &raw.streak.min_derivations)?,
+            flaky_window_evals: self
+                .positive("streak.flaky_window_evals", &raw.streak.flaky_window_evals)?,
+            flaky_min_flips: self
+                .positive("streak.flaky_min_flips", &raw.streak.flaky_min_flips)?,
+        };
+
+        let base = self.patch(&raw.ladder)?;
+        let ladder_span = raw.ladder.span();
+        let mut ladder = Ladder {
+            skip: false,
+            notify_after: Period::days(3),
+            remind_before_mark: vec![Period::days(7)],
+            mark_broken_after: Period::days(56),
+            min_notice: Period::days(28),
+            mark_min_derivations: 2,
+            retire_after_broken: Some(Period::days(180)),
+            retire_notice: Period::days(30),
+        };
+        base.apply(&mut ladder);
+        self.check_ladder(&ladder, ladder_span, "ladder")?;
+
+        let mut overrides = Vec::new();
+        for (i, spanned) in raw.overrides.iter().enumerate() {
+            let index = i + 1;
+            let span = spanned.span();
+            let o = spanned.get_ref();
+            let attrs = match &o.attrs {
+                Some(a) if a.is_empty() => {
+                    return Err(self.err(
+                        span.clone(),
+                        format!("override {index}: attrs is empty; leave it out to match every attribute"),
+                    ));
+                }
+                Some(a) => Some(self.globs(&format!("override {index} attrs"), a)?),
+                None => None,
+            };
+            let systems = match &o.systems {
+                Some(list) => {
+                    let mut set = BTreeSet::new();
+                    for s in list {
+                        if !is_plausible_system(s.get_ref()) {
+                            return Err(self.err(
+                                s.span(),
+                                format!(
+                                    "override {index}: {:?} is not a system such as \"x86_64-linux\"",
+                                    s.get_ref()
+                                ),
+                            ));
+                        }
+                        set.insert(s.get_ref().clone());
+                    }
+                    Some(set)
+                }
+                None => None,
+            };
+            if attrs.is_none() && systems.is_none() {
+                return Err(self.err(
+                    span.clone(),
+                    format!("override {index} has neither attrs nor systems: it would change the default ladder; edit [ladder] instead"),
+                ));
+            }
+            let patch = self.patch(&o.fields())?;
+            if patch == LadderPatch::default() {
+                return Err(self.err(
+                    span.clone(),
+                    format!("override {index} changes nothing: set skip or a ladder step"),
+                ));
+            }
+            let mut check = ladder.clone();
+            patch.apply(&mut check);
+            self.check_ladder(&check, span.clone(), &format!("override {index}"))?;
+            overrides.push(Override {
+                index,
+                reason: o.reason.clone().unwrap_or_default(),
+                attrs,
+                systems,
+                patch,
+            });
+        }
+
+        let mut escalate_to = Vec::new();
+        for who in &raw.protected.escalate_to {
+            let w = who.get_ref();
+            let ok = !w.is_empty()
+                && !w.starts_with('@')
+                && w.split('/').count() <= 2
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '_'));
+            if !ok {
+                return Err(self.err(
+                    who.span(),
+                    format!(
+                        "protected.escalate_to: {w:?} is not a GitHub user or org/team (without @)"
+                    ),
+                ));
+            }
+            escalate_to.push(w.clone());
+        }
+        let protected = Protected {
+            attrs: self.globs("protected.attrs", &raw.protected.attrs)?,
+            escalate_to,
+        };
+
+        let marker = raw.opt_out.marker.get_ref().trim().to_owned();
+        if !marker.starts_with('#') || marker.contains('\n') || marker.len() < 3 {
+            return Err(self.err(
+                raw.opt_out.marker.span(),
+                "opt_out.marker must be a one-line Nix comment starting with #".into(),
+            ));
+        }
+        let label = raw.opt_out.label.get_ref().trim().to_owned();
+        if label.is_empty() || label.len() > 50 {
+            return Err(self.err(
+                raw.opt_out.label.span(),
+                "opt_out.label must be 1 to 50 characters (GitHub's limit)".into(),
+            ));
+        }
+        let opt_out = OptOutRules {
+            marker,
+            label,
+            max_snooze: self.period("opt_out.max_snooze", &raw.opt_out.max_snooze)?,
+        };
+
+        let limits = Limits {
+            prs_per_day: *raw.limits.prs_per_day.get_ref(),
+            open_prs: *raw.limits.open_prs.get_ref(),
+            pings_per_maintainer_per_week: *raw.limits.pings_per_maintainer_per_week.get_ref(),
+        };
+
+        let share = *raw.circuit_breaker.min_share.get_ref();
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(self.err(
+                raw.circuit_breaker.min_share.span(),
+                format!("circuit_breaker.min_share must be in (0, 1], not {share}"),
+            ));
+        }
+        let breaker = CircuitBreaker {
+            window_evals: self.positive(
+                "circuit_breaker.window_evals",
+                &raw.circuit_breaker.window_evals,
+            )?,
+            min_jobs: self.positive("circuit_breaker.min_jobs", &raw.circuit_breaker.min_jobs)?,
+            min_share: share,
+        };
+
+        let group_by = match raw.batch.group_by.get_ref().as_str() {
+            "attr" => GroupBy::Attr,
+            "maintainer" => GroupBy::Maintainer,
+            "package_set" => GroupBy::PackageSet,
+            other => {
+                return Err(self.err(
+                    raw.batch.group_by.span(),
+                    format!(
+                        "batch.group_by: {other:?} is not one of attr, maintainer, package_set"
+                    ),
+                ));
+            }
+        };
+        let batch = Batching {
+            group_by,
+            max_attrs_per_pr: self
+                .positive("batch.max_attrs_per_pr", &raw.batch.max_attrs_per_pr)?,
+        };
+        let backtest = BacktestRules {
+            false_positive_within: self.period(
+                "backtest.false_positive_within",
+                &raw.backtest.false_positive_within,
+            )?,
+            assumed_merge_delay: self.period(
+                "backtest.assumed_merge_delay",
+                &raw.backtest.assumed_merge_delay,
+            )?,
+        };
+        Ok(Policy {
+            source: self.path.display().to_string(),
+            act_on,
+            streak,
+            ladder,
+            overrides,
+            protected,
+            opt_out,
+            limits,
+            breaker,
+            batch,
+            backtest,
+        })
+    }
+}
+
+// ---- raw TOML -------------------------------------------------------------
+
+fn s(text: &str) -> Spanned<String> {
+    Spanned::new(0..0, text.to_owned())
+}
+
+fn n<T>(v: T) -> Spanned<T> {
+    Spanned::new(0..0, v)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    scope: RawScope,
+    #[serde(default)]
+    streak: RawStreak,
+    #[serde(default)]
+    ladder: RawLadderPatch,
+    #[serde(default, rename = "override")]
+    overrides: Vec<Spanned<RawOverride>>,
+    #[serde(default)]
+    protected: RawProtected,
+    #[serde(default)]
+    opt_out: RawOptOut,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    circuit_breaker: RawBreaker,
+    #[serde(default)]
+    batch: RawBatch,
+    #[serde(default)]
+    backtest: RawBacktest,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawScope {
+    act_on: Vec<Spanned<String>>,
+}
+
+impl Default for RawScope {
+    fn default() -> Self {
+        RawScope {
+            act_on: vec![s("nixpkgs:trunk")],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStreak {
+    count: Vec<Spanned<String>>,
+    min_evals: Spanned<u32>,
+    min_derivations: Spanned<u32>,
+    flaky_window_evals: Spanned<u32>,
+    flaky_min_flips: Spanned<u32>,
+}
+
+impl Default for RawStreak {
+    fn default() -> Self {
+        RawStreak {
+            count: FailureStatus::NAMES
+                .iter()
+                .map(|(name, _)| s(name))
+                .collect(),
+            min_evals: n(3),
+            min_derivations: n(1),
+            flaky_window_evals: n(12),
+            flaky_min_flips: n(3),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLadderPatch {
+    skip: Option<bool>,
+    notify_after: Option<Spanned<String>>,
+    remind_before_mark: Option<Vec<Spanned<String>>>,
+    mark_broken_after: Option<Spanned<String>>,
+    min_notice: Option<Spanned<String>>,
+    mark_min_derivations: Option<Spanned<u32>>,
+    retire_after_broken: Option<Spanned<String>>,
+    retire_notice: Option<Spanned<String>>,
+}
+
+impl RawLadderPatch {
+    fn span(&self) -> Range<usize> {
+        [
+            self.notify_after.as_ref(),
+            self.mark_broken_after.as_ref(),
+            self.min_notice.as_ref(),
+            self.retire_after_broken.as_ref(),
+            self.retire_notice.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.span())
+        .min_by_key(|s| s.start)
+        .unwrap_or(0..0)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    attrs: Option<Vec<Spanned<String>>>,
+    systems: Option<Vec<Spanned<String>>>,
+    reason: Option<String>,
+    skip: Option<bool>,
+    notify_after: Option<Spanned<String>>,
+    remind_before_mark: Option<Vec<Spanned<String>>>,
+    mark_broken_after: Option<Spanned<String>>,
+    min_notice: Option<Spanned<String>>,
+    mark_min_derivations: Option<Spanned<u32>>,
+    retire_after_broken: Option<Spanned<String>>,
+    retire_notice: Option<Spanned<String>>,
+}
+
+impl RawOverride {
+    fn fields(&self) -> RawLadderPatch {
+        RawLadderPatch {
+            skip: self.skip,
+            notify_after: self.notify_after.clone(),
+            remind_before_mark: self.remind_before_mark.clone(),
+            mark_broken_after: self.mark_broken_after.clone(),
+            min_notice: self.min_notice.clone(),
+            mark_min_derivations: self.mark_min_derivations.clone(),
+            retire_after_broken: self.retire_after_broken.clone(),
+            retire_notice: self.retire_notice.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawProtected {
+    attrs: Vec<Spanned<String>>,
+    escalate_to: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOptOut {
+    marker: Spanned<String>,
+    label: Spanned<String>,
+    max_snooze: Spanned<String>,
+}
+
+impl Default for RawOptOut {
+    fn default() -> Self {
+        RawOptOut {
+            marker: s("# hydra-sentinel: do not mark broken"),
+            label: s("hydra-sentinel: hands off"),
+            max_snooze: s("90d"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    prs_per_day: Spanned<u32>,
+    open_prs: Spanned<u32>,
+    pings_per_maintainer_per_week: Spanned<u32>,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            prs_per_day: n(2),
+            open_prs: n(10),
+            pings_per_maintainer_per_week: n(3),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBreaker {
+    window_evals: Spanned<u32>,
+    min_jobs: Spanned<u32>,
+    min_share: Spanned<f64>,
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        RawBreaker {
+            window_evals: n(2),
+            min_jobs: n(200),
+            min_share: n(0.01),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBatch {
+    group_by: Spanned<String>,
+    max_attrs_per_pr: Spanned<u32>,
+}
+
+impl Default for RawBatch {
+    fn default() -> Self {
+        RawBatch {
+            group_by: s("maintainer"),
+            max_attrs_per_pr: n(10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBacktest {
+    false_positive_within: Spanned<String>,
+    assumed_merge_delay: Spanned<String>,
+}
+
+impl Default for RawBacktest {
+    fn default() -> Self {
+        RawBacktest {
+            false_positive_within: s("14d"),
+            assumed_merge_delay: s("3d"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::parse(text, Path::new("p.toml"))
+    }
+
+    #[test]
+    fn the_built_in_policy_is_valid_and_skips_haskell_packages() {
+        let p = Policy::nixpkgs();
+        assert!(
+            p.ladder_for("haskellPackages.lens", "x86_64-linux")
+                .ladder
+                .skip
+        );
+        assert!(!p.ladder_for("hello", "x86_64-linux").ladder.skip);
+        assert!(p.is_protected("stdenv"));
+    }
+
+    #[test]
+    fn an_empty_policy_has_the_documented_defaults() {
+        let p = parse("").unwrap();
+        assert_eq!(p.ladder.notify_after, Period::days(3));
+        assert_eq!(p.ladder.mark_broken_after, Period::days(56));
+        assert_eq!(p.act_on[0].to_string(), "nixpkgs:trunk");
+        assert_eq!(p.streak.counted.len(), 7);
+    }
+
+    #[test]
+    fn periods_read_and_print_in_their_largest_whole_unit() {
+        assert_eq!(Period::parse("3d"), Ok(Period::days(3)));
+        assert_eq!(Period::parse("2w").unwrap().to_string(), "2w");
+        assert_eq!(Period::parse("36h").unwrap().to_string(), "36h");
+        assert!(Period::parse("3").unwrap_err().contains("no unit"));
+        assert!(Period::parse("3y").unwrap_err().contains("unknown unit"));
+        assert!(Period::parse("-3d").is_err());
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_line_and_column() {
+        let err = parse("[ladder]\nnotify_after = \"3d\"\nnotfy_after = \"4d\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("p.toml") && text.contains("line 3") && text.contains("notfy_after"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_place() {
+        let cases = [
+            (
+                "[ladder]\nnotify_after = \"3 days\"\n",
+                "p.toml:2:16: notify_after",
+            ),
+            (
+                "[[override]]\nattrs = [\"haskell Packages.*\"]\nskip = true\n",
+                "p.toml:2:10:",
+            ),
+            (
+                "[[override]]\nsystems = [\"x86_64 linux\"]\nskip = true\n",
+                "p.toml:2:12:",
+            ),
+            (
+                "[streak]\ncount = [\"failed\", \"flaky\"]\n",
+                "p.toml:2:20: streak.count: unknown status",
+            ),
+            ("[circuit_breaker]\nmin_share = 1.5\n", "p.toml:2:13:"),
+            ("[batch]\ngroup_by = \"team\"\n", "p.toml:2:12:"),
+            ("[scope]\nact_on = [\"trunk\"]\n", "p.toml:2:11:"),
+            (
+                "[protected]\nescalate_to = [\"@everyone\"]\n",
+                "p.toml:2:16:",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "for {text:?}: got {err:?}");
+        }
+    }
+
+    #[test]
+    fn a_ladder_that_would_mark_before_telling_anyone_is_refused() {
+        let err = parse("[ladder]\nnotify_after = \"30d\"\nmark_broken_after = \"7d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nothing may be marked before"), "{err}");
+        let err = parse("[ladder]\nmin_notice = \"7d\"\nremind_before_mark = [\"14d\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not fit in min_notice"), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_in_file_order_field_by_field() {
+        let p = parse(
+            "[[override]]\nattrs = [\"linuxPackages*\"]\nmark_broken_after = \"120d\"\n\
+             [[override]]\nsystems = [\"x86_64-darwin\"]\nnotify_after = \"7d\"\n",
+        )
+        .unwrap();
+        let l = p.ladder_for("linuxPackages_latest.zfs", "x86_64-darwin");
+        assert_eq!(l.ladder.mark_broken_after, Period::days(120));
+        assert_eq!(l.ladder.notify_after, Period::days(7));
+        assert_eq!(l.overrides, vec![1, 2]);
+        assert_eq!(
+            p.ladder_for("hello", "x86_64-linux").overrides,
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn an_override_that_matches_everything_or_changes_nothing_is_refused() {
+        assert!(
+            parse("[[override]]\nskip = true\n")
+                .unwrap_err()
+                .to_string()
+                .contains("neither attrs nor systems")
+        );
+        assert!(
+            parse("[[override]]\nattrs = [\"a\"]\nreason = \"x\"\n")
+                .unwrap_err()
+                .to_string()
+                .contains("changes nothing")
+        );
+    }
+}

@@ -1,0 +1,1299 @@
+//! The engine: `(facts, ledger, policy, now) → assessment → plan`.
+//!
+//! Pure: it reads only its arguments. Every map is ordered, so the same
+//! inputs give the same plan, byte for byte.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use super::analysis::{JobView, Signal, StreakView, view};
+use super::config::{EffectiveLadder, GroupBy, Period, Policy};
+use super::facts::{Facts, JobFacts, JobsetFacts};
+use super::ledger::{ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState};
+use super::plan::{
+    Action, Deferred, EvalRef, Evidence, JobEvidence, LastGood, NextStep, Plan, WindowEvidence,
+    compare_url,
+};
+use crate::config::JobsetRef;
+use crate::history::{EvalPoint, StatusClass};
+use crate::report::{HydraLinks, time};
+
+const DAY: i64 = 86_400;
+const WEEK: i64 = 7 * DAY;
+
+/// What the rules say about one job now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// Builds (or its newest signal is a success).
+    Ok,
+    /// Only noise or pending results so far.
+    NoSignal,
+    /// Missing from the newest eval: nothing is done to a job that is gone.
+    Gone,
+    /// In a jobset the policy only watches (or the same job in an earlier
+    /// listed jobset decides).
+    Watched,
+    /// Alternates between building and failing: not a streak.
+    Flaky { flips: u32 },
+    /// "Dependency failed": never acted on; charged to its root.
+    Victim {
+        root: Option<String>,
+        candidates: Vec<String>,
+    },
+    /// Failing, but not long enough to be a streak yet.
+    NotYetReal { evals: u32, derivations: u32 },
+    /// An override says to leave it alone.
+    Skipped { overrides: Vec<usize> },
+    /// The ladder applies.
+    Ladder(LadderState),
+}
+
+/// Where a real streak stands on the ladder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LadderState {
+    /// The streak's start, moved later by snoozes (a snooze pauses the clock).
+    pub clock_start: i64,
+    pub notified_at: Option<i64>,
+    /// When a mark may come, if known (after the notice).
+    pub mark_due: Option<i64>,
+    /// Reminder steps already sent.
+    pub reminded: Vec<String>,
+    /// The mark for this failure, if one was proposed.
+    pub mark: Option<(RecordState, Option<u64>)>,
+    /// An escalation (protected package) was sent.
+    pub escalated: bool,
+    /// Waiting for a failure on a rebuilt derivation before marking.
+    pub needs_derivations: Option<u32>,
+}
+
+/// One action the ladder says is due, before holds and limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub kind: ActionKind,
+    pub step: Option<String>,
+    pub system: Option<String>,
+    pub pr: Option<u64>,
+    pub ledger: Vec<i64>,
+}
+
+/// One job of an attribute.
+#[derive(Debug, Clone)]
+pub struct JobAssessment {
+    pub jobset: JobsetRef,
+    pub system: String,
+    pub hydra_job: String,
+    pub present: bool,
+    pub latest: StatusClass,
+    pub latest_build: i64,
+    /// The newest signal's class and its evidence.
+    pub streak_class: Option<StatusClass>,
+    pub evidence: Option<JobEvidence>,
+    pub flaky: bool,
+    pub ladder: EffectiveLadder,
+    pub rule: Rule,
+    pub next: Option<NextStep>,
+    /// Eval index the streak began at, for grouping.
+    since_index: Option<u32>,
+    since_ts: Option<i64>,
+}
+
+/// Where an attribute stands.
+#[derive(Debug, Clone)]
+pub struct AttrAssessment {
+    pub attr: String,
+    pub protected: bool,
+    /// A marker or label in force.
+    pub opted_out: Option<OptOut>,
+    /// A snooze in force, and until when.
+    pub snoozed_until: Option<i64>,
+    pub maintainers: Vec<String>,
+    pub jobs: Vec<JobAssessment>,
+    /// Its latest merged mark: when, on which systems.
+    pub marked: Option<ActionRecord>,
+    /// Jobs failing with "dependency failed" charged to it.
+    pub victims: Vec<String>,
+    pub due: Vec<Due>,
+    /// The earliest upcoming step if nothing changes.
+    pub next: Option<NextStep>,
+}
+
+/// A mass breakage: one eval window in which many jobs of a jobset turned
+/// from ok to failing and still fail.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub jobset: JobsetRef,
+    pub window: WindowEvidence,
+}
+
+/// Jobs that broke in the same transition (same last good and first bad eval).
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub jobset: JobsetRef,
+    pub good: EvalRef,
+    pub bad: EvalRef,
+    pub compare: Option<String>,
+    /// `attr on system`, sorted.
+    pub jobs: Vec<(String, String)>,
+}
+
+/// A package whose failure others depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootImpact {
+    pub attr: String,
+    pub systems: Vec<String>,
+    /// Distinct attributes failing because of it.
+    pub victims: Vec<String>,
+    /// Victim jobs (attribute × system).
+    pub victim_jobs: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobsetTotals {
+    pub jobset: Option<JobsetRef>,
+    pub newest_eval: Option<EvalRef>,
+    pub jobs: u32,
+    pub failing: u32,
+    pub dependency_failed: u32,
+    pub flaky: u32,
+    /// Own failures per eval index of the jobset (all evals up to now).
+    pub failing_per_eval: Vec<(i64, u32)>,
+}
+
+/// Everything the engine concluded, before turning it into actions.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub now: i64,
+    pub holds: Vec<Hold>,
+    pub attrs: BTreeMap<String, AttrAssessment>,
+    pub roots: Vec<RootImpact>,
+    pub transitions: Vec<Transition>,
+    pub totals: Vec<JobsetTotals>,
+}
+
+struct Ctx<'a> {
+    policy: &'a Policy,
+    facts: &'a Facts,
+    ledger: &'a Ledger,
+    now: i64,
+    links: HydraLinks,
+    by_attr: HashMap<&'a str, Vec<&'a ActionRecord>>,
+}
+
+fn eval_ref(links: &HydraLinks, e: &EvalPoint) -> EvalRef {
+    EvalRef {
+        id: e.id,
+        time: time(e.timestamp),
+        revision: e.revision.clone(),
+        url: links.eval(e.id),
+    }
+}
+
+/// A compare link, only between plausible git revisions (they come from
+/// Hydra and end up in Markdown).
+fn compare(good: &EvalPoint, bad: &EvalPoint) -> Option<String> {
+    let plausible =
+        |r: &str| (7..=64).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit());
+    match (&good.revision, &bad.revision) {
+        (Some(g), Some(b)) if g != b && plausible(g) && plausible(b) => Some(compare_url(g, b)),
+        _ => None,
+    }
+}
+
+/// Assess every job and attribute that has something to say.
+pub fn assess(policy: &Policy, facts: &Facts, ledger: &Ledger, now: i64) -> Assessment {
+    let mut by_attr: HashMap<&str, Vec<&ActionRecord>> = HashMap::new();
+    for r in &ledger.actions {
+        if let Some(a) = &r.attr {
+            by_attr.entry(a.as_str()).or_default().push(r);
+        }
+    }
+    let ctx = Ctx {
+        policy,
+        facts,
+        ledger,
+        now,
+        links: HydraLinks::new(&facts.hydra_url),
+        by_attr,
+    };
+    ctx.assess()
+}
+
+/// The plan for `now`: [`assess`], then holds, batching and limits.
+pub fn plan(policy: &Policy, facts: &Facts, ledger: &Ledger, now: i64) -> Plan {
+    let assessment = assess(policy, facts, ledger, now);
+    plan_from(policy, facts, ledger, &assessment)
+}
+
+struct Selected<'a> {
+    jobset: usize,
+    job: &'a JobFacts,
+    view: JobView,
+}
+
+impl<'a> Ctx<'a> {
+    fn assess(&self) -> Assessment {
+        let ledger_attrs: HashSet<&str> = self.by_attr.keys().copied().collect();
+        let mut selected: Vec<Selected<'a>> = Vec::new();
+        let mut holds = Vec::new();
+        let mut transitions = Vec::new();
+        let mut totals = Vec::new();
+        // (jobset, victim attr, system) → root attr, or candidates.
+        let mut victim_roots: HashMap<(usize, &str, &str), (Option<String>, Vec<String>)> =
+            HashMap::new();
+
+        for (ji, js) in self.facts.jobsets.iter().enumerate() {
+            let Some(cutoff) = cutoff(js, self.now) else {
+                totals.push(JobsetTotals {
+                    jobset: Some(js.jobset.clone()),
+                    ..JobsetTotals::default()
+                });
+                continue;
+            };
+            let mut t = JobsetTotals {
+                jobset: Some(js.jobset.clone()),
+                newest_eval: Some(eval_ref(&self.links, &js.evals[cutoff as usize])),
+                ..JobsetTotals::default()
+            };
+            let n_evals = cutoff as usize + 1;
+            let mut newly = vec![0u32; n_evals];
+            let mut newly_examples: Vec<Vec<&str>> = vec![Vec::new(); n_evals];
+            let mut failing_delta = vec![0i64; n_evals + 1];
+            // (system, since) → own-failure streaks that began there.
+            let mut roots_at: HashMap<(&str, u32), Vec<&str>> = HashMap::new();
+            let mut victims: Vec<(&'a JobFacts, u32, i64)> = Vec::new();
+            let mut groups: BTreeMap<(u32, u32), Vec<(String, String)>> = BTreeMap::new();
+            for job in &js.jobs {
+                for r in &job.runs {
+                    if r.first <= cutoff && r.class() == StatusClass::Failing {
+                        failing_delta[r.first as usize] += 1;
+                        failing_delta[r.last.min(cutoff) as usize + 1] -= 1;
+                    }
+                }
+                let Some(v) = view(&job.runs, cutoff, &self.policy.streak) else {
+                    continue;
+                };
+                if v.present {
+                    t.jobs += 1;
+                }
+                let interesting = ledger_attrs.contains(job.attr.as_str());
+                let Some(s) = &v.streak else {
+                    if interesting {
+                        selected.push(Selected {
+                            jobset: ji,
+                            job,
+                            view: v,
+                        });
+                    }
+                    continue;
+                };
+                if v.present && s.signal != Signal::Ok {
+                    if v.flaky {
+                        t.flaky += 1;
+                    } else if s.signal == Signal::Fail {
+                        t.failing += 1;
+                    } else {
+                        t.dependency_failed += 1;
+                    }
+                    if s.after_ok {
+                        newly[s.since as usize] += 1;
+                        if newly_examples[s.since as usize].len() < 5 {
+                            newly_examples[s.since as usize].push(&job.attr);
+                        }
+                    }
+                    if s.signal == Signal::Fail {
+                        roots_at
+                            .entry((job.system.as_str(), s.since))
+                            .or_default()
+                            .push(&job.attr);
+                        if let Some((ok, _)) = v.last_ok
+                            && !v.flaky
+                        {
+                            groups
+                                .entry((ok, s.since))
+                                .or_default()
+                                .push((job.attr.clone(), job.system.clone()));
+                        }
+                    } else if s.signal == Signal::Dep {
+                        victims.push((job, s.since, v.latest_build));
+                    }
+                }
+                if s.signal != Signal::Ok || v.flaky || interesting {
+                    selected.push(Selected {
+                        jobset: ji,
+                        job,
+                        view: v,
+                    });
+                }
+            }
+            let mut running = 0i64;
+            for (i, e) in js.evals[..n_evals].iter().enumerate() {
+                running += failing_delta[i];
+                t.failing_per_eval
+                    .push((e.timestamp, u32::try_from(running.max(0)).unwrap_or(0)));
+            }
+
+            // Charge victims to roots: Hydra's own word first, then a root
+            // that began failing in the same eval on the same system.
+            let by_build: HashMap<i64, &str> = if js.propagated_from.is_empty() {
+                HashMap::new()
+            } else {
+                js.jobs
+                    .iter()
+                    .flat_map(|j| j.runs.iter().map(move |r| (r.build, j.attr.as_str())))
+                    .collect()
+            };
+            for (job, since, build) in victims {
+                let told = js
+                    .propagated_from
+                    .get(&build)
+                    .and_then(|root| by_build.get(root))
+                    .map(|a| a.to_string());
+                let entry = match told {
+                    Some(root) => (Some(root), Vec::new()),
+                    None => {
+                        let mut c: Vec<String> = roots_at
+                            .get(&(job.system.as_str(), since))
+                            .map(|v| v.iter().map(|a| a.to_string()).collect())
+                            .unwrap_or_default();
+                        c.sort();
+                        c.dedup();
+                        if c.len() == 1 {
+                            (c.pop(), Vec::new())
+                        } else {
+                            c.truncate(5);
+                            (None, c)
+                        }
+                    }
+                };
+                victim_roots.insert((ji, job.attr.as_str(), job.system.as_str()), entry);
+            }
+
+            // The circuit breaker.
+            if self.policy.acts_on(&js.jobset) {
+                let w = self.policy.breaker.window_evals as usize;
+                let mut best: Option<(u32, usize)> = None;
+                let mut sum = 0u32;
+                for i in 0..n_evals {
+                    sum += newly[i];
+                    if i >= w {
+                        sum -= newly[i - w];
+                    }
+                    let start = (i + 1).saturating_sub(w);
+                    if best.is_none_or(|(b, _)| sum > b) {
+                        best = Some((sum, start));
+                    }
+                }
+                if let Some((count, start)) = best {
+                    let share = if t.jobs == 0 {
+                        0.0
+                    } else {
+                        f64::from(count) / f64::from(t.jobs)
+                    };
+                    if count >= self.policy.breaker.min_jobs
+                        && share >= self.policy.breaker.min_share
+                        && start > 0
+                    {
+                        // Tighten the window to the evals where jobs broke.
+                        let mut start = start;
+                        let mut end = (start + w - 1).min(cutoff as usize);
+                        while start < end && newly[start] == 0 {
+                            start += 1;
+                        }
+                        while end > start && newly[end] == 0 {
+                            end -= 1;
+                        }
+                        let mut examples: Vec<String> = newly_examples[start..=end]
+                            .iter()
+                            .flatten()
+                            .map(|a| a.to_string())
+                            .collect();
+                        examples.sort();
+                        examples.dedup();
+                        examples.truncate(5);
+                        let before = &js.evals[start - 1];
+                        holds.push(Hold {
+                            jobset: js.jobset.clone(),
+                            window: WindowEvidence {
+                                before: eval_ref(&self.links, before),
+                                first: eval_ref(&self.links, &js.evals[start]),
+                                last: eval_ref(&self.links, &js.evals[end]),
+                                newly_failing: count,
+                                jobs: t.jobs,
+                                share,
+                                compare: compare(before, &js.evals[end]),
+                                examples,
+                            },
+                        });
+                    }
+                }
+            }
+            for ((good, bad), mut jobs) in groups {
+                jobs.sort();
+                let (g, b) = (&js.evals[good as usize], &js.evals[bad as usize]);
+                transitions.push(Transition {
+                    jobset: js.jobset.clone(),
+                    good: eval_ref(&self.links, g),
+                    bad: eval_ref(&self.links, b),
+                    compare: compare(g, b),
+                    jobs,
+                });
+            }
+            totals.push(t);
+        }
+
+        // Per attribute.
+        let mut grouped: BTreeMap<&str, Vec<Selected<'a>>> = BTreeMap::new();
+        for s in selected {
+            grouped.entry(s.job.attr.as_str()).or_default().push(s);
+        }
+        for attr in self.by_attr.keys() {
+            grouped.entry(attr).or_default();
+        }
+        let mut roots: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>, u32)> =
+            BTreeMap::new();
+        let mut attrs = BTreeMap::new();
+        for (attr, mut jobs) in grouped {
+            // Acting jobsets in policy order first, then the rest; then by system.
+            jobs.sort_by_key(|s| {
+                let js = &self.facts.jobsets[s.jobset].jobset;
+                let rank = self
+                    .policy
+                    .act_on
+                    .iter()
+                    .position(|a| a == js)
+                    .unwrap_or(usize::MAX);
+                (rank, s.jobset, s.job.system.clone())
+            });
+            let mut acting_systems: HashSet<String> = HashSet::new();
+            let mut assessed = Vec::new();
+            for s in &jobs {
+                let js = &self.facts.jobsets[s.jobset];
+                let acts =
+                    self.policy.acts_on(&js.jobset) && acting_systems.insert(s.job.system.clone());
+                let root = victim_roots.get(&(s.jobset, attr, s.job.system.as_str()));
+                if let Some((Some(r), _)) = root {
+                    let e = roots.entry(r.clone()).or_default();
+                    e.0.insert(s.job.system.clone());
+                    e.1.insert(attr.to_owned());
+                    e.2 += 1;
+                }
+                assessed.push(self.job(js, s, acts, root.cloned()));
+            }
+            let a = self.attr(attr, assessed);
+            attrs.insert(attr.to_owned(), a);
+        }
+        let mut roots: Vec<RootImpact> = roots
+            .into_iter()
+            .map(|(attr, (systems, victims, jobs))| RootImpact {
+                attr,
+                systems: systems.into_iter().collect(),
+                victims: victims.into_iter().collect(),
+                victim_jobs: jobs,
+            })
+            .collect();
+        roots.sort_by(|a, b| {
+            b.victims
+                .len()
+                .cmp(&a.victims.len())
+                .then(b.victim_jobs.cmp(&a.victim_jobs))
+                .then(a.attr.cmp(&b.attr))
+        });
+        for r in &roots {
+            if let Some(a) = attrs.get_mut(&r.attr) {
+                a.victims = r.victims.clone();
+            }
+        }
+        transitions.sort_by(|a, b| {
+            b.bad
+                .time
+                .cmp(&a.bad.time)
+                .then(a.jobset.to_string().cmp(&b.jobset.to_string()))
+                .then(a.good.id.cmp(&b.good.id))
+        });
+        Assessment {
+            now: self.now,
+            holds,
+            attrs,
+            roots,
+            transitions,
+            totals,
+        }
+    }
+
+    fn job_evidence(&self, js: &JobsetFacts, job: &JobFacts, v: &JobView) -> Option<JobEvidence> {
+        let s = v.streak.as_ref()?;
+        let since = &js.evals[s.since as usize];
+        let last_good = v.last_ok.map(|(i, build)| LastGood {
+            eval: eval_ref(&self.links, &js.evals[i as usize]),
+            build: self.links.build(build),
+        });
+        let compare = v
+            .last_ok
+            .filter(|_| s.signal != Signal::Ok)
+            .and_then(|(i, _)| compare(&js.evals[i as usize], since));
+        Some(JobEvidence {
+            system: job.system.clone(),
+            class: signal_class(s.signal).as_str().to_owned(),
+            job_url: self
+                .links
+                .job(&js.jobset.project, &js.jobset.jobset, &job.hydra_job()),
+            since: eval_ref(&self.links, since),
+            evals: s.evals,
+            derivations: s.drvs,
+            statuses: s.statuses.iter().map(|st| st.name().to_owned()).collect(),
+            first_build: self.links.build(s.first_build),
+            last_build: self.links.build(s.last_build),
+            last_good,
+            compare,
+        })
+    }
+
+    fn job(
+        &self,
+        js: &JobsetFacts,
+        s: &Selected<'_>,
+        acts: bool,
+        root: Option<(Option<String>, Vec<String>)>,
+    ) -> JobAssessment {
+        let v = &s.view;
+        let job = s.job;
+        let ladder = self.policy.ladder_for(&job.attr, &job.system);
+        let streak = v.streak.as_ref();
+        let since_ts = streak.map(|st| js.evals[st.since as usize].timestamp);
+        let rule = match streak {
+            _ if !acts => Rule::Watched,
+            None => Rule::NoSignal,
+            Some(st) if st.signal == Signal::Ok && !v.flaky => Rule::Ok,
+            _ if !v.present => Rule::Gone,
+            _ if v.flaky => Rule::Flaky { flips: v.flips },
+            Some(st) if st.signal == Signal::Dep => {
+                let (root, candidates) = root.unwrap_or_default();
+                Rule::Victim { root, candidates }
+            }
+            Some(st)
+                if st.evals < self.policy.streak.min_evals
+                    || st.drvs < self.policy.streak.min_derivations =>
+            {
+                Rule::NotYetReal {
+                    evals: st.evals,
+                    derivations: st.drvs,
+                }
+            }
+            _ if ladder.ladder.skip => Rule::Skipped {
+                overrides: ladder.overrides.clone(),
+            },
+            Some(st) => Rule::Ladder(self.ladder_state(
+                &job.attr,
+                &job.system,
+                st,
+                since_ts.unwrap_or(0),
+                &ladder,
+            )),
+        };
+        JobAssessment {
+            jobset: js.jobset.clone(),
+            system: job.system.clone(),
+            hydra_job: job.hydra_job(),
+            present: v.present,
+            latest: v.latest,
+            latest_build: v.latest_build,
+            streak_class: streak.map(|st| signal_class(st.signal)),
+            evidence: self.job_evidence(js, job, v),
+            flaky: v.flaky,
+            ladder,
+            rule,
+            next: None,
+            since_index: streak.map(|st| st.since),
+            since_ts,
+        }
+    }
+
+    fn records(&self, attr: &str) -> &[&'a ActionRecord] {
+        self.by_attr.get(attr).map_or(&[], |v| v.as_slice())
+    }
+
+    /// Records of `kind` about `system` since `since` (this failure), oldest first.
+    fn episode<'r>(
+        &'r self,
+        attr: &'r str,
+        system: &'r str,
+        kind: ActionKind,
+        since: i64,
+    ) -> impl Iterator<Item = &'a ActionRecord> + 'r {
+        self.records(attr).iter().copied().filter(move |r| {
+            r.kind == kind && r.state.counts() && r.covers(system) && r.planned_at >= since
+        })
+    }
+
+    fn snooze_pause(&self, attr: &str, since: i64) -> (i64, Option<i64>) {
+        let max = self.policy.opt_out.max_snooze.secs();
+        let mut pause = 0;
+        let mut until_now = None;
+        for o in &self.ledger.opt_outs {
+            if o.attr != attr || o.kind != OptOutKind::Snooze || o.revoked_at.is_some() {
+                continue;
+            }
+            let Some(until) = o.until else { continue };
+            let until = until.min(o.recorded_at + max);
+            let start = o.recorded_at.max(since);
+            let end = until.min(self.now);
+            if end > start {
+                pause += end - start;
+            }
+            if o.recorded_at <= self.now && self.now < until {
+                until_now = Some(until_now.map_or(until, |u: i64| u.max(until)));
+            }
+        }
+        (pause, until_now)
+    }
+
+    fn ladder_state(
+        &self,
+        attr: &str,
+        system: &str,
+        st: &StreakView,
+        since: i64,
+        ladder: &EffectiveLadder,
+    ) -> LadderState {
+        let l = &ladder.ladder;
+        let (pause, _) = self.snooze_pause(attr, since);
+        let clock_start = since + pause;
+        let notified_at = self
+            .episode(attr, system, ActionKind::Notify, since)
+            .map(|r| r.at())
+            .min();
+        let mut reminded = Vec::new();
+        let mut mark_due = None;
+        if let Some(n) = notified_at {
+            let mut due = (clock_start + l.mark_broken_after.secs()).max(n + l.min_notice.secs());
+            for r in &l.remind_before_mark {
+                let step = remind_step(*r);
+                let sent = self
+                    .episode(attr, system, ActionKind::Remind, since)
+                    .filter(|rec| rec.step.as_deref() == Some(step.as_str()))
+                    .map(|rec| rec.at())
+                    .min();
+                if let Some(at) = sent {
+                    due = due.max(at + r.secs());
+                    reminded.push(step);
+                }
+            }
+            mark_due = Some(due);
+        }
+        let mark = self
+            .episode(attr, system, ActionKind::MarkBroken, since)
+            .last()
+            .map(|r| (r.state, r.pr));
+        let escalated = self
+            .episode(attr, system, ActionKind::Escalate, since)
+            .next()
+            .is_some();
+        LadderState {
+            clock_start,
+            notified_at,
+            mark_due,
+            reminded,
+            mark,
+            escalated,
+            needs_derivations: (st.drvs < l.mark_min_derivations).then_some(l.mark_min_derivations),
+        }
+    }
+
+    fn attr(&self, attr: &str, mut jobs: Vec<JobAssessment>) -> AttrAssessment {
+        let protected = self.policy.is_protected(attr);
+        let opted_out = self
+            .ledger
+            .opt_outs
+            .iter()
+            .filter(|o| {
+                o.attr == attr
+                    && o.kind != OptOutKind::Snooze
+                    && o.revoked_at.is_none()
+                    && o.recorded_at <= self.now
+            })
+            .min_by_key(|o| o.recorded_at)
+            .cloned();
+        let earliest = jobs
+            .iter()
+            .filter_map(|j| j.since_ts)
+            .min()
+            .unwrap_or(self.now);
+        let (_, snoozed_until) = self.snooze_pause(attr, earliest);
+        let maintainers = self
+            .facts
+            .maintainers
+            .get(attr)
+            .cloned()
+            .unwrap_or_default();
+        let mut due = Vec::new();
+        let quiet = opted_out.is_some() || snoozed_until.is_some();
+
+        for job in &mut jobs {
+            let Rule::Ladder(state) = &job.rule else {
+                continue;
+            };
+            let l = &job.ladder.ladder;
+            let sys = Some(job.system.clone());
+            let mut next = None;
+            let mut now_due = None;
+            match state.notified_at {
+                None => {
+                    let at = state.clock_start + l.notify_after.secs();
+                    if self.now >= at {
+                        now_due = Some((ActionKind::Notify, Some("notice".to_owned())));
+                    } else {
+                        next = Some((ActionKind::Notify, Some("notice".to_owned()), at));
+                    }
+                }
+                Some(_) => {
+                    let mark_due = state.mark_due.unwrap_or(i64::MAX);
+                    let missing = l
+                        .remind_before_mark
+                        .iter()
+                        .map(|r| (remind_step(*r), mark_due - r.secs()))
+                        .find(|(step, _)| !state.reminded.contains(step));
+                    let final_kind = if protected {
+                        ActionKind::Escalate
+                    } else {
+                        ActionKind::MarkBroken
+                    };
+                    let proposed = if protected {
+                        state.escalated
+                    } else {
+                        state.mark.is_some()
+                    };
+                    match missing {
+                        Some((step, at)) if self.now >= at => {
+                            now_due = Some((ActionKind::Remind, Some(step)));
+                        }
+                        Some((step, at)) => next = Some((ActionKind::Remind, Some(step), at)),
+                        None if proposed => {}
+                        None if state.needs_derivations.is_some() => {}
+                        None if self.now >= mark_due => now_due = Some((final_kind, None)),
+                        None => next = Some((final_kind, None, mark_due)),
+                    }
+                }
+            }
+            if let Some((kind, step)) = now_due {
+                if !quiet {
+                    due.push(Due {
+                        kind,
+                        step,
+                        system: sys,
+                        pr: None,
+                        ledger: Vec::new(),
+                    });
+                }
+            } else if let Some((kind, step, at)) = next {
+                job.next = Some(NextStep {
+                    kind,
+                    step,
+                    at: time(at),
+                    at_unix: at,
+                });
+            }
+        }
+
+        // Recovered: close our open PRs whose systems all build again.
+        let acting: Vec<&JobAssessment> = jobs
+            .iter()
+            .filter(|j| !matches!(j.rule, Rule::Watched))
+            .collect();
+        let builds_on = |system: &str| {
+            acting
+                .iter()
+                .any(|j| j.system == system && j.present && j.rule == Rule::Ok)
+        };
+        let records = self.records(attr);
+        for r in records {
+            if !(r.kind.opens_pr() && r.state == RecordState::Open) {
+                continue;
+            }
+            let systems: Vec<&str> = if r.all_platforms {
+                acting.iter().map(|j| j.system.as_str()).collect()
+            } else {
+                r.systems.iter().map(String::as_str).collect()
+            };
+            let recovered = !systems.is_empty() && systems.iter().all(|s| builds_on(s));
+            let already = records.iter().any(|c| {
+                c.kind == ActionKind::ClosePr && c.state.counts() && c.pr.is_some() && c.pr == r.pr
+            });
+            if recovered && !already {
+                due.push(Due {
+                    kind: ActionKind::ClosePr,
+                    step: None,
+                    system: None,
+                    pr: r.pr,
+                    ledger: vec![r.id],
+                });
+            }
+        }
+
+        // Retire what has been marked broken on every platform long enough.
+        let marked = records
+            .iter()
+            .filter(|r| r.kind == ActionKind::MarkBroken && r.state == RecordState::Merged)
+            .max_by_key(|r| (r.closed_at.unwrap_or(r.at()), r.id))
+            .map(|r| (*r).clone());
+        let mut attr_next = None;
+        if let Some(m) = marked.as_ref().filter(|m| m.all_platforms) {
+            let merged_at = m.closed_at.unwrap_or(m.at());
+            let unbroken = acting.iter().any(|j| j.present && j.rule == Rule::Ok);
+            let ladders: Vec<EffectiveLadder> = if m.systems.is_empty() {
+                vec![self.policy.ladder_for(attr, "")]
+            } else {
+                m.systems
+                    .iter()
+                    .map(|s| self.policy.ladder_for(attr, s))
+                    .collect()
+            };
+            let skip = ladders.iter().any(|l| l.ladder.skip);
+            let after = ladders
+                .iter()
+                .map(|l| l.ladder.retire_after_broken)
+                .try_fold(Period::ZERO, |acc, p| p.map(|p| acc.max(p)));
+            let notice = ladders
+                .iter()
+                .map(|l| l.ladder.retire_notice)
+                .max()
+                .unwrap_or(Period::ZERO);
+            let later = |kind: ActionKind| {
+                records.iter().filter(move |r| {
+                    r.kind == kind && r.state.counts() && r.planned_at >= merged_at
+                })
+            };
+            if let (false, false, Some(after)) = (unbroken, skip, after) {
+                let base = merged_at + after.secs();
+                let warned = later(ActionKind::Remind)
+                    .filter(|r| r.step.as_deref() == Some("retire-warning"))
+                    .map(|r| r.at())
+                    .min();
+                let retired = later(ActionKind::Retire).next().is_some();
+                let step = |kind, step: Option<&str>| Due {
+                    kind,
+                    step: step.map(str::to_owned),
+                    system: None,
+                    pr: m.pr,
+                    ledger: vec![m.id],
+                };
+                match warned {
+                    _ if retired => {}
+                    None if self.now >= base - notice.secs() => {
+                        if !quiet {
+                            due.push(step(ActionKind::Remind, Some("retire-warning")));
+                        }
+                    }
+                    None => {
+                        attr_next = Some((
+                            ActionKind::Remind,
+                            Some("retire-warning"),
+                            base - notice.secs(),
+                        ));
+                    }
+                    Some(w) => {
+                        let at = base.max(w + notice.secs());
+                        if self.now >= at {
+                            if !quiet && !protected {
+                                due.push(step(ActionKind::Retire, None));
+                            }
+                        } else {
+                            attr_next = Some((ActionKind::Retire, None, at));
+                        }
+                    }
+                }
+            }
+        }
+        let next = jobs
+            .iter()
+            .filter_map(|j| j.next.clone())
+            .chain(attr_next.map(|(kind, step, at)| NextStep {
+                kind,
+                step: step.map(str::to_owned),
+                at: time(at),
+                at_unix: at,
+            }))
+            .min_by_key(|n| (n.at_unix, n.kind));
+        AttrAssessment {
+            attr: attr.to_owned(),
+            protected,
+            opted_out,
+            snoozed_until,
+            maintainers,
+            jobs,
+            marked,
+            victims: Vec::new(),
+            due,
+            next,
+        }
+    }
+}
+
+fn remind_step(before: Period) -> String {
+    format!("remind-{before}")
+}
+
+fn signal_class(s: Signal) -> StatusClass {
+    match s {
+        Signal::Ok => StatusClass::Ok,
+        Signal::Fail => StatusClass::Failing,
+        Signal::Dep => StatusClass::DependencyFailed,
+        Signal::Quiet => StatusClass::Noise,
+    }
+}
+
+/// The index of the newest eval at or before `now`.
+pub(crate) fn cutoff(js: &JobsetFacts, now: i64) -> Option<u32> {
+    let n = js.evals.partition_point(|e| e.timestamp <= now);
+    n.checked_sub(1).map(|i| i as u32)
+}
+
+fn package_set(attr: &str) -> &str {
+    attr.split_once('.').map_or("top-level", |(set, _)| set)
+}
+
+/// Turn an assessment into a plan: actions grouped per attribute, then holds,
+/// batching and limits.
+pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment) -> Plan {
+    let now = a.now;
+    let mut actions: Vec<(i64, Action)> = Vec::new();
+    for attr in a.attrs.values() {
+        let mut grouped: BTreeMap<(ActionKind, Option<String>, Option<u64>), Vec<&Due>> =
+            BTreeMap::new();
+        for d in &attr.due {
+            grouped
+                .entry((d.kind, d.step.clone(), d.pr))
+                .or_default()
+                .push(d);
+        }
+        for ((kind, step, pr), dues) in grouped {
+            let systems: BTreeSet<String> = dues.iter().filter_map(|d| d.system.clone()).collect();
+            let jobs: Vec<&JobAssessment> = attr
+                .jobs
+                .iter()
+                .filter(|j| !matches!(j.rule, Rule::Watched))
+                .collect();
+            let acted: Vec<&JobAssessment> = jobs
+                .iter()
+                .copied()
+                .filter(|j| systems.contains(&j.system))
+                .collect();
+            let mut systems: Vec<String> = systems.into_iter().collect();
+            let ledger_ids: Vec<i64> = dues.iter().flat_map(|d| d.ledger.clone()).collect();
+            let mut all_platforms = false;
+            if kind == ActionKind::MarkBroken {
+                let already: BTreeSet<&str> = attr
+                    .jobs
+                    .iter()
+                    .filter_map(|j| match &j.rule {
+                        Rule::Ladder(s) if s.mark.is_some() => Some(j.system.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                let built: BTreeSet<&str> = jobs
+                    .iter()
+                    .filter(|j| j.present)
+                    .map(|j| j.system.as_str())
+                    .collect();
+                all_platforms = built
+                    .iter()
+                    .all(|s| systems.iter().any(|x| x == s) || already.contains(s));
+            }
+            if systems.is_empty()
+                && let Some(rec) = ledger_ids
+                    .first()
+                    .and_then(|id| ledger.actions.iter().find(|r| r.id == *id))
+            {
+                systems = rec.systems.clone();
+                all_platforms = rec.all_platforms;
+            }
+            let oldest = acted.iter().filter_map(|j| j.since_ts).min().unwrap_or(now);
+            let failing_days = (now - oldest) / DAY;
+            let platforms = if all_platforms {
+                "every platform".to_owned()
+            } else {
+                systems.join(", ")
+            };
+            let reason = match kind {
+                ActionKind::Notify => format!(
+                    "fails on its own on {platforms} for {failing_days} days; first notice (nothing happens without one)"
+                ),
+                ActionKind::Remind if step.as_deref() == Some("retire-warning") => format!(
+                    "marked broken on every platform since {}; it will be moved to the attic after the notice period",
+                    attr.marked.as_ref().and_then(|m| m.closed_at).map(time).unwrap_or_default()
+                ),
+                ActionKind::Remind => format!(
+                    "still failing on {platforms} after {failing_days} days; reminder before it is marked broken"
+                ),
+                ActionKind::MarkBroken => format!(
+                    "failing on {platforms} for {failing_days} days; notified and reminded with the full grace"
+                ),
+                ActionKind::Escalate => format!(
+                    "protected package failing on {platforms} for {failing_days} days: it is never marked, so people must look"
+                ),
+                ActionKind::ClosePr => format!(
+                    "builds again on {}: the pull request is no longer needed",
+                    if systems.is_empty() { "every platform".to_owned() } else { systems.join(", ") }
+                ),
+                ActionKind::Retire => {
+                    "marked broken on every platform for longer than the policy allows; move it to the attic with a throw alias".to_owned()
+                }
+                ActionKind::Hold => String::new(),
+            };
+            let evidence = Evidence {
+                jobset: acted.first().map(|j| j.jobset.to_string()),
+                jobs: acted.iter().filter_map(|j| j.evidence.clone()).collect(),
+                maintainers: attr.maintainers.clone(),
+                next_step: attr.next.clone(),
+                pr,
+                escalate_to: if kind == ActionKind::Escalate {
+                    policy.protected.escalate_to.clone()
+                } else {
+                    Vec::new()
+                },
+                blast_radius: (!attr.victims.is_empty())
+                    .then(|| u32::try_from(attr.victims.len()).unwrap_or(u32::MAX)),
+                ledger: ledger_ids,
+                window: None,
+                opt_out: Some(format!(
+                    "fix the build; or add `{}` to the package file; or put the label \"{}\" on our issue or PR; closing our PR stops this step for this failure",
+                    policy.opt_out.marker, policy.opt_out.label
+                )),
+            };
+            actions.push((
+                oldest,
+                Action {
+                    kind,
+                    attr: Some(attr.attr.clone()),
+                    systems,
+                    all_platforms,
+                    step,
+                    batch: None,
+                    reason,
+                    evidence,
+                },
+            ));
+        }
+    }
+
+    let mut out = Vec::new();
+    let mut deferred = Vec::new();
+    for h in &a.holds {
+        let w = &h.window;
+        out.push(Action {
+            kind: ActionKind::Hold,
+            attr: None,
+            systems: Vec::new(),
+            all_platforms: false,
+            step: None,
+            batch: None,
+            reason: format!(
+                "mass breakage in {}: {} jobs ({:.1}% of {}) turned from building to failing between eval {} and eval {} and still fail; every per-package action waits",
+                h.jobset,
+                w.newly_failing,
+                w.share * 100.0,
+                w.jobs,
+                w.first.id,
+                w.last.id
+            ),
+            evidence: Evidence {
+                jobset: Some(h.jobset.to_string()),
+                window: Some(w.clone()),
+                ..Evidence::default()
+            },
+        });
+    }
+    let held = !a.holds.is_empty();
+    if held {
+        let why = format!(
+            "held: mass breakage in {}",
+            a.holds
+                .iter()
+                .map(|h| format!(
+                    "{} (evals {}–{})",
+                    h.jobset, h.window.first.id, h.window.last.id
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for (_, action) in actions.drain(..) {
+            deferred.push(Deferred {
+                action,
+                why: why.clone(),
+            });
+        }
+    }
+
+    // Pings: per maintainer (or per attribute when nobody is known) per week.
+    let ping_keys = |attr: &str, maintainers: &[String]| -> Vec<String> {
+        if maintainers.is_empty() {
+            vec![format!("attr:{attr}")]
+        } else {
+            maintainers.to_vec()
+        }
+    };
+    let mut pings: HashMap<String, u32> = HashMap::new();
+    for r in &ledger.actions {
+        if r.kind.pings() && r.state.counts() && r.at() > now - WEEK && r.at() <= now {
+            let keys = if r.pinged.is_empty() {
+                vec![format!("attr:{}", r.attr.as_deref().unwrap_or(""))]
+            } else {
+                r.pinged.clone()
+            };
+            for k in keys {
+                *pings.entry(k).or_default() += 1;
+            }
+        }
+    }
+    actions.sort_by(|(oa, a), (ob, b)| {
+        oa.cmp(ob)
+            .then(a.attr.cmp(&b.attr))
+            .then(a.kind.cmp(&b.kind))
+    });
+    let cap = policy.limits.pings_per_maintainer_per_week;
+    let mut kept = Vec::new();
+    for (oldest, action) in actions {
+        if action.kind.pings() {
+            let keys = ping_keys(
+                action.attr.as_deref().unwrap_or(""),
+                &action.evidence.maintainers,
+            );
+            if let Some(k) = keys
+                .iter()
+                .find(|k| pings.get(*k).copied().unwrap_or(0) >= cap)
+            {
+                deferred.push(Deferred {
+                    action,
+                    why: format!("limit: {k} already had {cap} pings in the last 7 days"),
+                });
+                continue;
+            }
+            for k in keys {
+                *pings.entry(k).or_default() += 1;
+            }
+        }
+        kept.push((oldest, action));
+    }
+
+    // Pull requests: batch, then keep within the daily and open limits.
+    let mut pr_keys_today: HashSet<String> = HashSet::new();
+    let mut pr_keys_open: HashSet<String> = HashSet::new();
+    for r in &ledger.actions {
+        if !(r.kind.opens_pr() && r.state.counts()) {
+            continue;
+        }
+        let key =
+            r.pr.map(|n| format!("#{n}"))
+                .or_else(|| r.batch.clone())
+                .unwrap_or_else(|| format!("record {}", r.id));
+        if r.planned_at > now - DAY && r.planned_at <= now {
+            pr_keys_today.insert(key.clone());
+        }
+        if matches!(r.state, RecordState::Intent | RecordState::Open) {
+            pr_keys_open.insert(key);
+        }
+    }
+    let budget = (policy.limits.prs_per_day as usize)
+        .saturating_sub(pr_keys_today.len())
+        .min((policy.limits.open_prs as usize).saturating_sub(pr_keys_open.len()));
+    let mut batches: BTreeMap<String, Vec<(i64, Action)>> = BTreeMap::new();
+    let mut rest = Vec::new();
+    for (oldest, action) in kept {
+        if !action.kind.opens_pr() {
+            rest.push(action);
+            continue;
+        }
+        let attr = action.attr.clone().unwrap_or_default();
+        let group = match policy.batch.group_by {
+            GroupBy::Attr => format!("attr/{attr}"),
+            GroupBy::PackageSet => format!("set/{}", package_set(&attr)),
+            GroupBy::Maintainer => {
+                match facts.maintainers.get(&attr).and_then(|m| m.iter().min()) {
+                    Some(login) => format!("maintainer/{login}"),
+                    None => format!("set/{}", package_set(&attr)),
+                }
+            }
+        };
+        let kind = action.kind.as_str().replace('_', "-");
+        batches
+            .entry(format!("{kind}/{group}"))
+            .or_default()
+            .push((oldest, action));
+    }
+    let mut chunks: Vec<(i64, String, Vec<Action>)> = Vec::new();
+    for (key, mut members) in batches {
+        members.sort_by(|a, b| a.1.attr.cmp(&b.1.attr));
+        for (i, chunk) in members
+            .chunks(policy.batch.max_attrs_per_pr as usize)
+            .enumerate()
+        {
+            let name = format!("{key}/{}", i + 1);
+            let oldest = chunk.iter().map(|(o, _)| *o).min().unwrap_or(now);
+            chunks.push((
+                oldest,
+                name.clone(),
+                chunk
+                    .iter()
+                    .map(|(_, a)| {
+                        let mut a = a.clone();
+                        a.batch = Some(name.clone());
+                        a
+                    })
+                    .collect(),
+            ));
+        }
+    }
+    chunks.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    for (i, (_, name, members)) in chunks.into_iter().enumerate() {
+        if i < budget {
+            rest.extend(members);
+        } else {
+            for action in members {
+                deferred.push(Deferred {
+                    action,
+                    why: format!(
+                        "limit: pull requests (at most {} a day and {} open; batch {name} waits)",
+                        policy.limits.prs_per_day, policy.limits.open_prs
+                    ),
+                });
+            }
+        }
+    }
+    out.extend(rest);
+    out.sort_by(|a, b| {
+        a.kind
+            .cmp(&b.kind)
+            .then(a.attr.cmp(&b.attr))
+            .then(a.step.cmp(&b.step))
+            .then(a.systems.cmp(&b.systems))
+            .then(a.evidence.pr.cmp(&b.evidence.pr))
+    });
+    deferred.sort_by(|a, b| {
+        a.action
+            .kind
+            .cmp(&b.action.kind)
+            .then(a.action.attr.cmp(&b.action.attr))
+            .then(a.action.step.cmp(&b.action.step))
+    });
+    Plan {
+        now,
+        held,
+        actions: out,
+        deferred,
+    }
+}
+
+/// Index of an attribute's jobs for quick lookups in explain and digest.
+impl Assessment {
+    pub fn attr(&self, attr: &str) -> Option<&AttrAssessment> {
+        self.attrs.get(attr)
+    }
+}
+
+impl JobAssessment {
+    pub fn since_ts(&self) -> Option<i64> {
+        self.since_ts
+    }
+
+    pub fn since_index(&self) -> Option<u32> {
+        self.since_index
+    }
+}

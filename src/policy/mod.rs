@@ -1,0 +1,28 @@
+//! Policy: what to do about failing jobs, and why.
+//!
+//! Owns: the policy file (`policies/*.toml`, validated once into
+//! [`Policy`]), the ledger types ([`Ledger`]: what was done and what humans
+//! asked), and the engine — a pure function
+//! `(facts, ledger, policy, now) → plan` ([`plan`]) — with its
+//! explanations ([`explain`]) and replays of history ([`backtest`]).
+//!
+//! Must never: do I/O, read the clock (`now` is always an argument), or act:
+//! it only says what should happen. The same inputs always give the same
+//! plan, in the same order.
+
+mod analysis;
+pub mod backtest;
+pub mod config;
+pub mod engine;
+pub mod explain;
+pub mod facts;
+pub mod ledger;
+pub mod plan;
+
+pub use backtest::{BacktestReport, backtest};
+pub use config::{NIXPKGS_POLICY, Period, Policy, PolicyError};
+pub use engine::{Assessment, AttrAssessment, JobAssessment, Rule, assess, plan, plan_from};
+pub use explain::explain;
+pub use facts::{Facts, JobFacts, JobsetFacts, Run, drv_digest};
+pub use ledger::{ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState};
+pub use plan::{Action, Deferred, Evidence, Plan};

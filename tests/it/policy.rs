@@ -1,0 +1,237 @@
+//! The policy end to end: a generated history with planted scenarios,
+//! served by the Hydra look-alike, ingested through the real client into
+//! SQLite, read back as facts, planned, replayed — and the real binary's
+//! `plan`, `explain`, `backtest`, `digest` and `policy check`.
+
+use std::path::Path;
+use std::process::Command;
+
+use hydra_sentinel::policy::{ActionKind, Ledger, Policy, Rule, assess, backtest, plan};
+use hydra_sentinel::sim::SimSpec;
+
+use crate::helpers::{Sandbox, start};
+
+/// The demo's planted scenarios among a few ordinary packages.
+fn spec() -> SimSpec {
+    SimSpec {
+        packages: 30,
+        pending_share: 0.0,
+        ..SimSpec::demo()
+    }
+}
+
+fn ingested() -> (Sandbox, hydra_sentinel::sim::FakeHydra, i64) {
+    let hydra = start(&spec());
+    let sandbox = Sandbox::new(&hydra, "");
+    sandbox.pass(Some(100));
+    let newest = hydra.hydra().evals.last().expect("evals").timestamp;
+    (sandbox, hydra, newest)
+}
+
+#[test]
+fn the_planted_scenarios_get_the_actions_the_policy_promises() {
+    let (sandbox, _hydra, newest) = ingested();
+    let store = sandbox.store();
+    let facts = store
+        .policy_facts(&sandbox.config.hydra.url)
+        .expect("facts");
+    let policy = Policy::nixpkgs();
+    let p = plan(&policy, &facts, &Ledger::default(), newest + 3600);
+    let notified = |attr: &str| {
+        p.actions
+            .iter()
+            .find(|a| a.kind == ActionKind::Notify && a.attr.as_deref() == Some(attr))
+            .map(|a| a.systems.clone())
+    };
+    let all = [
+        "aarch64-darwin",
+        "aarch64-linux",
+        "x86_64-darwin",
+        "x86_64-linux",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(notified("grafx"), Some(all.clone()), "{}", p.to_text());
+    assert_eq!(notified("libfoo"), Some(all), "{}", p.to_text());
+    assert_eq!(
+        notified("iterm-tools"),
+        Some(vec!["aarch64-darwin".into(), "x86_64-darwin".into()])
+    );
+    assert_eq!(
+        notified("simdjson-fast"),
+        Some(vec!["aarch64-linux".into()])
+    );
+    assert_eq!(notified("chromium-huge"), Some(vec!["x86_64-linux".into()]));
+    for quiet in [
+        "foo-gui",
+        "foo-cli",
+        "python3Packages.foo-bindings",
+        "python3Packages.flaky-net-tests",
+        "zlib-ng-compat",
+        "oldtool",
+    ] {
+        assert!(
+            p.actions.iter().all(|a| a.attr.as_deref() != Some(quiet)),
+            "{quiet} must be left alone:\n{}",
+            p.to_text()
+        );
+    }
+    assert_eq!(
+        p.count(ActionKind::MarkBroken),
+        0,
+        "three weeks is too early to mark anything"
+    );
+    let grafx = p
+        .actions
+        .iter()
+        .find(|a| a.attr.as_deref() == Some("grafx"))
+        .unwrap();
+    assert!(
+        grafx.evidence.jobs.iter().all(|j| j
+            .compare
+            .as_deref()
+            .is_some_and(|c| c.starts_with("https://github.com/NixOS/nixpkgs/compare/"))),
+        "{:?}",
+        grafx.evidence.jobs
+    );
+
+    let a = assess(&policy, &facts, &Ledger::default(), newest + 3600);
+    let libfoo = a
+        .roots
+        .iter()
+        .find(|r| r.attr == "libfoo")
+        .expect("libfoo is a root");
+    assert_eq!(
+        libfoo.victims,
+        vec!["foo-cli", "foo-gui", "python3Packages.foo-bindings"]
+    );
+    let flaky = a.attr("python3Packages.flaky-net-tests").expect("assessed");
+    assert!(
+        flaky
+            .jobs
+            .iter()
+            .all(|j| matches!(j.rule, Rule::Flaky { .. })),
+        "{:?}",
+        flaky.jobs.iter().map(|j| &j.rule).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_backtest_of_the_stored_history_holds_on_the_day_of_the_mass_breakage() {
+    let (sandbox, hydra, newest) = ingested();
+    let store = sandbox.store();
+    let facts = store
+        .policy_facts(&sandbox.config.hydra.url)
+        .expect("facts");
+    let policy = Policy::parse(
+        "[circuit_breaker]\nmin_jobs = 30\nmin_share = 0.2\n",
+        Path::new("sensitive.toml"),
+    )
+    .expect("valid");
+    let first = hydra.hydra().evals[0].timestamp;
+    let report = backtest(&policy, &facts, first, newest);
+    let mass_eval = hydra
+        .hydra()
+        .scenarios
+        .get("(mass breakage)")
+        .expect("the demo plants a mass breakage")
+        .clone();
+    assert_eq!(report.holds.len(), 1, "{}\n{mass_eval}", report.to_text());
+    assert_eq!(report.holds[0].day, "2025-11-15", "{}", report.to_text());
+    assert!(report.notices >= 5, "{}", report.to_text());
+    assert!(report.per_day.iter().any(|d| d.held));
+}
+
+fn hydra_sentinel(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("HYDRA_SENTINEL_LOG", "warn")
+        .output()
+        .expect("running hydra-sentinel");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_commands_print_plan_explain_backtest_and_digest() {
+    let (sandbox, _hydra, newest) = ingested();
+    let config = sandbox.config_path.as_path();
+    let now = hydra_sentinel::report::time(newest + 3600);
+
+    let (code, out, err) = hydra_sentinel(config, &["plan", "--json", "--now", &now]);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(plan["held"], false);
+    let actions = plan["actions"].as_array().expect("actions");
+    assert!(!actions.is_empty(), "{out}");
+    for a in actions {
+        for key in ["kind", "attr", "systems", "reason", "evidence"] {
+            assert!(a.get(key).is_some(), "{key} missing in {a}");
+        }
+    }
+
+    let (code, out, err) = hydra_sentinel(config, &["explain", "iterm-tools", "--now", &now]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("x86_64-darwin in nixpkgs:trunk") && out.contains("How to stop it"),
+        "{out}"
+    );
+    let (code, _, _) = hydra_sentinel(config, &["explain", "no-such-thing", "--now", &now]);
+    assert_eq!(code, 1);
+
+    let (code, out, err) = hydra_sentinel(config, &["backtest", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(report["days"], 21, "{out}");
+
+    let (code, out, err) = hydra_sentinel(config, &["digest", "--week", "2025-W47", "--now", &now]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("# hydra-sentinel weekly digest 2025-W47"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("@everyone") || out.contains("`@everyone`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn policy_check_accepts_the_shipped_policy_and_names_the_place_of_a_mistake() {
+    let (sandbox, _hydra, _) = ingested();
+    let config = sandbox.config_path.as_path();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/nixpkgs.toml");
+    let (code, out, err) = hydra_sentinel(config, &["policy", "check", shipped.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("valid"), "{out}");
+
+    let bad = config.with_file_name("bad-policy.toml");
+    std::fs::write(
+        &bad,
+        "[ladder]\nnotify_after = \"3d\"\nmark_broken_after = \"soon\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = hydra_sentinel(config, &["policy", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad-policy.toml:3:21: mark_broken_after"),
+        "{err}"
+    );
+
+    // A service config naming that file refuses to plan with it.
+    let cfg = config.with_file_name("with-policy.toml");
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[policy]\nfile = {:?}\n", bad.display().to_string()),
+    )
+    .unwrap();
+    let (code, _, err) = hydra_sentinel(&cfg, &["plan"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad-policy.toml:3:21"), "{err}");
+}

@@ -1,0 +1,699 @@
+//! The policy engine over realistic histories, built one letter per daily
+//! eval (see `policy_common`), replayed day by day with every planned action
+//! carried out. Ladder of the built-in policy: notice after 3 days, a
+//! reminder 7 days before the mark, the mark after 8 weeks (10 on darwin)
+//! and at least 4 weeks after the notice, on a second failing derivation.
+
+mod policy_common;
+
+use hydra_sentinel::policy::{
+    ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState, Rule, assess, plan,
+};
+use policy_common::*;
+
+const LINUX: &str = "x86_64-linux";
+const ARM: &str = "aarch64-linux";
+const DARWIN: &str = "x86_64-darwin";
+
+/// Five good days, then failing (rebuilt every ten days) until day `days`.
+fn breaks_on_day_5(days: usize) -> String {
+    format!("OOOOO{}", repeat('F', days - 5, 10))
+}
+
+fn kinds(events: &[Event]) -> Vec<(i64, ActionKind)> {
+    events.iter().map(|e| (e.day, e.kind)).collect()
+}
+
+fn record(
+    id: i64,
+    kind: ActionKind,
+    attr: &str,
+    systems: &[&str],
+    state: RecordState,
+    at: i64,
+) -> ActionRecord {
+    ActionRecord {
+        id,
+        kind,
+        attr: Some(attr.into()),
+        systems: systems.iter().map(|s| s.to_string()).collect(),
+        all_platforms: false,
+        step: None,
+        batch: None,
+        state,
+        planned_at: at,
+        done_at: Some(at),
+        closed_at: None,
+        pr: Some(500 + id as u64),
+        issue: None,
+        pinged: vec![],
+        error: None,
+    }
+}
+
+#[test]
+fn a_long_failure_on_every_platform_is_told_reminded_and_then_marked_everywhere() {
+    let mut js = trunk(85);
+    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(85)));
+    js.jobs.push(job("grafx", ARM, &breaks_on_day_5(85)));
+    let (events, _, _) = replay(
+        &nixpkgs_policy(),
+        &facts(vec![js]),
+        Ledger::default(),
+        0,
+        84,
+        Some(3),
+    );
+    assert_eq!(
+        kinds(&events),
+        vec![
+            (8, ActionKind::Notify),
+            (54, ActionKind::Remind),
+            (61, ActionKind::MarkBroken)
+        ],
+        "timeline:\n{}",
+        timeline(&events)
+    );
+    let mark = &events[2];
+    assert!(mark.all_platforms, "{mark}");
+    assert_eq!(mark.systems, vec![ARM, LINUX]);
+    assert_eq!(events[1].step.as_deref(), Some("remind-1w"));
+}
+
+#[test]
+fn a_failure_on_one_platform_marks_only_that_platform() {
+    let mut js = trunk(70);
+    js.jobs
+        .push(job("simdjson-fast", LINUX, &repeat('O', 70, 10)));
+    js.jobs
+        .push(job("simdjson-fast", ARM, &breaks_on_day_5(70)));
+    let (events, _, _) = replay(
+        &nixpkgs_policy(),
+        &facts(vec![js]),
+        Ledger::default(),
+        0,
+        69,
+        None,
+    );
+    let mark = events
+        .iter()
+        .find(|e| e.kind == ActionKind::MarkBroken)
+        .unwrap_or_else(|| panic!("no mark in:\n{}", timeline(&events)));
+    assert_eq!(
+        (mark.day, mark.systems.clone(), mark.all_platforms),
+        (61, vec![ARM.to_owned()], false)
+    );
+}
+
+#[test]
+fn darwin_gets_the_longer_ladder_of_its_override() {
+    let mut js = trunk(90);
+    js.jobs
+        .push(job("iterm-tools", DARWIN, &breaks_on_day_5(90)));
+    let (events, _, _) = replay(
+        &nixpkgs_policy(),
+        &facts(vec![js]),
+        Ledger::default(),
+        0,
+        89,
+        None,
+    );
+    assert_eq!(
+        kinds(&events),
+        vec![
+            (8, ActionKind::Notify),
+            (68, ActionKind::Remind),
+            (75, ActionKind::MarkBroken)
+        ],
+        "10 weeks after day 5:\n{}",
+        timeline(&events)
+    );
+}
+
+#[test]
+fn dependency_victims_are_never_acted_on_and_count_toward_their_roots_blast_radius() {
+    let mut js = trunk(70);
+    js.jobs.push(job("libfoo", LINUX, &breaks_on_day_5(70)));
+    for victim in ["foo-gui", "foo-cli", "python3Packages.foo-bindings"] {
+        js.jobs
+            .push(job(victim, LINUX, &format!("OOOOO{}", repeat('D', 65, 7))));
+    }
+    let f = facts(vec![js]);
+    let (events, _, plans) = replay(&nixpkgs_policy(), &f, Ledger::default(), 0, 69, None);
+    assert!(
+        events.iter().all(|e| e.attr.as_deref() == Some("libfoo")),
+        "only the root is acted on:\n{}",
+        timeline(&events)
+    );
+    let notice = plans[8]
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::Notify)
+        .expect("a notice on day 8");
+    assert_eq!(notice.evidence.blast_radius, Some(3));
+    let a = assess(&nixpkgs_policy(), &f, &Ledger::default(), day(30));
+    assert_eq!(a.roots.len(), 1);
+    assert_eq!(a.roots[0].attr, "libfoo");
+    assert_eq!(
+        a.roots[0].victims,
+        vec!["foo-cli", "foo-gui", "python3Packages.foo-bindings"]
+    );
+    let gui = &a.attr("foo-gui").expect("the victim is assessed").jobs[0];
+    assert_eq!(
+        gui.rule,
+        Rule::Victim {
+            root: Some("libfoo".into()),
+            candidates: vec![]
+        }
+    );
+}
+
+#[test]
+fn a_victim_of_one_of_several_new_failures_names_the_candidates_and_charges_none() {
+    let mut js = trunk(20);
+    js.jobs.push(job("liba", LINUX, &breaks_on_day_5(20)));
+    js.jobs.push(job("libb", LINUX, &breaks_on_day_5(20)));
+    js.jobs
+        .push(job("app", LINUX, &format!("OOOOO{}", repeat('D', 15, 0))));
+    let a = assess(
+        &nixpkgs_policy(),
+        &facts(vec![js]),
+        &Ledger::default(),
+        day(19),
+    );
+    assert_eq!(
+        a.attr("app").unwrap().jobs[0].rule,
+        Rule::Victim {
+            root: None,
+            candidates: vec!["liba".into(), "libb".into()]
+        }
+    );
+    assert!(a.roots.is_empty(), "{:?}", a.roots);
+}
+
+#[test]
+fn a_flaky_job_is_never_a_streak() {
+    let mut js = trunk(80);
+    let flaky: String = (0..80)
+        .map(|i| if i % 2 == 0 { "+O" } else { "+F" })
+        .collect();
+    js.jobs
+        .push(job("python3Packages.flaky-net-tests", LINUX, &flaky));
+    let f = facts(vec![js]);
+    let (events, _, _) = replay(&nixpkgs_policy(), &f, Ledger::default(), 0, 79, None);
+    assert!(events.is_empty(), "{}", timeline(&events));
+    let a = assess(&nixpkgs_policy(), &f, &Ledger::default(), day(79));
+    assert!(matches!(
+        a.attr("python3Packages.flaky-net-tests").unwrap().jobs[0].rule,
+        Rule::Flaky { .. }
+    ));
+}
+
+#[test]
+fn infra_noise_neither_starts_nor_extends_a_streak() {
+    let mut js = trunk(80);
+    js.jobs.push(job(
+        "only-noise",
+        LINUX,
+        &format!("OOOOO{}", repeat('N', 75, 5)),
+    ));
+    js.jobs.push(job(
+        "two-failures-then-noise",
+        LINUX,
+        &format!("OOOOOFF{}", repeat('N', 73, 5)),
+    ));
+    js.jobs.push(job(
+        "pending-forever",
+        LINUX,
+        &format!("OOOOO{}", repeat('P', 75, 0)),
+    ));
+    let (events, _, _) = replay(
+        &nixpkgs_policy(),
+        &facts(vec![js]),
+        Ledger::default(),
+        0,
+        79,
+        None,
+    );
+    assert!(events.is_empty(), "{}", timeline(&events));
+}
+
+#[test]
+fn an_uncounted_status_is_noise_under_that_policy() {
+    let mut js = trunk(20);
+    js.jobs.push(job(
+        "chromium-huge",
+        LINUX,
+        &format!("OOOOO{}", repeat('T', 15, 3)),
+    ));
+    let f = facts(vec![js]);
+    let counting = plan(&nixpkgs_policy(), &f, &Ledger::default(), day(19));
+    assert_eq!(
+        counting.count(ActionKind::Notify),
+        1,
+        "{}",
+        counting.to_text()
+    );
+    let ignoring = policy_with("[streak]\ncount = [\"failed\"]\n");
+    assert_eq!(
+        plan(&ignoring, &f, &Ledger::default(), day(19))
+            .actions
+            .len(),
+        0
+    );
+}
+
+#[test]
+fn a_package_that_recovers_is_told_once_and_its_open_pr_is_closed() {
+    let mut js = trunk(70);
+    js.jobs.push(job(
+        "zlib-ng-compat",
+        LINUX,
+        &format!("OOOOO{}{}", repeat('F', 20, 10), repeat('O', 45, 0)),
+    ));
+    let f = facts(vec![js]);
+    let (events, _, _) = replay(&nixpkgs_policy(), &f, Ledger::default(), 0, 69, None);
+    assert_eq!(
+        kinds(&events),
+        vec![(8, ActionKind::Notify)],
+        "{}",
+        timeline(&events)
+    );
+
+    let ledger = Ledger {
+        actions: vec![record(
+            1,
+            ActionKind::MarkBroken,
+            "zlib-ng-compat",
+            &[LINUX],
+            RecordState::Open,
+            day(20),
+        )],
+        opt_outs: vec![],
+    };
+    let p = plan(&nixpkgs_policy(), &f, &ledger, day(40));
+    assert_eq!(p.actions.len(), 1, "{}", p.to_text());
+    assert_eq!(
+        (p.actions[0].kind, p.actions[0].evidence.pr),
+        (ActionKind::ClosePr, Some(501))
+    );
+}
+
+#[test]
+fn a_job_that_disappears_is_left_alone() {
+    let mut js = trunk(80);
+    js.jobs.push(job(
+        "oldtool",
+        LINUX,
+        &format!("OOOOO{}{}", repeat('F', 20, 5), ".".repeat(55)),
+    ));
+    let f = facts(vec![js]);
+    let (events, _, _) = replay(&nixpkgs_policy(), &f, Ledger::default(), 0, 79, None);
+    assert_eq!(
+        kinds(&events),
+        vec![(8, ActionKind::Notify)],
+        "{}",
+        timeline(&events)
+    );
+    let a = assess(&nixpkgs_policy(), &f, &Ledger::default(), day(79));
+    assert_eq!(a.attr("oldtool").unwrap().jobs[0].rule, Rule::Gone);
+}
+
+#[test]
+fn nothing_is_marked_that_was_not_notified_first_however_old_the_failure() {
+    let mut js = trunk(200);
+    js.jobs.push(job("ancient", LINUX, &repeat('F', 200, 10)));
+    let f = facts(vec![js]);
+    let p = plan(&nixpkgs_policy(), &f, &Ledger::default(), day(199));
+    assert_eq!(
+        p.actions.iter().map(|a| a.kind).collect::<Vec<_>>(),
+        vec![ActionKind::Notify],
+        "{}",
+        p.to_text()
+    );
+    // Told on day 199: the mark waits the full notice (4 weeks) and the reminder.
+    let (events, _, _) = replay(&nixpkgs_policy(), &f, Ledger::default(), 199, 199, None);
+    let mut js = trunk(240);
+    js.jobs.push(job("ancient", LINUX, &repeat('F', 240, 10)));
+    let (later, _, _) = replay(
+        &nixpkgs_policy(),
+        &facts(vec![js]),
+        Ledger::default(),
+        199,
+        239,
+        None,
+    );
+    assert_eq!(kinds(&events), vec![(199, ActionKind::Notify)]);
+    assert_eq!(
+        kinds(&later),
+        vec![
+            (199, ActionKind::Notify),
+            (220, ActionKind::Remind),
+            (227, ActionKind::MarkBroken)
+        ],
+        "{}",
+        timeline(&later)
+    );
+}
+
+#[test]
+fn a_mark_that_a_human_closed_is_never_proposed_again_for_that_failure() {
+    let mut js = trunk(120);
+    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(120)));
+    let f = facts(vec![js]);
+    let mut ledger = Ledger::default();
+    ledger.actions.push(record(
+        1,
+        ActionKind::Notify,
+        "grafx",
+        &[LINUX],
+        RecordState::Done,
+        day(8),
+    ));
+    let mut remind = record(
+        2,
+        ActionKind::Remind,
+        "grafx",
+        &[LINUX],
+        RecordState::Done,
+        day(54),
+    );
+    remind.step = Some("remind-1w".into());
+    ledger.actions.push(remind);
+    ledger.actions.push(record(
+        3,
+        ActionKind::MarkBroken,
+        "grafx",
+        &[LINUX],
+        RecordState::Closed,
+        day(61),
+    ));
+    let (events, _, _) = replay(&nixpkgs_policy(), &f, ledger, 62, 119, None);
+    assert!(events.is_empty(), "{}", timeline(&events));
+}
+
+#[test]
+fn a_protected_package_is_escalated_instead_of_marked() {
+    let mut js = trunk(70);
+    js.jobs.push(job("stdenv", LINUX, &breaks_on_day_5(70)));
+    let (events, _, plans) = replay(
+        &nixpkgs_policy(),
+        &facts(vec![js]),
+        Ledger::default(),
+        0,
+        69,
+        None,
+    );
+    assert_eq!(
+        kinds(&events),
+        vec![
+            (8, ActionKind::Notify),
+            (54, ActionKind::Remind),
+            (61, ActionKind::Escalate)
+        ],
+        "{}",
+        timeline(&events)
+    );
+    let escalation = plans[61]
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::Escalate)
+        .unwrap();
+    assert_eq!(escalation.evidence.escalate_to, vec!["NixOS/nixpkgs-core"]);
+}
+
+#[test]
+fn an_opt_out_marker_stops_everything_and_a_snooze_pauses_the_clock() {
+    let mut js = trunk(100);
+    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(100)));
+    let f = facts(vec![js]);
+    let opt = |kind, until: Option<i64>| OptOut {
+        id: 1,
+        attr: "grafx".into(),
+        kind,
+        recorded_at: day(2),
+        until,
+        by: Some("alice".into()),
+        note: "pkgs/by-name/gr/grafx/package.nix".into(),
+        revoked_at: None,
+    };
+    let marked = Ledger {
+        actions: vec![],
+        opt_outs: vec![opt(OptOutKind::Marker, None)],
+    };
+    let (events, _, _) = replay(&nixpkgs_policy(), &f, marked, 0, 99, None);
+    assert!(events.is_empty(), "{}", timeline(&events));
+
+    let mut snooze = opt(OptOutKind::Snooze, Some(day(40)));
+    snooze.recorded_at = day(20);
+    let snoozed = Ledger {
+        actions: vec![],
+        opt_outs: vec![snooze],
+    };
+    let (events, _, _) = replay(&nixpkgs_policy(), &f, snoozed, 0, 99, None);
+    assert_eq!(
+        kinds(&events),
+        vec![
+            (8, ActionKind::Notify),
+            (74, ActionKind::Remind),
+            (81, ActionKind::MarkBroken)
+        ],
+        "20 days of snooze move the reminder and the mark by 20 days:\n{}",
+        timeline(&events)
+    );
+}
+
+#[test]
+fn a_mass_breakage_holds_everything_and_names_its_window_until_it_clears() {
+    let policy =
+        policy_with("[circuit_breaker]\nwindow_evals = 2\nmin_jobs = 10\nmin_share = 0.2\n");
+    let build = |victims_recover_on: Option<usize>| {
+        let mut js = trunk(100);
+        js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(100)));
+        for i in 0..30 {
+            let tail = match victims_recover_on {
+                Some(d) => format!("{}{}", repeat('D', d - 70, 0), repeat('O', 100 - d, 0)),
+                None => repeat('D', 30, 0),
+            };
+            js.jobs.push(job(
+                &format!("pkg{i}"),
+                LINUX,
+                &format!("{}{tail}", repeat('O', 70, 0)),
+            ));
+        }
+        for i in 0..20 {
+            js.jobs
+                .push(job(&format!("fine{i}"), LINUX, &repeat('O', 100, 0)));
+        }
+        facts(vec![js])
+    };
+    let mut ledger = Ledger::default();
+    ledger.actions.push(record(
+        1,
+        ActionKind::Notify,
+        "grafx",
+        &[LINUX],
+        RecordState::Done,
+        day(8),
+    ));
+    let mut remind = record(
+        2,
+        ActionKind::Remind,
+        "grafx",
+        &[LINUX],
+        RecordState::Done,
+        day(54),
+    );
+    remind.step = Some("remind-1w".into());
+    ledger.actions.push(remind);
+
+    let held = plan(&policy, &build(None), &ledger, day(80));
+    assert!(held.held, "{}", held.to_text());
+    assert_eq!(held.actions.len(), 1, "{}", held.to_text());
+    let hold = &held.actions[0];
+    assert_eq!(hold.kind, ActionKind::Hold);
+    let window = hold.evidence.window.as_ref().expect("the window");
+    assert_eq!(
+        (window.first.id, window.newly_failing),
+        (3_000_070, 30),
+        "{window:?}"
+    );
+    assert!(
+        window
+            .compare
+            .as_deref()
+            .is_some_and(|c| c.contains("/compare/"))
+    );
+    assert!(
+        held.deferred
+            .iter()
+            .any(|d| d.action.kind == ActionKind::MarkBroken && d.why.starts_with("held")),
+        "the due mark waits: {:?}",
+        held.deferred
+    );
+
+    let cleared = plan(&policy, &build(Some(75)), &ledger, day(80));
+    assert!(!cleared.held, "{}", cleared.to_text());
+    assert_eq!(
+        cleared.count(ActionKind::MarkBroken),
+        1,
+        "{}",
+        cleared.to_text()
+    );
+}
+
+#[test]
+fn pull_requests_and_pings_stay_within_the_limits() {
+    let policy = policy_with(
+        "[limits]\nprs_per_day = 2\nopen_prs = 3\npings_per_maintainer_per_week = 2\n[batch]\ngroup_by = \"attr\"\n",
+    );
+    let mut js = trunk(90);
+    let mut f_maint = std::collections::BTreeMap::new();
+    for i in 0..5 {
+        let attr = format!("pkg{i}");
+        js.jobs.push(job(&attr, LINUX, &breaks_on_day_5(90)));
+        f_maint.insert(attr, vec!["alice".to_owned()]);
+    }
+    let mut f = facts(vec![js]);
+    f.maintainers = f_maint;
+    let (events, _, plans) = replay(&policy, &f, Ledger::default(), 0, 89, None);
+    let on = |d: i64, k: ActionKind| events.iter().filter(|e| e.day == d && e.kind == k).count();
+    assert_eq!(
+        (
+            on(8, ActionKind::Notify),
+            on(15, ActionKind::Notify),
+            on(22, ActionKind::Notify)
+        ),
+        (2, 2, 1),
+        "{}",
+        timeline(&events)
+    );
+    let marks: Vec<i64> = events
+        .iter()
+        .filter(|e| e.kind == ActionKind::MarkBroken)
+        .map(|e| e.day)
+        .collect();
+    assert!(
+        marks.len() <= 3,
+        "never more than 3 open PRs: {marks:?}\n{}",
+        timeline(&events)
+    );
+    for p in &plans {
+        let batches: std::collections::BTreeSet<_> =
+            p.actions.iter().filter_map(|a| a.batch.clone()).collect();
+        assert!(batches.len() <= 2, "{}", p.to_text());
+    }
+    assert!(plans.iter().any(|p| {
+        p.deferred
+            .iter()
+            .any(|d| d.why.starts_with("limit: pull requests"))
+    }));
+}
+
+#[test]
+fn jobs_that_broke_in_the_same_transition_are_grouped_with_a_compare_link() {
+    let mut js = trunk(20);
+    js.jobs.push(job("liba", LINUX, &breaks_on_day_5(20)));
+    js.jobs.push(job("libb", ARM, &breaks_on_day_5(20)));
+    js.jobs.push(job(
+        "libc",
+        LINUX,
+        &format!("OOOOOOOO{}", repeat('F', 12, 0)),
+    ));
+    let a = assess(
+        &nixpkgs_policy(),
+        &facts(vec![js]),
+        &Ledger::default(),
+        day(19),
+    );
+    let day5: Vec<_> = a
+        .transitions
+        .iter()
+        .filter(|t| t.bad.id == 3_000_005)
+        .collect();
+    assert_eq!(day5.len(), 1, "{:?}", a.transitions);
+    assert_eq!(
+        day5[0].jobs,
+        vec![
+            ("liba".to_owned(), LINUX.to_owned()),
+            ("libb".to_owned(), ARM.to_owned())
+        ]
+    );
+    assert_eq!(
+        day5[0].compare.as_deref(),
+        Some(
+            format!(
+                "https://github.com/NixOS/nixpkgs/compare/{}...{}",
+                rev(4),
+                rev(5)
+            )
+            .as_str()
+        )
+    );
+    let notice = plan(
+        &nixpkgs_policy(),
+        &facts(vec![{
+            let mut js = trunk(20);
+            js.jobs.push(job("liba", LINUX, &breaks_on_day_5(20)));
+            js
+        }]),
+        &Ledger::default(),
+        day(19),
+    );
+    let ev = &notice.actions[0].evidence.jobs[0];
+    assert_eq!(ev.last_good.as_ref().map(|g| g.eval.id), Some(3_000_004));
+    assert!(ev.compare.is_some());
+}
+
+#[test]
+fn a_package_marked_broken_everywhere_is_warned_then_retired_after_a_release_cycle() {
+    let gone_after_mark = format!("OOOOO{}{}", repeat('F', 60, 10), ".".repeat(195));
+    let mut js = trunk(260);
+    js.jobs.push(job("oldlib", LINUX, &gone_after_mark));
+    let mut mark = record(
+        1,
+        ActionKind::MarkBroken,
+        "oldlib",
+        &[LINUX],
+        RecordState::Merged,
+        day(61),
+    );
+    mark.all_platforms = true;
+    mark.closed_at = Some(day(64));
+    let ledger = Ledger {
+        actions: vec![mark.clone()],
+        opt_outs: vec![],
+    };
+    let (events, _, _) = replay(&nixpkgs_policy(), &facts(vec![js]), ledger, 200, 259, None);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.day, e.kind, e.step.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (218, ActionKind::Remind, Some("retire-warning".to_owned())),
+            (246, ActionKind::Retire, None)
+        ],
+        "26 weeks after the merge on day 64, warned 4 weeks before:\n{}",
+        timeline(&events)
+    );
+
+    // Someone fixed and unmarked it: it builds again, so it stays.
+    let mut js = trunk(260);
+    js.jobs.push(job(
+        "oldlib",
+        LINUX,
+        &format!(
+            "OOOOO{}{}{}",
+            repeat('F', 60, 10),
+            ".".repeat(100),
+            repeat('O', 95, 0)
+        ),
+    ));
+    let ledger = Ledger {
+        actions: vec![mark],
+        opt_outs: vec![],
+    };
+    let (events, _, _) = replay(&nixpkgs_policy(), &facts(vec![js]), ledger, 200, 259, None);
+    assert!(events.is_empty(), "{}", timeline(&events));
+}
