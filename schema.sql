@@ -109,3 +109,14 @@ CREATE TABLE opt_outs (
     revoked_at  INTEGER                  -- marker or label seen gone
 );
 CREATE INDEX opt_outs_by_attr ON opt_outs (attr);
+
+-- version 3: commands humans gave in comments, each handled once
+
+CREATE TABLE handled_comments (
+    id       INTEGER PRIMARY KEY,        -- GitHub comment id
+    number   INTEGER NOT NULL,           -- issue or pull request
+    author   TEXT NOT NULL,
+    body     TEXT NOT NULL,
+    accepted INTEGER NOT NULL,           -- 1: obeyed; 0: declined (not allowed, or not understood)
+    at       INTEGER NOT NULL
+);

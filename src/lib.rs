@@ -7,6 +7,7 @@
 //! it all as a service. [`sim`] is a Hydra look-alike for the demo, tests and
 //! benchmarks. See `DESIGN.md` in the repository for the whole pipeline.
 
+pub mod act;
 pub mod config;
 pub mod daemon;
 pub mod digest;

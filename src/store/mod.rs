@@ -8,6 +8,7 @@
 //! [`crate::history`]), or leave an eval half-written: every eval is one
 //! transaction, so a kill at any moment leaves the previous complete state.
 
+mod act;
 mod facts;
 mod read;
 mod write;

@@ -1,0 +1,809 @@
+//! Acting on the plan: GitHub issues, comments and pull requests, exactly once.
+//!
+//! Owns: carrying out a [`Plan`] through a [`Forge`] and a [`Publisher`],
+//! reading back what humans did (merges, closes, commands in comments), and
+//! the ledger bookkeeping that makes all of it safe to repeat.
+//!
+//! Must never: decide what to do (the policy engine does), act without
+//! writing the intent to the ledger first, create twice what one crash may
+//! have created once, or obey anyone but a package's maintainers and the
+//! configured committers.
+//!
+//! Exactly once, across crashes: before every outward action an *intent* is
+//! written; after it, the *result*. A cycle starts by reconciling intents
+//! left without a result (the process died, or GitHub answered 5xx to a
+//! create): the bot looks for its own work — tracking issues and comments by
+//! their hidden markers, pull requests by their deterministic branch — and
+//! records what it finds, or a failure so that the engine plans it again.
+//! Nothing is ever created blindly a second time.
+
+pub mod commands;
+pub mod publish;
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use crate::forge::{Forge, ForgeError, Issue, NewIssue, NewPull, PullRequest, State};
+use crate::history::StatusClass;
+use crate::nixpkgs::NixpkgsError;
+use crate::policy::{
+    Action, ActionKind, ActionRecord, Facts, OptOutKind, Plan, Policy, RecordState,
+};
+use crate::store::{ActionResult, NewAction, NewOptOut, Store, StoreError};
+
+pub use publish::{Edit, GitPublisher, Published, Publisher};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Validated settings of the act stage.
+#[derive(Debug, Clone)]
+pub struct ActSettings {
+    /// `owner/name` of the repository acted on.
+    pub repo: String,
+    pub base_branch: String,
+    /// Owner of the fork pull requests come from.
+    pub fork_owner: String,
+    /// Label on everything the bot opens; also how it finds its own issues.
+    pub label: String,
+    /// How people address the bot in comments, e.g. `@hydra-sentinel`.
+    pub mention: String,
+    /// People besides a package's maintainers whose commands count.
+    pub committers: Vec<String>,
+}
+
+/// What one act cycle did, line by line, for the log and the CLI.
+#[derive(Debug, Clone, Default)]
+pub struct ActReport {
+    pub lines: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl ActReport {
+    fn did(&mut self, line: String) {
+        tracing::info!("{line}");
+        self.lines.push(line);
+    }
+
+    fn failed(&mut self, line: String) {
+        tracing::warn!("{line}");
+        self.errors.push(line);
+    }
+}
+
+/// The branch of a pull request: deterministic, so a crash or a lost
+/// database finds the same branch again.
+pub fn branch_for(kind: ActionKind, batch: Option<&str>, attr: Option<&str>) -> String {
+    let what = match kind {
+        ActionKind::Retire => "retire",
+        _ => "mark-broken",
+    };
+    let key: String = batch
+        .or(attr)
+        .unwrap_or("unnamed")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("hydra-sentinel/{what}/{}", key.trim_matches('.'))
+}
+
+/// The attribute a tracking issue is about, from its marker.
+fn tracked_attr(issue: &Issue) -> Option<String> {
+    let start =
+        issue.body.find("<!-- hydra-sentinel:notify:")? + "<!-- hydra-sentinel:notify:".len();
+    let end = issue.body[start..].find(" -->")?;
+    Some(issue.body[start..start + end].to_owned())
+}
+
+/// Whether every job of `attr` that failed is now ok (or gone), in the jobsets acted on.
+fn recovered(facts: &Facts, policy: &Policy, attr: &str) -> bool {
+    let mut seen = false;
+    for jobset in facts
+        .jobsets
+        .iter()
+        .filter(|j| policy.act_on.contains(&j.jobset))
+    {
+        let newest = jobset.evals.len().saturating_sub(1) as u32;
+        for job in jobset.jobs.iter().filter(|j| j.attr == attr) {
+            let Some(run) = job.runs.last() else { continue };
+            seen = true;
+            let present = run.last >= newest;
+            if present
+                && matches!(
+                    run.class(),
+                    StatusClass::Failing | StatusClass::DependencyFailed
+                )
+            {
+                return false;
+            }
+        }
+    }
+    seen
+}
+
+pub struct Actor<'a, F: Forge> {
+    pub forge: &'a F,
+    pub publisher: &'a dyn Publisher,
+    pub store: &'a Store,
+    pub settings: &'a ActSettings,
+    pub policy: &'a Policy,
+}
+
+impl<F: Forge> Actor<'_, F> {
+    fn issue_url(&self, number: u64) -> String {
+        format!("https://github.com/{}/issues/{number}", self.settings.repo)
+    }
+
+    fn head(&self, branch: &str) -> String {
+        format!("{}:{branch}", self.settings.fork_owner)
+    }
+
+    /// Before planning: settle intents left by an earlier run, and read back
+    /// what humans did since (merges, closes, commands, recoveries).
+    pub async fn prepare(
+        &self,
+        facts: &Facts,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let bot = self.forge.whoami().await?;
+        let own = self.forge.issues_by(&bot, &self.settings.label).await?;
+        self.reconcile(&bot, &own, now, report).await?;
+        self.follow_pull_requests(&bot, facts, now, report).await?;
+        self.follow_tracking_issues(&bot, &own, facts, now, report)
+            .await?;
+        Ok(())
+    }
+
+    fn tracking_issue<'i>(&self, own: &'i [Issue], attr: &str) -> Option<&'i Issue> {
+        let mut matching: Vec<&Issue> = own
+            .iter()
+            .filter(|i| render::has_marker(&i.body, "notify", attr))
+            .collect();
+        matching.sort_by_key(|i| (i.state != State::Open, std::cmp::Reverse(i.number)));
+        matching.first().copied()
+    }
+
+    async fn reconcile(
+        &self,
+        bot: &str,
+        own: &[Issue],
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let ledger = self.store.ledger()?;
+        for record in ledger
+            .actions
+            .iter()
+            .filter(|r| r.state == RecordState::Intent)
+        {
+            let attr = record.attr.as_deref().unwrap_or_default();
+            let found: Option<ActionResult> = match record.kind {
+                ActionKind::Hold => Some(done(now, None, None)),
+                ActionKind::Notify | ActionKind::Escalate => self
+                    .tracking_issue(own, attr)
+                    .map(|i| done(now, None, Some(i.number))),
+                ActionKind::Remind => match self.tracking_issue(own, attr) {
+                    Some(issue) => {
+                        let step = record.step.as_deref().unwrap_or("remind");
+                        let comments = self.forge.comments(issue.number).await?;
+                        comments
+                            .iter()
+                            .any(|c| {
+                                c.author == bot
+                                    && render::has_marker(&c.body, &format!("remind-{step}"), attr)
+                            })
+                            .then(|| done(now, None, Some(issue.number)))
+                    }
+                    None => None,
+                },
+                ActionKind::MarkBroken | ActionKind::Retire => {
+                    let branch =
+                        branch_for(record.kind, record.batch.as_deref(), record.attr.as_deref());
+                    self.forge
+                        .pull_by_head(&self.head(&branch))
+                        .await?
+                        .map(|pull| ActionResult {
+                            state: pull_state(&pull),
+                            at: now,
+                            pr: Some(pull.number),
+                            issue: None,
+                            error: None,
+                        })
+                }
+                ActionKind::ClosePr => match record.pr {
+                    Some(number) => {
+                        let pull = self.forge.pull(number).await?;
+                        (pull.state == State::Closed).then(|| done(now, Some(number), None))
+                    }
+                    None => None,
+                },
+            };
+            let result = found.unwrap_or(ActionResult {
+                state: RecordState::Failed,
+                at: now,
+                pr: None,
+                issue: None,
+                error: Some(
+                    "no trace of it on GitHub after an interruption; it will be planned again"
+                        .into(),
+                ),
+            });
+            report.did(format!(
+                "reconciled {} {}: {}",
+                record.kind,
+                attr,
+                result.state.as_str()
+            ));
+            self.store.record_result(record.id, &result)?;
+        }
+        Ok(())
+    }
+
+    async fn follow_pull_requests(
+        &self,
+        bot: &str,
+        facts: &Facts,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let ledger = self.store.ledger()?;
+        let mut pulls: BTreeMap<u64, Vec<&ActionRecord>> = BTreeMap::new();
+        for record in ledger
+            .actions
+            .iter()
+            .filter(|r| r.state == RecordState::Open)
+        {
+            if let Some(pr) = record.pr {
+                pulls.entry(pr).or_default().push(record);
+            }
+        }
+        for (number, records) in pulls {
+            let pull = self.forge.pull(number).await?;
+            let state = pull_state(&pull);
+            if state != RecordState::Open {
+                for record in &records {
+                    self.store.record_result(
+                        record.id,
+                        &ActionResult {
+                            state,
+                            at: now,
+                            pr: Some(number),
+                            issue: None,
+                            error: None,
+                        },
+                    )?;
+                }
+                report.did(format!(
+                    "pull request #{number} was {}",
+                    if state == RecordState::Merged {
+                        "merged"
+                    } else {
+                        "closed by a human; its packages are left alone as the policy says"
+                    }
+                ));
+                if state == RecordState::Closed {
+                    for record in &records {
+                        if let Some(attr) = &record.attr {
+                            self.store.record_opt_out(&NewOptOut {
+                                attr: attr.clone(),
+                                kind: OptOutKind::Snooze,
+                                recorded_at: now,
+                                until: Some(now + self.policy.opt_out.max_snooze.secs()),
+                                by: None,
+                                note: format!("pull request #{number} closed without merging"),
+                            })?;
+                        }
+                    }
+                }
+                continue;
+            }
+            let attrs: Vec<String> = records.iter().filter_map(|r| r.attr.clone()).collect();
+            self.handle_commands(bot, number, &attrs, facts, now, report)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn follow_tracking_issues(
+        &self,
+        bot: &str,
+        own: &[Issue],
+        facts: &Facts,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        for issue in own.iter().filter(|i| i.state == State::Open) {
+            let Some(attr) = tracked_attr(issue) else {
+                continue;
+            };
+            if recovered(facts, self.policy, &attr) {
+                self.forge
+                    .comment(issue.number, &render::issue_recovered_comment(&attr))
+                    .await?;
+                self.forge
+                    .edit_issue(issue.number, None, Some(State::Closed))
+                    .await?;
+                report.did(format!(
+                    "closed tracking issue #{} of {attr}: it builds again",
+                    issue.number
+                ));
+                continue;
+            }
+            self.handle_commands(
+                bot,
+                issue.number,
+                std::slice::from_ref(&attr),
+                facts,
+                now,
+                report,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Obey (or decline) the commands in the comments of issue or PR `number`.
+    async fn handle_commands(
+        &self,
+        bot: &str,
+        number: u64,
+        attrs: &[String],
+        facts: &Facts,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        for comment in self.forge.comments(number).await? {
+            if comment.author.eq_ignore_ascii_case(bot) || self.store.command_handled(comment.id)? {
+                continue;
+            }
+            let Some(parsed) = commands::parse(&comment.body, &self.settings.mention) else {
+                continue;
+            };
+            let maintainers: Vec<String> = attrs
+                .iter()
+                .flat_map(|a| facts.maintainers.get(a).cloned().unwrap_or_default())
+                .collect();
+            let (reply, accepted) = match parsed {
+                Err(help) => (help, false),
+                Ok(_)
+                    if !commands::may_command(
+                        &comment.author,
+                        &maintainers,
+                        &self.settings.committers,
+                        bot,
+                    ) =>
+                {
+                    (
+                        format!(
+                            "only the maintainers of {} and nixpkgs committers can give me commands; ignoring this one.",
+                            attrs
+                                .iter()
+                                .map(|a| format!("`{a}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        false,
+                    )
+                }
+                Ok(command) => {
+                    let max = self.policy.opt_out.max_snooze.secs();
+                    let (span, what) = match command {
+                        commands::Command::Snooze(p) => (p.secs().min(max), "snooze"),
+                        commands::Command::NotBroken => (max, "not-broken"),
+                    };
+                    let until = now + span;
+                    for attr in attrs {
+                        self.store.record_opt_out(&NewOptOut {
+                            attr: attr.clone(),
+                            kind: OptOutKind::Snooze,
+                            recorded_at: now,
+                            until: Some(until),
+                            by: Some(comment.author.clone()),
+                            note: format!("{what} in a comment on #{number}"),
+                        })?;
+                    }
+                    (
+                        format!(
+                            "understood: I leave this alone until {}.",
+                            crate::report::time(until).get(..10).unwrap_or_default()
+                        ),
+                        true,
+                    )
+                }
+            };
+            // Remember first: a crash after replying must not reply twice;
+            // a lost reply is the lesser evil.
+            self.store.record_command(
+                comment.id,
+                number,
+                &comment.author,
+                &comment.body,
+                accepted,
+                now,
+            )?;
+            self.forge
+                .comment(number, &render::command_reply(&comment.author, &reply))
+                .await?;
+            report.did(format!(
+                "#{number}: {} command from {}",
+                if accepted { "obeyed" } else { "declined" },
+                comment.author
+            ));
+        }
+        Ok(())
+    }
+
+    /// Carry out the plan.
+    pub async fn execute(
+        &self,
+        plan: &Plan,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let bot = self.forge.whoami().await?;
+        let mut own = self.forge.issues_by(&bot, &self.settings.label).await?;
+        let mut prs: BTreeMap<String, Vec<&Action>> = BTreeMap::new();
+        for action in &plan.actions {
+            let attr = action.attr.clone().unwrap_or_default();
+            match action.kind {
+                ActionKind::Hold => {
+                    let id = self
+                        .store
+                        .record_intent(&NewAction::from_action(action, vec![]), now)?;
+                    self.store.record_result(id, &done(now, None, None))?;
+                    report.did(format!("hold: {}", action.reason));
+                }
+                ActionKind::Notify | ActionKind::Remind | ActionKind::Escalate => {
+                    let pinged = if action.kind == ActionKind::Escalate {
+                        action.evidence.escalate_to.clone()
+                    } else {
+                        action.evidence.maintainers.clone()
+                    };
+                    let id = self
+                        .store
+                        .record_intent(&NewAction::from_action(action, pinged), now)?;
+                    match self.tell(action, &attr, &mut own).await {
+                        Ok(issue) => {
+                            self.store
+                                .record_result(id, &done(now, None, Some(issue)))?;
+                            report.did(format!("{} {attr} in #{issue}", action.kind));
+                        }
+                        Err(e) => self.settle_failure(
+                            id,
+                            &e,
+                            now,
+                            report,
+                            &format!("{} {attr}", action.kind),
+                        )?,
+                    }
+                }
+                ActionKind::MarkBroken | ActionKind::Retire => {
+                    prs.entry(branch_for(
+                        action.kind,
+                        action.batch.as_deref(),
+                        action.attr.as_deref(),
+                    ))
+                    .or_default()
+                    .push(action);
+                }
+                ActionKind::ClosePr => {
+                    let Some(number) = action.evidence.pr else {
+                        continue;
+                    };
+                    let id = self
+                        .store
+                        .record_intent(&NewAction::from_action(action, vec![]), now)?;
+                    let closed = async {
+                        self.forge
+                            .comment(number, &render::recovered_comment(action))
+                            .await?;
+                        self.forge.close_pull(number).await
+                    };
+                    match closed.await {
+                        Ok(_) => {
+                            self.store
+                                .record_result(id, &done(now, Some(number), None))?;
+                            report.did(format!("closed #{number}: {attr} builds again"));
+                        }
+                        Err(e) => {
+                            self.settle_failure(id, &e, now, report, &format!("close #{number}"))?
+                        }
+                    }
+                }
+            }
+        }
+        for (branch, actions) in prs {
+            self.open_pull(&bot, &branch, &actions, now, report).await?;
+        }
+        Ok(())
+    }
+
+    /// Post a notice, reminder or escalation; returns the tracking issue.
+    async fn tell(
+        &self,
+        action: &Action,
+        attr: &str,
+        own: &mut Vec<Issue>,
+    ) -> Result<u64, ForgeError> {
+        let body = render::tracking_body(action, &self.settings.mention);
+        let existing = self
+            .tracking_issue(own, attr)
+            .filter(|i| i.state == State::Open)
+            .map(|i| i.number);
+        let number = match existing {
+            Some(number) => {
+                if action.kind == ActionKind::Notify {
+                    self.forge.edit_issue(number, Some(&body), None).await?;
+                }
+                number
+            }
+            None => {
+                let issue = self
+                    .forge
+                    .create_issue(&NewIssue {
+                        title: render::tracking_title(attr),
+                        body,
+                        labels: vec![self.settings.label.clone()],
+                    })
+                    .await?;
+                let number = issue.number;
+                own.push(issue);
+                if action.kind == ActionKind::Notify {
+                    return Ok(number);
+                }
+                number
+            }
+        };
+        match action.kind {
+            ActionKind::Remind => {
+                self.forge
+                    .comment(number, &render::reminder_comment(action))
+                    .await?;
+            }
+            ActionKind::Escalate => {
+                self.forge
+                    .comment(number, &render::escalation_comment(action))
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(number)
+    }
+
+    async fn open_pull(
+        &self,
+        bot: &str,
+        branch: &str,
+        actions: &[&Action],
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        // A human already working on one of these packages wins: wait.
+        for action in actions {
+            let attr = action.attr.as_deref().unwrap_or_default();
+            let theirs: Vec<u64> = self
+                .forge
+                .open_pulls_mentioning(&format!("{attr}:"))
+                .await?
+                .into_iter()
+                .filter(|p| !p.author.eq_ignore_ascii_case(bot))
+                .map(|p| p.number)
+                .collect();
+            if !theirs.is_empty() {
+                report.did(format!(
+                    "paused {branch}: a human's open pull request #{} concerns {attr}",
+                    theirs[0]
+                ));
+                return Ok(());
+            }
+        }
+        let ids: Vec<i64> = actions
+            .iter()
+            .map(|a| {
+                self.store
+                    .record_intent(&NewAction::from_action(a, vec![]), now)
+            })
+            .collect::<Result<_, _>>()?;
+        let edits: Vec<Edit> = actions.iter().map(|a| edit_for(a, now)).collect();
+        let title = pull_title(actions);
+        let ledger = self.store.ledger()?;
+        let told: Vec<&ActionRecord> = ledger
+            .actions
+            .iter()
+            .filter(|r| {
+                matches!(r.kind, ActionKind::Notify | ActionKind::Remind)
+                    && r.state == RecordState::Done
+            })
+            .filter(|r| actions.iter().any(|a| a.attr == r.attr))
+            .collect();
+        let key = branch.rsplit('/').next().unwrap_or(branch);
+        let body = render::pull_body(actions, &told, key, &self.settings.mention, |n| {
+            self.issue_url(n)
+        });
+        let message = crate::nixpkgs::git::commit_message(&title, &evidence_lines(actions));
+        let published = match self.publisher.publish(branch, &message, &edits) {
+            Ok(p) => p,
+            Err(e) => {
+                let error = crate::error_chain(&e);
+                for id in &ids {
+                    self.store.record_result(*id, &failed(now, &error))?;
+                }
+                report.failed(format!("cannot prepare {branch}: {error}"));
+                return Ok(());
+            }
+        };
+        let head = self.head(branch);
+        let pull = match self.forge.pull_by_head(&head).await? {
+            Some(pull) if pull.state == State::Open => {
+                self.forge
+                    .edit_issue(pull.number, Some(&body), None)
+                    .await?;
+                Ok(pull)
+            }
+            _ => {
+                let new = NewPull {
+                    title: title.clone(),
+                    head,
+                    base: self.settings.base_branch.clone(),
+                    body,
+                };
+                self.forge
+                    .create_pull(&new, std::slice::from_ref(&self.settings.label))
+                    .await
+            }
+        };
+        match pull {
+            Ok(pull) => {
+                for id in &ids {
+                    self.store.record_result(
+                        *id,
+                        &ActionResult {
+                            state: RecordState::Open,
+                            at: now,
+                            pr: Some(pull.number),
+                            issue: None,
+                            error: None,
+                        },
+                    )?;
+                }
+                report.did(format!(
+                    "pull request #{} \"{title}\" ({} at {})",
+                    pull.number,
+                    branch,
+                    &published.commit[..12.min(published.commit.len())]
+                ));
+            }
+            Err(e) => {
+                for id in &ids {
+                    self.settle_failure(*id, &e, now, report, &format!("open {branch}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A failed outward call: a clear failure is recorded (the engine plans
+    /// it again); an ambiguous one leaves the intent for reconciliation.
+    fn settle_failure(
+        &self,
+        id: i64,
+        error: &ForgeError,
+        now: i64,
+        report: &mut ActReport,
+        what: &str,
+    ) -> Result<(), ActError> {
+        if error.is_ambiguous() {
+            report.failed(format!(
+                "{what}: outcome unknown ({error}); will reconcile next cycle"
+            ));
+            return Ok(());
+        }
+        self.store
+            .record_result(id, &failed(now, &crate::error_chain(error)))?;
+        report.failed(format!("{what}: {}", crate::error_chain(error)));
+        Ok(())
+    }
+}
+
+fn done(at: i64, pr: Option<u64>, issue: Option<u64>) -> ActionResult {
+    ActionResult {
+        state: RecordState::Done,
+        at,
+        pr,
+        issue,
+        error: None,
+    }
+}
+
+fn failed(at: i64, error: &str) -> ActionResult {
+    ActionResult {
+        state: RecordState::Failed,
+        at,
+        pr: None,
+        issue: None,
+        error: Some(error.to_owned()),
+    }
+}
+
+fn pull_state(pull: &PullRequest) -> RecordState {
+    match (pull.state, pull.merged) {
+        (State::Open, _) => RecordState::Open,
+        (State::Closed, true) => RecordState::Merged,
+        (State::Closed, false) => RecordState::Closed,
+    }
+}
+
+fn edit_for(action: &Action, now: i64) -> Edit {
+    let attr = action.attr.clone().unwrap_or_default();
+    let first = action
+        .evidence
+        .jobs
+        .iter()
+        .min_by_key(|j| j.since.time.clone());
+    match action.kind {
+        ActionKind::Retire => Edit::Retire {
+            attr,
+            reason: action.reason.clone(),
+            date: crate::report::time(now)
+                .get(..10)
+                .unwrap_or("1970-01-01")
+                .to_owned(),
+        },
+        _ => Edit::MarkBroken {
+            attr,
+            systems: if action.all_platforms {
+                Vec::new()
+            } else {
+                action.systems.clone()
+            },
+            since: first.map(|j| j.since.time.get(..10).unwrap_or(&j.since.time).to_owned()),
+            build_url: first.map(|j| j.last_build.clone()),
+        },
+    }
+}
+
+fn pull_title(actions: &[&Action]) -> String {
+    let retire = actions.iter().any(|a| a.kind == ActionKind::Retire);
+    match actions {
+        [one] => {
+            let attr = one.attr.as_deref().unwrap_or_default();
+            if retire {
+                crate::nixpkgs::git::retire_title(attr)
+            } else if one.all_platforms {
+                format!("{attr}: mark broken")
+            } else {
+                format!("{attr}: mark broken on {}", one.systems.join(", "))
+            }
+        }
+        many if retire => format!(
+            "treewide: move {} long-broken packages to the attic",
+            many.len()
+        ),
+        many => format!("treewide: mark {} packages broken", many.len()),
+    }
+}
+
+fn evidence_lines(actions: &[&Action]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|a| format!("{}: {}", a.attr.as_deref().unwrap_or_default(), a.reason))
+        .collect()
+}
+
+impl From<NixpkgsError> for ActError {
+    fn from(e: NixpkgsError) -> ActError {
+        ActError::Forge(ForgeError::Settings(e.to_string()))
+    }
+}

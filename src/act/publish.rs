@@ -1,0 +1,305 @@
+//! Turning planned edits into a branch on the bot's fork.
+//!
+//! The nixpkgs checkout is the daemon's own clone. Each publication fetches
+//! the base branch from `origin`, builds the edits on top of it from git
+//! objects alone (the checkout's working tree is never touched), commits on
+//! a deterministic branch and force-pushes it to the fork: publishing the
+//! same plan twice gives the same branch, so a retry after a crash is safe.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use git2::Repository;
+
+use crate::nixpkgs::changes::{Change, ChangeSet};
+use crate::nixpkgs::git::{CommitSpec, GitTree, Token, commit_change_set, push_branch};
+use crate::nixpkgs::maintainers::{MaintainerDirectory, meta_maintainers};
+use crate::nixpkgs::mark_broken::{Evidence as EditEvidence, MarkBrokenRequest, mark_attr_broken};
+use crate::nixpkgs::retire::{Date, RetireRequest, plan_retirement};
+use crate::nixpkgs::source::TreeSource;
+use crate::nixpkgs::{Index, NixpkgsError, Platforms, System, locate};
+
+/// One package edit of a pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    MarkBroken {
+        attr: String,
+        /// Empty: every platform.
+        systems: Vec<String>,
+        since: Option<String>,
+        build_url: Option<String>,
+    },
+    Retire {
+        attr: String,
+        reason: String,
+        /// `YYYY-MM-DD`, for the alias comment.
+        date: String,
+    },
+}
+
+impl Edit {
+    pub fn attr(&self) -> &str {
+        match self {
+            Edit::MarkBroken { attr, .. } | Edit::Retire { attr, .. } => attr,
+        }
+    }
+}
+
+/// The result of a publication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub commit: String,
+    /// Edits that changed nothing (the package is already marked), by attribute.
+    pub unchanged: Vec<String>,
+}
+
+/// Where pull request branches come from. The real one uses git; tests of
+/// the stages above may use a fake.
+pub trait Publisher {
+    /// Build `edits` on top of the base branch as one commit on `branch`
+    /// and push it to the fork. Idempotent.
+    fn publish(
+        &self,
+        branch: &str,
+        message: &str,
+        edits: &[Edit],
+    ) -> Result<Published, NixpkgsError>;
+
+    /// GitHub logins of each attribute's maintainers, where they can be
+    /// resolved; attributes that cannot be located are left out.
+    fn maintainers(&self, attrs: &[String]) -> BTreeMap<String, Vec<String>>;
+}
+
+/// Publishes from a nixpkgs checkout with git2.
+pub struct GitPublisher {
+    pub checkout: PathBuf,
+    /// The remote the base branch is fetched from (`origin`).
+    pub upstream: String,
+    pub base_branch: String,
+    /// The fork's push URL.
+    pub push_url: String,
+    pub token: Option<Token>,
+    /// Attic folder relative to the checkout.
+    pub attic: PathBuf,
+    pub author_name: String,
+    pub author_email: String,
+}
+
+impl GitPublisher {
+    fn repo(&self) -> Result<Repository, NixpkgsError> {
+        Repository::open(&self.checkout)
+            .map_err(|e| NixpkgsError::git(format!("open {}", self.checkout.display()), &e))
+    }
+
+    fn base_ref(&self) -> String {
+        format!("{}/{}", self.upstream, self.base_branch)
+    }
+
+    /// Bring `origin/<base>` up to date.
+    fn fetch(&self, repo: &Repository) -> Result<(), NixpkgsError> {
+        let mut remote = repo
+            .find_remote(&self.upstream)
+            .map_err(|e| NixpkgsError::git(format!("remote {}", self.upstream), &e))?;
+        let refspec = format!(
+            "+refs/heads/{0}:refs/remotes/{1}/{0}",
+            self.base_branch, self.upstream
+        );
+        remote.fetch(&[refspec.as_str()], None, None).map_err(|e| {
+            NixpkgsError::git(
+                format!("fetch {} from {}", self.base_branch, self.upstream),
+                &e,
+            )
+        })
+    }
+}
+
+fn platforms(systems: &[String]) -> Result<Platforms, NixpkgsError> {
+    if systems.is_empty() {
+        return Ok(Platforms::all());
+    }
+    let parsed: Result<Vec<System>, _> = systems.iter().map(|s| s.parse::<System>()).collect();
+    let parsed = parsed
+        .map_err(|_| NixpkgsError::InvalidInput(format!("unknown system among {systems:?}")))?;
+    Platforms::new(parsed).ok_or_else(|| NixpkgsError::InvalidInput("no systems".into()))
+}
+
+/// Compute the change set of all edits against one tree. Edits of the same
+/// file are applied one after the other.
+pub fn plan_edits(
+    index: &Index,
+    source: &dyn TreeSource,
+    attic: &std::path::Path,
+    edits: &[Edit],
+) -> Result<(ChangeSet, Vec<String>), NixpkgsError> {
+    let overlay = Overlay {
+        base: source,
+        written: std::cell::RefCell::new(BTreeMap::new()),
+    };
+    let mut all = ChangeSet::default();
+    let mut unchanged = Vec::new();
+    for edit in edits {
+        let changes = match edit {
+            Edit::MarkBroken {
+                attr,
+                systems,
+                since,
+                build_url,
+            } => {
+                let request = MarkBrokenRequest {
+                    platforms: platforms(systems)?,
+                    evidence: EditEvidence {
+                        since: since.clone(),
+                        build_url: build_url.clone(),
+                        note: None,
+                    },
+                    meta_line: None,
+                };
+                mark_attr_broken(index, &overlay, None, attr, &request)?.2
+            }
+            Edit::Retire { attr, reason, date } => {
+                let request = RetireRequest {
+                    attic: attic.to_owned(),
+                    date: Date::parse(date)?,
+                    reason: reason.clone(),
+                    reference: None,
+                };
+                plan_retirement(index, &overlay, attr, &request)?.changes
+            }
+        };
+        if changes.is_empty() {
+            unchanged.push(edit.attr().to_owned());
+        }
+        for change in changes.changes {
+            overlay.record(&change);
+            all.changes.push(change);
+        }
+    }
+    Ok((merge_writes(all), unchanged))
+}
+
+/// Several writes of one file become one write from the first old text to
+/// the last new text.
+fn merge_writes(set: ChangeSet) -> ChangeSet {
+    let mut out: Vec<Change> = Vec::new();
+    for change in set.changes {
+        if let Change::Write { path, new, .. } = &change
+            && let Some(Change::Write { new: earlier, .. }) = out
+                .iter_mut()
+                .find(|c| matches!(c, Change::Write { path: p, .. } if p == path))
+        {
+            *earlier = new.clone();
+            continue;
+        }
+        out.push(change);
+    }
+    ChangeSet { changes: out }
+}
+
+/// A tree with this publication's earlier writes laid over it, so two edits
+/// of one file (a batch) build on each other.
+struct Overlay<'a> {
+    base: &'a dyn TreeSource,
+    written: std::cell::RefCell<BTreeMap<PathBuf, String>>,
+}
+
+impl Overlay<'_> {
+    fn record(&self, change: &Change) {
+        if let Change::Write { path, new, .. } = change {
+            self.written.borrow_mut().insert(path.clone(), new.clone());
+        }
+    }
+}
+
+impl TreeSource for Overlay<'_> {
+    fn read(&self, path: &std::path::Path) -> Result<Option<String>, NixpkgsError> {
+        if let Some(text) = self.written.borrow().get(path) {
+            return Ok(Some(text.clone()));
+        }
+        self.base.read(path)
+    }
+
+    fn list_dir(&self, path: &std::path::Path) -> Result<Vec<String>, NixpkgsError> {
+        self.base.list_dir(path)
+    }
+
+    fn is_dir(&self, path: &std::path::Path) -> bool {
+        self.base.is_dir(path)
+    }
+
+    fn is_file(&self, path: &std::path::Path) -> bool {
+        self.written.borrow().contains_key(path) || self.base.is_file(path)
+    }
+
+    fn files_under(&self, path: &std::path::Path) -> Result<Vec<PathBuf>, NixpkgsError> {
+        self.base.files_under(path)
+    }
+}
+
+impl Publisher for GitPublisher {
+    fn publish(
+        &self,
+        branch: &str,
+        message: &str,
+        edits: &[Edit],
+    ) -> Result<Published, NixpkgsError> {
+        let repo = self.repo()?;
+        self.fetch(&repo)?;
+        let base = self.base_ref();
+        let (changes, unchanged) = {
+            let tree = GitTree::open(&repo, &base)?;
+            let index = Index::build(&tree)?;
+            plan_edits(&index, &tree, &self.attic, edits)?
+        };
+        if changes.is_empty() {
+            return Err(NixpkgsError::InvalidInput(format!(
+                "nothing to change: {} already as asked on {base}",
+                unchanged.join(", ")
+            )));
+        }
+        let spec = CommitSpec {
+            branch: branch.to_owned(),
+            base,
+            message: message.to_owned(),
+            author_name: self.author_name.clone(),
+            author_email: self.author_email.clone(),
+            force: true,
+        };
+        let commit = commit_change_set(&repo, &changes, &spec)?;
+        push_branch(&repo, &self.push_url, branch, self.token.as_ref(), true)?;
+        Ok(Published {
+            commit: commit.to_string(),
+            unchanged,
+        })
+    }
+
+    fn maintainers(&self, attrs: &[String]) -> BTreeMap<String, Vec<String>> {
+        let mut found = BTreeMap::new();
+        let Ok(repo) = self.repo() else { return found };
+        let _ = self.fetch(&repo);
+        let Ok(tree) = GitTree::open(&repo, &self.base_ref()) else {
+            return found;
+        };
+        let Ok(index) = Index::build(&tree) else {
+            return found;
+        };
+        let Ok(directory) = MaintainerDirectory::load(&tree) else {
+            return found;
+        };
+        for attr in attrs {
+            let Ok(located) = locate(&index, &tree, None, attr) else {
+                continue;
+            };
+            let Ok(Some(text)) = tree.read(&located.location.file) else {
+                continue;
+            };
+            let Ok(meta) = meta_maintainers(&text, &located.location.file, None) else {
+                continue;
+            };
+            let logins = directory.resolve(&meta).github_logins();
+            if !logins.is_empty() {
+                found.insert(attr.clone(), logins);
+            }
+        }
+        found
+    }
+}
