@@ -30,6 +30,40 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// The policy file; `None`: the built-in `policies/nixpkgs.toml`.
     pub policy_file: Option<PathBuf>,
+    /// The nixpkgs clone the bot owns (for maintainers and edits).
+    pub nixpkgs_checkout: Option<PathBuf>,
+    /// Where and as whom to act on GitHub; `None` until configured.
+    pub github: Option<GitHubConfig>,
+    pub act: ActConfig,
+}
+
+/// The `[github]` section.
+#[derive(Debug, Clone)]
+pub struct GitHubConfig {
+    pub api_url: Url,
+    /// `owner/name` of the repository acted on.
+    pub repo: String,
+    pub base_branch: String,
+    /// `owner/name` of the bot's fork, where branches are pushed.
+    pub fork: String,
+    pub push_url: String,
+    /// The token's file (a systemd credential); read when needed, never logged.
+    pub token_file: PathBuf,
+}
+
+/// The `[act]` section.
+#[derive(Debug, Clone)]
+pub struct ActConfig {
+    /// Dry-run until a committer turns this on.
+    pub enabled: bool,
+    /// Logins whose commands count besides a package's maintainers.
+    pub committers: Vec<String>,
+    pub label: String,
+    pub mention: String,
+    /// Attic folder, relative to the checkout.
+    pub attic: PathBuf,
+    pub author_name: String,
+    pub author_email: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -270,6 +304,47 @@ impl Config {
         } else {
             None
         };
+        let github = match raw.github {
+            None => None,
+            Some(g) => {
+                let api_url = Url::parse(g.api_url.get_ref()).map_err(|e| {
+                    invalid(
+                        g.api_url.span(),
+                        format!("github.api_url is not a URL: {e}"),
+                    )
+                })?;
+                for field in [&g.repo, &g.fork] {
+                    let ok = field
+                        .get_ref()
+                        .split('/')
+                        .filter(|p| is_hydra_name(p))
+                        .count()
+                        == 2
+                        && field.get_ref().matches('/').count() == 1;
+                    if !ok {
+                        return Err(invalid(
+                            field.span(),
+                            format!("{:?} is not owner/name", field.get_ref()),
+                        ));
+                    }
+                }
+                Some(GitHubConfig {
+                    api_url,
+                    repo: g.repo.into_inner(),
+                    base_branch: g.base_branch,
+                    fork: g.fork.into_inner(),
+                    push_url: g.push_url,
+                    token_file: g.token_file,
+                })
+            }
+        };
+        let nixpkgs_checkout = raw.nixpkgs.map(|n| n.checkout);
+        if *raw.act.enabled.get_ref() && (github.is_none() || nixpkgs_checkout.is_none()) {
+            return Err(invalid(
+                raw.act.enabled.span(),
+                "act.enabled needs a [github] section and [nixpkgs] checkout".into(),
+            ));
+        }
         Ok(Config {
             daemon: DaemonSettings {
                 interval: Duration::from_secs(*daemon.interval_secs.get_ref()),
@@ -286,6 +361,17 @@ impl Config {
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
             },
             policy_file: raw.policy.file,
+            nixpkgs_checkout,
+            github,
+            act: ActConfig {
+                enabled: *raw.act.enabled.get_ref(),
+                committers: raw.act.committers,
+                label: raw.act.label,
+                mention: raw.act.mention,
+                attic: raw.act.attic,
+                author_name: raw.act.author_name,
+                author_email: raw.act.author_email,
+            },
         })
     }
 }
@@ -324,6 +410,63 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     policy: RawPolicyRef,
+    nixpkgs: Option<RawNixpkgs>,
+    github: Option<RawGitHub>,
+    #[serde(default)]
+    act: RawAct,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNixpkgs {
+    checkout: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGitHub {
+    #[serde(default = "default_api_url")]
+    api_url: Spanned<String>,
+    repo: Spanned<String>,
+    #[serde(default = "default_base_branch")]
+    base_branch: String,
+    fork: Spanned<String>,
+    push_url: String,
+    token_file: PathBuf,
+}
+
+fn default_api_url() -> Spanned<String> {
+    Spanned::new(0..0, "https://api.github.com".into())
+}
+
+fn default_base_branch() -> String {
+    "master".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAct {
+    enabled: Spanned<bool>,
+    committers: Vec<String>,
+    label: String,
+    mention: String,
+    attic: PathBuf,
+    author_name: String,
+    author_email: String,
+}
+
+impl Default for RawAct {
+    fn default() -> Self {
+        RawAct {
+            enabled: Spanned::new(0..0, false),
+            committers: Vec::new(),
+            label: "hydra-sentinel".into(),
+            mention: "@hydra-sentinel".into(),
+            attic: PathBuf::from("pkgs/attic"),
+            author_name: "hydra-sentinel".into(),
+            author_email: "hydra-sentinel@users.noreply.github.com".into(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -77,25 +77,34 @@ impl ActReport {
 }
 
 /// The branch of a pull request: deterministic, so a crash or a lost
-/// database finds the same branch again.
+/// database finds the same branch again. The policy's batch key names it
+/// (`mark-broken/maintainer/alice/1`); without one, the kind and attribute.
 pub fn branch_for(kind: ActionKind, batch: Option<&str>, attr: Option<&str>) -> String {
     let what = match kind {
         ActionKind::Retire => "retire",
         _ => "mark-broken",
     };
-    let key: String = batch
-        .or(attr)
-        .unwrap_or("unnamed")
+    let key = match (batch, attr) {
+        (Some(batch), _) => batch.to_owned(),
+        (None, Some(attr)) => format!("{what}/{attr}"),
+        (None, None) => format!("{what}/unnamed"),
+    };
+    let clean: String = key
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+            if c.is_ascii_alphanumeric() || "-_./".contains(c) {
                 c
             } else {
                 '-'
             }
         })
         .collect();
-    format!("hydra-sentinel/{what}/{}", key.trim_matches('.'))
+    let parts: Vec<&str> = clean
+        .split('/')
+        .map(|p| p.trim_matches('.'))
+        .filter(|p| !p.is_empty())
+        .collect();
+    format!("hydra-sentinel/{}", parts.join("/"))
 }
 
 /// The attribute a tracking issue is about, from its marker.
@@ -634,6 +643,31 @@ impl<F: Forge> Actor<'_, F> {
         });
         let message = crate::nixpkgs::git::commit_message(&title, &evidence_lines(actions));
         let published = match self.publisher.publish(branch, &message, &edits) {
+            Ok(Published {
+                commit: None,
+                unchanged,
+            }) => {
+                // nixpkgs already says what we would have said.
+                for id in &ids {
+                    self.store.record_result(
+                        *id,
+                        &ActionResult {
+                            state: RecordState::Done,
+                            at: now,
+                            pr: None,
+                            issue: None,
+                            error: Some(
+                                "already marked as asked in nixpkgs; nothing to propose".into(),
+                            ),
+                        },
+                    )?;
+                }
+                report.did(format!(
+                    "nothing to propose for {}: already as asked in nixpkgs",
+                    unchanged.join(", ")
+                ));
+                return Ok(());
+            }
             Ok(p) => p,
             Err(e) => {
                 let error = crate::error_chain(&e);
@@ -682,7 +716,12 @@ impl<F: Forge> Actor<'_, F> {
                     "pull request #{} \"{title}\" ({} at {})",
                     pull.number,
                     branch,
-                    &published.commit[..12.min(published.commit.len())]
+                    published
+                        .commit
+                        .as_deref()
+                        .unwrap_or_default()
+                        .get(..12)
+                        .unwrap_or_default()
                 ));
             }
             Err(e) => {
@@ -715,6 +754,98 @@ impl<F: Forge> Actor<'_, F> {
         report.failed(format!("{what}: {}", crate::error_chain(error)));
         Ok(())
     }
+}
+
+/// Attributes with a job failing now in the jobsets acted on: whose
+/// maintainers are worth resolving.
+pub fn failing_attrs(facts: &Facts, policy: &Policy) -> Vec<String> {
+    let mut attrs: Vec<String> = facts
+        .jobsets
+        .iter()
+        .filter(|j| policy.act_on.contains(&j.jobset))
+        .flat_map(|j| j.jobs.iter())
+        .filter(|job| {
+            job.runs
+                .last()
+                .is_some_and(|r| r.class() == StatusClass::Failing)
+        })
+        .map(|job| job.attr.clone())
+        .collect();
+    attrs.sort();
+    attrs.dedup();
+    attrs
+}
+
+/// What acting on `plan` would send, without sending anything: titles,
+/// branches, mentions, and with `full` the texts themselves.
+pub fn describe(plan: &Plan, settings: &ActSettings, full: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut prs: BTreeMap<String, Vec<&Action>> = BTreeMap::new();
+    for action in &plan.actions {
+        let attr = action.attr.as_deref().unwrap_or_default();
+        let (line, text) = match action.kind {
+            ActionKind::Hold => (format!("hold (nothing sent): {}", action.reason), None),
+            ActionKind::Notify => (
+                format!(
+                    "open or update issue \"{}\" (label {})",
+                    render::tracking_title(attr),
+                    settings.label
+                ),
+                Some(render::tracking_body(action, &settings.mention)),
+            ),
+            ActionKind::Remind => (
+                format!("comment a reminder on the tracking issue of {attr}"),
+                Some(render::reminder_comment(action)),
+            ),
+            ActionKind::Escalate => (
+                format!("comment an escalation on the tracking issue of {attr}"),
+                Some(render::escalation_comment(action)),
+            ),
+            ActionKind::ClosePr => (
+                format!(
+                    "comment and close pull request #{}",
+                    action.evidence.pr.unwrap_or_default()
+                ),
+                Some(render::recovered_comment(action)),
+            ),
+            ActionKind::MarkBroken | ActionKind::Retire => {
+                prs.entry(branch_for(
+                    action.kind,
+                    action.batch.as_deref(),
+                    action.attr.as_deref(),
+                ))
+                .or_default()
+                .push(action);
+                continue;
+            }
+        };
+        let _ = writeln!(out, "- {line}");
+        if let (true, Some(text)) = (full, text) {
+            let _ = writeln!(out, "\n{text}");
+        }
+    }
+    for (branch, actions) in prs {
+        let _ = writeln!(
+            out,
+            "- push {}:{branch} and open pull request \"{}\" against {}",
+            settings.fork_owner,
+            pull_title(&actions),
+            settings.base_branch
+        );
+        if full {
+            let key = branch.rsplit('/').next().unwrap_or(&branch);
+            let _ = writeln!(
+                out,
+                "\n{}",
+                render::pull_body(&actions, &[], key, &settings.mention, |n| format!("#{n}"))
+            );
+        }
+    }
+    if out.is_empty() {
+        out.push_str("- nothing to send\n");
+    }
+    out
 }
 
 fn done(at: i64, pr: Option<u64>, issue: Option<u64>) -> ActionResult {

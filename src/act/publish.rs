@@ -48,7 +48,8 @@ impl Edit {
 /// The result of a publication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
-    pub commit: String,
+    /// The commit pushed; `None` when nothing needed changing.
+    pub commit: Option<String>,
     /// Edits that changed nothing (the package is already marked), by attribute.
     pub unchanged: Vec<String>,
 }
@@ -251,10 +252,10 @@ impl Publisher for GitPublisher {
             plan_edits(&index, &tree, &self.attic, edits)?
         };
         if changes.is_empty() {
-            return Err(NixpkgsError::InvalidInput(format!(
-                "nothing to change: {} already as asked on {base}",
-                unchanged.join(", ")
-            )));
+            return Ok(Published {
+                commit: None,
+                unchanged,
+            });
         }
         let spec = CommitSpec {
             branch: branch.to_owned(),
@@ -267,7 +268,7 @@ impl Publisher for GitPublisher {
         let commit = commit_change_set(&repo, &changes, &spec)?;
         push_branch(&repo, &self.push_url, branch, self.token.as_ref(), true)?;
         Ok(Published {
-            commit: commit.to_string(),
+            commit: Some(commit.to_string()),
             unchanged,
         })
     }

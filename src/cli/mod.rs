@@ -1,6 +1,7 @@
 //! Command-line glue: each subcommand wires library pieces together. The only
 //! place besides `main` where `anyhow` is used.
 
+mod act;
 mod demo;
 mod policy;
 
@@ -90,6 +91,11 @@ enum Command {
     Retire(nixpkgs_cli::RetireArgs),
     /// What the policy says should happen now (a dry run).
     Plan(policy::PlanArgs),
+    /// One cycle: ingest, then plan and act (dry-run until `[act] enabled`).
+    Once(act::OnceArgs),
+    /// Plan and act on what is stored, without ingesting (`--dry-run` prints
+    /// every text that would be sent).
+    Act(act::ActArgs),
     /// In words: a package's history per platform, the rule that applies,
     /// what happens next and when, and how to stop it.
     Explain(policy::ExplainArgs),
@@ -149,6 +155,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::MarkBroken(args) => Ok(nixpkgs_cli::run_mark_broken(&args, &mut stdout)?.into()),
         Command::Retire(args) => Ok(nixpkgs_cli::run_retire(&args, &mut stdout)?.into()),
         Command::Plan(args) => policy::plan(&load_config()?, &args, &mut stdout),
+        Command::Once(args) => act::once(&load_config()?, &args, &mut stdout),
+        Command::Act(args) => act::act(&load_config()?, &args, &mut stdout),
         Command::Explain(args) => policy::explain(&load_config()?, &args, &mut stdout),
         Command::Backtest(args) => policy::backtest(&load_config()?, &args, &mut stdout),
         Command::Digest(args) => policy::digest(&load_config()?, &args, &mut stdout),

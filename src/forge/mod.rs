@@ -58,6 +58,11 @@ impl Secret {
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The same secret as git push credentials.
+    pub fn git_token(&self) -> crate::nixpkgs::git::Token {
+        crate::nixpkgs::git::Token::new(self.0.clone())
+    }
 }
 
 impl fmt::Debug for Secret {

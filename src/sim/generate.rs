@@ -35,6 +35,19 @@ pub struct SimSpec {
     pub scenarios: bool,
     /// Add jobs whose names are not attribute paths.
     pub hostile_jobs: bool,
+    /// Extra packages that fail (status 1) from an eval on, on some systems
+    /// (all when empty): to drive the later stages on packages that exist
+    /// in a nixpkgs tree under test.
+    pub planted: Vec<PlantedFailure>,
+}
+
+/// A package that starts failing at an eval.
+#[derive(Debug, Clone)]
+pub struct PlantedFailure {
+    pub attr: String,
+    /// Index of the first failing eval (0 is the oldest).
+    pub since: usize,
+    pub systems: Vec<String>,
 }
 
 impl SimSpec {
@@ -64,6 +77,7 @@ impl SimSpec {
             pending_share: 0.3,
             scenarios: true,
             hostile_jobs: true,
+            planted: Vec::new(),
         }
     }
 
@@ -144,7 +158,7 @@ enum Plan {
     Failing {
         since: usize,
         until: Option<usize>,
-        systems: Vec<&'static str>,
+        systems: Vec<String>,
         status: i64,
     },
     /// Fails when `root` fails, with status 2.
@@ -189,7 +203,7 @@ impl SimHydra {
                 Plan::Failing {
                     since: 1,
                     until: None,
-                    systems: vec![],
+                    systems: Vec::new(),
                     status: 1,
                 },
                 "fails on every platform since the second eval".into(),
@@ -199,7 +213,7 @@ impl SimHydra {
                 Plan::Failing {
                     since: at(0.3),
                     until: None,
-                    systems: vec![],
+                    systems: Vec::new(),
                     status: 1,
                 },
                 "a root failure with dependency victims".into(),
@@ -218,7 +232,7 @@ impl SimHydra {
                 Plan::Failing {
                     since: at(0.2),
                     until: None,
-                    systems: vec!["x86_64-darwin", "aarch64-darwin"],
+                    systems: vec!["x86_64-darwin".into(), "aarch64-darwin".into()],
                     status: 1,
                 },
                 "fails on both darwins only".into(),
@@ -228,7 +242,7 @@ impl SimHydra {
                 Plan::Failing {
                     since: at(0.4),
                     until: None,
-                    systems: vec!["aarch64-linux"],
+                    systems: vec!["aarch64-linux".into()],
                     status: 1,
                 },
                 "fails on aarch64-linux only".into(),
@@ -238,7 +252,7 @@ impl SimHydra {
                 Plan::Failing {
                     since: at(0.5),
                     until: None,
-                    systems: vec!["x86_64-linux"],
+                    systems: vec!["x86_64-linux".into()],
                     status: 7,
                 },
                 "times out on x86_64-linux".into(),
@@ -253,7 +267,7 @@ impl SimHydra {
                 Plan::Failing {
                     since: at(0.1),
                     until: Some(at(0.25)),
-                    systems: vec![],
+                    systems: Vec::new(),
                     status: 1,
                 },
                 "failed for a while, then recovered".into(),
@@ -263,6 +277,23 @@ impl SimHydra {
                 Plan::Removed { at: at(0.6) },
                 "disappears from the jobset".into(),
             );
+        }
+        for planted in &spec.planted {
+            scenarios.insert(
+                planted.attr.clone(),
+                format!("planted: fails from eval index {}", planted.since),
+            );
+            packages.push(Package {
+                attr: planted.attr.clone(),
+                version: "1.0".into(),
+                plan: Plan::Failing {
+                    since: planted.since,
+                    until: None,
+                    systems: planted.systems.clone(),
+                    status: 1,
+                },
+                linux_only: false,
+            });
         }
         let mut seen = std::collections::HashSet::new();
         for p in &packages {
@@ -435,7 +466,7 @@ fn wanted_status(plan: &Plan, packages: &[Package], e: usize, system: &str) -> i
             status,
         } => {
             let active = e >= *since && until.is_none_or(|u| e < u);
-            let here = systems.is_empty() || systems.contains(&system);
+            let here = systems.is_empty() || systems.iter().any(|s| s == system);
             if active && here { *status } else { 0 }
         }
         Plan::Victim { root } => {

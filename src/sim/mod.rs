@@ -17,7 +17,7 @@ mod http;
 mod rng;
 mod server;
 
-pub use generate::{SimBuild, SimEval, SimHydra, SimSpec};
+pub use generate::{PlantedFailure, SimBuild, SimEval, SimHydra, SimSpec};
 pub use github::{FakeGitHub, GitHubFault, GitHubRequest};
 pub use rng::Rng;
 pub use server::{FakeHydra, Fault, RequestRecord};

@@ -1,6 +1,7 @@
 //! Integration tests: the real client, the real store and the real binary
 //! against a Hydra look-alike on loopback.
 
+mod act;
 mod cli;
 mod daemon;
 mod forge;

@@ -1,0 +1,442 @@
+//! The whole cycle with the real binary: ingest from the Hydra look-alike,
+//! plan with a quick policy, act on the GitHub look-alike, and push real
+//! branches to a bare git fork.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hydra_sentinel::sim::{FakeGitHub, FakeHydra, GitHubFault, PlantedFailure, SimHydra, SimSpec};
+
+use crate::helpers::small_spec;
+
+const TOKEN: &str = "ghp_act_test_token_never_to_be_seen_42";
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nixpkgs");
+
+/// The production policy with a ladder measured in days, and no overrides.
+fn quick_policy() -> String {
+    let policy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/nixpkgs.toml"
+    ))
+    .unwrap();
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in policy.lines() {
+        if line.starts_with("[[override]]") {
+            skipping = true;
+            continue;
+        }
+        if line.starts_with('[') {
+            skipping = false;
+        }
+        if skipping {
+            continue;
+        }
+        let line = match line.split_once(" = ").map(|(k, _)| k) {
+            Some("notify_after") => "notify_after = \"1d\"",
+            Some("remind_before_mark") => "remind_before_mark = []",
+            Some("mark_broken_after") => "mark_broken_after = \"4d\"",
+            Some("min_notice") => "min_notice = \"1d\"",
+            Some("mark_min_derivations") => "mark_min_derivations = 1",
+            _ => line,
+        };
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.org",
+            "-c",
+            "init.defaultBranch=master",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running git");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn git_out(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+struct World {
+    /// Removed with the world.
+    _dir: tempfile::TempDir,
+    hydra: FakeHydra,
+    github: FakeGitHub,
+    config: PathBuf,
+    fork: PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // upstream (bare) <- checkout (the daemon's clone); fork (bare) for pushes.
+        let seed = root.join("seed");
+        copy_tree(Path::new(FIXTURE), &seed);
+        git(&seed, &["init", "-q"]);
+        git(&seed, &["add", "-A"]);
+        git(&seed, &["commit", "-q", "-m", "nixpkgs"]);
+        git(root, &["clone", "-q", "--bare", "seed", "upstream.git"]);
+        git(root, &["clone", "-q", "upstream.git", "checkout"]);
+        git(root, &["init", "-q", "--bare", "fork.git"]);
+
+        let spec = SimSpec {
+            evals: 30,
+            planted: vec![
+                PlantedFailure {
+                    attr: "hello".into(),
+                    since: 2,
+                    systems: vec![],
+                },
+                // Already marked broken on aarch64-darwin in the fixture.
+                PlantedFailure {
+                    attr: "umurmur".into(),
+                    since: 5,
+                    systems: vec!["aarch64-darwin".into()],
+                },
+                PlantedFailure {
+                    attr: "frobnicate".into(),
+                    since: 4,
+                    systems: vec!["x86_64-darwin".into(), "aarch64-darwin".into()],
+                },
+            ],
+            ..small_spec(5, 30)
+        };
+        let spec = SimSpec {
+            systems: [
+                "x86_64-linux",
+                "aarch64-linux",
+                "x86_64-darwin",
+                "aarch64-darwin",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..spec
+        };
+        let hydra = FakeHydra::start(SimHydra::generate(&spec)).unwrap();
+        let github = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+        std::fs::write(root.join("token"), format!("{TOKEN}\n")).unwrap();
+        std::fs::write(root.join("policy.toml"), quick_policy()).unwrap();
+        let config = root.join("hydra-sentinel.toml");
+        let fork = root.join("fork.git");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[hydra]
+url = "{hydra}"
+retry_initial_delay_ms = 10
+[database]
+path = "{root}/state.sqlite"
+[policy]
+file = "{root}/policy.toml"
+[nixpkgs]
+checkout = "{root}/checkout"
+[github]
+api_url = "{github}"
+repo = "NixOS/nixpkgs"
+fork = "sentinel-bot/nixpkgs"
+push_url = "{root}/fork.git"
+token_file = "{root}/token"
+[act]
+enabled = true
+committers = ["carol"]
+"#,
+                hydra = hydra.url(),
+                github = github.url(),
+                root = root.display()
+            ),
+        )
+        .unwrap();
+        World {
+            _dir: dir,
+            hydra,
+            github,
+            config,
+            fork,
+        }
+    }
+
+    fn once(&self, now: &str) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+            .args([
+                "--config",
+                self.config.to_str().unwrap(),
+                "once",
+                "--now",
+                now,
+            ])
+            .env("HYDRA_SENTINEL_LOG", "debug")
+            .output()
+            .unwrap()
+    }
+
+    fn once_ok(&self, now: &str) -> String {
+        let output = self.once(now);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success(),
+            "once --now {now} failed:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
+            "the token leaked"
+        );
+        stdout
+    }
+
+    fn issues(&self) -> Vec<(u64, String, String)> {
+        self.github
+            .items()
+            .into_iter()
+            .filter(|i| !i.3)
+            .map(|i| (i.0, i.1, i.2))
+            .collect()
+    }
+
+    fn pulls(&self) -> Vec<(u64, String, String)> {
+        self.github
+            .items()
+            .into_iter()
+            .filter(|i| i.3)
+            .map(|i| (i.0, i.1, i.2))
+            .collect()
+    }
+
+    fn posts(&self) -> usize {
+        self.github
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count()
+    }
+}
+
+const NOTICE: &str = "2025-11-12T00:00:00Z";
+const MARK: &str = "2025-11-15T00:00:00Z";
+const LATER: &str = "2025-11-16T00:00:00Z";
+
+#[test]
+fn a_full_cycle_notifies_first_then_marks_and_a_second_cycle_sends_nothing_new() {
+    let world = World::new();
+    let out = world.once_ok(NOTICE);
+    let issues = world.issues();
+    let titles: Vec<&str> = issues.iter().map(|i| i.1.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "Build failure: frobnicate",
+            "Build failure: hello",
+            "Build failure: umurmur"
+        ],
+        "{out}"
+    );
+    assert!(
+        world.pulls().is_empty(),
+        "nothing is marked before a notice had its time: {out}"
+    );
+    let hello = world.github.body_of(issues[1].0).unwrap();
+    assert!(
+        hello.contains("cc @stv0g"),
+        "the maintainer is mentioned once: {hello}"
+    );
+    assert!(hello.contains("<!-- hydra-sentinel:notify:hello -->"));
+
+    let posts = world.posts();
+    world.once_ok(NOTICE);
+    assert_eq!(
+        world.posts(),
+        posts,
+        "a second cycle at the same time must send nothing"
+    );
+
+    let out = world.once_ok(MARK);
+    let pulls = world.pulls();
+    let titles: Vec<&str> = pulls.iter().map(|p| p.1.as_str()).collect();
+    // hello (through the gnome team) and frobnicate share a maintainer, and
+    // the policy batches by maintainer: one pull request for both.
+    assert_eq!(titles, ["treewide: mark 2 packages broken"], "{out}");
+    assert!(
+        out.contains("nothing to propose for umurmur"),
+        "umurmur is already marked: {out}"
+    );
+    let branches = git_out(&world.fork, &["branch", "--list"]);
+    let hello_branch = branches
+        .lines()
+        .map(|l| l.trim().trim_start_matches("* "))
+        .find(|b| {
+            git_out(
+                &world.fork,
+                &["show", &format!("{b}:pkgs/by-name/he/hello/package.nix")],
+            )
+            .contains("broken = true;")
+        })
+        .unwrap_or_else(|| panic!("no branch on the fork marks hello broken: {branches}"));
+    assert!(
+        hello_branch.starts_with("hydra-sentinel/mark-broken/"),
+        "{hello_branch}"
+    );
+    let frobnicate = git_out(
+        &world.fork,
+        &[
+            "log",
+            "--all",
+            "-p",
+            "--",
+            "pkgs/tools/misc/frobnicate/default.nix",
+        ],
+    );
+    assert!(
+        frobnicate.contains("broken = stdenv.hostPlatform.isDarwin;"),
+        "{frobnicate}"
+    );
+    let pr_body = world.github.body_of(pulls[0].0).unwrap();
+    assert!(pr_body.contains("Who was told, and when"), "{pr_body}");
+
+    let posts = world.posts();
+    world.once_ok(MARK);
+    assert_eq!(
+        world.posts(),
+        posts,
+        "no second pull request, no repeated comment"
+    );
+    assert_eq!(world.pulls().len(), 1);
+    assert_eq!(world.issues().len(), 3);
+}
+
+#[test]
+fn a_human_no_wins_and_commands_are_obeyed_only_from_maintainers_and_committers() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    world.once_ok(MARK);
+    let pulls = world.pulls();
+    let hello_pr = pulls[0].0;
+    world.github.human_closes(hello_pr, false);
+    let umurmur_issue = world
+        .issues()
+        .into_iter()
+        .find(|i| i.1.contains("umurmur"))
+        .unwrap()
+        .0;
+    world
+        .github
+        .human_comments(umurmur_issue, "mallory", "@hydra-sentinel not-broken");
+    world
+        .github
+        .human_comments(umurmur_issue, "carol", "@hydra-sentinel snooze 30d");
+
+    world.once_ok(LATER);
+    assert_eq!(
+        world.pulls().len(),
+        1,
+        "a closed pull request is never reopened or replaced"
+    );
+    let replies: Vec<String> = world
+        .github
+        .comments_on(umurmur_issue)
+        .into_iter()
+        .filter(|(author, _)| author == "sentinel-bot")
+        .map(|(_, body)| body)
+        .collect();
+    assert!(
+        replies
+            .iter()
+            .any(|r| r.starts_with("@mallory only the maintainers")),
+        "{replies:?}"
+    );
+    assert!(
+        replies.iter().any(|r| r.starts_with("@carol understood")),
+        "{replies:?}"
+    );
+    let posts = world.posts();
+    world.once_ok(LATER);
+    assert_eq!(world.posts(), posts, "commands are answered once");
+}
+
+#[test]
+fn a_pull_request_whose_creation_looked_failed_is_found_again_not_duplicated() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    // GitHub creates the pull request but answers 500, as if the process had
+    // died between pushing and hearing back.
+    world.github.inject(
+        "POST",
+        "/repos/NixOS/nixpkgs/pulls",
+        GitHubFault::SucceedThen500,
+    );
+    let first = world.once(MARK);
+    assert!(!first.status.success(), "an unknown outcome is reported");
+    let created = world.pulls().len();
+    assert!(created >= 1);
+    let posts_to_pulls = |w: &World| {
+        w.github
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.target.ends_with("/pulls"))
+            .count()
+    };
+    let before = posts_to_pulls(&world);
+    let out = world.once_ok(MARK);
+    assert!(out.contains("reconciled mark_broken"), "{out}");
+    assert_eq!(
+        world.pulls().len(),
+        created,
+        "exactly one pull request per package"
+    );
+    assert_eq!(
+        posts_to_pulls(&world),
+        before,
+        "the create was not repeated"
+    );
+}
+
+#[test]
+fn rate_limits_are_waited_out_and_still_only_one_issue_per_package() {
+    let world = World::new();
+    world.github.inject(
+        "POST",
+        "/repos/NixOS/nixpkgs/issues",
+        GitHubFault::SecondaryRateLimit {
+            retry_after_secs: 1,
+        },
+    );
+    world.github.inject(
+        "GET",
+        "/repos/NixOS/nixpkgs/issues",
+        GitHubFault::Status(502),
+    );
+    world.once_ok(NOTICE);
+    assert_eq!(world.issues().len(), 3);
+    let _ = &world.hydra;
+}
