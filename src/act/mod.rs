@@ -18,6 +18,7 @@
 //! Nothing is ever created blindly a second time.
 
 pub mod commands;
+pub mod cycle;
 pub mod publish;
 pub mod render;
 

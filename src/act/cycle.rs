@@ -1,0 +1,143 @@
+//! One act cycle as the binary and the daemon run it: plan from the store,
+//! then act (or, in dry-run, describe), then the weekly digest issue.
+
+use crate::config::Config;
+use crate::digest::{self, DigestInput, Week};
+use crate::forge::{Forge, GitHub, GitHubSettings, NewIssue, Secret, State};
+use crate::policy::{self, Facts, Ledger, Policy};
+use crate::store::Store;
+
+use super::{ActError, ActReport, ActSettings, Actor, GitPublisher, Publisher, describe, failing_attrs, render};
+
+/// What a cycle did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing was sent; this is what would have been.
+    DryRun(String),
+    Acted(ActReport),
+}
+
+/// The act settings of a configuration.
+pub fn settings(config: &Config) -> ActSettings {
+    let github = config.github.as_ref();
+    ActSettings {
+        repo: github.map_or("NixOS/nixpkgs".into(), |g| g.repo.clone()),
+        base_branch: github.map_or("master".into(), |g| g.base_branch.clone()),
+        fork_owner: github
+            .and_then(|g| g.fork.split('/').next().map(str::to_owned))
+            .unwrap_or_else(|| "your-bot".into()),
+        label: config.act.label.clone(),
+        mention: config.act.mention.clone(),
+        committers: config.act.committers.clone(),
+    }
+}
+
+/// The publisher of a configuration, when it names a nixpkgs checkout.
+pub fn publisher(config: &Config, token: Option<&Secret>) -> Option<GitPublisher> {
+    let checkout = config.nixpkgs_checkout.clone()?;
+    let github = config.github.as_ref();
+    Some(GitPublisher {
+        checkout,
+        upstream: "origin".into(),
+        base_branch: github.map_or("master".into(), |g| g.base_branch.clone()),
+        push_url: github.map(|g| g.push_url.clone()).unwrap_or_default(),
+        token: token.map(Secret::git_token),
+        attic: config.act.attic.clone(),
+        author_name: config.act.author_name.clone(),
+        author_email: config.act.author_email.clone(),
+    })
+}
+
+/// The weekly digest of `week` as of `now`.
+pub fn digest_text(policy: &Policy, facts: &Facts, ledger: &Ledger, now: i64, week: Week) -> String {
+    let assessment = policy::assess(policy, facts, ledger, now);
+    let plan = policy::plan_from(policy, facts, ledger, &assessment);
+    digest::render(&DigestInput {
+        policy,
+        facts,
+        assessment: &assessment,
+        plan: &plan,
+        week,
+    })
+}
+
+/// Plan and act once. Blocking: it runs its own single-threaded runtime
+/// (the store is not `Sync`), so async callers run it on a blocking thread.
+pub fn run(config: &Config, policy: &Policy, store: &Store, now: i64, dry_run: bool, full_texts: bool) -> Result<Outcome, ActError> {
+    let mut facts = store.policy_facts(&config.hydra.url)?;
+    let settings = settings(config);
+    if dry_run || !config.act.enabled {
+        if let Some(publisher) = publisher(config, None) {
+            facts.maintainers = publisher.maintainers(&failing_attrs(&facts, policy));
+        }
+        let plan = policy::plan(policy, &facts, &store.ledger()?, now);
+        return Ok(Outcome::DryRun(describe(&plan, &settings, full_texts)));
+    }
+    let github = config
+        .github
+        .as_ref()
+        .ok_or_else(|| ActError::Forge(crate::forge::ForgeError::Settings("acting needs a [github] section".into())))?;
+    let token = Secret::from_file(&github.token_file)?;
+    let publisher = publisher(config, Some(&token))
+        .ok_or_else(|| ActError::Forge(crate::forge::ForgeError::Settings("acting needs [nixpkgs] checkout".into())))?;
+    facts.maintainers = publisher.maintainers(&failing_attrs(&facts, policy));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ActError::Forge(crate::forge::ForgeError::Settings(format!("cannot start a runtime: {e}"))))?;
+    let mut report = ActReport::default();
+    runtime.block_on(async {
+        let forge = GitHub::new(GitHubSettings::new(github.api_url.clone(), &github.repo, token.clone()))?;
+        let actor = Actor {
+            forge: &forge,
+            publisher: &publisher,
+            store,
+            settings: &settings,
+            policy,
+        };
+        actor.prepare(&facts, now, &mut report).await?;
+        let ledger = store.ledger()?;
+        let plan = policy::plan(policy, &facts, &ledger, now);
+        actor.execute(&plan, now, &mut report).await?;
+        let week = Week::containing(now);
+        let text = digest_text(policy, &facts, &store.ledger()?, now, week);
+        post_digest(&forge, &settings, week, &text, &mut report).await?;
+        Ok::<(), ActError>(())
+    })?;
+    Ok(Outcome::Acted(report))
+}
+
+/// Open the digest issue of `week` unless it exists, and close earlier
+/// weeks' digests with a link to it: exactly one per week.
+pub async fn post_digest<F: Forge>(forge: &F, settings: &ActSettings, week: Week, text: &str, report: &mut ActReport) -> Result<(), ActError> {
+    let bot = forge.whoami().await?;
+    let own = forge.issues_by(&bot, &settings.label).await?;
+    let key = week.to_string();
+    let this_week = own.iter().find(|i| render::has_marker(&i.body, "digest", &key)).map(|i| i.number);
+    let number = match this_week {
+        Some(number) => number,
+        None => {
+            let body = format!("{}\n{text}", render::marker("digest", &key));
+            let issue = forge
+                .create_issue(&NewIssue {
+                    title: format!("hydra-sentinel weekly digest {key}"),
+                    body,
+                    labels: vec![settings.label.clone()],
+                })
+                .await?;
+            report.did(format!("opened the digest of {key} as #{}", issue.number));
+            issue.number
+        }
+    };
+    for old in own
+        .iter()
+        .filter(|i| i.state == State::Open && i.number != number && i.body.contains("<!-- hydra-sentinel:digest:"))
+    {
+        forge
+            .comment(old.number, &format!("Superseded by #{number}, the digest of {key}."))
+            .await?;
+        forge.edit_issue(old.number, None, Some(State::Closed)).await?;
+        report.did(format!("closed the previous digest #{}", old.number));
+    }
+    Ok(())
+}
