@@ -1108,13 +1108,16 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             step: None,
             batch: None,
             reason: format!(
-                "mass breakage in {}: {} jobs ({:.1}% of {}) turned from building to failing between eval {} and eval {} and still fail; every per-package action waits",
+                "mass breakage in {}: {} jobs ({:.1}% of {}) turned from building to failing {} and still fail; every per-package action waits",
                 h.jobset,
                 w.newly_failing,
                 w.share * 100.0,
                 w.jobs,
-                w.first.id,
-                w.last.id
+                if w.first.id == w.last.id {
+                    format!("in eval {}", w.first.id)
+                } else {
+                    format!("in evals {} to {}", w.first.id, w.last.id)
+                }
             ),
             evidence: Evidence {
                 jobset: Some(h.jobset.to_string()),
