@@ -7,7 +7,10 @@ use crate::forge::{Forge, GitHub, GitHubSettings, NewIssue, Secret, State};
 use crate::policy::{self, Facts, Ledger, Policy};
 use crate::store::Store;
 
-use super::{ActError, ActReport, ActSettings, Actor, GitPublisher, Publisher, describe, failing_attrs, render};
+use super::{
+    ActError, ActReport, ActSettings, Actor, GitPublisher, Publisher, describe, failing_attrs,
+    render,
+};
 
 /// What a cycle did.
 #[derive(Debug)]
@@ -49,7 +52,13 @@ pub fn publisher(config: &Config, token: Option<&Secret>) -> Option<GitPublisher
 }
 
 /// The weekly digest of `week` as of `now`.
-pub fn digest_text(policy: &Policy, facts: &Facts, ledger: &Ledger, now: i64, week: Week) -> String {
+pub fn digest_text(
+    policy: &Policy,
+    facts: &Facts,
+    ledger: &Ledger,
+    now: i64,
+    week: Week,
+) -> String {
     let assessment = policy::assess(policy, facts, ledger, now);
     let plan = policy::plan_from(policy, facts, ledger, &assessment);
     digest::render(&DigestInput {
@@ -63,7 +72,14 @@ pub fn digest_text(policy: &Policy, facts: &Facts, ledger: &Ledger, now: i64, we
 
 /// Plan and act once. Blocking: it runs its own single-threaded runtime
 /// (the store is not `Sync`), so async callers run it on a blocking thread.
-pub fn run(config: &Config, policy: &Policy, store: &Store, now: i64, dry_run: bool, full_texts: bool) -> Result<Outcome, ActError> {
+pub fn run(
+    config: &Config,
+    policy: &Policy,
+    store: &Store,
+    now: i64,
+    dry_run: bool,
+    full_texts: bool,
+) -> Result<Outcome, ActError> {
     let mut facts = store.policy_facts(&config.hydra.url)?;
     let settings = settings(config);
     if dry_run || !config.act.enabled {
@@ -73,21 +89,33 @@ pub fn run(config: &Config, policy: &Policy, store: &Store, now: i64, dry_run: b
         let plan = policy::plan(policy, &facts, &store.ledger()?, now);
         return Ok(Outcome::DryRun(describe(&plan, &settings, full_texts)));
     }
-    let github = config
-        .github
-        .as_ref()
-        .ok_or_else(|| ActError::Forge(crate::forge::ForgeError::Settings("acting needs a [github] section".into())))?;
+    let github = config.github.as_ref().ok_or_else(|| {
+        ActError::Forge(crate::forge::ForgeError::Settings(
+            "acting needs a [github] section".into(),
+        ))
+    })?;
     let token = Secret::from_file(&github.token_file)?;
-    let publisher = publisher(config, Some(&token))
-        .ok_or_else(|| ActError::Forge(crate::forge::ForgeError::Settings("acting needs [nixpkgs] checkout".into())))?;
+    let publisher = publisher(config, Some(&token)).ok_or_else(|| {
+        ActError::Forge(crate::forge::ForgeError::Settings(
+            "acting needs [nixpkgs] checkout".into(),
+        ))
+    })?;
     facts.maintainers = publisher.maintainers(&failing_attrs(&facts, policy));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ActError::Forge(crate::forge::ForgeError::Settings(format!("cannot start a runtime: {e}"))))?;
+        .map_err(|e| {
+            ActError::Forge(crate::forge::ForgeError::Settings(format!(
+                "cannot start a runtime: {e}"
+            )))
+        })?;
     let mut report = ActReport::default();
     runtime.block_on(async {
-        let forge = GitHub::new(GitHubSettings::new(github.api_url.clone(), &github.repo, token.clone()))?;
+        let forge = GitHub::new(GitHubSettings::new(
+            github.api_url.clone(),
+            &github.repo,
+            token.clone(),
+        ))?;
         let actor = Actor {
             forge: &forge,
             publisher: &publisher,
@@ -109,11 +137,20 @@ pub fn run(config: &Config, policy: &Policy, store: &Store, now: i64, dry_run: b
 
 /// Open the digest issue of `week` unless it exists, and close earlier
 /// weeks' digests with a link to it: exactly one per week.
-pub async fn post_digest<F: Forge>(forge: &F, settings: &ActSettings, week: Week, text: &str, report: &mut ActReport) -> Result<(), ActError> {
+pub async fn post_digest<F: Forge>(
+    forge: &F,
+    settings: &ActSettings,
+    week: Week,
+    text: &str,
+    report: &mut ActReport,
+) -> Result<(), ActError> {
     let bot = forge.whoami().await?;
     let own = forge.issues_by(&bot, &settings.label).await?;
     let key = week.to_string();
-    let this_week = own.iter().find(|i| render::has_marker(&i.body, "digest", &key)).map(|i| i.number);
+    let this_week = own
+        .iter()
+        .find(|i| render::has_marker(&i.body, "digest", &key))
+        .map(|i| i.number);
     let number = match this_week {
         Some(number) => number,
         None => {
@@ -129,14 +166,20 @@ pub async fn post_digest<F: Forge>(forge: &F, settings: &ActSettings, week: Week
             issue.number
         }
     };
-    for old in own
-        .iter()
-        .filter(|i| i.state == State::Open && i.number != number && i.body.contains("<!-- hydra-sentinel:digest:"))
-    {
+    for old in own.iter().filter(|i| {
+        i.state == State::Open
+            && i.number != number
+            && i.body.contains("<!-- hydra-sentinel:digest:")
+    }) {
         forge
-            .comment(old.number, &format!("Superseded by #{number}, the digest of {key}."))
+            .comment(
+                old.number,
+                &format!("Superseded by #{number}, the digest of {key}."),
+            )
             .await?;
-        forge.edit_issue(old.number, None, Some(State::Closed)).await?;
+        forge
+            .edit_issue(old.number, None, Some(State::Closed))
+            .await?;
         report.did(format!("closed the previous digest #{}", old.number));
     }
     Ok(())

@@ -89,7 +89,21 @@ pub(crate) fn view(runs: &[Run], cutoff: u32, rules: &StreakRules) -> Option<Job
     let window_start = cutoff.saturating_sub(rules.flaky_window_evals.saturating_sub(1));
 
     let mut streak: Option<StreakView> = None;
-    let mut drvs: Vec<u64> = Vec::new();
+    // Distinct derivations without a heap allocation per job: exact up to
+    // 16; beyond that every further unseen one is counted.
+    let mut drvs = [0u64; 16];
+    let mut n_drvs = 0usize;
+    let mut more_drvs = 0u32;
+    let mut note = |d: u64| {
+        if !drvs[..n_drvs].contains(&d) {
+            if n_drvs < drvs.len() {
+                drvs[n_drvs] = d;
+                n_drvs += 1;
+            } else {
+                more_drvs += 1;
+            }
+        }
+    };
     let mut closed = false;
     let mut last_ok = None;
     let mut flips = 0;
@@ -114,7 +128,7 @@ pub(crate) fn view(runs: &[Run], cutoff: u32, rules: &StreakRules) -> Option<Job
         if !closed {
             match &mut streak {
                 None => {
-                    drvs.push(run.drv);
+                    note(run.drv);
                     streak = Some(StreakView {
                         signal: sig,
                         since: run.first,
@@ -128,9 +142,7 @@ pub(crate) fn view(runs: &[Run], cutoff: u32, rules: &StreakRules) -> Option<Job
                     });
                 }
                 Some(s) if s.signal == sig => {
-                    if !drvs.contains(&run.drv) {
-                        drvs.push(run.drv);
-                    }
+                    note(run.drv);
                     s.since = run.first;
                     s.evals += last - run.first + 1;
                     s.first_build = run.build;
@@ -147,7 +159,7 @@ pub(crate) fn view(runs: &[Run], cutoff: u32, rules: &StreakRules) -> Option<Job
         }
     }
     if let Some(s) = &mut streak {
-        s.drvs = u32::try_from(drvs.len()).unwrap_or(u32::MAX);
+        s.drvs = u32::try_from(n_drvs).unwrap_or(u32::MAX) + more_drvs;
     }
     Some(JobView {
         present: newest.last >= cutoff,

@@ -20,6 +20,11 @@ use crate::report::{HydraLinks, time};
 const DAY: i64 = 86_400;
 const WEEK: i64 = 7 * DAY;
 
+/// A victim's root, if one is evident, or the candidates.
+type RootGuess = (Option<String>, Vec<String>);
+/// Due steps of one attribute that become one action: kind, step, PR.
+type DueKey = (ActionKind, Option<String>, Option<u64>);
+
 /// What the rules say about one job now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
@@ -176,6 +181,8 @@ struct Ctx<'a> {
     now: i64,
     links: HydraLinks,
     by_attr: HashMap<&'a str, Vec<&'a ActionRecord>>,
+    /// Per jobset, its evals up to `now` as evidence (formatted once).
+    refs: Vec<Vec<EvalRef>>,
 }
 
 fn eval_ref(links: &HydraLinks, e: &EvalPoint) -> EvalRef {
@@ -206,13 +213,23 @@ pub fn assess(policy: &Policy, facts: &Facts, ledger: &Ledger, now: i64) -> Asse
             by_attr.entry(a.as_str()).or_default().push(r);
         }
     }
+    let links = HydraLinks::new(&facts.hydra_url);
+    let refs = facts
+        .jobsets
+        .iter()
+        .map(|js| {
+            let n = cutoff(js, now).map_or(0, |c| c as usize + 1);
+            js.evals[..n].iter().map(|e| eval_ref(&links, e)).collect()
+        })
+        .collect();
     let ctx = Ctx {
         policy,
         facts,
         ledger,
         now,
-        links: HydraLinks::new(&facts.hydra_url),
+        links,
         by_attr,
+        refs,
     };
     ctx.assess()
 }
@@ -237,8 +254,7 @@ impl<'a> Ctx<'a> {
         let mut transitions = Vec::new();
         let mut totals = Vec::new();
         // (jobset, victim attr, system) → root attr, or candidates.
-        let mut victim_roots: HashMap<(usize, &str, &str), (Option<String>, Vec<String>)> =
-            HashMap::new();
+        let mut victim_roots: HashMap<(usize, &str, &str), RootGuess> = HashMap::new();
 
         for (ji, js) in self.facts.jobsets.iter().enumerate() {
             let Some(cutoff) = cutoff(js, self.now) else {
@@ -274,7 +290,8 @@ impl<'a> Ctx<'a> {
                 if v.present {
                     t.jobs += 1;
                 }
-                let interesting = ledger_attrs.contains(job.attr.as_str());
+                let interesting =
+                    !ledger_attrs.is_empty() && ledger_attrs.contains(job.attr.as_str());
                 let Some(s) = &v.streak else {
                     if interesting {
                         selected.push(Selected {
@@ -519,11 +536,17 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn job_evidence(&self, js: &JobsetFacts, job: &JobFacts, v: &JobView) -> Option<JobEvidence> {
+    fn job_evidence(
+        &self,
+        ji: usize,
+        js: &JobsetFacts,
+        job: &JobFacts,
+        v: &JobView,
+    ) -> Option<JobEvidence> {
         let s = v.streak.as_ref()?;
         let since = &js.evals[s.since as usize];
         let last_good = v.last_ok.map(|(i, build)| LastGood {
-            eval: eval_ref(&self.links, &js.evals[i as usize]),
+            eval: self.refs[ji][i as usize].clone(),
             build: self.links.build(build),
         });
         let compare = v
@@ -536,7 +559,7 @@ impl<'a> Ctx<'a> {
             job_url: self
                 .links
                 .job(&js.jobset.project, &js.jobset.jobset, &job.hydra_job()),
-            since: eval_ref(&self.links, since),
+            since: self.refs[ji][s.since as usize].clone(),
             evals: s.evals,
             derivations: s.drvs,
             statuses: s.statuses.iter().map(|st| st.name().to_owned()).collect(),
@@ -552,7 +575,7 @@ impl<'a> Ctx<'a> {
         js: &JobsetFacts,
         s: &Selected<'_>,
         acts: bool,
-        root: Option<(Option<String>, Vec<String>)>,
+        root: Option<RootGuess>,
     ) -> JobAssessment {
         let v = &s.view;
         let job = s.job;
@@ -597,7 +620,7 @@ impl<'a> Ctx<'a> {
             latest: v.latest,
             latest_build: v.latest_build,
             streak_class: streak.map(|st| signal_class(st.signal)),
-            evidence: self.job_evidence(js, job, v),
+            evidence: self.job_evidence(s.jobset, js, job, v),
             flaky: v.flaky,
             ladder,
             rule,
@@ -956,8 +979,7 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
     let now = a.now;
     let mut actions: Vec<(i64, Action)> = Vec::new();
     for attr in a.attrs.values() {
-        let mut grouped: BTreeMap<(ActionKind, Option<String>, Option<u64>), Vec<&Due>> =
-            BTreeMap::new();
+        let mut grouped: BTreeMap<DueKey, Vec<&Due>> = BTreeMap::new();
         for d in &attr.due {
             grouped
                 .entry((d.kind, d.step.clone(), d.pr))
@@ -1086,13 +1108,16 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             step: None,
             batch: None,
             reason: format!(
-                "mass breakage in {}: {} jobs ({:.1}% of {}) turned from building to failing between eval {} and eval {} and still fail; every per-package action waits",
+                "mass breakage in {}: {} jobs ({:.1}% of {}) turned from building to failing {} and still fail; every per-package action waits",
                 h.jobset,
                 w.newly_failing,
                 w.share * 100.0,
                 w.jobs,
-                w.first.id,
-                w.last.id
+                if w.first.id == w.last.id {
+                    format!("in eval {}", w.first.id)
+                } else {
+                    format!("in evals {} to {}", w.first.id, w.last.id)
+                }
             ),
             evidence: Evidence {
                 jobset: Some(h.jobset.to_string()),
