@@ -80,7 +80,7 @@ impl std::fmt::Debug for PassControl {
 }
 
 impl PassControl {
-    fn beat(&self) {
+    pub fn beat(&self) {
         if let Some(heartbeat) = &self.heartbeat {
             heartbeat();
         }

@@ -4,13 +4,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
-use hydra_sentinel::act::{self, ActReport, ActSettings, Actor, GitPublisher, Publisher};
+use hydra_sentinel::act::cycle::{self, Outcome};
 use hydra_sentinel::config::Config;
-use hydra_sentinel::forge::{GitHub, GitHubSettings, Secret};
-use hydra_sentinel::policy;
 use hydra_sentinel::store::Store;
 
 use super::policy::{load_policy, parse_time};
@@ -30,7 +28,7 @@ pub struct OnceArgs {
 
 #[derive(Debug, Args)]
 pub struct ActArgs {
-    /// Print what would be sent (the default until `[act] enabled = true`).
+    /// Print every text that would be sent (the default until `[act] enabled = true`).
     #[arg(long)]
     pub dry_run: bool,
     #[arg(long, value_name = "TIME")]
@@ -47,105 +45,48 @@ fn now(text: Option<&str>) -> Result<i64> {
 pub fn once(config: &Config, args: &OnceArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let at = now(args.now.as_deref())?;
     super::ingest(config, args.max_evals, out)?;
-    cycle(config, at, args.dry_run, out)
+    act_cycle(config, at, args.dry_run, false, out)
 }
 
 pub fn act(config: &Config, args: &ActArgs, out: &mut dyn Write) -> Result<ExitCode> {
-    cycle(config, now(args.now.as_deref())?, args.dry_run, out)
+    act_cycle(config, now(args.now.as_deref())?, args.dry_run, true, out)
 }
 
-fn settings(config: &Config) -> ActSettings {
-    let github = config.github.as_ref();
-    ActSettings {
-        repo: github.map_or("NixOS/nixpkgs".into(), |g| g.repo.clone()),
-        base_branch: github.map_or("master".into(), |g| g.base_branch.clone()),
-        fork_owner: github
-            .and_then(|g| g.fork.split('/').next().map(str::to_owned))
-            .unwrap_or_else(|| "your-bot".into()),
-        label: config.act.label.clone(),
-        mention: config.act.mention.clone(),
-        committers: config.act.committers.clone(),
-    }
-}
-
-fn publisher(config: &Config, token: Option<&Secret>) -> Option<GitPublisher> {
-    let checkout = config.nixpkgs_checkout.clone()?;
-    let github = config.github.as_ref();
-    Some(GitPublisher {
-        checkout,
-        upstream: "origin".into(),
-        base_branch: github.map_or("master".into(), |g| g.base_branch.clone()),
-        push_url: github.map(|g| g.push_url.clone()).unwrap_or_default(),
-        token: token.map(Secret::git_token),
-        attic: config.act.attic.clone(),
-        author_name: config.act.author_name.clone(),
-        author_email: config.act.author_email.clone(),
-    })
-}
-
-fn cycle(config: &Config, now: i64, dry_run: bool, out: &mut dyn Write) -> Result<ExitCode> {
+fn act_cycle(
+    config: &Config,
+    now: i64,
+    dry_run: bool,
+    full_texts: bool,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
     let policy = load_policy(config, None)?;
     let store = Store::open(&config.database)?;
-    let mut facts = store.policy_facts(&config.hydra.url)?;
-    let settings = settings(config);
-    let acting = config.act.enabled && !dry_run;
-    if !acting {
-        if let Some(publisher) = publisher(config, None) {
-            facts.maintainers = publisher.maintainers(&act::failing_attrs(&facts, &policy));
+    match cycle::run(config, &policy, &store, now, dry_run, full_texts)? {
+        Outcome::DryRun(text) => {
+            writeln!(
+                out,
+                "Dry run{}: nothing is sent. Acting on this plan would:",
+                if config.act.enabled {
+                    ""
+                } else {
+                    " ([act] enabled = false)"
+                }
+            )?;
+            write!(out, "{text}")?;
+            Ok(ExitCode::SUCCESS)
         }
-        let plan = policy::plan(&policy, &facts, &store.ledger()?, now);
-        writeln!(
-            out,
-            "Dry run{}: nothing is sent. Acting on this plan would:",
-            if config.act.enabled {
-                ""
-            } else {
-                " ([act] enabled = false)"
+        Outcome::Acted(report) => {
+            for line in &report.lines {
+                writeln!(out, "{line}")?;
             }
-        )?;
-        write!(out, "{}", act::describe(&plan, &settings, dry_run))?;
-        return Ok(ExitCode::SUCCESS);
+            for line in &report.errors {
+                writeln!(out, "error: {line}")?;
+            }
+            Ok(if report.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
     }
-    let github = config
-        .github
-        .as_ref()
-        .context("acting needs a [github] section")?;
-    let token = Secret::from_file(&github.token_file)?;
-    let publisher = publisher(config, Some(&token)).context("acting needs [nixpkgs] checkout")?;
-    facts.maintainers = publisher.maintainers(&act::failing_attrs(&facts, &policy));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let mut report = ActReport::default();
-    let result: Result<()> = runtime.block_on(async {
-        let forge = GitHub::new(GitHubSettings::new(
-            github.api_url.clone(),
-            &github.repo,
-            token.clone(),
-        ))?;
-        let actor = Actor {
-            forge: &forge,
-            publisher: &publisher,
-            store: &store,
-            settings: &settings,
-            policy: &policy,
-        };
-        actor.prepare(&facts, now, &mut report).await?;
-        let plan = policy::plan(&policy, &facts, &store.ledger()?, now);
-        actor.execute(&plan, now, &mut report).await?;
-        Ok(())
-    });
-    for line in &report.lines {
-        writeln!(out, "{line}")?;
-    }
-    for line in &report.errors {
-        writeln!(out, "error: {line}")?;
-    }
-    result?;
-    Ok(if report.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
 }

@@ -229,7 +229,11 @@ fn run_service(config_path: Option<PathBuf>) -> Result<ExitCode> {
                 Some(path) => Config::load(path)?,
                 None => Config::embedded_default(),
             };
-            Ok(Settings { config })
+            let policy = match &config.policy_file {
+                Some(path) => hydra_sentinel::policy::Policy::load(path)?,
+                None => hydra_sentinel::policy::Policy::nixpkgs(),
+            };
+            Ok(Settings { config, policy })
         });
         Daemon {
             loader,

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use hydra_sentinel::config::Config;
-use hydra_sentinel::digest::{self, DigestInput, Week};
+use hydra_sentinel::digest::Week;
 use hydra_sentinel::policy::{self, Facts, Ledger, Policy};
 use hydra_sentinel::store::Store;
 
@@ -223,15 +223,7 @@ pub fn render_digest(
     now: i64,
     week: Week,
 ) -> String {
-    let assessment = policy::assess(policy, facts, ledger, now);
-    let plan = policy::plan_from(policy, facts, ledger, &assessment);
-    digest::render(&DigestInput {
-        policy,
-        facts,
-        assessment: &assessment,
-        plan: &plan,
-        week,
-    })
+    hydra_sentinel::act::cycle::digest_text(policy, facts, ledger, now, week)
 }
 
 pub fn policy_command(command: &PolicyCommand, out: &mut dyn Write) -> Result<ExitCode> {

@@ -73,6 +73,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Hydra(#[from] HydraError),
@@ -109,6 +111,8 @@ pub enum StepError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Act(#[from] crate::act::ActError),
     #[error("stopped on request")]
     Cancelled,
     #[error("{0}")]
@@ -116,12 +120,12 @@ pub enum StepError {
 }
 
 /// Everything that SIGHUP reloads, validated as a whole before it replaces
-/// the running one. The policy (from the policy branch) joins here as a
-/// field, loaded and validated by the same [`Loader`], so a bad policy file
-/// is refused exactly like a bad configuration.
+/// the running one: a bad policy file is refused exactly like a bad
+/// configuration, and the running pair stays.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config: Config,
+    pub policy: crate::policy::Policy,
 }
 
 /// Reads and validates [`Settings`] from disk (or the embedded defaults).
@@ -250,7 +254,62 @@ pub fn default_steps(
     settings: &Settings,
     store: Store,
 ) -> Result<Vec<Box<dyn CycleStep>>, DaemonError> {
-    Ok(vec![Box::new(IngestStep::new(settings, store)?)])
+    Ok(vec![
+        Box::new(IngestStep::new(settings, store)?),
+        Box::new(ActStep),
+    ])
+}
+
+/// Plan and act on what ingest stored (dry-run until `[act] enabled`), and
+/// open the week's digest issue. It skips a cycle whose ingest failed: a
+/// plan made from stale data must not act.
+///
+/// Restart safety is the act stage's: intents in the ledger, reconciled by
+/// markers and branch names at the start of every cycle.
+pub struct ActStep;
+
+impl CycleStep for ActStep {
+    fn name(&self) -> &'static str {
+        "act"
+    }
+
+    fn needs_previous(&self) -> bool {
+        true
+    }
+
+    fn run<'a>(&'a mut self, cx: &'a CycleContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            let config = cx.settings.config.clone();
+            let policy = cx.settings.policy.clone();
+            let now = cx.now;
+            // The store is not Sync: the cycle runs on a blocking thread of
+            // its own, with its own connection.
+            let outcome = tokio::task::spawn_blocking(move || {
+                let store = Store::open(&config.database)?;
+                crate::act::cycle::run(&config, &policy, &store, now, false, false)
+                    .map_err(StepError::from)
+            })
+            .await
+            .map_err(|e| StepError::Other(format!("the act task panicked: {e}")))??;
+            cx.control.beat();
+            match outcome {
+                crate::act::cycle::Outcome::DryRun(text) => Ok(format!(
+                    "dry run: {} planned",
+                    text.lines().filter(|l| l.starts_with("- ")).count()
+                )),
+                crate::act::cycle::Outcome::Acted(report) if report.errors.is_empty() => {
+                    Ok(format!("{} done on GitHub", report.lines.len()))
+                }
+                crate::act::cycle::Outcome::Acted(report) => {
+                    Err(StepError::Other(report.errors.join("; ")))
+                }
+            }
+        })
+    }
+
+    fn reconfigure(&mut self, _settings: &Settings) -> Result<(), StepError> {
+        Ok(())
+    }
 }
 
 /// The service, wired up by the binary.

@@ -90,6 +90,7 @@ fn settings(interval_secs: u64) -> Settings {
     let text = format!("[daemon]\ninterval_secs = {interval_secs}\n");
     Settings {
         config: Config::parse(&text, std::path::Path::new("test.toml")).unwrap(),
+        policy: crate::policy::Policy::nixpkgs(),
     }
 }
 

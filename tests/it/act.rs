@@ -168,6 +168,9 @@ repo = "NixOS/nixpkgs"
 fork = "sentinel-bot/nixpkgs"
 push_url = "{root}/fork.git"
 token_file = "{root}/token"
+[ingest]
+max_evals_per_pass = 100
+recheck_after_secs = 0
 [act]
 enabled = true
 committers = ["carol"]
@@ -216,11 +219,21 @@ committers = ["carol"]
         stdout
     }
 
+    /// Tracking issues (not digests).
     fn issues(&self) -> Vec<(u64, String, String)> {
         self.github
             .items()
             .into_iter()
-            .filter(|i| !i.3)
+            .filter(|i| !i.3 && !i.1.contains("weekly digest"))
+            .map(|i| (i.0, i.1, i.2))
+            .collect()
+    }
+
+    fn digests(&self) -> Vec<(u64, String, String)> {
+        self.github
+            .items()
+            .into_iter()
+            .filter(|i| !i.3 && i.1.contains("weekly digest"))
             .map(|i| (i.0, i.1, i.2))
             .collect()
     }
@@ -336,6 +349,98 @@ fn a_full_cycle_notifies_first_then_marks_and_a_second_cycle_sends_nothing_new()
 }
 
 #[test]
+fn exactly_one_digest_issue_a_week_and_last_week_s_is_closed() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    world.once_ok(NOTICE);
+    let digests = world.digests();
+    assert_eq!(digests.len(), 1, "{digests:?}");
+    assert_eq!(digests[0].1, "hydra-sentinel weekly digest 2025-W46");
+    let body = world.github.body_of(digests[0].0).unwrap();
+    assert!(
+        body.contains("hello"),
+        "the digest names the failing packages: {body}"
+    );
+
+    world.once_ok("2025-11-18T00:00:00Z");
+    let digests = world.digests();
+    let states: Vec<(&str, &str)> = digests
+        .iter()
+        .map(|d| (d.1.as_str(), d.2.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("hydra-sentinel weekly digest 2025-W46", "closed"),
+            ("hydra-sentinel weekly digest 2025-W47", "open")
+        ]
+    );
+    let links: Vec<(String, String)> = world.github.comments_on(digests[0].0);
+    assert!(
+        links
+            .iter()
+            .any(|(_, body)| body.contains(&format!("#{}", digests[1].0))),
+        "{links:?}"
+    );
+}
+
+#[test]
+fn a_recovery_closes_the_pull_request_and_the_tracking_issue() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    world.once_ok(MARK);
+    let pull = world.pulls()[0].0;
+    // hello and frobnicate build again: their builds in the newest eval are
+    // restarted on Hydra and succeed; the recheck notices.
+    let sim = world.hydra.hydra();
+    let newest = sim.evals.last().unwrap();
+    for id in &newest.builds {
+        let build = &sim.builds[id];
+        if build.job.starts_with("hello.") || build.job.starts_with("frobnicate.") {
+            world.hydra.edit_build(*id, |b| b.finish(0, 1_763_300_000));
+        }
+    }
+    let out = world.once_ok(LATER);
+    assert!(
+        out.contains(&format!("closed #{pull}")),
+        "the pull request of recovered packages is closed: {out}"
+    );
+    let issues = world.issues();
+    let hello = issues
+        .iter()
+        .find(|i| i.1 == "Build failure: hello")
+        .unwrap();
+    assert_eq!(hello.2, "closed", "the tracking issue closes itself: {out}");
+    assert_eq!(world.pulls()[0].2, "closed");
+
+    let posts = world.posts();
+    world.once_ok(LATER);
+    assert_eq!(world.posts(), posts, "nothing is sent twice");
+}
+
+#[test]
+fn a_merged_pull_request_is_recorded_as_merged() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    world.once_ok(MARK);
+    let pull = world.pulls()[0].0;
+    world.github.human_closes(pull, true);
+    world.once_ok(LATER);
+    let db = rusqlite::Connection::open(world._dir.path().join("state.sqlite")).unwrap();
+    let merged: i64 = db
+        .query_row(
+            "SELECT count(*) FROM actions WHERE pr = ?1 AND state = 'merged'",
+            [pull as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        merged, 2,
+        "both packages of the pull request are merged in the ledger"
+    );
+}
+
+#[test]
 fn a_human_no_wins_and_commands_are_obeyed_only_from_maintainers_and_committers() {
     let world = World::new();
     world.once_ok(NOTICE);
@@ -438,5 +543,6 @@ fn rate_limits_are_waited_out_and_still_only_one_issue_per_package() {
     );
     world.once_ok(NOTICE);
     assert_eq!(world.issues().len(), 3);
+    assert_eq!(world.digests().len(), 1);
     let _ = &world.hydra;
 }

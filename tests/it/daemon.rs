@@ -897,7 +897,7 @@ fn a_full_disk_is_a_clear_error_not_corruption() {
         );
     std::fs::write(&sandbox.config_path, text).unwrap();
     let mut service = Service::start(&sandbox);
-    let line = service.wait_for_log("cycle failed", Duration::from_secs(30));
+    let line = service.wait_for_log("cycle failed; trying again", Duration::from_secs(30));
     assert!(
         line.contains("database or disk is full"),
         "{line}\n{}",
