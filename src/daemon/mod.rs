@@ -23,9 +23,10 @@
 //!
 //! # Extension point: cycle steps
 //!
-//! A cycle runs a list of [`CycleStep`]s in order; today the list is
-//! [`IngestStep`]. Plan, act and the weekly digest plug in as further steps in
-//! [`default_steps`], after ingest: each gets the [`CycleContext`] (the
+//! A cycle runs a list of [`CycleStep`]s in order: [`IngestStep`], then
+//! [`ActStep`] (plan, act or describe, and the weekly digest issue, which is
+//! due once a week by its marker on GitHub, never by memory). Further steps
+//! go in [`default_steps`]: each gets the [`CycleContext`] (the
 //! current [`Settings`], the wall-clock `now`, and the [`PassControl`] whose
 //! token it must honour and whose heartbeat it should call on progress),
 //! decides for itself whether it is due (the digest: once a week, from its
