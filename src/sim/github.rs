@@ -20,6 +20,9 @@ pub enum GitHubFault {
     SucceedThen500,
     /// A secondary rate limit: 403 with `Retry-After`, nothing done.
     SecondaryRateLimit { retry_after_secs: u64 },
+    /// Wait this long, then do the work and answer normally (a slow GitHub,
+    /// or time for a test to kill the client mid-request).
+    Delay(std::time::Duration),
 }
 
 /// A request as the server saw it. The Authorization header is reduced to
@@ -193,6 +196,18 @@ impl FakeGitHub {
 
 async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
     let (request, mut stream) = read_request(stream).await?;
+    let delay = {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let position = state.faults.iter().position(|(m, p, f)| {
+            *m == request.method
+                && request.path().starts_with(p.as_str())
+                && matches!(f, GitHubFault::Delay(_))
+        });
+        position.map(|i| state.faults.remove(i).2)
+    };
+    if let Some(GitHubFault::Delay(delay)) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let (status, headers, body) = {
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         handle(&mut state, &request)
@@ -251,7 +266,7 @@ fn handle(state: &mut State, request: &Request) -> Answer {
                 json!({"message": "injected after the work was done"}),
             );
         }
-        None => {}
+        Some(GitHubFault::Delay(_)) | None => {}
     }
     route(state, request)
 }

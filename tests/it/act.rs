@@ -546,3 +546,59 @@ fn rate_limits_are_waited_out_and_still_only_one_issue_per_package() {
     assert_eq!(world.digests().len(), 1);
     let _ = &world.hydra;
 }
+
+/// Kill `once` at random moments while it acts (GitHub answers slowly), then
+/// let it finish: exactly one tracking issue and one pull request per
+/// package, and no comment twice.
+#[test]
+fn killed_while_acting_it_never_does_anything_twice() {
+    use std::time::Duration;
+
+    use hydra_sentinel::sim::Rng;
+
+    let world = World::new();
+    world.once_ok(NOTICE);
+    let mut rng = Rng::new(0xac7);
+    for round in 0..8 {
+        // Slow creates and comments: a kill lands before, during or after them.
+        for path in ["/repos/NixOS/nixpkgs/pulls", "/repos/NixOS/nixpkgs/issues"] {
+            world
+                .github
+                .inject("POST", path, GitHubFault::Delay(Duration::from_millis(300)));
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+            .args([
+                "--config",
+                world.config.to_str().unwrap(),
+                "once",
+                "--now",
+                MARK,
+            ])
+            .env("HYDRA_SENTINEL_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100 + rng.below(1200)));
+        let _ = child.kill();
+        let _ = child.wait();
+        let pulls = world.pulls();
+        assert!(pulls.len() <= 1, "round {round}: {pulls:?}");
+    }
+    world.once_ok(MARK);
+    world.once_ok(MARK);
+    assert_eq!(world.pulls().len(), 1, "{:?}", world.pulls());
+    assert_eq!(world.issues().len(), 3, "{:?}", world.issues());
+    assert_eq!(world.digests().len(), 1, "{:?}", world.digests());
+    for (number, _, _) in world.issues() {
+        let bodies: Vec<String> = world
+            .github
+            .comments_on(number)
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect();
+        let mut unique = bodies.clone();
+        unique.dedup();
+        assert_eq!(bodies, unique, "a comment was posted twice on #{number}");
+    }
+}
