@@ -70,8 +70,34 @@ pub fn digest_text(
     })
 }
 
+/// Failing attributes and those with open work in the ledger.
+fn attrs_of_interest(
+    facts: &Facts,
+    policy: &Policy,
+    store: &Store,
+) -> Result<Vec<String>, ActError> {
+    let mut attrs = failing_attrs(facts, policy);
+    attrs.extend(
+        store
+            .ledger()?
+            .actions
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r.state,
+                    crate::policy::RecordState::Open | crate::policy::RecordState::Done
+                )
+            })
+            .filter_map(|r| r.attr),
+    );
+    attrs.sort();
+    attrs.dedup();
+    Ok(attrs)
+}
+
 /// Plan and act once. Blocking: it runs its own single-threaded runtime
 /// (the store is not `Sync`), so async callers run it on a blocking thread.
+/// `progress` is called after each outward step (the service's watchdog).
 pub fn run(
     config: &Config,
     policy: &Policy,
@@ -79,6 +105,7 @@ pub fn run(
     now: i64,
     dry_run: bool,
     full_texts: bool,
+    progress: &(dyn Fn() + Sync),
 ) -> Result<Outcome, ActError> {
     let mut facts = store.policy_facts(&config.hydra.url)?;
     let settings = settings(config);
@@ -100,7 +127,7 @@ pub fn run(
             "acting needs [nixpkgs] checkout".into(),
         ))
     })?;
-    facts.maintainers = publisher.maintainers(&failing_attrs(&facts, policy));
+    facts.maintainers = publisher.maintainers(&attrs_of_interest(&facts, policy, store)?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,6 +149,7 @@ pub fn run(
             store,
             settings: &settings,
             policy,
+            progress,
         };
         actor.prepare(&facts, now, &mut report).await?;
         let ledger = store.ledger()?;
@@ -145,7 +173,7 @@ pub async fn post_digest<F: Forge>(
     report: &mut ActReport,
 ) -> Result<(), ActError> {
     let bot = forge.whoami().await?;
-    let own = forge.issues_by(&bot, &settings.label).await?;
+    let own = forge.issues_by(&bot).await?;
     let key = week.to_string();
     let this_week = own
         .iter()
@@ -171,12 +199,16 @@ pub async fn post_digest<F: Forge>(
             && i.number != number
             && i.body.contains("<!-- hydra-sentinel:digest:")
     }) {
-        forge
-            .comment(
-                old.number,
-                &format!("Superseded by #{number}, the digest of {key}."),
-            )
-            .await?;
+        let said = forge.comments(old.number).await?.iter().any(|c| {
+            c.author.eq_ignore_ascii_case(&bot) && render::has_marker(&c.body, "superseded", &key)
+        });
+        if !said {
+            let text = format!(
+                "{}\nSuperseded by #{number}, the digest of {key}.",
+                render::marker("superseded", &key)
+            );
+            forge.comment(old.number, &text).await?;
+        }
         forge
             .edit_issue(old.number, None, Some(State::Closed))
             .await?;

@@ -80,15 +80,19 @@ impl ActReport {
 /// The branch of a pull request: deterministic, so a crash or a lost
 /// database finds the same branch again. The policy's batch key names it
 /// (`mark-broken/maintainer/alice/1`); without one, the kind and attribute.
-pub fn branch_for(kind: ActionKind, batch: Option<&str>, attr: Option<&str>) -> String {
+pub fn branch_for(
+    kind: ActionKind,
+    batch: Option<&str>,
+    members: &[(&str, bool, &[String])],
+) -> String {
     let what = match kind {
         ActionKind::Retire => "retire",
         _ => "mark-broken",
     };
-    let key = match (batch, attr) {
-        (Some(batch), _) => batch.to_owned(),
-        (None, Some(attr)) => format!("{what}/{attr}"),
-        (None, None) => format!("{what}/unnamed"),
+    let first = members.first().map_or("unnamed", |m| m.0);
+    let key = match batch {
+        Some(batch) => batch.to_owned(),
+        None => format!("{what}/{first}"),
     };
     let clean: String = key
         .chars()
@@ -105,7 +109,35 @@ pub fn branch_for(kind: ActionKind, batch: Option<&str>, attr: Option<&str>) -> 
         .map(|p| p.trim_matches('.'))
         .filter(|p| !p.is_empty())
         .collect();
-    format!("hydra-sentinel/{}", parts.join("/"))
+    // What the pull request proposes, hashed: the same packages and
+    // platforms give the same branch (a retry finds it), different ones
+    // never reuse a branch whose pull request proposes something else.
+    let mut content: Vec<String> = members
+        .iter()
+        .map(|(attr, all, systems)| {
+            format!(
+                "{attr}:{}",
+                if *all {
+                    "all".to_owned()
+                } else {
+                    systems.join(",")
+                }
+            )
+        })
+        .collect();
+    content.sort();
+    format!(
+        "hydra-sentinel/{}-{:08x}",
+        parts.join("/"),
+        fnv1a(content.join(";").as_bytes()) as u32
+    )
+}
+
+/// FNV-1a: a small stable hash (the standard library's is seeded per process).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The attribute a tracking issue is about, from its marker.
@@ -116,7 +148,9 @@ fn tracked_attr(issue: &Issue) -> Option<String> {
     Some(issue.body[start..start + end].to_owned())
 }
 
-/// Whether every job of `attr` that failed is now ok (or gone), in the jobsets acted on.
+/// Whether `attr` builds again: every job of it that is still in the
+/// newest eval of a jobset acted on has an ok newest result. A pending or
+/// aborted result (every mass rebuild has them) is not a recovery.
 fn recovered(facts: &Facts, policy: &Policy, attr: &str) -> bool {
     let mut seen = false;
     for jobset in facts
@@ -127,14 +161,11 @@ fn recovered(facts: &Facts, policy: &Policy, attr: &str) -> bool {
         let newest = jobset.evals.len().saturating_sub(1) as u32;
         for job in jobset.jobs.iter().filter(|j| j.attr == attr) {
             let Some(run) = job.runs.last() else { continue };
+            if run.last < newest {
+                continue; // gone from the jobset
+            }
             seen = true;
-            let present = run.last >= newest;
-            if present
-                && matches!(
-                    run.class(),
-                    StatusClass::Failing | StatusClass::DependencyFailed
-                )
-            {
+            if run.class() != StatusClass::Ok {
                 return false;
             }
         }
@@ -148,6 +179,8 @@ pub struct Actor<'a, F: Forge> {
     pub store: &'a Store,
     pub settings: &'a ActSettings,
     pub policy: &'a Policy,
+    /// Called after each outward step: feeds the service's watchdog.
+    pub progress: &'a (dyn Fn() + Sync),
 }
 
 impl<F: Forge> Actor<'_, F> {
@@ -168,7 +201,7 @@ impl<F: Forge> Actor<'_, F> {
         report: &mut ActReport,
     ) -> Result<(), ActError> {
         let bot = self.forge.whoami().await?;
-        let own = self.forge.issues_by(&bot, &self.settings.label).await?;
+        let own = self.forge.issues_by(&bot).await?;
         self.reconcile(&bot, &own, now, report).await?;
         self.follow_pull_requests(&bot, facts, now, report).await?;
         self.follow_tracking_issues(&bot, &own, facts, now, report)
@@ -176,6 +209,7 @@ impl<F: Forge> Actor<'_, F> {
         Ok(())
     }
 
+    /// The package's tracking issue: the open one, else the newest.
     fn tracking_issue<'i>(&self, own: &'i [Issue], attr: &str) -> Option<&'i Issue> {
         let mut matching: Vec<&Issue> = own
             .iter()
@@ -183,6 +217,41 @@ impl<F: Forge> Actor<'_, F> {
             .collect();
         matching.sort_by_key(|i| (i.state != State::Open, std::cmp::Reverse(i.number)));
         matching.first().copied()
+    }
+
+    /// Whether the bot already left a comment with this marker on `number`.
+    async fn commented(
+        &self,
+        bot: &str,
+        number: u64,
+        kind: &str,
+        key: &str,
+    ) -> Result<bool, ActError> {
+        Ok(self
+            .forge
+            .comments(number)
+            .await?
+            .iter()
+            .any(|c| c.author.eq_ignore_ascii_case(bot) && render::has_marker(&c.body, kind, key)))
+    }
+
+    /// Comment (once, by marker) and close an issue.
+    async fn comment_and_close_issue(
+        &self,
+        bot: &str,
+        number: u64,
+        kind: &str,
+        key: &str,
+        text: &str,
+    ) -> Result<(), ActError> {
+        if !self.commented(bot, number, kind, key).await? {
+            self.forge.comment(number, text).await?;
+        }
+        self.forge
+            .edit_issue(number, None, Some(State::Closed))
+            .await?;
+        (self.progress)();
+        Ok(())
     }
 
     async fn reconcile(
@@ -193,37 +262,68 @@ impl<F: Forge> Actor<'_, F> {
         report: &mut ActReport,
     ) -> Result<(), ActError> {
         let ledger = self.store.ledger()?;
+        let known_prs: Vec<u64> = ledger
+            .actions
+            .iter()
+            .filter(|r| r.state != RecordState::Intent)
+            .filter_map(|r| r.pr)
+            .collect();
         for record in ledger
             .actions
             .iter()
             .filter(|r| r.state == RecordState::Intent)
         {
             let attr = record.attr.as_deref().unwrap_or_default();
+            let open_issue = self
+                .tracking_issue(own, attr)
+                .filter(|i| i.state == State::Open);
             let found: Option<ActionResult> = match record.kind {
                 ActionKind::Hold => Some(done(now, None, None)),
-                ActionKind::Notify | ActionKind::Escalate => self
-                    .tracking_issue(own, attr)
-                    .map(|i| done(now, None, Some(i.number))),
-                ActionKind::Remind => match self.tracking_issue(own, attr) {
+                // Only an open issue proves a notice: a closed one belongs
+                // to an earlier failure.
+                ActionKind::Notify => open_issue.map(|i| done(now, None, Some(i.number))),
+                ActionKind::Remind | ActionKind::Escalate => match open_issue {
                     Some(issue) => {
-                        let step = record.step.as_deref().unwrap_or("remind");
-                        let comments = self.forge.comments(issue.number).await?;
-                        comments
-                            .iter()
-                            .any(|c| {
-                                c.author == bot
-                                    && render::has_marker(&c.body, &format!("remind-{step}"), attr)
-                            })
+                        let kind = match record.kind {
+                            ActionKind::Remind => {
+                                format!("remind-{}", record.step.as_deref().unwrap_or("remind"))
+                            }
+                            _ => "escalate".to_owned(),
+                        };
+                        self.commented(bot, issue.number, &kind, attr)
+                            .await?
                             .then(|| done(now, None, Some(issue.number)))
                     }
                     None => None,
                 },
                 ActionKind::MarkBroken | ActionKind::Retire => {
-                    let branch =
-                        branch_for(record.kind, record.batch.as_deref(), record.attr.as_deref());
+                    let siblings: Vec<&ActionRecord> = ledger
+                        .actions
+                        .iter()
+                        .filter(|r| {
+                            r.kind == record.kind
+                                && r.batch == record.batch
+                                && r.planned_at == record.planned_at
+                        })
+                        .collect();
+                    let members: Vec<(&str, bool, &[String])> = siblings
+                        .iter()
+                        .map(|r| {
+                            (
+                                r.attr.as_deref().unwrap_or_default(),
+                                r.all_platforms,
+                                r.systems.as_slice(),
+                            )
+                        })
+                        .collect();
+                    let branch = branch_for(record.kind, record.batch.as_deref(), &members);
+                    // A pull request from an earlier, recorded attempt is not this one's.
                     self.forge
                         .pull_by_head(&self.head(&branch))
                         .await?
+                        .filter(|pull| {
+                            pull.state == State::Open || !known_prs.contains(&pull.number)
+                        })
                         .map(|pull| ActionResult {
                             state: pull_state(&pull),
                             at: now,
@@ -235,7 +335,8 @@ impl<F: Forge> Actor<'_, F> {
                 ActionKind::ClosePr => match record.pr {
                     Some(number) => {
                         let pull = self.forge.pull(number).await?;
-                        (pull.state == State::Closed).then(|| done(now, Some(number), None))
+                        let told = self.commented(bot, number, "close", attr).await?;
+                        (pull.state == State::Closed || told).then(|| done(now, Some(number), None))
                     }
                     None => None,
                 },
@@ -280,9 +381,29 @@ impl<F: Forge> Actor<'_, F> {
             }
         }
         for (number, records) in pulls {
-            let pull = self.forge.pull(number).await?;
+            let pull = match self.forge.pull(number).await {
+                Ok(pull) => pull,
+                Err(ForgeError::Status { status: 404, .. }) => {
+                    for record in &records {
+                        self.store.record_result(
+                            record.id,
+                            &failed(now, "the pull request is gone from GitHub"),
+                        )?;
+                    }
+                    report.failed(format!("pull request #{number} is gone from GitHub"));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            (self.progress)();
             let state = pull_state(&pull);
             if state != RecordState::Open {
+                // Closed by us because the packages build again is no human "no".
+                let by_us = ledger.actions.iter().any(|r| {
+                    r.kind == ActionKind::ClosePr
+                        && r.pr == Some(number)
+                        && r.state == RecordState::Done
+                });
                 for record in &records {
                     self.store.record_result(
                         record.id,
@@ -294,29 +415,25 @@ impl<F: Forge> Actor<'_, F> {
                             error: None,
                         },
                     )?;
-                }
-                report.did(format!(
-                    "pull request #{number} was {}",
-                    if state == RecordState::Merged {
-                        "merged"
-                    } else {
-                        "closed by a human; its packages are left alone as the policy says"
-                    }
-                ));
-                if state == RecordState::Closed {
-                    for record in &records {
-                        if let Some(attr) = &record.attr {
-                            self.store.record_opt_out(&NewOptOut {
-                                attr: attr.clone(),
-                                kind: OptOutKind::Snooze,
-                                recorded_at: now,
-                                until: Some(now + self.policy.opt_out.max_snooze.secs()),
-                                by: None,
-                                note: format!("pull request #{number} closed without merging"),
-                            })?;
-                        }
+                    if state == RecordState::Closed
+                        && !by_us
+                        && let Some(attr) = &record.attr
+                    {
+                        self.store.record_opt_out(&NewOptOut {
+                            attr: attr.clone(),
+                            kind: OptOutKind::Snooze,
+                            recorded_at: now,
+                            until: Some(now + self.policy.opt_out.max_snooze.secs()),
+                            by: None,
+                            note: format!("pull request #{number} closed without merging"),
+                        })?;
                     }
                 }
+                report.did(match (state, by_us) {
+                    (RecordState::Merged, _) => format!("pull request #{number} was merged"),
+                    (_, true) => format!("pull request #{number} is closed (its packages build again)"),
+                    _ => format!("pull request #{number} was closed by a human; its packages are left alone as the policy says"),
+                });
                 continue;
             }
             let attrs: Vec<String> = records.iter().filter_map(|r| r.attr.clone()).collect();
@@ -339,12 +456,14 @@ impl<F: Forge> Actor<'_, F> {
                 continue;
             };
             if recovered(facts, self.policy, &attr) {
-                self.forge
-                    .comment(issue.number, &render::issue_recovered_comment(&attr))
-                    .await?;
-                self.forge
-                    .edit_issue(issue.number, None, Some(State::Closed))
-                    .await?;
+                self.comment_and_close_issue(
+                    bot,
+                    issue.number,
+                    "recovered",
+                    &attr,
+                    &render::issue_recovered_comment(&attr),
+                )
+                .await?;
                 report.did(format!(
                     "closed tracking issue #{} of {attr}: it builds again",
                     issue.number
@@ -381,32 +500,44 @@ impl<F: Forge> Actor<'_, F> {
             let Some(parsed) = commands::parse(&comment.body, &self.settings.mention) else {
                 continue;
             };
-            let maintainers: Vec<String> = attrs
+            let committer = self
+                .settings
+                .committers
                 .iter()
-                .flat_map(|a| facts.maintainers.get(a).cloned().unwrap_or_default())
+                .any(|c| c.eq_ignore_ascii_case(&comment.author));
+            // The packages this author may speak for: all of them for a
+            // committer, else those they maintain.
+            let theirs: Vec<&String> = attrs
+                .iter()
+                .filter(|a| {
+                    committer
+                        || commands::may_command(
+                            &comment.author,
+                            facts.maintainers.get(*a).map_or(&[][..], Vec::as_slice),
+                            &[],
+                            bot,
+                        )
+                })
                 .collect();
+            let unknown = attrs.iter().all(|a| !facts.maintainers.contains_key(a));
+            if theirs.is_empty() && unknown && parsed.is_ok() {
+                // Maintainers could not be resolved this cycle: neither obey
+                // nor decline; look again next cycle.
+                continue;
+            }
             let (reply, accepted) = match parsed {
                 Err(help) => (help, false),
-                Ok(_)
-                    if !commands::may_command(
-                        &comment.author,
-                        &maintainers,
-                        &self.settings.committers,
-                        bot,
-                    ) =>
-                {
-                    (
-                        format!(
-                            "only the maintainers of {} and nixpkgs committers can give me commands; ignoring this one.",
-                            attrs
-                                .iter()
-                                .map(|a| format!("`{a}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                        false,
-                    )
-                }
+                Ok(_) if theirs.is_empty() => (
+                    format!(
+                        "only the maintainers of {} and nixpkgs committers can give me commands; ignoring this one.",
+                        attrs
+                            .iter()
+                            .map(|a| format!("`{a}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    false,
+                ),
                 Ok(command) => {
                     let max = self.policy.opt_out.max_snooze.secs();
                     let (span, what) = match command {
@@ -414,9 +545,9 @@ impl<F: Forge> Actor<'_, F> {
                         commands::Command::NotBroken => (max, "not-broken"),
                     };
                     let until = now + span;
-                    for attr in attrs {
+                    for attr in &theirs {
                         self.store.record_opt_out(&NewOptOut {
-                            attr: attr.clone(),
+                            attr: (*attr).clone(),
                             kind: OptOutKind::Snooze,
                             recorded_at: now,
                             until: Some(until),
@@ -424,9 +555,14 @@ impl<F: Forge> Actor<'_, F> {
                             note: format!("{what} in a comment on #{number}"),
                         })?;
                     }
+                    let names = theirs
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     (
                         format!(
-                            "understood: I leave this alone until {}.",
+                            "understood: I leave {names} alone until {}.",
                             crate::report::time(until).get(..10).unwrap_or_default()
                         ),
                         true,
@@ -446,6 +582,7 @@ impl<F: Forge> Actor<'_, F> {
             self.forge
                 .comment(number, &render::command_reply(&comment.author, &reply))
                 .await?;
+            (self.progress)();
             report.did(format!(
                 "#{number}: {} command from {}",
                 if accepted { "obeyed" } else { "declined" },
@@ -463,8 +600,15 @@ impl<F: Forge> Actor<'_, F> {
         report: &mut ActReport,
     ) -> Result<(), ActError> {
         let bot = self.forge.whoami().await?;
-        let mut own = self.forge.issues_by(&bot, &self.settings.label).await?;
+        let mut own = self.forge.issues_by(&bot).await?;
         let mut prs: BTreeMap<String, Vec<&Action>> = BTreeMap::new();
+        let recovered_attrs: Vec<&str> = plan
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::ClosePr)
+            .filter_map(|a| a.attr.as_deref())
+            .collect();
+        let ledger = self.store.ledger()?;
         for action in &plan.actions {
             let attr = action.attr.clone().unwrap_or_default();
             match action.kind {
@@ -484,11 +628,35 @@ impl<F: Forge> Actor<'_, F> {
                     let id = self
                         .store
                         .record_intent(&NewAction::from_action(action, pinged), now)?;
-                    match self.tell(action, &attr, &mut own).await {
-                        Ok(issue) => {
+                    match self.tell(&bot, action, &attr, &mut own, now).await {
+                        Ok(Told::In(issue)) => {
                             self.store
                                 .record_result(id, &done(now, None, Some(issue)))?;
                             report.did(format!("{} {attr} in #{issue}", action.kind));
+                        }
+                        Ok(Told::ClosedByHuman(issue)) => {
+                            self.store.record_result(
+                                id,
+                                &ActionResult {
+                                    state: RecordState::Done,
+                                    at: now,
+                                    pr: None,
+                                    issue: Some(issue),
+                                    error: Some(
+                                        "the tracking issue was closed by a human; not reopening"
+                                            .into(),
+                                    ),
+                                },
+                            )?;
+                            self.store.record_opt_out(&NewOptOut {
+                                attr: attr.clone(),
+                                kind: OptOutKind::Snooze,
+                                recorded_at: now,
+                                until: Some(now + self.policy.opt_out.max_snooze.secs()),
+                                by: None,
+                                note: format!("tracking issue #{issue} closed by a human"),
+                            })?;
+                            report.did(format!("{attr}: tracking issue #{issue} was closed by a human; leaving it alone"));
                         }
                         Err(e) => self.settle_failure(
                             id,
@@ -498,15 +666,14 @@ impl<F: Forge> Actor<'_, F> {
                             &format!("{} {attr}", action.kind),
                         )?,
                     }
+                    (self.progress)();
                 }
                 ActionKind::MarkBroken | ActionKind::Retire => {
-                    prs.entry(branch_for(
-                        action.kind,
-                        action.batch.as_deref(),
-                        action.attr.as_deref(),
-                    ))
-                    .or_default()
-                    .push(action);
+                    let key = action
+                        .batch
+                        .clone()
+                        .unwrap_or_else(|| format!("{}/{attr}", action.kind));
+                    prs.entry(key).or_default().push(action);
                 }
                 ActionKind::ClosePr => {
                     let Some(number) = action.evidence.pr else {
@@ -515,91 +682,140 @@ impl<F: Forge> Actor<'_, F> {
                     let id = self
                         .store
                         .record_intent(&NewAction::from_action(action, vec![]), now)?;
-                    let closed = async {
-                        self.forge
-                            .comment(number, &render::recovered_comment(action))
-                            .await?;
-                        self.forge.close_pull(number).await
-                    };
-                    match closed.await {
-                        Ok(_) => {
+                    // Close the pull request only when every package on it
+                    // builds again; otherwise say which one does.
+                    let still_failing: Vec<&str> = ledger
+                        .actions
+                        .iter()
+                        .filter(|r| r.pr == Some(number) && r.state == RecordState::Open)
+                        .filter_map(|r| r.attr.as_deref())
+                        .filter(|a| !recovered_attrs.contains(a))
+                        .collect();
+                    let result: Result<(), ActError> = async {
+                        if !self.commented(&bot, number, "close", &attr).await? {
+                            self.forge
+                                .comment(number, &render::recovered_comment(action))
+                                .await?;
+                        }
+                        if still_failing.is_empty() {
+                            self.forge.close_pull(number).await?;
+                        }
+                        Ok(())
+                    }
+                    .await;
+                    match result {
+                        Ok(()) => {
                             self.store
                                 .record_result(id, &done(now, Some(number), None))?;
-                            report.did(format!("closed #{number}: {attr} builds again"));
+                            report.did(if still_failing.is_empty() {
+                                format!("closed #{number}: {attr} builds again")
+                            } else {
+                                format!(
+                                    "#{number}: {attr} builds again; left open for {}",
+                                    still_failing.join(", ")
+                                )
+                            });
                         }
-                        Err(e) => {
+                        Err(ActError::Forge(e)) => {
                             self.settle_failure(id, &e, now, report, &format!("close #{number}"))?
                         }
+                        Err(e) => return Err(e),
                     }
+                    (self.progress)();
                 }
             }
         }
-        for (branch, actions) in prs {
-            self.open_pull(&bot, &branch, &actions, now, report).await?;
+        for actions in prs.into_values() {
+            self.open_pull(&bot, &actions, now, report).await?;
+            (self.progress)();
         }
         Ok(())
     }
 
-    /// Post a notice, reminder or escalation; returns the tracking issue.
+    /// Post a notice, reminder or escalation on the package's tracking issue.
     async fn tell(
         &self,
+        bot: &str,
         action: &Action,
         attr: &str,
         own: &mut Vec<Issue>,
-    ) -> Result<u64, ForgeError> {
-        let body = render::tracking_body(action, &self.settings.mention);
-        let existing = self
+        now: i64,
+    ) -> Result<Told, ForgeError> {
+        let _ = now;
+        let open = self
             .tracking_issue(own, attr)
             .filter(|i| i.state == State::Open)
             .map(|i| i.number);
-        let number = match existing {
-            Some(number) => {
-                if action.kind == ActionKind::Notify {
-                    self.forge.edit_issue(number, Some(&body), None).await?;
-                }
-                number
+        let closed = self
+            .tracking_issue(own, attr)
+            .filter(|i| i.state == State::Closed)
+            .map(|i| i.number);
+        let number = match (action.kind, open, closed) {
+            (ActionKind::Notify, Some(number), _) => {
+                self.forge
+                    .edit_issue(
+                        number,
+                        Some(&render::tracking_body(action, &self.settings.mention)),
+                        None,
+                    )
+                    .await?;
+                return Ok(Told::In(number));
             }
-            None => {
+            // A reminder never reopens a topic a human closed.
+            (ActionKind::Remind, None, Some(number)) => return Ok(Told::ClosedByHuman(number)),
+            (_, Some(number), _) => number,
+            (_, None, _) => {
                 let issue = self
                     .forge
                     .create_issue(&NewIssue {
                         title: render::tracking_title(attr),
-                        body,
+                        body: render::tracking_body(action, &self.settings.mention),
                         labels: vec![self.settings.label.clone()],
                     })
                     .await?;
                 let number = issue.number;
                 own.push(issue);
                 if action.kind == ActionKind::Notify {
-                    return Ok(number);
+                    return Ok(Told::In(number));
                 }
                 number
             }
         };
-        match action.kind {
-            ActionKind::Remind => {
-                self.forge
-                    .comment(number, &render::reminder_comment(action))
-                    .await?;
-            }
-            ActionKind::Escalate => {
-                self.forge
-                    .comment(number, &render::escalation_comment(action))
-                    .await?;
-            }
-            _ => {}
+        let (kind, text) = match action.kind {
+            ActionKind::Remind => (
+                format!("remind-{}", action.step.as_deref().unwrap_or("remind")),
+                render::reminder_comment(action),
+            ),
+            _ => ("escalate".to_owned(), render::escalation_comment(action)),
+        };
+        let already = self.forge.comments(number).await?.iter().any(|c| {
+            c.author.eq_ignore_ascii_case(bot) && render::has_marker(&c.body, &kind, attr)
+        });
+        if !already {
+            self.forge.comment(number, &text).await?;
         }
-        Ok(number)
+        Ok(Told::In(number))
     }
 
     async fn open_pull(
         &self,
         bot: &str,
-        branch: &str,
         actions: &[&Action],
         now: i64,
         report: &mut ActReport,
     ) -> Result<(), ActError> {
+        let kind = actions[0].kind;
+        let members: Vec<(&str, bool, &[String])> = actions
+            .iter()
+            .map(|a| {
+                (
+                    a.attr.as_deref().unwrap_or_default(),
+                    a.all_platforms,
+                    a.systems.as_slice(),
+                )
+            })
+            .collect();
+        let branch = branch_for(kind, actions[0].batch.as_deref(), &members);
         // A human already working on one of these packages wins: wait.
         for action in actions {
             let attr = action.attr.as_deref().unwrap_or_default();
@@ -611,10 +827,9 @@ impl<F: Forge> Actor<'_, F> {
                 .filter(|p| !p.author.eq_ignore_ascii_case(bot))
                 .map(|p| p.number)
                 .collect();
-            if !theirs.is_empty() {
+            if let Some(first) = theirs.first() {
                 report.did(format!(
-                    "paused {branch}: a human's open pull request #{} concerns {attr}",
-                    theirs[0]
+                    "paused {branch}: a human's open pull request #{first} concerns {attr}"
                 ));
                 return Ok(());
             }
@@ -636,14 +851,23 @@ impl<F: Forge> Actor<'_, F> {
                 matches!(r.kind, ActionKind::Notify | ActionKind::Remind)
                     && r.state == RecordState::Done
             })
-            .filter(|r| actions.iter().any(|a| a.attr == r.attr))
+            .filter(|r| {
+                actions.iter().any(|a| {
+                    a.attr == r.attr
+                        && a.evidence.jobs.iter().all(|j| {
+                            r.at()
+                                >= chrono::DateTime::parse_from_rfc3339(&j.since.time)
+                                    .map_or(0, |t| t.timestamp())
+                        })
+                })
+            })
             .collect();
-        let key = branch.rsplit('/').next().unwrap_or(branch);
-        let body = render::pull_body(actions, &told, key, &self.settings.mention, |n| {
+        let key = branch.rsplit('/').next().unwrap_or(&branch).to_owned();
+        let body = render::pull_body(actions, &told, &key, &self.settings.mention, |n| {
             self.issue_url(n)
         });
         let message = crate::nixpkgs::git::commit_message(&title, &evidence_lines(actions));
-        let published = match self.publisher.publish(branch, &message, &edits) {
+        let published = match self.publisher.publish(&branch, &message, &edits) {
             Ok(Published {
                 commit: None,
                 unchanged,
@@ -679,7 +903,8 @@ impl<F: Forge> Actor<'_, F> {
                 return Ok(());
             }
         };
-        let head = self.head(branch);
+        (self.progress)();
+        let head = self.head(&branch);
         let pull = match self.forge.pull_by_head(&head).await? {
             Some(pull) if pull.state == State::Open => {
                 self.forge
@@ -714,9 +939,8 @@ impl<F: Forge> Actor<'_, F> {
                     )?;
                 }
                 report.did(format!(
-                    "pull request #{} \"{title}\" ({} at {})",
+                    "pull request #{} \"{title}\" ({branch} at {})",
                     pull.number,
-                    branch,
                     published
                         .commit
                         .as_deref()
@@ -757,8 +981,16 @@ impl<F: Forge> Actor<'_, F> {
     }
 }
 
-/// Attributes with a job failing now in the jobsets acted on: whose
-/// maintainers are worth resolving.
+/// Where a notice, reminder or escalation went.
+enum Told {
+    In(u64),
+    /// The package's tracking issue was closed by a human: a "no".
+    ClosedByHuman(u64),
+}
+
+/// Attributes with a job failing now in the jobsets acted on, and those the
+/// ledger speaks of (open issues and pull requests): whose maintainers are
+/// worth resolving.
 pub fn failing_attrs(facts: &Facts, policy: &Policy) -> Vec<String> {
     let mut attrs: Vec<String> = facts
         .jobsets
@@ -811,11 +1043,12 @@ pub fn describe(plan: &Plan, settings: &ActSettings, full: bool) -> String {
                 Some(render::recovered_comment(action)),
             ),
             ActionKind::MarkBroken | ActionKind::Retire => {
-                prs.entry(branch_for(
-                    action.kind,
-                    action.batch.as_deref(),
-                    action.attr.as_deref(),
-                ))
+                prs.entry(
+                    action
+                        .batch
+                        .clone()
+                        .unwrap_or_else(|| format!("{}/{attr}", action.kind)),
+                )
                 .or_default()
                 .push(action);
                 continue;
@@ -826,7 +1059,18 @@ pub fn describe(plan: &Plan, settings: &ActSettings, full: bool) -> String {
             let _ = writeln!(out, "\n{text}");
         }
     }
-    for (branch, actions) in prs {
+    for actions in prs.into_values() {
+        let members: Vec<(&str, bool, &[String])> = actions
+            .iter()
+            .map(|a| {
+                (
+                    a.attr.as_deref().unwrap_or_default(),
+                    a.all_platforms,
+                    a.systems.as_slice(),
+                )
+            })
+            .collect();
+        let branch = branch_for(actions[0].kind, actions[0].batch.as_deref(), &members);
         let _ = writeln!(
             out,
             "- push {}:{branch} and open pull request \"{}\" against {}",

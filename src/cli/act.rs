@@ -61,7 +61,7 @@ fn act_cycle(
 ) -> Result<ExitCode> {
     let policy = load_policy(config, None)?;
     let store = Store::open(&config.database)?;
-    match cycle::run(config, &policy, &store, now, dry_run, full_texts)? {
+    match cycle::run(config, &policy, &store, now, dry_run, full_texts, &|| {})? {
         Outcome::DryRun(text) => {
             writeln!(
                 out,

@@ -285,9 +285,11 @@ impl CycleStep for ActStep {
             let now = cx.now;
             // The store is not Sync: the cycle runs on a blocking thread of
             // its own, with its own connection.
+            let control = cx.control.clone();
             let outcome = tokio::task::spawn_blocking(move || {
                 let store = Store::open(&config.database)?;
-                crate::act::cycle::run(&config, &policy, &store, now, false, false)
+                let progress = move || control.beat();
+                crate::act::cycle::run(&config, &policy, &store, now, false, false, &progress)
                     .map_err(StepError::from)
             })
             .await

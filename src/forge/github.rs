@@ -48,7 +48,9 @@ impl GitHubSettings {
             api_url,
             repo: repo.to_owned(),
             token,
-            max_rate_limit_wait: Duration::from_secs(15 * 60),
+            // Below the service's watchdog: a longer wait ends the cycle and
+            // the next one comes back.
+            max_rate_limit_wait: Duration::from_secs(5 * 60),
             read_retries: 4,
             retry_base_delay: Duration::from_millis(500),
             min_write_interval: Duration::from_secs(1),
@@ -174,13 +176,21 @@ impl GitHub {
                 }
             };
             let status = response.status().as_u16();
-            let wait = rate_limit_wait(status, response.headers());
+            let mut wait = rate_limit_wait(status, response.headers());
             let bytes = response
                 .into_body()
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
+            if wait.is_none()
+                && status == 403
+                && String::from_utf8_lossy(&bytes)
+                    .to_ascii_lowercase()
+                    .contains("rate limit")
+            {
+                wait = Some(Duration::from_secs(60));
+            }
             if (200..300).contains(&status) {
                 return Ok(bytes);
             }
@@ -261,10 +271,13 @@ impl GitHub {
             let done = items.len() < 100;
             all.extend(items);
             if done {
-                break;
+                return Ok(all);
             }
         }
-        Ok(all)
+        Err(ForgeError::TooManyPages {
+            path: path.to_owned(),
+            pages: MAX_PAGES,
+        })
     }
 }
 
@@ -287,7 +300,8 @@ fn rate_limit_wait(status: u16, headers: &http::HeaderMap) -> Option<Duration> {
         let now = chrono::Utc::now().timestamp();
         return Some(Duration::from_secs((reset - now).max(1) as u64));
     }
-    // A 429 without headers is still a rate limit; a bare 403 is a real "no".
+    // A 429 without headers is still a rate limit, and so is a 403 whose
+    // message says so (secondary limits); any other 403 is a real "no".
     (status == 429).then(|| Duration::from_secs(60))
 }
 
@@ -396,11 +410,11 @@ impl Forge for GitHub {
         Ok(user.login)
     }
 
-    async fn issues_by(&self, creator: &str, label: &str) -> Result<Vec<Issue>, ForgeError> {
+    async fn issues_by(&self, creator: &str) -> Result<Vec<Issue>, ForgeError> {
         let issues: Vec<GhIssue> = self
             .pages(
                 &self.repo_path("issues"),
-                &[("creator", creator), ("labels", label), ("state", "all")],
+                &[("creator", creator), ("state", "all")],
             )
             .await?;
         Ok(issues
@@ -485,7 +499,8 @@ impl Forge for GitHub {
         Ok(pulls
             .into_iter()
             .map(PullRequest::from)
-            .find(|p| p.head == head))
+            .filter(|p| p.head.eq_ignore_ascii_case(head))
+            .max_by_key(|p| p.number))
     }
 
     async fn pull(&self, number: u64) -> Result<PullRequest, ForgeError> {
@@ -512,13 +527,19 @@ impl Forge for GitHub {
             .await?
             .into();
         if !labels.is_empty() {
-            self.send(
-                Method::Post,
-                &self.repo_path(&format!("issues/{}/labels", created.number)),
-                &[],
-                Some(&json!({"labels": labels})),
-            )
-            .await?;
+            // Labels are for people; a token without triage rights cannot
+            // set them, and the pull request exists either way.
+            if let Err(e) = self
+                .send(
+                    Method::Post,
+                    &self.repo_path(&format!("issues/{}/labels", created.number)),
+                    &[],
+                    Some(&json!({"labels": labels})),
+                )
+                .await
+            {
+                tracing::warn!(pull = created.number, error = %e, "could not label a pull request");
+            }
         }
         Ok(created)
     }

@@ -111,12 +111,12 @@ impl Forge for MemoryForge {
         Ok(self.login.clone())
     }
 
-    async fn issues_by(&self, creator: &str, label: &str) -> Result<Vec<Issue>, ForgeError> {
+    async fn issues_by(&self, creator: &str) -> Result<Vec<Issue>, ForgeError> {
         Ok(self
             .inner()
             .issues
             .values()
-            .filter(|i| i.author == creator && i.labels.iter().any(|l| l == label))
+            .filter(|i| i.author == creator)
             .cloned()
             .collect())
     }
@@ -193,11 +193,13 @@ impl Forge for MemoryForge {
             .unwrap_or_default())
     }
 
+    /// The newest, as GitHub lists them.
     async fn pull_by_head(&self, head: &str) -> Result<Option<PullRequest>, ForgeError> {
         Ok(self
             .inner()
             .pulls
             .values()
+            .rev()
             .find(|p| p.head == head)
             .cloned())
     }

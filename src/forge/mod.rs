@@ -110,6 +110,8 @@ pub enum ForgeError {
     },
     #[error("no such {what} #{number}")]
     NotFound { what: &'static str, number: u64 },
+    #[error("GET {path} has more than {pages} pages; refusing to act on a partial list")]
+    TooManyPages { path: String, pages: usize },
 }
 
 impl ForgeError {
@@ -119,6 +121,8 @@ impl ForgeError {
         match self {
             ForgeError::Transport { .. } => true,
             ForgeError::Status { status, .. } => *status >= 500,
+            // A write whose answer could not be read may well have happened.
+            ForgeError::Decode { method, .. } => *method != "GET",
             _ => false,
         }
     }
@@ -187,8 +191,11 @@ pub struct NewPull {
 pub trait Forge {
     /// The login the token belongs to: the bot's own name, to find its own work.
     async fn whoami(&self) -> Result<String, ForgeError>;
-    /// Issues (not pull requests) opened by `creator` with `label`, any state.
-    async fn issues_by(&self, creator: &str, label: &str) -> Result<Vec<Issue>, ForgeError>;
+    /// Issues (not pull requests) opened by `creator`, any state. Labels are
+    /// not trusted to find them: GitHub drops labels a token may not set,
+    /// and anyone with triage rights can remove one; callers match the
+    /// hidden markers in the bodies instead.
+    async fn issues_by(&self, creator: &str) -> Result<Vec<Issue>, ForgeError>;
     async fn issue(&self, number: u64) -> Result<Issue, ForgeError>;
     async fn create_issue(&self, issue: &NewIssue) -> Result<Issue, ForgeError>;
     async fn edit_issue(

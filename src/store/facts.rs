@@ -25,6 +25,8 @@ pub struct NewAction {
     pub batch: Option<String>,
     /// GitHub logins the action will mention.
     pub pinged: Vec<String>,
+    /// The pull request it concerns, when known before acting (close_pr).
+    pub pr: Option<u64>,
 }
 
 impl NewAction {
@@ -38,6 +40,7 @@ impl NewAction {
             step: action.step.clone(),
             batch: action.batch.clone(),
             pinged,
+            pr: action.evidence.pr,
         }
     }
 }
@@ -247,8 +250,8 @@ impl Store {
     pub fn record_intent(&self, action: &NewAction, planned_at: i64) -> Result<i64, StoreError> {
         self.conn
             .execute(
-                "INSERT INTO actions (kind, attr, systems, all_platforms, step, batch, state, planned_at, pinged)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'intent', ?7, ?8)",
+                "INSERT INTO actions (kind, attr, systems, all_platforms, step, batch, state, planned_at, pinged, pr)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'intent', ?7, ?8, ?9)",
                 params![
                     action.kind.as_str(),
                     action.attr,
@@ -258,6 +261,7 @@ impl Store {
                     action.batch,
                     planned_at,
                     json_list(&action.pinged),
+                    action.pr.and_then(|n| i64::try_from(n).ok()),
                 ],
             )
             .context("recording an intent")?;
@@ -348,6 +352,7 @@ mod tests {
             step: None,
             batch: Some("mark-broken/set/top-level/1".into()),
             pinged: vec![],
+            pr: None,
         };
         let id = store.record_intent(&intent, 100).unwrap();
         let in_flight = store.ledger().unwrap().actions.remove(0);

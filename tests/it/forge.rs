@@ -58,10 +58,7 @@ fn creates_finds_edits_and_comments_on_its_own_issues() {
             .create_issue(&new_issue("grafx: fails to build"))
             .await
             .unwrap();
-        let found = gh
-            .issues_by("sentinel-bot", "hydra-sentinel")
-            .await
-            .unwrap();
+        let found = gh.issues_by("sentinel-bot").await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].number, issue.number);
         assert!(found[0].body.contains("<!-- hydra-sentinel:grafx"));
@@ -199,11 +196,7 @@ fn reads_are_retried_after_server_errors() {
         "/repos/NixOS/nixpkgs/issues",
         GitHubFault::Status(503),
     );
-    let issues = runtime().block_on(async {
-        github(&fake, TOKEN)
-            .issues_by("sentinel-bot", "hydra-sentinel")
-            .await
-    });
+    let issues = runtime().block_on(async { github(&fake, TOKEN).issues_by("sentinel-bot").await });
     assert!(issues.unwrap().is_empty());
 }
 
@@ -248,9 +241,7 @@ fn the_token_never_appears_in_logs_or_errors() {
         runtime().block_on(async {
             let gh = github(&fake, TOKEN);
             texts.push(format!("{gh:?}"));
-            gh.issues_by("sentinel-bot", "hydra-sentinel")
-                .await
-                .unwrap();
+            gh.issues_by("sentinel-bot").await.unwrap();
             gh.create_issue(&new_issue("x")).await.unwrap();
             let refused = github(&fake, "wrong-token").whoami().await.unwrap_err();
             texts.push(format!(
