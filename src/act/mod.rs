@@ -104,6 +104,11 @@ pub fn branch_for(
             }
         })
         .collect();
+    // git refuses `..` and parts that start or end with a dot.
+    let mut clean = clean;
+    while clean.contains("..") {
+        clean = clean.replace("..", ".");
+    }
     let parts: Vec<&str> = clean
         .split('/')
         .map(|p| p.trim_matches('.'))
@@ -1181,5 +1186,107 @@ fn evidence_lines(actions: &[&Action]) -> Vec<String> {
 impl From<NixpkgsError> for ActError {
     fn from(e: NixpkgsError) -> ActError {
         ActError::Forge(ForgeError::Settings(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::JobsetRef;
+    use crate::history::EvalPoint;
+    use crate::policy::{JobFacts, JobsetFacts, Run};
+
+    fn facts(newest: (bool, Option<i64>)) -> Facts {
+        let evals = (0..3)
+            .map(|i| EvalPoint {
+                id: 100 + i,
+                seq: i + 1,
+                timestamp: 1_700_000_000 + i * 3600,
+                revision: None,
+            })
+            .collect();
+        let run = |first, last, build, (finished, status): (bool, Option<i64>)| Run {
+            first,
+            last,
+            build,
+            finished,
+            status,
+            drv: build as u64,
+        };
+        Facts {
+            hydra_url: "https://hydra.nixos.org".parse().unwrap(),
+            jobsets: vec![JobsetFacts {
+                jobset: JobsetRef {
+                    project: "nixpkgs".into(),
+                    jobset: "trunk".into(),
+                },
+                evals,
+                jobs: vec![JobFacts {
+                    attr: "hello".into(),
+                    system: "x86_64-linux".into(),
+                    suffixed: true,
+                    runs: vec![run(0, 1, 1, (true, Some(1))), run(2, 2, 2, newest)],
+                }],
+                propagated_from: BTreeMap::new(),
+            }],
+            maintainers: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_package_recovers_only_when_its_newest_result_is_ok() {
+        let policy = Policy::nixpkgs();
+        assert!(recovered(&facts((true, Some(0))), &policy, "hello"));
+        assert!(
+            !recovered(&facts((false, None)), &policy, "hello"),
+            "queued after a rebuild is no recovery"
+        );
+        assert!(
+            !recovered(&facts((true, Some(3))), &policy, "hello"),
+            "aborted is no recovery"
+        );
+        assert!(!recovered(&facts((true, Some(1))), &policy, "hello"));
+        assert!(
+            !recovered(&facts((true, Some(0))), &policy, "unknown"),
+            "no jobs, nothing recovered"
+        );
+    }
+
+    #[test]
+    fn a_branch_is_named_by_its_batch_and_what_it_proposes() {
+        let darwin = vec!["aarch64-darwin".to_owned()];
+        let linux = vec!["x86_64-linux".to_owned()];
+        let batch = Some("mark-broken/maintainer/alice/1");
+        let a = branch_for(ActionKind::MarkBroken, batch, &[("hello", false, &darwin)]);
+        assert!(
+            a.starts_with("hydra-sentinel/mark-broken/maintainer/alice/1-"),
+            "{a}"
+        );
+        assert_eq!(
+            a,
+            branch_for(ActionKind::MarkBroken, batch, &[("hello", false, &darwin)])
+        );
+        assert_ne!(
+            a,
+            branch_for(ActionKind::MarkBroken, batch, &[("hello", false, &linux)])
+        );
+        assert_ne!(
+            a,
+            branch_for(ActionKind::MarkBroken, batch, &[("frob", false, &darwin)])
+        );
+        let both = branch_for(
+            ActionKind::MarkBroken,
+            batch,
+            &[("hello", false, &darwin), ("frob", true, &linux)],
+        );
+        let swapped = branch_for(
+            ActionKind::MarkBroken,
+            batch,
+            &[("frob", true, &linux), ("hello", false, &darwin)],
+        );
+        assert_eq!(both, swapped, "the order of a batch does not matter");
+        let odd = branch_for(ActionKind::Retire, None, &[("a b..c", true, &[])]);
+        assert!(odd.starts_with("hydra-sentinel/retire/a-b.c-"), "{odd}");
+        assert!(!odd.contains(' ') && !odd.contains(".."), "{odd}");
     }
 }
