@@ -138,6 +138,37 @@ pub fn branch_for(
     )
 }
 
+/// The branch of a batch of planned actions.
+fn branch_of_actions(actions: &[&Action]) -> String {
+    let members: Vec<(&str, bool, &[String])> = actions
+        .iter()
+        .map(|a| {
+            (
+                a.attr.as_deref().unwrap_or_default(),
+                a.all_platforms,
+                a.systems.as_slice(),
+            )
+        })
+        .collect();
+    branch_for(actions[0].kind, actions[0].batch.as_deref(), &members)
+}
+
+/// The branch of the recorded actions of one batch (the same as when they
+/// were planned: the ledger keeps what the branch name is made of).
+fn branch_of_records(records: &[&ActionRecord]) -> String {
+    let members: Vec<(&str, bool, &[String])> = records
+        .iter()
+        .map(|r| {
+            (
+                r.attr.as_deref().unwrap_or_default(),
+                r.all_platforms,
+                r.systems.as_slice(),
+            )
+        })
+        .collect();
+    branch_for(records[0].kind, records[0].batch.as_deref(), &members)
+}
+
 /// FNV-1a: a small stable hash (the standard library's is seeded per process).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -311,17 +342,7 @@ impl<F: Forge> Actor<'_, F> {
                                 && r.planned_at == record.planned_at
                         })
                         .collect();
-                    let members: Vec<(&str, bool, &[String])> = siblings
-                        .iter()
-                        .map(|r| {
-                            (
-                                r.attr.as_deref().unwrap_or_default(),
-                                r.all_platforms,
-                                r.systems.as_slice(),
-                            )
-                        })
-                        .collect();
-                    let branch = branch_for(record.kind, record.batch.as_deref(), &members);
+                    let branch = branch_of_records(&siblings);
                     // A pull request from an earlier, recorded attempt is not this one's.
                     self.forge
                         .pull_by_head(&self.head(&branch))
@@ -809,18 +830,7 @@ impl<F: Forge> Actor<'_, F> {
         now: i64,
         report: &mut ActReport,
     ) -> Result<(), ActError> {
-        let kind = actions[0].kind;
-        let members: Vec<(&str, bool, &[String])> = actions
-            .iter()
-            .map(|a| {
-                (
-                    a.attr.as_deref().unwrap_or_default(),
-                    a.all_platforms,
-                    a.systems.as_slice(),
-                )
-            })
-            .collect();
-        let branch = branch_for(kind, actions[0].batch.as_deref(), &members);
+        let branch = branch_of_actions(actions);
         // A human already working on one of these packages wins: wait.
         for action in actions {
             let attr = action.attr.as_deref().unwrap_or_default();
@@ -1065,17 +1075,7 @@ pub fn describe(plan: &Plan, settings: &ActSettings, full: bool) -> String {
         }
     }
     for actions in prs.into_values() {
-        let members: Vec<(&str, bool, &[String])> = actions
-            .iter()
-            .map(|a| {
-                (
-                    a.attr.as_deref().unwrap_or_default(),
-                    a.all_platforms,
-                    a.systems.as_slice(),
-                )
-            })
-            .collect();
-        let branch = branch_for(actions[0].kind, actions[0].batch.as_deref(), &members);
+        let branch = branch_of_actions(&actions);
         let _ = writeln!(
             out,
             "- push {}:{branch} and open pull request \"{}\" against {}",

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use hydra_sentinel::sim::{FakeHydra, Fault, Rng, SimSpec};
 
-use crate::helpers::{Sandbox, assert_evals_complete, small_spec, start};
+use crate::helpers::{Sandbox, assert_evals_complete, fingerprint, small_spec, start};
 
 /// `[daemon]` and `[metrics]` for tests: a short interval and an ephemeral port.
 const FAST: &str = "\n[daemon]\ninterval_secs = 1\nunhealthy_after_cycles = 3\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[ingest]\nmax_evals_per_pass = 100\n";
@@ -572,22 +572,6 @@ fn the_watchdog_is_fed_by_progress_and_starves_while_hydra_hangs() {
         "{}",
         both()
     );
-}
-
-/// Everything that should come out the same however often `run` was killed.
-fn fingerprint(sandbox: &Sandbox) -> Vec<i64> {
-    [
-        "SELECT count(*) FROM evals",
-        "SELECT count(*) FROM jobs",
-        "SELECT count(*) FROM builds",
-        "SELECT count(*) FROM spans",
-        "SELECT count(*) FROM spans WHERE last_seq IS NULL",
-        "SELECT coalesce(sum(nr_builds), 0) FROM evals",
-        "SELECT count(*) FROM builds WHERE status != 0",
-    ]
-    .iter()
-    .map(|sql| sandbox.count(sql))
-    .collect()
 }
 
 #[test]

@@ -143,3 +143,19 @@ pub fn assert_evals_complete(conn: &rusqlite::Connection) {
         .unwrap();
     assert_eq!(integrity, "ok");
 }
+
+/// Everything that should come out the same however often ingest was killed.
+pub fn fingerprint(sandbox: &Sandbox) -> Vec<i64> {
+    [
+        "SELECT count(*) FROM evals",
+        "SELECT count(*) FROM jobs",
+        "SELECT count(*) FROM builds",
+        "SELECT count(*) FROM spans",
+        "SELECT count(*) FROM spans WHERE last_seq IS NULL",
+        "SELECT coalesce(sum(nr_builds), 0) FROM evals",
+        "SELECT count(*) FROM builds WHERE status != 0",
+    ]
+    .iter()
+    .map(|sql| sandbox.count(sql))
+    .collect()
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hydra_sentinel::sim::{Rng, SimSpec};
 
-use crate::helpers::{Sandbox, assert_evals_complete, small_spec, start};
+use crate::helpers::{Sandbox, assert_evals_complete, fingerprint, small_spec, start};
 
 fn ingest_command(sandbox: &Sandbox) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"));
@@ -23,22 +23,6 @@ fn ingest_command(sandbox: &Sandbox) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command
-}
-
-/// Everything that should come out the same however often ingest was killed.
-fn fingerprint(sandbox: &Sandbox) -> Vec<i64> {
-    [
-        "SELECT count(*) FROM evals",
-        "SELECT count(*) FROM jobs",
-        "SELECT count(*) FROM builds",
-        "SELECT count(*) FROM spans",
-        "SELECT count(*) FROM spans WHERE last_seq IS NULL",
-        "SELECT coalesce(sum(nr_builds), 0) FROM evals",
-        "SELECT count(*) FROM builds WHERE status != 0",
-    ]
-    .iter()
-    .map(|sql| sandbox.count(sql))
-    .collect()
 }
 
 #[test]
