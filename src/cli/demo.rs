@@ -83,10 +83,17 @@ pub fn run(database: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
         out,
         "\n$ hydra-sentinel plan --now {at}   (dry run, built-in policy)"
     )?;
+    let plan = hydra_sentinel::policy::plan(&policy, &facts, &ledger, now);
+    write!(out, "{}", plan.to_text())?;
+    writeln!(
+        out,
+        "\n$ hydra-sentinel act --now {at}   ([act] enabled = false: nothing is sent)"
+    )?;
+    let settings = hydra_sentinel::act::cycle::settings(&config);
     write!(
         out,
         "{}",
-        hydra_sentinel::policy::plan(&policy, &facts, &ledger, now).to_text()
+        hydra_sentinel::act::describe(&plan, &settings, false)
     )?;
     for attr in ["libfoo", "foo-gui"] {
         if let Some(text) = hydra_sentinel::policy::explain(&policy, &facts, &ledger, attr, now) {
