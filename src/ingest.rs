@@ -59,6 +59,23 @@ pub enum IngestError {
     Cancelled,
 }
 
+/// What the parsing thread hands the writing thread.
+enum Parsed {
+    Builds(Vec<Build>),
+    /// The array ended where it should: the eval may be committed.
+    End,
+    /// The body broke off or is malformed after this many builds.
+    Broken(usize, serde_json::Error),
+}
+
+/// The writer went away (it failed); the parser stops.
+#[derive(Debug, thiserror::Error)]
+#[error("the writer stopped")]
+struct WriterGone;
+
+/// Builds handed over at a time (fewer, larger messages).
+const PARSE_BATCH: usize = 256;
+
 /// Parsed builds between two heartbeats while streaming an eval.
 const BUILDS_PER_HEARTBEAT: usize = 2000;
 
@@ -447,32 +464,77 @@ impl Ingestor {
             // transaction rolls back, exactly as for a truncated download.
             let body = body.take_until(self.control.cancel.clone().cancelled_owned());
             let reader = tokio_util::io::StreamReader::new(Box::pin(body));
+            // Two threads, two cores: one parses the body as it arrives, the
+            // other writes the transaction. The writer commits only on the
+            // parser's explicit end of the array; a parser that fails or
+            // dies makes it roll back.
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Parsed>(16);
+            let parser = tokio::task::spawn_blocking(move || {
+                let reader = tokio_util::io::SyncIoBridge::new(reader);
+                let mut batch = Vec::with_capacity(PARSE_BATCH);
+                let result = for_each_build(reader, |build| {
+                    batch.push(build);
+                    if batch.len() == PARSE_BATCH {
+                        sender
+                            .send(Parsed::Builds(std::mem::replace(
+                                &mut batch,
+                                Vec::with_capacity(PARSE_BATCH),
+                            )))
+                            .map_err(|_| WriterGone)?;
+                    }
+                    Ok::<(), WriterGone>(())
+                });
+                let last = match result {
+                    Ok(_) => {
+                        let _ = sender.send(Parsed::Builds(batch));
+                        Parsed::End
+                    }
+                    Err(StreamError::Json {
+                        builds_read,
+                        source,
+                    }) => Parsed::Broken(builds_read, source),
+                    Err(StreamError::Callback(WriterGone)) => return,
+                };
+                let _ = sender.send(last);
+            });
             let jobset = jobset.clone();
             let mode = mode.clone();
             let control = self.control.clone();
             let result = self
                 .with_store(move |store| {
-                    let reader = tokio_util::io::SyncIoBridge::new(reader);
                     let mut writer = mode.begin(store, &jobset)?;
                     let mut checker = BuildChecker::new(&jobset, eval_id);
                     let mut parsed = 0usize;
-                    match for_each_build(reader, |build| {
-                        parsed += 1;
-                        if parsed.is_multiple_of(BUILDS_PER_HEARTBEAT) {
-                            control.beat();
+                    for message in receiver {
+                        match message {
+                            Parsed::Builds(builds) => {
+                                for build in &builds {
+                                    checker.write(&mut writer, build)?;
+                                }
+                                let before = parsed / BUILDS_PER_HEARTBEAT;
+                                parsed += builds.len();
+                                if parsed / BUILDS_PER_HEARTBEAT > before {
+                                    control.beat();
+                                }
+                            }
+                            Parsed::End => return Ok(Ok(writer.commit()?)),
+                            // Dropping the writer rolls the eval back.
+                            Parsed::Broken(builds_read, source) => {
+                                return Ok(Err((builds_read, source)));
+                            }
                         }
-                        checker.write(&mut writer, &build)
-                    }) {
-                        Ok(_) => Ok(Ok(writer.commit()?)),
-                        Err(StreamError::Callback(e)) => Err(e.into()),
-                        // Dropping the writer rolls the eval back.
-                        Err(StreamError::Json {
-                            builds_read,
-                            source,
-                        }) => Ok(Err((builds_read, source))),
                     }
+                    Ok(Err((
+                        parsed,
+                        serde_json::Error::io(std::io::Error::other(
+                            "the parser stopped without finishing the array",
+                        )),
+                    )))
                 })
-                .await?;
+                .await;
+            // The parser ends once the writer is done with it (or gone).
+            let _ = parser.await;
+            let result = result?;
             match result {
                 Ok(outcome) => return Ok(outcome),
                 Err(_) if self.control.cancel.is_cancelled() => {

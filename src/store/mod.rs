@@ -17,7 +17,7 @@ pub use facts::{ActionResult, NewAction, NewOptOut};
 pub use read::{JobRecord, JobsetSummary, StoredEval};
 pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -130,8 +130,8 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
-            job_ids: HashMap::new(),
-            open_spans: HashMap::new(),
+            job_ids: HashMap::default(),
+            open_spans: HashMap::default(),
         })
     }
 
@@ -165,8 +165,8 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
-            job_ids: HashMap::new(),
-            open_spans: HashMap::new(),
+            job_ids: HashMap::default(),
+            open_spans: HashMap::default(),
         })
     }
 

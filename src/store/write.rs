@@ -1,6 +1,8 @@
 //! Writing one evaluation, all or nothing.
 
-use std::collections::{HashMap, HashSet};
+// FxHash: these maps sit on the ingest hot path and their keys are ours,
+// not an attacker's (job names are validated before they get here).
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -85,7 +87,7 @@ impl Store {
         jobset_id: i64,
         ids: &[i64],
     ) -> Result<HashMap<i64, KnownBuild>, StoreError> {
-        let mut newest: HashMap<i64, KnownBuild> = HashMap::new();
+        let mut newest: HashMap<i64, KnownBuild> = HashMap::default();
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -118,7 +120,7 @@ impl Store {
             .conn
             .prepare_cached("SELECT 1 FROM refused_builds WHERE id = ?1")
             .context("looking up known builds")?;
-        let mut known = HashMap::new();
+        let mut known = HashMap::default();
         for &id in ids {
             if let Some(build) = newest.get(&id) {
                 known.insert(id, *build);
@@ -192,10 +194,10 @@ impl Store {
             tx,
             jobset_id,
             job_ids,
-            new_job_ids: HashMap::new(),
+            new_job_ids: HashMap::default(),
             open_spans,
             span_changes: Vec::new(),
-            members: HashSet::new(),
+            members: HashSet::default(),
             eval: None,
             outcome: WriteOutcome::default(),
         })
