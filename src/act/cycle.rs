@@ -116,26 +116,18 @@ pub fn run(
         let plan = policy::plan(policy, &facts, &store.ledger()?, now);
         return Ok(Outcome::DryRun(describe(&plan, &settings, full_texts)));
     }
-    let github = config.github.as_ref().ok_or_else(|| {
-        ActError::Forge(crate::forge::ForgeError::Settings(
-            "acting needs a [github] section".into(),
-        ))
-    })?;
+    let github = config
+        .github
+        .as_ref()
+        .ok_or_else(|| ActError::Setup("acting needs a [github] section".into()))?;
     let token = Secret::from_file(&github.token_file)?;
-    let publisher = publisher(config, Some(&token)).ok_or_else(|| {
-        ActError::Forge(crate::forge::ForgeError::Settings(
-            "acting needs [nixpkgs] checkout".into(),
-        ))
-    })?;
+    let publisher = publisher(config, Some(&token))
+        .ok_or_else(|| ActError::Setup("acting needs [nixpkgs] checkout".into()))?;
     facts.maintainers = publisher.maintainers(&attrs_of_interest(&facts, policy, store)?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| {
-            ActError::Forge(crate::forge::ForgeError::Settings(format!(
-                "cannot start a runtime: {e}"
-            )))
-        })?;
+        .map_err(|e| ActError::Setup(format!("cannot start a runtime: {e}")))?;
     let mut report = ActReport::default();
     runtime.block_on(async {
         let forge = GitHub::new(GitHubSettings::new(

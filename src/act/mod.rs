@@ -26,7 +26,6 @@ use std::collections::BTreeMap;
 
 use crate::forge::{Forge, ForgeError, Issue, NewIssue, NewPull, PullRequest, State};
 use crate::history::StatusClass;
-use crate::nixpkgs::NixpkgsError;
 use crate::policy::{
     Action, ActionKind, ActionRecord, Facts, OptOutKind, Plan, Policy, RecordState,
 };
@@ -40,6 +39,8 @@ pub enum ActError {
     Forge(#[from] ForgeError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot act: {0}")]
+    Setup(String),
 }
 
 /// Validated settings of the act stage.
@@ -138,35 +139,17 @@ pub fn branch_for(
     )
 }
 
-/// The branch of a batch of planned actions.
-fn branch_of_actions(actions: &[&Action]) -> String {
-    let members: Vec<(&str, bool, &[String])> = actions
-        .iter()
-        .map(|a| {
-            (
-                a.attr.as_deref().unwrap_or_default(),
-                a.all_platforms,
-                a.systems.as_slice(),
-            )
-        })
+/// The branch of a batch, planned (actions) or recorded (ledger records
+/// keep what the name is made of): attribute, all platforms, systems.
+fn branch_of<'a>(
+    kind: ActionKind,
+    batch: Option<&str>,
+    members: impl Iterator<Item = (&'a Option<String>, bool, &'a Vec<String>)>,
+) -> String {
+    let members: Vec<(&str, bool, &[String])> = members
+        .map(|(attr, all, systems)| (attr.as_deref().unwrap_or_default(), all, systems.as_slice()))
         .collect();
-    branch_for(actions[0].kind, actions[0].batch.as_deref(), &members)
-}
-
-/// The branch of the recorded actions of one batch (the same as when they
-/// were planned: the ledger keeps what the branch name is made of).
-fn branch_of_records(records: &[&ActionRecord]) -> String {
-    let members: Vec<(&str, bool, &[String])> = records
-        .iter()
-        .map(|r| {
-            (
-                r.attr.as_deref().unwrap_or_default(),
-                r.all_platforms,
-                r.systems.as_slice(),
-            )
-        })
-        .collect();
-    branch_for(records[0].kind, records[0].batch.as_deref(), &members)
+    branch_for(kind, batch, &members)
 }
 
 /// FNV-1a: a small stable hash (the standard library's is seeded per process).
@@ -342,7 +325,13 @@ impl<F: Forge> Actor<'_, F> {
                                 && r.planned_at == record.planned_at
                         })
                         .collect();
-                    let branch = branch_of_records(&siblings);
+                    let branch = branch_of(
+                        record.kind,
+                        record.batch.as_deref(),
+                        siblings
+                            .iter()
+                            .map(|r| (&r.attr, r.all_platforms, &r.systems)),
+                    );
                     // A pull request from an earlier, recorded attempt is not this one's.
                     self.forge
                         .pull_by_head(&self.head(&branch))
@@ -654,7 +643,7 @@ impl<F: Forge> Actor<'_, F> {
                     let id = self
                         .store
                         .record_intent(&NewAction::from_action(action, pinged), now)?;
-                    match self.tell(&bot, action, &attr, &mut own, now).await {
+                    match self.tell(&bot, action, &attr, &mut own).await {
                         Ok(Told::In(issue)) => {
                             self.store
                                 .record_result(id, &done(now, None, Some(issue)))?;
@@ -765,9 +754,7 @@ impl<F: Forge> Actor<'_, F> {
         action: &Action,
         attr: &str,
         own: &mut Vec<Issue>,
-        now: i64,
     ) -> Result<Told, ForgeError> {
-        let _ = now;
         let open = self
             .tracking_issue(own, attr)
             .filter(|i| i.state == State::Open)
@@ -830,7 +817,13 @@ impl<F: Forge> Actor<'_, F> {
         now: i64,
         report: &mut ActReport,
     ) -> Result<(), ActError> {
-        let branch = branch_of_actions(actions);
+        let branch = branch_of(
+            actions[0].kind,
+            actions[0].batch.as_deref(),
+            actions
+                .iter()
+                .map(|a| (&a.attr, a.all_platforms, &a.systems)),
+        );
         // A human already working on one of these packages wins: wait.
         for action in actions {
             let attr = action.attr.as_deref().unwrap_or_default();
@@ -1075,7 +1068,13 @@ pub fn describe(plan: &Plan, settings: &ActSettings, full: bool) -> String {
         }
     }
     for actions in prs.into_values() {
-        let branch = branch_of_actions(&actions);
+        let branch = branch_of(
+            actions[0].kind,
+            actions[0].batch.as_deref(),
+            actions
+                .iter()
+                .map(|a| (&a.attr, a.all_platforms, &a.systems)),
+        );
         let _ = writeln!(
             out,
             "- push {}:{branch} and open pull request \"{}\" against {}",
@@ -1181,12 +1180,6 @@ fn evidence_lines(actions: &[&Action]) -> Vec<String> {
         .iter()
         .map(|a| format!("{}: {}", a.attr.as_deref().unwrap_or_default(), a.reason))
         .collect()
-}
-
-impl From<NixpkgsError> for ActError {
-    fn from(e: NixpkgsError) -> ActError {
-        ActError::Forge(ForgeError::Settings(e.to_string()))
-    }
 }
 
 #[cfg(test)]
