@@ -49,18 +49,28 @@ impl NixInstantiate {
             .map(NixInstantiate::new)
     }
 
+    /// `nix-instantiate` set up to evaluate without any store or shared state:
+    /// the dummy store (parsing and evaluating never need to write one, so no
+    /// `/nix` has to exist or be writable, as under a hardened service or a
+    /// normal user's test run), and a state folder private to this user, since
+    /// one shared by several users makes Nix fail on the other's profiles.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command
+            .args(["--store", "dummy://"])
+            .env("NIX_STATE_DIR", private_state_dir());
+        command
+    }
+
     fn run(
         &self,
         args: &[&str],
         stdin: Option<&str>,
         context: &str,
     ) -> Result<String, NixpkgsError> {
-        let mut child = Command::new(&self.program)
+        let mut child = self
+            .command()
             .args(args)
-            .env(
-                "NIX_STATE_DIR",
-                std::env::temp_dir().join("hydra-sentinel-nix-state"),
-            )
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -126,6 +136,14 @@ impl NixInstantiate {
             message: format!("unexpected output: {e}"),
         })
     }
+}
+
+/// `hydra-sentinel-nix-state-<uid>` in the temporary folder.
+fn private_state_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of /proc/self is this process's effective uid.
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    std::env::temp_dir().join(format!("hydra-sentinel-nix-state-{uid}"))
 }
 
 /// Nix asked about one checkout.

@@ -50,7 +50,11 @@ struct Service {
 
 impl Service {
     fn command(config: &Path) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"));
+        Service::command_of(Path::new(env!("CARGO_BIN_EXE_hydra-sentinel")), config)
+    }
+
+    fn command_of(binary: &Path, config: &Path) -> Command {
+        let mut command = Command::new(binary);
         command
             .args(["--config", config.to_str().unwrap(), "run"])
             .env_remove("NOTIFY_SOCKET")
@@ -677,7 +681,19 @@ fn chmod(path: &Path, mode: u32) {
 #[test]
 fn a_read_only_database_is_a_clear_error_and_stays_intact() {
     let hydra = start(&small_spec(30, 3));
-    let sandbox = Sandbox::new(&hydra, FAST);
+    let root = euid_is_root();
+    // As root the binary runs as nobody (root writes anything), so nobody must
+    // reach the binary, the config and the database whoever cloned where.
+    let sandbox = if root {
+        Sandbox::reachable_by_everyone(&hydra, FAST)
+    } else {
+        Sandbox::new(&hydra, FAST)
+    };
+    let binary = if root {
+        sandbox.private_binary()
+    } else {
+        PathBuf::from(env!("CARGO_BIN_EXE_hydra-sentinel"))
+    };
     sandbox.pass(None);
     // Settle the WAL into the main file so that the bytes can be compared.
     sandbox
@@ -687,14 +703,13 @@ fn a_read_only_database_is_a_clear_error_and_stays_intact() {
     let before = fingerprint(&sandbox);
     let bytes = std::fs::read(sandbox.db()).unwrap();
     let dir = sandbox.db().parent().unwrap().to_owned();
-    let root = euid_is_root();
 
     // (the directory is writable, the file is not), then (neither is).
     for (dir_mode, case) in [(0o777, "read-only file"), (0o555, "read-only directory")] {
         chmod(&dir, dir_mode);
         chmod(sandbox.db(), 0o444);
         chmod(&sandbox.config_path, 0o644);
-        let mut command = Service::command(&sandbox.config_path);
+        let mut command = Service::command_of(&binary, &sandbox.config_path);
         if root {
             // Root writes anything: run as nobody so the permissions bite.
             use std::os::unix::process::CommandExt;

@@ -26,6 +26,42 @@ pub fn small_spec(packages: usize, evals: usize) -> SimSpec {
     }
 }
 
+/// A fresh folder (mode 0755) whose every ancestor lets others through. The
+/// system's temporary folder usually qualifies; when `TMPDIR` is private, the
+/// usual world-writable places are tried before giving up with a reason.
+pub fn folder_everyone_can_reach() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let candidates = [
+        std::env::temp_dir(),
+        PathBuf::from("/tmp"),
+        PathBuf::from("/var/tmp"),
+        PathBuf::from("/dev/shm"),
+    ];
+    let base = candidates
+        .iter()
+        .find(|base| traversable_by_others(base))
+        .unwrap_or_else(|| {
+            panic!("none of {candidates:?} can be traversed by other users (o+x on every ancestor)")
+        });
+    let dir = tempfile::tempdir_in(base)
+        .unwrap_or_else(|e| panic!("creating a folder in {}: {e}", base.display()));
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("opening the folder to everyone");
+    dir
+}
+
+/// Whether a user other than the owner (and outside its group) can reach
+/// entries under `path`: every ancestor, `path` included, has o+x.
+fn traversable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(path) = path.canonicalize() else {
+        return false;
+    };
+    path.ancestors().all(|dir| {
+        std::fs::metadata(dir).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 != 0)
+    })
+}
+
 pub fn start(spec: &SimSpec) -> FakeHydra {
     FakeHydra::start(SimHydra::generate(spec)).expect("starting the fake Hydra")
 }
@@ -40,7 +76,21 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(hydra: &FakeHydra, extra: &str) -> Sandbox {
-        let dir = tempfile::tempdir().expect("a temporary folder");
+        Sandbox::new_in(
+            tempfile::tempdir().expect("a temporary folder"),
+            hydra,
+            extra,
+        )
+    }
+
+    /// A sandbox in a folder that any user can reach, for tests that run the
+    /// binary under another uid: the clone (and so `target/`) may sit in a
+    /// private folder such as a `mktemp -d` as root.
+    pub fn reachable_by_everyone(hydra: &FakeHydra, extra: &str) -> Sandbox {
+        Sandbox::new_in(folder_everyone_can_reach(), hydra, extra)
+    }
+
+    fn new_in(dir: tempfile::TempDir, hydra: &FakeHydra, extra: &str) -> Sandbox {
         let db = dir.path().join("state.sqlite");
         let text = format!(
             "[hydra]\nurl = \"{}\"\nretries = 3\nretry_initial_delay_ms = 10\nretry_max_delay_ms = 50\n\n\
@@ -61,6 +111,28 @@ impl Sandbox {
 
     pub fn db(&self) -> &Path {
         &self.config.database
+    }
+
+    /// The sandbox's own folder (it holds the config and the database).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// A copy of the binary under test inside the sandbox, in a folder of its
+    /// own (mode 0755), so that a process under another uid can run it
+    /// wherever the clone lives.
+    pub fn private_binary(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = self.dir().join("bin");
+        std::fs::create_dir_all(&bin).expect("creating the sandbox's bin folder");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+            .expect("opening the sandbox's bin folder to everyone");
+        let copy = bin.join("hydra-sentinel");
+        std::fs::copy(env!("CARGO_BIN_EXE_hydra-sentinel"), &copy)
+            .unwrap_or_else(|e| panic!("copying the binary to {}: {e}", copy.display()));
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+            .expect("making the copied binary executable by everyone");
+        copy
     }
 
     /// One ingest pass at `now`, through the library.

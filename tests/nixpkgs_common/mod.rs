@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The nixpkgs-shaped fixture tree.
 pub fn fixture() -> PathBuf {
@@ -42,12 +41,9 @@ pub fn eval(dir: &Path, system: &str, expr: &str) -> Result<serde_json::Value, S
         "let pkgs = import {} {{ system = \"{system}\"; }}; in {expr}",
         dir.display()
     );
-    let out = Command::new(nix_instantiate())
+    let out = hydra_sentinel::nixpkgs::nix::NixInstantiate::new(nix_instantiate())
+        .command()
         .args(["--eval", "--strict", "--json", "-E", &full])
-        .env(
-            "NIX_STATE_DIR",
-            std::env::temp_dir().join("hydra-sentinel-nix-state"),
-        )
         .output()
         .expect("run nix-instantiate");
     if !out.status.success() {
