@@ -697,3 +697,100 @@ fn a_package_marked_broken_everywhere_is_warned_then_retired_after_a_release_cyc
     let (events, _, _) = replay(&nixpkgs_policy(), &facts(vec![js]), ledger, 200, 259, None);
     assert!(events.is_empty(), "{}", timeline(&events));
 }
+
+/// `breaking` of `total` jobs on x86_64-linux build until `at` and fail from
+/// then on (own failures); the rest build all along. One eval a day.
+fn breakage_at(
+    at: usize,
+    days: usize,
+    breaking: usize,
+    total: usize,
+) -> hydra_sentinel::policy::Facts {
+    let mut js = trunk(days);
+    for i in 0..total {
+        let pattern = if i < breaking {
+            format!("{}{}", repeat('O', at, 0), repeat('F', days - at, 0))
+        } else {
+            repeat('O', days, 0)
+        };
+        js.jobs.push(job(&format!("pkg{i:03}"), LINUX, &pattern));
+    }
+    facts(vec![js])
+}
+
+const SMALL_BREAKER: &str = "[circuit_breaker]\nwindow_evals = 2\nmin_jobs = 10\nmin_share = 0.2\n";
+
+#[test]
+fn a_mass_breakage_right_after_the_first_stored_eval_is_held() {
+    let policy = policy_with(SMALL_BREAKER);
+    let facts = breakage_at(1, 10, 30, 50);
+    let p = plan(&policy, &facts, &Ledger::default(), day(9) + 3600);
+    assert!(p.held, "30 of 50 jobs broke in eval 1: {}", p.to_text());
+    assert_eq!(p.count(ActionKind::Notify), 0, "{}", p.to_text());
+    let window = p.actions[0].evidence.window.as_ref().expect("the window");
+    assert_eq!(
+        (
+            window.before.id,
+            window.first.id,
+            window.last.id,
+            window.newly_failing
+        ),
+        (3_000_000, 3_000_001, 3_000_001, 30),
+        "{window:?}"
+    );
+}
+
+#[test]
+fn a_mass_breakage_is_held_wherever_it_falls_in_the_history() {
+    let policy = policy_with(SMALL_BREAKER);
+    let days = 12;
+    for at in 1..days {
+        let facts = breakage_at(at, days, 30, 50);
+        let p = plan(
+            &policy,
+            &facts,
+            &Ledger::default(),
+            day(days as i64 - 1) + 3600,
+        );
+        assert!(p.held, "breakage at eval {at}: {}", p.to_text());
+        let window = p.actions[0].evidence.window.as_ref().expect("the window");
+        assert_eq!(
+            (window.first.id, window.last.id),
+            (3_000_000 + at as i64, 3_000_000 + at as i64),
+            "breakage at eval {at}: the window is tightened to that eval: {window:?}"
+        );
+    }
+}
+
+#[test]
+fn of_two_equal_mass_breakages_the_later_one_names_the_hold() {
+    let policy = policy_with(SMALL_BREAKER);
+    let mut js = trunk(20);
+    for i in 0..60 {
+        let at = if i < 20 {
+            4
+        } else if i < 40 {
+            12
+        } else {
+            20
+        };
+        let pattern = format!(
+            "{}{}",
+            repeat('O', at.min(20), 0),
+            repeat('F', 20 - at.min(20), 0)
+        );
+        js.jobs.push(job(&format!("pkg{i:03}"), LINUX, &pattern));
+    }
+    let p = plan(
+        &policy,
+        &facts(vec![js]),
+        &Ledger::default(),
+        day(19) + 3600,
+    );
+    assert!(p.held, "{}", p.to_text());
+    let window = p.actions[0].evidence.window.as_ref().expect("the window");
+    assert_eq!(
+        window.first.id, 3_000_012,
+        "the later of two equal windows: {window:?}"
+    );
+}

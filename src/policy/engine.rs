@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::analysis::{JobView, Signal, StreakView, view};
-use super::config::{EffectiveLadder, GroupBy, Period, Policy};
+use super::config::{CircuitBreaker, EffectiveLadder, GroupBy, Period, Policy};
 use super::facts::{Facts, JobFacts, JobsetFacts};
 use super::ledger::{ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState};
 use super::plan::{
@@ -385,63 +385,31 @@ impl<'a> Ctx<'a> {
             }
 
             // The circuit breaker.
-            if self.policy.acts_on(&js.jobset) {
-                let w = self.policy.breaker.window_evals as usize;
-                let mut best: Option<(u32, usize)> = None;
-                let mut sum = 0u32;
-                for i in 0..n_evals {
-                    sum += newly[i];
-                    if i >= w {
-                        sum -= newly[i - w];
-                    }
-                    let start = (i + 1).saturating_sub(w);
-                    if best.is_none_or(|(b, _)| sum > b) {
-                        best = Some((sum, start));
-                    }
-                }
-                if let Some((count, start)) = best {
-                    let share = if t.jobs == 0 {
-                        0.0
-                    } else {
-                        f64::from(count) / f64::from(t.jobs)
-                    };
-                    if count >= self.policy.breaker.min_jobs
-                        && share >= self.policy.breaker.min_share
-                        && start > 0
-                    {
-                        // Tighten the window to the evals where jobs broke.
-                        let mut start = start;
-                        let mut end = (start + w - 1).min(cutoff as usize);
-                        while start < end && newly[start] == 0 {
-                            start += 1;
-                        }
-                        while end > start && newly[end] == 0 {
-                            end -= 1;
-                        }
-                        let mut examples: Vec<String> = newly_examples[start..=end]
-                            .iter()
-                            .flatten()
-                            .map(|a| a.to_string())
-                            .collect();
-                        examples.sort();
-                        examples.dedup();
-                        examples.truncate(5);
-                        let before = &js.evals[start - 1];
-                        holds.push(Hold {
-                            jobset: js.jobset.clone(),
-                            window: WindowEvidence {
-                                before: eval_ref(&self.links, before),
-                                first: eval_ref(&self.links, &js.evals[start]),
-                                last: eval_ref(&self.links, &js.evals[end]),
-                                newly_failing: count,
-                                jobs: t.jobs,
-                                share,
-                                compare: compare(before, &js.evals[end]),
-                                examples,
-                            },
-                        });
-                    }
-                }
+            if self.policy.acts_on(&js.jobset)
+                && let Some(w) = mass_breakage(&newly, t.jobs, &self.policy.breaker)
+            {
+                let mut examples: Vec<String> = newly_examples[w.first..=w.last]
+                    .iter()
+                    .flatten()
+                    .map(|a| a.to_string())
+                    .collect();
+                examples.sort();
+                examples.dedup();
+                examples.truncate(5);
+                let before = &js.evals[w.first - 1];
+                holds.push(Hold {
+                    jobset: js.jobset.clone(),
+                    window: WindowEvidence {
+                        before: eval_ref(&self.links, before),
+                        first: eval_ref(&self.links, &js.evals[w.first]),
+                        last: eval_ref(&self.links, &js.evals[w.last]),
+                        newly_failing: w.newly_failing,
+                        jobs: t.jobs,
+                        share: w.share,
+                        compare: compare(before, &js.evals[w.last]),
+                        examples,
+                    },
+                });
             }
             for ((good, bad), mut jobs) in groups {
                 jobs.sort();
@@ -948,6 +916,76 @@ impl<'a> Ctx<'a> {
             next,
         }
     }
+}
+
+/// A window of evals in which a mass breakage happened.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BreakageWindow {
+    /// First and last eval index with a job that broke (the first is never 0:
+    /// a job failing in the first stored eval shows no transition).
+    first: usize,
+    last: usize,
+    newly_failing: u32,
+    share: f64,
+}
+
+/// The biggest window of `window_evals` consecutive evals in which jobs turned
+/// from ok to failing (and still fail), if it reaches both of the breaker's
+/// thresholds. `newly[i]` counts the jobs that broke in eval `i`. Of equal
+/// windows the later wins: it is the one people are looking at now. The
+/// window is tightened to the evals where jobs broke before it is judged.
+fn mass_breakage(newly: &[u32], jobs: u32, breaker: &CircuitBreaker) -> Option<BreakageWindow> {
+    let width = (breaker.window_evals as usize).max(1);
+    let mut best: Option<(u32, usize)> = None;
+    let mut sum = 0u32;
+    for (i, n) in newly.iter().enumerate() {
+        sum += n;
+        if i >= width {
+            sum -= newly[i - width];
+        }
+        if sum > 0 && best.is_none_or(|(b, _)| sum >= b) {
+            best = Some((sum, i));
+        }
+    }
+    let (mut count, end) = best?;
+    let share = |count: u32| {
+        if jobs == 0 {
+            0.0
+        } else {
+            f64::from(count) / f64::from(jobs)
+        }
+    };
+    let qualifies = |count: u32| count >= breaker.min_jobs && share(count) >= breaker.min_share;
+    if !qualifies(count) {
+        return None;
+    }
+    // Tighten to the evals that make the breakage: drop an end eval while
+    // the rest still qualifies, so a few ordinary failures next to it do not
+    // widen the window a human is pointed at.
+    let (mut first, mut last) = ((end + 1).saturating_sub(width), end);
+    while first < last {
+        let drop_first = newly[first] <= newly[last];
+        let edge = if drop_first {
+            newly[first]
+        } else {
+            newly[last]
+        };
+        if edge > 0 && !qualifies(count - edge) {
+            break;
+        }
+        count -= edge;
+        if drop_first {
+            first += 1;
+        } else {
+            last -= 1;
+        }
+    }
+    (first > 0).then_some(BreakageWindow {
+        first,
+        last,
+        newly_failing: count,
+        share: share(count),
+    })
 }
 
 fn remind_step(before: Period) -> String {
