@@ -146,35 +146,21 @@ fn main() {
     let report = backtest(&policy, &facts, first, newest);
     let bt = t.elapsed();
     println!(
-        "backtest over {} evals ({} days, planning after every eval and at each day's end): {:.2} s; {} pings, {} PRs, {} hold days [target < 10 s]",
+        "backtest over {} evals ({} days, planning after every eval and at each day's end): {:.2} s; {} pings, {} PRs, {} of {} days held [target < 10 s, no permanent hold]",
         js.evals.len(),
         report.days,
         bt.as_secs_f64(),
         report.pings,
         report.prs,
-        report.holds.len()
+        report.holds.len(),
+        report.days
     );
-    // The same history with the circuit breaker off: 1% of jobs flipping in
-    // every eval trips it above, so here the ladder and the ledger do the work.
-    let open = Policy::parse(
-        &format!(
-            "{}\n",
-            hydra_sentinel::policy::NIXPKGS_POLICY.replace("min_share = 0.005", "min_share = 1.0")
-        ),
-        std::path::Path::new("nixpkgs.toml without breaker"),
-    )
-    .expect("valid");
-    let t = Instant::now();
-    let report = backtest(&open, &facts, first, newest);
-    let bt2 = t.elapsed();
-    println!(
-        "backtest without the breaker: {:.2} s; {} pings, {} PRs, {} deferred [target < 10 s]",
-        bt2.as_secs_f64(),
-        report.pings,
-        report.prs,
-        report.deferred
-    );
-    let ok = plan_time < Duration::from_millis(200) && bt.max(bt2) < Duration::from_secs(10);
+    // Ordinary churn (1% of jobs failing for one eval, 1% breaking for good
+    // at spread-out evals) is no mass breakage: the built-in breaker must
+    // leave the ladder to do its work.
+    let permanent_hold = report.days > 0 && report.holds.len() >= report.days as usize;
+    let ok =
+        plan_time < Duration::from_millis(200) && bt < Duration::from_secs(10) && !permanent_hold;
     if !ok {
         eprintln!("a target was missed");
         std::process::exit(1);

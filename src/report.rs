@@ -151,6 +151,7 @@ pub fn history_json(attr: &str, records: &[JobRecord], links: &HydraLinks) -> Va
                 "system": r.name.system,
                 "class": h.class,
                 "present": h.present,
+                "flaky": h.flaky,
                 "streak": h.streak.as_ref().map(|s| json!({
                     "class": s.class,
                     "since": time(s.since.timestamp),
@@ -197,9 +198,14 @@ pub fn history_text(attr: &str, records: &[JobRecord], links: &HydraLinks) -> St
         } else {
             " (gone from the newest eval)"
         };
+        let flaky = if h.flaky {
+            " (flaky: it alternates between building and failing)"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "  {} in {}:{}: {}{gone}",
+            "  {} in {}:{}: {}{gone}{flaky}",
             r.name.system, r.jobset.project, r.jobset.jobset, h.class
         );
         match &h.streak {

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 
 use crate::forge::{Forge, ForgeError, Issue, NewIssue, NewPull, PullRequest, State};
 use crate::history::StatusClass;
+use crate::policy::engine::builds_again;
 use crate::policy::{
     Action, ActionKind, ActionRecord, Facts, OptOutKind, Plan, Policy, RecordState,
 };
@@ -165,31 +166,6 @@ fn tracked_attr(issue: &Issue) -> Option<String> {
         issue.body.find("<!-- hydra-sentinel:notify:")? + "<!-- hydra-sentinel:notify:".len();
     let end = issue.body[start..].find(" -->")?;
     Some(issue.body[start..start + end].to_owned())
-}
-
-/// Whether `attr` builds again: every job of it that is still in the
-/// newest eval of a jobset acted on has an ok newest result. A pending or
-/// aborted result (every mass rebuild has them) is not a recovery.
-fn recovered(facts: &Facts, policy: &Policy, attr: &str) -> bool {
-    let mut seen = false;
-    for jobset in facts
-        .jobsets
-        .iter()
-        .filter(|j| policy.act_on.contains(&j.jobset))
-    {
-        let newest = jobset.evals.len().saturating_sub(1) as u32;
-        for job in jobset.jobs.iter().filter(|j| j.attr == attr) {
-            let Some(run) = job.runs.last() else { continue };
-            if run.last < newest {
-                continue; // gone from the jobset
-            }
-            seen = true;
-            if run.class() != StatusClass::Ok {
-                return false;
-            }
-        }
-    }
-    seen
 }
 
 pub struct Actor<'a, F: Forge> {
@@ -470,7 +446,7 @@ impl<F: Forge> Actor<'_, F> {
             let Some(attr) = tracked_attr(issue) else {
                 continue;
             };
-            if recovered(facts, self.policy, &attr) {
+            if builds_again(self.policy, facts, &attr, now) {
                 self.comment_and_close_issue(
                     bot,
                     issue.number,
@@ -1227,22 +1203,33 @@ mod tests {
     }
 
     #[test]
-    fn a_package_recovers_only_when_its_newest_result_is_ok() {
+    fn a_package_recovers_only_when_its_newest_signal_is_ok() {
         let policy = Policy::nixpkgs();
-        assert!(recovered(&facts((true, Some(0))), &policy, "hello"));
+        let now = 1_800_000_000;
+        let recovered = |facts: &Facts, attr: &str| builds_again(&policy, facts, attr, now);
+        assert!(recovered(&facts((true, Some(0))), "hello"));
         assert!(
-            !recovered(&facts((false, None)), &policy, "hello"),
+            !recovered(&facts((false, None)), "hello"),
             "queued after a rebuild is no recovery"
         );
         assert!(
-            !recovered(&facts((true, Some(3))), &policy, "hello"),
+            !recovered(&facts((true, Some(3))), "hello"),
             "aborted is no recovery"
         );
-        assert!(!recovered(&facts((true, Some(1))), &policy, "hello"));
+        assert!(!recovered(&facts((true, Some(1))), "hello"));
         assert!(
-            !recovered(&facts((true, Some(0))), &policy, "unknown"),
+            !recovered(&facts((true, Some(0))), "unknown"),
             "no jobs, nothing recovered"
         );
+    }
+
+    #[test]
+    fn a_recovery_after_now_is_not_seen_yet() {
+        let policy = Policy::nixpkgs();
+        let facts = facts((true, Some(0)));
+        let success = facts.jobsets[0].evals[2].timestamp;
+        assert!(!builds_again(&policy, &facts, "hello", success - 1));
+        assert!(builds_again(&policy, &facts, "hello", success));
     }
 
     #[test]

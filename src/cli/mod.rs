@@ -259,7 +259,8 @@ pub(crate) fn history(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitCode> {
-    let records = store.jobs_by_attr(attr)?;
+    let policy = policy::load_policy(config, None)?;
+    let records = store.jobs_by_attr(attr, &policy.streak)?;
     let links = HydraLinks::new(&config.hydra.url);
     if json {
         writeln!(

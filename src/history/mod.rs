@@ -9,10 +9,15 @@
 //! and it hands plain values back, so the same history always reads the same.
 
 pub mod job_name;
+mod rules;
 mod streak;
 
 pub use job_name::{JobName, JobNameError};
-pub use streak::{EvalPoint, JobHistory, LastSuccess, Span, SpanBuild, Streak, summarize};
+pub use rules::{FailureStatus, StreakRules};
+pub use streak::{
+    EvalPoint, JobHistory, JobView, LastSuccess, Run, Signal, Span, SpanBuild, Streak, StreakView,
+    drv_digest, signal, summarize, view,
+};
 
 use serde::Serialize;
 

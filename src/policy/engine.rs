@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::analysis::{JobView, Signal, StreakView, view};
 use super::config::{CircuitBreaker, EffectiveLadder, GroupBy, Period, Policy};
 use super::facts::{Facts, JobFacts, JobsetFacts};
 use super::ledger::{ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState};
@@ -15,6 +14,7 @@ use super::plan::{
 };
 use crate::config::JobsetRef;
 use crate::history::{EvalPoint, StatusClass};
+use crate::history::{JobView, Signal, StreakView, view};
 use crate::report::{HydraLinks, time};
 
 const DAY: i64 = 86_400;
@@ -789,6 +789,7 @@ impl<'a> Ctx<'a> {
             .iter()
             .filter(|j| !matches!(j.rule, Rule::Watched))
             .collect();
+        // `Rule::Ok` on a present job is `JobView::builds`, as in `builds_again`.
         let builds_on = |system: &str| {
             acting
                 .iter()
@@ -1002,6 +1003,32 @@ fn signal_class(s: Signal) -> StatusClass {
 }
 
 /// The index of the newest eval at or before `now`.
+/// Whether `attr` builds again as of `now`: every job of it in the newest
+/// eval (as of `now`) of a jobset the policy acts on builds
+/// ([`JobView::builds`]), and there is at least one. What closes a tracking
+/// issue; the engine closes our pull requests on the same reading.
+pub fn builds_again(policy: &Policy, facts: &Facts, attr: &str, now: i64) -> bool {
+    let mut seen = false;
+    for js in facts.jobsets.iter().filter(|js| policy.acts_on(&js.jobset)) {
+        let Some(cutoff) = cutoff(js, now) else {
+            continue;
+        };
+        for job in js.jobs.iter().filter(|j| j.attr == attr) {
+            let Some(v) = view(&job.runs, cutoff, &policy.streak) else {
+                continue;
+            };
+            if !v.present {
+                continue; // gone from the jobset
+            }
+            seen = true;
+            if !v.builds() {
+                return false;
+            }
+        }
+    }
+    seen
+}
+
 pub(crate) fn cutoff(js: &JobsetFacts, now: i64) -> Option<u32> {
     let n = js.evals.partition_point(|e| e.timestamp <= now);
     n.checked_sub(1).map(|i| i as u32)

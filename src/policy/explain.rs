@@ -3,11 +3,11 @@
 
 use std::fmt::Write as _;
 
-use super::analysis::view;
 use super::config::{Ladder, Policy};
 use super::engine::{AttrAssessment, LadderState, Rule, assess, cutoff};
 use super::facts::Facts;
 use super::ledger::Ledger;
+use crate::history::view;
 use crate::report::time;
 
 fn day(unix: i64) -> String {

@@ -4,12 +4,12 @@
 //! the jobset's `evals`, so no per-job copy of an eval is ever made.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 
 use url::Url;
 
 use crate::config::JobsetRef;
-use crate::history::{EvalPoint, StatusClass};
+use crate::history::EvalPoint;
+pub use crate::history::{Run, drv_digest};
 
 /// Everything the engine reads from the store.
 #[derive(Debug, Clone)]
@@ -57,32 +57,4 @@ impl JobFacts {
             self.attr.clone()
         }
     }
-}
-
-/// Consecutive evaluations `first..=last` (indexes into the jobset's evals)
-/// in which a job had one build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Run {
-    pub first: u32,
-    pub last: u32,
-    pub build: i64,
-    pub finished: bool,
-    pub status: Option<i64>,
-    /// A digest of the derivation path: equal digests, equal derivations.
-    pub drv: u64,
-}
-
-impl Run {
-    pub fn class(&self) -> StatusClass {
-        StatusClass::from_hydra(self.finished, self.status)
-    }
-}
-
-/// A stable digest of a derivation hash string (the same on every run and
-/// machine: the hasher has fixed keys).
-pub fn drv_digest(drv_hash: &str) -> u64 {
-    #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    drv_hash.hash(&mut h);
-    h.finish()
 }

@@ -10,7 +10,6 @@
 //! it only says what should happen. The same inputs always give the same
 //! plan, in the same order.
 
-mod analysis;
 pub mod backtest;
 pub mod config;
 pub mod engine;

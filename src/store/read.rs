@@ -126,7 +126,13 @@ impl Store {
     }
 
     /// Every job of attribute `attr`, in every jobset and on every system.
-    pub fn jobs_by_attr(&self, attr: &str) -> Result<Vec<JobRecord>, StoreError> {
+    /// Streaks are read under `rules` (the policy's `[streak]`), so that
+    /// `history` says what the policy sees.
+    pub fn jobs_by_attr(
+        &self,
+        attr: &str,
+        rules: &history::StreakRules,
+    ) -> Result<Vec<JobRecord>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -157,7 +163,7 @@ impl Store {
         let mut records = Vec::new();
         for (job_id, jobset_id, jobset, name) in jobs {
             let spans = self.spans(jobset_id, job_id)?;
-            if let Some(history) = history::summarize(&spans) {
+            if let Some(history) = history::summarize(&spans, rules) {
                 records.push(JobRecord {
                     jobset,
                     name,

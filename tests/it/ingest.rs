@@ -108,7 +108,10 @@ fn some_newest_job(hydra: &hydra_sentinel::sim::FakeHydra) -> (JobName, i64) {
 }
 
 fn class_of(sandbox: &Sandbox, job: &JobName) -> StatusClass {
-    let records = sandbox.store().jobs_by_attr(&job.attr).unwrap();
+    let records = sandbox
+        .store()
+        .jobs_by_attr(&job.attr, &hydra_sentinel::policy::Policy::nixpkgs().streak)
+        .unwrap();
     let record = records
         .iter()
         .find(|r| r.name.system == job.system)
@@ -202,7 +205,10 @@ fn recorded_shapes_are_classified_as_hydra_means_them() {
     );
     let victim = sandbox
         .store()
-        .jobs_by_attr("python313Packages.pytest-aiohttp-fixture")
+        .jobs_by_attr(
+            "python313Packages.pytest-aiohttp-fixture",
+            &hydra_sentinel::policy::Policy::nixpkgs().streak,
+        )
         .unwrap();
     assert_eq!(victim[0].name.system, "x86_64-linux");
     assert_eq!(victim[0].history.class, StatusClass::DependencyFailed);
@@ -385,7 +391,10 @@ fn every_streak_matches_a_per_eval_reading_of_what_hydra_served() {
         let mut checked = 0;
         let attrs: HashSet<&String> = expected.keys().map(|(a, _)| a).collect();
         for attr in attrs {
-            for record in store.jobs_by_attr(attr).unwrap() {
+            for record in store
+                .jobs_by_attr(attr, &hydra_sentinel::policy::Policy::nixpkgs().streak)
+                .unwrap()
+            {
                 let key = (record.name.attr.clone(), record.name.system.clone());
                 let streak = record
                     .history
@@ -403,7 +412,9 @@ fn every_streak_matches_a_per_eval_reading_of_what_hydra_served() {
             }
         }
         assert_eq!(checked, expected.len(), "{strategy:?}");
-        let gone = store.jobs_by_attr("oldtool").unwrap();
+        let gone = store
+            .jobs_by_attr("oldtool", &hydra_sentinel::policy::Policy::nixpkgs().streak)
+            .unwrap();
         assert!(
             gone.iter().all(|r| !r.history.present),
             "{strategy:?}: a removed package is still present"
