@@ -2,6 +2,7 @@
 //! place besides `main` where `anyhow` is used.
 
 mod act;
+mod config;
 mod demo;
 mod policy;
 
@@ -107,6 +108,9 @@ enum Command {
     /// Policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Service configuration files.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -161,6 +165,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backtest(args) => policy::backtest(&load_config()?, &args, &mut stdout),
         Command::Digest(args) => policy::digest(&load_config()?, &args, &mut stdout),
         Command::Policy(command) => policy::policy_command(&command, &mut stdout),
+        Command::Config(command) => config::config_command(&command, &mut stdout),
     }
 }
 
@@ -224,17 +229,7 @@ fn run_service(config_path: Option<PathBuf>) -> Result<ExitCode> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         daemon::signals::forward(tx).context("installing signal handlers")?;
         let metrics = daemon::metrics::install().context("installing the metrics recorder")?;
-        let loader: daemon::Loader = Box::new(move || {
-            let config = match &config_path {
-                Some(path) => Config::load(path)?,
-                None => Config::embedded_default(),
-            };
-            let policy = match &config.policy_file {
-                Some(path) => hydra_sentinel::policy::Policy::load(path)?,
-                None => hydra_sentinel::policy::Policy::nixpkgs(),
-            };
-            Ok(Settings { config, policy })
-        });
+        let loader: daemon::Loader = Box::new(move || Settings::load(config_path.as_deref()));
         Daemon {
             loader,
             signals: rx,

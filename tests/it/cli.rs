@@ -209,3 +209,89 @@ fn the_demo_runs_offline_and_shows_the_planted_failures() {
     );
     assert!(out.contains("foo-gui"), "{out}");
 }
+
+/// A folder holding one file with `text`; returns both.
+fn file_with(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// Run and require the error exit (2); returns stderr.
+fn run_refused(args: &[&str]) -> String {
+    let output = hydra_sentinel(args);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(args, &output));
+    assert!(output.stdout.is_empty(), "{}", describe(args, &output));
+    String::from_utf8(output.stderr).expect("UTF-8 errors")
+}
+
+#[test]
+fn config_check_says_ok_for_the_shipped_example_and_for_the_policy_file_it_names() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/hydra-sentinel.toml");
+    assert_eq!(
+        run_ok(&["config", "check", example]),
+        format!("ok: {example}\n")
+    );
+
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/nixpkgs.toml");
+    let (_dir, config) = file_with("c.toml", &format!("[policy]\nfile = {policy:?}\n"));
+    let config = config.to_str().unwrap();
+    assert_eq!(
+        run_ok(&["config", "check", config]),
+        format!("ok: {config}\nok: {policy} (its [policy] file)\n")
+    );
+}
+
+#[test]
+fn config_check_refuses_a_bad_value_naming_file_line_and_column() {
+    let (_dir, config) = file_with("bad.toml", "[hydra]\nmax_in_flight = 9\n");
+    let config = config.to_str().unwrap();
+    assert_eq!(
+        run_refused(&["config", "check", config]),
+        format!(
+            "hydra-sentinel: {config}:2:17: hydra.max_in_flight must be between 1 and 4 (Hydra is a shared service), not 9\n"
+        )
+    );
+}
+
+#[test]
+fn config_check_refuses_an_unknown_key_naming_its_place_in_one_line() {
+    let (_dir, config) = file_with(
+        "typo.toml",
+        "[hydra]\nurl = \"https://hydra.nixos.org\"\nurll = \"x\"\n",
+    );
+    let config = config.to_str().unwrap();
+    let stderr = run_refused(&["config", "check", config]);
+    assert!(
+        stderr.starts_with(&format!(
+            "hydra-sentinel: {config}:3:1: unknown field `urll`, expected one of `url`,"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "said once, no excerpt: {stderr}");
+}
+
+#[test]
+fn config_check_refuses_a_config_whose_policy_file_is_bad_naming_the_policy_s_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[ladder]\nnotify_after = \"3 days\"\n").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, format!("[policy]\nfile = {policy:?}\n")).unwrap();
+    let stderr = run_refused(&["config", "check", config.to_str().unwrap()]);
+    assert!(
+        stderr.starts_with(&format!(
+            "hydra-sentinel: {}:2:16: notify_after: \"3 days\": unknown unit",
+            policy.display()
+        )),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(&policy).unwrap();
+    let stderr = run_refused(&["config", "check", config.to_str().unwrap()]);
+    assert!(
+        stderr.contains(&format!("cannot read the policy {}", policy.display())),
+        "{stderr}"
+    );
+}
