@@ -4,6 +4,7 @@
 mod act;
 mod config;
 mod demo;
+mod generate;
 mod policy;
 
 use std::io::Write;
@@ -111,6 +112,19 @@ enum Command {
     /// Service configuration files.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Print a completion script for a shell, e.g.
+    /// `hydra-sentinel completions bash > /etc/bash_completion.d/hydra-sentinel`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `hydra-sentinel man > hydra-sentinel.1`.
+    Man {
+        /// Instead, write one page per command into DIR (hydra-sentinel.1,
+        /// hydra-sentinel-plan.1, ...).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -166,6 +180,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Digest(args) => policy::digest(&load_config()?, &args, &mut stdout),
         Command::Policy(command) => policy::policy_command(&command, &mut stdout),
         Command::Config(command) => config::config_command(&command, &mut stdout),
+        Command::Completions { shell } => generate::completions(shell, &mut stdout),
+        Command::Man { out_dir } => generate::man(out_dir.as_deref(), &mut stdout),
     }
 }
 

@@ -295,3 +295,168 @@ fn config_check_refuses_a_config_whose_policy_file_is_bad_naming_the_policy_s_pl
         "{stderr}"
     );
 }
+
+/// The subcommands `hydra-sentinel help` lists, `help` itself aside.
+fn subcommands() -> Vec<String> {
+    let help = run_ok(&["help"]);
+    let commands: Vec<String> = help
+        .split_once("Commands:\n")
+        .expect("a Commands: section in the help")
+        .1
+        .lines()
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect();
+    for expected in ["run", "once", "mark-broken", "config", "completions", "man"] {
+        assert!(commands.iter().any(|c| c == expected), "{commands:?}");
+    }
+    commands
+}
+
+#[test]
+fn completion_scripts_name_every_subcommand_for_bash_zsh_and_fish() {
+    let commands = subcommands();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run_ok(&["completions", shell]);
+        for command in &commands {
+            assert!(
+                script.contains(command.as_str()),
+                "{shell} completions lack {command}"
+            );
+        }
+    }
+    let bash = run_ok(&["completions", "bash"]);
+    assert!(
+        bash.contains("complete -F _hydra__sentinel"),
+        "the script registers itself for hydra-sentinel:\n{bash}"
+    );
+}
+
+/// What bash offers after `words` (the last one being completed).
+fn bash_completes(script: &std::path::Path, words: &[&str]) -> Vec<String> {
+    let line = words
+        .iter()
+        .map(|w| format!("'{w}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let program = format!(
+        "source {script:?}\nCOMP_WORDS=({line})\nCOMP_CWORD={cword}\n\
+         _hydra__sentinel hydra-sentinel '{cur}' '{prev}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        cword = words.len() - 1,
+        cur = words[words.len() - 1],
+        prev = words[words.len() - 2],
+    );
+    let output = Command::new("bash")
+        .args(["-c", &program])
+        .output()
+        .expect("running bash");
+    assert!(
+        output.status.success(),
+        "bash: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bash_completes_subcommands_and_their_options() {
+    let has_compgen = Command::new("bash")
+        .args(["-c", "type compgen"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_compgen {
+        eprintln!("skipped: this bash has no programmable completion (compgen)");
+        return;
+    }
+    let (_dir, script) = file_with("hydra-sentinel.bash", &run_ok(&["completions", "bash"]));
+    assert_eq!(
+        bash_completes(&script, &["hydra-sentinel", "co"]),
+        ["config", "completions"]
+    );
+    // A subcommand's own options: what clap_complete alone gets wrong for a
+    // name with a hyphen.
+    let options = bash_completes(&script, &["hydra-sentinel", "mark-broken", "--"]);
+    for option in ["--nixpkgs", "--systems", "--write", "--config"] {
+        assert!(options.iter().any(|o| o == option), "{options:?}");
+    }
+    assert!(
+        bash_completes(&script, &["hydra-sentinel", "config", "ch"]) == ["check"],
+        "config's own subcommand"
+    );
+    assert_eq!(
+        bash_completes(&script, &["hydra-sentinel", "completions", "f"]),
+        ["fish"]
+    );
+}
+
+#[test]
+fn the_man_page_opens_with_its_title_and_names_every_subcommand() {
+    let page = run_ok(&["man"]);
+    // clap_mangen puts two lines defining a quote string before the title.
+    let first_request = page
+        .lines()
+        .find(|line| line.starts_with(".TH") || line.starts_with(".SH"))
+        .expect("roff requests");
+    assert!(
+        first_request.starts_with(".TH hydra-sentinel 1 "),
+        "{first_request}"
+    );
+    assert!(
+        page.lines().take(3).all(|l| l.starts_with('.')),
+        "nothing but roff before the title:\n{page}"
+    );
+    assert!(page.contains("\n.SH SUBCOMMANDS\n"), "{page}");
+    for command in subcommands() {
+        let reference = format!("hydra\\-sentinel\\-{}(1)", command.replace('-', "\\-"));
+        assert!(page.contains(&reference), "no {reference} in\n{page}");
+    }
+}
+
+#[test]
+fn man_writes_a_page_per_subcommand_that_groff_renders_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(out, "", "pages go to the folder, not stdout");
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for page in std::iter::once("hydra-sentinel.1".to_owned())
+        .chain(
+            subcommands()
+                .iter()
+                .map(|c| format!("hydra-sentinel-{c}.1")),
+        )
+        .chain(
+            [
+                "hydra-sentinel-config-check.1",
+                "hydra-sentinel-policy-check.1",
+            ]
+            .map(String::from),
+        )
+    {
+        assert!(pages.contains(&page), "{page} missing from {pages:?}");
+    }
+    if Command::new("groff").arg("--version").output().is_err() {
+        eprintln!("skipped rendering: groff is not installed");
+        return;
+    }
+    for page in &pages {
+        let output = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(dir.path().join(page))
+            .output()
+            .expect("running groff");
+        assert!(
+            output.status.success() && output.stderr.is_empty(),
+            "groff on {page}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
