@@ -2,7 +2,9 @@
 //! place besides `main` where `anyhow` is used.
 
 mod act;
+mod config;
 mod demo;
+mod generate;
 mod policy;
 
 use std::io::Write;
@@ -107,6 +109,22 @@ enum Command {
     /// Policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Service configuration files.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Print a completion script for a shell, e.g.
+    /// `hydra-sentinel completions bash > /etc/bash_completion.d/hydra-sentinel`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `hydra-sentinel man > hydra-sentinel.1`.
+    Man {
+        /// Instead, write one page per command into DIR (hydra-sentinel.1,
+        /// hydra-sentinel-plan.1, ...).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -161,6 +179,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backtest(args) => policy::backtest(&load_config()?, &args, &mut stdout),
         Command::Digest(args) => policy::digest(&load_config()?, &args, &mut stdout),
         Command::Policy(command) => policy::policy_command(&command, &mut stdout),
+        Command::Config(command) => config::config_command(&command, &mut stdout),
+        Command::Completions { shell } => generate::completions(shell, &mut stdout),
+        Command::Man { out_dir } => generate::man(out_dir.as_deref(), &mut stdout),
     }
 }
 
@@ -224,17 +245,7 @@ fn run_service(config_path: Option<PathBuf>) -> Result<ExitCode> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         daemon::signals::forward(tx).context("installing signal handlers")?;
         let metrics = daemon::metrics::install().context("installing the metrics recorder")?;
-        let loader: daemon::Loader = Box::new(move || {
-            let config = match &config_path {
-                Some(path) => Config::load(path)?,
-                None => Config::embedded_default(),
-            };
-            let policy = match &config.policy_file {
-                Some(path) => hydra_sentinel::policy::Policy::load(path)?,
-                None => hydra_sentinel::policy::Policy::nixpkgs(),
-            };
-            Ok(Settings { config, policy })
-        });
+        let loader: daemon::Loader = Box::new(move || Settings::load(config_path.as_deref()));
         Daemon {
             loader,
             signals: rx,

@@ -129,6 +129,25 @@ pub struct Settings {
     pub policy: crate::policy::Policy,
 }
 
+impl Settings {
+    /// The configuration at `path` (the embedded defaults without one) and
+    /// the policy file it names (the built-in policy without one), each
+    /// validated. The service reads its settings only through this, and
+    /// `hydra-sentinel config check` validates a file through it, so that a
+    /// file the check accepts is one the service accepts.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Settings, DaemonError> {
+        let config = match path {
+            Some(path) => Config::load(path)?,
+            None => Config::embedded_default(),
+        };
+        let policy = match &config.policy_file {
+            Some(path) => crate::policy::Policy::load(path)?,
+            None => crate::policy::Policy::nixpkgs(),
+        };
+        Ok(Settings { config, policy })
+    }
+}
+
 /// Reads and validates [`Settings`] from disk (or the embedded defaults).
 pub type Loader = Box<dyn FnMut() -> Result<Settings, DaemonError> + Send>;
 

@@ -11,7 +11,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{JobsetRef, line_column};
+use crate::config::{JobsetRef, line_column, toml_error_place};
 use crate::history::job_name::is_plausible_system;
 pub use crate::history::{FailureStatus, StreakRules};
 
@@ -336,9 +336,14 @@ impl Policy {
 
     /// Parse and validate policy text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
-        let raw: RawPolicy = toml::from_str(text).map_err(|source| PolicyError::Syntax {
-            path: path.to_owned(),
-            source: Box::new(source),
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            let (line, column, message) = toml_error_place(text, &e);
+            PolicyError::Syntax {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+            }
         })?;
         Validator { text, path }.policy(raw)
     }
@@ -352,11 +357,14 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    /// Not TOML, or not the shape of a policy (an unknown key, a value of
+    /// the wrong type); `message` is toml's own, without its excerpt.
+    #[error("{path}:{line}:{column}: {message}")]
     Syntax {
         path: PathBuf,
-        #[source]
-        source: Box<toml::de::Error>,
+        line: usize,
+        column: usize,
+        message: String,
     },
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
@@ -1044,9 +1052,10 @@ mod tests {
         let err = parse("[ladder]\nnotify_after = \"3d\"\nnotfy_after = \"4d\"\n").unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("p.toml") && text.contains("line 3") && text.contains("notfy_after"),
+            text.starts_with("p.toml:3:1: unknown field `notfy_after`"),
             "{text}"
         );
+        assert_eq!(text.lines().count(), 1, "one line, no excerpt: {text}");
     }
 
     #[test]

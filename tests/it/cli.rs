@@ -173,7 +173,10 @@ fn a_bad_config_is_refused_with_file_line_and_column_and_touches_nothing() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.contains("line 3") && stderr.contains("timeout"),
+        stderr.contains(&format!(
+            "{}:3:1: unknown field `timeout`",
+            config.display()
+        )),
         "{stderr}"
     );
 }
@@ -205,4 +208,255 @@ fn the_demo_runs_offline_and_shows_the_planted_failures() {
         "{out}"
     );
     assert!(out.contains("foo-gui"), "{out}");
+}
+
+/// A folder holding one file with `text`; returns both.
+fn file_with(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// Run and require the error exit (2); returns stderr.
+fn run_refused(args: &[&str]) -> String {
+    let output = hydra_sentinel(args);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(args, &output));
+    assert!(output.stdout.is_empty(), "{}", describe(args, &output));
+    String::from_utf8(output.stderr).expect("UTF-8 errors")
+}
+
+#[test]
+fn config_check_says_ok_for_the_shipped_example_and_for_the_policy_file_it_names() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/hydra-sentinel.toml");
+    assert_eq!(
+        run_ok(&["config", "check", example]),
+        format!("ok: {example}\n")
+    );
+
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/nixpkgs.toml");
+    let (_dir, config) = file_with("c.toml", &format!("[policy]\nfile = {policy:?}\n"));
+    let config = config.to_str().unwrap();
+    assert_eq!(
+        run_ok(&["config", "check", config]),
+        format!("ok: {config}\nok: {policy} (its [policy] file)\n")
+    );
+}
+
+#[test]
+fn config_check_refuses_a_bad_value_naming_file_line_and_column() {
+    let (_dir, config) = file_with("bad.toml", "[hydra]\nmax_in_flight = 9\n");
+    let config = config.to_str().unwrap();
+    assert_eq!(
+        run_refused(&["config", "check", config]),
+        format!(
+            "hydra-sentinel: {config}:2:17: hydra.max_in_flight must be between 1 and 4 (Hydra is a shared service), not 9\n"
+        )
+    );
+}
+
+#[test]
+fn config_check_refuses_an_unknown_key_naming_its_place_in_one_line() {
+    let (_dir, config) = file_with(
+        "typo.toml",
+        "[hydra]\nurl = \"https://hydra.nixos.org\"\nurll = \"x\"\n",
+    );
+    let config = config.to_str().unwrap();
+    let stderr = run_refused(&["config", "check", config]);
+    assert!(
+        stderr.starts_with(&format!(
+            "hydra-sentinel: {config}:3:1: unknown field `urll`, expected one of `url`,"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "said once, no excerpt: {stderr}");
+}
+
+#[test]
+fn config_check_refuses_a_config_whose_policy_file_is_bad_naming_the_policy_s_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[ladder]\nnotify_after = \"3 days\"\n").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, format!("[policy]\nfile = {policy:?}\n")).unwrap();
+    let stderr = run_refused(&["config", "check", config.to_str().unwrap()]);
+    assert!(
+        stderr.starts_with(&format!(
+            "hydra-sentinel: {}:2:16: notify_after: \"3 days\": unknown unit",
+            policy.display()
+        )),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(&policy).unwrap();
+    let stderr = run_refused(&["config", "check", config.to_str().unwrap()]);
+    assert!(
+        stderr.contains(&format!("cannot read the policy {}", policy.display())),
+        "{stderr}"
+    );
+}
+
+/// The subcommands `hydra-sentinel help` lists, `help` itself aside.
+fn subcommands() -> Vec<String> {
+    let help = run_ok(&["help"]);
+    let commands: Vec<String> = help
+        .split_once("Commands:\n")
+        .expect("a Commands: section in the help")
+        .1
+        .lines()
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect();
+    for expected in ["run", "once", "mark-broken", "config", "completions", "man"] {
+        assert!(commands.iter().any(|c| c == expected), "{commands:?}");
+    }
+    commands
+}
+
+#[test]
+fn completion_scripts_name_every_subcommand_for_bash_zsh_and_fish() {
+    let commands = subcommands();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run_ok(&["completions", shell]);
+        for command in &commands {
+            assert!(
+                script.contains(command.as_str()),
+                "{shell} completions lack {command}"
+            );
+        }
+    }
+    let bash = run_ok(&["completions", "bash"]);
+    assert!(
+        bash.contains("complete -F _hydra__sentinel"),
+        "the script registers itself for hydra-sentinel:\n{bash}"
+    );
+}
+
+/// What bash offers after `words` (the last one being completed).
+fn bash_completes(script: &std::path::Path, words: &[&str]) -> Vec<String> {
+    let line = words
+        .iter()
+        .map(|w| format!("'{w}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let program = format!(
+        "source {script:?}\nCOMP_WORDS=({line})\nCOMP_CWORD={cword}\n\
+         _hydra__sentinel hydra-sentinel '{cur}' '{prev}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        cword = words.len() - 1,
+        cur = words[words.len() - 1],
+        prev = words[words.len() - 2],
+    );
+    let output = Command::new("bash")
+        .args(["-c", &program])
+        .output()
+        .expect("running bash");
+    assert!(
+        output.status.success(),
+        "bash: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bash_completes_subcommands_and_their_options() {
+    let has_compgen = Command::new("bash")
+        .args(["-c", "type compgen"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_compgen {
+        eprintln!("skipped: this bash has no programmable completion (compgen)");
+        return;
+    }
+    let (_dir, script) = file_with("hydra-sentinel.bash", &run_ok(&["completions", "bash"]));
+    assert_eq!(
+        bash_completes(&script, &["hydra-sentinel", "co"]),
+        ["config", "completions"]
+    );
+    // A subcommand's own options: what clap_complete alone gets wrong for a
+    // name with a hyphen.
+    let options = bash_completes(&script, &["hydra-sentinel", "mark-broken", "--"]);
+    for option in ["--nixpkgs", "--systems", "--write", "--config"] {
+        assert!(options.iter().any(|o| o == option), "{options:?}");
+    }
+    assert!(
+        bash_completes(&script, &["hydra-sentinel", "config", "ch"]) == ["check"],
+        "config's own subcommand"
+    );
+    assert_eq!(
+        bash_completes(&script, &["hydra-sentinel", "completions", "f"]),
+        ["fish"]
+    );
+}
+
+#[test]
+fn the_man_page_opens_with_its_title_and_names_every_subcommand() {
+    let page = run_ok(&["man"]);
+    // clap_mangen puts two lines defining a quote string before the title.
+    let first_request = page
+        .lines()
+        .find(|line| line.starts_with(".TH") || line.starts_with(".SH"))
+        .expect("roff requests");
+    assert!(
+        first_request.starts_with(".TH hydra-sentinel 1 "),
+        "{first_request}"
+    );
+    assert!(
+        page.lines().take(3).all(|l| l.starts_with('.')),
+        "nothing but roff before the title:\n{page}"
+    );
+    assert!(page.contains("\n.SH SUBCOMMANDS\n"), "{page}");
+    for command in subcommands() {
+        let reference = format!("hydra\\-sentinel\\-{}(1)", command.replace('-', "\\-"));
+        assert!(page.contains(&reference), "no {reference} in\n{page}");
+    }
+}
+
+#[test]
+fn man_writes_a_page_per_subcommand_that_groff_renders_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(out, "", "pages go to the folder, not stdout");
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for page in std::iter::once("hydra-sentinel.1".to_owned())
+        .chain(
+            subcommands()
+                .iter()
+                .map(|c| format!("hydra-sentinel-{c}.1")),
+        )
+        .chain(
+            [
+                "hydra-sentinel-config-check.1",
+                "hydra-sentinel-policy-check.1",
+            ]
+            .map(String::from),
+        )
+    {
+        assert!(pages.contains(&page), "{page} missing from {pages:?}");
+    }
+    if Command::new("groff").arg("--version").output().is_err() {
+        eprintln!("skipped rendering: groff is not installed");
+        return;
+    }
+    for page in &pages {
+        let output = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(dir.path().join(page))
+            .output()
+            .expect("running groff");
+        assert!(
+            output.status.success() && output.stderr.is_empty(),
+            "groff on {page}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
