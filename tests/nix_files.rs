@@ -34,12 +34,10 @@ fn packaging_files() -> Vec<PathBuf> {
 }
 
 fn nix_instantiate(args: &[&str]) -> Output {
-    let state = tempfile::tempdir().expect("a temporary folder");
-    Command::new("nix-instantiate")
+    // The dummy store and a per-user state folder: no `/nix` needed, whoever runs it.
+    hydra_sentinel::nixpkgs::nix::NixInstantiate::new("nix-instantiate")
+        .command()
         .args(args)
-        // Parsing and evaluating without a store write needs no Nix
-        // installation beyond the binary.
-        .env("NIX_STATE_DIR", state.path())
         .current_dir(root())
         .output()
         .unwrap_or_else(|e| panic!("running nix-instantiate (apt-get install nix-bin): {e}"))
