@@ -7,7 +7,7 @@
 //! `nix-instantiate` must be on PATH (CI installs nix-bin).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
