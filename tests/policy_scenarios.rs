@@ -794,3 +794,63 @@ fn of_two_equal_mass_breakages_the_later_one_names_the_hold() {
         "the later of two equal windows: {window:?}"
     );
 }
+
+#[test]
+fn a_notice_names_the_date_and_platforms_of_every_step_to_come() {
+    let policy = nixpkgs_policy();
+    let mut js = trunk(12);
+    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(12)));
+    js.jobs.push(job("grafx", DARWIN, &breaks_on_day_5(12)));
+    js.jobs.push(job("grafx", ARM, &repeat('O', 12, 0)));
+    let facts = facts(vec![js]);
+    let p = plan(&policy, &facts, &Ledger::default(), day(11) + 3600);
+    let notice = p
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::Notify)
+        .unwrap_or_else(|| panic!("a notice is due: {}", p.to_text()));
+    let steps: Vec<(ActionKind, String, Vec<String>)> = notice
+        .evidence
+        .schedule
+        .iter()
+        .map(|s| (s.kind, s.at[..10].to_owned(), s.systems.clone()))
+        .collect();
+    // The streak began on day 5 (2025-06-07 noon); linux marks after 8
+    // weeks, darwin after 10 (its override), each reminded a week before.
+    let expected = vec![
+        (
+            ActionKind::Notify,
+            "2025-06-13".to_owned(),
+            vec![DARWIN.to_owned(), LINUX.to_owned()],
+        ),
+        (
+            ActionKind::Remind,
+            "2025-07-26".to_owned(),
+            vec![LINUX.to_owned()],
+        ),
+        (
+            ActionKind::MarkBroken,
+            "2025-08-02".to_owned(),
+            vec![LINUX.to_owned()],
+        ),
+        (
+            ActionKind::Remind,
+            "2025-08-09".to_owned(),
+            vec![DARWIN.to_owned()],
+        ),
+        (
+            ActionKind::MarkBroken,
+            "2025-08-16".to_owned(),
+            vec![DARWIN.to_owned()],
+        ),
+    ];
+    assert_eq!(steps, expected, "{:#?}", notice.evidence.schedule);
+    assert!(
+        notice
+            .evidence
+            .schedule
+            .iter()
+            .all(|s| !s.systems.contains(&ARM.to_owned())),
+        "aarch64-linux builds: nothing is scheduled for it"
+    );
+}

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use crate::policy::plan::JobEvidence;
+use crate::policy::plan::{JobEvidence, ScheduledStep};
 use crate::policy::{Action, ActionKind, ActionRecord};
 
 /// The hidden marker of a piece of work: `<!-- hydra-sentinel:notify:hello -->`.
@@ -108,28 +108,89 @@ fn evidence_table(jobs: &[JobEvidence]) -> String {
     out
 }
 
-fn next_step_line(action: &Action) -> Option<String> {
-    let next = action.evidence.next_step.as_ref()?;
-    let what = match next.kind {
-        ActionKind::MarkBroken => "a pull request marking it broken on the failing platforms",
-        ActionKind::Retire => "a pull request moving it to the attic",
-        ActionKind::Remind => "a reminder here",
-        _ => "the next step",
-    };
+/// What each scheduled step will do, in words.
+fn scheduled_words(step: &ScheduledStep, attr: &str) -> String {
+    let platforms = step.systems.join(", ");
+    match step.kind {
+        ActionKind::Notify => "a first notice to the maintainers".to_owned(),
+        ActionKind::Remind if step.step.as_deref() == Some("retire-warning") => {
+            "a last warning here before it is moved to the attic".to_owned()
+        }
+        ActionKind::Remind => "a reminder here".to_owned(),
+        ActionKind::MarkBroken => {
+            let rebuild = if step.needs_rebuild {
+                ", once Hydra has also rebuilt it and it still fails"
+            } else {
+                ""
+            };
+            format!(
+                "a pull request that marks {} broken on {platforms} (`meta.broken` for those platforms only){rebuild}",
+                code(attr)
+            )
+        }
+        ActionKind::Escalate => format!(
+            "a note to the people named for protected packages: {} is never marked broken",
+            code(attr)
+        ),
+        ActionKind::Retire => format!(
+            "a pull request that moves {} to the attic, with an alias that says where the code went",
+            code(attr)
+        ),
+        ActionKind::ClosePr | ActionKind::Hold => "the next step".to_owned(),
+    }
+}
+
+/// "If it still fails …": the dated steps to come, one per line.
+fn schedule_section(action: &Action) -> Option<String> {
+    let attr = action.attr.as_deref().unwrap_or_default();
+    let steps: Vec<&ScheduledStep> = action
+        .evidence
+        .schedule
+        .iter()
+        .filter(|s| s.kind != ActionKind::Notify)
+        .collect();
+    if steps.is_empty() {
+        return None;
+    }
+    let mut out = String::from("**What happens next if it keeps failing:**\n\n");
+    for step in steps {
+        let _ = writeln!(
+            out,
+            "- **{}**: {}.",
+            date(&step.at),
+            scheduled_words(step, attr)
+        );
+    }
+    out.push_str(
+        "\nIf it builds again before a date, that step and the ones after it do not happen.\n",
+    );
+    Some(out)
+}
+
+/// The earliest dated step, as one sentence (for short comments).
+fn next_step_sentence(action: &Action) -> Option<String> {
+    let attr = action.attr.as_deref().unwrap_or_default();
+    let step = action
+        .evidence
+        .schedule
+        .iter()
+        .find(|s| s.kind != ActionKind::Notify)?;
     Some(format!(
-        "If nothing changes, the next step is {what} on **{}**.",
-        date(&next.at)
+        "If it still fails on {}, the next step is {}.",
+        date(&step.at),
+        scheduled_words(step, attr)
     ))
 }
 
 fn how_to_object(mention: &str, opt_out: Option<&str>) -> String {
     let mut out = format!(
-        "**How to stop this:** fix the build (this issue closes itself once Hydra builds the package again), \
-         or comment `{mention} snooze 30d` (maintainers and committers), or `{mention} not-broken` if Hydra is wrong."
+        "**How to stop this:**\n\n\
+         - Fix the build. Once Hydra builds the package again, this issue is closed and nothing else happens.\n\
+         - Working on it? Comment `{mention} snooze 30d` (maintainers of the package and committers): the dates above move by as long as the snooze lasts.\n\
+         - Hydra is wrong about it? Comment `{mention} not-broken`.\n"
     );
     if let Some(words) = opt_out {
-        out.push(' ');
-        out.push_str(words);
+        let _ = writeln!(out, "- {words}");
     }
     out
 }
@@ -139,14 +200,15 @@ pub fn tracking_title(attr: &str) -> String {
     format!("Build failure: {attr}")
 }
 
-/// The tracking issue: first notice to the maintainers, with the evidence.
+/// The tracking issue: first notice to the maintainers, with the evidence,
+/// the dates of what comes next and how to stop it.
 pub fn tracking_body(action: &Action, mention: &str) -> String {
     let attr = action.attr.as_deref().unwrap_or_default();
     let mut out = String::new();
     let _ = writeln!(out, "{}", marker("notify", attr));
     let _ = writeln!(
         out,
-        "{} fails to build on Hydra{}. {}\n",
+        "{} fails to build on Hydra{}: {}.\n",
         code(attr),
         action
             .evidence
@@ -160,13 +222,13 @@ pub fn tracking_body(action: &Action, mention: &str) -> String {
     if let Some(radius) = action.evidence.blast_radius.filter(|r| *r > 0) {
         let _ = writeln!(
             out,
-            "\n{radius} other jobs fail because this one does (dependency failed)."
+            "\n{radius} other packages fail because this one does (Hydra reports them as \"dependency failed\"): fixing it fixes them too."
         );
     }
-    if let Some(line) = next_step_line(action) {
-        let _ = writeln!(out, "\n{line}");
+    if let Some(section) = schedule_section(action) {
+        let _ = write!(out, "\n{section}");
     }
-    let _ = writeln!(
+    let _ = write!(
         out,
         "\n{}",
         how_to_object(mention, action.evidence.opt_out.as_deref())
@@ -179,7 +241,7 @@ pub fn tracking_body(action: &Action, mention: &str) -> String {
             "\nThis package has no maintainers that could be reached on GitHub."
         );
     }
-    out.push_str("\n<sub>Opened by hydra-sentinel from Hydra's results; it edits this issue as things change.</sub>\n");
+    out.push_str("\n<sub>Opened by hydra-sentinel from Hydra's results; it comments here before each step.</sub>\n");
     out
 }
 
@@ -188,12 +250,12 @@ pub fn reminder_comment(action: &Action) -> String {
     let attr = action.attr.as_deref().unwrap_or_default();
     let step = action.step.as_deref().unwrap_or("remind");
     let mut out = format!(
-        "{}\nReminder: {} still fails to build. {}",
+        "{}\nReminder: {} still fails to build: {}.",
         marker(&format!("remind-{step}"), attr),
         code(attr),
         action.reason
     );
-    if let Some(line) = next_step_line(action) {
+    if let Some(line) = next_step_sentence(action) {
         out.push(' ');
         out.push_str(&line);
     }
@@ -219,12 +281,27 @@ pub fn escalation_comment(action: &Action) -> String {
 /// The comment with which a pull request is closed because the package builds again.
 pub fn recovered_comment(action: &Action) -> String {
     let attr = action.attr.as_deref().unwrap_or_default();
+    let platforms = if action.systems.is_empty() {
+        "every platform it failed on".to_owned()
+    } else {
+        action.systems.join(", ")
+    };
     format!(
-        "{}\n{} builds again on Hydra; closing. {}\n",
+        "{}\nClosing: Hydra builds {} again on {platforms}, so this pull request is no longer needed. Thank you to whoever fixed it.\n",
         marker("close", attr),
         code(attr),
-        action.reason
     )
+}
+
+/// `reason` (a clause such as "it has failed …") as a sentence.
+fn sentence(reason: &str) -> String {
+    let mut chars = reason.chars();
+    let first: String = chars
+        .next()
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_default();
+    let rest = chars.as_str().trim_end_matches('.');
+    format!("{first}{rest}.")
 }
 
 /// The comment with which a tracking issue is closed.
@@ -275,7 +352,7 @@ pub fn pull_body(
             out,
             "\n### {} ({platforms})\n\n{}\n",
             code(attr),
-            action.reason
+            sentence(&action.reason)
         );
         out.push_str(&evidence_table(&action.evidence.jobs));
         let mut notes: Vec<String> = told
@@ -292,7 +369,13 @@ pub fn pull_body(
                     .issue
                     .map(|n| format!(" in [#{n}]({})", issue_url(n)))
                     .unwrap_or_default();
-                format!("- {} on {}{link}, to {whom}", r.kind.as_str(), date(&when))
+                let what = match r.kind {
+                    ActionKind::Notify => "first notice",
+                    ActionKind::Remind => "reminder",
+                    ActionKind::Escalate => "escalation",
+                    other => other.as_str(),
+                };
+                format!("- {what} on {}{link}, to {whom}", date(&when))
             })
             .collect();
         notes.dedup();
@@ -344,6 +427,17 @@ mod tests {
         }
     }
 
+    fn scheduled(kind: ActionKind, step: Option<&str>, day: &str, rebuild: bool) -> ScheduledStep {
+        ScheduledStep {
+            kind,
+            step: step.map(str::to_owned),
+            at: format!("{day}T08:00:00Z"),
+            at_unix: 0,
+            systems: vec!["aarch64-darwin".into(), "x86_64-darwin".into()],
+            needs_rebuild: rebuild,
+        }
+    }
+
     fn notify(attr: &str) -> Action {
         Action {
             kind: ActionKind::Notify,
@@ -352,17 +446,24 @@ mod tests {
             all_platforms: false,
             step: Some("notice".into()),
             batch: None,
-            reason: "It has failed on 2 platforms for 20 days (51 evals).".into(),
+            reason: "it has failed on aarch64-darwin, x86_64-darwin for 20 days".into(),
             evidence: Evidence {
                 jobset: Some("nixpkgs:trunk".into()),
                 jobs: vec![failing("aarch64-darwin"), failing("x86_64-darwin")],
                 maintainers: vec!["alice-gh".into(), "bob".into()],
                 next_step: Some(NextStep {
-                    kind: ActionKind::MarkBroken,
-                    step: None,
-                    at: "2026-01-20T08:00:00Z".into(),
+                    kind: ActionKind::Remind,
+                    step: Some("remind-1w".into()),
+                    at: "2026-01-13T08:00:00Z".into(),
                     at_unix: 0,
                 }),
+                schedule: vec![
+                    scheduled(ActionKind::Remind, Some("remind-1w"), "2026-01-13", false),
+                    scheduled(ActionKind::MarkBroken, None, "2026-01-20", true),
+                ],
+                opt_out: Some(
+                    "Leave this package alone for good: add the comment `# hydra-sentinel: do not mark broken` to its file, or put the label \"hydra-sentinel: hands off\" on this issue or on our pull request.".into(),
+                ),
                 ..Evidence::default()
             },
         }
@@ -371,6 +472,21 @@ mod tests {
     #[test]
     fn a_tracking_issue_shows_the_evidence_the_deadline_and_how_to_object() {
         insta::assert_snapshot!(tracking_body(&notify("hello"), "@hydra-sentinel"));
+    }
+
+    #[test]
+    fn a_reminder_names_the_date_of_the_next_step() {
+        let mut action = notify("hello");
+        action.kind = ActionKind::Remind;
+        action.evidence.schedule.remove(0);
+        insta::assert_snapshot!(reminder_comment(&action));
+    }
+
+    #[test]
+    fn a_closing_comment_says_where_it_builds_again() {
+        let mut action = notify("hello");
+        action.kind = ActionKind::ClosePr;
+        insta::assert_snapshot!(recovered_comment(&action));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use super::config::{CircuitBreaker, EffectiveLadder, GroupBy, Period, Policy};
 use super::facts::{Facts, JobFacts, JobsetFacts};
 use super::ledger::{ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState};
 use super::plan::{
-    Action, Deferred, EvalRef, Evidence, JobEvidence, LastGood, NextStep, Plan, WindowEvidence,
-    compare_url,
+    Action, Deferred, EvalRef, Evidence, JobEvidence, LastGood, NextStep, Plan, ScheduledStep,
+    WindowEvidence, compare_url,
 };
 use crate::config::JobsetRef;
 use crate::history::{EvalPoint, StatusClass};
@@ -96,6 +96,8 @@ pub struct JobAssessment {
     pub ladder: EffectiveLadder,
     pub rule: Rule,
     pub next: Option<NextStep>,
+    /// The ladder's steps still to come for this job if it keeps failing.
+    pub schedule: Vec<ScheduledStep>,
     /// Eval index the streak began at, for grouping.
     since_index: Option<u32>,
     since_ts: Option<i64>,
@@ -119,6 +121,9 @@ pub struct AttrAssessment {
     pub due: Vec<Due>,
     /// The earliest upcoming step if nothing changes.
     pub next: Option<NextStep>,
+    /// Every step still to come if nothing changes, earliest first, the
+    /// platforms of one step on one day together.
+    pub schedule: Vec<ScheduledStep>,
 }
 
 /// A mass breakage: one eval window in which many jobs of a jobset turned
@@ -593,6 +598,7 @@ impl<'a> Ctx<'a> {
             ladder,
             rule,
             next: None,
+            schedule: Vec::new(),
             since_index: streak.map(|st| st.since),
             since_ts,
         }
@@ -764,6 +770,7 @@ impl<'a> Ctx<'a> {
                     }
                 }
             }
+            job.schedule = projected_ladder(state, l, &job.system, self.now, protected);
             if let Some((kind, step)) = now_due {
                 if !quiet {
                     due.push(Due {
@@ -904,6 +911,23 @@ impl<'a> Ctx<'a> {
                 at_unix: at,
             }))
             .min_by_key(|n| (n.at_unix, n.kind));
+        let mut schedule = merge_schedules(jobs.iter().flat_map(|j| j.schedule.iter()));
+        if let Some(n) = next
+            .as_ref()
+            .filter(|n| n.kind == ActionKind::Retire || n.step.as_deref() == Some("retire-warning"))
+        {
+            schedule.push(ScheduledStep {
+                kind: n.kind,
+                step: n.step.clone(),
+                at: n.at.clone(),
+                at_unix: n.at_unix,
+                systems: marked
+                    .as_ref()
+                    .map(|m| m.systems.clone())
+                    .unwrap_or_default(),
+                needs_rebuild: false,
+            });
+        }
         AttrAssessment {
             attr: attr.to_owned(),
             protected,
@@ -915,8 +939,100 @@ impl<'a> Ctx<'a> {
             victims: Vec::new(),
             due,
             next,
+            schedule,
         }
     }
+}
+
+/// The ladder's steps still to come for one job if it keeps failing and
+/// every step is taken on its day: the notice (if not sent), the reminders
+/// not sent yet, then the mark (or, for a protected package, the
+/// escalation). The same rules as the engine's: a mark comes
+/// `mark_broken_after` into the streak, at least `min_notice` after the
+/// notice and each reminder at least its own period before it.
+fn projected_ladder(
+    state: &LadderState,
+    l: &super::config::Ladder,
+    system: &str,
+    now: i64,
+    protected: bool,
+) -> Vec<ScheduledStep> {
+    let step = |kind, name: Option<String>, at: i64, needs_rebuild| ScheduledStep {
+        kind,
+        step: name,
+        at: time(at),
+        at_unix: at,
+        systems: vec![system.to_owned()],
+        needs_rebuild,
+    };
+    let proposed = if protected {
+        state.escalated
+    } else {
+        state.mark.is_some()
+    };
+    if proposed {
+        return Vec::new();
+    }
+    let mut steps = Vec::new();
+    let notice = match state.notified_at {
+        Some(at) => at,
+        None => {
+            let at = (state.clock_start + l.notify_after.secs()).max(now);
+            steps.push(step(ActionKind::Notify, Some("notice".into()), at, false));
+            at
+        }
+    };
+    let mut mark = state.mark_due.unwrap_or_else(|| {
+        (state.clock_start + l.mark_broken_after.secs()).max(notice + l.min_notice.secs())
+    });
+    let mut reminders: Vec<Period> = l.remind_before_mark.clone();
+    reminders.sort_by(|a, b| b.cmp(a));
+    for before in reminders {
+        let name = remind_step(before);
+        if state.reminded.contains(&name) {
+            continue;
+        }
+        let at = (mark - before.secs()).max(now).max(notice);
+        mark = mark.max(at + before.secs());
+        steps.push(step(ActionKind::Remind, Some(name), at, false));
+    }
+    let kind = if protected {
+        ActionKind::Escalate
+    } else {
+        ActionKind::MarkBroken
+    };
+    steps.push(step(
+        kind,
+        None,
+        mark.max(now),
+        state.needs_derivations.is_some(),
+    ));
+    steps
+}
+
+/// One attribute's schedule from its jobs': the same step on the same day
+/// becomes one entry naming all its platforms.
+fn merge_schedules<'s>(steps: impl Iterator<Item = &'s ScheduledStep>) -> Vec<ScheduledStep> {
+    let mut merged: BTreeMap<(String, ActionKind, Option<String>), ScheduledStep> = BTreeMap::new();
+    for s in steps {
+        let day = s.at.get(..10).unwrap_or(&s.at).to_owned();
+        merged
+            .entry((day, s.kind, s.step.clone()))
+            .and_modify(|m| {
+                m.systems.extend(s.systems.iter().cloned());
+                m.needs_rebuild |= s.needs_rebuild;
+                m.at_unix = m.at_unix.max(s.at_unix);
+                m.at = time(m.at_unix);
+            })
+            .or_insert_with(|| s.clone());
+    }
+    let mut out: Vec<ScheduledStep> = merged.into_values().collect();
+    for s in &mut out {
+        s.systems.sort();
+        s.systems.dedup();
+    }
+    out.sort_by(|a, b| (a.at_unix, a.kind).cmp(&(b.at_unix, b.kind)));
+    out
 }
 
 /// A window of evals in which a mass breakage happened.
@@ -1100,28 +1216,37 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
                 systems.join(", ")
             };
             let reason = match kind {
-                ActionKind::Notify => format!(
-                    "fails on its own on {platforms} for {failing_days} days; first notice (nothing happens without one)"
-                ),
+                ActionKind::Notify => {
+                    format!("it has failed on {platforms} for {failing_days} days")
+                }
                 ActionKind::Remind if step.as_deref() == Some("retire-warning") => format!(
-                    "marked broken on every platform since {}; it will be moved to the attic after the notice period",
-                    attr.marked.as_ref().and_then(|m| m.closed_at).map(time).unwrap_or_default()
+                    "it has been marked broken on every platform since {}",
+                    attr.marked
+                        .as_ref()
+                        .and_then(|m| m.closed_at)
+                        .map(|t| time(t).chars().take(10).collect::<String>())
+                        .unwrap_or_default()
                 ),
-                ActionKind::Remind => format!(
-                    "still failing on {platforms} after {failing_days} days; reminder before it is marked broken"
-                ),
+                ActionKind::Remind => {
+                    format!("it has failed on {platforms} for {failing_days} days")
+                }
                 ActionKind::MarkBroken => format!(
-                    "failing on {platforms} for {failing_days} days; notified and reminded with the full grace"
+                    "it has failed on {platforms} for {failing_days} days, and its maintainers were told and reminded with the full notice period"
                 ),
                 ActionKind::Escalate => format!(
-                    "protected package failing on {platforms} for {failing_days} days: it is never marked, so people must look"
+                    "it has failed on {platforms} for {failing_days} days; it is protected, so it is never marked broken and people must decide"
                 ),
                 ActionKind::ClosePr => format!(
-                    "builds again on {}: the pull request is no longer needed",
-                    if systems.is_empty() { "every platform".to_owned() } else { systems.join(", ") }
+                    "it builds again on {}, so the pull request is no longer needed",
+                    if systems.is_empty() {
+                        "every platform".to_owned()
+                    } else {
+                        systems.join(", ")
+                    }
                 ),
                 ActionKind::Retire => {
-                    "marked broken on every platform for longer than the policy allows; move it to the attic with a throw alias".to_owned()
+                    "it has been marked broken on every platform for longer than the policy allows"
+                        .to_owned()
                 }
                 ActionKind::Hold => String::new(),
             };
@@ -1140,8 +1265,9 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
                     .then(|| u32::try_from(attr.victims.len()).unwrap_or(u32::MAX)),
                 ledger: ledger_ids,
                 window: None,
+                schedule: attr.schedule.clone(),
                 opt_out: Some(format!(
-                    "fix the build; or add `{}` to the package file; or put the label \"{}\" on our issue or PR; closing our PR stops this step for this failure",
+                    "Leave this package alone for good: add the comment `{}` to its file, or put the label \"{}\" on this issue or on our pull request.",
                     policy.opt_out.marker, policy.opt_out.label
                 )),
             };

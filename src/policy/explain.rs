@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::config::{Ladder, Policy};
 use super::engine::{AttrAssessment, LadderState, Rule, assess, cutoff};
 use super::facts::Facts;
+use super::ledger::ActionKind;
 use super::ledger::Ledger;
 use crate::history::view;
 use crate::report::time;
@@ -339,23 +340,42 @@ pub fn explain(
                     .unwrap_or_default()
             );
         }
-        match &a.next {
-            Some(n) => {
-                let _ = writeln!(
-                    out,
-                    "  next: {}{} on {}, if it still fails then",
-                    n.kind,
-                    n.step
-                        .as_deref()
-                        .map(|s| format!(" ({s})"))
-                        .unwrap_or_default(),
-                    &n.at[..10]
-                );
-            }
-            None if a.due.is_empty() => {
+        let upcoming: Vec<_> = a
+            .schedule
+            .iter()
+            // Steps due now are listed above as such.
+            .filter(|s| s.at_unix > now)
+            .collect();
+        if upcoming.is_empty() {
+            if a.due.is_empty() {
                 let _ = writeln!(out, "  next: nothing is scheduled");
             }
-            None => {}
+        } else {
+            let _ = writeln!(out, "  if it keeps failing:");
+            for s in upcoming {
+                let what = match (s.kind, s.step.as_deref()) {
+                    (ActionKind::Notify, _) => "first notice to the maintainers".to_owned(),
+                    (ActionKind::Remind, Some("retire-warning")) => {
+                        "last warning before the attic".to_owned()
+                    }
+                    (ActionKind::Remind, _) => "reminder on the tracking issue".to_owned(),
+                    (ActionKind::MarkBroken, _) => format!(
+                        "pull request marking it broken on {}{}",
+                        s.systems.join(", "),
+                        if s.needs_rebuild {
+                            ", once Hydra has rebuilt it and it still fails"
+                        } else {
+                            ""
+                        }
+                    ),
+                    (ActionKind::Escalate, _) => {
+                        "escalation to the people named for protected packages".to_owned()
+                    }
+                    (ActionKind::Retire, _) => "pull request moving it to the attic".to_owned(),
+                    (kind, _) => kind.to_string(),
+                };
+                let _ = writeln!(out, "    {}: {what}", &s.at[..10]);
+            }
         }
     } else {
         let _ = writeln!(out, "  next: nothing is scheduled");

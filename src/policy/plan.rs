@@ -75,6 +75,28 @@ pub struct Evidence {
     /// How to stop it, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub opt_out: Option<String>,
+    /// What comes next and when if nothing changes, earliest first: the
+    /// dates a notice promises.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<ScheduledStep>,
+}
+
+/// One step still to come for a package if it keeps failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduledStep {
+    pub kind: ActionKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// RFC 3339.
+    pub at: String,
+    #[serde(skip)]
+    pub at_unix: i64,
+    /// The platforms it concerns.
+    pub systems: Vec<String>,
+    /// A mark also waits until Hydra has rebuilt the package (a new
+    /// derivation) and it still fails.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub needs_rebuild: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
