@@ -1031,7 +1031,7 @@ fn merge_schedules<'s>(steps: impl Iterator<Item = &'s ScheduledStep>) -> Vec<Sc
         s.systems.sort();
         s.systems.dedup();
     }
-    out.sort_by(|a, b| (a.at_unix, a.kind).cmp(&(b.at_unix, b.kind)));
+    out.sort_by_key(|s| (s.at_unix, s.kind));
     out
 }
 
