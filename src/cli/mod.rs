@@ -4,6 +4,7 @@
 mod act;
 mod demo;
 mod policy;
+mod site;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -104,6 +105,10 @@ enum Command {
     Backtest(policy::BacktestArgs),
     /// The Markdown of the weekly digest issue.
     Digest(policy::DigestArgs),
+    /// Write a static HTML site from the database: failing packages (by
+    /// age, platforms, blast radius), one page per package and maintainer,
+    /// roots with their victims, and the policy's next step for each.
+    Report(site::ReportArgs),
     /// Policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -160,6 +165,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain(args) => policy::explain(&load_config()?, &args, &mut stdout),
         Command::Backtest(args) => policy::backtest(&load_config()?, &args, &mut stdout),
         Command::Digest(args) => policy::digest(&load_config()?, &args, &mut stdout),
+        Command::Report(args) => site::report(&load_config()?, &args, &mut stdout),
         Command::Policy(command) => policy::policy_command(&command, &mut stdout),
     }
 }
