@@ -552,7 +552,30 @@ impl Builder<'_> {
                 }
             }
         }
-        let paged: BTreeSet<&str> = a.attrs.keys().map(String::as_str).collect();
+        // A page for each package the index or the roots page lists, or
+        // the plan or the ledger concerns; not for every victim (a big
+        // breakage has thousands, each listed with its root instead).
+        let planned: BTreeSet<&str> = self
+            .plan
+            .actions
+            .iter()
+            .chain(self.plan.deferred.iter().map(|d| &d.action))
+            .filter_map(|x| x.attr.as_deref())
+            .collect();
+        let paged: BTreeSet<&str> = a
+            .attrs
+            .values()
+            .filter(|x| {
+                !failing_jobs(x).is_empty()
+                    || x.marked.is_some()
+                    || x.opted_out.is_some()
+                    || x.snoozed_until.is_some()
+                    || !x.victims.is_empty()
+                    || planned.contains(x.attr.as_str())
+            })
+            .map(|x| x.attr.as_str())
+            .chain(a.roots.iter().map(|r| r.attr.as_str()))
+            .collect();
         let mut rows = Vec::new();
         let mut packages = BTreeMap::new();
         for (attr, assessed) in &a.attrs {
@@ -560,8 +583,10 @@ impl Builder<'_> {
             if !failing.is_empty() {
                 rows.push(self.row(assessed, &failing));
             }
-            let jobs = by_attr.get(attr.as_str()).map_or(&[][..], Vec::as_slice);
-            packages.insert(attr.clone(), self.package(assessed, jobs, &paged));
+            if paged.contains(attr.as_str()) {
+                let jobs = by_attr.get(attr.as_str()).map_or(&[][..], Vec::as_slice);
+                packages.insert(attr.clone(), self.package(assessed, jobs, &paged));
+            }
         }
         rows.sort_by(|x, y| (x.since_ts, &x.attr).cmp(&(y.since_ts, &y.attr)));
 

@@ -139,10 +139,12 @@ fn the_index_comes_in_three_sort_orders_and_links_them() {
     let by_platforms = page(&files, "by-platforms.html");
     assert!(by_platforms.find(">libfoo<").unwrap() < by_platforms.find("&lt;img").unwrap());
     let roots = page(&files, "roots.html");
+    assert!(roots.contains(">libfoo</a>"), "{roots}");
     assert!(
-        roots.contains(">app</a>") && roots.contains(">libfoo</a>"),
-        "{roots}"
+        roots.contains("<li>app</li>"),
+        "a victim is listed, without a page of its own: {roots}"
     );
+    assert!(files.iter().all(|f| f.path != package_href("app")));
 }
 
 #[test]
