@@ -35,6 +35,16 @@ pub struct Config {
     /// Where and as whom to act on GitHub; `None` until configured.
     pub github: Option<GitHubConfig>,
     pub act: ActConfig,
+    /// The HTML report written after each successful cycle.
+    pub report: ReportSettings,
+}
+
+/// The `[report]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportSettings {
+    /// Where the daemon (and `once`) write the static site after each
+    /// successful cycle; `None`: no site.
+    pub html_dir: Option<PathBuf>,
 }
 
 /// The `[github]` section.
@@ -354,7 +364,27 @@ impl Config {
                 "act.enabled needs a [github] section and [nixpkgs] checkout".into(),
             ));
         }
+        let html_dir = match raw.report.html_dir {
+            None => None,
+            Some(dir) => {
+                let ends_in_a_name = matches!(
+                    dir.get_ref().components().next_back(),
+                    Some(std::path::Component::Normal(_))
+                );
+                if !ends_in_a_name {
+                    return Err(invalid(
+                        dir.span(),
+                        format!(
+                            "report.html_dir must end in a folder name (the site replaces that folder), not {:?}",
+                            dir.get_ref()
+                        ),
+                    ));
+                }
+                Some(dir.into_inner())
+            }
+        };
         Ok(Config {
+            report: ReportSettings { html_dir },
             daemon: DaemonSettings {
                 interval: Duration::from_secs(*daemon.interval_secs.get_ref()),
                 unhealthy_after_cycles: *daemon.unhealthy_after_cycles.get_ref(),
@@ -430,6 +460,14 @@ struct RawConfig {
     github: Option<RawGitHub>,
     #[serde(default)]
     act: RawAct,
+    #[serde(default)]
+    report: RawReport,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    html_dir: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -668,6 +706,25 @@ mod tests {
         assert!(err.to_string().starts_with("test.toml:2:17:"), "{err}");
         let err = parse("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
         assert!(err.to_string().starts_with("test.toml:2:10:"), "{err}");
+    }
+
+    #[test]
+    fn the_report_directory_is_optional_and_must_name_a_folder() {
+        assert_eq!(parse("").unwrap().report.html_dir, None);
+        let config = parse("[report]\nhtml_dir = \"/var/www/sentinel\"\n").unwrap();
+        assert_eq!(
+            config.report.html_dir.as_deref(),
+            Some(Path::new("/var/www/sentinel"))
+        );
+        for bad in ["/", "..", "site/.."] {
+            let err = parse(&format!("[report]\nhtml_dir = {bad:?}\n")).unwrap_err();
+            assert!(
+                err.to_string().starts_with("test.toml:2:12:"),
+                "{bad}: {err}"
+            );
+        }
+        let err = parse("[report]\nhtml-dir = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("html-dir"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod nixpkgs;
 pub mod policy;
 pub mod report;
 pub mod sim;
+pub mod site;
 pub mod store;
 
 /// An error and its causes on one line, for logs.

@@ -50,6 +50,11 @@ impl HydraLinks {
         self.join(&["build", &id.to_string()])
     }
 
+    /// The build's log (Hydra's `/build/N/log`).
+    pub fn log(&self, id: i64) -> String {
+        self.join(&["build", &id.to_string(), "log"])
+    }
+
     pub fn eval(&self, id: i64) -> String {
         self.join(&["eval", &id.to_string()])
     }

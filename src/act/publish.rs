@@ -274,9 +274,23 @@ impl Publisher for GitPublisher {
     }
 
     fn maintainers(&self, attrs: &[String]) -> BTreeMap<String, Vec<String>> {
+        self.resolve_maintainers(attrs, true)
+    }
+}
+
+impl GitPublisher {
+    /// Maintainers as the checkout's `origin/<base>` already says, without
+    /// fetching (the HTML report reads; it never touches the network).
+    pub fn maintainers_offline(&self, attrs: &[String]) -> BTreeMap<String, Vec<String>> {
+        self.resolve_maintainers(attrs, false)
+    }
+
+    fn resolve_maintainers(&self, attrs: &[String], fetch: bool) -> BTreeMap<String, Vec<String>> {
         let mut found = BTreeMap::new();
         let Ok(repo) = self.repo() else { return found };
-        let _ = self.fetch(&repo);
+        if fetch {
+            let _ = self.fetch(&repo);
+        }
         let Ok(tree) = GitTree::open(&repo, &self.base_ref()) else {
             return found;
         };

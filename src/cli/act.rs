@@ -45,7 +45,11 @@ fn now(text: Option<&str>) -> Result<i64> {
 pub fn once(config: &Config, args: &OnceArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let at = now(args.now.as_deref())?;
     super::ingest(config, args.max_evals, out)?;
-    act_cycle(config, at, args.dry_run, false, out)
+    let code = act_cycle(config, at, args.dry_run, false, out)?;
+    if code == ExitCode::SUCCESS {
+        super::site::after_cycle(config, at, out)?;
+    }
+    Ok(code)
 }
 
 pub fn act(config: &Config, args: &ActArgs, out: &mut dyn Write) -> Result<ExitCode> {

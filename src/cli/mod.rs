@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod generate;
 mod policy;
+mod site;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -106,6 +107,10 @@ enum Command {
     Backtest(policy::BacktestArgs),
     /// The Markdown of the weekly digest issue.
     Digest(policy::DigestArgs),
+    /// Write a static HTML site from the database: failing packages (by
+    /// age, platforms, blast radius), one page per package and maintainer,
+    /// roots with their victims, and the policy's next step for each.
+    Report(site::ReportArgs),
     /// Policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -178,6 +183,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain(args) => policy::explain(&load_config()?, &args, &mut stdout),
         Command::Backtest(args) => policy::backtest(&load_config()?, &args, &mut stdout),
         Command::Digest(args) => policy::digest(&load_config()?, &args, &mut stdout),
+        Command::Report(args) => site::report(&load_config()?, &args, &mut stdout),
         Command::Policy(command) => policy::policy_command(&command, &mut stdout),
         Command::Config(command) => config::config_command(&command, &mut stdout),
         Command::Completions { shell } => generate::completions(shell, &mut stdout),

@@ -33,6 +33,9 @@ pub const RELOADS: &str = "hydra_sentinel_reloads_total";
 pub const HEALTHY: &str = "hydra_sentinel_healthy";
 pub const SINCE_PROGRESS: &str = "hydra_sentinel_seconds_since_progress";
 
+/// HTML reports written after a cycle, by `outcome` (ok, failed).
+pub const REPORTS: &str = "hydra_sentinel_reports_total";
+
 /// Names reserved for the steps still to come (plan/act, GitHub): described
 /// now so that dashboards and alerts can be written against them. They
 /// appear in `/metrics` once first recorded.
@@ -51,6 +54,10 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
 
 /// Help texts for every metric (idempotent).
 pub fn describe() {
+    describe_counter!(
+        REPORTS,
+        "HTML reports written after a cycle ([report] html_dir), by outcome: ok or failed."
+    );
     describe_counter!(EVALS_INGESTED, "Evals written to the database, per jobset.");
     describe_counter!(
         BUILDS_WRITTEN,
@@ -136,4 +143,9 @@ pub(crate) fn reloaded(outcome: &'static str) {
 pub(crate) fn health(healthy: bool, since_progress: Duration) {
     gauge!(HEALTHY).set(if healthy { 1.0 } else { 0.0 });
     gauge!(SINCE_PROGRESS).set(since_progress.as_secs_f64());
+}
+
+/// Count an HTML report written (`ok`) or not (`failed`).
+pub fn report_written(outcome: &'static str) {
+    metrics::counter!(REPORTS, "outcome" => outcome).increment(1);
 }

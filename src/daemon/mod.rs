@@ -25,7 +25,8 @@
 //!
 //! A cycle runs a list of [`CycleStep`]s in order: [`IngestStep`], then
 //! [`ActStep`] (plan, act or describe, and the weekly digest issue, which is
-//! due once a week by its marker on GitHub, never by memory). Further steps
+//! due once a week by its marker on GitHub, never by memory), then
+//! [`ReportStep`] (the HTML report, when configured). Further steps
 //! go in [`default_steps`]: each gets the [`CycleContext`] (the
 //! current [`Settings`], the wall-clock `now`, and the [`PassControl`] whose
 //! token it must honour and whose heartbeat it should call on progress),
@@ -277,7 +278,68 @@ pub fn default_steps(
     Ok(vec![
         Box::new(IngestStep::new(settings, store)?),
         Box::new(ActStep),
+        Box::new(ReportStep),
     ])
+}
+
+/// Write the HTML report (`[report] html_dir`) at the end of a successful
+/// cycle. A failure to write it is logged and counted
+/// ([`metrics::REPORTS`] with `outcome="failed"`), never a failed cycle:
+/// the site is a view of the database, and the next cycle writes it again.
+pub struct ReportStep;
+
+impl CycleStep for ReportStep {
+    fn name(&self) -> &'static str {
+        "report"
+    }
+
+    fn needs_previous(&self) -> bool {
+        true
+    }
+
+    fn run<'a>(&'a mut self, cx: &'a CycleContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            let Some(dir) = cx.settings.config.report.html_dir.clone() else {
+                return Ok("off".to_owned());
+            };
+            let config = cx.settings.config.clone();
+            let policy = cx.settings.policy.clone();
+            let now = cx.now;
+            let target = dir.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let store = Store::open_read_only(&config.database)?;
+                let snapshot = crate::site::load(&store, &config, policy, None, now)?;
+                crate::site::publish(&target, &snapshot)
+            })
+            .await;
+            cx.control.beat();
+            let written = match written {
+                Ok(Ok(w)) => Ok(w),
+                Ok(Err(e)) => Err(crate::error_chain(&e)),
+                Err(e) => Err(format!("the report task panicked: {e}")),
+            };
+            match written {
+                Ok(w) => {
+                    metrics::report_written("ok");
+                    tracing::info!(dir = %dir.display(), files = w.files, failing = w.failing, "HTML report written");
+                    Ok(format!(
+                        "{} failing packages in {}",
+                        w.failing,
+                        dir.display()
+                    ))
+                }
+                Err(error) => {
+                    metrics::report_written("failed");
+                    tracing::error!(dir = %dir.display(), error, "could not write the HTML report; the cycle itself is unaffected");
+                    Ok("FAILED to write the site (see the log)".to_owned())
+                }
+            }
+        })
+    }
+
+    fn reconfigure(&mut self, _settings: &Settings) -> Result<(), StepError> {
+        Ok(())
+    }
 }
 
 /// Plan and act on what ingest stored (dry-run until `[act] enabled`), and

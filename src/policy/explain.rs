@@ -82,6 +82,55 @@ fn state_words(s: &LadderState) -> String {
     parts.join("; ")
 }
 
+/// The rule that applies to one job, in words (`None`: nothing assessed,
+/// which reads as "builds"). Shared by `explain` and the HTML report.
+pub fn rule_words(policy: &Policy, rule: Option<&Rule>) -> String {
+    match rule {
+        None | Some(Rule::Ok) => "builds: nothing to do".to_owned(),
+        Some(Rule::NoSignal) => "only noise or pending results: nothing to do".to_owned(),
+        Some(Rule::Gone) => {
+            "missing from the newest eval: nothing is done to a job that is gone".to_owned()
+        }
+        Some(Rule::Watched) => {
+            "this jobset is only watched (or an earlier jobset decides for this system)".to_owned()
+        }
+        Some(Rule::Flaky { flips }) => format!(
+            "flaky ({flips} changes between building and failing in the last {} evals): not a streak, nothing is done",
+            policy.streak.flaky_window_evals
+        ),
+        Some(Rule::Victim { root, candidates }) => match root {
+            Some(r) => format!(
+                "a dependency failed: never acted on; charged to {r}, whose failure began in the same eval"
+            ),
+            None if candidates.is_empty() => {
+                "a dependency failed: never acted on; its root is not known".to_owned()
+            }
+            None => format!(
+                "a dependency failed: never acted on; the root is one of {}",
+                candidates.join(", ")
+            ),
+        },
+        Some(Rule::NotYetReal { evals, derivations }) => format!(
+            "failing, but not a streak yet ({evals} of {} evals, {derivations} of {} derivations)",
+            policy.streak.min_evals, policy.streak.min_derivations
+        ),
+        Some(Rule::Skipped { overrides }) => format!(
+            "left alone by {}",
+            overrides
+                .iter()
+                .filter_map(|i| policy.overrides.get(i - 1))
+                .map(|o| if o.reason.is_empty() {
+                    o.describe()
+                } else {
+                    format!("{}: {}", o.describe(), o.reason)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(Rule::Ladder(state)) => state_words(state),
+    }
+}
+
 /// Explain `attr` at `now`; `None` when no job of that attribute is known.
 pub fn explain(
     policy: &Policy,
@@ -198,52 +247,7 @@ pub fn explain(
                     &job.hydra_job()
                 )
             );
-            let rule = assessed.map(|j| &j.rule);
-            let text = match rule {
-                None | Some(Rule::Ok) => "builds: nothing to do".to_owned(),
-                Some(Rule::NoSignal) => "only noise or pending results: nothing to do".to_owned(),
-                Some(Rule::Gone) => {
-                    "missing from the newest eval: nothing is done to a job that is gone".to_owned()
-                }
-                Some(Rule::Watched) => {
-                    "this jobset is only watched (or an earlier jobset decides for this system)"
-                        .to_owned()
-                }
-                Some(Rule::Flaky { flips }) => format!(
-                    "flaky ({flips} changes between building and failing in the last {} evals): not a streak, nothing is done",
-                    policy.streak.flaky_window_evals
-                ),
-                Some(Rule::Victim { root, candidates }) => match root {
-                    Some(r) => format!(
-                        "a dependency failed: never acted on; charged to {r}, whose failure began in the same eval"
-                    ),
-                    None if candidates.is_empty() => {
-                        "a dependency failed: never acted on; its root is not known".to_owned()
-                    }
-                    None => format!(
-                        "a dependency failed: never acted on; the root is one of {}",
-                        candidates.join(", ")
-                    ),
-                },
-                Some(Rule::NotYetReal { evals, derivations }) => format!(
-                    "failing, but not a streak yet ({evals} of {} evals, {derivations} of {} derivations)",
-                    policy.streak.min_evals, policy.streak.min_derivations
-                ),
-                Some(Rule::Skipped { overrides }) => format!(
-                    "left alone by {}",
-                    overrides
-                        .iter()
-                        .filter_map(|i| policy.overrides.get(i - 1))
-                        .map(|o| if o.reason.is_empty() {
-                            o.describe()
-                        } else {
-                            format!("{}: {}", o.describe(), o.reason)
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                Some(Rule::Ladder(state)) => state_words(state),
-            };
+            let text = rule_words(policy, assessed.map(|j| &j.rule));
             let _ = writeln!(out, "    rule: {text}");
             if let Some(j) = assessed
                 && matches!(j.rule, Rule::Ladder(_) | Rule::NotYetReal { .. })

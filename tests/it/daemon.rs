@@ -394,6 +394,44 @@ fn run_is_ready_after_migrations_ingests_reports_and_stops_on_sigterm() {
 }
 
 #[test]
+fn each_successful_cycle_writes_the_configured_html_report() {
+    let hydra = start(&small_spec(30, 4));
+    let parent = tempfile::tempdir().unwrap();
+    let site = parent.path().join("site");
+    let sandbox = Sandbox::new(
+        &hydra,
+        &format!(
+            "{FAST}\n[report]\nhtml_dir = {:?}\n",
+            site.display().to_string()
+        ),
+    );
+    let mut service = Service::start(&sandbox);
+    let addr = service.addr();
+    let written = "hydra_sentinel_reports_total{outcome=\"ok\"}";
+    wait_until(
+        Duration::from_secs(30),
+        "two reports written",
+        || service.context(),
+        || metric_of(addr, written).filter(|n| *n >= 2.0),
+    );
+    assert!(metric_of(addr, OK_CYCLES).unwrap() >= 2.0);
+    assert_eq!(
+        metric_of(addr, "hydra_sentinel_reports_total{outcome=\"failed\"}"),
+        None
+    );
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    assert!(index.contains("Failing packages"), "{index}");
+    assert!(site.join(hydra_sentinel::site::MARKER).is_file());
+    service.wait_for_log("HTML report written", Duration::from_secs(5));
+    service.stop();
+    let beside: Vec<_> = std::fs::read_dir(parent.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, vec!["site"], "no staging folder left behind");
+}
+
+#[test]
 fn sigterm_during_a_slow_download_rolls_the_eval_back_and_exits_at_once() {
     let spec = small_spec(400, 3);
     let hydra = start(&spec);

@@ -9,3 +9,4 @@ mod helpers;
 mod ingest;
 mod kill;
 mod policy;
+mod site;
