@@ -82,6 +82,7 @@ fn facts_from(sim: &SimHydra) -> Facts {
     }
     Facts {
         hydra_url: url::Url::parse("https://hydra.nixos.org").unwrap(),
+        repository: hydra_sentinel::config::NIXPKGS_REPOSITORY.to_owned(),
         jobsets: vec![JobsetFacts {
             jobset: JobsetRef {
                 project: sim.project.clone(),

@@ -105,7 +105,7 @@ pub fn load_policy(config: &Config, file: Option<&Path>) -> Result<Policy> {
 }
 
 pub fn load_facts(store: &Store, config: &Config, maintainers: Option<&Path>) -> Result<Facts> {
-    let mut facts = store.policy_facts(&config.hydra.url)?;
+    let mut facts = store.policy_facts(&config.hydra.url, config.repository())?;
     if let Some(path) = maintainers {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading maintainers from {}", path.display()))?;

@@ -33,7 +33,7 @@ fn the_planted_scenarios_get_the_actions_the_policy_promises() {
     let (sandbox, _hydra, newest) = ingested();
     let store = sandbox.store();
     let facts = store
-        .policy_facts(&sandbox.config.hydra.url)
+        .policy_facts(&sandbox.config.hydra.url, sandbox.config.repository())
         .expect("facts");
     let policy = Policy::nixpkgs();
     let p = plan(&policy, &facts, &Ledger::default(), newest + 3600);
@@ -117,11 +117,52 @@ fn the_planted_scenarios_get_the_actions_the_policy_promises() {
 }
 
 #[test]
+fn a_configured_repository_is_where_the_compare_links_point() {
+    let hydra = start(&spec());
+    let token = tempfile::NamedTempFile::new().expect("a token file");
+    let sandbox = Sandbox::new(
+        &hydra,
+        &format!(
+            "\n[github]\nrepo = \"someone/nixpkgs-fork\"\nfork = \"sentinel-bot/nixpkgs\"\n\
+             push_url = \"https://github.com/sentinel-bot/nixpkgs.git\"\ntoken_file = {:?}\n",
+            token.path().display().to_string()
+        ),
+    );
+    assert_eq!(sandbox.config.repository(), "someone/nixpkgs-fork");
+    sandbox.pass(Some(100));
+    let newest = hydra.hydra().evals.last().expect("evals").timestamp;
+    let now = hydra_sentinel::report::time(newest + 3600);
+    let (code, out, err) = hydra_sentinel(&sandbox.config_path, &["plan", "--json", "--now", &now]);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let links: Vec<String> = plan["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .flat_map(|a| {
+            a["evidence"]["jobs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|j| j["compare"].as_str().map(str::to_owned))
+        .collect();
+    // grafx (4), libfoo (4), iterm-tools (2), simdjson-fast and chromium-huge.
+    assert_eq!(links.len(), 12, "{out}");
+    for link in &links {
+        assert!(
+            link.starts_with("https://github.com/someone/nixpkgs-fork/compare/"),
+            "{link} does not point to the configured repository"
+        );
+    }
+}
+
+#[test]
 fn a_backtest_of_the_stored_history_holds_on_the_day_of_the_mass_breakage() {
     let (sandbox, hydra, newest) = ingested();
     let store = sandbox.store();
     let facts = store
-        .policy_facts(&sandbox.config.hydra.url)
+        .policy_facts(&sandbox.config.hydra.url, sandbox.config.repository())
         .expect("facts");
     let policy = Policy::parse(
         "[circuit_breaker]\nmin_jobs = 30\nmin_share = 0.2\n",
