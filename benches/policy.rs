@@ -144,7 +144,7 @@ fn main() {
     );
 
     let t = Instant::now();
-    let report = backtest(&policy, &facts, first, newest);
+    let report = backtest(&policy, &facts, &[], first, newest);
     let bt = t.elapsed();
     println!(
         "backtest over {} evals ({} days, planning after every eval and at each day's end): {:.2} s; {} pings, {} PRs, {} hold days [target < 10 s]",
@@ -166,7 +166,7 @@ fn main() {
     )
     .expect("valid");
     let t = Instant::now();
-    let report = backtest(&open, &facts, first, newest);
+    let report = backtest(&open, &facts, &[], first, newest);
     let bt2 = t.elapsed();
     println!(
         "backtest without the breaker: {:.2} s; {} pings, {} PRs, {} deferred [target < 10 s]",

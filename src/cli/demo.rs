@@ -115,7 +115,8 @@ pub fn run(database: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
     write!(
         out,
         "{}",
-        hydra_sentinel::policy::backtest(&policy, &facts, first, newest).to_text()
+        hydra_sentinel::policy::backtest(&policy, &facts, &ledger.opt_outs, first, newest)
+            .to_text()
     )?;
     let week = hydra_sentinel::digest::Week::containing(now);
     writeln!(out, "\n$ hydra-sentinel digest --week {week} --now {at}")?;

@@ -232,7 +232,7 @@ fn a_backtest_of_the_stored_history_holds_on_the_day_of_the_mass_breakage() {
     )
     .expect("valid");
     let first = hydra.hydra().evals[0].timestamp;
-    let report = backtest(&policy, &facts, first, newest);
+    let report = backtest(&policy, &facts, &[], first, newest);
     let mass_eval = hydra
         .hydra()
         .scenarios
@@ -313,6 +313,11 @@ fn the_commands_print_plan_explain_backtest_and_digest() {
     assert_eq!(code, 0, "{err}");
     let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(report["days"], 21, "{out}");
+    assert_eq!(
+        report["false_negatives"],
+        serde_json::json!([]),
+        "three weeks: nothing is past the built-in eight-week mark deadline\n{out}"
+    );
 
     let (code, out, err) = hydra_sentinel(config, &["digest", "--week", "2025-W47", "--now", &now]);
     assert_eq!(code, 0, "{err}");
