@@ -40,7 +40,7 @@ const EVERY_SYSTEM: [&str; 4] = [
 /// demo history: a first notice for each planted own failure, on exactly
 /// its failing systems (three weeks is too early for anything more), and
 /// nothing for anyone else — (kind, attribute, systems), sorted.
-fn planted_plan() -> Vec<(String, String, Vec<String>)> {
+pub(crate) fn planted_plan() -> Vec<(String, String, Vec<String>)> {
     let notify = |attr: &str, systems: &[&str]| {
         (
             "notify".to_owned(),
