@@ -82,6 +82,7 @@ fn facts_from(sim: &SimHydra) -> Facts {
     }
     Facts {
         hydra_url: url::Url::parse("https://hydra.nixos.org").unwrap(),
+        repository: hydra_sentinel::config::NIXPKGS_REPOSITORY.to_owned(),
         jobsets: vec![JobsetFacts {
             jobset: JobsetRef {
                 project: sim.project.clone(),
@@ -143,7 +144,7 @@ fn main() {
     );
 
     let t = Instant::now();
-    let report = backtest(&policy, &facts, first, newest);
+    let report = backtest(&policy, &facts, &[], first, newest);
     let bt = t.elapsed();
     println!(
         "backtest over {} evals ({} days, planning after every eval and at each day's end): {:.2} s; {} pings, {} PRs, {} of {} days held [target < 10 s, no permanent hold]",

@@ -17,6 +17,9 @@ use url::Url;
 use crate::history::job_name::is_nix_identifier;
 use crate::hydra::HydraSettings;
 
+/// The nixpkgs repository on GitHub when no `[github] repo` is configured.
+pub const NIXPKGS_REPOSITORY: &str = "NixOS/nixpkgs";
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -202,6 +205,14 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."));
         config.database = dir.join("hydra-sentinel.sqlite");
         config
+    }
+
+    /// `owner/name` of the nixpkgs repository on GitHub: `[github] repo`,
+    /// or [`NIXPKGS_REPOSITORY`] when there is no `[github]` section.
+    pub fn repository(&self) -> &str {
+        self.github
+            .as_ref()
+            .map_or(NIXPKGS_REPOSITORY, |g| g.repo.as_str())
     }
 
     /// Parse configuration text; `path` is only used in messages.
@@ -662,6 +673,17 @@ mod tests {
             }]
         );
         assert_eq!(config.hydra.max_in_flight, 2);
+        assert_eq!(config.repository(), "NixOS/nixpkgs");
+    }
+
+    #[test]
+    fn the_repository_of_compare_links_is_the_configured_github_repo() {
+        let config = parse(
+            "[github]\nrepo = \"someone/nixpkgs-fork\"\nfork = \"bot/nixpkgs\"\n\
+             push_url = \"https://github.com/bot/nixpkgs.git\"\ntoken_file = \"/run/credentials/token\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.repository(), "someone/nixpkgs-fork");
     }
 
     #[test]

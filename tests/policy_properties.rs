@@ -2,7 +2,11 @@
 //! every planned action carried out: plans are deterministic and do not
 //! depend on the order of jobs; a job green in the newest eval is never
 //! marked; limits are never exceeded; nothing but the hold happens during a
-//! hold.
+//! hold; a protected package is never marked or retired. And the ladder is
+//! climbed: among the random jobs every history has a package that fails on
+//! every platform from the first day and a protected one that fails too;
+//! unless a mass breakage holds the replay, the first is marked everywhere
+//! and then retired, the second escalated.
 
 mod policy_common;
 
@@ -18,13 +22,15 @@ const SYSTEMS: [&str; 3] = ["x86_64-linux", "aarch64-linux", "aarch64-darwin"];
 const MAINTAINERS: [&str; 3] = ["alice", "bob", "carol"];
 
 /// A quick ladder so that every step happens within the history, small
-/// limits so that they bind, and a sensitive breaker so that holds happen.
+/// limits so that they bind, a sensitive breaker so that holds happen, and
+/// protected packages (one of the random names, and the planted `stdenv`).
 fn quick_policy() -> Policy {
     policy_with(
         "[streak]\nmin_evals = 2\n\
+         [protected]\nattrs = [\"pkg9\", \"stdenv\"]\nescalate_to = [\"NixOS/nixpkgs-core\"]\n\
          [ladder]\nnotify_after = \"1d\"\nremind_before_mark = [\"1d\"]\nmark_broken_after = \"6d\"\nmin_notice = \"3d\"\nmark_min_derivations = 1\nretire_after_broken = \"10d\"\nretire_notice = \"2d\"\n\
          [limits]\nprs_per_day = 2\nopen_prs = 3\npings_per_maintainer_per_week = 2\n\
-         [circuit_breaker]\nwindow_evals = 2\nmin_jobs = 4\nmin_share = 0.3\n\
+         [circuit_breaker]\nwindow_evals = 2\nmin_jobs = 3\nmin_share = 0.15\n\
          [batch]\ngroup_by = \"maintainer\"\nmax_attrs_per_pr = 2\n",
     )
 }
@@ -57,21 +63,38 @@ fn pattern() -> impl Strategy<Value = String> {
     })
 }
 
+/// Planted among the random jobs: fails on its first `systems` systems from
+/// the first day to the last, rebuilt every three days.
+const LONG_BROKEN: &str = "longbroken";
+/// Planted and protected: fails on x86_64-linux from the first day.
+const PROTECTED: &str = "stdenv";
+
 fn history() -> impl Strategy<Value = Facts> {
-    prop::collection::vec((0usize..10, 0usize..3, pattern(), 0usize..3), 1..25).prop_map(|jobs| {
-        let mut js = trunk(DAYS);
-        let mut seen = BTreeSet::new();
-        let mut maintainers = BTreeMap::new();
-        for (a, s, p, m) in jobs {
-            if seen.insert((a, s)) {
-                js.jobs.push(job(&format!("pkg{a}"), SYSTEMS[s], &p));
-                maintainers.insert(format!("pkg{a}"), vec![MAINTAINERS[m].to_owned()]);
+    (
+        prop::collection::vec((0usize..10, 0usize..3, pattern(), 0usize..3), 1..25),
+        1usize..=SYSTEMS.len(),
+    )
+        .prop_map(|(jobs, planted_systems)| {
+            let mut js = trunk(DAYS);
+            let always_failing = repeat('F', DAYS, 3);
+            for system in &SYSTEMS[..planted_systems] {
+                js.jobs.push(job(LONG_BROKEN, system, &always_failing));
             }
-        }
-        let mut f = facts(vec![js]);
-        f.maintainers = maintainers;
-        f
-    })
+            js.jobs.push(job(PROTECTED, SYSTEMS[0], &always_failing));
+            let mut seen = BTreeSet::new();
+            let mut maintainers = BTreeMap::new();
+            for (a, s, p, m) in jobs {
+                if seen.insert((a, s)) {
+                    js.jobs.push(job(&format!("pkg{a}"), SYSTEMS[s], &p));
+                    maintainers.insert(format!("pkg{a}"), vec![MAINTAINERS[m].to_owned()]);
+                }
+            }
+            maintainers.insert(LONG_BROKEN.to_owned(), vec!["dave".to_owned()]);
+            maintainers.insert(PROTECTED.to_owned(), vec!["erin".to_owned()]);
+            let mut f = facts(vec![js]);
+            f.maintainers = maintainers;
+            f
+        })
 }
 
 fn check_plan(
@@ -196,6 +219,7 @@ proptest! {
     fn every_plan_of_a_replay_keeps_the_rules(facts in history()) {
         let policy = quick_policy();
         let mut ledger = Ledger::default();
+        let mut held = false;
         for d in 0..DAYS as i64 {
             let now = START + d * DAY + 23 * 3600;
             for r in &mut ledger.actions {
@@ -206,27 +230,101 @@ proptest! {
             }
             let p = plan(&policy, &facts, &ledger, now);
             check_plan(&policy, &facts, &ledger, &p)?;
+            held |= p.held;
             for a in &p.actions {
                 carry_out(&mut ledger, a, now);
             }
         }
+        check_the_ladder_is_climbed(&facts, &ledger, held)?;
     }
 }
 
+/// What the replay did to the planted packages (the ledger holds every
+/// carried-out action).
+fn check_the_ladder_is_climbed(
+    facts: &Facts,
+    ledger: &Ledger,
+    held: bool,
+) -> Result<(), TestCaseError> {
+    let done = |attr: &str, kind: ActionKind| {
+        ledger
+            .actions
+            .iter()
+            .filter(|r| r.attr.as_deref() == Some(attr) && r.kind == kind)
+            .collect::<Vec<_>>()
+    };
+    let story = || {
+        ledger
+            .actions
+            .iter()
+            .map(|r| {
+                format!(
+                    "  day {}: {} {} {}\n",
+                    (r.planned_at - START) / DAY,
+                    r.kind,
+                    r.attr.as_deref().unwrap_or("-"),
+                    r.systems.join(",")
+                )
+            })
+            .collect::<String>()
+    };
+    prop_assert!(
+        done(PROTECTED, ActionKind::MarkBroken).is_empty()
+            && done(PROTECTED, ActionKind::Retire).is_empty()
+            && done("pkg9", ActionKind::MarkBroken).is_empty(),
+        "a protected package was marked or retired:\n{}",
+        story()
+    );
+    if held {
+        // A hold may last to the end: nothing more can be promised.
+        return Ok(());
+    }
+    let systems: Vec<String> = facts.jobsets[0]
+        .jobs
+        .iter()
+        .filter(|j| j.attr == LONG_BROKEN)
+        .map(|j| j.system.clone())
+        .collect();
+    let marks = done(LONG_BROKEN, ActionKind::MarkBroken);
+    prop_assert!(
+        marks.iter().any(|m| m.all_platforms),
+        "{LONG_BROKEN} fails on all of {systems:?} for {DAYS} days but was never marked on every platform:\n{}",
+        story()
+    );
+    prop_assert_eq!(
+        done(LONG_BROKEN, ActionKind::Retire).len(),
+        1,
+        "{} was marked everywhere for long enough to be retired, once:\n{}",
+        LONG_BROKEN,
+        story()
+    );
+    prop_assert_eq!(
+        done(PROTECTED, ActionKind::Escalate).len(),
+        1,
+        "{} was never escalated, or more than once:\n{}",
+        PROTECTED,
+        story()
+    );
+    Ok(())
+}
+
 /// The properties above are not vacuous: the random histories do lead to
-/// marks, holds, retirements and deferrals.
+/// every kind of action, holds and deferrals; and most replays are free of
+/// holds, so the promise that the planted packages climb the ladder is
+/// checked on them.
 #[test]
 fn the_random_histories_reach_every_step() {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let policy = quick_policy();
     let mut seen: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut unheld = 0;
     for _ in 0..48 {
         let facts = history()
             .new_tree(&mut runner)
             .expect("a history")
             .current();
-        let (_, _, plans) = replay(
+        let (_, ledger, plans) = replay(
             &policy,
             &facts,
             Ledger::default(),
@@ -234,6 +332,13 @@ fn the_random_histories_reach_every_step() {
             DAYS as i64 - 1,
             Some(2),
         );
+        let held = plans.iter().any(|p| p.held);
+        if !held {
+            unheld += 1;
+        }
+        if let Err(e) = check_the_ladder_is_climbed(&facts, &ledger, held) {
+            panic!("{e}");
+        }
         for p in &plans {
             for a in &p.actions {
                 *seen.entry(a.kind.as_str()).or_default() += 1;
@@ -247,6 +352,8 @@ fn the_random_histories_reach_every_step() {
         "notify",
         "remind",
         "mark_broken",
+        "retire",
+        "escalate",
         "hold",
         "deferred",
         "close_pr",
@@ -256,4 +363,8 @@ fn the_random_histories_reach_every_step() {
             "no {kind} in any replay: {seen:?}"
         );
     }
+    assert!(
+        unheld >= 24,
+        "only {unheld} of 48 replays ran without a hold: the ladder promise was hardly checked"
+    );
 }

@@ -24,7 +24,7 @@ pub enum Outcome {
 pub fn settings(config: &Config) -> ActSettings {
     let github = config.github.as_ref();
     ActSettings {
-        repo: github.map_or("NixOS/nixpkgs".into(), |g| g.repo.clone()),
+        repo: config.repository().to_owned(),
         base_branch: github.map_or("master".into(), |g| g.base_branch.clone()),
         fork_owner: github
             .and_then(|g| g.fork.split('/').next().map(str::to_owned))
@@ -107,7 +107,7 @@ pub fn run(
     full_texts: bool,
     progress: &(dyn Fn() + Sync),
 ) -> Result<Outcome, ActError> {
-    let mut facts = store.policy_facts(&config.hydra.url)?;
+    let mut facts = store.policy_facts(&config.hydra.url, config.repository())?;
     let settings = settings(config);
     if dry_run || !config.act.enabled {
         if let Some(publisher) = publisher(config, None) {

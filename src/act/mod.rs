@@ -1184,6 +1184,7 @@ mod tests {
         };
         Facts {
             hydra_url: "https://hydra.nixos.org".parse().unwrap(),
+            repository: crate::config::NIXPKGS_REPOSITORY.to_owned(),
             jobsets: vec![JobsetFacts {
                 jobset: JobsetRef {
                     project: "nixpkgs".into(),

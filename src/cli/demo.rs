@@ -68,7 +68,7 @@ pub fn run(database: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
     // The policy on the same data, as of an hour after the newest eval (the
     // generated history lies in the past; the clock is an argument).
     let policy = hydra_sentinel::policy::Policy::nixpkgs();
-    let facts = store.policy_facts(&config.hydra.url)?;
+    let facts = store.policy_facts(&config.hydra.url, config.repository())?;
     let ledger = store.ledger()?;
     let newest = facts
         .jobsets
@@ -115,7 +115,8 @@ pub fn run(database: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
     write!(
         out,
         "{}",
-        hydra_sentinel::policy::backtest(&policy, &facts, first, newest).to_text()
+        hydra_sentinel::policy::backtest(&policy, &facts, &ledger.opt_outs, first, newest)
+            .to_text()
     )?;
     let week = hydra_sentinel::digest::Week::containing(now);
     writeln!(out, "\n$ hydra-sentinel digest --week {week} --now {at}")?;

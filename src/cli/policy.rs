@@ -105,7 +105,7 @@ pub fn load_policy(config: &Config, file: Option<&Path>) -> Result<Policy> {
 }
 
 pub fn load_facts(store: &Store, config: &Config, maintainers: Option<&Path>) -> Result<Facts> {
-    let mut facts = store.policy_facts(&config.hydra.url)?;
+    let mut facts = store.policy_facts(&config.hydra.url, config.repository())?;
     if let Some(path) = maintainers {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading maintainers from {}", path.display()))?;
@@ -164,7 +164,7 @@ pub fn explain(config: &Config, args: &ExplainArgs, out: &mut dyn Write) -> Resu
 
 pub fn backtest(config: &Config, args: &BacktestArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let policy = load_policy(config, args.policy.as_deref())?;
-    let (store, _) = open(config)?;
+    let (store, ledger) = open(config)?;
     let facts = load_facts(&store, config, None)?;
     let times = facts
         .jobsets
@@ -188,7 +188,7 @@ pub fn backtest(config: &Config, args: &BacktestArgs, out: &mut dyn Write) -> Re
     if to < from {
         bail!("--to comes before --from");
     }
-    let report = policy::backtest(&policy, &facts, from, to);
+    let report = policy::backtest(&policy, &facts, &ledger.opt_outs, from, to);
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {

@@ -7,16 +7,21 @@
 //! its last result from the start) and assumes a mark-broken PR is merged
 //! `backtest.assumed_merge_delay` after it opens. A mark is a false positive
 //! when the job built again within `backtest.false_positive_within`: the
-//! history went on without the mark, so it tells.
+//! history went on without the mark, so it tells. A false negative is the
+//! other way round: a job whose own failure outlived its mark deadline
+//! (`mark_broken_after` from the start of the streak, snoozes excluded) and
+//! that was never marked, with the reason the engine had when the deadline
+//! passed (a hold, a limit, an opt-out, an override, ...).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use super::config::Policy;
-use super::engine::{cutoff, plan};
+use super::engine::{Assessment, AttrAssessment, JobAssessment, Rule, assess, cutoff, plan_from};
 use super::facts::Facts;
-use super::ledger::{ActionKind, ActionRecord, Ledger, RecordState};
+use super::ledger::{ActionKind, ActionRecord, Ledger, OptOut, RecordState};
+use super::plan::Plan;
 use crate::history::StatusClass;
 use crate::report::time;
 
@@ -44,6 +49,82 @@ pub struct FalsePositive {
     pub built_again: String,
 }
 
+/// Why a job past its mark deadline was not marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissReason {
+    /// The circuit breaker held every per-package action.
+    Held,
+    /// A limit on pull requests or pings deferred the mark (or the steps
+    /// before it).
+    Limits,
+    /// The maintainers' marker or label asked to leave it alone.
+    OptedOut,
+    /// A snooze was in force.
+    Snoozed,
+    /// A protected package: escalated to people, never marked.
+    Protected,
+    /// An override of the policy skips it.
+    Skipped,
+    /// It alternated between building and failing.
+    Flaky,
+    /// Not yet seen failing on `ladder.mark_min_derivations` derivations.
+    NotEnoughDerivations,
+    /// Too few evals or derivations to count as a streak at all.
+    NotAStreak,
+    /// The notice or a reminder came late (an earlier hold or limit, or
+    /// `min_notice`): the mark was not due yet.
+    NoticePeriod,
+}
+
+impl MissReason {
+    /// In words, for the text report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissReason::Held => "held by the circuit breaker",
+            MissReason::Limits => "deferred by limits",
+            MissReason::OptedOut => "opted out",
+            MissReason::Snoozed => "snoozed",
+            MissReason::Protected => "protected (escalated, never marked)",
+            MissReason::Skipped => "skipped by an override",
+            MissReason::Flaky => "flaky",
+            MissReason::NotEnoughDerivations => "not enough derivations",
+            MissReason::NotAStreak => "not a streak yet",
+            MissReason::NoticePeriod => "the notice period still ran",
+        }
+    }
+}
+
+/// A package that failed past its mark deadline in the replay and was never
+/// marked: one per attribute and reason, with the systems concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FalseNegative {
+    pub attr: String,
+    /// Sorted.
+    pub systems: Vec<String>,
+    /// Day the (earliest) failure began.
+    pub failing_since: String,
+    /// Day the (earliest) mark deadline passed.
+    pub deadline: String,
+    /// What kept it from being marked when the deadline passed.
+    pub reason: MissReason,
+    /// The engine's words for it (the deferral, the override, ...).
+    pub detail: String,
+    /// Other reasons seen on later days while it stayed unmarked, if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub later: Vec<MissReason>,
+}
+
+/// One overdue, unmarked failure episode while the replay runs.
+#[derive(Debug, Clone)]
+struct Miss {
+    since: i64,
+    deadline: i64,
+    reason: MissReason,
+    detail: String,
+    later: BTreeSet<MissReason>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HoldDay {
     pub day: String,
@@ -69,12 +150,25 @@ pub struct BacktestReport {
     pub deferred: u32,
     pub holds: Vec<HoldDay>,
     pub false_positives: Vec<FalsePositive>,
+    /// Failures past their mark deadline that were never marked, and why.
+    pub false_negatives: Vec<FalseNegative>,
     pub per_day: Vec<DayRow>,
 }
 
 /// Replay `facts` from `from` to `to` (Unix s, days planned at their end).
-pub fn backtest(policy: &Policy, facts: &Facts, from: i64, to: i64) -> BacktestReport {
-    let mut ledger = Ledger::default();
+/// `opt_outs` are the maintainers' wishes known to the store (markers,
+/// labels, snoozes); each counts from when it was recorded.
+pub fn backtest(
+    policy: &Policy,
+    facts: &Facts,
+    opt_outs: &[OptOut],
+    from: i64,
+    to: i64,
+) -> BacktestReport {
+    let mut ledger = Ledger {
+        opt_outs: opt_outs.to_vec(),
+        ..Ledger::default()
+    };
     let mut next_id = 1i64;
     let mut next_pr = 1u64;
     let mut report = BacktestReport {
@@ -93,8 +187,11 @@ pub fn backtest(policy: &Policy, facts: &Facts, from: i64, to: i64) -> BacktestR
         deferred: 0,
         holds: Vec::new(),
         false_positives: Vec::new(),
+        false_negatives: Vec::new(),
         per_day: Vec::new(),
     };
+    // (attr, system, streak start) → why it is overdue and unmarked.
+    let mut misses: BTreeMap<(String, String, i64), Miss> = BTreeMap::new();
     let merge_delay = policy.backtest.assumed_merge_delay.secs();
     let mut marked: Vec<(String, Vec<String>, bool, i64)> = Vec::new();
     // The daemon plans after every ingested eval; the replay does too, and
@@ -129,10 +226,12 @@ pub fn backtest(policy: &Policy, facts: &Facts, from: i64, to: i64) -> BacktestR
                     r.closed_at = Some(r.planned_at + merge_delay);
                 }
             }
-            let p = plan(policy, facts, &ledger, now);
+            let assessment = assess(policy, facts, &ledger, now);
+            let p = plan_from(policy, facts, &ledger, &assessment);
             row.held |= p.held;
             if now == day_end {
                 row.deferred = u32::try_from(p.deferred.len()).unwrap_or(u32::MAX);
+                note_misses(policy, &assessment, &p, &mut misses);
             }
             let mut batches: BTreeMap<String, u64> = BTreeMap::new();
             for a in &p.actions {
@@ -222,7 +321,207 @@ pub fn backtest(policy: &Policy, facts: &Facts, from: i64, to: i64) -> BacktestR
         day_start += DAY;
     }
     report.false_positives = false_positives(policy, facts, &marked);
+    report.false_negatives = false_negatives(misses, &marked);
     report
+}
+
+/// Note every job past its mark deadline at `plan.now` that has no mark for
+/// its failure, with the reason; the first reason of an episode stays, later
+/// different ones are kept as `later`.
+fn note_misses(
+    policy: &Policy,
+    assessment: &Assessment,
+    plan: &Plan,
+    misses: &mut BTreeMap<(String, String, i64), Miss>,
+) {
+    let now = plan.now;
+    for attr in assessment.attrs.values() {
+        for job in &attr.jobs {
+            let Some(since) = job.since_ts() else {
+                continue;
+            };
+            if job.streak_class != Some(StatusClass::Failing) {
+                continue;
+            }
+            let clock_start = match &job.rule {
+                Rule::Ladder(state) if state.mark.is_some() => continue,
+                Rule::Ladder(state) => state.clock_start,
+                Rule::Flaky { .. } | Rule::NotYetReal { .. } | Rule::Skipped { .. } => since,
+                Rule::Ok | Rule::NoSignal | Rule::Gone | Rule::Watched | Rule::Victim { .. } => {
+                    continue;
+                }
+            };
+            let deadline = clock_start + job.ladder.ladder.mark_broken_after.secs();
+            if now < deadline || being_marked(plan, &attr.attr, &job.system) {
+                continue;
+            }
+            let (reason, detail) = miss_reason(policy, attr, job, plan);
+            misses
+                .entry((attr.attr.clone(), job.system.clone(), since))
+                .and_modify(|m| {
+                    if m.reason != reason {
+                        m.later.insert(reason);
+                    }
+                })
+                .or_insert(Miss {
+                    since,
+                    deadline,
+                    reason,
+                    detail,
+                    later: BTreeSet::new(),
+                });
+        }
+    }
+}
+
+fn being_marked(plan: &Plan, attr: &str, system: &str) -> bool {
+    plan.actions.iter().any(|a| {
+        a.kind == ActionKind::MarkBroken
+            && a.attr.as_deref() == Some(attr)
+            && a.systems.iter().any(|s| s == system)
+    })
+}
+
+/// Why the engine does not mark `job` now, although its deadline passed.
+fn miss_reason(
+    policy: &Policy,
+    attr: &AttrAssessment,
+    job: &JobAssessment,
+    plan: &Plan,
+) -> (MissReason, String) {
+    if let Some(o) = &attr.opted_out {
+        return (
+            MissReason::OptedOut,
+            format!(
+                "{} since {}{}: {}",
+                o.kind.as_str(),
+                time(o.recorded_at),
+                o.by.as_deref()
+                    .map(|b| format!(" by {b}"))
+                    .unwrap_or_default(),
+                o.note
+            ),
+        );
+    }
+    if let Some(until) = attr.snoozed_until {
+        return (MissReason::Snoozed, format!("until {}", time(until)));
+    }
+    let state = match &job.rule {
+        Rule::Flaky { flips } => {
+            return (
+                MissReason::Flaky,
+                format!(
+                    "{flips} changes between building and failing in the last {} evals",
+                    policy.streak.flaky_window_evals
+                ),
+            );
+        }
+        Rule::NotYetReal { evals, derivations } => {
+            return (
+                MissReason::NotAStreak,
+                format!(
+                    "{evals} evals and {derivations} derivations; a streak needs {} and {}",
+                    policy.streak.min_evals, policy.streak.min_derivations
+                ),
+            );
+        }
+        Rule::Skipped { overrides } => {
+            let reasons: Vec<String> = overrides
+                .iter()
+                .filter_map(|i| policy.overrides.iter().find(|o| o.index == *i))
+                .filter(|o| o.patch.skip == Some(true))
+                .map(|o| format!("override {}: {}", o.index, o.reason))
+                .collect();
+            return (MissReason::Skipped, reasons.join("; "));
+        }
+        Rule::Ladder(state) => state,
+        _ => return (MissReason::NoticePeriod, String::new()),
+    };
+    if attr.protected {
+        return (
+            MissReason::Protected,
+            if state.escalated {
+                format!("escalated to {}", policy.protected.escalate_to.join(", "))
+            } else {
+                "not escalated yet".to_owned()
+            },
+        );
+    }
+    // A deferred mark first, then a deferred step before it.
+    let deferred = plan
+        .deferred
+        .iter()
+        .filter(|d| {
+            d.action.attr.as_deref() == Some(attr.attr.as_str())
+                && d.action.systems.contains(&job.system)
+        })
+        .min_by_key(|d| d.action.kind != ActionKind::MarkBroken);
+    if let Some(d) = deferred {
+        let reason = if plan.held {
+            MissReason::Held
+        } else {
+            MissReason::Limits
+        };
+        return (reason, d.why.clone());
+    }
+    if let Some(needed) = state.needs_derivations {
+        let seen = job.evidence.as_ref().map_or(0, |e| e.derivations);
+        return (
+            MissReason::NotEnoughDerivations,
+            format!("failed on {seen} derivation(s); marking needs {needed}"),
+        );
+    }
+    let detail = match (state.notified_at, state.mark_due) {
+        (Some(n), Some(due)) => format!("notified {}; mark due {}", time(n), time(due)),
+        _ => "not notified yet".to_owned(),
+    };
+    (MissReason::NoticePeriod, detail)
+}
+
+/// The misses that no mark of the replay covers, one line per attribute and
+/// reason.
+fn false_negatives(
+    misses: BTreeMap<(String, String, i64), Miss>,
+    marked: &[(String, Vec<String>, bool, i64)],
+) -> Vec<FalseNegative> {
+    let mut grouped: BTreeMap<(String, MissReason), FalseNegative> = BTreeMap::new();
+    for ((attr, system, since), miss) in misses {
+        let was_marked = marked
+            .iter()
+            .any(|(a, systems, _, at)| *a == attr && *at >= since && systems.contains(&system));
+        if was_marked {
+            continue;
+        }
+        let day = |t: i64| time(t)[..10].to_owned();
+        let entry = grouped
+            .entry((attr.clone(), miss.reason))
+            .or_insert_with(|| FalseNegative {
+                attr: attr.clone(),
+                systems: Vec::new(),
+                failing_since: day(miss.since),
+                deadline: day(miss.deadline),
+                reason: miss.reason,
+                detail: miss.detail.clone(),
+                later: Vec::new(),
+            });
+        entry.systems.push(system);
+        entry.failing_since = entry.failing_since.clone().min(day(miss.since));
+        entry.deadline = entry.deadline.clone().min(day(miss.deadline));
+        for r in miss.later {
+            if !entry.later.contains(&r) {
+                entry.later.push(r);
+            }
+        }
+    }
+    grouped
+        .into_values()
+        .map(|mut f| {
+            f.systems.sort();
+            f.systems.dedup();
+            f.later.sort();
+            f
+        })
+        .collect()
 }
 
 fn false_positives(
@@ -300,6 +599,39 @@ impl BacktestReport {
                 out,
                 "    {} on {}: marked {}, built {}",
                 f.attr, f.system, f.marked, f.built_again
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  false negatives (failing past the mark deadline, never marked): {}",
+            self.false_negatives.len()
+        );
+        for f in self.false_negatives.iter().take(50) {
+            let _ = writeln!(
+                out,
+                "    {} on {}: failing since {}, due {}, {}{}{}",
+                f.attr,
+                f.systems.join(","),
+                f.failing_since,
+                f.deadline,
+                f.reason.as_str(),
+                if f.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", f.detail)
+                },
+                if f.later.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; later also {}",
+                        f.later
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
             );
         }
         let _ = writeln!(

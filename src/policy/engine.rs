@@ -199,13 +199,15 @@ fn eval_ref(links: &HydraLinks, e: &EvalPoint) -> EvalRef {
     }
 }
 
-/// A compare link, only between plausible git revisions (they come from
-/// Hydra and end up in Markdown).
-fn compare(good: &EvalPoint, bad: &EvalPoint) -> Option<String> {
+/// A compare link on `repository`, only between plausible git revisions
+/// (they come from Hydra and end up in Markdown).
+fn compare(repository: &str, good: &EvalPoint, bad: &EvalPoint) -> Option<String> {
     let plausible =
         |r: &str| (7..=64).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit());
     match (&good.revision, &bad.revision) {
-        (Some(g), Some(b)) if g != b && plausible(g) && plausible(b) => Some(compare_url(g, b)),
+        (Some(g), Some(b)) if g != b && plausible(g) && plausible(b) => {
+            Some(compare_url(repository, g, b))
+        }
         _ => None,
     }
 }
@@ -411,7 +413,7 @@ impl<'a> Ctx<'a> {
                         newly_failing: w.newly_failing,
                         jobs: t.jobs,
                         share: w.share,
-                        compare: compare(before, &js.evals[w.last]),
+                        compare: compare(&self.facts.repository, before, &js.evals[w.last]),
                         examples,
                     },
                 });
@@ -423,7 +425,7 @@ impl<'a> Ctx<'a> {
                     jobset: js.jobset.clone(),
                     good: eval_ref(&self.links, g),
                     bad: eval_ref(&self.links, b),
-                    compare: compare(g, b),
+                    compare: compare(&self.facts.repository, g, b),
                     jobs,
                 });
             }
@@ -525,7 +527,7 @@ impl<'a> Ctx<'a> {
         let compare = v
             .last_ok
             .filter(|_| s.signal != Signal::Ok)
-            .and_then(|(i, _)| compare(&js.evals[i as usize], since));
+            .and_then(|(i, _)| compare(&self.facts.repository, &js.evals[i as usize], since));
         Some(JobEvidence {
             system: job.system.clone(),
             class: signal_class(s.signal).as_str().to_owned(),

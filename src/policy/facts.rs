@@ -16,6 +16,10 @@ pub use crate::history::{Run, drv_digest};
 pub struct Facts {
     /// The Hydra instance, for links.
     pub hydra_url: Url,
+    /// `owner/name` of the nixpkgs repository on GitHub whose revisions Hydra
+    /// evaluates, for compare links: the configured `[github] repo`, or
+    /// [`crate::config::NIXPKGS_REPOSITORY`] when none is configured.
+    pub repository: String,
     pub jobsets: Vec<JobsetFacts>,
     /// Attribute → GitHub logins of its maintainers, when known (resolved
     /// from a nixpkgs checkout by [`crate::nixpkgs`]). Attributes missing

@@ -18,7 +18,7 @@ pub mod facts;
 pub mod ledger;
 pub mod plan;
 
-pub use backtest::{BacktestReport, backtest};
+pub use backtest::{BacktestReport, FalseNegative, MissReason, backtest};
 pub use config::{NIXPKGS_POLICY, Period, Policy, PolicyError};
 pub use engine::{Assessment, AttrAssessment, JobAssessment, Rule, assess, plan, plan_from};
 pub use explain::explain;

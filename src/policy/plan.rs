@@ -133,7 +133,7 @@ pub struct JobEvidence {
     pub last_build: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_good: Option<LastGood>,
-    /// `https://github.com/NixOS/nixpkgs/compare/GOOD...BAD`.
+    /// `https://github.com/{Facts::repository}/compare/GOOD...BAD`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compare: Option<String>,
 }
@@ -167,9 +167,9 @@ pub struct Deferred {
     pub why: String,
 }
 
-/// The nixpkgs compare link between two revisions.
-pub fn compare_url(good: &str, bad: &str) -> String {
-    format!("https://github.com/NixOS/nixpkgs/compare/{good}...{bad}")
+/// The compare link between two revisions of `repository` (`owner/name`).
+pub fn compare_url(repository: &str, good: &str, bad: &str) -> String {
+    format!("https://github.com/{repository}/compare/{good}...{bad}")
 }
 
 impl Plan {

@@ -33,6 +33,15 @@ pub struct GitHubRequest {
     pub target: String,
     pub body: String,
     pub authorized: bool,
+    /// When it arrived (to measure the client's waits between attempts).
+    pub at: std::time::Instant,
+}
+
+impl GitHubRequest {
+    /// The target without its query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +126,17 @@ impl FakeGitHub {
 
     pub fn requests(&self) -> Vec<GitHubRequest> {
         self.state().requests.clone()
+    }
+
+    /// The requests to one endpoint (method and exact path, query aside), in
+    /// the order they arrived: every attempt of a retried call is one.
+    pub fn requests_to(&self, method: &str, path: &str) -> Vec<GitHubRequest> {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.method == method && r.path() == path)
+            .cloned()
+            .collect()
     }
 
     /// Issues and pull requests as (number, title, state, is_pull).
@@ -238,6 +258,7 @@ fn handle(state: &mut State, request: &Request) -> Answer {
         target: request.target.clone(),
         body: String::from_utf8_lossy(&request.body).into_owned(),
         authorized,
+        at: std::time::Instant::now(),
     });
     if !authorized {
         return (401, vec![], json!({"message": "Bad credentials"}));

@@ -80,7 +80,7 @@ pub fn load(
     maintainers: Option<BTreeMap<String, Vec<String>>>,
     now: i64,
 ) -> Result<Snapshot, SiteError> {
-    let mut facts = store.policy_facts(&config.hydra.url)?;
+    let mut facts = store.policy_facts(&config.hydra.url, config.repository())?;
     let ledger = store.ledger()?;
     facts.maintainers = match maintainers {
         Some(m) => m,

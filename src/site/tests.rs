@@ -88,6 +88,7 @@ fn snapshot() -> Snapshot {
         policy: Policy::nixpkgs(),
         facts: Facts {
             hydra_url: Url::parse("https://hydra.example.org").unwrap(),
+            repository: "NixOS/nixpkgs".into(),
             jobsets: vec![JobsetFacts {
                 jobset: JobsetRef {
                     project: "nixpkgs".into(),

@@ -81,8 +81,10 @@ fn bad_value(column: usize, message: String) -> rusqlite::Error {
 
 impl Store {
     /// Every jobset's evals and jobs, as the policy engine reads them.
-    /// `maintainers` starts empty: the caller adds what a nixpkgs checkout says.
-    pub fn policy_facts(&self, hydra_url: &Url) -> Result<Facts, StoreError> {
+    /// `repository` (`owner/name`) is the nixpkgs repository on GitHub, for
+    /// compare links. `maintainers` starts empty: the caller adds what a
+    /// nixpkgs checkout says.
+    pub fn policy_facts(&self, hydra_url: &Url, repository: &str) -> Result<Facts, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, project, name FROM jobsets ORDER BY project, name")
@@ -106,6 +108,7 @@ impl Store {
         }
         Ok(Facts {
             hydra_url: hydra_url.clone(),
+            repository: repository.to_owned(),
             jobsets: out,
             maintainers: BTreeMap::new(),
         })

@@ -199,15 +199,57 @@ fn status_before_any_ingest_says_what_to_do() {
 }
 
 #[test]
-fn the_demo_runs_offline_and_shows_the_planted_failures() {
-    let out = run_ok(&["demo"]);
-    assert!(out.contains("$ hydra-sentinel status"), "{out}");
-    assert!(out.contains("nixpkgs:trunk: 63 new evals"), "{out}");
-    assert!(
-        out.contains("iterm-tools\n  aarch64-darwin in nixpkgs:trunk: failing"),
-        "{out}"
+fn the_demo_plans_the_planted_failures_and_prints_that_plan() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let db = dir.path().join("demo.sqlite");
+    let out = run_ok(&["demo", "--database", db.to_str().unwrap()]);
+
+    // The kept database holds the whole generated history...
+    let config = dir.path().join("demo.toml");
+    std::fs::write(
+        &config,
+        format!("[database]\npath = {:?}\n", db.display().to_string()),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&run_ok(&["--config", config, "status", "--json"])).unwrap();
+    let sim = hydra_sentinel::sim::SimHydra::generate(&hydra_sentinel::sim::SimSpec::demo());
+    assert_eq!(status["jobsets"][0]["evals"], sim.evals.len(), "{status}");
+
+    // ...and the demo's plan, as of an hour after the newest eval, is one
+    // notice per planted own failure on its failing systems, libfoo's
+    // carrying its three victims; nothing for the victims, the flaky job,
+    // the recovered, the removed or the hostile names.
+    let newest = sim.evals.last().expect("the demo has evals").timestamp;
+    let now = hydra_sentinel::report::time(newest + 3600);
+    let json = run_ok(&["--config", config, "plan", "--json", "--now", &now]);
+    let plan: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        crate::policy::planned_in_json(&plan),
+        crate::policy::planted_plan(),
+        "{json}"
     );
-    assert!(out.contains("foo-gui"), "{out}");
+    let libfoo = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["attr"] == "libfoo")
+        .unwrap_or_else(|| panic!("no libfoo in {json}"));
+    assert_eq!(libfoo["evidence"]["blast_radius"], 3, "{libfoo}");
+    assert_eq!(plan["deferred"], serde_json::json!([]), "{json}");
+
+    // What the demo printed is that plan, word for word.
+    let text = run_ok(&["--config", config, "plan", "--now", &now]);
+    let heading = format!("$ hydra-sentinel plan --now {now}   (dry run, built-in policy)\n");
+    let printed = out
+        .split_once(&heading)
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("the demo printed no plan:\n{out}"));
+    assert!(
+        printed.starts_with(&text),
+        "the demo printed another plan than `plan --now {now}`:\n{text}\n---\n{printed}"
+    );
 }
 
 /// A folder holding one file with `text`; returns both.

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use hydra_sentinel::sim::{FakeHydra, Fault, Rng, SimSpec};
 
-use crate::helpers::{Sandbox, assert_evals_complete, fingerprint, small_spec, start};
+use crate::helpers::{
+    SKIP_ROOT_TESTS, SKIP_SYSTEMD_TESTS, Sandbox, assert_evals_complete, fingerprint, small_spec,
+    start, unmet_precondition,
+};
 
 /// `[daemon]` and `[metrics]` for tests: a short interval and an ephemeral port.
 const FAST: &str = "\n[daemon]\ninterval_secs = 1\nunhealthy_after_cycles = 3\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[ingest]\nmax_evals_per_pass = 100\n";
@@ -901,20 +904,31 @@ fn healthz_turns_unhealthy_when_cycles_keep_failing_and_recovers_after_a_fix() {
 /// cycle fails with that message, and the database stays consistent.
 #[test]
 fn a_full_disk_is_a_clear_error_not_corruption() {
+    const TEST: &str = "a_full_disk_is_a_clear_error_not_corruption";
     if !euid_is_root() {
-        eprintln!("skipped: mounting a small tmpfs needs root");
-        return;
+        return unmet_precondition(TEST, SKIP_ROOT_TESTS, "mounting a small tmpfs needs root");
     }
     let mount = tempfile::tempdir().unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=400k", "tmpfs"])
         .arg(mount.path())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !mounted {
-        eprintln!("skipped: this machine does not allow mounting a tmpfs");
-        return;
+        .output();
+    match mounted {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            return unmet_precondition(
+                TEST,
+                SKIP_ROOT_TESTS,
+                &format!(
+                    "mount -t tmpfs failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            );
+        }
+        Err(e) => {
+            return unmet_precondition(TEST, SKIP_ROOT_TESTS, &format!("cannot run mount: {e}"));
+        }
     }
     struct Unmount(PathBuf);
     impl Drop for Unmount {
@@ -951,8 +965,11 @@ fn a_full_disk_is_a_clear_error_not_corruption() {
 fn the_systemd_units_verify_and_are_hardened() {
     let version = Command::new("systemd-analyze").arg("--version").output();
     if !version.is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: systemd-analyze is not installed");
-        return;
+        return unmet_precondition(
+            "the_systemd_units_verify_and_are_hardened",
+            SKIP_SYSTEMD_TESTS,
+            "systemd-analyze is not installed (Debian: apt-get install systemd)",
+        );
     }
     let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
     let dir = tempfile::tempdir().unwrap();

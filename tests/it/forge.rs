@@ -143,12 +143,17 @@ fn a_secondary_rate_limit_is_waited_out_even_for_a_create() {
             .expect("created after waiting");
     });
     assert_eq!(fake.items().len(), 1, "exactly one issue");
-    let posts = fake
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .count();
-    assert_eq!(posts, 2, "the limited request, then the real one");
+    let posts = fake.requests_to("POST", "/repos/NixOS/nixpkgs/issues");
+    assert_eq!(
+        posts.len(),
+        2,
+        "the limited request, then the real one: {posts:#?}"
+    );
+    let waited = posts[1].at - posts[0].at;
+    assert!(
+        waited >= Duration::from_secs(1),
+        "Retry-After: 1 must be waited out, not {waited:?}"
+    );
 }
 
 #[test]
@@ -173,17 +178,20 @@ fn a_server_error_on_a_create_is_reported_as_ambiguous_and_not_repeated() {
         "the issue exists although the answer was 500"
     );
     assert_eq!(
-        fake.requests()
-            .iter()
-            .filter(|r| r.method == "POST")
-            .count(),
+        fake.requests_to("POST", "/repos/NixOS/nixpkgs/issues")
+            .len(),
         1,
         "a create is never repeated blindly"
     );
 }
 
+/// The gaps between consecutive attempts.
+fn waits(attempts: &[hydra_sentinel::sim::GitHubRequest]) -> Vec<Duration> {
+    attempts.windows(2).map(|w| w[1].at - w[0].at).collect()
+}
+
 #[test]
-fn reads_are_retried_after_server_errors() {
+fn reads_are_retried_after_server_errors_with_growing_waits() {
     let _turn = one_at_a_time();
     let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
     fake.inject(
@@ -197,7 +205,51 @@ fn reads_are_retried_after_server_errors() {
         GitHubFault::Status(503),
     );
     let issues = runtime().block_on(async { github(&fake, TOKEN).issues_by("sentinel-bot").await });
-    assert!(issues.unwrap().is_empty());
+    assert_eq!(issues.expect("the third attempt answers"), []);
+    let attempts = fake.requests_to("GET", "/repos/NixOS/nixpkgs/issues");
+    assert_eq!(
+        attempts.len(),
+        3,
+        "a 502, a 503, then the answer: {attempts:#?}"
+    );
+    // retry_base_delay is 10 ms, doubled per attempt: 20 ms, then 40 ms.
+    let waits = waits(&attempts);
+    assert!(
+        waits[0] >= Duration::from_millis(20) && waits[1] >= Duration::from_millis(40),
+        "the client must back off before each retry, longer each time: {waits:?}"
+    );
+}
+
+#[test]
+fn reads_give_up_after_the_configured_retries() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    for _ in 0..5 {
+        fake.inject(
+            "GET",
+            "/repos/NixOS/nixpkgs/issues",
+            GitHubFault::Status(500),
+        );
+    }
+    let error = runtime()
+        .block_on(async { github(&fake, TOKEN).issues_by("sentinel-bot").await })
+        .expect_err("five 500s outlast three retries");
+    assert!(
+        matches!(error, ForgeError::Status { status: 500, .. }),
+        "the last answer is reported: {error}"
+    );
+    let attempts = fake.requests_to("GET", "/repos/NixOS/nixpkgs/issues");
+    assert_eq!(
+        attempts.len(),
+        4,
+        "one attempt and read_retries = 3 retries, no more: {attempts:#?}"
+    );
+    let waits = waits(&attempts);
+    let expected = [20, 40, 80].map(Duration::from_millis);
+    assert!(
+        waits.iter().zip(expected).all(|(w, e)| *w >= e),
+        "waits {waits:?} must be at least {expected:?}"
+    );
 }
 
 /// A tracing writer that keeps everything in memory.

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use hydra_sentinel::policy::{ActionKind, Ledger, Policy, Rule, assess, backtest, plan};
+use hydra_sentinel::policy::{Ledger, Policy, Rule, assess, backtest, plan};
 use hydra_sentinel::sim::SimSpec;
 
 use crate::helpers::{Sandbox, start};
@@ -28,92 +28,195 @@ fn ingested() -> (Sandbox, hydra_sentinel::sim::FakeHydra, i64) {
     (sandbox, hydra, newest)
 }
 
+const DARWINS: [&str; 2] = ["aarch64-darwin", "x86_64-darwin"];
+const EVERY_SYSTEM: [&str; 4] = [
+    "aarch64-darwin",
+    "aarch64-linux",
+    "x86_64-darwin",
+    "x86_64-linux",
+];
+
+/// What the built-in policy must plan an hour after the newest eval of the
+/// demo history: a first notice for each planted own failure, on exactly
+/// its failing systems (three weeks is too early for anything more), and
+/// nothing for anyone else — (kind, attribute, systems), sorted.
+pub(crate) fn planted_plan() -> Vec<(String, String, Vec<String>)> {
+    let notify = |attr: &str, systems: &[&str]| {
+        (
+            "notify".to_owned(),
+            attr.to_owned(),
+            systems.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    vec![
+        notify("chromium-huge", &["x86_64-linux"]),
+        notify("grafx", &EVERY_SYSTEM),
+        notify("iterm-tools", &DARWINS),
+        notify("libfoo", &EVERY_SYSTEM),
+        notify("simdjson-fast", &["aarch64-linux"]),
+    ]
+}
+
+/// The planted victims of libfoo ("dependency failed" on every system).
+const LIBFOO_VICTIMS: [&str; 3] = ["foo-cli", "foo-gui", "python3Packages.foo-bindings"];
+const FLAKY: &str = "python3Packages.flaky-net-tests";
+
 #[test]
 fn the_planted_scenarios_get_the_actions_the_policy_promises() {
     let (sandbox, _hydra, newest) = ingested();
     let store = sandbox.store();
     let facts = store
-        .policy_facts(&sandbox.config.hydra.url)
+        .policy_facts(&sandbox.config.hydra.url, sandbox.config.repository())
         .expect("facts");
     let policy = Policy::nixpkgs();
-    let p = plan(&policy, &facts, &Ledger::default(), newest + 3600);
-    let notified = |attr: &str| {
-        p.actions
-            .iter()
-            .find(|a| a.kind == ActionKind::Notify && a.attr.as_deref() == Some(attr))
-            .map(|a| a.systems.clone())
-    };
-    let all = [
-        "aarch64-darwin",
-        "aarch64-linux",
-        "x86_64-darwin",
-        "x86_64-linux",
-    ]
-    .map(String::from)
-    .to_vec();
-    assert_eq!(notified("grafx"), Some(all.clone()), "{}", p.to_text());
-    assert_eq!(notified("libfoo"), Some(all), "{}", p.to_text());
-    assert_eq!(
-        notified("iterm-tools"),
-        Some(vec!["aarch64-darwin".into(), "x86_64-darwin".into()])
+    let now = newest + 3600;
+    let p = plan(&policy, &facts, &Ledger::default(), now);
+    let mut planned: Vec<(String, String, Vec<String>)> = p
+        .actions
+        .iter()
+        .map(|a| {
+            (
+                a.kind.as_str().to_owned(),
+                a.attr.clone().unwrap_or_default(),
+                a.systems.clone(),
+            )
+        })
+        .collect();
+    planned.sort();
+    assert_eq!(planned, planted_plan(), "{}", p.to_text());
+    assert!(
+        !p.held,
+        "the demo's breakage is too small for the built-in breaker:\n{}",
+        p.to_text()
     );
-    assert_eq!(
-        notified("simdjson-fast"),
-        Some(vec!["aarch64-linux".into()])
-    );
-    assert_eq!(notified("chromium-huge"), Some(vec!["x86_64-linux".into()]));
-    for quiet in [
-        "foo-gui",
-        "foo-cli",
-        "python3Packages.foo-bindings",
-        "python3Packages.flaky-net-tests",
-        "zlib-ng-compat",
-        "oldtool",
-    ] {
-        assert!(
-            p.actions.iter().all(|a| a.attr.as_deref() != Some(quiet)),
-            "{quiet} must be left alone:\n{}",
-            p.to_text()
-        );
-    }
-    assert_eq!(
-        p.count(ActionKind::MarkBroken),
-        0,
-        "three weeks is too early to mark anything"
+    assert!(
+        p.deferred.is_empty(),
+        "nothing is held back:\n{}",
+        p.to_text()
     );
     let grafx = p
         .actions
         .iter()
         .find(|a| a.attr.as_deref() == Some("grafx"))
-        .unwrap();
+        .expect("grafx is planned");
+    assert_eq!(grafx.evidence.jobs.len(), 4, "{:?}", grafx.evidence.jobs);
     assert!(
         grafx.evidence.jobs.iter().all(|j| j
             .compare
             .as_deref()
             .is_some_and(|c| c.starts_with("https://github.com/NixOS/nixpkgs/compare/"))),
-        "{:?}",
+        "without a [github] section compare links point to NixOS/nixpkgs: {:?}",
         grafx.evidence.jobs
     );
 
-    let a = assess(&policy, &facts, &Ledger::default(), newest + 3600);
+    let a = assess(&policy, &facts, &Ledger::default(), now);
     let libfoo = a
         .roots
         .iter()
         .find(|r| r.attr == "libfoo")
         .expect("libfoo is a root");
+    assert_eq!(libfoo.victims, LIBFOO_VICTIMS, "{libfoo:?}");
+    assert_eq!(libfoo.systems, EVERY_SYSTEM, "{libfoo:?}");
     assert_eq!(
-        libfoo.victims,
-        vec!["foo-cli", "foo-gui", "python3Packages.foo-bindings"]
+        libfoo.victim_jobs, 12,
+        "three victims on four systems: {libfoo:?}"
     );
-    let flaky = a.attr("python3Packages.flaky-net-tests").expect("assessed");
-    assert!(
-        flaky
+    for victim in LIBFOO_VICTIMS {
+        let assessed = a
+            .attr(victim)
+            .unwrap_or_else(|| panic!("{victim} is assessed"));
+        let rules: Vec<(&str, Rule)> = assessed
             .jobs
             .iter()
-            .all(|j| matches!(j.rule, Rule::Flaky { .. })),
+            .map(|j| (j.system.as_str(), j.rule.clone()))
+            .collect();
+        let charged_to_libfoo = Rule::Victim {
+            root: Some("libfoo".into()),
+            candidates: Vec::new(),
+        };
+        let expected: Vec<(&str, Rule)> = EVERY_SYSTEM
+            .iter()
+            .map(|s| (*s, charged_to_libfoo.clone()))
+            .collect();
+        assert_eq!(
+            rules, expected,
+            "{victim} is a victim charged to libfoo on every system"
+        );
+        assert!(assessed.due.is_empty(), "{victim}: {:?}", assessed.due);
+    }
+    let flaky = a.attr(FLAKY).expect("the flaky job is assessed");
+    assert_eq!(flaky.jobs.len(), 4, "{:?}", flaky.jobs);
+    assert!(
+        flaky.jobs.iter().all(
+            |j| matches!(j.rule, Rule::Flaky { flips } if flips >= policy.streak.flaky_min_flips)
+        ),
         "{:?}",
         flaky.jobs.iter().map(|j| &j.rule).collect::<Vec<_>>()
     );
+    assert!(
+        flaky.due.is_empty(),
+        "a flaky job gets nothing: {:?}",
+        flaky.due
+    );
+    assert!(
+        p.deferred
+            .iter()
+            .all(|d| d.action.attr.as_deref() != Some(FLAKY)),
+        "{}",
+        p.to_text()
+    );
+    // Recovered and removed packages are not even worth a look now.
+    for quiet in ["zlib-ng-compat", "oldtool"] {
+        let rules: Vec<&Rule> = a
+            .attr(quiet)
+            .map(|x| x.jobs.iter().map(|j| &j.rule).collect())
+            .unwrap_or_default();
+        assert!(
+            rules.iter().all(|r| matches!(r, Rule::Ok | Rule::Gone)),
+            "{quiet}: {rules:?}"
+        );
+    }
+}
+
+#[test]
+fn a_configured_repository_is_where_the_compare_links_point() {
+    let hydra = start(&spec());
+    let token = tempfile::NamedTempFile::new().expect("a token file");
+    let sandbox = Sandbox::new(
+        &hydra,
+        &format!(
+            "\n[github]\nrepo = \"someone/nixpkgs-fork\"\nfork = \"sentinel-bot/nixpkgs\"\n\
+             push_url = \"https://github.com/sentinel-bot/nixpkgs.git\"\ntoken_file = {:?}\n",
+            token.path().display().to_string()
+        ),
+    );
+    assert_eq!(sandbox.config.repository(), "someone/nixpkgs-fork");
+    sandbox.pass(Some(100));
+    let newest = hydra.hydra().evals.last().expect("evals").timestamp;
+    let now = hydra_sentinel::report::time(newest + 3600);
+    let (code, out, err) = hydra_sentinel(&sandbox.config_path, &["plan", "--json", "--now", &now]);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let links: Vec<String> = plan["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .flat_map(|a| {
+            a["evidence"]["jobs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|j| j["compare"].as_str().map(str::to_owned))
+        .collect();
+    // grafx (4), libfoo (4), iterm-tools (2), simdjson-fast and chromium-huge.
+    assert_eq!(links.len(), 12, "{out}");
+    for link in &links {
+        assert!(
+            link.starts_with("https://github.com/someone/nixpkgs-fork/compare/"),
+            "{link} does not point to the configured repository"
+        );
+    }
 }
 
 #[test]
@@ -121,7 +224,7 @@ fn a_backtest_of_the_stored_history_holds_on_the_day_of_the_mass_breakage() {
     let (sandbox, hydra, newest) = ingested();
     let store = sandbox.store();
     let facts = store
-        .policy_facts(&sandbox.config.hydra.url)
+        .policy_facts(&sandbox.config.hydra.url, sandbox.config.repository())
         .expect("facts");
     let policy = Policy::parse(
         "[circuit_breaker]\nmin_jobs = 30\nmin_share = 0.2\n",
@@ -129,7 +232,7 @@ fn a_backtest_of_the_stored_history_holds_on_the_day_of_the_mass_breakage() {
     )
     .expect("valid");
     let first = hydra.hydra().evals[0].timestamp;
-    let report = backtest(&policy, &facts, first, newest);
+    let report = backtest(&policy, &facts, &[], first, newest);
     let mass_eval = hydra
         .hydra()
         .scenarios
@@ -140,6 +243,28 @@ fn a_backtest_of_the_stored_history_holds_on_the_day_of_the_mass_breakage() {
     assert_eq!(report.holds[0].day, "2025-11-15", "{}", report.to_text());
     assert!(report.notices >= 5, "{}", report.to_text());
     assert!(report.per_day.iter().any(|d| d.held));
+}
+
+/// A JSON plan's actions as (kind, attribute, systems), sorted.
+pub(crate) fn planned_in_json(plan: &serde_json::Value) -> Vec<(String, String, Vec<String>)> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let mut planned: Vec<(String, String, Vec<String>)> = plan["actions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no actions in {plan}"))
+        .iter()
+        .map(|a| {
+            (
+                text(&a["kind"]),
+                text(&a["attr"]),
+                a["systems"]
+                    .as_array()
+                    .map(|s| s.iter().map(text).collect())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    planned.sort();
+    planned
 }
 
 fn hydra_sentinel(config: &Path, args: &[&str]) -> (i32, String, String) {
@@ -168,12 +293,12 @@ fn the_commands_print_plan_explain_backtest_and_digest() {
     let plan: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(plan["held"], false);
     let actions = plan["actions"].as_array().expect("actions");
-    assert!(!actions.is_empty(), "{out}");
     for a in actions {
         for key in ["kind", "attr", "systems", "reason", "evidence"] {
             assert!(a.get(key).is_some(), "{key} missing in {a}");
         }
     }
+    assert_eq!(planned_in_json(&plan), planted_plan(), "{out}");
 
     let (code, out, err) = hydra_sentinel(config, &["explain", "iterm-tools", "--now", &now]);
     assert_eq!(code, 0, "{err}");
@@ -188,6 +313,11 @@ fn the_commands_print_plan_explain_backtest_and_digest() {
     assert_eq!(code, 0, "{err}");
     let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(report["days"], 21, "{out}");
+    assert_eq!(
+        report["false_negatives"],
+        serde_json::json!([]),
+        "three weeks: nothing is past the built-in eight-week mark deadline\n{out}"
+    );
 
     let (code, out, err) = hydra_sentinel(config, &["digest", "--week", "2025-W47", "--now", &now]);
     assert_eq!(code, 0, "{err}");

@@ -122,6 +122,7 @@ pub fn repeat(c: char, n: usize, every: usize) -> String {
 pub fn facts(jobsets: Vec<JobsetFacts>) -> Facts {
     Facts {
         hydra_url: url::Url::parse("https://hydra.nixos.org").expect("a URL"),
+        repository: hydra_sentinel::config::NIXPKGS_REPOSITORY.to_owned(),
         jobsets,
         maintainers: BTreeMap::new(),
     }
