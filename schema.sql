@@ -120,3 +120,10 @@ CREATE TABLE handled_comments (
     accepted INTEGER NOT NULL,           -- 1: obeyed; 0: declined (not allowed, or not understood)
     at       INTEGER NOT NULL
 );
+
+-- version 4: edits the nixpkgs editor refused
+
+-- Why an action's edit cannot be made automatically (generated file, meta it
+-- cannot prove is the package's own, ...): the package has to be marked by
+-- hand. The action is settled, so it is not planned again for this failure.
+ALTER TABLE actions ADD COLUMN refused TEXT;

@@ -48,6 +48,7 @@ fn record(
         issue: None,
         pinged: vec![],
         error: None,
+        refused: None,
     }
 }
 
@@ -853,4 +854,60 @@ fn a_notice_names_the_date_and_platforms_of_every_step_to_come() {
             .all(|s| !s.systems.contains(&ARM.to_owned())),
         "aarch64-linux builds: nothing is scheduled for it"
     );
+}
+
+#[test]
+fn a_step_whose_attempts_failed_waits_longer_after_each_failure() {
+    let policy = nixpkgs_policy();
+    let mut js = trunk(12);
+    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(12)));
+    let facts = facts(vec![js]);
+    let now = day(11) + 3600;
+    let failed_notice = |id: i64, at: i64| {
+        let mut r = record(
+            id,
+            ActionKind::Notify,
+            "grafx",
+            &[LINUX],
+            RecordState::Failed,
+            at,
+        );
+        r.step = Some("notice".into());
+        r.pr = None;
+        r.error = Some("GitHub answered 502".into());
+        r
+    };
+    let notices =
+        |ledger: &Ledger, at: i64| plan(&policy, &facts, ledger, at).count(ActionKind::Notify);
+
+    let mut ledger = Ledger::default();
+    ledger.actions.push(failed_notice(1, now));
+    assert_eq!(
+        notices(&ledger, now + 1800),
+        0,
+        "half an hour after one failure it waits"
+    );
+    let waiting = plan(&policy, &facts, &ledger, now + 1800);
+    assert!(
+        waiting
+            .deferred
+            .iter()
+            .any(|d| d.why.contains("1 attempt failed") && d.why.contains("502")),
+        "the deferral says why: {:?}",
+        waiting.deferred
+    );
+    assert_eq!(
+        notices(&ledger, now + 3600),
+        1,
+        "an hour after it tries again"
+    );
+
+    ledger.actions.push(failed_notice(2, now + 3600));
+    ledger.actions.push(failed_notice(3, now + 3 * 3600));
+    assert_eq!(
+        notices(&ledger, now + 6 * 3600),
+        0,
+        "three failures: four hours' wait"
+    );
+    assert_eq!(notices(&ledger, now + 7 * 3600), 1);
 }

@@ -65,6 +65,7 @@ fn world() -> (Facts, Ledger) {
         issue: Some(77),
         pinged: vec!["alice".into(), "bob".into()],
         error: None,
+        refused: None,
     };
     (
         f,

@@ -321,6 +321,7 @@ impl<F: Forge> Actor<'_, F> {
                             pr: Some(pull.number),
                             issue: None,
                             error: None,
+                            refused: None,
                         })
                 }
                 ActionKind::ClosePr => match record.pr {
@@ -341,6 +342,7 @@ impl<F: Forge> Actor<'_, F> {
                     "no trace of it on GitHub after an interruption; it will be planned again"
                         .into(),
                 ),
+                refused: None,
             });
             report.did(format!(
                 "reconciled {} {}: {}",
@@ -404,6 +406,7 @@ impl<F: Forge> Actor<'_, F> {
                             pr: Some(number),
                             issue: None,
                             error: None,
+                            refused: None,
                         },
                     )?;
                     if state == RecordState::Closed
@@ -637,6 +640,7 @@ impl<F: Forge> Actor<'_, F> {
                                         "the tracking issue was closed by a human; not reopening"
                                             .into(),
                                     ),
+                                    refused: None,
                                 },
                             )?;
                             self.store.record_opt_out(&NewOptOut {
@@ -852,9 +856,15 @@ impl<F: Forge> Actor<'_, F> {
         });
         let message = crate::nixpkgs::git::commit_message(&title, &evidence_lines(actions));
         let published = match self.publisher.publish(&branch, &message, &edits) {
+            Ok(Published { refused, .. }) if !refused.is_empty() => {
+                return self
+                    .set_aside_refused(bot, actions, &ids, &refused, now, report)
+                    .await;
+            }
             Ok(Published {
                 commit: None,
                 unchanged,
+                ..
             }) => {
                 // nixpkgs already says what we would have said.
                 for id in &ids {
@@ -868,6 +878,7 @@ impl<F: Forge> Actor<'_, F> {
                             error: Some(
                                 "already marked as asked in nixpkgs; nothing to propose".into(),
                             ),
+                            refused: None,
                         },
                     )?;
                 }
@@ -919,6 +930,7 @@ impl<F: Forge> Actor<'_, F> {
                             pr: Some(pull.number),
                             issue: None,
                             error: None,
+                            refused: None,
                         },
                     )?;
                 }
@@ -940,6 +952,78 @@ impl<F: Forge> Actor<'_, F> {
             }
         }
         Ok(())
+    }
+
+    /// Some edits of a batch were refused by the editor: settle those (they
+    /// are not proposed again for this failure), say on each package's
+    /// tracking issue that it has to be marked by hand and why, and publish
+    /// the rest as a batch of its own (its own branch), nothing pushed for
+    /// the refused ones.
+    async fn set_aside_refused(
+        &self,
+        bot: &str,
+        actions: &[&Action],
+        ids: &[i64],
+        refused: &[(String, String)],
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let reason_of = |attr: &str| {
+            refused
+                .iter()
+                .find(|(a, _)| a == attr)
+                .map(|(_, reason)| reason.clone())
+        };
+        let ledger = self.store.ledger()?;
+        let mut rest = Vec::new();
+        for (action, id) in actions.iter().zip(ids) {
+            let attr = action.attr.as_deref().unwrap_or_default();
+            let Some(reason) = reason_of(attr) else {
+                // Superseded by the batch without the refused edits, below.
+                self.store.record_result(
+                    *id,
+                    &failed(now, "published in a batch without a refused edit"),
+                )?;
+                rest.push(*action);
+                continue;
+            };
+            tracing::warn!(attr, %reason, kind = %action.kind, "the nixpkgs editor refused an edit: it has to be made by hand");
+            metrics::counter!("hydra_sentinel_refused_edits_total", "kind" => action.kind.as_str())
+                .increment(1);
+            let issue = ledger
+                .actions
+                .iter()
+                .filter(|r| r.kind == ActionKind::Notify && r.attr.as_deref() == Some(attr))
+                .filter_map(|r| r.issue)
+                .next_back();
+            if let Some(number) = issue {
+                let kind = format!("refused-{}", action.kind.as_str());
+                if !self.commented(bot, number, &kind, attr).await? {
+                    self.forge
+                        .comment(number, &render::refused_comment(action, &reason))
+                        .await?;
+                }
+            }
+            self.store.record_result(
+                *id,
+                &ActionResult {
+                    state: RecordState::Done,
+                    at: now,
+                    pr: None,
+                    issue,
+                    error: None,
+                    refused: Some(reason.clone()),
+                },
+            )?;
+            report.did(format!(
+                "{} {attr}: refused by the editor, to be done by hand (told on its issue): {reason}",
+                action.kind
+            ));
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
+        Box::pin(self.open_pull(bot, &rest, now, report)).await
     }
 
     /// A failed outward call: a clear failure is recorded (the engine plans
@@ -1080,6 +1164,7 @@ fn done(at: i64, pr: Option<u64>, issue: Option<u64>) -> ActionResult {
         pr,
         issue,
         error: None,
+        refused: None,
     }
 }
 
@@ -1090,6 +1175,7 @@ fn failed(at: i64, error: &str) -> ActionResult {
         pr: None,
         issue: None,
         error: Some(error.to_owned()),
+        refused: None,
     }
 }
 

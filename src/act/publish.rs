@@ -52,6 +52,9 @@ pub struct Published {
     pub commit: Option<String>,
     /// Edits that changed nothing (the package is already marked), by attribute.
     pub unchanged: Vec<String>,
+    /// Edits the editor refused, by attribute, with its reason: they have to
+    /// be made by hand. The other edits are published without them.
+    pub refused: Vec<(String, String)>,
 }
 
 /// Where pull request branches come from. The real one uses git; tests of
@@ -124,22 +127,35 @@ fn platforms(systems: &[String]) -> Result<Platforms, NixpkgsError> {
     Platforms::new(parsed).ok_or_else(|| NixpkgsError::InvalidInput("no systems".into()))
 }
 
+/// The change set of a publication's edits, and what became of each edit.
+#[derive(Debug, Default)]
+pub struct PlannedEdits {
+    pub changes: ChangeSet,
+    /// Attributes whose edit changed nothing.
+    pub unchanged: Vec<String>,
+    /// Attributes whose edit the editor refused, with the reason.
+    pub refused: Vec<(String, String)>,
+}
+
 /// Compute the change set of all edits against one tree. Edits of the same
-/// file are applied one after the other.
+/// file are applied one after the other. An edit the editor refuses (a
+/// property of the package's source, which retrying does not change) is set
+/// aside with its reason; any other error fails the whole publication.
 pub fn plan_edits(
     index: &Index,
     source: &dyn TreeSource,
     attic: &std::path::Path,
     edits: &[Edit],
-) -> Result<(ChangeSet, Vec<String>), NixpkgsError> {
+) -> Result<PlannedEdits, NixpkgsError> {
     let overlay = Overlay {
         base: source,
         written: std::cell::RefCell::new(BTreeMap::new()),
     };
     let mut all = ChangeSet::default();
     let mut unchanged = Vec::new();
+    let mut refused = Vec::new();
     for edit in edits {
-        let changes = match edit {
+        let planned = match edit {
             Edit::MarkBroken {
                 attr,
                 systems,
@@ -155,7 +171,7 @@ pub fn plan_edits(
                     },
                     meta_line: None,
                 };
-                mark_attr_broken(index, &overlay, None, attr, &request)?.2
+                mark_attr_broken(index, &overlay, None, attr, &request).map(|m| m.2)
             }
             Edit::Retire { attr, reason, date } => {
                 let request = RetireRequest {
@@ -164,8 +180,16 @@ pub fn plan_edits(
                     reason: reason.clone(),
                     reference: None,
                 };
-                plan_retirement(index, &overlay, attr, &request)?.changes
+                plan_retirement(index, &overlay, attr, &request).map(|r| r.changes)
             }
+        };
+        let changes = match planned {
+            Ok(changes) => changes,
+            Err(e) if e.is_refusal() => {
+                refused.push((edit.attr().to_owned(), e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         if changes.is_empty() {
             unchanged.push(edit.attr().to_owned());
@@ -175,7 +199,11 @@ pub fn plan_edits(
             all.changes.push(change);
         }
     }
-    Ok((merge_writes(all), unchanged))
+    Ok(PlannedEdits {
+        changes: merge_writes(all),
+        unchanged,
+        refused,
+    })
 }
 
 /// Several writes of one file become one write from the first old text to
@@ -246,7 +274,11 @@ impl Publisher for GitPublisher {
         let repo = self.repo()?;
         self.fetch(&repo)?;
         let base = self.base_ref();
-        let (changes, unchanged) = {
+        let PlannedEdits {
+            changes,
+            unchanged,
+            refused,
+        } = {
             let tree = GitTree::open(&repo, &base)?;
             let index = Index::build(&tree)?;
             plan_edits(&index, &tree, &self.attic, edits)?
@@ -255,6 +287,7 @@ impl Publisher for GitPublisher {
             return Ok(Published {
                 commit: None,
                 unchanged,
+                refused,
             });
         }
         let spec = CommitSpec {
@@ -270,6 +303,7 @@ impl Publisher for GitPublisher {
         Ok(Published {
             commit: Some(commit.to_string()),
             unchanged,
+            refused,
         })
     }
 

@@ -304,6 +304,33 @@ fn sentence(reason: &str) -> String {
     format!("{first}{rest}.")
 }
 
+/// On the tracking issue: the editor cannot make this edit, so a human has
+/// to, and why.
+pub fn refused_comment(action: &Action, reason: &str) -> String {
+    let attr = action.attr.as_deref().unwrap_or_default();
+    let platforms = if action.all_platforms || action.systems.is_empty() {
+        "every platform".to_owned()
+    } else {
+        action.systems.join(", ")
+    };
+    let (what, how) = match action.kind {
+        ActionKind::Retire => (
+            "move it to the attic",
+            "move its files and add an alias that throws, as in other removals",
+        ),
+        _ => (
+            "mark it broken",
+            "set `meta.broken` for those platforms in its meta",
+        ),
+    };
+    format!(
+        "{}\nhydra-sentinel would now {what} on {platforms}, but it cannot make that edit itself: {reason}.\n\n\
+         It has to be done by hand: {how}. hydra-sentinel will not try again for this failure; \
+         the weekly digest lists it until it is done or the package builds again.\n",
+        marker(&format!("refused-{}", action.kind.as_str()), attr),
+    )
+}
+
 /// The comment with which a tracking issue is closed.
 pub fn issue_recovered_comment(attr: &str) -> String {
     format!(
@@ -525,6 +552,7 @@ mod tests {
             issue: Some(7),
             pinged: vec!["alice-gh".into()],
             error: None,
+            refused: None,
         };
         let body = pull_body(&[&action], &[&told], "hello", "@hydra-sentinel", |n| {
             format!("https://github.com/NixOS/nixpkgs/issues/{n}")

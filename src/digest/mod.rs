@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 
 use crate::policy::engine::{Assessment, AttrAssessment, Rule};
-use crate::policy::{ActionKind, Facts, Plan, Policy};
+use crate::policy::{ActionKind, ActionRecord, Facts, Plan, Policy};
 use crate::report::time;
 
 /// GitHub's limit for an issue body.
@@ -437,6 +437,48 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
         let _ = writeln!(out);
     } else {
         let _ = writeln!(out, "{} roots (summarised to fit).\n", a.roots.len());
+    }
+
+    // Edits the editor refused: only a human can make them. The section
+    // appears only when there is one, so a quiet week stays short.
+    let refused: Vec<(&str, &ActionRecord)> = a
+        .attrs
+        .values()
+        .filter_map(|attr| attr.refused.first().map(|r| (attr.attr.as_str(), r)))
+        .collect();
+    if !refused.is_empty() {
+        let _ = writeln!(out, "## To be done by hand\n");
+        let _ = writeln!(
+            out,
+            "hydra-sentinel cannot make these edits itself; each package's tracking issue says why.\n"
+        );
+        let _ = writeln!(out, "| package | step | platforms | why |");
+        let _ = writeln!(out, "| --- | --- | --- | --- |");
+        for (attr, r) in refused.iter().take(cap.clamp(1, 50)) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                code(attr),
+                r.kind,
+                if r.all_platforms || r.systems.is_empty() {
+                    "all".to_owned()
+                } else {
+                    r.systems
+                        .iter()
+                        .map(|s| code(s))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                },
+                code(r.refused.as_deref().unwrap_or_default())
+            );
+        }
+        more(
+            &mut out,
+            refused.len().min(cap.clamp(1, 50)),
+            refused.len(),
+            "packages",
+        );
+        let _ = writeln!(out);
     }
 
     // Chart.

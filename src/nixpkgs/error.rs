@@ -202,6 +202,19 @@ pub enum NixpkgsError {
 }
 
 impl NixpkgsError {
+    /// The editor declined this edit because of what the package's source
+    /// is (a generated file, meta it cannot prove is the package's own, a
+    /// result that would not parse): retrying changes nothing, a human has
+    /// to make the edit.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            NixpkgsError::Refused { .. }
+                | NixpkgsError::EditWouldNotParse { .. }
+                | NixpkgsError::InvalidNix { .. }
+        )
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         NixpkgsError::Io {
             path: path.into(),

@@ -251,6 +251,7 @@ pub fn backtest(
                     issue: None,
                     pinged: a.evidence.maintainers.clone(),
                     error: None,
+                    refused: None,
                 };
                 next_id += 1;
                 match a.kind {

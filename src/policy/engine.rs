@@ -124,6 +124,9 @@ pub struct AttrAssessment {
     /// Every step still to come if nothing changes, earliest first, the
     /// platforms of one step on one day together.
     pub schedule: Vec<ScheduledStep>,
+    /// Edits of this failure the nixpkgs editor refused (the newest first):
+    /// they have to be made by hand.
+    pub refused: Vec<ActionRecord>,
 }
 
 /// A mass breakage: one eval window in which many jobs of a jobset turned
@@ -930,6 +933,12 @@ impl<'a> Ctx<'a> {
                 needs_rebuild: false,
             });
         }
+        let mut refused: Vec<ActionRecord> = records
+            .iter()
+            .filter(|r| r.refused.is_some() && r.planned_at >= earliest)
+            .map(|r| (*r).clone())
+            .collect();
+        refused.reverse();
         AttrAssessment {
             attr: attr.to_owned(),
             protected,
@@ -942,6 +951,7 @@ impl<'a> Ctx<'a> {
             due,
             next,
             schedule,
+            refused,
         }
     }
 }
@@ -1035,6 +1045,46 @@ fn merge_schedules<'s>(steps: impl Iterator<Item = &'s ScheduledStep>) -> Vec<Sc
     }
     out.sort_by_key(|s| (s.at_unix, s.kind));
     out
+}
+
+/// The first retry after a failed attempt waits this long; each further
+/// consecutive failure doubles it, up to [`RETRY_MAX`].
+const RETRY_FIRST: i64 = 3600;
+const RETRY_MAX: i64 = DAY;
+
+/// Why `action` must wait, if its newest attempts (same package, kind and
+/// step) failed recently: after n consecutive failures the next attempt
+/// comes `RETRY_FIRST × 2^(n-1)` (at most `RETRY_MAX`) after the last one.
+fn retry_wait(ledger: &Ledger, action: &Action, now: i64) -> Option<String> {
+    let attempts = ledger.actions.iter().rev().filter(|r| {
+        r.kind == action.kind
+            && r.attr == action.attr
+            && r.step == action.step
+            && r.planned_at <= now
+    });
+    let mut failures = 0u32;
+    let mut last: Option<&ActionRecord> = None;
+    for r in attempts {
+        if r.state != RecordState::Failed {
+            break;
+        }
+        failures += 1;
+        last.get_or_insert(r);
+    }
+    let last = last?;
+    let at = last.done_at.unwrap_or(last.planned_at);
+    let wait = RETRY_FIRST
+        .saturating_mul(1i64 << (failures - 1).min(20))
+        .min(RETRY_MAX);
+    (now < at + wait).then(|| {
+        format!(
+            "retrying later: {failures} attempt{} failed, the last on {} ({}); next attempt after {}",
+            if failures == 1 { "" } else { "s" },
+            time(at),
+            last.error.as_deref().unwrap_or("no error recorded"),
+            time(at + wait)
+        )
+    })
 }
 
 /// A window of evals in which a mass breakage happened.
@@ -1339,6 +1389,17 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             });
         }
     }
+
+    // A step whose last attempts failed waits, longer after each failure, so
+    // a failing edit, push or GitHub call is not repeated every cycle.
+    let mut ready = Vec::new();
+    for (oldest, action) in actions {
+        match retry_wait(ledger, &action, now) {
+            Some(why) => deferred.push(Deferred { action, why }),
+            None => ready.push((oldest, action)),
+        }
+    }
+    let mut actions = ready;
 
     // Pings: per maintainer (or per attribute when nobody is known) per week.
     let ping_keys = |attr: &str, maintainers: &[String]| -> Vec<String> {

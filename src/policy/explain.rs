@@ -322,6 +322,15 @@ pub fn explain(
                 day(o.recorded_at)
             );
         }
+        for r in &a.refused {
+            let _ = writeln!(
+                out,
+                "  {} refused by the editor on {}: {}; it has to be done by hand and is not tried again for this failure",
+                r.kind,
+                day(r.at()),
+                r.refused.as_deref().unwrap_or_default()
+            );
+        }
         if let Some(u) = a.snoozed_until {
             let _ = writeln!(
                 out,

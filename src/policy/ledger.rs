@@ -163,6 +163,9 @@ pub struct ActionRecord {
     /// GitHub logins it mentioned.
     pub pinged: Vec<String>,
     pub error: Option<String>,
+    /// The nixpkgs editor refused the edit (the reason): it has to be made
+    /// by hand, and is not proposed again for this failure.
+    pub refused: Option<String>,
 }
 
 impl ActionRecord {

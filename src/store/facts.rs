@@ -54,6 +54,10 @@ pub struct ActionResult {
     pub pr: Option<u64>,
     pub issue: Option<u64>,
     pub error: Option<String>,
+    /// Why the nixpkgs editor cannot make this edit: it has to be made by
+    /// hand. A refused action is settled (never planned again for the same
+    /// failure) and told on the tracking issue.
+    pub refused: Option<String>,
 }
 
 /// An opt-out seen by the forge or the editor (see [`Store::record_opt_out`]).
@@ -191,7 +195,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT id, kind, attr, systems, all_platforms, step, batch, state, planned_at,
-                        done_at, closed_at, pr, issue, pinged, error
+                        done_at, closed_at, pr, issue, pinged, error, refused
                  FROM actions ORDER BY id",
             )
             .context("reading the ledger")?;
@@ -215,6 +219,7 @@ impl Store {
                     issue: r.get::<_, Option<i64>>(12)?.map(|n| n.unsigned_abs()),
                     pinged: parse_list(&r.get::<_, String>(13)?),
                     error: r.get(14)?,
+                    refused: r.get(15)?,
                 })
             })
             .context("reading the ledger")?
@@ -281,7 +286,8 @@ impl Store {
                 "UPDATE actions SET state = ?2,
                     done_at = CASE WHEN ?3 THEN done_at ELSE ?4 END,
                     closed_at = CASE WHEN ?3 THEN ?4 ELSE closed_at END,
-                    pr = coalesce(?5, pr), issue = coalesce(?6, issue), error = ?7
+                    pr = coalesce(?5, pr), issue = coalesce(?6, issue), error = ?7,
+                    refused = ?8
                  WHERE id = ?1",
                 params![
                     id,
@@ -290,7 +296,8 @@ impl Store {
                     result.at,
                     result.pr.and_then(|n| i64::try_from(n).ok()),
                     result.issue.and_then(|n| i64::try_from(n).ok()),
-                    result.error
+                    result.error,
+                    result.refused
                 ],
             )
             .context("recording a result")?;
@@ -372,6 +379,7 @@ mod tests {
                     pr: Some(4242),
                     issue: None,
                     error: None,
+                    refused: None,
                 },
             )
             .unwrap();
@@ -384,6 +392,7 @@ mod tests {
                     pr: None,
                     issue: None,
                     error: None,
+                    refused: None,
                 },
             )
             .unwrap();
@@ -410,7 +419,8 @@ mod tests {
                         at: 1,
                         pr: None,
                         issue: None,
-                        error: None
+                        error: None,
+                        refused: None,
                     }
                 )
                 .is_err()

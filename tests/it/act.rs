@@ -99,6 +99,11 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::with(Vec::new(), |policy| policy)
+    }
+
+    /// The usual world with more planted failures and a changed policy.
+    fn with(extra: Vec<PlantedFailure>, policy: impl Fn(String) -> String) -> World {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         // upstream (bare) <- checkout (the daemon's clone); fork (bare) for pushes.
@@ -130,7 +135,10 @@ impl World {
                     since: 4,
                     systems: vec!["x86_64-darwin".into(), "aarch64-darwin".into()],
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(extra)
+            .collect(),
             ..small_spec(5, 30)
         };
         let spec = SimSpec {
@@ -147,7 +155,7 @@ impl World {
         let hydra = FakeHydra::start(SimHydra::generate(&spec)).unwrap();
         let github = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
         std::fs::write(root.join("token"), format!("{TOKEN}\n")).unwrap();
-        std::fs::write(root.join("policy.toml"), quick_policy()).unwrap();
+        std::fs::write(root.join("policy.toml"), policy(quick_policy())).unwrap();
         let config = root.join("hydra-sentinel.toml");
         let fork = root.join("fork.git");
         std::fs::write(
@@ -600,4 +608,90 @@ fn killed_while_acting_it_never_does_anything_twice() {
         unique.dedup();
         assert_eq!(bodies, unique, "a comment was posted twice on #{number}");
     }
+}
+
+/// discord's meta is shared through a `let`, which the editor refuses to
+/// edit; ghidra is fine. Batched by package set, both are in one top-level
+/// batch.
+#[test]
+fn a_refused_edit_is_told_once_on_its_issue_and_the_rest_of_its_batch_is_still_proposed() {
+    let planted = |attr: &str| PlantedFailure {
+        attr: attr.into(),
+        since: 3,
+        systems: vec![],
+    };
+    let world = World::with(vec![planted("discord"), planted("ghidra")], |policy| {
+        policy.replace("group_by = \"maintainer\"", "group_by = \"package_set\"")
+    });
+    world.once_ok(NOTICE);
+    let issue_of = |attr: &str| {
+        world
+            .issues()
+            .into_iter()
+            .find(|i| i.1 == format!("Build failure: {attr}"))
+            .unwrap_or_else(|| panic!("no tracking issue for {attr}: {:?}", world.issues()))
+            .0
+    };
+    let discord = issue_of("discord");
+
+    let out = world.once_ok(MARK);
+    let titles: Vec<String> = world.pulls().into_iter().map(|p| p.1).collect();
+    assert!(
+        !titles.is_empty() && !titles.iter().any(|t| t.contains("discord")),
+        "the batch is proposed without discord: {titles:?}\n{out}"
+    );
+    let bodies: Vec<String> = world
+        .pulls()
+        .iter()
+        .filter_map(|p| world.github.body_of(p.0))
+        .collect();
+    assert!(
+        bodies.iter().any(|b| b.contains("### `ghidra`"))
+            && !bodies.iter().any(|b| b.contains("`discord`")),
+        "ghidra is proposed, discord is not: {bodies:#?}"
+    );
+    let comments: Vec<String> = world
+        .github
+        .comments_on(discord)
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect();
+    let refused: Vec<&String> = comments
+        .iter()
+        .filter(|c| c.contains("<!-- hydra-sentinel:refused-mark_broken:discord -->"))
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "one comment says it has to be done by hand: {comments:?}"
+    );
+    assert!(
+        refused[0].contains("has to be done by hand") && refused[0].contains("let"),
+        "the comment says why: {}",
+        refused[0]
+    );
+
+    let posts = world.posts();
+    let again = world.once_ok(LATER);
+    assert_eq!(
+        world.posts(),
+        posts,
+        "a refused edit is not tried again, and nothing is said twice: {again}"
+    );
+    let explain = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+        .args([
+            "--config",
+            world.config.to_str().unwrap(),
+            "explain",
+            "discord",
+            "--now",
+            LATER,
+        ])
+        .output()
+        .unwrap();
+    let explain = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        explain.contains("refused by the editor") && explain.contains("done by hand"),
+        "{explain}"
+    );
 }

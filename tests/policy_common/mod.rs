@@ -193,6 +193,7 @@ pub fn carry_out(ledger: &mut Ledger, action: &Action, now: i64) {
         issue: None,
         pinged: action.evidence.maintainers.clone(),
         error: None,
+        refused: None,
     });
     if action.kind == ActionKind::ClosePr {
         for r in &mut ledger.actions {
