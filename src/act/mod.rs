@@ -19,6 +19,7 @@
 
 pub mod commands;
 pub mod cycle;
+pub mod opt_outs;
 pub mod publish;
 pub mod render;
 
@@ -32,7 +33,7 @@ use crate::policy::{
 };
 use crate::store::{ActionResult, NewAction, NewOptOut, Store, StoreError};
 
-pub use publish::{Edit, GitPublisher, Published, Publisher};
+pub use publish::{Edit, GitPublisher, PackageFile, Published, Publisher, Survey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
@@ -52,7 +53,8 @@ pub struct ActSettings {
     pub base_branch: String,
     /// Owner of the fork pull requests come from.
     pub fork_owner: String,
-    /// Label on everything the bot opens; also how it finds its own issues.
+    /// Label on everything the bot opens, where the token's role lets it
+    /// stick (triage or more); never how the bot finds its own work.
     pub label: String,
     /// How people address the bot in comments, e.g. `@hydra-sentinel`.
     pub mention: String,
@@ -196,8 +198,22 @@ impl<F: Forge> Actor<'_, F> {
         report: &mut ActReport,
     ) -> Result<(), ActError> {
         let bot = self.forge.whoami().await?;
-        let own = self.forge.issues_by(&bot).await?;
+        let items = self.forge.items_by(&bot).await?;
+        let own: Vec<Issue> = items
+            .iter()
+            .filter(|i| !i.is_pull_request)
+            .cloned()
+            .collect();
         self.reconcile(&bot, &own, now, report).await?;
+        // Labels humans put on our issues and pull requests (listed above).
+        opt_outs::follow_labels(
+            self.store,
+            &self.policy.opt_out.label,
+            &items,
+            &self.store.ledger()?,
+            now,
+            report,
+        )?;
         self.follow_pull_requests(&bot, facts, now, report).await?;
         self.follow_tracking_issues(&bot, &own, facts, now, report)
             .await?;

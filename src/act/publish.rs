@@ -54,6 +54,33 @@ pub struct Published {
     pub unchanged: Vec<String>,
 }
 
+/// A package's file, as the survey found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageFile {
+    /// Relative to the checkout.
+    pub path: String,
+    /// Whether it carries the policy's opt-out marker comment.
+    pub marked: bool,
+}
+
+/// What the package files of some attributes say, at the base branch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Survey {
+    /// GitHub logins of each attribute's maintainers, where resolved.
+    pub maintainers: BTreeMap<String, Vec<String>>,
+    /// Every attribute located; one that cannot be is left out (nothing is
+    /// known about its marker, so nothing changes).
+    pub files: BTreeMap<String, PackageFile>,
+}
+
+/// Whether a package file carries the opt-out `marker` (a one-line Nix
+/// comment, `# hydra-sentinel: do not mark broken` by default), on a line
+/// of its own or after code.
+pub fn carries_marker(text: &str, marker: &str) -> bool {
+    let marker = marker.trim();
+    !marker.is_empty() && text.lines().any(|line| line.contains(marker))
+}
+
 /// Where pull request branches come from. The real one uses git; tests of
 /// the stages above may use a fake.
 pub trait Publisher {
@@ -66,9 +93,15 @@ pub trait Publisher {
         edits: &[Edit],
     ) -> Result<Published, NixpkgsError>;
 
+    /// Locate each attribute's file at the base branch: its maintainers and
+    /// whether it carries the opt-out `marker`.
+    fn survey(&self, attrs: &[String], marker: &str) -> Survey;
+
     /// GitHub logins of each attribute's maintainers, where they can be
     /// resolved; attributes that cannot be located are left out.
-    fn maintainers(&self, attrs: &[String]) -> BTreeMap<String, Vec<String>>;
+    fn maintainers(&self, attrs: &[String]) -> BTreeMap<String, Vec<String>> {
+        self.survey(attrs, "").maintainers
+    }
 }
 
 /// Publishes from a nixpkgs checkout with git2.
@@ -273,8 +306,8 @@ impl Publisher for GitPublisher {
         })
     }
 
-    fn maintainers(&self, attrs: &[String]) -> BTreeMap<String, Vec<String>> {
-        let mut found = BTreeMap::new();
+    fn survey(&self, attrs: &[String], marker: &str) -> Survey {
+        let mut found = Survey::default();
         let Ok(repo) = self.repo() else { return found };
         let _ = self.fetch(&repo);
         let Ok(tree) = GitTree::open(&repo, &self.base_ref()) else {
@@ -283,22 +316,29 @@ impl Publisher for GitPublisher {
         let Ok(index) = Index::build(&tree) else {
             return found;
         };
-        let Ok(directory) = MaintainerDirectory::load(&tree) else {
-            return found;
-        };
+        let directory = MaintainerDirectory::load(&tree).ok();
         for attr in attrs {
             let Ok(located) = locate(&index, &tree, None, attr) else {
                 continue;
             };
-            let Ok(Some(text)) = tree.read(&located.location.file) else {
+            let file = &located.location.file;
+            let Ok(Some(text)) = tree.read(file) else {
                 continue;
             };
-            let Ok(meta) = meta_maintainers(&text, &located.location.file, None) else {
+            found.files.insert(
+                attr.clone(),
+                PackageFile {
+                    path: file.display().to_string(),
+                    marked: carries_marker(&text, marker),
+                },
+            );
+            let (Some(directory), Ok(meta)) = (&directory, meta_maintainers(&text, file, None))
+            else {
                 continue;
             };
             let logins = directory.resolve(&meta).github_logins();
             if !logins.is_empty() {
-                found.insert(attr.clone(), logins);
+                found.maintainers.insert(attr.clone(), logins);
             }
         }
         found
