@@ -344,3 +344,31 @@ impl Publisher for GitPublisher {
         found
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::carries_marker;
+
+    const MARKER: &str = "# hydra-sentinel: do not mark broken";
+
+    #[test]
+    fn the_marker_counts_on_its_own_line_or_after_code() {
+        assert!(carries_marker(
+            "{ lib }:\n  # hydra-sentinel: do not mark broken\n{ }",
+            MARKER
+        ));
+        assert!(carries_marker(
+            "  meta.broken = false; # hydra-sentinel: do not mark broken, please\n",
+            MARKER
+        ));
+    }
+
+    #[test]
+    fn a_near_miss_or_an_empty_marker_is_no_opt_out() {
+        assert!(!carries_marker(
+            "# hydra-sentinel: do mark broken\n",
+            MARKER
+        ));
+        assert!(!carries_marker("# anything\n", "  "));
+    }
+}

@@ -844,3 +844,101 @@ impl Forge for GitHub {
         Ok(found.items.into_iter().map(Issue::from).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, v.parse().unwrap());
+        }
+        map
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn only_a_403_or_429_can_be_a_rate_limit() {
+        let exhausted = headers(&[("x-ratelimit-remaining", "0"), ("retry-after", "5")]);
+        for status in [200, 404, 422, 500] {
+            assert_eq!(
+                rate_limit(status, &exhausted, b"rate limit", NOW),
+                None,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_over_the_primary_reset() {
+        let h = headers(&[
+            ("retry-after", "7"),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &(NOW + 600).to_string()),
+        ]);
+        let limit = rate_limit(403, &h, b"", NOW).expect("a limit");
+        assert_eq!(limit.wait, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn an_exhausted_quota_waits_until_its_reset_or_names_no_wait() {
+        let reset = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &(NOW + 600).to_string()),
+        ]);
+        assert_eq!(
+            rate_limit(403, &reset, b"", NOW).unwrap().wait,
+            Some(Duration::from_secs(600))
+        );
+        let past = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &(NOW - 5).to_string()),
+        ]);
+        assert_eq!(
+            rate_limit(429, &past, b"", NOW).unwrap().wait,
+            Some(Duration::from_secs(1)),
+            "a reset in the past is clock skew: a second"
+        );
+        let bare = headers(&[("x-ratelimit-remaining", "0")]);
+        let limit = rate_limit(403, &bare, b"", NOW).unwrap();
+        assert_eq!(limit.wait, None);
+        assert!(limit.reason.contains("primary"), "{}", limit.reason);
+    }
+
+    #[test]
+    fn a_plain_403_is_a_refusal_unless_its_message_says_rate_limit() {
+        let none = http::HeaderMap::new();
+        assert_eq!(
+            rate_limit(
+                403,
+                &none,
+                br#"{"message":"You do not have permission to create labels on this repository."}"#,
+                NOW
+            ),
+            None
+        );
+        let secondary = rate_limit(
+            403,
+            &none,
+            br#"{"message":"You have exceeded a secondary rate limit."}"#,
+            NOW,
+        )
+        .expect("a secondary limit");
+        assert_eq!(secondary.wait, None);
+        assert_eq!(rate_limit(429, &none, b"", NOW).unwrap().wait, None);
+    }
+
+    #[test]
+    fn the_user_agent_keeps_only_what_a_header_may_carry() {
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(user_agent(None), format!("hydra-sentinel/{version}"));
+        assert_eq!(user_agent(Some("  ")), format!("hydra-sentinel/{version}"));
+        assert_eq!(
+            user_agent(Some("ops@example.org\r\nX-Evil: 1")),
+            format!("hydra-sentinel/{version} (+ops@example.orgX-Evil: 1)")
+        );
+        assert!(HeaderValue::from_str(&user_agent(Some("wörld\u{7}"))).is_ok());
+    }
+}
