@@ -183,8 +183,10 @@ impl Method {
     }
 }
 
-/// The HTTP client under octocrab: TLS (rustls with the system's roots),
-/// connect and read timeouts, HTTP/1.1.
+/// The HTTP client under octocrab, as its default builder makes it but for
+/// the headers: TLS (rustls with the system's roots), connect and read
+/// timeouts, HTTP/1.1, redirects followed; no retry layer, no trace layer
+/// (our own `send` logs each request).
 fn octocrab(api: &Url, headers: Vec<(HeaderName, HeaderValue)>) -> Result<Octocrab, ForgeError> {
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
@@ -202,6 +204,8 @@ fn octocrab(api: &Url, headers: Vec<(HeaderName, HeaderValue)>) -> Result<Octocr
     connector.set_write_timeout(Some(Duration::from_secs(120)));
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build(connector);
+    // GitHub answers 301/307 for renamed or transferred repositories.
+    let client = tower_http::follow_redirect::FollowRedirect::new(client);
     let base: http::Uri = api
         .as_str()
         .parse()
