@@ -43,6 +43,10 @@ pub enum ActError {
     Store(#[from] StoreError),
     #[error("cannot act: {0}")]
     Setup(String),
+    /// GitHub kept rate-limiting after the forge's bounded backoff: the rest
+    /// of the cycle would meet the same limit, so it ends here.
+    #[error("GitHub's rate limit ended the cycle: {0}")]
+    RateLimited(String),
 }
 
 /// Validated settings of the act stage.
@@ -977,6 +981,11 @@ impl<F: Forge> Actor<'_, F> {
         self.store
             .record_result(id, &failed(now, &crate::error_chain(error)))?;
         report.failed(format!("{what}: {}", crate::error_chain(error)));
+        if let ForgeError::RateLimited { .. } = error {
+            // Not processed, so recorded as failed (planned again); and
+            // no further request this cycle.
+            return Err(ActError::RateLimited(format!("{what}: {error}")));
+        }
         Ok(())
     }
 }

@@ -798,3 +798,38 @@ fn a_package_whose_file_carries_the_marker_is_never_marked_until_it_is_removed()
         "the ladder starts again with a notice: {out}"
     );
 }
+
+#[test]
+fn a_rate_limit_that_persists_ends_the_cycle_with_its_reason_and_the_next_one_catches_up() {
+    let world = World::new();
+    for _ in 0..5 {
+        world.github.inject(
+            "POST",
+            "/repos/NixOS/nixpkgs/issues",
+            GitHubFault::TooManyRequests {
+                retry_after_secs: Some(0),
+            },
+        );
+    }
+    let first = world.once(NOTICE);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        !first.status.success(),
+        "a persistent limit fails the cycle"
+    );
+    assert!(
+        stderr.contains("rate limit ended the cycle") && stderr.contains("after 5 attempts"),
+        "{stderr}"
+    );
+    let posts = world
+        .github
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.target == "/repos/NixOS/nixpkgs/issues")
+        .count();
+    assert_eq!(posts, 5, "five tries, then no further request");
+    assert!(world.issues().is_empty());
+
+    world.once_ok(NOTICE);
+    assert_eq!(world.issues().len(), 3, "each package is notified once");
+}
