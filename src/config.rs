@@ -62,6 +62,9 @@ pub struct GitHubConfig {
     pub push_url: String,
     /// The token's file (a systemd credential); read when needed, never logged.
     pub token_file: PathBuf,
+    /// How GitHub can reach whoever runs the bot, for the User-Agent (an
+    /// URL or an e-mail address); `None`: the fork owner's GitHub page.
+    pub contact: Option<String>,
 }
 
 /// The `[act]` section.
@@ -365,6 +368,7 @@ impl Config {
                     fork: g.fork.into_inner(),
                     push_url: g.push_url,
                     token_file: g.token_file,
+                    contact: g.contact,
                 })
             }
         };
@@ -498,6 +502,8 @@ struct RawGitHub {
     fork: Spanned<String>,
     push_url: String,
     token_file: PathBuf,
+    #[serde(default)]
+    contact: Option<String>,
 }
 
 fn default_api_url() -> Spanned<String> {

@@ -1,15 +1,15 @@
 //! One act cycle as the binary and the daemon run it: plan from the store,
 //! then act (or, in dry-run, describe), then the weekly digest issue.
 
-use crate::config::Config;
+use crate::config::{Config, GitHubConfig};
 use crate::digest::{self, DigestInput, Week};
-use crate::forge::{Forge, GitHub, GitHubSettings, NewIssue, Secret, State};
+use crate::forge::{Forge, GitHub, GitHubSettings, NewIssue, Secret, State, user_agent};
 use crate::policy::{self, Facts, Ledger, Policy};
 use crate::store::Store;
 
 use super::{
     ActError, ActReport, ActSettings, Actor, GitPublisher, Publisher, describe, failing_attrs,
-    render,
+    opt_outs, render,
 };
 
 /// What a cycle did.
@@ -48,6 +48,17 @@ pub fn publisher(config: &Config, token: Option<&Secret>) -> Option<GitPublisher
         attic: config.act.attic.clone(),
         author_name: config.act.author_name.clone(),
         author_email: config.act.author_email.clone(),
+    })
+}
+
+/// How GitHub can reach whoever runs the bot: `[github] contact`, else the
+/// fork owner's GitHub page.
+fn contact(github: &GitHubConfig) -> String {
+    github.contact.clone().unwrap_or_else(|| {
+        format!(
+            "https://github.com/{}",
+            github.fork.split('/').next().unwrap_or_default()
+        )
     })
 }
 
@@ -111,7 +122,15 @@ pub fn run(
     let settings = settings(config);
     if dry_run || !config.act.enabled {
         if let Some(publisher) = publisher(config, None) {
-            facts.maintainers = publisher.maintainers(&failing_attrs(&facts, policy));
+            // A dry run still describes what would be sent; without the
+            // checkout it says so and mentions nobody.
+            match publisher.maintainers(&failing_attrs(&facts, policy)) {
+                Ok(maintainers) => facts.maintainers = maintainers,
+                Err(e) => tracing::warn!(
+                    error = %crate::error_chain(&e),
+                    "cannot read the nixpkgs checkout: the dry run mentions no maintainer"
+                ),
+            }
         }
         let plan = policy::plan(policy, &facts, &store.ledger()?, now);
         return Ok(Outcome::DryRun(describe(&plan, &settings, full_texts)));
@@ -123,18 +142,39 @@ pub fn run(
     let token = Secret::from_file(&github.token_file)?;
     let publisher = publisher(config, Some(&token))
         .ok_or_else(|| ActError::Setup("acting needs [nixpkgs] checkout".into()))?;
-    facts.maintainers = publisher.maintainers(&attrs_of_interest(&facts, policy, store)?);
+    let mut report = ActReport::default();
+    let survey = publisher.survey(
+        &attrs_of_interest(&facts, policy, store)?,
+        &policy.opt_out.marker,
+    )?;
+    facts.maintainers = survey.maintainers;
+    opt_outs::follow_markers(
+        store,
+        &policy.opt_out.marker,
+        &survey.files,
+        now,
+        &mut report,
+    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ActError::Setup(format!("cannot start a runtime: {e}")))?;
-    let mut report = ActReport::default();
     runtime.block_on(async {
-        let forge = GitHub::new(GitHubSettings::new(
-            github.api_url.clone(),
-            &github.repo,
-            token.clone(),
-        ))?;
+        let mut forge_settings =
+            GitHubSettings::new(github.api_url.clone(), &github.repo, token.clone());
+        forge_settings.user_agent = user_agent(Some(&contact(github)));
+        let forge = GitHub::new(forge_settings)?;
+        let permission = forge.permission().await?;
+        report.did(format!(
+            "the token's role on {} is {}: {}",
+            github.repo,
+            permission.as_str(),
+            if permission.may_label() {
+                "labels are applied"
+            } else {
+                "labels are left off (they need triage or more)"
+            }
+        ));
         let actor = Actor {
             forge: &forge,
             publisher: &publisher,

@@ -19,6 +19,7 @@
 
 pub mod commands;
 pub mod cycle;
+pub mod opt_outs;
 pub mod publish;
 pub mod render;
 
@@ -32,7 +33,7 @@ use crate::policy::{
 };
 use crate::store::{ActionResult, NewAction, NewOptOut, Store, StoreError};
 
-pub use publish::{Edit, GitPublisher, Published, Publisher};
+pub use publish::{Edit, GitPublisher, PackageFile, Published, Publisher, Survey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
@@ -42,6 +43,14 @@ pub enum ActError {
     Store(#[from] StoreError),
     #[error("cannot act: {0}")]
     Setup(String),
+    /// The nixpkgs checkout could not be read: without it no maintainer can
+    /// be mentioned, so nothing is sent.
+    #[error("cannot read the nixpkgs checkout: {0}")]
+    Checkout(#[from] crate::nixpkgs::NixpkgsError),
+    /// GitHub kept rate-limiting after the forge's bounded backoff: the rest
+    /// of the cycle would meet the same limit, so it ends here.
+    #[error("GitHub's rate limit ended the cycle: {0}")]
+    RateLimited(String),
 }
 
 /// Validated settings of the act stage.
@@ -52,7 +61,8 @@ pub struct ActSettings {
     pub base_branch: String,
     /// Owner of the fork pull requests come from.
     pub fork_owner: String,
-    /// Label on everything the bot opens; also how it finds its own issues.
+    /// Label on everything the bot opens, where the token's role lets it
+    /// stick (triage or more); never how the bot finds its own work.
     pub label: String,
     /// How people address the bot in comments, e.g. `@hydra-sentinel`.
     pub mention: String,
@@ -196,8 +206,22 @@ impl<F: Forge> Actor<'_, F> {
         report: &mut ActReport,
     ) -> Result<(), ActError> {
         let bot = self.forge.whoami().await?;
-        let own = self.forge.issues_by(&bot).await?;
+        let items = self.forge.items_by(&bot).await?;
+        let own: Vec<Issue> = items
+            .iter()
+            .filter(|i| !i.is_pull_request)
+            .cloned()
+            .collect();
         self.reconcile(&bot, &own, now, report).await?;
+        // Labels humans put on our issues and pull requests (listed above).
+        opt_outs::follow_labels(
+            self.store,
+            &self.policy.opt_out.label,
+            &items,
+            &self.store.ledger()?,
+            now,
+            report,
+        )?;
         self.follow_pull_requests(&bot, facts, now, report).await?;
         self.follow_tracking_issues(&bot, &own, facts, now, report)
             .await?;
@@ -1045,6 +1069,11 @@ impl<F: Forge> Actor<'_, F> {
         self.store
             .record_result(id, &failed(now, &crate::error_chain(error)))?;
         report.failed(format!("{what}: {}", crate::error_chain(error)));
+        if let ForgeError::RateLimited { .. } = error {
+            // Not processed, so recorded as failed (planned again); and
+            // no further request this cycle.
+            return Err(ActError::RateLimited(format!("{what}: {error}")));
+        }
         Ok(())
     }
 }

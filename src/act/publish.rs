@@ -57,6 +57,35 @@ pub struct Published {
     pub refused: Vec<(String, String)>,
 }
 
+/// A package's file, as the survey found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageFile {
+    /// Relative to the checkout.
+    pub path: String,
+    /// Whether it carries the policy's opt-out marker comment.
+    pub marked: bool,
+}
+
+/// What the package files of some attributes say, at the base branch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Survey {
+    /// GitHub logins of each attribute's maintainers, where resolved.
+    pub maintainers: BTreeMap<String, Vec<String>>,
+    /// Every attribute located; one that cannot be is left out (nothing is
+    /// known about its marker, so nothing changes).
+    pub files: BTreeMap<String, PackageFile>,
+    /// Attributes whose file or maintainers could not be read, and why.
+    pub unresolved: BTreeMap<String, String>,
+}
+
+/// Whether a package file carries the opt-out `marker` (a one-line Nix
+/// comment, `# hydra-sentinel: do not mark broken` by default), on a line
+/// of its own or after code.
+pub fn carries_marker(text: &str, marker: &str) -> bool {
+    let marker = marker.trim();
+    !marker.is_empty() && text.lines().any(|line| line.contains(marker))
+}
+
 /// Where pull request branches come from. The real one uses git; tests of
 /// the stages above may use a fake.
 pub trait Publisher {
@@ -69,9 +98,17 @@ pub trait Publisher {
         edits: &[Edit],
     ) -> Result<Published, NixpkgsError>;
 
+    /// Locate each attribute's file at the base branch: its maintainers and
+    /// whether it carries the opt-out `marker`. An error when the checkout
+    /// cannot be read at all; attributes that cannot be located are listed
+    /// in `unresolved`.
+    fn survey(&self, attrs: &[String], marker: &str) -> Result<Survey, NixpkgsError>;
+
     /// GitHub logins of each attribute's maintainers, where they can be
     /// resolved; attributes that cannot be located are left out.
-    fn maintainers(&self, attrs: &[String]) -> BTreeMap<String, Vec<String>>;
+    fn maintainers(&self, attrs: &[String]) -> Result<BTreeMap<String, Vec<String>>, NixpkgsError> {
+        Ok(self.survey(attrs, "")?.maintainers)
+    }
 }
 
 /// Publishes from a nixpkgs checkout with git2.
@@ -307,48 +344,122 @@ impl Publisher for GitPublisher {
         })
     }
 
-    fn maintainers(&self, attrs: &[String]) -> BTreeMap<String, Vec<String>> {
-        self.resolve_maintainers(attrs, true)
+    fn survey(&self, attrs: &[String], marker: &str) -> Result<Survey, NixpkgsError> {
+        self.survey_checkout(attrs, marker, true)
     }
 }
 
 impl GitPublisher {
     /// Maintainers as the checkout's `origin/<base>` already says, without
     /// fetching (the HTML report reads; it never touches the network).
-    pub fn maintainers_offline(&self, attrs: &[String]) -> BTreeMap<String, Vec<String>> {
-        self.resolve_maintainers(attrs, false)
+    pub fn maintainers_offline(
+        &self,
+        attrs: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, NixpkgsError> {
+        Ok(self.survey_checkout(attrs, "", false)?.maintainers)
     }
 
-    fn resolve_maintainers(&self, attrs: &[String], fetch: bool) -> BTreeMap<String, Vec<String>> {
-        let mut found = BTreeMap::new();
-        let Ok(repo) = self.repo() else { return found };
-        if fetch {
-            let _ = self.fetch(&repo);
+    /// Locate each attribute in `origin/<base>` (fetched first when
+    /// `fetch`): its file, whether that carries `marker`, its maintainers'
+    /// GitHub logins. A checkout that cannot be read is an error: nothing is
+    /// known then, and nothing may be assumed (no mentions would mean
+    /// notices nobody is told of). A failed fetch is logged and the last
+    /// fetched state is used. An attribute that cannot be located, or whose
+    /// maintainers cannot be read, is left out with the reason in
+    /// `unresolved`.
+    fn survey_checkout(
+        &self,
+        attrs: &[String],
+        marker: &str,
+        fetch: bool,
+    ) -> Result<Survey, NixpkgsError> {
+        let mut found = Survey::default();
+        let repo = self.repo()?;
+        if fetch && let Err(e) = self.fetch(&repo) {
+            tracing::warn!(error = %e, "fetching nixpkgs failed; using the last fetched state");
+            metrics::counter!("hydra_sentinel_nixpkgs_fetch_failures_total").increment(1);
         }
-        let Ok(tree) = GitTree::open(&repo, &self.base_ref()) else {
-            return found;
-        };
-        let Ok(index) = Index::build(&tree) else {
-            return found;
-        };
-        let Ok(directory) = MaintainerDirectory::load(&tree) else {
-            return found;
-        };
+        let tree = GitTree::open(&repo, &self.base_ref())?;
+        let index = Index::build(&tree)?;
+        let directory = MaintainerDirectory::load(&tree)?;
         for attr in attrs {
-            let Ok(located) = locate(&index, &tree, None, attr) else {
-                continue;
+            let located = match locate(&index, &tree, None, attr) {
+                Ok(located) => located,
+                Err(e) => {
+                    found.unresolved.insert(attr.clone(), e.to_string());
+                    continue;
+                }
             };
-            let Ok(Some(text)) = tree.read(&located.location.file) else {
-                continue;
+            let file = &located.location.file;
+            let text = match tree.read(file) {
+                Ok(Some(text)) => text,
+                Ok(None) => {
+                    found
+                        .unresolved
+                        .insert(attr.clone(), format!("{} is missing", file.display()));
+                    continue;
+                }
+                Err(e) => {
+                    found.unresolved.insert(attr.clone(), e.to_string());
+                    continue;
+                }
             };
-            let Ok(meta) = meta_maintainers(&text, &located.location.file, None) else {
-                continue;
-            };
-            let logins = directory.resolve(&meta).github_logins();
-            if !logins.is_empty() {
-                found.insert(attr.clone(), logins);
+            found.files.insert(
+                attr.clone(),
+                PackageFile {
+                    path: file.display().to_string(),
+                    marked: carries_marker(&text, marker),
+                },
+            );
+            match meta_maintainers(&text, file, None) {
+                Ok(meta) => {
+                    let logins = directory.resolve(&meta).github_logins();
+                    if !logins.is_empty() {
+                        found.maintainers.insert(attr.clone(), logins);
+                    }
+                }
+                Err(e) => {
+                    found.unresolved.insert(attr.clone(), e.to_string());
+                }
             }
         }
-        found
+        if !found.unresolved.is_empty() {
+            tracing::info!(
+                count = found.unresolved.len(),
+                examples = ?found.unresolved.iter().take(3).collect::<Vec<_>>(),
+                "attributes whose file or maintainers could not be read"
+            );
+            metrics::counter!("hydra_sentinel_unresolved_attrs_total")
+                .increment(found.unresolved.len() as u64);
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_marker;
+
+    const MARKER: &str = "# hydra-sentinel: do not mark broken";
+
+    #[test]
+    fn the_marker_counts_on_its_own_line_or_after_code() {
+        assert!(carries_marker(
+            "{ lib }:\n  # hydra-sentinel: do not mark broken\n{ }",
+            MARKER
+        ));
+        assert!(carries_marker(
+            "  meta.broken = false; # hydra-sentinel: do not mark broken, please\n",
+            MARKER
+        ));
+    }
+
+    #[test]
+    fn a_near_miss_or_an_empty_marker_is_no_opt_out() {
+        assert!(!carries_marker(
+            "# hydra-sentinel: do mark broken\n",
+            MARKER
+        ));
+        assert!(!carries_marker("# anything\n", "  "));
     }
 }

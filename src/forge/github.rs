@@ -1,27 +1,104 @@
 //! The real forge: GitHub's REST API through octocrab.
 //!
-//! octocrab supplies authentication, TLS and HTTP; we use its raw request
-//! methods so that every answer's status and rate-limit headers pass through
-//! one place ([`GitHub::send`]) that knows which requests may be repeated.
-//! octocrab's own retry layer is switched off: it would repeat a `POST` after
-//! a 5xx, which may duplicate an issue or a pull request.
+//! octocrab supplies TLS and HTTP; we use its raw request methods so that
+//! every answer's status and rate-limit headers pass through one place
+//! ([`GitHub::send`]) that knows which requests may be repeated. octocrab's
+//! own retry layer is left out: it would repeat a `POST` after a 5xx, which
+//! may duplicate an issue or a pull request.
+//!
+//! Identity: every request says who we are (`User-Agent:
+//! hydra-sentinel/<version> (+<contact>)`, GitHub requires a User-Agent and
+//! asks for the app's name or the owner's contact) and which API version we
+//! speak (`X-GitHub-Api-Version: 2022-11-28`: octocrab 0.54 sets it on every
+//! request it builds, from its `[package.metadata.github-api]
+//! request-headers`; the forge tests check it arrives, once). octocrab's default builder
+//! always sends `User-Agent: octocrab` and appends headers from
+//! `OctocrabBuilder::add_header` after it (its `ExtraHeaders` middleware
+//! extends the request's `HeaderMap`, which appends), so the request would
+//! carry two User-Agents; we assemble the service stack ourselves instead,
+//! as octocrab's `examples/custom_client.rs` does, with exactly our headers.
+//!
+//! Rate limits follow GitHub's "Rate limits for the REST API" page
+//! (apiVersion 2022-11-28, "Exceeding the rate limit"): a 403 or 429 with
+//! `retry-after` waits that many seconds; with `x-ratelimit-remaining: 0`
+//! until `x-ratelimit-reset`; otherwise at least a minute, then
+//! exponentially longer; and after a bounded number of tries it gives up
+//! with [`ForgeError::RateLimited`], which ends the cycle with that reason.
+//!
+//! Must never: log or return the token (it travels in a header marked
+//! sensitive), repeat a write that GitHub may have processed, or wait
+//! unboundedly.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue, USER_AGENT};
 use http_body_util::BodyExt;
-use octocrab::Octocrab;
-use octocrab::service::middleware::retry::RetryConfig;
+use octocrab::service::middleware::base_uri::BaseUriLayer;
+use octocrab::service::middleware::extra_headers::ExtraHeadersLayer;
+use octocrab::{AuthState, Octocrab, OctocrabBuilder};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 use url::Url;
 
-use super::{Comment, Forge, ForgeError, Issue, NewIssue, NewPull, PullRequest, Secret, State};
+use super::{
+    Comment, Forge, ForgeError, GHOST, Issue, NewIssue, NewPull, Permission, PullRequest, Secret,
+    State,
+};
 
 /// Most pages read when listing (100 items each).
 const MAX_PAGES: usize = 50;
+
+/// The User-Agent of every GitHub request: the program, its version, and
+/// how to reach whoever runs it (GitHub: "use your GitHub username, or the
+/// name of your application").
+pub fn user_agent(contact: Option<&str>) -> String {
+    // A header value: visible ASCII only, whatever the configuration says.
+    let contact: String = contact
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .collect();
+    match contact.trim() {
+        "" => format!("hydra-sentinel/{}", env!("CARGO_PKG_VERSION")),
+        contact => format!("hydra-sentinel/{} (+{contact})", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// How the client waits (rate limits, retries): the real clock, or in
+/// tests a recording, time-scaled one.
+#[derive(Clone)]
+pub struct Sleeper(Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>);
+
+impl Sleeper {
+    pub fn real() -> Sleeper {
+        Sleeper(Arc::new(|d| Box::pin(tokio::time::sleep(d))))
+    }
+
+    /// Record every wait asked for, and sleep it divided by `scale`.
+    pub fn recording(scale: u32) -> (Sleeper, Arc<Mutex<Vec<Duration>>>) {
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&waits);
+        let sleeper = Sleeper(Arc::new(move |d: Duration| {
+            seen.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+            Box::pin(tokio::time::sleep(d / scale.max(1))) as BoxFuture<'static, ()>
+        }));
+        (sleeper, waits)
+    }
+
+    async fn sleep(&self, wait: Duration) {
+        (self.0)(wait).await
+    }
+}
+
+impl std::fmt::Debug for Sleeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sleeper")
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct GitHubSettings {
@@ -30,9 +107,17 @@ pub struct GitHubSettings {
     /// `owner/name` of the repository acted on.
     pub repo: String,
     pub token: Secret,
-    /// Longest rate-limit wait ridden out inside one call; a longer one is
-    /// returned as [`ForgeError::RateLimited`] for the caller to come back later.
+    /// The `User-Agent` header (see [`user_agent`]).
+    pub user_agent: String,
+    /// Longest single rate-limit wait ridden out inside one call; a longer
+    /// one is returned as [`ForgeError::RateLimited`] at once.
     pub max_rate_limit_wait: Duration,
+    /// Rate-limited answers tolerated for one request; the last one ends it
+    /// with [`ForgeError::RateLimited`].
+    pub rate_limit_attempts: usize,
+    /// The first wait when GitHub says "rate limit" but not how long
+    /// (GitHub: "wait for at least one minute"); doubled on each repeat.
+    pub rate_limit_floor: Duration,
     /// Retries of reads after a 5xx or a transport error, with exponential
     /// backoff from `retry_base_delay`.
     pub read_retries: usize,
@@ -40,6 +125,7 @@ pub struct GitHubSettings {
     /// Least time between two writes: GitHub asks integrators to space
     /// content-creating requests to avoid secondary rate limits.
     pub min_write_interval: Duration,
+    pub sleeper: Sleeper,
 }
 
 impl GitHubSettings {
@@ -48,12 +134,16 @@ impl GitHubSettings {
             api_url,
             repo: repo.to_owned(),
             token,
+            user_agent: user_agent(None),
             // Below the service's watchdog: a longer wait ends the cycle and
             // the next one comes back.
             max_rate_limit_wait: Duration::from_secs(5 * 60),
+            rate_limit_attempts: 5,
+            rate_limit_floor: Duration::from_secs(60),
             read_retries: 4,
             retry_base_delay: Duration::from_millis(500),
             min_write_interval: Duration::from_secs(1),
+            sleeper: Sleeper::real(),
         }
     }
 }
@@ -64,6 +154,7 @@ pub struct GitHub {
     repo: String,
     settings: GitHubSettings,
     last_write: Mutex<Option<Instant>>,
+    permission: tokio::sync::OnceCell<Permission>,
 }
 
 impl std::fmt::Debug for GitHub {
@@ -92,6 +183,42 @@ impl Method {
     }
 }
 
+/// The HTTP client under octocrab, as its default builder makes it but for
+/// the headers: TLS (rustls with the system's roots), connect and read
+/// timeouts, HTTP/1.1, redirects followed; no retry layer, no trace layer
+/// (our own `send` logs each request).
+fn octocrab(api: &Url, headers: Vec<(HeaderName, HeaderValue)>) -> Result<Octocrab, ForgeError> {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider)
+        .map_err(|e| ForgeError::Settings(format!("no TLS roots for GitHub: {e}")))?
+        // Plain HTTP only for the loopback look-alike in tests.
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let mut connector = hyper_timeout::TimeoutConnector::new(connector);
+    connector.set_connect_timeout(Some(Duration::from_secs(30)));
+    connector.set_read_timeout(Some(Duration::from_secs(120)));
+    connector.set_write_timeout(Some(Duration::from_secs(120)));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector);
+    // GitHub answers 301/307 for renamed or transferred repositories.
+    let client = tower_http::follow_redirect::FollowRedirect::new(client);
+    let base: http::Uri = api
+        .as_str()
+        .parse()
+        .map_err(|e| ForgeError::Settings(format!("api_url {api}: {e}")))?;
+    OctocrabBuilder::new_empty()
+        .with_service(client)
+        .with_layer(&BaseUriLayer::new(base))
+        .with_layer(&ExtraHeadersLayer::new(Arc::new(headers)))
+        .with_auth(AuthState::None)
+        .build()
+        .map_err(|e| ForgeError::Settings(format!("cannot build the GitHub client: {e}")))
+}
+
 impl GitHub {
     /// Build the client. Must be called inside a tokio runtime.
     pub fn new(settings: GitHubSettings) -> Result<GitHub, ForgeError> {
@@ -105,21 +232,34 @@ impl GitHub {
         if !api.path().ends_with('/') {
             api.set_path(&format!("{}/", api.path()));
         }
-        let octo = Octocrab::builder()
-            .personal_token(settings.token.expose().to_owned())
-            .base_uri(api.as_str())
-            .map_err(|e| ForgeError::Settings(format!("api_url {}: {e}", api)))?
-            .add_retry_config(RetryConfig::None)
-            .set_connect_timeout(Some(Duration::from_secs(30)))
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .build()
-            .map_err(|e| ForgeError::Settings(format!("cannot build the GitHub client: {e}")))?;
+        let mut authorization =
+            HeaderValue::from_str(&format!("Bearer {}", settings.token.expose())).map_err(
+                |_| ForgeError::Settings("the token is not a valid header value".into()),
+            )?;
+        // Kept out of octocrab's and hyper's debug output.
+        authorization.set_sensitive(true);
+        let user_agent = HeaderValue::from_str(&settings.user_agent).map_err(|_| {
+            ForgeError::Settings(format!(
+                "User-Agent {:?} is not a valid header value",
+                settings.user_agent
+            ))
+        })?;
+        let headers = vec![
+            (USER_AGENT, user_agent),
+            (
+                http::header::ACCEPT,
+                HeaderValue::from_static("application/vnd.github+json"),
+            ),
+            (AUTHORIZATION, authorization),
+        ];
+        let octo = octocrab(&api, headers)?;
         Ok(GitHub {
             octo,
             repo: settings.repo.clone(),
             api,
             settings,
             last_write: Mutex::new(None),
+            permission: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -149,6 +289,7 @@ impl GitHub {
             url.query_pairs_mut().extend_pairs(query);
         }
         let mut attempt = 0;
+        let mut limited = 0;
         loop {
             attempt += 1;
             if method != Method::Get {
@@ -165,7 +306,7 @@ impl GitHub {
                 Err(e) => {
                     if method == Method::Get && attempt <= self.settings.read_retries {
                         tracing::warn!(path, error = %e, "GitHub read failed; retrying");
-                        tokio::time::sleep(self.backoff(attempt)).await;
+                        self.settings.sleeper.sleep(self.backoff(attempt)).await;
                         continue;
                     }
                     return Err(ForgeError::Transport {
@@ -176,41 +317,51 @@ impl GitHub {
                 }
             };
             let status = response.status().as_u16();
-            let mut wait = rate_limit_wait(status, response.headers());
+            let headers = response.headers().clone();
             let bytes = response
                 .into_body()
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            if wait.is_none()
-                && status == 403
-                && String::from_utf8_lossy(&bytes)
-                    .to_ascii_lowercase()
-                    .contains("rate limit")
-            {
-                wait = Some(Duration::from_secs(60));
-            }
             if (200..300).contains(&status) {
                 return Ok(bytes);
             }
-            if let Some(wait) = wait {
-                if wait > self.settings.max_rate_limit_wait {
+            if let Some(limit) =
+                rate_limit(status, &headers, &bytes, chrono::Utc::now().timestamp())
+            {
+                limited += 1;
+                let wait = limit.wait.unwrap_or_else(|| {
+                    self.settings
+                        .rate_limit_floor
+                        .saturating_mul(1 << (limited - 1).min(10))
+                });
+                if limited >= self.settings.rate_limit_attempts
+                    || wait > self.settings.max_rate_limit_wait
+                {
                     return Err(ForgeError::RateLimited {
                         method: method.name(),
                         path: path.to_owned(),
+                        attempts: attempt,
                         wait,
+                        reason: limit.reason,
                     });
                 }
                 // A rate-limited request was not processed: repeating it,
                 // even a create, cannot duplicate anything.
-                tracing::warn!(path, ?wait, status, "GitHub rate limit; waiting");
-                tokio::time::sleep(wait).await;
+                tracing::warn!(
+                    path,
+                    ?wait,
+                    status,
+                    reason = limit.reason,
+                    "GitHub rate limit; waiting"
+                );
+                self.settings.sleeper.sleep(wait).await;
                 continue;
             }
             if status >= 500 && method == Method::Get && attempt <= self.settings.read_retries {
                 tracing::warn!(path, status, "GitHub server error on a read; retrying");
-                tokio::time::sleep(self.backoff(attempt)).await;
+                self.settings.sleeper.sleep(self.backoff(attempt)).await;
                 continue;
             }
             let message = serde_json::from_slice::<Value>(&bytes)
@@ -279,10 +430,54 @@ impl GitHub {
             pages: MAX_PAGES,
         })
     }
+
+    /// Add labels to issue or pull request `number` where they stick. A
+    /// refusal is logged, never returned: the item exists either way.
+    /// Returns the item's labels afterwards, when GitHub told us.
+    async fn label(&self, number: u64, labels: &[String]) -> Option<Vec<String>> {
+        if labels.is_empty() {
+            return None;
+        }
+        match self.permission().await {
+            Ok(permission) if permission.may_label() => {}
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(number, error = %e, "cannot learn the token's role; #{number} stays unlabelled");
+                return None;
+            }
+        }
+        match self
+            .json::<Vec<GhLabel>>(
+                Method::Post,
+                &self.repo_path(&format!("issues/{number}/labels")),
+                &[],
+                Some(&json!({"labels": labels})),
+            )
+            .await
+        {
+            Ok(now) => Some(now.into_iter().map(|l| l.name).collect()),
+            Err(e) => {
+                tracing::warn!(number, error = %e, "could not label #{number}; it stays unlabelled");
+                None
+            }
+        }
+    }
 }
 
-/// How long GitHub asks us to wait, if this answer is a rate limit.
-fn rate_limit_wait(status: u16, headers: &http::HeaderMap) -> Option<Duration> {
+/// A rate-limited answer: how long GitHub asks us to wait, if it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Limited {
+    wait: Option<Duration>,
+    reason: &'static str,
+}
+
+/// Whether this answer is a rate limit, after GitHub's "Exceeding the rate
+/// limit": only 403 and 429 can be; `retry-after` wins, then an exhausted
+/// primary quota (`x-ratelimit-remaining: 0`, until `x-ratelimit-reset`,
+/// Unix seconds); a 429, or a 403 whose message says "rate limit" (the
+/// secondary limits), without either header leaves the wait to us. Any
+/// other 403 is a real "no".
+fn rate_limit(status: u16, headers: &http::HeaderMap, body: &[u8], now: i64) -> Option<Limited> {
     if status != 403 && status != 429 {
         return None;
     }
@@ -293,21 +488,85 @@ fn rate_limit_wait(status: u16, headers: &http::HeaderMap) -> Option<Duration> {
             .map(str::trim)
     };
     if let Some(secs) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(Duration::from_secs(secs));
+        return Some(Limited {
+            wait: Some(Duration::from_secs(secs)),
+            reason: "secondary rate limit, retry-after",
+        });
     }
     if header("x-ratelimit-remaining") == Some("0") {
-        let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok())?;
-        let now = chrono::Utc::now().timestamp();
-        return Some(Duration::from_secs((reset - now).max(1) as u64));
+        let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok());
+        return Some(Limited {
+            // At least a second: a reset in the past is a clock skew.
+            wait: reset.map(|r| Duration::from_secs((r - now).max(1) as u64)),
+            reason: if reset.is_some() {
+                "primary rate limit, until x-ratelimit-reset"
+            } else {
+                "primary rate limit, no reset given"
+            },
+        });
     }
-    // A 429 without headers is still a rate limit, and so is a 403 whose
-    // message says so (secondary limits); any other 403 is a real "no".
-    (status == 429).then(|| Duration::from_secs(60))
+    if status == 429 {
+        return Some(Limited {
+            wait: None,
+            reason: "429 without retry-after",
+        });
+    }
+    let message = String::from_utf8_lossy(body).to_ascii_lowercase();
+    message.contains("rate limit").then_some(Limited {
+        wait: None,
+        reason: "secondary rate limit without retry-after",
+    })
 }
 
 #[derive(Deserialize)]
 struct GhUser {
     login: String,
+}
+
+/// The author of an item: `user` is `null` for a deleted account, which
+/// github.com shows as "ghost"; such an item must not break a listing.
+fn author(user: Option<GhUser>) -> String {
+    user.map_or_else(|| GHOST.to_owned(), |u| u.login)
+}
+
+#[derive(Deserialize, Default)]
+struct GhPermissions {
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    maintain: bool,
+    #[serde(default)]
+    push: bool,
+    #[serde(default)]
+    triage: bool,
+    #[serde(default)]
+    pull: bool,
+}
+
+#[derive(Deserialize)]
+struct GhRepo {
+    /// Only for a token that can see it; fine-grained tokens and apps get
+    /// none, and are treated as knowing nothing.
+    #[serde(default)]
+    permissions: Option<GhPermissions>,
+}
+
+impl From<GhPermissions> for Permission {
+    fn from(p: GhPermissions) -> Permission {
+        if p.admin {
+            Permission::Admin
+        } else if p.maintain {
+            Permission::Maintain
+        } else if p.push {
+            Permission::Push
+        } else if p.triage {
+            Permission::Triage
+        } else if p.pull {
+            Permission::Pull
+        } else {
+            Permission::None
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -324,7 +583,8 @@ struct GhIssue {
     state: State,
     #[serde(default)]
     labels: Vec<GhLabel>,
-    user: GhUser,
+    #[serde(default)]
+    user: Option<GhUser>,
     html_url: String,
     #[serde(default)]
     pull_request: Option<IgnoredAny>,
@@ -338,7 +598,7 @@ impl From<GhIssue> for Issue {
             body: i.body.unwrap_or_default(),
             state: i.state,
             labels: i.labels.into_iter().map(|l| l.name).collect(),
-            author: i.user.login,
+            author: author(i.user),
             url: i.html_url,
             is_pull_request: i.pull_request.is_some(),
         }
@@ -350,7 +610,8 @@ struct GhComment {
     id: u64,
     #[serde(default)]
     body: Option<String>,
-    user: GhUser,
+    #[serde(default)]
+    user: Option<GhUser>,
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -358,7 +619,7 @@ impl From<GhComment> for Comment {
     fn from(c: GhComment) -> Comment {
         Comment {
             id: c.id,
-            author: c.user.login,
+            author: author(c.user),
             body: c.body.unwrap_or_default(),
             created_at: c.created_at.timestamp(),
         }
@@ -380,8 +641,11 @@ struct GhPull {
     #[serde(default)]
     merged_at: Option<String>,
     head: GhRef,
-    user: GhUser,
+    #[serde(default)]
+    user: Option<GhUser>,
     html_url: String,
+    #[serde(default)]
+    labels: Vec<GhLabel>,
 }
 
 impl From<GhPull> for PullRequest {
@@ -393,8 +657,9 @@ impl From<GhPull> for PullRequest {
             state: p.state,
             merged: p.merged_at.is_some(),
             head: p.head.label,
-            author: p.user.login,
+            author: author(p.user),
             url: p.html_url,
+            labels: p.labels.into_iter().map(|l| l.name).collect(),
         }
     }
 }
@@ -410,18 +675,34 @@ impl Forge for GitHub {
         Ok(user.login)
     }
 
-    async fn issues_by(&self, creator: &str) -> Result<Vec<Issue>, ForgeError> {
+    async fn permission(&self) -> Result<Permission, ForgeError> {
+        self.permission
+            .get_or_try_init(|| async {
+                let repo: GhRepo = self
+                    .json(Method::Get, &format!("repos/{}", self.repo), &[], None)
+                    .await?;
+                let permission = repo.permissions.map_or(Permission::None, Permission::from);
+                tracing::info!(
+                    repo = self.repo,
+                    permission = permission.as_str(),
+                    labels = permission.may_label(),
+                    "the token's role on the repository"
+                );
+                Ok(permission)
+            })
+            .await
+            .copied()
+    }
+
+    async fn items_by(&self, creator: &str) -> Result<Vec<Issue>, ForgeError> {
+        // The issues endpoint lists pull requests too (with `pull_request`).
         let issues: Vec<GhIssue> = self
             .pages(
                 &self.repo_path("issues"),
                 &[("creator", creator), ("state", "all")],
             )
             .await?;
-        Ok(issues
-            .into_iter()
-            .map(Issue::from)
-            .filter(|i| !i.is_pull_request)
-            .collect())
+        Ok(issues.into_iter().map(Issue::from).collect())
     }
 
     async fn issue(&self, number: u64) -> Result<Issue, ForgeError> {
@@ -437,11 +718,19 @@ impl Forge for GitHub {
     }
 
     async fn create_issue(&self, issue: &NewIssue) -> Result<Issue, ForgeError> {
-        let body = json!({"title": issue.title, "body": issue.body, "labels": issue.labels});
-        let created: GhIssue = self
-            .json(Method::Post, &self.repo_path("issues"), &[], Some(&body))
-            .await?;
-        Ok(created.into())
+        // Labels are never sent with the create: GitHub drops them silently
+        // for a token without push access, and refuses the whole create
+        // (403 "You do not have permission to create labels on this
+        // repository") when one does not exist yet. They are added after.
+        let body = json!({"title": issue.title, "body": issue.body});
+        let mut created: Issue = self
+            .json::<GhIssue>(Method::Post, &self.repo_path("issues"), &[], Some(&body))
+            .await?
+            .into();
+        if let Some(labels) = self.label(created.number, &issue.labels).await {
+            created.labels = labels;
+        }
+        Ok(created)
     }
 
     async fn edit_issue(
@@ -522,24 +811,13 @@ impl Forge for GitHub {
     ) -> Result<PullRequest, ForgeError> {
         let body = json!({"title": pull.title, "head": pull.head, "base": pull.base, "body": pull.body,
                           "maintainer_can_modify": true});
-        let created: PullRequest = self
+        let mut created: PullRequest = self
             .json::<GhPull>(Method::Post, &self.repo_path("pulls"), &[], Some(&body))
             .await?
             .into();
-        if !labels.is_empty() {
-            // Labels are for people; a token without triage rights cannot
-            // set them, and the pull request exists either way.
-            if let Err(e) = self
-                .send(
-                    Method::Post,
-                    &self.repo_path(&format!("issues/{}/labels", created.number)),
-                    &[],
-                    Some(&json!({"labels": labels})),
-                )
-                .await
-            {
-                tracing::warn!(pull = created.number, error = %e, "could not label a pull request");
-            }
+        // The pull request exists whatever happens to its labels.
+        if let Some(labels) = self.label(created.number, labels).await {
+            created.labels = labels;
         }
         Ok(created)
     }
@@ -568,5 +846,103 @@ impl Forge for GitHub {
             )
             .await?;
         Ok(found.items.into_iter().map(Issue::from).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, v.parse().unwrap());
+        }
+        map
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn only_a_403_or_429_can_be_a_rate_limit() {
+        let exhausted = headers(&[("x-ratelimit-remaining", "0"), ("retry-after", "5")]);
+        for status in [200, 404, 422, 500] {
+            assert_eq!(
+                rate_limit(status, &exhausted, b"rate limit", NOW),
+                None,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_over_the_primary_reset() {
+        let h = headers(&[
+            ("retry-after", "7"),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &(NOW + 600).to_string()),
+        ]);
+        let limit = rate_limit(403, &h, b"", NOW).expect("a limit");
+        assert_eq!(limit.wait, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn an_exhausted_quota_waits_until_its_reset_or_names_no_wait() {
+        let reset = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &(NOW + 600).to_string()),
+        ]);
+        assert_eq!(
+            rate_limit(403, &reset, b"", NOW).unwrap().wait,
+            Some(Duration::from_secs(600))
+        );
+        let past = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &(NOW - 5).to_string()),
+        ]);
+        assert_eq!(
+            rate_limit(429, &past, b"", NOW).unwrap().wait,
+            Some(Duration::from_secs(1)),
+            "a reset in the past is clock skew: a second"
+        );
+        let bare = headers(&[("x-ratelimit-remaining", "0")]);
+        let limit = rate_limit(403, &bare, b"", NOW).unwrap();
+        assert_eq!(limit.wait, None);
+        assert!(limit.reason.contains("primary"), "{}", limit.reason);
+    }
+
+    #[test]
+    fn a_plain_403_is_a_refusal_unless_its_message_says_rate_limit() {
+        let none = http::HeaderMap::new();
+        assert_eq!(
+            rate_limit(
+                403,
+                &none,
+                br#"{"message":"You do not have permission to create labels on this repository."}"#,
+                NOW
+            ),
+            None
+        );
+        let secondary = rate_limit(
+            403,
+            &none,
+            br#"{"message":"You have exceeded a secondary rate limit."}"#,
+            NOW,
+        )
+        .expect("a secondary limit");
+        assert_eq!(secondary.wait, None);
+        assert_eq!(rate_limit(429, &none, b"", NOW).unwrap().wait, None);
+    }
+
+    #[test]
+    fn the_user_agent_keeps_only_what_a_header_may_carry() {
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(user_agent(None), format!("hydra-sentinel/{version}"));
+        assert_eq!(user_agent(Some("  ")), format!("hydra-sentinel/{version}"));
+        assert_eq!(
+            user_agent(Some("ops@example.org\r\nX-Evil: 1")),
+            format!("hydra-sentinel/{version} (+ops@example.orgX-Evil: 1)")
+        );
+        assert!(HeaderValue::from_str(&user_agent(Some("wörld\u{7}"))).is_ok());
     }
 }

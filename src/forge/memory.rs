@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{Comment, Forge, ForgeError, Issue, NewIssue, NewPull, PullRequest, State};
+use super::{Comment, Forge, ForgeError, Issue, NewIssue, NewPull, Permission, PullRequest, State};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -16,6 +16,7 @@ struct Inner {
     comments: BTreeMap<u64, Vec<Comment>>,
     calls: Vec<String>,
     now: i64,
+    permission: Option<Permission>,
 }
 
 #[derive(Debug)]
@@ -100,9 +101,46 @@ impl MemoryForge {
                 head: format!("{author}:patch-{number}"),
                 author: author.to_owned(),
                 url: format!("https://github.invalid/pull/{number}"),
+                labels: Vec::new(),
             },
         );
         number
+    }
+
+    /// The token's role (triage unless set): labels stick from triage up.
+    pub fn set_permission(&self, permission: Permission) {
+        self.inner().permission = Some(permission);
+    }
+
+    fn may_label(&self) -> bool {
+        self.inner()
+            .permission
+            .unwrap_or(Permission::Triage)
+            .may_label()
+    }
+
+    /// A human with triage rights labels an issue or pull request.
+    pub fn human_labels(&self, number: u64, label: &str) {
+        let mut inner = self.inner();
+        if let Some(issue) = inner.issues.get_mut(&number) {
+            issue.labels.push(label.to_owned());
+        }
+        if let Some(pull) = inner.pulls.get_mut(&number) {
+            pull.labels.push(label.to_owned());
+        }
+    }
+}
+
+fn as_issue(p: &PullRequest) -> Issue {
+    Issue {
+        number: p.number,
+        title: p.title.clone(),
+        body: p.body.clone(),
+        state: p.state,
+        labels: p.labels.clone(),
+        author: p.author.clone(),
+        url: p.url.clone(),
+        is_pull_request: true,
     }
 }
 
@@ -111,14 +149,21 @@ impl Forge for MemoryForge {
         Ok(self.login.clone())
     }
 
-    async fn issues_by(&self, creator: &str) -> Result<Vec<Issue>, ForgeError> {
-        Ok(self
-            .inner()
+    async fn permission(&self) -> Result<Permission, ForgeError> {
+        Ok(self.inner().permission.unwrap_or(Permission::Triage))
+    }
+
+    async fn items_by(&self, creator: &str) -> Result<Vec<Issue>, ForgeError> {
+        let inner = self.inner();
+        let mut items: Vec<Issue> = inner
             .issues
             .values()
-            .filter(|i| i.author == creator)
             .cloned()
-            .collect())
+            .chain(inner.pulls.values().map(as_issue))
+            .filter(|i| i.author == creator)
+            .collect();
+        items.sort_by_key(|i| i.number);
+        Ok(items)
     }
 
     async fn issue(&self, number: u64) -> Result<Issue, ForgeError> {
@@ -133,6 +178,11 @@ impl Forge for MemoryForge {
     }
 
     async fn create_issue(&self, new: &NewIssue) -> Result<Issue, ForgeError> {
+        let labels = if self.may_label() {
+            new.labels.clone()
+        } else {
+            Vec::new()
+        };
         let mut inner = self.inner();
         let number = inner.next_number;
         inner.next_number += 1;
@@ -141,7 +191,7 @@ impl Forge for MemoryForge {
             title: new.title.clone(),
             body: new.body.clone(),
             state: State::Open,
-            labels: new.labels.clone(),
+            labels,
             author: self.login.clone(),
             url: format!("https://github.invalid/issues/{number}"),
             is_pull_request: false,
@@ -218,8 +268,13 @@ impl Forge for MemoryForge {
     async fn create_pull(
         &self,
         new: &NewPull,
-        _labels: &[String],
+        labels: &[String],
     ) -> Result<PullRequest, ForgeError> {
+        let labels = if self.may_label() {
+            labels.to_vec()
+        } else {
+            Vec::new()
+        };
         let mut inner = self.inner();
         let number = inner.next_number;
         inner.next_number += 1;
@@ -232,6 +287,7 @@ impl Forge for MemoryForge {
             head: new.head.clone(),
             author: self.login.clone(),
             url: format!("https://github.invalid/pull/{number}"),
+            labels,
         };
         inner.pulls.insert(number, pull.clone());
         inner.calls.push(format!("create_pull #{number}"));
@@ -256,16 +312,7 @@ impl Forge for MemoryForge {
             .pulls
             .values()
             .filter(|p| p.state == State::Open && p.title.contains(text))
-            .map(|p| Issue {
-                number: p.number,
-                title: p.title.clone(),
-                body: p.body.clone(),
-                state: p.state,
-                labels: Vec::new(),
-                author: p.author.clone(),
-                url: p.url.clone(),
-                is_pull_request: true,
-            })
+            .map(as_issue)
             .collect())
     }
 }

@@ -14,11 +14,16 @@
 //! What is safe to retry: reads, and any request GitHub answered with a rate
 //! limit (403/429 with `Retry-After` or an exhausted `x-ratelimit-remaining`):
 //! such a request was not processed.
+//!
+//! Labels are for people, never for finding our own work (hidden markers and
+//! branch names do that): a forge applies them only where they stick — the
+//! token holds triage rights or more on the repository ([`Permission`]) —
+//! and a refused label never fails the issue or pull request it was for.
 
 mod github;
 mod memory;
 
-pub use github::{GitHub, GitHubSettings};
+pub use github::{GitHub, GitHubSettings, Sleeper, user_agent};
 pub use memory::MemoryForge;
 
 use std::fmt;
@@ -95,11 +100,18 @@ pub enum ForgeError {
         status: u16,
         message: String,
     },
-    #[error("{method} {path} is rate-limited for {wait:?} more, longer than we wait")]
+    #[error(
+        "{method} {path} is still rate-limited after {attempts} attempts ({reason}); GitHub asks for {wait:?} more"
+    )]
     RateLimited {
         method: &'static str,
         path: String,
+        /// Requests sent, the last one included.
+        attempts: usize,
+        /// The wait GitHub asked for last.
         wait: Duration,
+        /// Which limit: `primary`, `secondary`, ...
+        reason: &'static str,
     },
     #[error("{method} {path} returned JSON we could not read")]
     Decode {
@@ -127,6 +139,59 @@ impl ForgeError {
         }
     }
 }
+
+/// The token's role on the repository, weakest first (GitHub's
+/// `permissions` object of `GET /repos/{owner}/{repo}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    /// Nothing known (fine-grained tokens and apps get no `permissions` object).
+    None,
+    Pull,
+    Triage,
+    Push,
+    Maintain,
+    Admin,
+}
+
+impl Permission {
+    /// Whether labels the bot adds stick: applying labels to issues and pull
+    /// requests needs triage or more. (Creating a label that does not exist
+    /// yet needs write access; a triager's refused label is only a warning.)
+    pub fn may_label(self) -> bool {
+        self >= Permission::Triage
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::None => "none",
+            Permission::Pull => "pull",
+            Permission::Triage => "triage",
+            Permission::Push => "push",
+            Permission::Maintain => "maintain",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Permission {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Permission::None,
+            Permission::Pull,
+            Permission::Triage,
+            Permission::Push,
+            Permission::Maintain,
+            Permission::Admin,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+        .ok_or_else(|| format!("unknown permission {s:?}"))
+    }
+}
+
+/// The login GitHub shows for a deleted account (its items keep `user: null`).
+pub const GHOST: &str = "ghost";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -168,12 +233,14 @@ pub struct PullRequest {
     pub head: String,
     pub author: String,
     pub url: String,
+    pub labels: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewIssue {
     pub title: String,
     pub body: String,
+    /// Applied only where they stick (see the module documentation).
     pub labels: Vec<String>,
 }
 
@@ -191,11 +258,22 @@ pub struct NewPull {
 pub trait Forge {
     /// The login the token belongs to: the bot's own name, to find its own work.
     async fn whoami(&self) -> Result<String, ForgeError>;
-    /// Issues (not pull requests) opened by `creator`, any state. Labels are
-    /// not trusted to find them: GitHub drops labels a token may not set,
-    /// and anyone with triage rights can remove one; callers match the
-    /// hidden markers in the bodies instead.
-    async fn issues_by(&self, creator: &str) -> Result<Vec<Issue>, ForgeError>;
+    /// The token's role on the repository (learned once per client).
+    async fn permission(&self) -> Result<Permission, ForgeError>;
+    /// Issues and pull requests opened by `creator`, any state, with their
+    /// labels. Labels are not trusted to find them: GitHub drops labels a
+    /// token may not set, and anyone with triage rights can remove one;
+    /// callers match the hidden markers in the bodies instead.
+    async fn items_by(&self, creator: &str) -> Result<Vec<Issue>, ForgeError>;
+    /// Issues (not pull requests) opened by `creator`, any state.
+    async fn issues_by(&self, creator: &str) -> Result<Vec<Issue>, ForgeError> {
+        Ok(self
+            .items_by(creator)
+            .await?
+            .into_iter()
+            .filter(|i| !i.is_pull_request)
+            .collect())
+    }
     async fn issue(&self, number: u64) -> Result<Issue, ForgeError>;
     async fn create_issue(&self, issue: &NewIssue) -> Result<Issue, ForgeError>;
     async fn edit_issue(

@@ -1,7 +1,17 @@
 //! A GitHub look-alike on loopback: a stateful REST server for the handful
 //! of endpoints hydra-sentinel uses, in GitHub's JSON shapes, with the
 //! faults that matter for acting exactly once (5xx, a create that succeeds
-//! but answers 500, primary and secondary rate limits).
+//! but answers 500, primary and secondary rate limits in each of GitHub's
+//! shapes), the token's role on the repository and what it means for
+//! labels, and items by deleted accounts (`"user": null`).
+//!
+//! Labels, as GitHub's REST reference ("Create an issue": "Only users with
+//! push access can set labels for new issues. Labels are silently dropped
+//! otherwise.") and reports of its behaviour have it: a create by a token
+//! without push access drops existing labels silently but is refused whole
+//! (403 "You do not have permission to create labels on this repository.")
+//! when a label does not exist yet; adding labels afterwards needs triage,
+//! and creating a missing one that way needs push.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +33,13 @@ pub enum GitHubFault {
     /// Wait this long, then do the work and answer normally (a slow GitHub,
     /// or time for a test to kill the client mid-request).
     Delay(std::time::Duration),
+    /// A primary rate limit: 403, `x-ratelimit-remaining: 0`, and
+    /// `x-ratelimit-reset` this many seconds from now when given.
+    PrimaryRateLimit { reset_in_secs: Option<u64> },
+    /// A secondary rate limit that names no wait: 403 and a message.
+    SecondaryRateLimitWithoutHeaders,
+    /// 429 Too Many Requests, with `Retry-After` when given.
+    TooManyRequests { retry_after_secs: Option<u64> },
 }
 
 /// A request as the server saw it. The Authorization header is reduced to
@@ -35,6 +52,11 @@ pub struct GitHubRequest {
     pub authorized: bool,
     /// When it arrived (to measure the client's waits between attempts).
     pub at: std::time::Instant,
+    pub user_agent: Option<String>,
+    /// `X-GitHub-Api-Version`.
+    pub api_version: Option<String>,
+    /// The status answered.
+    pub status: u16,
 }
 
 impl GitHubRequest {
@@ -44,6 +66,9 @@ impl GitHubRequest {
     }
 }
 
+/// Authors by this name are served as `"user": null` (a deleted account).
+const DELETED: &str = "";
+
 #[derive(Debug, Clone)]
 struct Item {
     number: u64,
@@ -51,6 +76,7 @@ struct Item {
     body: String,
     state: String,
     labels: Vec<String>,
+    /// [`DELETED`] for a deleted account.
     author: String,
     pull: Option<PullPart>,
 }
@@ -81,6 +107,42 @@ struct State {
     comments: BTreeMap<u64, Vec<StoredComment>>,
     faults: Vec<(String, String, GitHubFault)>,
     requests: Vec<GitHubRequest>,
+    /// The token's role: `pull`, `triage`, `push`, `maintain` or `admin`.
+    role: String,
+    /// Labels that exist in the repository.
+    repo_labels: Vec<String>,
+}
+
+fn rank(role: &str) -> u8 {
+    match role {
+        "admin" => 5,
+        "maintain" => 4,
+        "push" => 3,
+        "triage" => 2,
+        "pull" => 1,
+        _ => 0,
+    }
+}
+
+impl State {
+    fn at_least(&self, role: &str) -> bool {
+        rank(&self.role) >= rank(role)
+    }
+
+    fn label_exists(&self, label: &str) -> bool {
+        self.repo_labels
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(label))
+    }
+}
+
+fn cannot_create_labels() -> Answer {
+    (
+        403,
+        vec![],
+        json!({"message": "You do not have permission to create labels on this repository.",
+               "errors": [{"resource": "Repository", "field": "label", "code": "unauthorized"}]}),
+    )
 }
 
 /// A running GitHub look-alike. Stops when dropped.
@@ -98,6 +160,8 @@ impl FakeGitHub {
             repo: repo.to_owned(),
             next_number: 1,
             next_comment: 1,
+            // What a bot working from a fork has on nixpkgs.
+            role: "pull".into(),
             ..State::default()
         }));
         let shared = Arc::clone(&state);
@@ -137,6 +201,56 @@ impl FakeGitHub {
             .filter(|r| r.method == method && r.path() == path)
             .cloned()
             .collect()
+    }
+
+    /// The bot token's role on the repository (`pull` until set).
+    pub fn set_role(&self, role: &str) {
+        assert!(rank(role) > 0, "unknown role {role:?}");
+        self.state().role = role.to_owned();
+    }
+
+    /// A label that exists in the repository.
+    pub fn create_label(&self, name: &str) {
+        self.state().repo_labels.push(name.to_owned());
+    }
+
+    /// Labels of an issue or pull request.
+    pub fn labels_of(&self, number: u64) -> Vec<String> {
+        self.state()
+            .items
+            .get(&number)
+            .map(|i| i.labels.clone())
+            .unwrap_or_default()
+    }
+
+    /// A human with triage rights labels an issue or pull request.
+    pub fn human_labels(&self, number: u64, label: &str) {
+        let mut state = self.state();
+        if !state.label_exists(label) {
+            state.repo_labels.push(label.to_owned());
+        }
+        if let Some(item) = state.items.get_mut(&number)
+            && !item.labels.iter().any(|l| l == label)
+        {
+            item.labels.push(label.to_owned());
+        }
+    }
+
+    pub fn human_unlabels(&self, number: u64, label: &str) {
+        if let Some(item) = self.state().items.get_mut(&number) {
+            item.labels.retain(|l| l != label);
+        }
+    }
+
+    /// A comment whose author's account was deleted since (`"user": null`).
+    pub fn ghost_comments(&self, number: u64, body: &str) {
+        self.human_comments(number, DELETED, body);
+    }
+
+    /// An open pull request by an account deleted since (`"user": null`),
+    /// found by searches as any other.
+    pub fn ghost_opens_pull(&self, title: &str) -> u64 {
+        self.human_opens_pull(DELETED, title)
     }
 
     /// Issues and pull requests as (number, title, state, is_pull).
@@ -259,7 +373,18 @@ fn handle(state: &mut State, request: &Request) -> Answer {
         body: String::from_utf8_lossy(&request.body).into_owned(),
         authorized,
         at: std::time::Instant::now(),
+        user_agent: request.headers.get("user-agent").cloned(),
+        api_version: request.headers.get("x-github-api-version").cloned(),
+        status: 0,
     });
+    let answer = answer(state, request, authorized);
+    if let Some(seen) = state.requests.last_mut() {
+        seen.status = answer.0;
+    }
+    answer
+}
+
+fn answer(state: &mut State, request: &Request, authorized: bool) -> Answer {
     if !authorized {
         return (401, vec![], json!({"message": "Bad credentials"}));
     }
@@ -278,6 +403,35 @@ fn handle(state: &mut State, request: &Request) -> Answer {
                 vec![("Retry-After", retry_after_secs.to_string())],
                 json!({"message": "You have exceeded a secondary rate limit."}),
             );
+        }
+        Some(GitHubFault::PrimaryRateLimit { reset_in_secs }) => {
+            let mut headers = vec![
+                ("x-ratelimit-limit", "5000".to_owned()),
+                ("x-ratelimit-remaining", "0".to_owned()),
+                ("x-ratelimit-used", "5000".to_owned()),
+            ];
+            if let Some(secs) = reset_in_secs {
+                let reset = chrono::Utc::now().timestamp() + secs as i64;
+                headers.push(("x-ratelimit-reset", reset.to_string()));
+            }
+            return (
+                403,
+                headers,
+                json!({"message": "API rate limit exceeded for user ID 1."}),
+            );
+        }
+        Some(GitHubFault::SecondaryRateLimitWithoutHeaders) => {
+            return (
+                403,
+                vec![],
+                json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
+            );
+        }
+        Some(GitHubFault::TooManyRequests { retry_after_secs }) => {
+            let headers = retry_after_secs
+                .map(|s| vec![("Retry-After", s.to_string())])
+                .unwrap_or_default();
+            return (429, headers, json!({"message": "Too Many Requests"}));
         }
         Some(GitHubFault::SucceedThen500) => {
             let _ = route(state, request);
@@ -299,6 +453,22 @@ fn route(state: &mut State, request: &Request) -> Answer {
     let path = request.path().to_owned();
     if request.method == "GET" && path == "/user" {
         return (200, vec![], json!({"login": state.login, "id": 1}));
+    }
+    if request.method == "GET" && path == format!("/repos/{}", state.repo) {
+        return (
+            200,
+            vec![],
+            json!({
+                "full_name": state.repo,
+                "permissions": {
+                    "admin": state.at_least("admin"),
+                    "maintain": state.at_least("maintain"),
+                    "push": state.at_least("push"),
+                    "triage": state.at_least("triage"),
+                    "pull": state.at_least("pull"),
+                },
+            }),
+        );
     }
     if request.method == "GET" && path == "/search/issues" {
         let q = query.get("q").cloned().unwrap_or_default();
@@ -340,6 +510,20 @@ fn route(state: &mut State, request: &Request) -> Answer {
             (200, vec![], Value::Array(items))
         }
         ("POST", ["issues"]) => {
+            let asked = labels(&body["labels"]);
+            let labels = if state.at_least("push") {
+                for label in &asked {
+                    if !state.label_exists(label) {
+                        state.repo_labels.push(label.clone());
+                    }
+                }
+                asked
+            } else if asked.iter().all(|l| state.label_exists(l)) {
+                // "Labels are silently dropped otherwise."
+                Vec::new()
+            } else {
+                return cannot_create_labels();
+            };
             let number = state.next_number;
             state.next_number += 1;
             let item = Item {
@@ -347,7 +531,7 @@ fn route(state: &mut State, request: &Request) -> Answer {
                 title: body["title"].as_str().unwrap_or_default().to_owned(),
                 body: body["body"].as_str().unwrap_or_default().to_owned(),
                 state: "open".into(),
-                labels: labels(&body["labels"]),
+                labels,
                 author: state.login.clone(),
                 pull: None,
             };
@@ -412,9 +596,25 @@ fn route(state: &mut State, request: &Request) -> Answer {
             (200, vec![], Value::Array(comments))
         }
         ("POST", ["issues", n, "labels"]) => {
+            let asked = labels(&body["labels"]);
+            if !state.at_least("triage") {
+                return (
+                    403,
+                    vec![],
+                    json!({"message": "Resource not accessible by personal access token"}),
+                );
+            }
+            if !state.at_least("push") && !asked.iter().all(|l| state.label_exists(l)) {
+                return cannot_create_labels();
+            }
+            for label in &asked {
+                if !state.label_exists(label) {
+                    state.repo_labels.push(label.clone());
+                }
+            }
             match number(n).and_then(|n| state.items.get_mut(&n)) {
                 Some(item) => {
-                    for label in labels(&body["labels"]) {
+                    for label in asked {
                         if !item.labels.contains(&label) {
                             item.labels.push(label);
                         }
@@ -537,7 +737,7 @@ fn item_json(state: &State, item: &Item) -> Value {
         "body": item.body,
         "state": item.state,
         "labels": item.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
-        "user": {"login": item.author},
+        "user": user_json(&item.author),
         "html_url": format!("https://github.com/{}/issues/{}", state.repo, item.number),
     });
     if item.pull.is_some() {
@@ -560,16 +760,26 @@ fn pull_json(state: &State, item: &Item) -> Value {
         "merged_at": if pull.merged { json!("2026-01-01T00:00:00Z") } else { Value::Null },
         "head": {"label": pull.head, "ref": pull.head.split_once(':').map_or(pull.head.as_str(), |(_, b)| b)},
         "base": {"label": pull.base, "ref": pull.base},
-        "user": {"login": item.author},
+        "labels": item.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+        "user": user_json(&item.author),
         "html_url": format!("https://github.com/{}/pull/{}", state.repo, item.number),
     })
+}
+
+/// A user object, or `null` for a deleted account.
+fn user_json(login: &str) -> Value {
+    if login == DELETED {
+        Value::Null
+    } else {
+        json!({"login": login})
+    }
 }
 
 fn comment_json(comment: &StoredComment) -> Value {
     json!({
         "id": comment.id,
         "body": comment.body,
-        "user": {"login": comment.author},
+        "user": user_json(&comment.author),
         "created_at": comment.created_at,
     })
 }

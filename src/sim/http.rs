@@ -16,7 +16,7 @@ pub struct Request {
     pub method: String,
     /// Path and query, as sent.
     pub target: String,
-    /// Header names in lower case.
+    /// Header names in lower case; a repeated header's values comma-joined.
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
 }
@@ -46,7 +46,15 @@ pub async fn read_request(stream: TcpStream) -> std::io::Result<(Request, TcpStr
             break;
         }
         if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            // A repeated header is kept as one, comma-joined (RFC 9110
+            // §5.3), so a test can tell two User-Agents from one.
+            headers
+                .entry(k.trim().to_ascii_lowercase())
+                .and_modify(|old: &mut String| {
+                    old.push_str(", ");
+                    old.push_str(v.trim());
+                })
+                .or_insert_with(|| v.trim().to_owned());
         }
     }
     let length: usize = headers

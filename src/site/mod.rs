@@ -84,9 +84,20 @@ pub fn load(
     let ledger = store.ledger()?;
     facts.maintainers = match maintainers {
         Some(m) => m,
-        None => crate::act::cycle::publisher(config, None)
+        None => match crate::act::cycle::publisher(config, None)
             .map(|p| p.maintainers_offline(&crate::act::failing_attrs(&facts, &policy)))
-            .unwrap_or_default(),
+        {
+            Some(Ok(maintainers)) => maintainers,
+            // The report still shows everything else; it just links nobody.
+            Some(Err(e)) => {
+                tracing::warn!(
+                    error = %crate::error_chain(&e),
+                    "cannot read the nixpkgs checkout: the report names no maintainers"
+                );
+                BTreeMap::new()
+            }
+            None => BTreeMap::new(),
+        },
     };
     Ok(Snapshot {
         policy,

@@ -99,16 +99,27 @@ struct World {
 
 impl World {
     fn new() -> World {
-        World::with(Vec::new(), |policy| policy)
+        World::with(Vec::new(), |policy| policy, |_| {})
     }
 
-    /// The usual world with more planted failures and a changed policy.
-    fn with(extra: Vec<PlantedFailure>, policy: impl Fn(String) -> String) -> World {
+    /// A world whose nixpkgs is the fixture as `edit` leaves it.
+    fn with_nixpkgs(edit: impl FnOnce(&Path)) -> World {
+        World::with(Vec::new(), |policy| policy, edit)
+    }
+
+    /// The usual world with more planted failures, a changed policy and an
+    /// edited nixpkgs.
+    fn with(
+        extra: Vec<PlantedFailure>,
+        policy: impl Fn(String) -> String,
+        edit: impl FnOnce(&Path),
+    ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         // upstream (bare) <- checkout (the daemon's clone); fork (bare) for pushes.
         let seed = root.join("seed");
         copy_tree(Path::new(FIXTURE), &seed);
+        edit(&seed);
         git(&seed, &["init", "-q"]);
         git(&seed, &["add", "-A"]);
         git(&seed, &["commit", "-q", "-m", "nixpkgs"]);
@@ -252,6 +263,53 @@ committers = ["carol"]
             .into_iter()
             .filter(|i| i.3)
             .map(|i| (i.0, i.1, i.2))
+            .collect()
+    }
+
+    /// Another command of the binary on the world's configuration.
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+            .args(["--config", self.config.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    /// A commit lands upstream: `edit` changes a clone of it.
+    fn upstream_commit(&self, message: &str, edit: impl FnOnce(&Path)) {
+        let root = self._dir.path();
+        let work = root.join("upstream-work");
+        if !work.exists() {
+            git(root, &["clone", "-q", "upstream.git", "upstream-work"]);
+        }
+        git(&work, &["pull", "-q"]);
+        edit(&work);
+        git(&work, &["commit", "-q", "-am", message]);
+        git(&work, &["push", "-q", "origin", "HEAD"]);
+    }
+
+    fn issue_of(&self, attr: &str) -> Option<u64> {
+        self.issues()
+            .into_iter()
+            .find(|i| i.1 == format!("Build failure: {attr}"))
+            .map(|i| i.0)
+    }
+
+    /// Branches on the fork whose `file` says `broken`.
+    fn branches_marking(&self, file: &str) -> Vec<String> {
+        git_out(&self.fork, &["branch", "--list"])
+            .lines()
+            .map(|l| l.trim().trim_start_matches("* ").to_owned())
+            .filter(|b| {
+                git_out(&self.fork, &["show", &format!("{b}:{file}")]).contains("broken = ")
+            })
             .collect()
     }
 
@@ -620,9 +678,11 @@ fn a_refused_edit_is_told_once_on_its_issue_and_the_rest_of_its_batch_is_still_p
         since: 3,
         systems: vec![],
     };
-    let world = World::with(vec![planted("discord"), planted("ghidra")], |policy| {
-        policy.replace("group_by = \"maintainer\"", "group_by = \"package_set\"")
-    });
+    let world = World::with(
+        vec![planted("discord"), planted("ghidra")],
+        |policy| policy.replace("group_by = \"maintainer\"", "group_by = \"package_set\""),
+        |_| {},
+    );
     world.once_ok(NOTICE);
     let issue_of = |attr: &str| {
         world
@@ -693,5 +753,207 @@ fn a_refused_edit_is_told_once_on_its_issue_and_the_rest_of_its_batch_is_still_p
     assert!(
         explain.contains("refused by the editor") && explain.contains("done by hand"),
         "{explain}"
+    );
+}
+
+const HELLO: &str = "pkgs/by-name/he/hello/package.nix";
+const HANDS_OFF: &str = "hydra-sentinel: hands off";
+
+#[test]
+fn with_pull_access_a_cycle_opens_its_issues_unlabelled_without_a_403_and_says_who_it_is() {
+    let world = World::new();
+    let out = world.once_ok(NOTICE);
+    assert!(
+        out.contains("role on NixOS/nixpkgs is pull: labels are left off"),
+        "{out}"
+    );
+    assert_eq!(world.issues().len(), 3, "{out}");
+    for (number, title, _) in world.issues().into_iter().chain(world.digests()) {
+        assert!(
+            world.github.labels_of(number).is_empty(),
+            "{title} is labelled"
+        );
+    }
+    let requests = world.github.requests();
+    let refused: Vec<_> = requests.iter().filter(|r| r.status >= 400).collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    let agent = format!(
+        "hydra-sentinel/{} (+https://github.com/sentinel-bot)",
+        env!("CARGO_PKG_VERSION")
+    );
+    for r in &requests {
+        assert_eq!(
+            r.user_agent.as_deref(),
+            Some(agent.as_str()),
+            "{}",
+            r.target
+        );
+        assert_eq!(r.api_version.as_deref(), Some("2022-11-28"), "{}", r.target);
+    }
+
+    // An account that commented once is deleted since: its comment stays.
+    world
+        .github
+        .ghost_comments(world.issue_of("hello").unwrap(), "works for me");
+    world.once_ok(MARK);
+    assert_eq!(world.pulls().len(), 1, "the cycle went on to mark");
+}
+
+#[test]
+fn with_triage_access_its_issues_carry_the_label() {
+    let world = World::new();
+    world.github.set_role("triage");
+    world.github.create_label("hydra-sentinel");
+    let out = world.once_ok(NOTICE);
+    assert!(out.contains("is triage: labels are applied"), "{out}");
+    for (number, title, _) in world.issues().into_iter().chain(world.digests()) {
+        assert_eq!(
+            world.github.labels_of(number),
+            ["hydra-sentinel"],
+            "{title}"
+        );
+    }
+}
+
+#[test]
+fn a_hands_off_label_stops_the_ladder_and_removing_it_resumes_it() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    let hello = world.issue_of("hello").unwrap();
+    world.github.human_labels(hello, HANDS_OFF);
+
+    let out = world.once_ok(MARK);
+    assert!(
+        out.contains(&format!("hello: the label \"{HANDS_OFF}\" is on #{hello}")),
+        "{out}"
+    );
+    let titles: Vec<String> = world.pulls().into_iter().map(|p| p.1).collect();
+    assert_eq!(titles.len(), 1, "frobnicate is still marked: {titles:?}");
+    assert!(
+        world.branches_marking(HELLO).is_empty(),
+        "hello is not marked while labelled: {titles:?}"
+    );
+    let explained = world.run(&["explain", "hello", "--now", MARK]);
+    assert!(
+        explained.contains("opted out by label") && explained.contains(HANDS_OFF),
+        "{explained}"
+    );
+    let digest = world.run(&["digest", "--week", "2025-W46", "--now", MARK]);
+    assert!(digest.contains("opted out (label)"), "{digest}");
+
+    world.github.human_unlabels(hello, HANDS_OFF);
+    let out = world.once_ok(LATER);
+    assert!(
+        out.contains(&format!("hello: the label \"{HANDS_OFF}\" was removed")),
+        "{out}"
+    );
+    assert_eq!(
+        world.branches_marking(HELLO).len(),
+        1,
+        "the ladder resumes: hello is marked\n{out}"
+    );
+}
+
+#[test]
+fn a_package_whose_file_carries_the_marker_is_never_marked_until_it_is_removed() {
+    let world = World::with_nixpkgs(|seed| {
+        let file = seed.join(HELLO);
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(
+            &file,
+            format!("# hydra-sentinel: do not mark broken\n{text}"),
+        )
+        .unwrap();
+    });
+    let out = world.once_ok(NOTICE);
+    assert!(
+        out.contains(&format!("hello: {HELLO} carries the opt-out marker")),
+        "{out}"
+    );
+    world.once_ok(MARK);
+    world.once_ok(LATER);
+    assert!(world.branches_marking(HELLO).is_empty(), "hello was marked");
+    assert!(
+        world.issue_of("hello").is_none(),
+        "an opted-out package is not even notified"
+    );
+    let explained = world.run(&["explain", "hello", "--now", LATER]);
+    assert!(explained.contains("opted out by marker"), "{explained}");
+
+    world.upstream_commit("hello: hands back", |work| {
+        let file = work.join(HELLO);
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(
+            &file,
+            text.replace("# hydra-sentinel: do not mark broken\n", ""),
+        )
+        .unwrap();
+    });
+    let out = world.once_ok(LATER);
+    assert!(
+        out.contains(&format!("hello: the opt-out marker is gone from {HELLO}")),
+        "{out}"
+    );
+    assert!(
+        world.issue_of("hello").is_some(),
+        "the ladder starts again with a notice: {out}"
+    );
+}
+
+#[test]
+fn a_rate_limit_that_persists_ends_the_cycle_with_its_reason_and_the_next_one_catches_up() {
+    let world = World::new();
+    for _ in 0..5 {
+        world.github.inject(
+            "POST",
+            "/repos/NixOS/nixpkgs/issues",
+            GitHubFault::TooManyRequests {
+                retry_after_secs: Some(0),
+            },
+        );
+    }
+    let first = world.once(NOTICE);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        !first.status.success(),
+        "a persistent limit fails the cycle"
+    );
+    assert!(
+        stderr.contains("rate limit ended the cycle") && stderr.contains("after 5 attempts"),
+        "{stderr}"
+    );
+    let posts = world
+        .github
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.target == "/repos/NixOS/nixpkgs/issues")
+        .count();
+    assert_eq!(posts, 5, "five tries, then no further request");
+    assert!(world.issues().is_empty());
+
+    // The notice that met the limit waits an hour (the retry backoff);
+    // the next cycle after that catches up.
+    world.once_ok("2025-11-12T01:00:00Z");
+    assert_eq!(world.issues().len(), 3, "each package is notified once");
+}
+
+/// Without a readable checkout nobody could be mentioned: the cycle fails,
+/// saying why, instead of sending notices nobody is told of.
+#[test]
+fn an_unreadable_checkout_fails_the_cycle_and_sends_nothing() {
+    let world = World::new();
+    let checkout = world.config.parent().unwrap().join("checkout");
+    std::fs::remove_dir_all(checkout.join(".git")).unwrap();
+    let output = world.once(NOTICE);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the cycle must fail: {stderr}");
+    assert!(
+        stderr.contains("cannot read the nixpkgs checkout"),
+        "the error says why: {stderr}"
+    );
+    assert!(
+        world.issues().is_empty(),
+        "no notice without the maintainers: {:?}",
+        world.issues()
     );
 }

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hydra_sentinel::forge::{
-    Forge, ForgeError, GitHub, GitHubSettings, NewIssue, NewPull, Secret, State,
+    Forge, ForgeError, GitHub, GitHubSettings, NewIssue, NewPull, Permission, Secret, Sleeper,
+    State, user_agent,
 };
 use hydra_sentinel::sim::{FakeGitHub, GitHubFault};
 
@@ -318,4 +319,323 @@ fn the_token_never_appears_in_logs_or_errors() {
         fake.requests().iter().any(|r| r.authorized),
         "the token was never sent at all"
     );
+}
+
+/// A client whose waits are recorded and run 60 000 times faster (a minute
+/// takes a millisecond).
+fn timed_github(fake: &FakeGitHub) -> (GitHub, Arc<Mutex<Vec<Duration>>>) {
+    let mut settings = GitHubSettings::new(
+        fake.url().parse().unwrap(),
+        "NixOS/nixpkgs",
+        Secret::new(TOKEN),
+    );
+    settings.min_write_interval = Duration::ZERO;
+    settings.max_rate_limit_wait = Duration::from_secs(3600);
+    let (sleeper, waits) = Sleeper::recording(60_000);
+    settings.sleeper = sleeper;
+    (GitHub::new(settings).expect("a GitHub client"), waits)
+}
+
+fn secs(waits: &Arc<Mutex<Vec<Duration>>>) -> Vec<u64> {
+    waits
+        .lock()
+        .unwrap()
+        .iter()
+        .map(Duration::as_secs)
+        .collect()
+}
+
+/// Requests the look-alike saw for `method` on `path`.
+fn seen(fake: &FakeGitHub, method: &str, path: &str) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == method && r.target.split('?').next() == Some(path))
+        .count()
+}
+
+#[test]
+fn every_request_names_hydra_sentinel_its_contact_and_the_api_version() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    let agent = user_agent(Some("https://example.org/sentinel-ops"));
+    assert_eq!(
+        agent,
+        format!(
+            "hydra-sentinel/{} (+https://example.org/sentinel-ops)",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    runtime().block_on(async {
+        let mut settings = GitHubSettings::new(
+            fake.url().parse().unwrap(),
+            "NixOS/nixpkgs",
+            Secret::new(TOKEN),
+        );
+        settings.user_agent = agent.clone();
+        settings.min_write_interval = Duration::ZERO;
+        let gh = GitHub::new(settings).unwrap();
+        gh.whoami().await.unwrap();
+        let issue = gh.create_issue(&new_issue("grafx")).await.unwrap();
+        gh.comment(issue.number, "hello").await.unwrap();
+        gh.comments(issue.number).await.unwrap();
+    });
+    let requests = fake.requests();
+    assert!(requests.len() >= 4, "{requests:?}");
+    for request in &requests {
+        // One User-Agent, ours: a second one would arrive comma-joined.
+        assert_eq!(
+            request.user_agent.as_deref(),
+            Some(agent.as_str()),
+            "{} {}",
+            request.method,
+            request.target
+        );
+        assert_eq!(
+            request.api_version.as_deref(),
+            Some("2022-11-28"),
+            "{} {}",
+            request.method,
+            request.target
+        );
+    }
+}
+
+#[test]
+fn with_pull_access_issues_and_pull_requests_are_opened_without_labels_and_without_a_403() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    fake.set_role("pull");
+    runtime().block_on(async {
+        let gh = github(&fake, TOKEN);
+        assert_eq!(gh.permission().await.unwrap(), Permission::Pull);
+        let issue = gh.create_issue(&new_issue("grafx")).await.unwrap();
+        assert!(issue.labels.is_empty(), "{issue:?}");
+        let pull = gh
+            .create_pull(
+                &NewPull {
+                    title: "grafx: mark broken".into(),
+                    head: "sentinel-bot:b".into(),
+                    base: "master".into(),
+                    body: "evidence".into(),
+                },
+                &["hydra-sentinel".to_owned()],
+            )
+            .await
+            .unwrap();
+        assert!(pull.labels.is_empty(), "{pull:?}");
+    });
+    let refused: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.status >= 400)
+        .collect();
+    assert!(refused.is_empty(), "nothing is refused: {refused:?}");
+    assert!(
+        !fake
+            .requests()
+            .iter()
+            .any(|r| r.target.ends_with("/labels") || r.body.contains("labels")),
+        "no label is even asked for"
+    );
+    assert_eq!(
+        seen(&fake, "GET", "/repos/NixOS/nixpkgs"),
+        1,
+        "the role is learned once per client"
+    );
+}
+
+#[test]
+fn with_triage_access_existing_labels_are_applied_and_a_missing_one_is_only_a_warning() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    fake.set_role("triage");
+    fake.create_label("hydra-sentinel");
+    runtime().block_on(async {
+        let gh = github(&fake, TOKEN);
+        assert_eq!(gh.permission().await.unwrap(), Permission::Triage);
+        let labelled = gh.create_issue(&new_issue("grafx")).await.unwrap();
+        assert_eq!(labelled.labels, ["hydra-sentinel"]);
+        assert_eq!(fake.labels_of(labelled.number), ["hydra-sentinel"]);
+
+        let mut missing = new_issue("frob");
+        missing.labels = vec!["no such label".into()];
+        let unlabelled = gh
+            .create_issue(&missing)
+            .await
+            .expect("the issue is opened although its label was refused");
+        assert!(fake.labels_of(unlabelled.number).is_empty());
+    });
+    let refused: Vec<(String, u16)> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.status >= 400)
+        .map(|r| (r.target, r.status))
+        .collect();
+    assert_eq!(
+        refused,
+        [("/repos/NixOS/nixpkgs/issues/2/labels".to_owned(), 403)],
+        "only the missing label is refused, as GitHub refuses a triager creating one"
+    );
+}
+
+#[test]
+fn items_of_deleted_accounts_are_read_as_ghost() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    runtime().block_on(async {
+        let gh = github(&fake, TOKEN);
+        let issue = gh.create_issue(&new_issue("grafx")).await.unwrap();
+        fake.ghost_comments(issue.number, "I fixed it once");
+        fake.human_comments(issue.number, "alice", "thanks");
+        let authors: Vec<String> = gh
+            .comments(issue.number)
+            .await
+            .expect("a comment by a deleted account decodes")
+            .into_iter()
+            .map(|c| c.author)
+            .collect();
+        assert_eq!(authors, ["ghost", "alice"]);
+
+        let theirs = fake.ghost_opens_pull("grafx: 1.2 -> 1.3");
+        let found = gh
+            .open_pulls_mentioning("grafx:")
+            .await
+            .expect("a search hit by a deleted account decodes");
+        let ghost = found.iter().find(|i| i.number == theirs).unwrap();
+        assert_eq!(ghost.author, "ghost");
+        let pull = gh.pull(theirs).await.unwrap();
+        assert_eq!(pull.author, "ghost");
+    });
+}
+
+/// Each rate-limit shape GitHub documents, its waits, and its attempts.
+#[test]
+fn every_shape_of_rate_limit_is_waited_out_as_github_asks() {
+    let _turn = one_at_a_time();
+    let cases: Vec<(&str, Vec<GitHubFault>, std::ops::RangeInclusive<u64>)> = vec![
+        (
+            "primary, with x-ratelimit-reset",
+            vec![GitHubFault::PrimaryRateLimit {
+                reset_in_secs: Some(90),
+            }],
+            89..=90,
+        ),
+        (
+            "primary, without a reset",
+            vec![GitHubFault::PrimaryRateLimit {
+                reset_in_secs: None,
+            }],
+            60..=60,
+        ),
+        (
+            "secondary, with retry-after",
+            vec![GitHubFault::SecondaryRateLimit {
+                retry_after_secs: 7,
+            }],
+            7..=7,
+        ),
+        (
+            "secondary, without headers",
+            vec![GitHubFault::SecondaryRateLimitWithoutHeaders],
+            60..=60,
+        ),
+        (
+            "429, with retry-after",
+            vec![GitHubFault::TooManyRequests {
+                retry_after_secs: Some(3),
+            }],
+            3..=3,
+        ),
+        (
+            "429, without headers",
+            vec![GitHubFault::TooManyRequests {
+                retry_after_secs: None,
+            }],
+            60..=60,
+        ),
+    ];
+    for (shape, faults, expected) in cases {
+        let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+        for fault in faults {
+            fake.inject("POST", "/repos/NixOS/nixpkgs/issues", fault);
+        }
+        let (gh, waits) = runtime().block_on(async {
+            let (gh, waits) = timed_github(&fake);
+            gh.create_issue(&new_issue("x"))
+                .await
+                .unwrap_or_else(|e| panic!("{shape}: {e}"));
+            (gh, waits)
+        });
+        drop(gh);
+        let waits = secs(&waits);
+        assert_eq!(waits.len(), 1, "{shape}: {waits:?}");
+        assert!(expected.contains(&waits[0]), "{shape}: waited {waits:?}");
+        assert_eq!(
+            seen(&fake, "POST", "/repos/NixOS/nixpkgs/issues"),
+            2,
+            "{shape}: the limited request, then the real one"
+        );
+        assert_eq!(fake.items().len(), 1, "{shape}: exactly one issue");
+    }
+}
+
+#[test]
+fn a_secondary_limit_that_persists_backs_off_exponentially_then_fails_with_its_reason() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    for _ in 0..10 {
+        fake.inject(
+            "POST",
+            "/repos/NixOS/nixpkgs/issues",
+            GitHubFault::SecondaryRateLimitWithoutHeaders,
+        );
+    }
+    let (error, waits) = runtime().block_on(async {
+        let (gh, waits) = timed_github(&fake);
+        (gh.create_issue(&new_issue("x")).await.unwrap_err(), waits)
+    });
+    assert_eq!(
+        secs(&waits),
+        [60, 120, 240, 480],
+        "at least a minute, then doubling"
+    );
+    assert_eq!(
+        seen(&fake, "POST", "/repos/NixOS/nixpkgs/issues"),
+        5,
+        "five tries by default"
+    );
+    match &error {
+        ForgeError::RateLimited {
+            attempts, reason, ..
+        } => {
+            assert_eq!(*attempts, 5);
+            assert!(reason.contains("secondary"), "{reason}");
+        }
+        other => panic!("expected a rate-limit failure, got {other}"),
+    }
+    assert!(!error.is_ambiguous(), "a limited request was not processed");
+    assert!(fake.items().is_empty());
+}
+
+#[test]
+fn a_wait_longer_than_the_cycle_can_bear_fails_at_once() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    fake.inject(
+        "GET",
+        "/user",
+        GitHubFault::PrimaryRateLimit {
+            reset_in_secs: Some(7200),
+        },
+    );
+    let (error, waits) = runtime().block_on(async {
+        let (gh, waits) = timed_github(&fake);
+        (gh.whoami().await.unwrap_err(), waits)
+    });
+    assert!(secs(&waits).is_empty(), "nothing was waited");
+    assert!(
+        matches!(error, ForgeError::RateLimited { attempts: 1, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("primary"), "{error}");
 }
