@@ -911,3 +911,136 @@ fn a_step_whose_attempts_failed_waits_longer_after_each_failure() {
     );
     assert_eq!(notices(&ledger, now + 7 * 3600), 1);
 }
+
+/// An open mark-broken pull request of ours for `attr` on `systems`.
+fn open_mark(id: i64, attr: &str, systems: &[&str], pr: u64, at: i64) -> ActionRecord {
+    let mut r = record(
+        id,
+        ActionKind::MarkBroken,
+        attr,
+        systems,
+        RecordState::Open,
+        at,
+    );
+    r.pr = Some(pr);
+    r
+}
+
+fn notified(id: i64, attr: &str, systems: &[&str], at: i64) -> ActionRecord {
+    let mut r = record(id, ActionKind::Notify, attr, systems, RecordState::Done, at);
+    r.step = Some("notice".into());
+    r.pr = None;
+    r
+}
+
+#[test]
+fn a_package_failing_on_more_platforms_updates_our_open_pull_request_instead_of_opening_another() {
+    let policy = nixpkgs_policy();
+    let days = 130;
+    let mut js = trunk(days);
+    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(days)));
+    // Darwin breaks later; by day 129 its own ladder reaches the mark too.
+    js.jobs.push(job(
+        "grafx",
+        DARWIN,
+        &format!("{}{}", repeat('O', 40, 0), repeat('F', days - 40, 10)),
+    ));
+    let facts = facts(vec![js]);
+    let mut ledger = Ledger::default();
+    ledger.actions.push(notified(1, "grafx", &[LINUX], day(8)));
+    ledger
+        .actions
+        .push(notified(2, "grafx", &[DARWIN], day(43)));
+    let mut remind = record(
+        3,
+        ActionKind::Remind,
+        "grafx",
+        &[DARWIN],
+        RecordState::Done,
+        day(103),
+    );
+    remind.step = Some("remind-1w".into());
+    remind.pr = None;
+    ledger.actions.push(remind);
+    let mut remind = record(
+        5,
+        ActionKind::Remind,
+        "grafx",
+        &[LINUX],
+        RecordState::Done,
+        day(54),
+    );
+    remind.step = Some("remind-1w".into());
+    remind.pr = None;
+    ledger.actions.push(remind);
+    ledger
+        .actions
+        .push(open_mark(4, "grafx", &[LINUX], 900, day(61)));
+
+    let p = plan(&policy, &facts, &ledger, day(129) + 3600);
+    let marks: Vec<_> = p
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::MarkBroken)
+        .collect();
+    assert_eq!(marks.len(), 1, "{}", p.to_text());
+    let update = marks[0];
+    assert_eq!(
+        (
+            update.step.as_deref(),
+            update.evidence.pr,
+            update.systems.clone()
+        ),
+        (
+            Some("update"),
+            Some(900),
+            vec![DARWIN.to_owned(), LINUX.to_owned()]
+        ),
+        "the open pull request #900 now marks both platforms: {}",
+        p.to_text()
+    );
+}
+
+#[test]
+fn when_one_package_of_a_batch_builds_again_the_batch_is_rewritten_without_it() {
+    let policy = nixpkgs_policy();
+    let mut js = trunk(80);
+    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(80)));
+    // libfoo failed too, then built again on day 75.
+    js.jobs.push(job(
+        "libfoo",
+        LINUX,
+        &format!("{}{}", breaks_on_day_5(75), repeat('O', 5, 0)),
+    ));
+    let facts = facts(vec![js]);
+    let mut ledger = Ledger::default();
+    ledger.actions.push(notified(3, "grafx", &[LINUX], day(8)));
+    ledger.actions.push(notified(4, "libfoo", &[LINUX], day(8)));
+    ledger
+        .actions
+        .push(open_mark(1, "grafx", &[LINUX], 901, day(61)));
+    ledger
+        .actions
+        .push(open_mark(2, "libfoo", &[LINUX], 901, day(61)));
+
+    let p = plan(&policy, &facts, &ledger, day(79) + 3600);
+    let kinds: Vec<(ActionKind, Option<&str>, Option<&str>, Option<u64>)> = p
+        .actions
+        .iter()
+        .map(|a| (a.kind, a.attr.as_deref(), a.step.as_deref(), a.evidence.pr))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (ActionKind::ClosePr, Some("libfoo"), None, Some(901)),
+            (
+                ActionKind::MarkBroken,
+                Some("grafx"),
+                Some("update"),
+                Some(901)
+            ),
+        ],
+        "grafx stays on #901, which is rewritten without libfoo: {}",
+        p.to_text()
+    );
+}

@@ -745,9 +745,140 @@ impl<F: Forge> Actor<'_, F> {
             }
         }
         for actions in prs.into_values() {
-            self.open_pull(&bot, &actions, now, report).await?;
+            match updated_pull(&actions) {
+                Some(number) => {
+                    self.update_pull(&bot, number, &actions, now, report)
+                        .await?
+                }
+                None => self.open_pull(&bot, &actions, now, report).await?,
+            }
             (self.progress)();
         }
+        Ok(())
+    }
+
+    /// Rewrite our open pull request `number` to propose exactly `actions`
+    /// (one per package that stays on it): its branch is rebuilt on the
+    /// base branch and pushed, its body edited, and a comment says what
+    /// changed. Packages no longer on it (they build again) are settled.
+    /// A pull request that is no longer open, or not ours, is left alone and
+    /// the packages are proposed afresh.
+    async fn update_pull(
+        &self,
+        bot: &str,
+        number: u64,
+        actions: &[&Action],
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let pull = self.forge.pull(number).await?;
+        let branch = pull
+            .head
+            .strip_prefix(&format!("{}:", self.settings.fork_owner))
+            .map(str::to_owned);
+        let (Some(branch), State::Open, false) = (branch, pull.state, pull.merged) else {
+            report.did(format!(
+                "#{number} is no longer our open pull request: proposing its packages afresh"
+            ));
+            return Box::pin(self.open_pull(bot, actions, now, report)).await;
+        };
+        let ledger = self.store.ledger()?;
+        let before: Vec<&ActionRecord> = ledger
+            .actions
+            .iter()
+            .filter(|r| {
+                r.pr == Some(number)
+                    && r.kind == ActionKind::MarkBroken
+                    && r.state == RecordState::Open
+            })
+            .collect();
+        let ids: Vec<i64> = actions
+            .iter()
+            .map(|a| {
+                self.store
+                    .record_intent(&NewAction::from_action(a, vec![]), now)
+            })
+            .collect::<Result<_, _>>()?;
+        let edits: Vec<Edit> = actions.iter().map(|a| edit_for(a, now)).collect();
+        let message =
+            crate::nixpkgs::git::commit_message(&pull_title(actions), &evidence_lines(actions));
+        match self.publisher.publish(&branch, &message, &edits) {
+            Ok(Published { refused, .. }) if !refused.is_empty() => {
+                return self
+                    .set_aside_refused(bot, actions, &ids, &refused, now, report)
+                    .await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let error = crate::error_chain(&e);
+                for id in &ids {
+                    self.store.record_result(*id, &failed(now, &error))?;
+                }
+                report.failed(format!("cannot update {branch} of #{number}: {error}"));
+                return Ok(());
+            }
+        }
+        (self.progress)();
+        let told: Vec<&ActionRecord> = ledger
+            .actions
+            .iter()
+            .filter(|r| {
+                matches!(r.kind, ActionKind::Notify | ActionKind::Remind)
+                    && r.state == RecordState::Done
+                    && actions.iter().any(|a| a.attr == r.attr)
+            })
+            .collect();
+        let key = branch.rsplit('/').next().unwrap_or(&branch).to_owned();
+        let body = render::pull_body(actions, &told, &key, &self.settings.mention, |n| {
+            self.issue_url(n)
+        });
+        let change = render::pull_update_comment(&before, actions);
+        let result: Result<(), ForgeError> = async {
+            self.forge.edit_issue(number, Some(&body), None).await?;
+            self.forge.comment(number, &change).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            for id in &ids {
+                self.settle_failure(*id, &e, now, report, &format!("update #{number}"))?;
+            }
+            return Ok(());
+        }
+        for id in &ids {
+            self.store.record_result(
+                *id,
+                &ActionResult {
+                    state: RecordState::Open,
+                    at: now,
+                    pr: Some(number),
+                    issue: None,
+                    error: None,
+                    refused: None,
+                },
+            )?;
+        }
+        let staying: Vec<&str> = actions.iter().filter_map(|a| a.attr.as_deref()).collect();
+        for gone in before
+            .iter()
+            .filter(|r| !staying.contains(&r.attr.as_deref().unwrap_or_default()))
+        {
+            self.store.record_result(
+                gone.id,
+                &ActionResult {
+                    state: RecordState::Closed,
+                    at: now,
+                    pr: None,
+                    issue: None,
+                    error: Some(format!("removed from #{number}: it builds again")),
+                    refused: None,
+                },
+            )?;
+        }
+        report.did(format!(
+            "updated #{number} ({branch}): {}",
+            change.lines().nth(1).unwrap_or_default()
+        ));
         Ok(())
     }
 
@@ -1214,6 +1345,20 @@ fn pull_state(pull: &PullRequest) -> RecordState {
         (State::Closed, true) => RecordState::Merged,
         (State::Closed, false) => RecordState::Closed,
     }
+}
+
+/// The pull request a batch rewrites, when it is an update of one of ours.
+fn updated_pull(actions: &[&Action]) -> Option<u64> {
+    let first = actions.first()?;
+    let number = first.evidence.pr?;
+    actions
+        .iter()
+        .all(|a| {
+            a.kind == ActionKind::MarkBroken
+                && a.step.as_deref() == Some(crate::policy::engine::UPDATE_STEP)
+                && a.evidence.pr == Some(number)
+        })
+        .then_some(number)
 }
 
 fn edit_for(action: &Action, now: i64) -> Edit {

@@ -304,6 +304,53 @@ fn sentence(reason: &str) -> String {
     format!("{first}{rest}.")
 }
 
+/// The comment on one of our pull requests when it was rewritten: what it
+/// proposed before and what it proposes now, package by package.
+pub fn pull_update_comment(before: &[&ActionRecord], now: &[&Action]) -> String {
+    let platforms = |all: bool, systems: &[String]| {
+        if all || systems.is_empty() {
+            "every platform".to_owned()
+        } else {
+            systems.join(", ")
+        }
+    };
+    let mut lines = Vec::new();
+    for action in now {
+        let attr = action.attr.as_deref().unwrap_or_default();
+        let was = before
+            .iter()
+            .filter(|r| r.attr.as_deref() == Some(attr))
+            .next_back();
+        let is = platforms(action.all_platforms, &action.systems);
+        match was {
+            Some(r) if platforms(r.all_platforms, &r.systems) == is => {
+                lines.push(format!("- {}: unchanged ({is})", code(attr)));
+            }
+            Some(r) => lines.push(format!(
+                "- {}: now marked broken on {is} (was {}): it has started failing there too",
+                code(attr),
+                platforms(r.all_platforms, &r.systems)
+            )),
+            None => lines.push(format!("- {}: added ({is})", code(attr))),
+        }
+    }
+    for r in before {
+        let attr = r.attr.as_deref().unwrap_or_default();
+        if !now.iter().any(|a| a.attr.as_deref() == Some(attr)) {
+            lines.push(format!(
+                "- {}: removed, it builds again on Hydra",
+                code(attr)
+            ));
+        }
+    }
+    lines.dedup();
+    format!(
+        "{}\nhydra-sentinel updated this pull request (the branch, and the description above):\n\n{}\n",
+        marker("update", &format!("{}", now.len())),
+        lines.join("\n")
+    )
+}
+
 /// On the tracking issue: the editor cannot make this edit, so a human has
 /// to, and why.
 pub fn refused_comment(action: &Action, reason: &str) -> String {

@@ -763,6 +763,9 @@ impl<'a> Ctx<'a> {
                     } else {
                         state.mark.is_some()
                     };
+                    // Reminders come before a mark: once one is proposed
+                    // (or the escalation sent) none is due any more.
+                    let missing = missing.filter(|_| !proposed);
                     match missing {
                         Some((step, at)) if self.now >= at => {
                             now_due = Some((ActionKind::Remind, Some(step)));
@@ -1045,6 +1048,113 @@ fn merge_schedules<'s>(steps: impl Iterator<Item = &'s ScheduledStep>) -> Vec<Sc
     }
     out.sort_by_key(|s| (s.at_unix, s.kind));
     out
+}
+
+/// The step of a mark-broken action that rewrites one of our open pull
+/// requests (its branch, body and a comment) instead of opening another.
+pub const UPDATE_STEP: &str = "update";
+
+/// One open pull request per package: when a package on one of our open
+/// mark-broken pull requests now fails on more platforms, or when some of
+/// its packages build again while others still fail, that pull request is
+/// rewritten (one `update` action per package that stays on it, with the
+/// union of recorded and newly due platforms) instead of a second one being
+/// opened or a stale one left as it is. The packages that build again keep
+/// their `close_pr` action, which says so on the pull request.
+fn update_open_pulls(ledger: &Ledger, a: &Assessment, actions: &mut Vec<(i64, Action)>) {
+    let mut open: BTreeMap<u64, BTreeMap<&str, &ActionRecord>> = BTreeMap::new();
+    for r in &ledger.actions {
+        if r.kind == ActionKind::MarkBroken
+            && r.state == RecordState::Open
+            && r.planned_at <= a.now
+            && let (Some(pr), Some(attr)) = (r.pr, r.attr.as_deref())
+        {
+            // The newest record of a package on that pull request says what it marks.
+            open.entry(pr).or_default().insert(attr, r);
+        }
+    }
+    for (pr, members) in open {
+        fn due_mark(actions: &[(i64, Action)], attr: &str) -> Option<usize> {
+            actions.iter().position(|(_, x)| {
+                x.kind == ActionKind::MarkBroken && x.attr.as_deref() == Some(attr)
+            })
+        }
+        let recovering: BTreeSet<&str> = members
+            .keys()
+            .copied()
+            .filter(|attr| {
+                actions.iter().any(|(_, x)| {
+                    x.kind == ActionKind::ClosePr
+                        && x.attr.as_deref() == Some(*attr)
+                        && x.evidence.pr == Some(pr)
+                })
+            })
+            .collect();
+        let growing = members.keys().any(|attr| due_mark(actions, attr).is_some());
+        let remaining: Vec<(&str, &ActionRecord)> = members
+            .iter()
+            .filter(|(attr, _)| !recovering.contains(*attr))
+            .map(|(attr, r)| (*attr, *r))
+            .collect();
+        if remaining.is_empty() || (!growing && recovering.is_empty()) {
+            continue;
+        }
+        for (attr, record) in remaining {
+            let (oldest, mut action) = match due_mark(actions, attr) {
+                Some(i) => actions.remove(i),
+                None => (a.now, kept_on_pull(a, attr, record)),
+            };
+            let mut systems: BTreeSet<String> = action.systems.iter().cloned().collect();
+            systems.extend(record.systems.iter().cloned());
+            action.systems = systems.into_iter().collect();
+            action.all_platforms |= record.all_platforms;
+            action.step = Some(UPDATE_STEP.to_owned());
+            action.batch = Some(format!("pr-{pr}"));
+            action.evidence.pr = Some(pr);
+            action.evidence.ledger.push(record.id);
+            actions.push((oldest, action));
+        }
+    }
+}
+
+/// A package that stays on a rewritten pull request as it is: the same
+/// platforms, with today's evidence.
+fn kept_on_pull(a: &Assessment, attr: &str, record: &ActionRecord) -> Action {
+    let assessed = a.attrs.get(attr);
+    let jobs: Vec<JobEvidence> = assessed
+        .map(|x| {
+            x.jobs
+                .iter()
+                .filter(|j| record.all_platforms || record.covers(&j.system))
+                .filter_map(|j| j.evidence.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let platforms = if record.all_platforms {
+        "every platform".to_owned()
+    } else {
+        record.systems.join(", ")
+    };
+    Action {
+        kind: ActionKind::MarkBroken,
+        attr: Some(attr.to_owned()),
+        systems: record.systems.clone(),
+        all_platforms: record.all_platforms,
+        step: Some(UPDATE_STEP.to_owned()),
+        batch: None,
+        reason: format!("it still fails on {platforms}; it stays on the updated pull request"),
+        evidence: Evidence {
+            jobset: jobs.first().map(|_| {
+                assessed
+                    .and_then(|x| x.jobs.first())
+                    .map(|j| j.jobset.to_string())
+                    .unwrap_or_default()
+            }),
+            jobs,
+            maintainers: assessed.map(|x| x.maintainers.clone()).unwrap_or_default(),
+            ..Evidence::default()
+        },
+    }
 }
 
 /// The first retry after a failed attempt waits this long; each further
@@ -1339,6 +1449,8 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
         }
     }
 
+    update_open_pulls(ledger, a, &mut actions);
+
     let mut out = Vec::new();
     let mut deferred = Vec::new();
     for h in &a.holds {
@@ -1476,7 +1588,9 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
     let mut batches: BTreeMap<String, Vec<(i64, Action)>> = BTreeMap::new();
     let mut rest = Vec::new();
     for (oldest, action) in kept {
-        if !action.kind.opens_pr() {
+        // An update of our open pull request opens none: no batching, no
+        // pull request budget.
+        if !action.kind.opens_pr() || action.step.as_deref() == Some(UPDATE_STEP) {
             rest.push(action);
             continue;
         }

@@ -48,6 +48,8 @@ pub struct PlantedFailure {
     /// Index of the first failing eval (0 is the oldest).
     pub since: usize,
     pub systems: Vec<String>,
+    /// More systems it starts failing on later: (system, first failing eval).
+    pub spreads_to: Vec<(String, usize)>,
 }
 
 impl SimSpec {
@@ -160,6 +162,8 @@ enum Plan {
         until: Option<usize>,
         systems: Vec<String>,
         status: i64,
+        /// Systems it starts failing on later, and from which eval.
+        spreads_to: Vec<(String, usize)>,
     },
     /// Fails when `root` fails, with status 2.
     Victim {
@@ -205,6 +209,7 @@ impl SimHydra {
                     until: None,
                     systems: Vec::new(),
                     status: 1,
+                    spreads_to: Vec::new(),
                 },
                 "fails on every platform since the second eval".into(),
             );
@@ -215,6 +220,7 @@ impl SimHydra {
                     until: None,
                     systems: Vec::new(),
                     status: 1,
+                    spreads_to: Vec::new(),
                 },
                 "a root failure with dependency victims".into(),
             );
@@ -234,6 +240,7 @@ impl SimHydra {
                     until: None,
                     systems: vec!["x86_64-darwin".into(), "aarch64-darwin".into()],
                     status: 1,
+                    spreads_to: Vec::new(),
                 },
                 "fails on both darwins only".into(),
             );
@@ -244,6 +251,7 @@ impl SimHydra {
                     until: None,
                     systems: vec!["aarch64-linux".into()],
                     status: 1,
+                    spreads_to: Vec::new(),
                 },
                 "fails on aarch64-linux only".into(),
             );
@@ -254,6 +262,7 @@ impl SimHydra {
                     until: None,
                     systems: vec!["x86_64-linux".into()],
                     status: 7,
+                    spreads_to: Vec::new(),
                 },
                 "times out on x86_64-linux".into(),
             );
@@ -269,6 +278,7 @@ impl SimHydra {
                     until: Some(at(0.25)),
                     systems: Vec::new(),
                     status: 1,
+                    spreads_to: Vec::new(),
                 },
                 "failed for a while, then recovered".into(),
             );
@@ -291,6 +301,7 @@ impl SimHydra {
                     until: None,
                     systems: planted.systems.clone(),
                     status: 1,
+                    spreads_to: planted.spreads_to.clone(),
                 },
                 linux_only: false,
             });
@@ -464,10 +475,16 @@ fn wanted_status(plan: &Plan, packages: &[Package], e: usize, system: &str) -> i
             until,
             systems,
             status,
+            spreads_to,
         } => {
             let active = e >= *since && until.is_none_or(|u| e < u);
             let here = systems.is_empty() || systems.iter().any(|s| s == system);
-            if active && here { *status } else { 0 }
+            let spread = spreads_to.iter().any(|(s, from)| s == system && e >= *from);
+            if active && (here || spread) {
+                *status
+            } else {
+                0
+            }
         }
         Plan::Victim { root } => {
             let root_plan = packages.iter().find(|p| &p.attr == root).map(|p| &p.plan);

@@ -134,17 +134,20 @@ impl World {
                     attr: "hello".into(),
                     since: 2,
                     systems: vec![],
+                    spreads_to: vec![],
                 },
                 // Already marked broken on aarch64-darwin in the fixture.
                 PlantedFailure {
                     attr: "umurmur".into(),
                     since: 5,
                     systems: vec!["aarch64-darwin".into()],
+                    spreads_to: vec![],
                 },
                 PlantedFailure {
                     attr: "frobnicate".into(),
                     since: 4,
                     systems: vec!["x86_64-darwin".into(), "aarch64-darwin".into()],
+                    spreads_to: vec![],
                 },
             ]
             .into_iter()
@@ -677,6 +680,7 @@ fn a_refused_edit_is_told_once_on_its_issue_and_the_rest_of_its_batch_is_still_p
         attr: attr.into(),
         since: 3,
         systems: vec![],
+        spreads_to: vec![],
     };
     let world = World::with(
         vec![planted("discord"), planted("ghidra")],
@@ -956,4 +960,93 @@ fn an_unreadable_checkout_fails_the_cycle_and_sends_nothing() {
         "no notice without the maintainers: {:?}",
         world.issues()
     );
+}
+
+/// ghidra fails on x86_64-linux, is marked there, then starts failing on
+/// aarch64-linux too: our open pull request is rewritten to mark both, and
+/// says so, instead of a second pull request.
+#[test]
+fn a_package_failing_on_more_platforms_gets_its_open_pull_request_updated_not_a_second_one() {
+    let world = World::with(
+        vec![PlantedFailure {
+            attr: "ghidra".into(),
+            since: 3,
+            systems: vec!["x86_64-linux".into()],
+            spreads_to: vec![("aarch64-linux".into(), 24)],
+        }],
+        |policy| policy,
+        |_| {},
+    );
+    world.once_ok("2025-11-03T12:00:00Z");
+    let out = world.once_ok("2025-11-07T00:00:00Z");
+    let ghidra_pulls = || -> Vec<(u64, String)> {
+        world
+            .pulls()
+            .into_iter()
+            .filter(|p| {
+                world
+                    .github
+                    .body_of(p.0)
+                    .is_some_and(|b| b.contains("### `ghidra`"))
+            })
+            .map(|p| (p.0, p.1))
+            .collect()
+    };
+    let first = ghidra_pulls();
+    assert_eq!(first.len(), 1, "ghidra is marked on x86_64-linux: {out}");
+    let number = first[0].0;
+    world.once_ok("2025-11-10T12:00:00Z");
+    let out = world.once_ok("2025-11-13T12:00:00Z");
+
+    assert_eq!(
+        ghidra_pulls().iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![number],
+        "still one pull request for ghidra: {out}"
+    );
+    let body = world.github.body_of(number).unwrap();
+    assert!(
+        body.contains("### `ghidra` (aarch64-linux, x86_64-linux)"),
+        "the description names both platforms: {body}"
+    );
+    let comments: Vec<String> = world
+        .github
+        .comments_on(number)
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+    let updates: Vec<&String> = comments
+        .iter()
+        .filter(|c| c.contains("updated this pull request"))
+        .collect();
+    assert_eq!(
+        updates.len(),
+        1,
+        "one comment says what changed: {comments:#?}"
+    );
+    assert!(
+        updates[0].contains("now marked broken on aarch64-linux, x86_64-linux (was x86_64-linux)"),
+        "{}",
+        updates[0]
+    );
+    let file = git_out(
+        &world.fork,
+        &[
+            "log",
+            "--all",
+            "-p",
+            "-1",
+            "--",
+            "pkgs/tools/security/ghidra/build.nix",
+        ],
+    );
+    // Both linux platforms: the editor writes the shorter `isLinux`, next to
+    // the fixture's existing x86_64-darwin condition.
+    assert!(
+        file.contains("+    broken = stdenv.hostPlatform.isLinux ||"),
+        "the branch now marks both linux platforms: {file}"
+    );
+
+    let posts = world.posts();
+    world.once_ok("2025-11-13T12:00:00Z");
+    assert_eq!(world.posts(), posts, "nothing is updated twice");
 }
