@@ -317,10 +317,7 @@ pub fn pull_update_comment(before: &[&ActionRecord], now: &[&Action]) -> String 
     let mut lines = Vec::new();
     for action in now {
         let attr = action.attr.as_deref().unwrap_or_default();
-        let was = before
-            .iter()
-            .filter(|r| r.attr.as_deref() == Some(attr))
-            .next_back();
+        let was = before.iter().rfind(|r| r.attr.as_deref() == Some(attr));
         let is = platforms(action.all_platforms, &action.systems);
         match was {
             Some(r) if platforms(r.all_platforms, &r.systems) == is => {
