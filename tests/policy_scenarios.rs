@@ -1024,7 +1024,8 @@ fn when_one_package_of_a_batch_builds_again_the_batch_is_rewritten_without_it() 
         .push(open_mark(2, "libfoo", &[LINUX], 901, day(61)));
 
     let p = plan(&policy, &facts, &ledger, day(79) + 3600);
-    let kinds: Vec<(ActionKind, Option<&str>, Option<&str>, Option<u64>)> = p
+    type Planned<'a> = (ActionKind, Option<&'a str>, Option<&'a str>, Option<u64>);
+    let kinds: Vec<Planned> = p
         .actions
         .iter()
         .map(|a| (a.kind, a.attr.as_deref(), a.step.as_deref(), a.evidence.pr))
