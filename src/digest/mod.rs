@@ -190,8 +190,30 @@ fn package_lines<'a>(input: &DigestInput<'a>) -> Vec<(&'a AttrAssessment, Packag
             .all(|j| matches!(j.rule, Rule::Skipped { .. }))
         {
             "left alone by policy".to_owned()
-        } else if let Some(d) = a.due.first() {
-            format!("{} due now", d.kind)
+        } else if !a.due.is_empty() || !a.schedule.is_empty() {
+            // What is due now, then the dates the tracking issue promises.
+            let due = a.due.first().map(|d| format!("{} due now", d.kind));
+            let upcoming = a
+                .schedule
+                .iter()
+                .filter(|s| s.at_unix > now)
+                .take(2)
+                .map(|s| {
+                    let what = match (s.kind, s.step.as_deref()) {
+                        (ActionKind::Notify, _) => "notice",
+                        (ActionKind::Remind, Some("retire-warning")) => "attic warning",
+                        (ActionKind::Remind, _) => "reminder",
+                        (ActionKind::MarkBroken, _) => "mark-broken PR",
+                        (ActionKind::Escalate, _) => "escalation",
+                        (ActionKind::Retire, _) => "attic PR",
+                        (kind, _) => kind.as_str(),
+                    };
+                    format!("{what} {}", &s.at[..10])
+                });
+            due.into_iter()
+                .chain(upcoming)
+                .collect::<Vec<_>>()
+                .join(", then ")
         } else if let Some(n) = &a.next {
             format!("{} on {}", n.kind, &n.at[..10])
         } else if failing
