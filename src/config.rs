@@ -60,11 +60,27 @@ pub struct GitHubConfig {
     /// `owner/name` of the bot's fork, where branches are pushed.
     pub fork: String,
     pub push_url: String,
-    /// The token's file (a systemd credential); read when needed, never logged.
+    /// The token's file (a systemd credential); read when needed, never
+    /// logged. A relative path names a credential of whichever unit runs
+    /// (see [`GitHubConfig::token_path`]).
     pub token_file: PathBuf,
     /// How GitHub can reach whoever runs the bot, for the User-Agent (an
     /// URL or an e-mail address); `None`: the fork owner's GitHub page.
     pub contact: Option<String>,
+}
+
+impl GitHubConfig {
+    /// Where the token is: `token_file` as written when absolute; relative,
+    /// it names a systemd credential in `credentials_directory` (the unit's
+    /// `$CREDENTIALS_DIRECTORY`), so one configuration serves the service
+    /// and the timer's oneshot unit, whose credentials live in different
+    /// folders. Without that variable a relative path is taken as it is.
+    pub fn token_path(&self, credentials_directory: Option<&std::ffi::OsStr>) -> PathBuf {
+        match credentials_directory {
+            Some(dir) if self.token_file.is_relative() => Path::new(dir).join(&self.token_file),
+            _ => self.token_file.clone(),
+        }
+    }
 }
 
 /// The `[act]` section.
@@ -651,6 +667,25 @@ impl Default for RawIngest {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_relative_token_file_is_a_credential_of_whichever_unit_runs() {
+        let config = Config::parse(
+            "[github]\nrepo = \"NixOS/nixpkgs\"\nfork = \"bot/nixpkgs\"\npush_url = \"https://github.com/bot/nixpkgs.git\"\ntoken_file = \"github-token\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let github = config.github.unwrap();
+        let once = std::ffi::OsStr::new("/run/credentials/hydra-sentinel-once.service");
+        assert_eq!(
+            github.token_path(Some(once)),
+            Path::new("/run/credentials/hydra-sentinel-once.service/github-token")
+        );
+        assert_eq!(github.token_path(None), Path::new("github-token"));
+        let mut absolute = github.clone();
+        absolute.token_file = "/etc/token".into();
+        assert_eq!(absolute.token_path(Some(once)), Path::new("/etc/token"));
+    }
+
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {

@@ -139,7 +139,9 @@ pub fn run(
         .github
         .as_ref()
         .ok_or_else(|| ActError::Setup("acting needs a [github] section".into()))?;
-    let token = Secret::from_file(&github.token_file)?;
+    let token = Secret::from_file(
+        &github.token_path(std::env::var_os("CREDENTIALS_DIRECTORY").as_deref()),
+    )?;
     let publisher = publisher(config, Some(&token))
         .ok_or_else(|| ActError::Setup("acting needs [nixpkgs] checkout".into()))?;
     let mut report = ActReport::default();
