@@ -722,7 +722,7 @@ impl Forge for GitHub {
         // for a token without push access, and refuses the whole create
         // (403 "You do not have permission to create labels on this
         // repository") when one does not exist yet. They are added after.
-        let body = json!({"title": issue.title, "body": issue.body});
+        let body = json!({"title": issue.title, "body": super::fit_body(&issue.body)});
         let mut created: Issue = self
             .json::<GhIssue>(Method::Post, &self.repo_path("issues"), &[], Some(&body))
             .await?
@@ -741,7 +741,7 @@ impl Forge for GitHub {
     ) -> Result<Issue, ForgeError> {
         let mut patch = serde_json::Map::new();
         if let Some(body) = body {
-            patch.insert("body".into(), json!(body));
+            patch.insert("body".into(), json!(super::fit_body(body)));
         }
         if let Some(state) = state {
             patch.insert("state".into(), json!(state));
@@ -763,7 +763,7 @@ impl Forge for GitHub {
                 Method::Post,
                 &self.repo_path(&format!("issues/{number}/comments")),
                 &[],
-                Some(&json!({"body": body})),
+                Some(&json!({"body": super::fit_body(body)})),
             )
             .await?;
         Ok(created.into())
@@ -809,7 +809,7 @@ impl Forge for GitHub {
         pull: &NewPull,
         labels: &[String],
     ) -> Result<PullRequest, ForgeError> {
-        let body = json!({"title": pull.title, "head": pull.head, "base": pull.base, "body": pull.body,
+        let body = json!({"title": pull.title, "head": pull.head, "base": pull.base, "body": super::fit_body(&pull.body),
                           "maintainer_can_modify": true});
         let mut created: PullRequest = self
             .json::<GhPull>(Method::Post, &self.repo_path("pulls"), &[], Some(&body))

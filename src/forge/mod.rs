@@ -297,3 +297,48 @@ pub trait Forge {
     /// Open pull requests whose title mentions `text` (to pause for a human's work).
     async fn open_pulls_mentioning(&self, text: &str) -> Result<Vec<Issue>, ForgeError>;
 }
+
+/// GitHub refuses an issue, pull request or comment body over this many
+/// characters (422 "body is too long (maximum is 65536 characters)").
+pub const BODY_LIMIT: usize = 65_536;
+
+/// `body` cut to fit [`BODY_LIMIT`] at a line boundary, with a note saying
+/// so and where the rest is; unchanged when it fits. The hidden marker that
+/// identifies our texts is on the first line, so it always survives.
+pub fn fit_body(body: &str) -> std::borrow::Cow<'_, str> {
+    let chars = body.chars().count();
+    if chars <= BODY_LIMIT {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    let note_room = 300;
+    let keep_chars = BODY_LIMIT - note_room;
+    let cut = body
+        .char_indices()
+        .nth(keep_chars)
+        .map_or(body.len(), |(i, _)| i);
+    let cut = body[..cut].rfind('\n').unwrap_or(cut);
+    let left_out = chars - body[..cut].chars().count();
+    std::borrow::Cow::Owned(format!(
+        "{}\n\n*… {left_out} characters were cut to fit GitHub's limit of {BODY_LIMIT}; \
+         `hydra-sentinel plan --json` and `hydra-sentinel explain` show everything.*\n",
+        &body[..cut]
+    ))
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+
+    #[test]
+    fn a_body_over_the_limit_is_cut_at_a_line_with_a_note_and_keeps_its_marker() {
+        let line = "| x | y |\n";
+        let body = format!("<!-- hydra-sentinel:pr:k -->\n{}", line.repeat(10_000));
+        let fitted = fit_body(&body);
+        assert!(fitted.chars().count() <= BODY_LIMIT, "{}", fitted.len());
+        assert!(fitted.starts_with("<!-- hydra-sentinel:pr:k -->"));
+        assert!(fitted.contains("characters were cut to fit GitHub's limit"));
+        let kept = fitted.split("\n\n*…").next().unwrap();
+        assert!(kept.ends_with("| x | y |"), "cut at a line boundary");
+        assert_eq!(fit_body("short"), "short");
+    }
+}

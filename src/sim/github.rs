@@ -384,9 +384,32 @@ fn handle(state: &mut State, request: &Request) -> Answer {
     answer
 }
 
+/// GitHub's limit on an issue, pull request or comment body, in characters.
+const BODY_LIMIT: usize = 65_536;
+
 fn answer(state: &mut State, request: &Request, authorized: bool) -> Answer {
     if !authorized {
         return (401, vec![], json!({"message": "Bad credentials"}));
+    }
+    // As github.com: a body over the limit is a validation error (422), the
+    // whole request refused.
+    if matches!(request.method.as_str(), "POST" | "PATCH")
+        && let Ok(sent) = serde_json::from_slice::<Value>(&request.body)
+        && sent
+            .get("body")
+            .and_then(Value::as_str)
+            .is_some_and(|b| b.chars().count() > BODY_LIMIT)
+    {
+        return (
+            422,
+            vec![],
+            json!({
+                "message": "Validation Failed",
+                "errors": [{"resource": "Issue", "code": "custom", "field": "body",
+                            "message": "body is too long (maximum is 65536 characters)"}],
+                "documentation_url": "https://docs.github.com/rest/issues/issues#create-an-issue",
+            }),
+        );
     }
     let fault = state
         .faults

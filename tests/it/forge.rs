@@ -639,3 +639,79 @@ fn a_wait_longer_than_the_cycle_can_bear_fails_at_once() {
     );
     assert!(error.to_string().contains("primary"), "{error}");
 }
+
+/// GitHub refuses a body over 65,536 characters with a 422; ours are cut to
+/// fit, keep their marker and say so, and nothing is refused.
+#[test]
+fn an_oversized_body_is_cut_to_fit_instead_of_refused() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    runtime().block_on(async {
+        let gh = github(&fake, TOKEN);
+        let huge = format!(
+            "<!-- hydra-sentinel:notify:big -->\n{}",
+            "| a row of evidence |\n".repeat(5_000)
+        );
+        let issue = gh
+            .create_issue(&NewIssue {
+                title: "Build failure: big".into(),
+                body: huge.clone(),
+                labels: vec![],
+            })
+            .await
+            .expect("the create is accepted");
+        gh.comment(issue.number, &huge)
+            .await
+            .expect("the comment too");
+        gh.edit_issue(issue.number, Some(&huge), None)
+            .await
+            .expect("and the edit");
+    });
+    let refused: Vec<u16> = fake
+        .requests()
+        .iter()
+        .map(|r| r.status)
+        .filter(|s| *s >= 400)
+        .collect();
+    assert!(refused.is_empty(), "GitHub refused: {refused:?}");
+    let body = fake.body_of(1).expect("the issue");
+    assert!(
+        body.chars().count() <= 65_536,
+        "{} characters",
+        body.chars().count()
+    );
+    assert!(body.starts_with("<!-- hydra-sentinel:notify:big -->"));
+    assert!(
+        body.contains("characters were cut to fit GitHub's limit"),
+        "{body:.200}"
+    );
+}
+
+/// The look-alike is as strict as GitHub: a raw oversized body is refused.
+#[test]
+fn the_look_alike_refuses_an_oversized_body_as_github_does() {
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    let body = serde_json::json!({"title": "t", "body": "x".repeat(65_537)}).to_string();
+    let status = ureq_post(&fake.url(), "/repos/NixOS/nixpkgs/issues", &body);
+    assert_eq!(status, 422);
+}
+
+/// A plain HTTP/1.1 POST over loopback, answering the status code.
+fn ureq_post(base: &str, path: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:.200}"))
+}
