@@ -127,3 +127,15 @@ CREATE TABLE handled_comments (
 -- cannot prove is the package's own, ...): the package has to be marked by
 -- hand. The action is settled, so it is not planned again for this failure.
 ALTER TABLE actions ADD COLUMN refused TEXT;
+
+-- version 5: one actor at a time
+
+-- Whoever acts on GitHub (`run`, `once` or `act`) holds this lease, renews
+-- it while it works and gives it back when done; another process acts only
+-- after the lease expired, so two never reconcile each other's intents.
+CREATE TABLE actor_lease (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    holder      TEXT NOT NULL,           -- host, process id and command
+    acquired_at INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL         -- Unix seconds, wall clock
+);

@@ -139,6 +139,7 @@ pub fn run(
         .github
         .as_ref()
         .ok_or_else(|| ActError::Setup("acting needs a [github] section".into()))?;
+    let lease = Lease::take(store)?;
     let token = Secret::from_file(
         &github.token_path(std::env::var_os("CREDENTIALS_DIRECTORY").as_deref()),
     )?;
@@ -186,15 +187,74 @@ pub fn run(
             progress,
         };
         actor.prepare(&facts, now, &mut report).await?;
+        lease.renew()?;
         let ledger = store.ledger()?;
         let plan = policy::plan(policy, &facts, &ledger, now);
         actor.execute(&plan, now, &mut report).await?;
+        lease.renew()?;
         let week = Week::containing(now);
         let text = digest_text(policy, &facts, &store.ledger()?, now, week);
         post_digest(&forge, &settings, week, &text, &mut report).await?;
         Ok::<(), ActError>(())
     })?;
     Ok(Outcome::Acted(report))
+}
+
+/// How long the actor lease lasts without renewal. A cycle renews it after
+/// reconciling and after acting; one step (a publication, rate-limit waits
+/// of at most five minutes each) takes far less.
+const LEASE_SECS: i64 = 3600;
+
+/// The actor lease for this process, given back when dropped (a process
+/// that dies keeps it until it expires, which is what a crash needs: its
+/// intents are reconciled by the next holder).
+struct Lease<'s> {
+    store: &'s Store,
+    holder: String,
+}
+
+impl<'s> Lease<'s> {
+    fn take(store: &'s Store) -> Result<Lease<'s>, ActError> {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+        let lease = Lease {
+            store,
+            holder: format!("{host}, pid {}: {command}", std::process::id()),
+        };
+        lease.renew()?;
+        Ok(lease)
+    }
+
+    fn renew(&self) -> Result<(), ActError> {
+        match self
+            .store
+            .acquire_lease(&self.holder, wall_clock(), LEASE_SECS)?
+        {
+            Ok(()) => Ok(()),
+            Err(held) => Err(ActError::Busy {
+                holder: held.holder,
+                until: held.expires_at,
+            }),
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.store.release_lease(&self.holder) {
+            tracing::warn!(error = %crate::error_chain(&e), "could not give the actor lease back; it expires by itself");
+        }
+    }
+}
+
+/// Now, by the wall clock: a lease protects real processes, whatever clock
+/// (`--now`) the policy is replayed at.
+fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Open the digest issue of `week` unless it exists, and close earlier

@@ -43,6 +43,12 @@ pub enum ActError {
     Store(#[from] StoreError),
     #[error("cannot act: {0}")]
     Setup(String),
+    /// Another process is acting (it holds the actor lease).
+    #[error(
+        "another hydra-sentinel is acting ({holder}) until {}; not acting at the same time",
+        crate::report::time(*until)
+    )]
+    Busy { holder: String, until: i64 },
     /// The nixpkgs checkout could not be read: without it no maintainer can
     /// be mentioned, so nothing is sent.
     #[error("cannot read the nixpkgs checkout: {0}")]

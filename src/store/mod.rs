@@ -10,10 +10,12 @@
 
 mod act;
 mod facts;
+mod lease;
 mod read;
 mod write;
 
 pub use facts::{ActionResult, NewAction, NewOptOut};
+pub use lease::LeaseHeld;
 pub use read::{JobRecord, JobsetSummary, StoredEval};
 pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
 

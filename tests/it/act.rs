@@ -1050,3 +1050,41 @@ fn a_package_failing_on_more_platforms_gets_its_open_pull_request_updated_not_a_
     world.once_ok("2025-11-13T12:00:00Z");
     assert_eq!(world.posts(), posts, "nothing is updated twice");
 }
+
+/// While another process holds the actor lease, a second one does not act:
+/// it says who is acting and sends nothing; once the lease is given back it
+/// acts as usual.
+#[test]
+fn a_second_actor_waits_for_the_one_holding_the_lease() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    let db = world.config.parent().unwrap().join("state.sqlite");
+    let sql = rusqlite::Connection::open(&db).unwrap();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    sql.execute(
+        "INSERT INTO actor_lease (id, holder, acquired_at, expires_at) VALUES (1, 'builder-7, pid 4242: run', ?1, ?2)",
+        [wall, wall + 600],
+    )
+    .unwrap();
+    let posts = world.posts();
+    let busy = world.once(MARK);
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert!(!busy.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another hydra-sentinel is acting (builder-7, pid 4242: run)"),
+        "it says who is acting: {stderr}"
+    );
+    assert_eq!(world.posts(), posts, "nothing was sent");
+    assert!(world.pulls().is_empty());
+
+    sql.execute("DELETE FROM actor_lease", []).unwrap();
+    world.once_ok(MARK);
+    assert_eq!(world.pulls().len(), 1, "it acts once the lease is free");
+    let left: i64 = sql
+        .query_row("SELECT count(*) FROM actor_lease", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "a finished cycle gives the lease back");
+}
