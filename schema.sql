@@ -135,7 +135,9 @@ ALTER TABLE actions ADD COLUMN refused TEXT;
 -- after the lease expired, so two never reconcile each other's intents.
 CREATE TABLE actor_lease (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
-    holder      TEXT NOT NULL,           -- host, process id and command
+    holder      TEXT NOT NULL,           -- host, process id and command, for people
+    host        TEXT NOT NULL,
+    pid         INTEGER NOT NULL,        -- a dead holder on this host frees the lease
     acquired_at INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL         -- Unix seconds, wall clock
 );

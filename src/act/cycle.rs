@@ -5,7 +5,7 @@ use crate::config::{Config, GitHubConfig};
 use crate::digest::{self, DigestInput, Week};
 use crate::forge::{Forge, GitHub, GitHubSettings, NewIssue, Secret, State, user_agent};
 use crate::policy::{self, Facts, Ledger, Policy};
-use crate::store::Store;
+use crate::store::{LeaseHeld, LeaseHolder, Store};
 
 use super::{
     ActError, ActReport, ActSettings, Actor, GitPublisher, Publisher, describe, failing_attrs,
@@ -210,7 +210,7 @@ const LEASE_SECS: i64 = 3600;
 /// intents are reconciled by the next holder).
 struct Lease<'s> {
     store: &'s Store,
-    holder: String,
+    holder: LeaseHolder,
 }
 
 impl<'s> Lease<'s> {
@@ -218,32 +218,57 @@ impl<'s> Lease<'s> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "localhost".into());
+        let pid = std::process::id();
         let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
         let lease = Lease {
             store,
-            holder: format!("{host}, pid {}: {command}", std::process::id()),
+            holder: LeaseHolder {
+                name: format!("{host}, pid {pid}: {command}"),
+                host,
+                pid,
+            },
         };
-        lease.renew()?;
+        match lease.try_renew()? {
+            Ok(()) => {}
+            // Its holder died on this host (a crash, a SIGKILL): nobody is
+            // acting, and waiting for the expiry would only delay the
+            // reconciliation of what it left.
+            Err(held) if held.host == lease.holder.host && !process_alive(held.pid) => {
+                tracing::warn!(holder = %held.holder, "taking over the actor lease of a process that is gone");
+                store.release_lease(&held.holder)?;
+                lease.renew()?;
+            }
+            Err(held) => return Err(busy(held)),
+        }
         Ok(lease)
     }
 
-    fn renew(&self) -> Result<(), ActError> {
-        match self
+    fn try_renew(&self) -> Result<Result<(), LeaseHeld>, ActError> {
+        Ok(self
             .store
-            .acquire_lease(&self.holder, wall_clock(), LEASE_SECS)?
-        {
-            Ok(()) => Ok(()),
-            Err(held) => Err(ActError::Busy {
-                holder: held.holder,
-                until: held.expires_at,
-            }),
-        }
+            .acquire_lease(&self.holder, wall_clock(), LEASE_SECS)?)
     }
+
+    fn renew(&self) -> Result<(), ActError> {
+        self.try_renew()?.map_err(busy)
+    }
+}
+
+fn busy(held: LeaseHeld) -> ActError {
+    ActError::Busy {
+        holder: held.holder,
+        until: held.expires_at,
+    }
+}
+
+/// Whether a process with this id runs on this host.
+fn process_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if let Err(e) = self.store.release_lease(&self.holder) {
+        if let Err(e) = self.store.release_lease(&self.holder.name) {
             tracing::warn!(error = %crate::error_chain(&e), "could not give the actor lease back; it expires by itself");
         }
     }

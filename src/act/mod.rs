@@ -815,6 +815,11 @@ impl<F: Forge> Actor<'_, F> {
                     .await;
             }
             Ok(_) => {}
+            Err(e @ crate::nixpkgs::NixpkgsError::BranchTakenOver { .. }) => {
+                return self
+                    .leave_branch_to_humans(bot, Some(number), actions, &ids, &e, now, report)
+                    .await;
+            }
             Err(e) => {
                 let error = crate::error_chain(&e);
                 for id in &ids {
@@ -1050,6 +1055,13 @@ impl<F: Forge> Actor<'_, F> {
                 return Ok(());
             }
             Ok(p) => p,
+            Err(e @ crate::nixpkgs::NixpkgsError::BranchTakenOver { .. }) => {
+                let head = self.head(&branch);
+                let number = self.forge.pull_by_head(&head).await?.map(|p| p.number);
+                return self
+                    .leave_branch_to_humans(bot, number, actions, &ids, &e, now, report)
+                    .await;
+            }
             Err(e) => {
                 let error = crate::error_chain(&e);
                 for id in &ids {
@@ -1113,6 +1125,42 @@ impl<F: Forge> Actor<'_, F> {
             }
         }
         Ok(())
+    }
+
+    /// Someone else pushed to our branch: their work is never overwritten.
+    /// The pull request (when there is one) says once that it is theirs now,
+    /// and every package of the batch is settled as to be done by hand, with
+    /// the reason on its tracking issue.
+    #[allow(clippy::too_many_arguments)]
+    async fn leave_branch_to_humans(
+        &self,
+        bot: &str,
+        pull: Option<u64>,
+        actions: &[&Action],
+        ids: &[i64],
+        error: &crate::nixpkgs::NixpkgsError,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let reason = error.to_string();
+        if let Some(number) = pull {
+            let key = format!("{number}");
+            if !self
+                .commented(bot, number, "hands-off-branch", &key)
+                .await?
+            {
+                self.forge
+                    .comment(number, &render::branch_left_to_humans(&key, &reason))
+                    .await?;
+            }
+        }
+        let refused: Vec<(String, String)> = actions
+            .iter()
+            .filter_map(|a| a.attr.clone())
+            .map(|attr| (attr, reason.clone()))
+            .collect();
+        self.set_aside_refused(bot, actions, ids, &refused, now, report)
+            .await
     }
 
     /// Some edits of a batch were refused by the editor: settle those (they

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use git2::Repository;
 
 use crate::nixpkgs::changes::{Change, ChangeSet};
-use crate::nixpkgs::git::{CommitSpec, GitTree, Token, commit_change_set, push_branch};
+use crate::nixpkgs::git::{
+    CommitSpec, GitTree, Token, check_branch_is_ours, commit_change_set, push_branch,
+};
 use crate::nixpkgs::maintainers::{MaintainerDirectory, meta_maintainers};
 use crate::nixpkgs::mark_broken::{Evidence as EditEvidence, MarkBrokenRequest, mark_attr_broken};
 use crate::nixpkgs::retire::{Date, RetireRequest, plan_retirement};
@@ -335,6 +337,13 @@ impl Publisher for GitPublisher {
             author_email: self.author_email.clone(),
             force: true,
         };
+        check_branch_is_ours(
+            &repo,
+            &self.push_url,
+            branch,
+            self.token.as_ref(),
+            &self.author_email,
+        )?;
         let commit = commit_change_set(&repo, &changes, &spec)?;
         push_branch(&repo, &self.push_url, branch, self.token.as_ref(), true)?;
         Ok(Published {

@@ -348,6 +348,16 @@ pub fn pull_update_comment(before: &[&ActionRecord], now: &[&Action]) -> String 
     )
 }
 
+/// On our pull request when someone else pushed to its branch.
+pub fn branch_left_to_humans(key: &str, reason: &str) -> String {
+    format!(
+        "{}\nSomeone other than hydra-sentinel pushed to this branch ({reason}). \
+         hydra-sentinel will not push here again, so nothing of yours is overwritten: \
+         this pull request is yours to finish or close.\n",
+        marker("hands-off-branch", key)
+    )
+}
+
 /// On the tracking issue: the editor cannot make this edit, so a human has
 /// to, and why.
 pub fn refused_comment(action: &Action, reason: &str) -> String {

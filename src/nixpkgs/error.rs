@@ -199,6 +199,16 @@ pub enum NixpkgsError {
     },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// Someone else pushed to the bot's branch on the fork (a maintainer
+    /// invited by "maintainers can modify"): it is never force-pushed over.
+    #[error(
+        "branch `{branch}` on the fork has commit {commit} by {author}, which hydra-sentinel did not push: it will not overwrite it"
+    )]
+    BranchTakenOver {
+        branch: String,
+        commit: String,
+        author: String,
+    },
 }
 
 impl NixpkgsError {
@@ -212,6 +222,7 @@ impl NixpkgsError {
             NixpkgsError::Refused { .. }
                 | NixpkgsError::EditWouldNotParse { .. }
                 | NixpkgsError::InvalidNix { .. }
+                | NixpkgsError::BranchTakenOver { .. }
         )
     }
 

@@ -292,6 +292,83 @@ pub fn commit_message(title: &str, evidence: &[String]) -> String {
 /// Push `refs/heads/<branch>` to `remote` (a URL or a configured remote name). With a
 /// token, HTTPS authentication uses it as the password. A ref the remote refuses becomes
 /// [`NixpkgsError::PushRejected`].
+/// Whether `branch` on `remote` may be (force-)pushed by us: it does not
+/// exist there, or its head is the commit we last made for it (our local
+/// `refs/heads/<branch>`), or — after a lost checkout — a commit authored by
+/// `our_email`. Anything else is someone else's work.
+pub fn check_branch_is_ours(
+    repo: &Repository,
+    remote: &str,
+    branch: &str,
+    token: Option<&Token>,
+    our_email: &str,
+) -> Result<(), NixpkgsError> {
+    let mut handle = match repo.find_remote(remote) {
+        Ok(r) => r,
+        Err(_) => repo
+            .remote_anonymous(remote)
+            .map_err(|e| NixpkgsError::git(format!("remote {remote}"), &e))?,
+    };
+    let refname = format!("refs/heads/{branch}");
+    let credentials = |token: Option<&Token>| {
+        let mut callbacks = git2::RemoteCallbacks::new();
+        let mut attempts = 0;
+        let token = token.cloned();
+        callbacks.credentials(move |_url, username, _allowed| {
+            attempts += 1;
+            match &token {
+                Some(token) if attempts <= 1 => git2::Cred::userpass_plaintext(
+                    username.unwrap_or("x-access-token"),
+                    token.expose(),
+                ),
+                _ => Err(git2::Error::from_str("no usable credentials")),
+            }
+        });
+        callbacks
+    };
+    let shown = redact_url(handle.url().unwrap_or(remote));
+    let remote_head = {
+        let connection = handle
+            .connect_auth(git2::Direction::Fetch, Some(credentials(token)), None)
+            .map_err(|e| NixpkgsError::git(format!("list branches of {shown}"), &e))?;
+        connection
+            .list()
+            .map_err(|e| NixpkgsError::git(format!("list branches of {shown}"), &e))?
+            .iter()
+            .find(|h| h.name() == refname)
+            .map(|h| h.oid())
+    };
+    let Some(remote_head) = remote_head else {
+        return Ok(());
+    };
+    if repo.refname_to_id(&refname).ok() == Some(remote_head) {
+        return Ok(());
+    }
+    // Not what we last pushed from here: look at who made it.
+    let mut options = git2::FetchOptions::new();
+    options.remote_callbacks(credentials(token));
+    let probe = format!("refs/hydra-sentinel/fork/{branch}");
+    handle
+        .fetch(
+            &[format!("+{refname}:{probe}").as_str()],
+            Some(&mut options),
+            None,
+        )
+        .map_err(|e| NixpkgsError::git(format!("fetch {branch} from {shown}"), &e))?;
+    let commit = repo
+        .find_commit(remote_head)
+        .map_err(|e| NixpkgsError::git(format!("read {branch} of {shown}"), &e))?;
+    let author = commit.author();
+    if author.email().ok() == Some(our_email) {
+        return Ok(());
+    }
+    Err(NixpkgsError::BranchTakenOver {
+        branch: branch.to_owned(),
+        commit: remote_head.to_string().chars().take(12).collect(),
+        author: author.name().unwrap_or("someone").to_owned(),
+    })
+}
+
 pub fn push_branch(
     repo: &Repository,
     remote: &str,

@@ -8,10 +8,21 @@ use rusqlite::params;
 
 use super::{Context, Store, StoreError};
 
+/// Who asks for the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// Host, process id and command, for people.
+    pub name: String,
+    pub host: String,
+    pub pid: u32,
+}
+
 /// Someone else holds the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseHeld {
     pub holder: String,
+    pub host: String,
+    pub pid: u32,
     pub expires_at: i64,
 }
 
@@ -20,7 +31,7 @@ impl Store {
     /// another holder's lease has not expired: then say whose, and until when.
     pub fn acquire_lease(
         &self,
-        holder: &str,
+        holder: &LeaseHolder,
         now: i64,
         ttl_secs: i64,
     ) -> Result<Result<(), LeaseHeld>, StoreError> {
@@ -29,28 +40,36 @@ impl Store {
         let taken = self
             .conn
             .execute(
-                "INSERT INTO actor_lease (id, holder, acquired_at, expires_at) VALUES (1, ?1, ?2, ?3)
+                "INSERT INTO actor_lease (id, holder, host, pid, acquired_at, expires_at)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (id) DO UPDATE SET
-                   holder = excluded.holder,
+                   holder = excluded.holder, host = excluded.host, pid = excluded.pid,
                    acquired_at = CASE WHEN actor_lease.holder = excluded.holder
                                       THEN actor_lease.acquired_at ELSE excluded.acquired_at END,
                    expires_at = excluded.expires_at
-                 WHERE actor_lease.holder = excluded.holder OR actor_lease.expires_at <= ?2",
-                params![holder, now, now + ttl_secs],
+                 WHERE actor_lease.holder = excluded.holder OR actor_lease.expires_at <= ?4",
+                params![holder.name, holder.host, holder.pid, now, now + ttl_secs],
             )
             .context("taking the actor lease")?;
         if taken == 1 {
             return Ok(Ok(()));
         }
-        let (holder, expires_at) = self
+        let held = self
             .conn
             .query_row(
-                "SELECT holder, expires_at FROM actor_lease WHERE id = 1",
+                "SELECT holder, host, pid, expires_at FROM actor_lease WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok(LeaseHeld {
+                        holder: r.get(0)?,
+                        host: r.get(1)?,
+                        pid: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                },
             )
             .context("reading the actor lease")?;
-        Ok(Err(LeaseHeld { holder, expires_at }))
+        Ok(Err(held))
     }
 
     /// Give the lease back, if `holder` has it.
@@ -75,40 +94,40 @@ mod tests {
         (dir, store)
     }
 
+    fn holder(pid: u32, command: &str) -> LeaseHolder {
+        LeaseHolder {
+            name: format!("host, pid {pid}: {command}"),
+            host: "host".into(),
+            pid,
+        }
+    }
+
     #[test]
     fn a_second_actor_is_refused_until_the_lease_expires_or_is_given_back() {
         let (_dir, store) = store();
+        let (run, once, act) = (holder(1, "run"), holder(2, "once"), holder(3, "act"));
+        assert_eq!(store.acquire_lease(&run, 1000, 600).unwrap(), Ok(()));
         assert_eq!(
-            store.acquire_lease("host:1:run", 1000, 600).unwrap(),
-            Ok(())
-        );
-        assert_eq!(
-            store.acquire_lease("host:2:once", 1200, 600).unwrap(),
+            store.acquire_lease(&once, 1200, 600).unwrap(),
             Err(LeaseHeld {
-                holder: "host:1:run".into(),
+                holder: run.name.clone(),
+                host: "host".into(),
+                pid: 1,
                 expires_at: 1600
             })
         );
         assert_eq!(
-            store.acquire_lease("host:1:run", 1300, 600).unwrap(),
+            store.acquire_lease(&run, 1300, 600).unwrap(),
             Ok(()),
             "the holder renews"
         );
-        assert!(
-            store
-                .acquire_lease("host:2:once", 1800, 600)
-                .unwrap()
-                .is_err()
-        );
+        assert!(store.acquire_lease(&once, 1800, 600).unwrap().is_err());
         assert_eq!(
-            store.acquire_lease("host:2:once", 1901, 600).unwrap(),
+            store.acquire_lease(&once, 1901, 600).unwrap(),
             Ok(()),
             "an expired lease is taken over"
         );
-        store.release_lease("host:2:once").unwrap();
-        assert_eq!(
-            store.acquire_lease("host:3:act", 1902, 600).unwrap(),
-            Ok(())
-        );
+        store.release_lease(&once.name).unwrap();
+        assert_eq!(store.acquire_lease(&act, 1902, 600).unwrap(), Ok(()));
     }
 }

@@ -15,7 +15,7 @@ mod read;
 mod write;
 
 pub use facts::{ActionResult, NewAction, NewOptOut};
-pub use lease::LeaseHeld;
+pub use lease::{LeaseHeld, LeaseHolder};
 pub use read::{JobRecord, JobsetSummary, StoredEval};
 pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
 

@@ -1065,7 +1065,8 @@ fn a_second_actor_waits_for_the_one_holding_the_lease() {
         .unwrap()
         .as_secs() as i64;
     sql.execute(
-        "INSERT INTO actor_lease (id, holder, acquired_at, expires_at) VALUES (1, 'builder-7, pid 4242: run', ?1, ?2)",
+        "INSERT INTO actor_lease (id, holder, host, pid, acquired_at, expires_at)
+         VALUES (1, 'builder-7, pid 4242: run', 'builder-7', 4242, ?1, ?2)",
         [wall, wall + 600],
     )
     .unwrap();
@@ -1080,11 +1081,107 @@ fn a_second_actor_waits_for_the_one_holding_the_lease() {
     assert_eq!(world.posts(), posts, "nothing was sent");
     assert!(world.pulls().is_empty());
 
-    sql.execute("DELETE FROM actor_lease", []).unwrap();
+    // The same, held by a process of this host that is gone: taken over.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    sql.execute(
+        "UPDATE actor_lease SET host = ?1, pid = 999999999, holder = 'a crashed once'",
+        [host.trim()],
+    )
+    .unwrap();
     world.once_ok(MARK);
     assert_eq!(world.pulls().len(), 1, "it acts once the lease is free");
     let left: i64 = sql
         .query_row("SELECT count(*) FROM actor_lease", [], |r| r.get(0))
         .unwrap();
     assert_eq!(left, 0, "a finished cycle gives the lease back");
+}
+
+/// A maintainer pushed a fix to our branch (we invite them to): when the
+/// pull request would be rewritten, their commit stays, the pull request
+/// says it is theirs now, and the tracking issue says what is left to do.
+#[test]
+fn a_branch_someone_else_pushed_to_is_never_force_pushed() {
+    let world = World::with(
+        vec![PlantedFailure {
+            attr: "ghidra".into(),
+            since: 3,
+            systems: vec!["x86_64-linux".into()],
+            spreads_to: vec![("aarch64-linux".into(), 24)],
+        }],
+        |policy| policy,
+        |_| {},
+    );
+    world.once_ok("2025-11-03T12:00:00Z");
+    world.once_ok("2025-11-07T00:00:00Z");
+    let (number, _) = world
+        .pulls()
+        .into_iter()
+        .map(|p| (p.0, p.1))
+        .find(|p| {
+            world
+                .github
+                .body_of(p.0)
+                .is_some_and(|b| b.contains("### `ghidra`"))
+        })
+        .expect("ghidra's pull request");
+    // Batched by maintainer: ghidra's is roblabla.
+    let branch = git_out(
+        &world.fork,
+        &["branch", "--list", "--format=%(refname:short)"],
+    )
+    .lines()
+    .find(|b| b.contains("/maintainer/roblabla/"))
+    .expect("ghidra's branch")
+    .to_owned();
+
+    // A maintainer pushes a commit of their own to that branch.
+    let work = world.config.parent().unwrap().join("maintainer");
+    git(
+        world.config.parent().unwrap(),
+        &["clone", "-q", "-b", &branch, "fork.git", "maintainer"],
+    );
+    std::fs::write(work.join("FIXUP"), "the real fix\n").unwrap();
+    git(&work, &["add", "FIXUP"]);
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=Roberta",
+            "-c",
+            "user.email=roberta@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "ghidra: fix the build",
+        ],
+    );
+    git(&work, &["push", "-q", "origin", &branch]);
+    let theirs = git_out(&world.fork, &["rev-parse", &branch]);
+
+    world.once_ok("2025-11-10T12:00:00Z");
+    let out = world.once_ok("2025-11-13T12:00:00Z");
+    assert_eq!(
+        git_out(&world.fork, &["rev-parse", &branch]),
+        theirs,
+        "their commit is still the branch's head: {out}"
+    );
+    let on_pull: Vec<String> = world
+        .github
+        .comments_on(number)
+        .into_iter()
+        .map(|(_, b)| b)
+        .filter(|b| b.contains("hydra-sentinel:hands-off-branch"))
+        .collect();
+    assert_eq!(
+        on_pull.len(),
+        1,
+        "the pull request says it is theirs now: {out}\nbranches: {}\nlog: {}",
+        git_out(&world.fork, &["branch", "-v"]),
+        git_out(&world.fork, &["log", "--all", "--format=%h %an %s", "-5"])
+    );
+    assert!(on_pull[0].contains("Roberta"), "{}", on_pull[0]);
+
+    let posts = world.posts();
+    world.once_ok("2025-11-14T12:00:00Z");
+    assert_eq!(world.posts(), posts, "and it is not tried again");
 }
