@@ -1045,3 +1045,42 @@ fn when_one_package_of_a_batch_builds_again_the_batch_is_rewritten_without_it() 
         p.to_text()
     );
 }
+
+#[test]
+fn a_first_enable_with_a_backlog_posts_at_most_the_daily_ceiling_oldest_first() {
+    let policy = policy_with("[limits]\nposts_per_day = 5\n");
+    let mut js = trunk(20);
+    // Twelve packages without maintainers, all overdue for a notice; the
+    // lower the number, the older the failure.
+    for i in 0..12 {
+        js.jobs.push(job(
+            &format!("orphan{i:02}"),
+            LINUX,
+            &format!("{}{}", repeat('O', 1 + i, 0), repeat('F', 19 - i, 0)),
+        ));
+    }
+    let facts = facts(vec![js]);
+    let (events, _, _) = replay(&policy, &facts, Ledger::default(), 19, 21, None);
+    let per_day: Vec<(i64, Vec<String>)> = (19..=21)
+        .map(|d| {
+            (
+                d,
+                events
+                    .iter()
+                    .filter(|e| e.day == d && e.kind == ActionKind::Notify)
+                    .filter_map(|e| e.attr.clone())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_day,
+        vec![
+            (19, (0..5).map(|i| format!("orphan{i:02}")).collect()),
+            (20, (5..10).map(|i| format!("orphan{i:02}")).collect()),
+            (21, (10..12).map(|i| format!("orphan{i:02}")).collect()),
+        ],
+        "five a day, the oldest failures first:\n{}",
+        timeline(&events)
+    );
+}

@@ -239,6 +239,10 @@ pub struct Limits {
     pub open_prs: u32,
     /// Notices and reminders naming one maintainer per rolling 7 days.
     pub pings_per_maintainer_per_week: u32,
+    /// Notices, reminders and escalations posted per rolling 24 hours in
+    /// all: the ceiling that also holds for packages without maintainers,
+    /// and the ramp-up of a first enable with a backlog of overdue notices.
+    pub posts_per_day: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -718,6 +722,7 @@ impl Validator<'_> {
             prs_per_day: *raw.limits.prs_per_day.get_ref(),
             open_prs: *raw.limits.open_prs.get_ref(),
             pings_per_maintainer_per_week: *raw.limits.pings_per_maintainer_per_week.get_ref(),
+            posts_per_day: self.positive("limits.posts_per_day", &raw.limits.posts_per_day)?,
         };
 
         let share = *raw.circuit_breaker.min_share.get_ref();
@@ -946,6 +951,7 @@ struct RawLimits {
     prs_per_day: Spanned<u32>,
     open_prs: Spanned<u32>,
     pings_per_maintainer_per_week: Spanned<u32>,
+    posts_per_day: Spanned<u32>,
 }
 
 impl Default for RawLimits {
@@ -954,6 +960,7 @@ impl Default for RawLimits {
             prs_per_day: n(2),
             open_prs: n(10),
             pings_per_maintainer_per_week: n(3),
+            posts_per_day: n(50),
         }
     }
 }

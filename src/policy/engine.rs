@@ -1540,6 +1540,15 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             .then(a.kind.cmp(&b.kind))
     });
     let cap = policy.limits.pings_per_maintainer_per_week;
+    // Everything posted on an issue, whoever it names, also counts toward one
+    // daily ceiling.
+    let posts = |kind: ActionKind| kind.pings() || kind == ActionKind::Escalate;
+    let ceiling = policy.limits.posts_per_day as usize;
+    let mut posted_today = ledger
+        .actions
+        .iter()
+        .filter(|r| posts(r.kind) && r.state.counts() && r.at() > now - DAY && r.at() <= now)
+        .count();
     let mut kept = Vec::new();
     for (oldest, action) in actions {
         if action.kind.pings() {
@@ -1557,9 +1566,29 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
                 });
                 continue;
             }
+            if posted_today >= ceiling {
+                deferred.push(Deferred {
+                    action,
+                    why: format!(
+                        "limit: {ceiling} notices, reminders and escalations a day in all; the oldest failures go first"
+                    ),
+                });
+                continue;
+            }
             for k in keys {
                 *pings.entry(k).or_default() += 1;
             }
+        } else if posts(action.kind) && posted_today >= ceiling {
+            deferred.push(Deferred {
+                action,
+                why: format!(
+                    "limit: {ceiling} notices, reminders and escalations a day in all; the oldest failures go first"
+                ),
+            });
+            continue;
+        }
+        if posts(action.kind) {
+            posted_today += 1;
         }
         kept.push((oldest, action));
     }
