@@ -973,12 +973,15 @@ impl<F: Forge> Actor<'_, F> {
         // A human already working on one of these packages wins: wait.
         for action in actions {
             let attr = action.attr.as_deref().unwrap_or_default();
+            // GitHub's search matches words, not text: it only narrows the
+            // candidates, each title is checked here.
             let theirs: Vec<u64> = self
                 .forge
                 .open_pulls_mentioning(&format!("{attr}:"))
                 .await?
                 .into_iter()
                 .filter(|p| !p.author.eq_ignore_ascii_case(bot))
+                .filter(|p| title_is_about(&p.title, attr))
                 .map(|p| p.number)
                 .collect();
             if let Some(first) = theirs.first() {
@@ -1401,6 +1404,15 @@ fn pull_state(pull: &PullRequest) -> RecordState {
     }
 }
 
+/// Whether a pull request title names `attr` the nixpkgs way: the
+/// attributes before the first `: `, comma-separated (`hello: 2.12 -> 2.13`,
+/// `hello, hello-wayland: fix build`).
+fn title_is_about(title: &str, attr: &str) -> bool {
+    title
+        .split_once(':')
+        .is_some_and(|(subjects, _)| subjects.split(',').any(|s| s.trim() == attr))
+}
+
 /// The pull request a batch rewrites, when it is an update of one of ours.
 fn updated_pull(actions: &[&Action]) -> Option<u64> {
     let first = actions.first()?;
@@ -1536,6 +1548,16 @@ mod tests {
             !recovered(&facts((true, Some(0))), "unknown"),
             "no jobs, nothing recovered"
         );
+    }
+
+    #[test]
+    fn a_title_is_about_a_package_only_when_it_names_it_before_the_colon() {
+        assert!(title_is_about("hello: 2.12 -> 2.13", "hello"));
+        assert!(title_is_about("hello-wayland, hello: fix build", "hello"));
+        assert!(!title_is_about("hello-unfree: 1.0 -> 1.1", "hello"));
+        assert!(!title_is_about("git-lfs: 3.5 -> 3.6", "git"));
+        assert!(!title_is_about("treewide: say hello to git", "git"));
+        assert!(!title_is_about("hello world", "hello"));
     }
 
     #[test]

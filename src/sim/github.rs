@@ -747,10 +747,22 @@ fn search_matches(item: &Item, q: &str) -> bool {
         w if w.starts_with("author:") => item.author == w["author:".len()..],
         _ => true,
     });
+    // As GitHub: a phrase matches words, not characters. Punctuation splits
+    // words, so "hello:" finds "hello-unfree: 1.0 -> 1.1" too.
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let has_phrase = |text: &str, phrase: &str| {
+        let (text, phrase) = (words(text), words(phrase));
+        !phrase.is_empty() && text.windows(phrase.len()).any(|w| w == phrase.as_slice())
+    };
     words_ok
-        && phrases.iter().all(|p| {
-            item.title.contains(p.as_str()) || (!title_only && item.body.contains(p.as_str()))
-        })
+        && phrases
+            .iter()
+            .all(|p| has_phrase(&item.title, p) || (!title_only && has_phrase(&item.body, p)))
 }
 
 fn item_json(state: &State, item: &Item) -> Value {

@@ -1185,3 +1185,40 @@ fn a_branch_someone_else_pushed_to_is_never_force_pushed() {
     world.once_ok("2025-11-14T12:00:00Z");
     assert_eq!(world.posts(), posts, "and it is not tried again");
 }
+
+/// GitHub's search matches words: "hello:" also finds "hello-unfree: …".
+/// Only a human's pull request that names the package pauses ours.
+#[test]
+fn only_a_human_pull_request_naming_the_package_pauses_ours() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    world
+        .github
+        .human_opens_pull("carol", "hello-unfree: 1.0 -> 1.1");
+    world.github.human_opens_pull("dave", "git-lfs: 3.5 -> 3.6");
+    let out = world.once_ok(MARK);
+    assert!(
+        !out.contains("paused"),
+        "unrelated titles that share a word pause nothing: {out}"
+    );
+    assert_eq!(
+        world
+            .pulls()
+            .iter()
+            .filter(|p| p.1.starts_with("treewide"))
+            .count(),
+        1
+    );
+
+    let world = World::new();
+    world.once_ok(NOTICE);
+    world
+        .github
+        .human_opens_pull("carol", "hello: fix the build with gcc 15");
+    let out = world.once_ok(MARK);
+    assert!(out.contains("a human's open pull request"), "{out}");
+    assert!(
+        !world.pulls().iter().any(|p| p.1.starts_with("treewide")),
+        "the batch with hello waits for the human: {out}"
+    );
+}
