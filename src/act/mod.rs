@@ -808,26 +808,22 @@ impl<F: Forge> Actor<'_, F> {
         let edits: Vec<Edit> = actions.iter().map(|a| edit_for(a, now)).collect();
         let message =
             crate::nixpkgs::git::commit_message(&pull_title(actions), &evidence_lines(actions));
-        match self.publisher.publish(&branch, &message, &edits) {
-            Ok(Published { refused, .. }) if !refused.is_empty() => {
-                return self
-                    .set_aside_refused(bot, actions, &ids, &refused, now, report)
-                    .await;
-            }
-            Ok(_) => {}
-            Err(e @ crate::nixpkgs::NixpkgsError::BranchTakenOver { .. }) => {
-                return self
-                    .leave_branch_to_humans(bot, Some(number), actions, &ids, &e, now, report)
-                    .await;
-            }
-            Err(e) => {
-                let error = crate::error_chain(&e);
-                for id in &ids {
-                    self.store.record_result(*id, &failed(now, &error))?;
-                }
-                report.failed(format!("cannot update {branch} of #{number}: {error}"));
-                return Ok(());
-            }
+        if self
+            .publish_batch(
+                bot,
+                &branch,
+                &message,
+                &edits,
+                actions,
+                &ids,
+                Some(number),
+                now,
+                report,
+            )
+            .await?
+            .is_none()
+        {
+            return Ok(());
         }
         (self.progress)();
         let told: Vec<&ActionRecord> = ledger
@@ -1024,56 +1020,37 @@ impl<F: Forge> Actor<'_, F> {
             self.issue_url(n)
         });
         let message = crate::nixpkgs::git::commit_message(&title, &evidence_lines(actions));
-        let published = match self.publisher.publish(&branch, &message, &edits) {
-            Ok(Published { refused, .. }) if !refused.is_empty() => {
-                return self
-                    .set_aside_refused(bot, actions, &ids, &refused, now, report)
-                    .await;
-            }
-            Ok(Published {
-                commit: None,
-                unchanged,
-                ..
-            }) => {
-                // nixpkgs already says what we would have said.
-                for id in &ids {
-                    self.store.record_result(
-                        *id,
-                        &ActionResult {
-                            state: RecordState::Done,
-                            at: now,
-                            pr: None,
-                            issue: None,
-                            error: Some(
-                                "already marked as asked in nixpkgs; nothing to propose".into(),
-                            ),
-                            refused: None,
-                        },
-                    )?;
-                }
-                report.did(format!(
-                    "nothing to propose for {}: already as asked in nixpkgs",
-                    unchanged.join(", ")
-                ));
-                return Ok(());
-            }
-            Ok(p) => p,
-            Err(e @ crate::nixpkgs::NixpkgsError::BranchTakenOver { .. }) => {
-                let head = self.head(&branch);
-                let number = self.forge.pull_by_head(&head).await?.map(|p| p.number);
-                return self
-                    .leave_branch_to_humans(bot, number, actions, &ids, &e, now, report)
-                    .await;
-            }
-            Err(e) => {
-                let error = crate::error_chain(&e);
-                for id in &ids {
-                    self.store.record_result(*id, &failed(now, &error))?;
-                }
-                report.failed(format!("cannot prepare {branch}: {error}"));
-                return Ok(());
-            }
+        let Some(published) = self
+            .publish_batch(
+                bot, &branch, &message, &edits, actions, &ids, None, now, report,
+            )
+            .await?
+        else {
+            return Ok(());
         };
+        if published.commit.is_none() {
+            // nixpkgs already says what we would have said.
+            for id in &ids {
+                self.store.record_result(
+                    *id,
+                    &ActionResult {
+                        state: RecordState::Done,
+                        at: now,
+                        pr: None,
+                        issue: None,
+                        error: Some(
+                            "already marked as asked in nixpkgs; nothing to propose".into(),
+                        ),
+                        refused: None,
+                    },
+                )?;
+            }
+            report.did(format!(
+                "nothing to propose for {}: already as asked in nixpkgs",
+                published.unchanged.join(", ")
+            ));
+            return Ok(());
+        }
         (self.progress)();
         let head = self.head(&branch);
         let pull = match self.forge.pull_by_head(&head).await? {
@@ -1128,6 +1105,54 @@ impl<F: Forge> Actor<'_, F> {
             }
         }
         Ok(())
+    }
+
+    /// Publish a batch's `edits` on `branch`. A refused edit, a branch
+    /// someone else pushed to, or a failure settles the batch's intents
+    /// (`ids`) and says so; then `None`, and the caller stops. `pull` is the
+    /// pull request of that branch, when known.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_batch(
+        &self,
+        bot: &str,
+        branch: &str,
+        message: &str,
+        edits: &[Edit],
+        actions: &[&Action],
+        ids: &[i64],
+        pull: Option<u64>,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<Option<Published>, ActError> {
+        match self.publisher.publish(branch, message, edits) {
+            Ok(Published { refused, .. }) if !refused.is_empty() => {
+                self.set_aside_refused(bot, actions, ids, &refused, now, report)
+                    .await?;
+                Ok(None)
+            }
+            Ok(published) => Ok(Some(published)),
+            Err(e @ crate::nixpkgs::NixpkgsError::BranchTakenOver { .. }) => {
+                let pull = match pull {
+                    Some(number) => Some(number),
+                    None => self
+                        .forge
+                        .pull_by_head(&self.head(branch))
+                        .await?
+                        .map(|p| p.number),
+                };
+                self.leave_branch_to_humans(bot, pull, actions, ids, &e, now, report)
+                    .await?;
+                Ok(None)
+            }
+            Err(e) => {
+                let error = crate::error_chain(&e);
+                for id in ids {
+                    self.store.record_result(*id, &failed(now, &error))?;
+                }
+                report.failed(format!("cannot publish {branch}: {error}"));
+                Ok(None)
+            }
+        }
     }
 
     /// Someone else pushed to our branch: their work is never overwritten.
