@@ -127,3 +127,21 @@ CREATE TABLE handled_comments (
 -- cannot prove is the package's own, ...): the package has to be marked by
 -- hand. The action is settled, so it is not planned again for this failure.
 ALTER TABLE actions ADD COLUMN refused TEXT;
+
+-- version 5: whole-eval requests, at most one per eval
+
+-- `/eval/{id}/builds` costs Hydra the whole array's work before the first
+-- byte, and through hydra.nixos.org's proxy it may end in a 504 after
+-- 900 s: it is asked for at most once per eval, ever. The row is written
+-- (and committed) before the request is sent, so a crash or a restart never
+-- sends it again; `outcome` is NULL until the answer is known. An eval whose
+-- request timed out makes evals of its size and bigger (of the same jobset)
+-- too big to ask for.
+CREATE TABLE whole_eval_requests (
+    eval_id   INTEGER PRIMARY KEY,       -- Hydra's eval id (the eval may not be stored yet)
+    jobset_id INTEGER NOT NULL REFERENCES jobsets (id),
+    builds    INTEGER NOT NULL,          -- builds in the eval when asked
+    sent_at   INTEGER NOT NULL,          -- Unix s
+    outcome   TEXT CHECK (outcome IN ('ok', 'timeout', 'failed')),
+    reason    TEXT                       -- why it failed (then the eval went build by build)
+);

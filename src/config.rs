@@ -110,6 +110,11 @@ pub struct IngestSettings {
     /// Failed builds in the newest eval are asked about again after this long
     /// (restarts change a build's status after the fact).
     pub recheck_after: Duration,
+    /// `/eval/{id}/builds` is asked for only for evals of at most this many
+    /// builds (and at most once per eval): Hydra builds the whole array
+    /// before the first byte, and nginx gives up after 900 s. See
+    /// [`crate::ingest::WHOLE_EVAL_MAX_BUILDS`] for the reasoning.
+    pub whole_eval_max_builds: usize,
 }
 
 impl Default for IngestSettings {
@@ -119,6 +124,7 @@ impl Default for IngestSettings {
             per_build_fetch_limit: 1000,
             builds_per_request: 250,
             recheck_after: Duration::from_secs(6 * 3600),
+            whole_eval_max_builds: crate::ingest::WHOLE_EVAL_MAX_BUILDS,
         }
     }
 }
@@ -445,6 +451,7 @@ impl Config {
                 per_build_fetch_limit: ingest.per_build_fetch_limit,
                 builds_per_request: ingest.builds_per_request.max(1),
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
+                whole_eval_max_builds: ingest.whole_eval_max_builds,
             },
             policy_file: raw.policy.file,
             nixpkgs_checkout,
@@ -681,6 +688,7 @@ struct RawIngest {
     per_build_fetch_limit: usize,
     builds_per_request: usize,
     recheck_after_secs: u64,
+    whole_eval_max_builds: usize,
 }
 
 impl Default for RawIngest {
@@ -691,6 +699,7 @@ impl Default for RawIngest {
             per_build_fetch_limit: d.per_build_fetch_limit,
             builds_per_request: d.builds_per_request,
             recheck_after_secs: d.recheck_after.as_secs(),
+            whole_eval_max_builds: d.whole_eval_max_builds,
         }
     }
 }
