@@ -239,7 +239,10 @@ impl HydraClient {
             };
             let delay = if error.is_rate_limited() {
                 metrics::counter!("hydra_sentinel_hydra_rate_limited_total").increment(1);
-                refusal_delays.next()
+                // nginx sends no Retry-After; honour one if some proxy does.
+                refusal_delays
+                    .next()
+                    .map(|d| error.retry_after().unwrap_or(d))
             } else if retry_errors && error.is_transient() {
                 error_delays
                     .next()

@@ -160,6 +160,15 @@ impl SimBuild {
         self.status = None;
     }
 
+    /// Fail without building: the output is in Hydra's failed-paths cache
+    /// (a derivation that failed before), status 8, "cached failure". The
+    /// queue runner writes it onto the build and, unchanged, onto its
+    /// dependents (`inner_fail_job`: `step_status == CachedFailure`).
+    pub fn fail_cached(&mut self, time: i64) {
+        self.finish(8, time);
+        self.propagated_from = None;
+    }
+
     /// Fail because a step of `root` failed with `root`'s status.
     pub fn fail_from(&mut self, root: &SimBuild, time: i64) {
         self.finish(propagated_status(root.status.unwrap_or(1)), time);
@@ -641,6 +650,20 @@ mod tests {
         assert_eq!(
             (build.finished, build.status, build.stoptime),
             (false, None, stop)
+        );
+    }
+
+    #[test]
+    fn a_cached_failure_reaches_dependents_unchanged() {
+        let sim = SimHydra::generate(&SimSpec::demo());
+        let mut root = sim.build_of(5, "grafx.x86_64-linux").unwrap().clone();
+        let mut victim = sim.build_of(5, "foo-gui.x86_64-linux").unwrap().clone();
+        root.fail_cached(1_800_000_000);
+        victim.fail_from(&root, 1_800_000_000);
+        assert_eq!(root.status, Some(8));
+        assert_eq!(
+            (victim.status, victim.propagated_from),
+            (Some(8), Some(root.id))
         );
     }
 
