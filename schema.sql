@@ -141,3 +141,21 @@ CREATE TABLE actor_lease (
     acquired_at INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL         -- Unix seconds, wall clock
 );
+
+-- version 6: whole-eval requests, at most one per eval
+
+-- `/eval/{id}/builds` costs Hydra the whole array's work before the first
+-- byte, and through hydra.nixos.org's proxy it may end in a 504 after
+-- 900 s: it is asked for at most once per eval, ever. The row is written
+-- (and committed) before the request is sent, so a crash or a restart never
+-- sends it again; `outcome` is NULL until the answer is known. An eval whose
+-- request timed out makes evals of its size and bigger (of the same jobset)
+-- too big to ask for.
+CREATE TABLE whole_eval_requests (
+    eval_id   INTEGER PRIMARY KEY,       -- Hydra's eval id (the eval may not be stored yet)
+    jobset_id INTEGER NOT NULL REFERENCES jobsets (id),
+    builds    INTEGER NOT NULL,          -- builds in the eval when asked
+    sent_at   INTEGER NOT NULL,          -- Unix s
+    outcome   TEXT CHECK (outcome IN ('ok', 'timeout', 'failed')),
+    reason    TEXT                       -- why it failed (then the eval went build by build)
+);

@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::history::job_name::is_nix_identifier;
 use crate::hydra::HydraSettings;
+use crate::hydra::pacer::{HYDRA_NIXOS_ORG_BURST, HYDRA_NIXOS_ORG_RATE, Pacing};
 
 /// The nixpkgs repository on GitHub when no `[github] repo` is configured.
 pub const NIXPKGS_REPOSITORY: &str = "NixOS/nixpkgs";
@@ -125,6 +126,11 @@ pub struct IngestSettings {
     /// Failed builds in the newest eval are asked about again after this long
     /// (restarts change a build's status after the fact).
     pub recheck_after: Duration,
+    /// `/eval/{id}/builds` is asked for only for evals of at most this many
+    /// builds (and at most once per eval): Hydra builds the whole array
+    /// before the first byte, and nginx gives up after 900 s. See
+    /// [`crate::ingest::WHOLE_EVAL_MAX_BUILDS`] for the reasoning.
+    pub whole_eval_max_builds: usize,
 }
 
 impl Default for IngestSettings {
@@ -134,6 +140,7 @@ impl Default for IngestSettings {
             per_build_fetch_limit: 1000,
             builds_per_request: 250,
             recheck_after: Duration::from_secs(6 * 3600),
+            whole_eval_max_builds: crate::ingest::WHOLE_EVAL_MAX_BUILDS,
         }
     }
 }
@@ -266,11 +273,31 @@ impl Config {
             ));
         }
         let in_flight = *hydra.max_in_flight.get_ref();
-        if !(1..=4).contains(&in_flight) {
+        if !(1..=2).contains(&in_flight) {
             return Err(invalid(
                 hydra.max_in_flight.span(),
                 format!(
-                    "hydra.max_in_flight must be between 1 and 4 (Hydra is a shared service), not {in_flight}"
+                    "hydra.max_in_flight must be 1 or 2 (Hydra is a shared service), not {in_flight}"
+                ),
+            ));
+        }
+        // hydra.nixos.org's nginx: `limit_req_zone … rate=2r/s` and
+        // `limit_req … burst=7` (NixOS/infra `build/hydra-proxy.nix`).
+        let rate = *hydra.requests_per_second.get_ref();
+        if !(rate > 0.0 && rate <= HYDRA_NIXOS_ORG_RATE) {
+            return Err(invalid(
+                hydra.requests_per_second.span(),
+                format!(
+                    "hydra.requests_per_second must be above 0 and at most {HYDRA_NIXOS_ORG_RATE} (hydra.nixos.org's nginx limit), not {rate}"
+                ),
+            ));
+        }
+        let burst = *hydra.burst.get_ref();
+        if !(1..=HYDRA_NIXOS_ORG_BURST).contains(&burst) {
+            return Err(invalid(
+                hydra.burst.span(),
+                format!(
+                    "hydra.burst must be between 1 and {HYDRA_NIXOS_ORG_BURST} (hydra.nixos.org's nginx burst), not {burst}"
                 ),
             ));
         }
@@ -282,6 +309,17 @@ impl Config {
         settings.retry_max_delay =
             Duration::from_millis(hydra.retry_max_delay_ms.max(hydra.retry_initial_delay_ms));
         settings.max_in_flight = in_flight as usize;
+        // The pace protects hydra.nixos.org (a shared service behind nginx's
+        // limit); a Hydra on this machine (the look-alike of the tests and
+        // the demo, a local instance) is not paced.
+        settings.pacing = if is_loopback(&settings.url) {
+            Pacing::unlimited()
+        } else {
+            Pacing {
+                requests_per_second: rate,
+                burst,
+            }
+        };
         settings.contact = hydra.contact;
 
         let raw_jobsets = raw.jobsets.unwrap_or_else(|| {
@@ -429,6 +467,7 @@ impl Config {
                 per_build_fetch_limit: ingest.per_build_fetch_limit,
                 builds_per_request: ingest.builds_per_request.max(1),
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
+                whole_eval_max_builds: ingest.whole_eval_max_builds,
             },
             policy_file: raw.policy.file,
             nixpkgs_checkout,
@@ -443,6 +482,16 @@ impl Config {
                 author_email: raw.act.author_email,
             },
         })
+    }
+}
+
+/// Whether `url` points at this machine.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
@@ -605,6 +654,8 @@ struct RawHydra {
     retry_initial_delay_ms: u64,
     retry_max_delay_ms: u64,
     max_in_flight: Spanned<u32>,
+    requests_per_second: Spanned<f64>,
+    burst: Spanned<u32>,
     contact: Option<String>,
 }
 
@@ -618,6 +669,8 @@ impl Default for RawHydra {
             retry_initial_delay_ms: 1000,
             retry_max_delay_ms: 60_000,
             max_in_flight: Spanned::new(0..0, 2),
+            requests_per_second: Spanned::new(0..0, Pacing::default().requests_per_second),
+            burst: Spanned::new(0..0, Pacing::default().burst),
             contact: None,
         }
     }
@@ -651,6 +704,7 @@ struct RawIngest {
     per_build_fetch_limit: usize,
     builds_per_request: usize,
     recheck_after_secs: u64,
+    whole_eval_max_builds: usize,
 }
 
 impl Default for RawIngest {
@@ -661,6 +715,7 @@ impl Default for RawIngest {
             per_build_fetch_limit: d.per_build_fetch_limit,
             builds_per_request: d.builds_per_request,
             recheck_after_secs: d.recheck_after.as_secs(),
+            whole_eval_max_builds: d.whole_eval_max_builds,
         }
     }
 }
@@ -740,10 +795,10 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_its_place() {
-        let err = parse("[hydra]\nmax_in_flight = 20\n").unwrap_err();
+        let err = parse("[hydra]\nmax_in_flight = 3\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "test.toml:2:17: hydra.max_in_flight must be between 1 and 4 (Hydra is a shared service), not 20"
+            "test.toml:2:17: hydra.max_in_flight must be 1 or 2 (Hydra is a shared service), not 3"
         );
         let err = parse("[[jobsets]]\nproject = \"nixpkgs\"\njobset = \"../x\"\n").unwrap_err();
         assert!(err.to_string().starts_with("test.toml:3:10:"), "{err}");
@@ -788,6 +843,53 @@ mod tests {
         }
         let err = parse("[report]\nhtml-dir = \"x\"\n").unwrap_err();
         assert!(err.to_string().contains("html-dir"), "{err}");
+    }
+
+    #[test]
+    fn the_pace_defaults_to_one_request_a_second_and_never_exceeds_hydras_limit() {
+        let config = parse("").unwrap();
+        assert_eq!(config.hydra.pacing, Pacing::default());
+        assert_eq!(config.hydra.pacing.requests_per_second, 1.0);
+        let config = parse("[hydra]\nrequests_per_second = 2\nburst = 7\n").unwrap();
+        assert_eq!(
+            config.hydra.pacing,
+            Pacing {
+                requests_per_second: 2.0,
+                burst: 7
+            }
+        );
+        let config = parse("[hydra]\nrequests_per_second = 0.25\n").unwrap();
+        assert_eq!(config.hydra.pacing.requests_per_second, 0.25);
+        for (text, place) in [
+            ("[hydra]\nrequests_per_second = 2.5\n", "test.toml:2:23:"),
+            ("[hydra]\nrequests_per_second = 0\n", "test.toml:2:23:"),
+            ("[hydra]\nrequests_per_second = -1.0\n", "test.toml:2:23:"),
+            ("[hydra]\nrequests_per_second = nan\n", "test.toml:2:23:"),
+            ("[hydra]\nburst = 8\n", "test.toml:2:9:"),
+            ("[hydra]\nburst = 0\n", "test.toml:2:9:"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with(place), "{text:?}: {err}");
+        }
+        let err = parse("[hydra]\nrequests_per_second = \"fast\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("test.toml:2:23:"), "{err}");
+    }
+
+    #[test]
+    fn a_hydra_on_this_machine_is_not_paced() {
+        for url in [
+            "http://127.0.0.1:4000",
+            "http://[::1]:4000",
+            "http://localhost:4000",
+        ] {
+            let config = parse(&format!(
+                "[hydra]\nurl = {url:?}\nrequests_per_second = 1\n"
+            ))
+            .unwrap();
+            assert_eq!(config.hydra.pacing, Pacing::unlimited(), "{url}");
+        }
+        let config = parse("[hydra]\nurl = \"https://hydra.example.org\"\n").unwrap();
+        assert_eq!(config.hydra.pacing, Pacing::default());
     }
 
     #[test]

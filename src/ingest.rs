@@ -7,9 +7,13 @@
 //! still change (unfinished ones, and failed ones that may be restarted).
 //!
 //! Must never: write part of an eval (a failed fetch or a truncated body rolls
-//! the whole eval back and it is fetched again on the next try or pass), or
-//! store an eval older than one already stored (history is kept in Hydra's
-//! order; see [`crate::store`]).
+//! the whole eval back), store an eval older than one already stored (history
+//! is kept in Hydra's order; see [`crate::store`]), or ask for
+//! `/eval/{id}/builds` twice for one eval, or for an eval above
+//! `ingest.whole_eval_max_builds` (see [`WHOLE_EVAL_MAX_BUILDS`]): the
+//! request is noted in the database before it is sent, and whatever happens
+//! to it (504 from the gateway, a timeout, a body that breaks off) the eval
+//! is completed with `/build/{id}` requests instead.
 //!
 //! Restart safety: a killed ingest leaves the database at the last committed
 //! eval; the next pass discovers the same evals again and carries on.
@@ -34,6 +38,26 @@ use crate::hydra::{
 };
 use crate::store::{EvalWriter, NewEval, Store, StoreError, WriteOutcome};
 
+/// The default of `ingest.whole_eval_max_builds`: the largest eval whose
+/// `/eval/{id}/builds` is asked for.
+///
+/// Why this size. Hydra answers that URL with one array built whole before
+/// the first byte (`Controller/JobsetEval.pm` `all_builds`: `entity =>
+/// [@builds]`), and each element costs several database queries
+/// (`Schema/Result/Builds.pm` `as_json`: the jobset, `jobsetevals`,
+/// `buildoutputs`, `buildproducts`, `buildmetrics`). hydra.nixos.org's nginx
+/// waits 900 s for the first byte (NixOS/infra `build/hydra-proxy.nix`:
+/// `proxyTimeout = "900s"`, NixOS's `proxy_read_timeout`) and then answers
+/// 504, and nixpkgs trunk (~250,000 builds) is reported to run into that
+/// limit (NixOS/infra#270; `reference/hydra-api.md` §2, §9): at least
+/// 900 s / 250,000 ≈ 3.6 ms per build, on a loaded server more. 20,000
+/// builds at that rate take 72 s; even five times slower they stay under
+/// half the gateway limit. Above it, builds are asked for one by one,
+/// paced, which costs Hydra one indexed lookup each and cannot time out.
+/// This is reasoning from the source, not a measurement against
+/// hydra.nixos.org (we may not load it for a benchmark).
+pub const WHOLE_EVAL_MAX_BUILDS: usize = 20_000;
+
 /// Stop paging back through evals after this many pages when looking for the
 /// newest stored eval; beyond it, the gap is accepted and logged.
 const MAX_DISCOVERY_PAGES: usize = 50;
@@ -46,13 +70,6 @@ pub enum IngestError {
     Hydra(#[from] HydraError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("eval {eval}: the builds array stayed unreadable after {attempts} downloads")]
-    Unreadable {
-        eval: i64,
-        attempts: usize,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error("a database task panicked")]
     TaskPanicked(#[from] tokio::task::JoinError),
     #[error("stopped on request; the eval in flight was rolled back")]
@@ -66,6 +83,14 @@ enum Parsed {
     End,
     /// The body broke off or is malformed after this many builds.
     Broken(usize, serde_json::Error),
+}
+
+/// Why the one whole-eval request of an eval gave way to single builds.
+#[derive(Debug)]
+struct WholeEvalFailed {
+    /// The gateway or we gave up waiting (this size is too big for Hydra).
+    timed_out: bool,
+    reason: String,
 }
 
 /// The writer went away (it failed); the parser stops.
@@ -164,11 +189,7 @@ pub struct Ingestor {
     client: HydraClient,
     store: Arc<Mutex<Store>>,
     settings: IngestSettings,
-    /// Pause before fetching a broken body again (grows with each attempt).
-    retry_pause: std::time::Duration,
     max_in_flight: usize,
-    /// Downloads of one builds array before giving up on it for this pass.
-    download_attempts: usize,
     control: PassControl,
 }
 
@@ -200,15 +221,15 @@ impl Ingestor {
             client,
             store: Arc::new(Mutex::new(store)),
             settings: config.ingest.clone(),
-            retry_pause: config.hydra.retry_initial_delay,
             max_in_flight: config.hydra.max_in_flight,
-            download_attempts: config.hydra.retries + 1,
             control: PassControl::default(),
         }
     }
 
-    /// Let a long-running caller stop passes early and hear their progress.
+    /// Let a long-running caller stop passes early and hear their progress,
+    /// including while the client waits for its pace or backs off.
     pub fn with_control(mut self, control: PassControl) -> Ingestor {
+        self.client = self.client.with_progress(control.heartbeat.clone());
         self.control = control;
         self
     }
@@ -283,7 +304,7 @@ impl Ingestor {
         for header in evals {
             self.control.check()?;
             let (outcome, streamed) = self
-                .ingest_eval(jobset, jobset_id, &header, has_history)
+                .ingest_eval(jobset, jobset_id, &header, has_history, options.now)
                 .await?;
             has_history = true;
             tracing::info!(%jobset, eval = header.id, builds = outcome.members, written = outcome.builds_written,
@@ -361,14 +382,15 @@ impl Ingestor {
 
     /// Fetch and write one eval; returns what changed and whether the whole
     /// builds array was streamed. The first eval of a jobset is streamed
-    /// straight away: every build is new, so the build list of `/eval/{id}`
-    /// (3 MB for nixpkgs) would only confirm it.
+    /// straight away when it may be: every build is new, so the build list
+    /// of `/eval/{id}` (3 MB for nixpkgs) would only confirm it.
     async fn ingest_eval(
         &self,
         jobset: &JobsetRef,
         jobset_id: i64,
         header: &EvalHeader,
         has_history: bool,
+        now: i64,
     ) -> Result<(WriteOutcome, bool), IngestError> {
         let eval_id = header.id;
         let new_eval = NewEval {
@@ -379,15 +401,25 @@ impl Ingestor {
             eval_time: header.evaltime,
             strategy: "per-build",
         };
-        if !has_history {
-            let mode = WriteMode::NewEval {
-                jobset_id,
-                eval: NewEval {
-                    strategy: "eval-builds",
-                    ..new_eval
-                },
-            };
-            return Ok((self.stream_eval(jobset, eval_id, mode).await?, true));
+        let whole_eval = WriteMode::NewEval {
+            jobset_id,
+            eval: NewEval {
+                strategy: "eval-builds",
+                ..new_eval.clone()
+            },
+        };
+        let mut tried_whole = false;
+        if !has_history
+            && let Some(total) = header.nr_builds
+            && self.may_ask_whole_eval(jobset_id, eval_id, total).await?
+        {
+            tried_whole = true;
+            if let Ok(outcome) = self
+                .whole_eval(jobset, jobset_id, eval_id, total, whole_eval.clone(), now)
+                .await?
+            {
+                return Ok((outcome, true));
+            }
         }
         let ids = self.client.eval(eval_id).await?.builds;
         let known = self
@@ -402,162 +434,228 @@ impl Ingestor {
             .filter(|id| known.get(id).is_none_or(|k| !k.is_settled()))
             .collect();
         tracing::debug!(%jobset, eval = header.id, builds = ids.len(), needed = needed.len(), "planning fetch");
-        if FetchStrategy::choose(ids.len(), needed.len(), &self.settings) == FetchStrategy::PerBuild
+        if !tried_whole
+            && FetchStrategy::choose(ids.len(), needed.len(), &self.settings)
+                == FetchStrategy::WholeEval
+            && self
+                .may_ask_whole_eval(jobset_id, eval_id, ids.len())
+                .await?
+            && let Ok(outcome) = self
+                .whole_eval(jobset, jobset_id, eval_id, ids.len(), whole_eval, now)
+                .await?
         {
-            match self.fetch_builds_cancellable(&needed).await? {
-                Ok(fetched) => {
-                    let jobset = jobset.clone();
-                    let outcome = self
-                        .with_store(move |store| {
-                            let mut writer =
-                                store.begin_eval(jobset_id, &jobset.to_string(), new_eval)?;
-                            let mut checker = BuildChecker::new(&jobset, eval_id);
-                            let fetched: HashMap<i64, Build> =
-                                fetched.into_iter().map(|b| (b.id, b)).collect();
-                            for id in &ids {
-                                match (fetched.get(id), known.get(id)) {
-                                    (Some(build), _) => checker.write(&mut writer, build)?,
-                                    (None, Some(k)) => writer.add_known(*id, k)?,
-                                    (None, None) => {}
-                                }
-                            }
-                            Ok(writer.commit()?)
-                        })
-                        .await?;
-                    return Ok((outcome, false));
-                }
-                Err(e) if !e.is_transient() => {
-                    tracing::warn!(%jobset, eval = header.id, error = %crate::error_chain(&e),
-                        "fetching builds one by one failed; streaming the whole eval instead");
-                }
-                Err(e) => return Err(e.into()),
-            }
+            return Ok((outcome, true));
         }
-        let new_eval = NewEval {
-            strategy: "eval-builds",
-            ..new_eval
-        };
-        let mode = WriteMode::NewEval {
-            jobset_id,
-            eval: new_eval,
-        };
-        let outcome = self.stream_eval(jobset, header.id, mode).await?;
-        Ok((outcome, true))
+        // Build by build: every needed one, however many (the whole-eval
+        // request is not to be had for this eval).
+        let fetched = self.fetch_builds_cancellable(&needed).await??;
+        let jobset = jobset.clone();
+        let outcome = self
+            .with_store(move |store| {
+                let mut writer = store.begin_eval(jobset_id, &jobset.to_string(), new_eval)?;
+                let mut checker = BuildChecker::new(&jobset, eval_id);
+                let fetched: HashMap<i64, Build> = fetched.into_iter().map(|b| (b.id, b)).collect();
+                for id in &ids {
+                    match (fetched.get(id), known.get(id)) {
+                        (Some(build), _) => checker.write(&mut writer, build)?,
+                        (None, Some(k)) => writer.add_known(*id, k)?,
+                        (None, None) => {}
+                    }
+                }
+                Ok(writer.commit()?)
+            })
+            .await?;
+        Ok((outcome, false))
     }
 
-    /// Stream `/eval/{id}/builds` into a writer opened by `mode`: the body
-    /// is parsed while it downloads, on the blocking pool, so network and
-    /// database work overlap and memory stays at one build. A body that breaks
-    /// off or does not parse rolls the transaction back and is fetched again.
+    /// Whether `/eval/{eval_id}/builds` may be asked for: never asked before
+    /// (in this process or an earlier one), and small enough to plausibly
+    /// answer within the gateway's limit: at most `whole_eval_max_builds`,
+    /// and smaller than any eval of the jobset whose request timed out.
+    async fn may_ask_whole_eval(
+        &self,
+        jobset_id: i64,
+        eval_id: i64,
+        total: usize,
+    ) -> Result<bool, IngestError> {
+        if total > self.settings.whole_eval_max_builds {
+            tracing::debug!(
+                eval = eval_id,
+                builds = total,
+                "too big for /eval/{{id}}/builds; build by build"
+            );
+            return Ok(false);
+        }
+        let (asked, timed_out) = self
+            .with_store(move |store| {
+                Ok((
+                    store.whole_eval_requested(eval_id)?,
+                    store.smallest_timed_out_whole_eval(jobset_id)?,
+                ))
+            })
+            .await?;
+        if let Some(size) = timed_out.filter(|size| total as i64 >= *size) {
+            tracing::debug!(
+                eval = eval_id,
+                builds = total,
+                timed_out_at = size,
+                "an eval this big timed out before; build by build"
+            );
+            return Ok(false);
+        }
+        Ok(!asked)
+    }
+
+    /// The one request for `/eval/{id}/builds` of an eval: noted (and
+    /// committed) before it is sent, its outcome noted after. `Ok(Err(_))`
+    /// when it failed in a way `/build/{id}` requests make up for.
+    async fn whole_eval(
+        &self,
+        jobset: &JobsetRef,
+        jobset_id: i64,
+        eval_id: i64,
+        total: usize,
+        mode: WriteMode,
+        now: i64,
+    ) -> Result<Result<WriteOutcome, WholeEvalFailed>, IngestError> {
+        self.with_store(move |store| {
+            Ok(store.note_whole_eval_request(jobset_id, eval_id, total as i64, now)?)
+        })
+        .await?;
+        let result = self.stream_eval(jobset, eval_id, mode).await;
+        let (outcome, reason) = match &result {
+            Ok(Ok(_)) => ("ok", None),
+            Ok(Err(failed)) if failed.timed_out => ("timeout", Some(failed.reason.clone())),
+            Ok(Err(failed)) => ("failed", Some(failed.reason.clone())),
+            Err(e) => ("failed", Some(crate::error_chain(e))),
+        };
+        self.with_store(move |store| {
+            Ok(store.note_whole_eval_outcome(eval_id, outcome, reason.as_deref())?)
+        })
+        .await?;
+        let result = result?;
+        if let Err(failed) = &result {
+            metrics::counter!("hydra_sentinel_whole_eval_fallbacks_total", "jobset" => jobset.to_string())
+                .increment(1);
+            tracing::warn!(%jobset, eval = eval_id, builds = total, reason = %failed.reason,
+                "/eval/{{id}}/builds failed and is not asked for again; fetching the eval build by build");
+        }
+        Ok(result)
+    }
+
+    /// Stream `/eval/{id}/builds` into a writer opened by `mode`, once: the
+    /// body is parsed while it downloads, on the blocking pool, so network
+    /// and database work overlap and memory stays at one build. A body that
+    /// breaks off or does not parse rolls the transaction back. `Ok(Err(why))`
+    /// for failures another way of fetching can make up for (transient
+    /// errors: a 504 from the gateway, a timeout, a cut or malformed body).
     async fn stream_eval(
         &self,
         jobset: &JobsetRef,
         eval_id: i64,
         mode: WriteMode,
-    ) -> Result<WriteOutcome, IngestError> {
-        let attempts = self.download_attempts;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let body = self.client.eval_builds_stream(eval_id).await?;
-            // Cancelling ends the body early: the parse fails and the
-            // transaction rolls back, exactly as for a truncated download.
-            let body = body.take_until(self.control.cancel.clone().cancelled_owned());
-            let reader = tokio_util::io::StreamReader::new(Box::pin(body));
-            // Two threads, two cores: one parses the body as it arrives, the
-            // other writes the transaction. The writer commits only on the
-            // parser's explicit end of the array; a parser that fails or
-            // dies makes it roll back.
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<Parsed>(16);
-            let parser = tokio::task::spawn_blocking(move || {
-                let reader = tokio_util::io::SyncIoBridge::new(reader);
-                let mut batch = Vec::with_capacity(PARSE_BATCH);
-                let result = for_each_build(reader, |build| {
-                    batch.push(build);
-                    if batch.len() == PARSE_BATCH {
-                        sender
-                            .send(Parsed::Builds(std::mem::replace(
-                                &mut batch,
-                                Vec::with_capacity(PARSE_BATCH),
-                            )))
-                            .map_err(|_| WriterGone)?;
-                    }
-                    Ok::<(), WriterGone>(())
-                });
-                let last = match result {
-                    Ok(_) => {
-                        let _ = sender.send(Parsed::Builds(batch));
-                        Parsed::End
-                    }
-                    Err(StreamError::Json {
-                        builds_read,
-                        source,
-                    }) => Parsed::Broken(builds_read, source),
-                    Err(StreamError::Callback(WriterGone)) => return,
-                };
-                let _ = sender.send(last);
+    ) -> Result<Result<WriteOutcome, WholeEvalFailed>, IngestError> {
+        let body = match self.client.eval_builds_stream(eval_id).await {
+            Ok(body) => body,
+            Err(e) if e.is_transient() => {
+                return Ok(Err(WholeEvalFailed {
+                    timed_out: e.is_timeout(),
+                    reason: crate::error_chain(&e),
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Cancelling ends the body early: the parse fails and the
+        // transaction rolls back, exactly as for a truncated download.
+        let body = body.take_until(self.control.cancel.clone().cancelled_owned());
+        let reader = tokio_util::io::StreamReader::new(Box::pin(body));
+        // Two threads, two cores: one parses the body as it arrives, the
+        // other writes the transaction. The writer commits only on the
+        // parser's explicit end of the array; a parser that fails or
+        // dies makes it roll back.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Parsed>(16);
+        let parser = tokio::task::spawn_blocking(move || {
+            let reader = tokio_util::io::SyncIoBridge::new(reader);
+            let mut batch = Vec::with_capacity(PARSE_BATCH);
+            let result = for_each_build(reader, |build| {
+                batch.push(build);
+                if batch.len() == PARSE_BATCH {
+                    sender
+                        .send(Parsed::Builds(std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(PARSE_BATCH),
+                        )))
+                        .map_err(|_| WriterGone)?;
+                }
+                Ok::<(), WriterGone>(())
             });
-            let jobset = jobset.clone();
-            let mode = mode.clone();
-            let control = self.control.clone();
-            let result = self
-                .with_store(move |store| {
-                    let mut writer = mode.begin(store, &jobset)?;
-                    let mut checker = BuildChecker::new(&jobset, eval_id);
-                    let mut parsed = 0usize;
-                    for message in receiver {
-                        match message {
-                            Parsed::Builds(builds) => {
-                                for build in &builds {
-                                    checker.write(&mut writer, build)?;
-                                }
-                                let before = parsed / BUILDS_PER_HEARTBEAT;
-                                parsed += builds.len();
-                                if parsed / BUILDS_PER_HEARTBEAT > before {
-                                    control.beat();
-                                }
+            let last = match result {
+                Ok(_) => {
+                    let _ = sender.send(Parsed::Builds(batch));
+                    Parsed::End
+                }
+                Err(StreamError::Json {
+                    builds_read,
+                    source,
+                }) => Parsed::Broken(builds_read, source),
+                Err(StreamError::Callback(WriterGone)) => return,
+            };
+            let _ = sender.send(last);
+        });
+        let jobset = jobset.clone();
+        let control = self.control.clone();
+        let result = self
+            .with_store(move |store| {
+                let mut writer = mode.begin(store, &jobset)?;
+                let mut checker = BuildChecker::new(&jobset, eval_id);
+                let mut parsed = 0usize;
+                for message in receiver {
+                    match message {
+                        Parsed::Builds(builds) => {
+                            for build in &builds {
+                                checker.write(&mut writer, build)?;
                             }
-                            Parsed::End => return Ok(Ok(writer.commit()?)),
-                            // Dropping the writer rolls the eval back.
-                            Parsed::Broken(builds_read, source) => {
-                                return Ok(Err((builds_read, source)));
+                            let before = parsed / BUILDS_PER_HEARTBEAT;
+                            parsed += builds.len();
+                            if parsed / BUILDS_PER_HEARTBEAT > before {
+                                control.beat();
                             }
                         }
+                        Parsed::End => return Ok(Ok(writer.commit()?)),
+                        // Dropping the writer rolls the eval back.
+                        Parsed::Broken(builds_read, source) => {
+                            return Ok(Err((builds_read, source)));
+                        }
                     }
-                    Ok(Err((
-                        parsed,
-                        serde_json::Error::io(std::io::Error::other(
-                            "the parser stopped without finishing the array",
-                        )),
-                    )))
-                })
-                .await;
-            // The parser ends once the writer is done with it (or gone).
-            let _ = parser.await;
-            let result = result?;
-            match result {
-                Ok(outcome) => return Ok(outcome),
-                Err(_) if self.control.cancel.is_cancelled() => {
-                    tracing::info!(
-                        eval = eval_id,
-                        "download cut on request; nothing of the eval written"
-                    );
-                    return Err(IngestError::Cancelled);
                 }
-                Err((builds_read, source)) if attempt < attempts => {
-                    metrics::counter!("hydra_sentinel_hydra_errors_total", "kind" => "body")
-                        .increment(1);
-                    tracing::warn!(eval = eval_id, builds_read, attempt, error = %source,
-                        "builds array broke off or is malformed; nothing written, fetching it again");
-                    tokio::time::sleep(self.retry_pause * attempt as u32).await;
-                }
-                Err((_, source)) => {
-                    return Err(IngestError::Unreadable {
-                        eval: eval_id,
-                        attempts,
-                        source,
-                    });
-                }
+                Ok(Err((
+                    parsed,
+                    serde_json::Error::io(std::io::Error::other(
+                        "the parser stopped without finishing the array",
+                    )),
+                )))
+            })
+            .await;
+        // The parser ends once the writer is done with it (or gone).
+        let _ = parser.await;
+        match result? {
+            Ok(outcome) => Ok(Ok(outcome)),
+            Err(_) if self.control.cancel.is_cancelled() => {
+                tracing::info!(
+                    eval = eval_id,
+                    "download cut on request; nothing of the eval written"
+                );
+                Err(IngestError::Cancelled)
+            }
+            Err((builds_read, source)) => {
+                metrics::counter!("hydra_sentinel_hydra_errors_total", "kind" => "body")
+                    .increment(1);
+                Ok(Err(WholeEvalFailed {
+                    timed_out: false,
+                    reason: format!(
+                        "the builds array broke off or is malformed after {builds_read} builds (nothing written): {source}"
+                    ),
+                }))
             }
         }
     }
@@ -591,31 +689,38 @@ impl Ingestor {
             return Ok(());
         }
         report.rechecked_builds = unsettled.len();
-        let total = self
+        let Some(newest) = self
             .with_store(move |store| Ok(store.newest_eval(jobset_id)?))
             .await?
-            .map_or(0, |e| e.nr_builds as usize);
-        let strategy = FetchStrategy::choose(total, unsettled.len(), &self.settings);
-        let outcome = if strategy == FetchStrategy::PerBuild {
-            let fetched = self.fetch_builds_cancellable(&unsettled).await??;
-            let jobset = jobset.clone();
-            self.with_store(move |store| {
-                let mut writer = store.begin_recheck(jobset_id)?;
-                let mut checker = BuildChecker::new(&jobset, 0);
-                for build in &fetched {
-                    checker.write(&mut writer, build)?;
-                }
-                Ok(writer.commit()?)
-            })
-            .await?
-        } else {
-            let newest = self
-                .with_store(move |store| Ok(store.newest_eval(jobset_id)?))
+        else {
+            return Ok(());
+        };
+        let total = newest.nr_builds as usize;
+        let mut streamed = None;
+        if FetchStrategy::choose(total, unsettled.len(), &self.settings) == FetchStrategy::WholeEval
+            && self.may_ask_whole_eval(jobset_id, newest.id, total).await?
+        {
+            let mode = WriteMode::Recheck { jobset_id };
+            streamed = self
+                .whole_eval(jobset, jobset_id, newest.id, total, mode, now)
                 .await?
-                .map(|e| e.id);
-            let Some(newest) = newest else { return Ok(()) };
-            self.stream_eval(jobset, newest, WriteMode::Recheck { jobset_id })
+                .ok();
+        }
+        let outcome = match streamed {
+            Some(outcome) => outcome,
+            None => {
+                let fetched = self.fetch_builds_cancellable(&unsettled).await??;
+                let jobset = jobset.clone();
+                self.with_store(move |store| {
+                    let mut writer = store.begin_recheck(jobset_id)?;
+                    let mut checker = BuildChecker::new(&jobset, 0);
+                    for build in &fetched {
+                        checker.write(&mut writer, build)?;
+                    }
+                    Ok(writer.commit()?)
+                })
                 .await?
+            }
         };
         report.changed_builds = outcome.builds_written;
         let labels = [("jobset", jobset.to_string())];

@@ -1,16 +1,28 @@
 //! HTTP to Hydra: polite, patient, and never trusting a body until it parsed.
+//!
+//! Every request waits for an in-flight slot, then for the [`Pacer`]. A 429
+//! (nginx's "slow down", sent without `Retry-After`) holds every request back
+//! for a jittered, growing, bounded delay and the request is sent again; these
+//! waits have their own budget, so a busy Hydra slows a pass down instead of
+//! failing it after the few retries meant for real errors.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use url::Url;
 
+use super::pacer::{Pacer, Pacing, Progress};
 use super::{Build, Eval, EvalsPage, HydraError};
+
+/// Refusals (429) of one request ridden out before giving up on it: with
+/// delays growing from `retry_initial_delay` to `retry_max_delay`, the
+/// defaults wait out about half an hour of refusals.
+const RATE_LIMIT_RETRIES: usize = 40;
 
 /// Validated settings for talking to one Hydra.
 #[derive(Debug, Clone)]
@@ -25,6 +37,8 @@ pub struct HydraSettings {
     pub retry_max_delay: Duration,
     /// Requests in flight at once (hydra.nixos.org asks for one or two).
     pub max_in_flight: usize,
+    /// The pace of requests (see [`super::pacer`]).
+    pub pacing: Pacing,
     /// Appended to the User-Agent so Hydra's operators can reach whoever runs us.
     pub contact: Option<String>,
 }
@@ -39,6 +53,7 @@ impl HydraSettings {
             retry_initial_delay: Duration::from_secs(1),
             retry_max_delay: Duration::from_secs(60),
             max_in_flight: 2,
+            pacing: Pacing::default(),
             contact: None,
         }
     }
@@ -49,7 +64,11 @@ pub struct HydraClient {
     http: reqwest::Client,
     base: Url,
     in_flight: Arc<Semaphore>,
+    pacer: Arc<Pacer>,
     backoff: ExponentialBuilder,
+    rate_limit_backoff: ExponentialBuilder,
+    /// Told while the client waits (pacing, backing off).
+    progress: Option<Progress>,
 }
 
 impl std::fmt::Debug for HydraClient {
@@ -90,12 +109,27 @@ impl HydraClient {
             .with_min_delay(settings.retry_initial_delay)
             .with_max_delay(settings.retry_max_delay)
             .with_max_times(settings.retries);
+        let rate_limit_backoff = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(settings.retry_initial_delay)
+            .with_max_delay(settings.retry_max_delay)
+            .with_max_times(RATE_LIMIT_RETRIES);
         Ok(HydraClient {
             http,
             base,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            pacer: Arc::new(Pacer::new(settings.pacing)),
             backoff,
+            rate_limit_backoff,
+            progress: None,
         })
+    }
+
+    /// The same client (same pace, same in-flight slots) telling `progress`
+    /// while it waits, so that a watchdog sees a pacing loop as alive.
+    pub fn with_progress(mut self, progress: Option<Progress>) -> HydraClient {
+        self.progress = progress;
+        self
     }
 
     pub fn base_url(&self) -> &Url {
@@ -141,11 +175,13 @@ impl HydraClient {
         self.get_json(&self.url(&format!("build/{id}"))).await
     }
 
-    /// Open `/eval/{id}/builds` as a byte stream, retrying until the server
-    /// answers with a success status. The body arrives as it is read, so a
-    /// caller parses while downloading and never holds the document; errors
-    /// in the middle of the body surface as `io::Error`s from the stream, and
-    /// retrying them is the caller's business (it has state to roll back).
+    /// Open `/eval/{id}/builds` as a byte stream. Sent once: a failure is
+    /// returned, not retried, since each try costs Hydra the whole array's
+    /// work (see [`crate::ingest`]); only a 429, which nginx answers without
+    /// asking Hydra, is sent again after a pause. The body arrives as it is
+    /// read, so a caller parses while downloading and never holds the
+    /// document; errors in the middle of the body surface as `io::Error`s
+    /// from the stream.
     pub async fn eval_builds_stream(
         &self,
         id: i64,
@@ -154,21 +190,12 @@ impl HydraClient {
         HydraError,
     > {
         let url = self.url(&format!("eval/{id}/builds"));
-        let permit = (|| async {
-            let permit = Arc::clone(&self.in_flight)
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
-            let response = self.send(&url).await?;
-            Ok((permit, response))
-        })
-        .retry(self.backoff)
-        .sleep(tokio::time::sleep)
-        .when(HydraError::is_transient)
-        .adjust(|e: &HydraError, delay| e.retry_after().or(delay))
-        .notify(|e, delay| tracing::warn!(error = %crate::error_chain(e), ?delay, "retrying Hydra request"))
-        .await?;
-        let (permit, response) = permit;
+        let (permit, response) = self
+            .paced(&url, false, |permit| async {
+                let response = self.send(&url).await?;
+                Ok((permit, response))
+            })
+            .await?;
         Ok(response.bytes_stream().map(move |chunk| {
             // The permit lives as long as the body is being read.
             let _held = &permit;
@@ -177,21 +204,63 @@ impl HydraClient {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, url: &Url) -> Result<T, HydraError> {
-        (|| self.get_json_once(url))
-            .retry(self.backoff)
-            .sleep(tokio::time::sleep)
-            .when(HydraError::is_transient)
-            .adjust(|e, delay| e.retry_after().or(delay))
-            .notify(|e, delay| tracing::warn!(error = %crate::error_chain(e), ?delay, "retrying Hydra request"))
-            .await
+        self.paced(url, true, |permit| async move {
+            let response = self.get_json_once(url).await;
+            drop(permit);
+            response
+        })
+        .await
+    }
+
+    /// Run `attempt` with an in-flight slot, at the pace; a 429 holds every
+    /// request back and `attempt` runs again (its own budget); other
+    /// transient errors are retried with backoff when `retry_errors`.
+    async fn paced<T, F, Fut>(
+        &self,
+        url: &Url,
+        retry_errors: bool,
+        attempt: F,
+    ) -> Result<T, HydraError>
+    where
+        F: Fn(tokio::sync::OwnedSemaphorePermit) -> Fut,
+        Fut: std::future::Future<Output = Result<T, HydraError>>,
+    {
+        let mut error_delays = self.backoff.build();
+        let mut refusal_delays = self.rate_limit_backoff.build();
+        loop {
+            let permit = Arc::clone(&self.in_flight)
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            self.pacer.wait(self.progress.as_ref()).await;
+            let error = match attempt(permit).await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let delay = if error.is_rate_limited() {
+                metrics::counter!("hydra_sentinel_hydra_rate_limited_total").increment(1);
+                // nginx sends no Retry-After; honour one if some proxy does.
+                refusal_delays
+                    .next()
+                    .map(|d| error.retry_after().unwrap_or(d))
+            } else if retry_errors && error.is_transient() {
+                error_delays
+                    .next()
+                    .map(|d| error.retry_after().unwrap_or(d))
+            } else {
+                None
+            };
+            let Some(delay) = delay else {
+                return Err(error);
+            };
+            tracing::warn!(%url, error = %crate::error_chain(&error), ?delay,
+                "Hydra refused or failed; holding every request back, then retrying");
+            // Everyone waits, not just this request: Hydra is one server.
+            self.pacer.hold_off(delay);
+        }
     }
 
     async fn get_json_once<T: DeserializeOwned>(&self, url: &Url) -> Result<T, HydraError> {
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .expect("semaphore never closed");
         let response = self.send(url).await?;
         let parsed = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| HydraError::Json {

@@ -2,8 +2,8 @@
 //!
 //! Owns: the wire models of hydra.nixos.org's JSON API (with its traps: `0`/`1`
 //! for booleans, nullable statuses, relative pagination links), the HTTP client
-//! (Accept header, gzip, User-Agent, timeouts, jittered retries, at most a few
-//! requests in flight), and streaming the huge `/eval/{id}/builds` array with
+//! (Accept header, gzip, User-Agent, timeouts, jittered retries, at most two
+//! requests in flight, every request through one [`pacer::Pacer`]), and streaming the huge `/eval/{id}/builds` array with
 //! bounded memory.
 //!
 //! Must never: write to the database (that is [`crate::ingest`]'s job), hold a
@@ -12,11 +12,13 @@
 
 mod client;
 mod models;
+pub mod pacer;
 mod store_path;
 mod stream;
 
 pub use client::{HydraClient, HydraSettings};
 pub use models::{Build, Eval, EvalHeader, EvalsPage};
+pub use pacer::Pacing;
 pub use store_path::{StorePath, StorePathError};
 pub use stream::{StreamError, for_each_build};
 
@@ -66,6 +68,21 @@ impl HydraError {
             HydraError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             HydraError::BadUrl { .. } | HydraError::Client(_) => false,
         }
+    }
+
+    /// The gateway gave up waiting for Hydra (504), or we gave up waiting
+    /// for a byte.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            HydraError::Status { status, .. } => *status == 504,
+            HydraError::Http { source, .. } => source.is_timeout(),
+            _ => false,
+        }
+    }
+
+    /// nginx's `limit_req` refusal: "slow down", not a failure.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, HydraError::Status { status: 429, .. })
     }
 
     pub fn retry_after(&self) -> Option<Duration> {

@@ -29,9 +29,16 @@ pub struct Build {
 
 /// An eval without its `builds` array: what a page of `/jobset/…/evals` is
 /// read into, so that discovering evals never holds 250,000 ids per eval.
+/// The ids are counted as they are skipped: the count tells ingest how
+/// much work `/eval/{id}/builds` would cost Hydra (each eval object on the
+/// page carries its build ids: `Schema/Result/JobsetEvals.pm` `json_hint`,
+/// relation `builds`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct EvalHeader {
     pub id: i64,
+    /// How many builds the eval has; `None` when the page did not say.
+    #[serde(default, rename = "builds", deserialize_with = "count_elements")]
+    pub nr_builds: Option<usize>,
     pub timestamp: i64,
     #[serde(default)]
     pub checkouttime: Option<i64>,
@@ -41,6 +48,31 @@ pub struct EvalHeader {
     pub flake: Option<String>,
     #[serde(default)]
     pub jobsetevalinputs: BTreeMap<String, EvalInput>,
+}
+
+/// The length of a JSON array, without keeping its elements.
+fn count_elements<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    struct Count;
+    impl<'de> serde::de::Visitor<'de> for Count {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut n = 0;
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                n += 1;
+            }
+            Ok(Some(n))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Count)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -136,6 +168,20 @@ mod tests {
         );
         assert!(build.finished);
         assert_eq!(build.buildstatus, Some(2));
+    }
+
+    #[test]
+    fn an_evals_page_counts_each_evals_builds_without_keeping_them() {
+        let page: EvalsPage = serde_json::from_str(&sample("evals.json")).unwrap();
+        let raw: serde_json::Value = serde_json::from_str(&sample("evals.json")).unwrap();
+        for (eval, raw) in page.evals.iter().zip(raw["evals"].as_array().unwrap()) {
+            assert_eq!(
+                eval.nr_builds,
+                Some(raw["builds"].as_array().unwrap().len())
+            );
+        }
+        let without: EvalHeader = serde_json::from_str(r#"{"id": 1, "timestamp": 2}"#).unwrap();
+        assert_eq!(without.nr_builds, None);
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct SimSpec {
     /// (all when empty): to drive the later stages on packages that exist
     /// in a nixpkgs tree under test.
     pub planted: Vec<PlantedFailure>,
+    /// Index of an eval in which every job gets a new build (a mass rebuild,
+    /// as after a stdenv change): all its build ids are new.
+    pub mass_rebuild_at: Option<usize>,
 }
 
 /// A package that starts failing at an eval.
@@ -80,6 +83,7 @@ impl SimSpec {
             scenarios: true,
             hostile_jobs: true,
             planted: Vec::new(),
+            mass_rebuild_at: None,
         }
     }
 
@@ -115,14 +119,62 @@ pub struct SimBuild {
     pub stoptime: Option<i64>,
     /// Evals that contain this build, ascending.
     pub evals: Vec<i64>,
+    /// The build whose failed step this build's failure was copied from
+    /// (Hydra's build page: "propagated from build N").
+    pub propagated_from: Option<i64>,
+}
+
+/// The status Hydra gives a build that depends on a failed step: the
+/// step's own status, except that a plain failure (1) becomes "dependency
+/// failed" (2). NixOS/hydra `hydra-queue-runner/src/state/mod.rs`
+/// `inner_fail_job`: `if b.drv_path != step.drv_path && step_status ==
+/// Failed { DepFailed } else { step_status }`, so a timeout (7) or a cached
+/// failure (8) reaches the dependents unchanged.
+pub fn propagated_status(step_status: i64) -> i64 {
+    if step_status == 1 { 2 } else { step_status }
 }
 
 impl SimBuild {
-    /// Restart the build: unfinished again, as Hydra does.
+    /// Make the build unfinished with no status (the look-alike's older,
+    /// simpler restart; Hydra keeps the old status: see
+    /// [`SimBuild::restart_like_hydra`]).
     pub fn restart(&mut self) {
         self.finished = false;
         self.status = None;
         self.stoptime = None;
+    }
+
+    /// Restart as Hydra does: `finished = 0` and nothing else, so the old
+    /// `buildstatus` and times stay until it finishes again (NixOS/hydra
+    /// `Helper/Nix.pm` `restartBuilds`: `update({ finished => 0,
+    /// iscachedbuild => 0 })`).
+    pub fn restart_like_hydra(&mut self) {
+        self.finished = false;
+    }
+
+    /// Point the build at a new derivation with the same output, as a 2026
+    /// Hydra does when an eval reuses a build by output path: same id, new
+    /// `drvpath`, `finished = 0`, status null, old times (NixOS/hydra
+    /// `script/hydra-eval-jobset` `applyDrvPathRepoints`).
+    pub fn repoint(&mut self, drv_hash: &str) {
+        self.drv_hash = drv_hash.to_owned();
+        self.finished = false;
+        self.status = None;
+    }
+
+    /// Fail without building: the output is in Hydra's failed-paths cache
+    /// (a derivation that failed before), status 8, "cached failure". The
+    /// queue runner writes it onto the build and, unchanged, onto its
+    /// dependents (`inner_fail_job`: `step_status == CachedFailure`).
+    pub fn fail_cached(&mut self, time: i64) {
+        self.finish(8, time);
+        self.propagated_from = None;
+    }
+
+    /// Fail because a step of `root` failed with `root`'s status.
+    pub fn fail_from(&mut self, root: &SimBuild, time: i64) {
+        self.finish(propagated_status(root.status.unwrap_or(1)), time);
+        self.propagated_from = Some(root.id);
     }
 
     /// Finish the build with `status` at `time`.
@@ -342,6 +394,7 @@ impl SimHydra {
             let newest = e + 1 == evals;
             let mass_now = mass_breakage == Some(e);
             let mass_after = mass_breakage.is_some_and(|m| e == m + 1);
+            let mass_rebuild = spec.mass_rebuild_at == Some(e);
             let mut eval_builds = Vec::new();
             for (pi, package) in packages.iter().enumerate() {
                 if matches!(package.plan, Plan::Removed { at } if e >= at) {
@@ -363,6 +416,7 @@ impl SimHydra {
                         e > 0 && matches!(package.plan, Plan::Normal) && rng.chance(spec.flip_rate);
                     let rebuild = match existing {
                         None => true,
+                        Some(_) if mass_rebuild => true,
                         Some(b) => {
                             flip || mass_now
                                 || mass_after
@@ -385,6 +439,13 @@ impl SimHydra {
                         let id = next_build;
                         next_build += 1;
                         let stop = time + 600 + rng.below(20_000) as i64;
+                        let propagated_from = match (&package.plan, status) {
+                            (Plan::Victim { root }, s) if s != 0 => packages
+                                .iter()
+                                .position(|p| &p.attr == root)
+                                .and_then(|ri| current.get(&(ri, si)).copied()),
+                            _ => None,
+                        };
                         builds.insert(
                             id,
                             SimBuild {
@@ -403,6 +464,7 @@ impl SimHydra {
                                 timestamp: time + 30,
                                 stoptime: (!queued).then_some(stop),
                                 evals: Vec::new(),
+                                propagated_from,
                             },
                         );
                         current.insert((pi, si), id);
@@ -488,9 +550,9 @@ fn wanted_status(plan: &Plan, packages: &[Package], e: usize, system: &str) -> i
         }
         Plan::Victim { root } => {
             let root_plan = packages.iter().find(|p| &p.attr == root).map(|p| &p.plan);
-            match root_plan {
-                Some(p) if wanted_status(p, packages, e, system) != 0 => 2,
-                _ => 0,
+            match root_plan.map(|p| wanted_status(p, packages, e, system)) {
+                Some(0) | None => 0,
+                Some(status) => propagated_status(status),
             }
         }
         Plan::Flaky => (e % 2) as i64,
@@ -546,6 +608,79 @@ mod tests {
         assert!(
             reused > 100,
             "only {reused} builds were reused across more than 10 evals"
+        );
+    }
+
+    #[test]
+    fn a_dependency_failure_names_the_build_it_was_propagated_from() {
+        let sim = SimHydra::generate(&SimSpec::demo());
+        let settled = sim.evals.len() - 2;
+        let victim = sim.build_of(settled, "foo-gui.x86_64-linux").unwrap();
+        let root = sim.build_of(settled, "libfoo.x86_64-linux").unwrap();
+        assert_eq!(victim.status, Some(2));
+        assert_eq!(victim.propagated_from, Some(root.id));
+        let ok = sim.build_of(0, "foo-gui.x86_64-linux").unwrap();
+        assert_eq!((ok.status, ok.propagated_from), (Some(0), None));
+    }
+
+    #[test]
+    fn only_a_plain_failure_becomes_a_dependency_failure_when_propagated() {
+        assert_eq!(propagated_status(1), 2);
+        for status in [3, 4, 6, 7, 8, 9, 10, 11] {
+            assert_eq!(propagated_status(status), status);
+        }
+    }
+
+    #[test]
+    fn a_mass_rebuild_eval_has_only_new_build_ids() {
+        let spec = SimSpec {
+            mass_rebuild_at: Some(3),
+            rebuild_rate: 0.0,
+            ..SimSpec::demo()
+        };
+        let sim = SimHydra::generate(&spec);
+        let before: std::collections::HashSet<i64> = sim.evals[..3]
+            .iter()
+            .flat_map(|e| e.builds.clone())
+            .collect();
+        assert!(sim.evals[3].builds.iter().all(|id| !before.contains(id)));
+        let reused = sim.evals[4]
+            .builds
+            .iter()
+            .filter(|id| sim.evals[3].builds.contains(id))
+            .count();
+        assert!(
+            reused > sim.evals[4].builds.len() / 2,
+            "after it, builds are reused again"
+        );
+    }
+
+    #[test]
+    fn restarts_and_repointing_change_a_build_as_hydra_does() {
+        let sim = SimHydra::generate(&SimSpec::demo());
+        let mut build = sim.build_of(5, "grafx.x86_64-linux").unwrap().clone();
+        assert_eq!(build.status, Some(1));
+        build.restart_like_hydra();
+        assert_eq!((build.finished, build.status), (false, Some(1)));
+        let stop = build.stoptime;
+        build.repoint("0000000000000000000000000000000z");
+        assert_eq!(
+            (build.finished, build.status, build.stoptime),
+            (false, None, stop)
+        );
+    }
+
+    #[test]
+    fn a_cached_failure_reaches_dependents_unchanged() {
+        let sim = SimHydra::generate(&SimSpec::demo());
+        let mut root = sim.build_of(5, "grafx.x86_64-linux").unwrap().clone();
+        let mut victim = sim.build_of(5, "foo-gui.x86_64-linux").unwrap().clone();
+        root.fail_cached(1_800_000_000);
+        victim.fail_from(&root, 1_800_000_000);
+        assert_eq!(root.status, Some(8));
+        assert_eq!(
+            (victim.status, victim.propagated_from),
+            (Some(8), Some(root.id))
         );
     }
 

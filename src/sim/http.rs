@@ -103,6 +103,7 @@ pub async fn respond(
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        301 => "Moved Permanently",
         201 => "Created",
         302 => "Found",
         401 => "Unauthorized",
@@ -113,6 +114,7 @@ pub fn reason(status: u16) -> &'static str {
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Time-out",
         _ => "Status",
     }
 }

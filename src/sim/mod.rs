@@ -17,7 +17,9 @@ mod http;
 mod rng;
 mod server;
 
-pub use generate::{PlantedFailure, SimBuild, SimEval, SimHydra, SimSpec};
+pub use generate::{PlantedFailure, SimBuild, SimEval, SimHydra, SimSpec, propagated_status};
 pub use github::{FakeGitHub, GitHubFault, GitHubRequest};
 pub use rng::Rng;
-pub use server::{FakeHydra, Fault, RequestRecord};
+pub use server::{
+    Costs, Counters, EndpointCounters, FakeHydra, Fault, Limiter, RequestRecord, endpoint,
+};

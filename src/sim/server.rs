@@ -1,6 +1,9 @@
-//! A minimal HTTP/1.1 server on loopback that answers like Hydra.
+//! A minimal HTTP/1.1 server on loopback that answers like Hydra, and, in
+//! its "real cost" mode, like hydra.nixos.org behind its nginx: slow to
+//! start answering `/eval/{id}/builds`, cut off by the gateway after 900 s,
+//! and rate-limited, all on a scaled clock so that tests stay fast.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -22,6 +25,172 @@ pub enum Fault {
     Truncate { per_mille: u32, honest_length: bool },
     /// Wait before answering.
     Delay(Duration),
+}
+
+/// What answering costs, as on hydra.nixos.org. Durations are simulated
+/// seconds; `time_scale` turns them into real ones (0.001: 900 s are 0.9 s).
+/// [`Costs::free`] (the default) is the look-alike as it always was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Costs {
+    /// Real seconds per simulated second.
+    pub time_scale: f64,
+    /// Hydra's work per build of `/eval/{id}/builds` before the first byte:
+    /// the array is built whole in memory (NixOS/hydra
+    /// `Controller/JobsetEval.pm` `all_builds`), each element with several
+    /// queries (`Schema/Result/Builds.pm` `as_json`).
+    pub eval_builds_work_per_build: Duration,
+    /// nginx's `proxy_read_timeout`: with no byte from Hydra by then, 504
+    /// (NixOS/infra `build/hydra-proxy.nix`: `proxyTimeout = "900s"`).
+    pub gateway_timeout: Option<Duration>,
+    /// nginx's `limit_req`.
+    pub limiter: Option<Limiter>,
+}
+
+/// nginx `limit_req` without `nodelay`: a request above the rate is held
+/// until its turn (excess / rate), one beyond the burst is refused with
+/// `limit_req_status` and no Retry-After (NixOS/infra
+/// `build/hydra-proxy.nix`: `limit_req_zone $binary_remote_addr
+/// zone=hydra-server:8m rate=2r/s`, `limit_req_status 429`, `limit_req
+/// zone=hydra-server burst=7`; nginx `ngx_http_limit_req_module.c`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limiter {
+    /// Requests per simulated second.
+    pub rate: f64,
+    pub burst: u32,
+}
+
+impl Costs {
+    /// No costs at all: every answer at once, no limits.
+    pub fn free() -> Costs {
+        Costs {
+            time_scale: 1.0,
+            eval_builds_work_per_build: Duration::ZERO,
+            gateway_timeout: None,
+            limiter: None,
+        }
+    }
+
+    /// hydra.nixos.org's costs on a clock running `1 / time_scale` times
+    /// faster. The work per build (5 ms) is an assumption: `as_json` runs
+    /// about five queries per build, and it puts nixpkgs trunk (~250,000
+    /// builds, ~1,250 s) beyond the gateway's 900 s, as reported
+    /// (NixOS/infra#270).
+    pub fn hydra_nixos_org(time_scale: f64) -> Costs {
+        Costs {
+            time_scale,
+            eval_builds_work_per_build: Duration::from_millis(5),
+            gateway_timeout: Some(Duration::from_secs(900)),
+            limiter: Some(Limiter {
+                rate: 2.0,
+                burst: 7,
+            }),
+        }
+    }
+
+    /// A simulated duration in real time.
+    pub fn real(&self, simulated: Duration) -> Duration {
+        simulated.mul_f64(self.time_scale)
+    }
+}
+
+impl Default for Costs {
+    fn default() -> Self {
+        Costs::free()
+    }
+}
+
+/// nginx's per-client limiter state (one client: loopback).
+#[derive(Debug, Default)]
+struct LimiterState {
+    /// Requests above the rate not yet drained, as of `last`.
+    excess: f64,
+    last: Option<std::time::Instant>,
+}
+
+enum Admission {
+    Now,
+    After(Duration),
+    Refused,
+}
+
+impl LimiterState {
+    /// nginx's `ngx_http_limit_req_lookup`: `excess = old - rate * elapsed
+    /// + 1`, at least 0; beyond the burst refused (and not counted), else
+    /// kept and the request delayed by `excess / rate`.
+    fn admit(&mut self, limiter: &Limiter, costs: &Costs, now: std::time::Instant) -> Admission {
+        let Some(last) = self.last else {
+            self.last = Some(now);
+            self.excess = 0.0;
+            return Admission::Now;
+        };
+        let elapsed = now.saturating_duration_since(last).as_secs_f64() / costs.time_scale;
+        // nginx counts in whole milli-requests; so do we, to the microsecond.
+        let excess = (self.excess - limiter.rate * elapsed + 1.0).max(0.0);
+        let excess = if excess < 1e-6 { 0.0 } else { excess };
+        if excess > f64::from(limiter.burst) {
+            return Admission::Refused;
+        }
+        self.excess = excess;
+        self.last = Some(now);
+        if excess > 0.0 {
+            Admission::After(costs.real(Duration::from_secs_f64(excess / limiter.rate)))
+        } else {
+            Admission::Now
+        }
+    }
+}
+
+/// Requests and bytes per kind of page, as the server saw them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Per endpoint (`evals`, `eval`, `eval_builds`, `build`, `other`).
+    pub endpoints: BTreeMap<&'static str, EndpointCounters>,
+    /// The most requests that were open at once (from the request line to
+    /// the last byte of the answer, nginx's wait included).
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointCounters {
+    pub requests: usize,
+    /// Body bytes sent.
+    pub bytes: usize,
+    /// Answers by status code.
+    pub statuses: BTreeMap<u16, usize>,
+}
+
+impl Counters {
+    pub fn requests(&self, endpoint: &str) -> usize {
+        self.endpoints.get(endpoint).map_or(0, |e| e.requests)
+    }
+
+    pub fn bytes(&self, endpoint: &str) -> usize {
+        self.endpoints.get(endpoint).map_or(0, |e| e.bytes)
+    }
+
+    /// Answers with `status`, over every endpoint.
+    pub fn status(&self, status: u16) -> usize {
+        self.endpoints
+            .values()
+            .map(|e| e.statuses.get(&status).copied().unwrap_or(0))
+            .sum()
+    }
+}
+
+/// The kind of page a path asks for (the same labels as the client's metrics).
+pub fn endpoint(path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    if path.ends_with("/evals") {
+        "evals"
+    } else if path.starts_with("/eval/") && path.ends_with("/builds") {
+        "eval_builds"
+    } else if path.starts_with("/build/") {
+        "build"
+    } else if path.starts_with("/eval/") {
+        "eval"
+    } else {
+        "other"
+    }
 }
 
 /// One request as the server saw it.
@@ -48,6 +217,12 @@ struct State {
     files: HashMap<String, Arc<Vec<u8>>>,
     /// Added to every answer, to make a pass take a while.
     latency: Option<Duration>,
+    costs: Costs,
+    limiter: LimiterState,
+    counters: Counters,
+    in_flight: usize,
+    /// A jobset renamed from this name: its URLs redirect (301).
+    renamed_from: Option<String>,
 }
 
 /// A running fake Hydra. Stops when dropped.
@@ -71,6 +246,11 @@ impl FakeHydra {
             bodies: HashMap::new(),
             files: HashMap::new(),
             latency: None,
+            costs: Costs::free(),
+            limiter: LimiterState::default(),
+            counters: Counters::default(),
+            in_flight: 0,
+            renamed_from: None,
         }));
         let server_state = Arc::clone(&state);
         let served = super::http::Served::start("fake-hydra", move |stream| {
@@ -134,6 +314,30 @@ impl FakeHydra {
         state.bodies.clear();
     }
 
+    /// Answer with these costs from now on ([`Costs::hydra_nixos_org`] for
+    /// the real thing, scaled).
+    pub fn set_costs(&self, costs: Costs) {
+        let mut state = self.state();
+        state.costs = costs;
+        state.limiter = LimiterState::default();
+    }
+
+    /// Requests, bytes and statuses per endpoint so far.
+    pub fn counters(&self) -> Counters {
+        self.state().counters.clone()
+    }
+
+    /// Rename the jobset, as Hydra's admin can: the old URLs answer 301 to
+    /// the new ones and every build reports the new name (NixOS/hydra
+    /// `Controller/Jobset.pm` `jobsetChain`: `jobsetrenames`, `redirect(…,
+    /// 301)`; `Builds.pm` `as_json` reads the jobset's current name).
+    pub fn rename_jobset(&self, new_name: &str) {
+        let mut state = self.state();
+        let old = std::mem::replace(&mut state.hydra.jobset, new_name.to_owned());
+        state.renamed_from = Some(old);
+        state.bodies.clear();
+    }
+
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.state().requests.clone()
     }
@@ -157,21 +361,55 @@ struct Response {
     location: Option<String>,
     fault: Option<Fault>,
     throttle: Option<usize>,
+    content_type: &'static str,
+}
+
+/// Counts a request as open until dropped.
+struct Open(Arc<Mutex<State>>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.in_flight -= 1;
+    }
 }
 
 async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
     let (request, mut stream) = super::http::read_request(stream).await?;
     let headers = request.headers;
     let target = request.target;
-    let response = {
-        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-        let (path, _) = target.split_once('?').unwrap_or((&target, ""));
+    let kind = endpoint(&target);
+    let admission = {
+        let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
+        state.in_flight += 1;
+        state.counters.max_in_flight = state.counters.max_in_flight.max(state.in_flight);
+        state.counters.endpoints.entry(kind).or_default().requests += 1;
         state.requests.push(RequestRecord {
             path: target.clone(),
             accept: headers.get("accept").cloned(),
             accept_encoding: headers.get("accept-encoding").cloned(),
             user_agent: headers.get("user-agent").cloned(),
         });
+        match state.costs.limiter {
+            Some(limiter) => state
+                .limiter
+                .admit(&limiter, &state.costs, std::time::Instant::now()),
+            None => Admission::Now,
+        }
+    };
+    let _open = Open(Arc::clone(&state));
+    match admission {
+        Admission::Now => {}
+        Admission::After(delay) => tokio::time::sleep(delay).await,
+        Admission::Refused => {
+            let response = nginx_page(429, "Too Many Requests");
+            return finish(&mut stream, response, &state, kind).await;
+        }
+    }
+    let (response, latency, work, costs) = {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let (path, _) = target.split_once('?').unwrap_or((&target, ""));
         let fault = state
             .faults
             .iter()
@@ -181,6 +419,7 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
         let gzip = headers
             .get("accept-encoding")
             .is_some_and(|e| e.contains("gzip"));
+        let html = !headers.get("accept").is_some_and(|a| a.contains("json"));
         let mut response = match state.files.get(&target) {
             Some(body) => Response {
                 status: 200,
@@ -189,21 +428,80 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
                 location: None,
                 fault: None,
                 throttle: None,
+                content_type: "application/json",
             },
-            None => route(&mut state, &target, gzip),
+            None => route(&mut state, &target, gzip, html),
         };
         response.throttle = state.throttle;
         response.fault = fault;
-        (response, state.latency)
+        // Hydra's work before the first byte of `/eval/{id}/builds`.
+        let work = match (kind, response.status) {
+            ("eval_builds", 200) => {
+                let builds = path
+                    .trim_matches('/')
+                    .split('/')
+                    .nth(1)
+                    .and_then(|id| id.parse::<i64>().ok())
+                    .and_then(|id| state.hydra.eval(id))
+                    .map_or(0, |e| e.builds.len());
+                state.costs.eval_builds_work_per_build * builds as u32
+            }
+            _ => Duration::ZERO,
+        };
+        (response, state.latency, work, state.costs.clone())
     };
-    let (response, latency) = response;
     if let Some(latency) = latency {
         tokio::time::sleep(latency).await;
     }
-    write_response(&mut stream, response).await
+    match costs.gateway_timeout {
+        Some(limit) if work > limit => {
+            tokio::time::sleep(costs.real(limit)).await;
+            let response = nginx_page(504, "Gateway Time-out");
+            return finish(&mut stream, response, &state, kind).await;
+        }
+        _ => tokio::time::sleep(costs.real(work)).await,
+    }
+    finish(&mut stream, response, &state, kind).await
 }
 
-async fn write_response(stream: &mut TcpStream, mut response: Response) -> std::io::Result<()> {
+/// nginx's own error page (HTML, no Retry-After).
+fn nginx_page(status: u16, reason: &str) -> Response {
+    let body = format!(
+        "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    );
+    Response {
+        status,
+        body: Arc::new(body.into_bytes()),
+        gzip: false,
+        location: None,
+        fault: None,
+        throttle: None,
+        content_type: "text/html",
+    }
+}
+
+/// Write the answer and count it.
+async fn finish(
+    stream: &mut TcpStream,
+    response: Response,
+    state: &Arc<Mutex<State>>,
+    kind: &'static str,
+) -> std::io::Result<()> {
+    let result = write_response(stream, response).await;
+    if let Ok((status, bytes)) = &result {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let counters = state.counters.endpoints.entry(kind).or_default();
+        counters.bytes += bytes;
+        *counters.statuses.entry(*status).or_default() += 1;
+    }
+    result.map(drop)
+}
+
+/// Write a response; returns its status and the body bytes sent.
+async fn write_response(
+    stream: &mut TcpStream,
+    mut response: Response,
+) -> std::io::Result<(u16, usize)> {
     let mut cut = None;
     match response.fault.take() {
         Some(Fault::Status(code)) => {
@@ -231,9 +529,10 @@ async fn write_response(stream: &mut TcpStream, mut response: Response) -> std::
         None => (response.body.len(), response.body.len()),
     };
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nVary: Accept\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nVary: Accept\r\nContent-Length: {}\r\nConnection: close\r\n",
         response.status,
         super::http::reason(response.status),
+        response.content_type,
         promised
     );
     if response.gzip {
@@ -256,10 +555,11 @@ async fn write_response(stream: &mut TcpStream, mut response: Response) -> std::
         _ => stream.write_all(body).await?,
     }
     stream.flush().await?;
-    stream.shutdown().await
+    stream.shutdown().await?;
+    Ok((response.status, send))
 }
 
-fn route(state: &mut State, target: &str, gzip: bool) -> Response {
+fn route(state: &mut State, target: &str, gzip: bool, html: bool) -> Response {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let json_response = |status: u16, value: Value| Response {
@@ -269,12 +569,32 @@ fn route(state: &mut State, target: &str, gzip: bool) -> Response {
         location: None,
         fault: None,
         throttle: None,
+        content_type: "application/json",
     };
     let not_found = |what: &str| json_response(404, json!({"error": format!("{what} not found")}));
     let visible: Vec<i64> = state.hydra.evals[..state.visible]
         .iter()
         .map(|e| e.id)
         .collect();
+    if let (["jobset", project, jobset, rest @ ..], Some(old)) =
+        (segments.as_slice(), state.renamed_from.as_deref())
+        && *project == state.hydra.project
+        && *jobset == old
+    {
+        let mut location = format!("/jobset/{project}/{}", state.hydra.jobset);
+        for part in rest {
+            location.push('/');
+            location.push_str(part);
+        }
+        if !query.is_empty() {
+            location.push('?');
+            location.push_str(query);
+        }
+        return Response {
+            location: Some(location),
+            ..json_response(301, json!({}))
+        };
+    }
     match segments.as_slice() {
         ["jobset", project, jobset, "evals"]
             if *project == state.hydra.project && *jobset == state.hydra.jobset =>
@@ -326,6 +646,7 @@ fn route(state: &mut State, target: &str, gzip: bool) -> Response {
                 location: None,
                 fault: None,
                 throttle: None,
+                content_type: "application/json",
             },
             None => not_found("eval"),
         },
@@ -334,6 +655,11 @@ fn route(state: &mut State, target: &str, gzip: bool) -> Response {
             .ok()
             .and_then(|id| state.hydra.builds.get(&id))
         {
+            Some(build) if html => Response {
+                body: Arc::new(build_page(&state.hydra, build).into_bytes()),
+                content_type: "text/html; charset=utf-8",
+                ..json_response(200, Value::Null)
+            },
             Some(build) => json_response(200, build_json(&state.hydra, build, &visible)),
             None => not_found("build"),
         },
@@ -403,6 +729,57 @@ fn build_json(hydra: &SimHydra, build: &SimBuild, visible: &[i64]) -> Value {
     })
 }
 
+/// The parts of Hydra's build page (`root/build.tt`, block
+/// `renderBuildSteps`, "Failed build steps") that tell a build's own failure
+/// from one propagated from a dependency: the failed step, and, when it
+/// failed in another build, "(propagated from build N)" linking to it.
+fn build_page(hydra: &SimHydra, build: &SimBuild) -> String {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut page = format!(
+        "<!DOCTYPE html>\n<html><head><title>Build {} of job {}:{}:{}</title></head><body>\n",
+        build.id,
+        escape(&hydra.project),
+        escape(&hydra.jobset),
+        escape(&build.job)
+    );
+    if build.finished && build.status.is_some_and(|s| s != 0) {
+        let root = build
+            .propagated_from
+            .and_then(|id| hydra.builds.get(&id))
+            .unwrap_or(build);
+        let out = format!("/nix/store/{}-{}", root.out_hash, root.nixname);
+        let status = match root.status {
+            Some(7) => "Timed out",
+            Some(8) => "Cached failure",
+            Some(3) => "Aborted",
+            _ => "Failed",
+        };
+        page.push_str(
+            "<h3>Failed build steps</h3>\n<table class=\"table table-striped table-condensed clickable-rows\">\n\
+             <thead>\n<tr><th>Nr</th><th>Step</th><th>Duration</th><th>Machine</th><th>Status</th></tr>\n</thead>\n<tbody>\n",
+        );
+        page.push_str(&format!(
+            "<tr>\n<td><a class=\"row-link\" href=\"/build/{id}/step/1\">1</a></td>\n<td>\nBuild of <tt>{out}</tt>\n</td>\n\
+             <td>5m 0s</td>\n<td><em>localhost</em></td>\n<td class=\"step-status\">\n<span class=\"text-danger\">{status}</span>",
+            id = build.id,
+            out = escape(&out),
+        ));
+        if let Some(from) = build.propagated_from {
+            page.push_str(&format!(
+                " (propagated from <a href=\"/build/{from}\">build {from}</a>)"
+            ));
+        }
+        page.push_str("\n</td>\n</tr>\n</tbody>\n</table>\n");
+    }
+    page.push_str("</body></html>\n");
+    page
+}
+
 fn eval_builds_body(state: &mut State, id: i64, gzip: bool) -> Arc<Vec<u8>> {
     if let Some(body) = state.bodies.get(&(id, gzip)) {
         return Arc::clone(body);
@@ -435,4 +812,70 @@ fn eval_builds_body(state: &mut State, id: i64, gzip: bool) -> Arc<Vec<u8>> {
     let body = Arc::new(body);
     state.bodies.insert((id, gzip), Arc::clone(&body));
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_holds_requests_within_the_burst_and_refuses_beyond_it() {
+        let costs = Costs::hydra_nixos_org(1.0);
+        let limiter = costs.limiter.unwrap();
+        let mut state = LimiterState::default();
+        let t = std::time::Instant::now();
+        let answers: Vec<Option<u64>> = (0..9)
+            .map(|_| match state.admit(&limiter, &costs, t) {
+                Admission::Now => Some(0),
+                Admission::After(d) => Some(d.as_millis() as u64),
+                Admission::Refused => None,
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            vec![
+                Some(0),
+                Some(500),
+                Some(1000),
+                Some(1500),
+                Some(2000),
+                Some(2500),
+                Some(3000),
+                Some(3500),
+                None
+            ]
+        );
+        // Half a second drains one request: one more is held, not refused.
+        let later = t + Duration::from_millis(500);
+        assert!(matches!(
+            state.admit(&limiter, &costs, later),
+            Admission::After(d) if d == Duration::from_millis(3500)
+        ));
+        assert!(matches!(
+            state.admit(&limiter, &costs, later),
+            Admission::Refused
+        ));
+    }
+
+    #[test]
+    fn a_client_at_the_rate_is_never_held() {
+        let costs = Costs::hydra_nixos_org(0.001);
+        let limiter = costs.limiter.unwrap();
+        let mut state = LimiterState::default();
+        let t = std::time::Instant::now();
+        for i in 0..100 {
+            // 2 requests per simulated second: one every 0.5 ms of real time.
+            let at = t + Duration::from_micros(500 * i);
+            assert!(matches!(state.admit(&limiter, &costs, at), Admission::Now));
+        }
+    }
+
+    #[test]
+    fn endpoints_are_named_like_the_clients_metrics() {
+        assert_eq!(endpoint("/jobset/nixpkgs/trunk/evals?page=2"), "evals");
+        assert_eq!(endpoint("/eval/12/builds"), "eval_builds");
+        assert_eq!(endpoint("/eval/12"), "eval");
+        assert_eq!(endpoint("/build/7"), "build");
+        assert_eq!(endpoint("/"), "other");
+    }
 }

@@ -267,4 +267,62 @@ impl Store {
             .map(drop)
             .context("writing recheck time")
     }
+
+    /// Whether `/eval/{eval_id}/builds` was ever asked for (answered or not).
+    pub fn whole_eval_requested(&self, eval_id: i64) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM whole_eval_requests WHERE eval_id = ?1",
+                [eval_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .context("reading whole-eval requests")
+    }
+
+    /// The size of the smallest eval of the jobset whose whole-eval request
+    /// timed out: evals this big or bigger are not asked for whole.
+    pub fn smallest_timed_out_whole_eval(&self, jobset_id: i64) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT min(builds) FROM whole_eval_requests WHERE jobset_id = ?1 AND outcome = 'timeout'",
+                [jobset_id],
+                |r| r.get(0),
+            )
+            .context("reading whole-eval timeouts")
+    }
+
+    /// Note, before sending it, that `/eval/{eval_id}/builds` is asked for.
+    pub fn note_whole_eval_request(
+        &self,
+        jobset_id: i64,
+        eval_id: i64,
+        builds: i64,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO whole_eval_requests (eval_id, jobset_id, builds, sent_at) VALUES (?1, ?2, ?3, ?4)",
+                [eval_id, jobset_id, builds, at],
+            )
+            .map(drop)
+            .context("noting a whole-eval request")
+    }
+
+    /// How the whole-eval request of `eval_id` ended: `ok`, `timeout` or
+    /// `failed`, and why.
+    pub fn note_whole_eval_outcome(
+        &self,
+        eval_id: i64,
+        outcome: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE whole_eval_requests SET outcome = ?2, reason = ?3 WHERE eval_id = ?1",
+                params![eval_id, outcome, reason],
+            )
+            .map(drop)
+            .context("noting a whole-eval outcome")
+    }
 }

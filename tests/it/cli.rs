@@ -292,7 +292,7 @@ fn config_check_refuses_a_bad_value_naming_file_line_and_column() {
     assert_eq!(
         run_refused(&["config", "check", config]),
         format!(
-            "hydra-sentinel: {config}:2:17: hydra.max_in_flight must be between 1 and 4 (Hydra is a shared service), not 9\n"
+            "hydra-sentinel: {config}:2:17: hydra.max_in_flight must be 1 or 2 (Hydra is a shared service), not 9\n"
         )
     );
 }

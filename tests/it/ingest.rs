@@ -1,9 +1,15 @@
 //! Ingest through the real HTTP client into a real SQLite file.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use hydra_sentinel::history::{JobName, StatusClass};
-use hydra_sentinel::sim::{Fault, SimSpec};
+use hydra_sentinel::hydra::{HydraClient, Pacing};
+use hydra_sentinel::ingest::{Ingestor, PassControl, PassOptions, WHOLE_EVAL_MAX_BUILDS};
+use hydra_sentinel::sim::{Costs, FakeHydra, Fault, SimHydra, SimSpec};
+use hydra_sentinel::store::Store;
 
 use crate::helpers::{Sandbox, assert_evals_complete, small_spec, start};
 
@@ -100,7 +106,7 @@ fn a_first_backfill_takes_the_newest_evals_and_later_passes_catch_up_in_order() 
 }
 
 /// The job of a build in the newest eval, and the build id.
-fn some_newest_job(hydra: &hydra_sentinel::sim::FakeHydra) -> (JobName, i64) {
+fn some_newest_job(hydra: &FakeHydra) -> (JobName, i64) {
     let sim = hydra.hydra();
     let newest = sim.evals.last().unwrap();
     let build = &sim.builds[&newest.builds[0]];
@@ -171,7 +177,7 @@ fn a_restarted_build_is_noticed_once_the_recheck_interval_has_passed() {
 }
 
 /// Serve the recorded samples exactly as they are.
-fn serve_samples() -> (hydra_sentinel::sim::FakeHydra, Sandbox) {
+fn serve_samples() -> (FakeHydra, Sandbox) {
     let hydra = start(&small_spec(1, 1));
     let read = |name: &str| std::fs::read_to_string(format!("{SAMPLES}/{name}")).unwrap();
     let evals: serde_json::Value = serde_json::from_str(&read("evals.json")).unwrap();
@@ -237,23 +243,45 @@ fn hostile_job_names_are_refused_counted_and_never_stored() {
     assert_evals_complete(&sandbox.sql());
 }
 
-fn requests_to(hydra: &hydra_sentinel::sim::FakeHydra, path: &str) -> usize {
+fn requests_to(hydra: &FakeHydra, path: &str) -> usize {
     hydra.requests().iter().filter(|r| r.path == path).count()
 }
 
+/// How the whole-eval request of `eval` ended, as noted in the database:
+/// None when it was never sent.
+fn whole_eval_request(sandbox: &Sandbox, eval: i64) -> Option<(Option<String>, Option<String>)> {
+    sandbox
+        .sql()
+        .query_row(
+            "SELECT outcome, reason FROM whole_eval_requests WHERE eval_id = ?1",
+            [eval],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok()
+}
+
 #[test]
-fn server_errors_are_retried_and_the_pass_completes() {
+fn server_errors_are_retried_but_a_failed_whole_eval_request_falls_back_to_single_builds() {
     let hydra = start(&small_spec(10, 2));
     let [first, second] = [0, 1].map(|i| hydra.hydra().evals[i].id);
-    // The first eval of a jobset is streamed whole; the next one is looked at first.
-    for path in [format!("/eval/{first}/builds"), format!("/eval/{second}")] {
-        hydra.inject(&path, Fault::Status(500));
-        hydra.inject(&path, Fault::Status(503));
+    // The first eval of a jobset is asked for whole; the next one is looked at first.
+    let whole = format!("/eval/{first}/builds");
+    hydra.inject(&whole, Fault::Status(500));
+    for _ in 0..2 {
+        hydra.inject(&format!("/eval/{second}"), Fault::Status(503));
     }
     let sandbox = Sandbox::new(&hydra, "");
     assert_eq!(sandbox.pass(None).evals_ingested.len(), 2);
-    assert_eq!(requests_to(&hydra, &format!("/eval/{first}/builds")), 3);
+    assert_eq!(
+        requests_to(&hydra, &whole),
+        1,
+        "the whole eval is asked for once"
+    );
+    assert_eq!(requests_to(&hydra, &format!("/eval/{first}")), 1);
     assert_eq!(requests_to(&hydra, &format!("/eval/{second}")), 3);
+    let (outcome, reason) = whole_eval_request(&sandbox, first).expect("noted");
+    assert_eq!(outcome.as_deref(), Some("failed"));
+    assert!(reason.is_some_and(|r| r.contains("500")));
     assert_evals_complete(&sandbox.sql());
 }
 
@@ -274,56 +302,58 @@ fn a_404_is_not_retried() {
 }
 
 #[test]
-fn a_body_cut_mid_array_is_downloaded_again_and_nothing_is_half_written() {
-    let hydra = start(&small_spec(50, 1));
-    let first = hydra.hydra().evals[0].id;
-    let path = format!("/eval/{first}/builds");
-    // Once cut with a Content-Length that matches (only the JSON is short),
-    // once with the connection closing before the promised length.
-    hydra.inject(
-        &path,
-        Fault::Truncate {
-            per_mille: 500,
-            honest_length: true,
-        },
-    );
-    hydra.inject(
-        &path,
-        Fault::Truncate {
-            per_mille: 300,
-            honest_length: false,
-        },
-    );
-    let sandbox = Sandbox::new(&hydra, STREAM_ALWAYS);
-    assert_eq!(sandbox.pass(None).evals_ingested, vec![first]);
-    assert_eq!(requests_to(&hydra, &path), 3);
-    assert_eq!(
-        sandbox.count("SELECT count(*) FROM builds"),
-        hydra.hydra().builds.len() as i64
-    );
-    assert_evals_complete(&sandbox.sql());
-}
-
-#[test]
-fn a_body_that_stays_broken_writes_nothing_and_the_next_pass_recovers() {
-    let hydra = start(&small_spec(50, 1));
-    let first = hydra.hydra().evals[0].id;
-    let path = format!("/eval/{first}/builds");
-    for _ in 0..4 {
+fn a_body_cut_mid_array_writes_nothing_and_the_eval_is_completed_build_by_build() {
+    for honest_length in [true, false] {
+        // Cut with a Content-Length that matches (only the JSON is short),
+        // or with the connection closing before the promised length.
+        let hydra = start(&small_spec(50, 1));
+        let first = hydra.hydra().evals[0].id;
+        let path = format!("/eval/{first}/builds");
         hydra.inject(
             &path,
             Fault::Truncate {
-                per_mille: 700,
-                honest_length: true,
+                per_mille: 400,
+                honest_length,
             },
         );
+        let sandbox = Sandbox::new(&hydra, STREAM_ALWAYS);
+        assert_eq!(sandbox.pass(None).evals_ingested, vec![first]);
+        assert_eq!(requests_to(&hydra, &path), 1, "never downloaded again");
+        assert_eq!(
+            hydra.counters().requests("build"),
+            hydra.hydra().builds.len()
+        );
+        assert_eq!(
+            sandbox.count("SELECT count(*) FROM builds"),
+            hydra.hydra().builds.len() as i64
+        );
+        assert_eq!(
+            sandbox.count("SELECT count(*) FROM evals WHERE strategy = 'per-build'"),
+            1
+        );
+        assert_evals_complete(&sandbox.sql());
+    }
+}
+
+#[test]
+fn a_pass_that_fails_after_the_whole_eval_request_never_sends_it_again() {
+    let hydra = start(&small_spec(50, 1));
+    let first = hydra.hydra().evals[0].id;
+    let whole = format!("/eval/{first}/builds");
+    hydra.inject(
+        &whole,
+        Fault::Truncate {
+            per_mille: 700,
+            honest_length: true,
+        },
+    );
+    // The fallback's build list stays unavailable beyond the retries.
+    for _ in 0..4 {
+        hydra.inject(&format!("/eval/{first}"), Fault::Status(502));
     }
     let sandbox = Sandbox::new(&hydra, STREAM_ALWAYS);
     let (_, error) = sandbox.pass_at(None, 2_000_000_000);
-    assert!(
-        error.is_some(),
-        "four cut bodies with three retries must fail the pass"
-    );
+    assert!(error.is_some(), "the pass must fail");
     for table in ["evals", "builds", "spans", "jobs"] {
         assert_eq!(
             sandbox.count(&format!("SELECT count(*) FROM {table}")),
@@ -331,7 +361,14 @@ fn a_body_that_stays_broken_writes_nothing_and_the_next_pass_recovers() {
             "{table} was half-written"
         );
     }
+    assert!(whole_eval_request(&sandbox, first).is_some());
+
     assert_eq!(sandbox.pass(None).evals_ingested, vec![first]);
+    assert_eq!(
+        requests_to(&hydra, &whole),
+        1,
+        "asked for again after a restart"
+    );
     assert_evals_complete(&sandbox.sql());
 }
 
@@ -342,7 +379,7 @@ type Results = HashMap<(String, String), Vec<(i64, StatusClass, String)>>;
 
 /// The streak of each job, computed the slow way from what the fake Hydra
 /// served: one result per eval the job was in.
-fn naive_streaks(sim: &hydra_sentinel::sim::SimHydra) -> Streaks {
+fn naive_streaks(sim: &SimHydra) -> Streaks {
     let mut results = Results::new();
     for eval in &sim.evals {
         for id in &eval.builds {
@@ -370,6 +407,37 @@ fn naive_streaks(sim: &hydra_sentinel::sim::SimHydra) -> Streaks {
         .collect()
 }
 
+/// Every job's streak in the store equals the one read eval by eval from
+/// what the look-alike served.
+fn assert_history_is_what_hydra_served(sandbox: &Sandbox, sim: &SimHydra, label: &str) {
+    let expected = naive_streaks(sim);
+    let store = sandbox.store();
+    let mut checked = 0;
+    let attrs: HashSet<&String> = expected.keys().map(|(a, _)| a).collect();
+    for attr in attrs {
+        for record in store
+            .jobs_by_attr(attr, &hydra_sentinel::policy::Policy::nixpkgs().streak)
+            .unwrap()
+        {
+            let key = (record.name.attr.clone(), record.name.system.clone());
+            let streak = record
+                .history
+                .streak
+                .as_ref()
+                .map(|s| (s.class, s.since.id, s.evals, s.distinct_drvs as usize));
+            assert_eq!(
+                streak.as_ref(),
+                expected.get(&key),
+                "{label}: streak of {} on {}",
+                key.0,
+                key.1
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, expected.len(), "{label}");
+}
+
 #[test]
 fn every_streak_matches_a_per_eval_reading_of_what_hydra_served() {
     let spec = SimSpec {
@@ -387,32 +455,9 @@ fn every_streak_matches_a_per_eval_reading_of_what_hydra_served() {
         let sandbox = Sandbox::new(&hydra, strategy);
         sandbox.pass(Some(1000));
         assert_evals_complete(&sandbox.sql());
-        let store = sandbox.store();
-        let mut checked = 0;
-        let attrs: HashSet<&String> = expected.keys().map(|(a, _)| a).collect();
-        for attr in attrs {
-            for record in store
-                .jobs_by_attr(attr, &hydra_sentinel::policy::Policy::nixpkgs().streak)
-                .unwrap()
-            {
-                let key = (record.name.attr.clone(), record.name.system.clone());
-                let streak = record
-                    .history
-                    .streak
-                    .as_ref()
-                    .map(|s| (s.class, s.since.id, s.evals, s.distinct_drvs as usize));
-                assert_eq!(
-                    streak.as_ref(),
-                    expected.get(&key),
-                    "{strategy:?}: streak of {} on {}",
-                    key.0,
-                    key.1
-                );
-                checked += 1;
-            }
-        }
-        assert_eq!(checked, expected.len(), "{strategy:?}");
-        let gone = store
+        assert_history_is_what_hydra_served(&sandbox, &hydra.hydra(), strategy);
+        let gone = sandbox
+            .store()
             .jobs_by_attr("oldtool", &hydra_sentinel::policy::Policy::nixpkgs().streak)
             .unwrap();
         assert!(
@@ -420,4 +465,249 @@ fn every_streak_matches_a_per_eval_reading_of_what_hydra_served() {
             "{strategy:?}: a removed package is still present"
         );
     }
+}
+
+// Against hydra.nixos.org's costs: the look-alike's "real cost" mode.
+
+/// The look-alike's clock runs this much faster than real time: its 900 s
+/// gateway timeout takes 1.8 s, nginx's 2 requests a second are 1000.
+const SCALE: f64 = 0.002;
+
+/// A sandbox paced as configured by default, on the look-alike's clock.
+fn paced(hydra: &FakeHydra, extra: &str) -> Sandbox {
+    let mut sandbox = Sandbox::new(hydra, extra);
+    let pacing = Pacing::default();
+    sandbox.config.hydra.pacing = Pacing {
+        requests_per_second: pacing.requests_per_second / SCALE,
+        ..pacing
+    };
+    sandbox
+}
+
+fn total_requests(counters: &hydra_sentinel::sim::Counters) -> usize {
+    counters.endpoints.values().map(|e| e.requests).sum()
+}
+
+#[test]
+fn at_the_default_pace_hydra_never_refuses_us_nor_sees_more_than_two_requests_at_once() {
+    let hydra = start(&small_spec(100, 4));
+    hydra.set_costs(Costs::hydra_nixos_org(SCALE));
+    // Every eval is above this limit: every build one by one.
+    let smallest = hydra
+        .hydra()
+        .evals
+        .iter()
+        .map(|e| e.builds.len())
+        .min()
+        .unwrap();
+    let sandbox = paced(
+        &hydra,
+        &format!("[ingest]\nwhole_eval_max_builds = {}\n", smallest - 1),
+    );
+    let started = Instant::now();
+    sandbox.pass(None);
+    let elapsed = started.elapsed();
+
+    let counters = hydra.counters();
+    let total = total_requests(&counters);
+    assert!(counters.requests("build") >= 200, "{counters:?}");
+    assert_eq!(counters.status(429), 0, "{counters:?}");
+    assert_eq!(
+        counters.requests("eval_builds"),
+        0,
+        "an eval above the limit was asked for whole"
+    );
+    assert!(counters.max_in_flight <= 2, "{counters:?}");
+    let interval = Duration::from_secs_f64(SCALE / Pacing::default().requests_per_second);
+    assert!(
+        elapsed >= interval * (total as u32 - 1),
+        "{total} requests in {elapsed:?}: not paced"
+    );
+    assert_evals_complete(&sandbox.sql());
+    assert_history_is_what_hydra_served(&sandbox, &hydra.hydra(), "paced");
+}
+
+#[test]
+fn without_a_pace_hydra_refuses_with_429_and_the_pass_rides_it_out() {
+    let hydra = start(&small_spec(40, 2));
+    // A slower clock here: nginx lets 40 requests a second through.
+    hydra.set_costs(Costs::hydra_nixos_org(0.05));
+    let mut sandbox = Sandbox::new(&hydra, "[ingest]\nwhole_eval_max_builds = 0\n");
+    // Test-only settings the configuration refuses: no pace, many at once.
+    sandbox.config.hydra.pacing = Pacing::unlimited();
+    sandbox.config.hydra.max_in_flight = 16;
+    sandbox.config.hydra.retry_initial_delay = Duration::from_millis(100);
+    sandbox.config.hydra.retry_max_delay = Duration::from_millis(400);
+    sandbox.pass(None);
+
+    let counters = hydra.counters();
+    assert!(counters.status(429) > 0, "no refusal: {counters:?}");
+    assert!(counters.max_in_flight > 2, "{counters:?}");
+    assert_evals_complete(&sandbox.sql());
+    assert_history_is_what_hydra_served(&sandbox, &hydra.hydra(), "refused");
+}
+
+#[test]
+fn a_first_eval_whose_whole_eval_request_times_out_is_ingested_build_by_build_after_one_request() {
+    let spec = SimSpec {
+        // The second eval rebuilds everything: every build id is new.
+        mass_rebuild_at: Some(1),
+        ..small_spec(300, 3)
+    };
+    let hydra = start(&spec);
+    let sim = hydra.hydra();
+    let first = sim.evals[0].id;
+    assert!(sim.evals[0].builds.len() <= WHOLE_EVAL_MAX_BUILDS);
+    let mut costs = Costs::hydra_nixos_org(SCALE);
+    // Hydra slower than we assume (busy): 600 builds take 1,200 s to
+    // prepare, beyond the gateway's 900 s, as trunk's 250,000 do.
+    costs.eval_builds_work_per_build = Duration::from_secs(2);
+    hydra.set_costs(costs);
+    let sandbox = paced(&hydra, "");
+    let report = sandbox.pass(None);
+    assert_eq!(report.evals_ingested.len(), 3);
+
+    let counters = hydra.counters();
+    assert_eq!(
+        counters.requests("eval_builds"),
+        1,
+        "only the first eval is asked for whole: {counters:?}"
+    );
+    assert_eq!(counters.status(504), 1, "{counters:?}");
+    assert_eq!(counters.status(429), 0, "{counters:?}");
+    assert!(counters.max_in_flight <= 2, "{counters:?}");
+    assert!(counters.bytes("build") > 0 && counters.bytes("eval_builds") < 1000);
+    let (outcome, reason): (String, String) = sandbox
+        .sql()
+        .query_row(
+            "SELECT outcome, reason FROM whole_eval_requests WHERE eval_id = ?1",
+            [first],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(outcome, "timeout", "{reason}");
+    assert!(reason.contains("504"), "{reason}");
+    assert_eq!(
+        sandbox.count("SELECT count(*) FROM evals WHERE strategy = 'per-build'"),
+        3
+    );
+    assert_evals_complete(&sandbox.sql());
+    assert_history_is_what_hydra_served(&sandbox, &sim, "timed out");
+
+    // Later passes (a restarted service) never ask for it again.
+    sandbox.pass(None);
+    assert_eq!(hydra.counters().requests("eval_builds"), 1);
+}
+
+#[test]
+fn waiting_for_the_pace_tells_the_watchdog_the_pass_is_alive() {
+    let hydra = start(&small_spec(2, 1));
+    let mut sandbox = Sandbox::new(&hydra, "");
+    // Two requests (the evals page, the whole eval), two seconds apart.
+    sandbox.config.hydra.pacing = Pacing {
+        requests_per_second: 0.5,
+        burst: 1,
+    };
+    let beats = Arc::new(AtomicUsize::new(0));
+    let control = PassControl {
+        heartbeat: Some({
+            let beats = Arc::clone(&beats);
+            Arc::new(move || {
+                beats.fetch_add(1, Ordering::SeqCst);
+            })
+        }),
+        ..PassControl::default()
+    };
+    let store = Store::open(sandbox.db()).unwrap();
+    let client = HydraClient::new(&sandbox.config.hydra).unwrap();
+    let ingestor = Ingestor::new(&sandbox.config, client, store).with_control(control);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (reports, error) = runtime.block_on(ingestor.pass(
+        &sandbox.config.jobsets,
+        &PassOptions {
+            max_evals: None,
+            now: 2_000_000_000,
+        },
+    ));
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(reports[0].evals_ingested.len(), 1);
+    // One beat for the page read, one for the eval committed, and at least
+    // one while the second request waited its turn.
+    assert!(beats.load(Ordering::SeqCst) >= 3, "{beats:?}");
+}
+
+/// GET `url` with `accept`, not following redirects: status, Location, body.
+fn get(url: &str, accept: &str) -> (u16, Option<String>, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = client
+            .get(url)
+            .header("Accept", accept)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, location, response.text().await.unwrap())
+    })
+}
+
+#[test]
+fn the_look_alikes_build_page_tells_an_own_failure_from_a_propagated_one() {
+    let hydra = start(&SimSpec::demo());
+    let sim = hydra.hydra();
+    let settled = sim.evals.len() - 2;
+    let victim = sim.build_of(settled, "foo-gui.x86_64-linux").unwrap();
+    let root = sim.build_of(settled, "libfoo.x86_64-linux").unwrap();
+    let page = |id: i64| get(&format!("{}/build/{id}", hydra.url()), "text/html");
+
+    let (status, _, victims) = page(victim.id);
+    assert_eq!(status, 200);
+    let link = format!(
+        "(propagated from <a href=\"/build/{0}\">build {0}</a>)",
+        root.id
+    );
+    assert!(victims.contains(&link), "{victims}");
+    let (_, _, roots) = page(root.id);
+    assert!(roots.contains("Failed build steps"), "{roots}");
+    assert!(!roots.contains("propagated from"), "{roots}");
+
+    let (_, _, json) = get(
+        &format!("{}/build/{}", hydra.url(), victim.id),
+        "application/json",
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["buildstatus"], 2);
+}
+
+#[test]
+fn a_renamed_jobset_redirects_and_its_builds_report_the_new_name() {
+    let hydra = start(&small_spec(5, 2));
+    let build = *hydra.hydra().builds.keys().next().unwrap();
+    hydra.rename_jobset("trunk-2");
+    let (status, location, _) = get(
+        &format!("{}/jobset/nixpkgs/trunk/evals?page=2", hydra.url()),
+        "application/json",
+    );
+    assert_eq!(status, 301);
+    assert_eq!(
+        location.as_deref(),
+        Some("/jobset/nixpkgs/trunk-2/evals?page=2")
+    );
+    let (_, _, json) = get(
+        &format!("{}/build/{build}", hydra.url()),
+        "application/json",
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["jobset"], "trunk-2");
 }
