@@ -962,11 +962,9 @@ fn an_unreadable_checkout_fails_the_cycle_and_sends_nothing() {
     );
 }
 
-/// ghidra fails on x86_64-linux, is marked there, then starts failing on
-/// aarch64-linux too: our open pull request is rewritten to mark both, and
-/// says so, instead of a second pull request.
-#[test]
-fn a_package_failing_on_more_platforms_gets_its_open_pull_request_updated_not_a_second_one() {
+/// ghidra fails on x86_64-linux from the fourth eval (Nov 2) and on
+/// aarch64-linux too from Nov 9; after its first notice (Nov 3).
+fn ghidra_spreads_to_aarch64() -> World {
     let world = World::with(
         vec![PlantedFailure {
             attr: "ghidra".into(),
@@ -978,6 +976,15 @@ fn a_package_failing_on_more_platforms_gets_its_open_pull_request_updated_not_a_
         |_| {},
     );
     world.once_ok("2025-11-03T12:00:00Z");
+    world
+}
+
+/// ghidra fails on x86_64-linux, is marked there, then starts failing on
+/// aarch64-linux too: our open pull request is rewritten to mark both, and
+/// says so, instead of a second pull request.
+#[test]
+fn a_package_failing_on_more_platforms_gets_its_open_pull_request_updated_not_a_second_one() {
+    let world = ghidra_spreads_to_aarch64();
     let out = world.once_ok("2025-11-07T00:00:00Z");
     let ghidra_pulls = || -> Vec<(u64, String)> {
         world
@@ -1101,17 +1108,7 @@ fn a_second_actor_waits_for_the_one_holding_the_lease() {
 /// says it is theirs now, and the tracking issue says what is left to do.
 #[test]
 fn a_branch_someone_else_pushed_to_is_never_force_pushed() {
-    let world = World::with(
-        vec![PlantedFailure {
-            attr: "ghidra".into(),
-            since: 3,
-            systems: vec!["x86_64-linux".into()],
-            spreads_to: vec![("aarch64-linux".into(), 24)],
-        }],
-        |policy| policy,
-        |_| {},
-    );
-    world.once_ok("2025-11-03T12:00:00Z");
+    let world = ghidra_spreads_to_aarch64();
     world.once_ok("2025-11-07T00:00:00Z");
     let (number, _) = world
         .pulls()
