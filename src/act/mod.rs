@@ -461,7 +461,7 @@ impl<F: Forge> Actor<'_, F> {
                 continue;
             }
             let attrs: Vec<String> = records.iter().filter_map(|r| r.attr.clone()).collect();
-            self.handle_commands(bot, number, &attrs, facts, now, report)
+            self.handle_commands(bot, number, true, &attrs, facts, now, report)
                 .await?;
         }
         Ok(())
@@ -497,6 +497,7 @@ impl<F: Forge> Actor<'_, F> {
             self.handle_commands(
                 bot,
                 issue.number,
+                false,
                 std::slice::from_ref(&attr),
                 facts,
                 now,
@@ -507,17 +508,27 @@ impl<F: Forge> Actor<'_, F> {
         Ok(())
     }
 
-    /// Obey (or decline) the commands in the comments of issue or PR `number`.
+    /// Obey (or decline) the commands in the comments of issue or PR
+    /// `number` (for a `pull` request, in its reviews and review comments
+    /// too).
+    #[allow(clippy::too_many_arguments)]
     async fn handle_commands(
         &self,
         bot: &str,
         number: u64,
+        pull: bool,
         attrs: &[String],
         facts: &Facts,
         now: i64,
         report: &mut ActReport,
     ) -> Result<(), ActError> {
-        for comment in self.forge.comments(number).await? {
+        // On a pull request, a review or a comment on a line of the diff is
+        // where a maintainer answers us just as well.
+        let mut said = self.forge.comments(number).await?;
+        if pull {
+            said.extend(self.forge.review_comments(number).await?);
+        }
+        for comment in said {
             if comment.author.eq_ignore_ascii_case(bot) || self.store.command_handled(comment.id)? {
                 continue;
             }

@@ -615,6 +615,18 @@ struct GhComment {
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A pull request review; `submitted_at` is null while it is pending.
+#[derive(Deserialize)]
+struct GhReview {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    user: Option<GhUser>,
+    #[serde(default)]
+    submitted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 impl From<GhComment> for Comment {
     fn from(c: GhComment) -> Comment {
         Comment {
@@ -774,6 +786,34 @@ impl Forge for GitHub {
             .pages(&self.repo_path(&format!("issues/{number}/comments")), &[])
             .await?;
         Ok(comments.into_iter().map(Comment::from).collect())
+    }
+
+    async fn review_comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError> {
+        // https://docs.github.com/rest/pulls/reviews#list-reviews-for-a-pull-request
+        // and .../comments#list-review-comments-on-a-pull-request
+        let reviews: Vec<GhReview> = self
+            .pages(&self.repo_path(&format!("pulls/{number}/reviews")), &[])
+            .await?;
+        let comments: Vec<GhComment> = self
+            .pages(&self.repo_path(&format!("pulls/{number}/comments")), &[])
+            .await?;
+        let mut out: Vec<Comment> = reviews
+            .into_iter()
+            .filter(|r| r.body.as_deref().is_some_and(|b| !b.trim().is_empty()))
+            .map(|r| Comment {
+                id: super::REVIEW_ID | r.id,
+                author: author(r.user),
+                body: r.body.unwrap_or_default(),
+                created_at: r.submitted_at.map_or(0, |t| t.timestamp()),
+            })
+            .collect();
+        out.extend(comments.into_iter().map(|c| {
+            let mut c = Comment::from(c);
+            c.id |= super::REVIEW_COMMENT_ID;
+            c
+        }));
+        out.sort_by_key(|c| c.created_at);
+        Ok(out)
     }
 
     async fn pull_by_head(&self, head: &str) -> Result<Option<PullRequest>, ForgeError> {

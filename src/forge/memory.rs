@@ -14,6 +14,7 @@ struct Inner {
     issues: BTreeMap<u64, Issue>,
     pulls: BTreeMap<u64, PullRequest>,
     comments: BTreeMap<u64, Vec<Comment>>,
+    reviews: BTreeMap<u64, Vec<Comment>>,
     calls: Vec<String>,
     now: i64,
     permission: Option<Permission>,
@@ -238,6 +239,15 @@ impl Forge for MemoryForge {
         Ok(self
             .inner()
             .comments
+            .get(&number)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn review_comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError> {
+        Ok(self
+            .inner()
+            .reviews
             .get(&number)
             .cloned()
             .unwrap_or_default())

@@ -285,6 +285,11 @@ pub trait Forge {
     async fn comment(&self, number: u64, body: &str) -> Result<Comment, ForgeError>;
     /// Comments on an issue or pull request, oldest first.
     async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError>;
+    /// The reviews and review comments of pull request `number`, as comments
+    /// (a review's text, a comment on a line of the diff). Their ids are
+    /// tagged ([`REVIEW_ID`], [`REVIEW_COMMENT_ID`]) so they never equal an
+    /// issue comment's.
+    async fn review_comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError>;
     /// The pull request (any state) whose head is `owner:branch`, if any.
     async fn pull_by_head(&self, head: &str) -> Result<Option<PullRequest>, ForgeError>;
     async fn pull(&self, number: u64) -> Result<PullRequest, ForgeError>;
@@ -297,6 +302,12 @@ pub trait Forge {
     /// Open pull requests whose title mentions `text` (to pause for a human's work).
     async fn open_pulls_mentioning(&self, text: &str) -> Result<Vec<Issue>, ForgeError>;
 }
+
+/// Tags on the ids of reviews and review comments: GitHub numbers them
+/// apart from issue comments, and the ledger of handled commands keys on one
+/// id.
+pub const REVIEW_ID: u64 = 1 << 62;
+pub const REVIEW_COMMENT_ID: u64 = 1 << 61;
 
 /// GitHub refuses an issue, pull request or comment body over this many
 /// characters (422 "body is too long (maximum is 65536 characters)").

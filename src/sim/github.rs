@@ -105,6 +105,10 @@ struct State {
     next_comment: u64,
     items: BTreeMap<u64, Item>,
     comments: BTreeMap<u64, Vec<StoredComment>>,
+    /// Pull request reviews (`pulls/{n}/reviews`) and review comments
+    /// (`pulls/{n}/comments`): ids of their own, as on GitHub.
+    reviews: BTreeMap<u64, Vec<StoredComment>>,
+    review_comments: BTreeMap<u64, Vec<StoredComment>>,
     faults: Vec<(String, String, GitHubFault)>,
     requests: Vec<GitHubRequest>,
     /// The token's role: `pull`, `triage`, `push`, `maintain` or `admin`.
@@ -294,6 +298,40 @@ impl FakeGitHub {
         state.next_comment += 1;
         state
             .comments
+            .entry(number)
+            .or_default()
+            .push(StoredComment {
+                id,
+                author: author.to_owned(),
+                body: body.to_owned(),
+                created_at: "2026-01-01T00:00:00Z".into(),
+            });
+    }
+
+    /// A human submits a review with this text on pull request `number`.
+    pub fn human_reviews(&self, number: u64, author: &str, body: &str) {
+        let mut state = self.state();
+        // GitHub's review ids are a sequence of their own: the same number
+        // as an issue comment's is a different thing.
+        let id = state.reviews.values().map(Vec::len).sum::<usize>() as u64 + 1;
+        state
+            .reviews
+            .entry(number)
+            .or_default()
+            .push(StoredComment {
+                id,
+                author: author.to_owned(),
+                body: body.to_owned(),
+                created_at: "2026-01-01T00:00:00Z".into(),
+            });
+    }
+
+    /// A human comments on a line of pull request `number`'s diff.
+    pub fn human_review_comments(&self, number: u64, author: &str, body: &str) {
+        let mut state = self.state();
+        let id = state.review_comments.values().map(Vec::len).sum::<usize>() as u64 + 1;
+        state
+            .review_comments
             .entry(number)
             .or_default()
             .push(StoredComment {
@@ -599,6 +637,38 @@ fn route(state: &mut State, request: &Request) -> Answer {
             let answer = comment_json(&comment);
             state.comments.entry(n).or_default().push(comment);
             (201, vec![], answer)
+        }
+        ("GET", ["pulls", n, kind @ ("reviews" | "comments")]) => {
+            let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let per_page: usize = query
+                .get("per_page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(30);
+            let store = if *kind == "reviews" {
+                &state.reviews
+            } else {
+                &state.review_comments
+            };
+            let listed: Vec<Value> = number(n)
+                .and_then(|n| store.get(&n))
+                .map(|cs| {
+                    cs.iter()
+                        .skip((page.max(1) - 1) * per_page)
+                        .take(per_page)
+                        .map(|c| {
+                            let mut v = comment_json(c);
+                            if *kind == "reviews" {
+                                // A review has `submitted_at` and a state, not `created_at`.
+                                v["submitted_at"] = v["created_at"].take();
+                                v.as_object_mut().map(|o| o.remove("created_at"));
+                                v["state"] = json!("COMMENTED");
+                            }
+                            v
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (200, vec![], Value::Array(listed))
         }
         ("GET", ["issues", n, "comments"]) => {
             let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);

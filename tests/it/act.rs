@@ -1219,3 +1219,42 @@ fn only_a_human_pull_request_naming_the_package_pauses_ours() {
         "the batch with hello waits for the human: {out}"
     );
 }
+
+/// A maintainer answers in a review of our pull request, or on a line of its
+/// diff: those commands are read and answered like comments, once.
+#[test]
+fn commands_in_a_review_or_on_a_line_of_the_diff_are_obeyed() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    world.once_ok(MARK);
+    let pull = world.pulls()[0].0;
+    world.github.human_reviews(
+        pull,
+        "stv0g",
+        "Working on it.\n\n@hydra-sentinel snooze 30d",
+    );
+    world
+        .github
+        .human_review_comments(pull, "mallory", "@hydra-sentinel not-broken");
+    world.once_ok(LATER);
+    let replies: Vec<String> = world
+        .github
+        .comments_on(pull)
+        .into_iter()
+        .filter(|(author, _)| author == "sentinel-bot")
+        .map(|(_, body)| body)
+        .collect();
+    assert!(
+        replies.iter().any(|r| r.starts_with("@stv0g understood")),
+        "the review's command is obeyed: {replies:#?}"
+    );
+    assert!(
+        replies
+            .iter()
+            .any(|r| r.starts_with("@mallory only the maintainers")),
+        "the line comment's command is declined, as from anyone else: {replies:#?}"
+    );
+    let posts = world.posts();
+    world.once_ok(LATER);
+    assert_eq!(world.posts(), posts, "each is answered once");
+}
