@@ -41,13 +41,16 @@ pub struct SimSpec {
     pub planted: Vec<PlantedFailure>,
 }
 
-/// A package that starts failing at an eval.
-#[derive(Debug, Clone)]
+/// A package that starts failing at an eval (and may build again later).
+#[derive(Debug, Clone, Default)]
 pub struct PlantedFailure {
     pub attr: String,
     /// Index of the first failing eval (0 is the oldest).
     pub since: usize,
     pub systems: Vec<String>,
+    /// Index of the first eval in which it builds again (a fix landed);
+    /// `None`: it keeps failing.
+    pub until: Option<usize>,
 }
 
 impl SimSpec {
@@ -281,14 +284,20 @@ impl SimHydra {
         for planted in &spec.planted {
             scenarios.insert(
                 planted.attr.clone(),
-                format!("planted: fails from eval index {}", planted.since),
+                match planted.until {
+                    Some(until) => format!(
+                        "planted: fails from eval index {} until {until}",
+                        planted.since
+                    ),
+                    None => format!("planted: fails from eval index {}", planted.since),
+                },
             );
             packages.push(Package {
                 attr: planted.attr.clone(),
                 version: "1.0".into(),
                 plan: Plan::Failing {
                     since: planted.since,
-                    until: None,
+                    until: planted.until,
                     systems: planted.systems.clone(),
                     status: 1,
                 },
@@ -530,6 +539,36 @@ mod tests {
             reused > 100,
             "only {reused} builds were reused across more than 10 evals"
         );
+    }
+
+    #[test]
+    fn a_planted_failure_with_an_end_builds_again_from_that_eval() {
+        let spec = SimSpec {
+            evals: 8,
+            pending_share: 0.0,
+            noise_rate: 0.0,
+            packages: 3,
+            scenarios: false,
+            hostile_jobs: false,
+            planted: vec![PlantedFailure {
+                attr: "frobnicate".into(),
+                since: 2,
+                systems: vec!["x86_64-darwin".into()],
+                until: Some(5),
+            }],
+            ..SimSpec::demo()
+        };
+        let sim = SimHydra::generate(&spec);
+        let status = |e: usize, job: &str| sim.build_of(e, job).and_then(|b| b.status);
+        let darwin: Vec<Option<i64>> = (0..8)
+            .map(|e| status(e, "frobnicate.x86_64-darwin"))
+            .collect();
+        assert_eq!(
+            darwin,
+            [0, 0, 1, 1, 1, 0, 0, 0].map(Some),
+            "fails in evals 2..5 only"
+        );
+        assert_eq!(status(3, "frobnicate.x86_64-linux"), Some(0));
     }
 
     #[test]

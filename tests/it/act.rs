@@ -134,17 +134,20 @@ impl World {
                     attr: "hello".into(),
                     since: 2,
                     systems: vec![],
+                    until: None,
                 },
                 // Already marked broken on aarch64-darwin in the fixture.
                 PlantedFailure {
                     attr: "umurmur".into(),
                     since: 5,
                     systems: vec!["aarch64-darwin".into()],
+                    until: None,
                 },
                 PlantedFailure {
                     attr: "frobnicate".into(),
                     since: 4,
                     systems: vec!["x86_64-darwin".into(), "aarch64-darwin".into()],
+                    until: None,
                 },
             ]
             .into_iter()
@@ -677,6 +680,7 @@ fn a_refused_edit_is_told_once_on_its_issue_and_the_rest_of_its_batch_is_still_p
         attr: attr.into(),
         since: 3,
         systems: vec![],
+        until: None,
     };
     let world = World::with(
         vec![planted("discord"), planted("ghidra")],
