@@ -665,7 +665,7 @@ fn a_package_marked_broken_everywhere_is_warned_then_retired_after_a_release_cyc
         actions: vec![mark.clone()],
         opt_outs: vec![],
     };
-    let (events, _, _) = replay(&nixpkgs_policy(), &facts(vec![js]), ledger, 200, 259, None);
+    let (events, _, plans) = replay(&nixpkgs_policy(), &facts(vec![js]), ledger, 200, 259, None);
     assert_eq!(
         events
             .iter()
@@ -677,6 +677,25 @@ fn a_package_marked_broken_everywhere_is_warned_then_retired_after_a_release_cyc
         ],
         "26 weeks after the merge on day 64, warned 4 weeks before:\n{}",
         timeline(&events)
+    );
+    // The warning names the day of the move (what its comment tells).
+    let warning = plans
+        .iter()
+        .flat_map(|p| &p.actions)
+        .find(|a| a.step.as_deref() == Some("retire-warning"))
+        .expect("a warning was planned");
+    let retire_day = |unix: i64| (unix - day(0)).div_euclid(86_400);
+    let announced: Vec<(ActionKind, i64)> = warning
+        .evidence
+        .schedule
+        .iter()
+        .map(|s| (s.kind, retire_day(s.at_unix)))
+        .collect();
+    assert_eq!(
+        announced,
+        [(ActionKind::Retire, 246)],
+        "{:?}",
+        warning.evidence.schedule
     );
 
     // Someone fixed and unmarked it: it builds again, so it stays.

@@ -118,6 +118,32 @@ pub fn run(
     full_texts: bool,
     progress: &(dyn Fn() + Sync),
 ) -> Result<Outcome, ActError> {
+    run_tuned(
+        config,
+        policy,
+        store,
+        now,
+        dry_run,
+        full_texts,
+        progress,
+        &|_| {},
+    )
+}
+
+/// [`run`], with the GitHub client's settings adjusted by `tune` before it
+/// is built: the demo drives a look-alike on loopback that has no secondary
+/// rate limit, so it spaces no writes.
+#[allow(clippy::too_many_arguments)]
+pub fn run_tuned(
+    config: &Config,
+    policy: &Policy,
+    store: &Store,
+    now: i64,
+    dry_run: bool,
+    full_texts: bool,
+    progress: &(dyn Fn() + Sync),
+    tune: &dyn Fn(&mut GitHubSettings),
+) -> Result<Outcome, ActError> {
     let mut facts = store.policy_facts(&config.hydra.url, config.repository())?;
     let settings = settings(config);
     if dry_run || !config.act.enabled {
@@ -166,6 +192,7 @@ pub fn run(
         let mut forge_settings =
             GitHubSettings::new(github.api_url.clone(), &github.repo, token.clone());
         forge_settings.user_agent = user_agent(Some(&contact(github)));
+        tune(&mut forge_settings);
         let forge = GitHub::new(forge_settings)?;
         let permission = forge.permission().await?;
         report.did(format!(

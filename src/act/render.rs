@@ -170,10 +170,13 @@ fn schedule_section(action: &Action) -> Option<String> {
 /// The earliest dated step, as one sentence (for short comments).
 fn next_step_sentence(action: &Action) -> Option<String> {
     let attr = action.attr.as_deref().unwrap_or_default();
+    // The schedule is the package's as planned now: it still lists the
+    // step this action is (a reminder due today), which is not "next".
     let step = action
         .evidence
         .schedule
         .iter()
+        .filter(|s| !(s.kind == action.kind && s.step == action.step))
         .find(|s| s.kind != ActionKind::Notify)?;
     Some(format!(
         "If it still fails on {}, the next step is {}.",
@@ -561,6 +564,21 @@ mod tests {
         action.kind = ActionKind::Remind;
         action.evidence.schedule.remove(0);
         insta::assert_snapshot!(reminder_comment(&action));
+    }
+
+    #[test]
+    fn a_reminder_does_not_name_itself_as_the_next_step() {
+        // As the engine plans it: the reminder due now is still in the
+        // package's schedule.
+        let mut action = notify("hello");
+        action.kind = ActionKind::Remind;
+        action.step = Some("remind-1w".into());
+        let text = reminder_comment(&action);
+        assert!(
+            text.contains("If it still fails on 2026-01-20, the next step is a pull request"),
+            "{text}"
+        );
+        assert!(!text.contains("next step is a reminder"), "{text}");
     }
 
     #[test]

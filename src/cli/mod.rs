@@ -77,12 +77,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Generate a realistic history, serve it from a Hydra look-alike on
-    /// loopback, ingest it and show the result. Needs no network.
+    /// Half a year of nixpkgs in under a minute, offline: a Hydra and a
+    /// GitHub look-alike on loopback, a small nixpkgs tree and a bare fork in
+    /// a temporary folder, a real cycle a simulated day, and everything the
+    /// bot sent printed as maintainers read it.
     Demo {
-        /// Keep the demo database here instead of a temporary folder.
+        /// Keep the demo database here (a new file) instead of a temporary folder.
         #[arg(long, value_name = "PATH")]
         database: Option<PathBuf>,
+        /// Print the story as JSON (who got which step, on which platforms, when) instead of the text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the file defining each attribute in a nixpkgs checkout, or why
     /// it is refused.
@@ -173,7 +178,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let store = Store::open_read_only(&config.database)?;
             history(&store, &config, &attr, json, &mut stdout)
         }
-        Command::Demo { database } => demo::run(database.as_deref(), &mut stdout),
+        Command::Demo { database, json } => demo::run(database.as_deref(), json, &mut stdout),
         Command::Locate(args) => Ok(nixpkgs_cli::run_locate(&args, &mut stdout)?.into()),
         Command::MarkBroken(args) => Ok(nixpkgs_cli::run_mark_broken(&args, &mut stdout)?.into()),
         Command::Retire(args) => Ok(nixpkgs_cli::run_retire(&args, &mut stdout)?.into()),

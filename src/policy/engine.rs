@@ -887,6 +887,15 @@ impl<'a> Ctx<'a> {
                     None if self.now >= base - notice.secs() => {
                         if !quiet {
                             due.push(step(ActionKind::Remind, Some("retire-warning")));
+                            // What the warning warns of: the move, a full
+                            // notice after it is sent now.
+                            if !protected {
+                                attr_next = Some((
+                                    ActionKind::Retire,
+                                    None,
+                                    base.max(self.now + notice.secs()),
+                                ));
+                            }
                         }
                     }
                     None => {

@@ -44,8 +44,8 @@ pub struct SimSpec {
     pub mass_rebuild_at: Option<usize>,
 }
 
-/// A package that starts failing at an eval.
-#[derive(Debug, Clone)]
+/// A package that starts failing at an eval (and may build again later).
+#[derive(Debug, Clone, Default)]
 pub struct PlantedFailure {
     pub attr: String,
     /// Index of the first failing eval (0 is the oldest).
@@ -53,6 +53,9 @@ pub struct PlantedFailure {
     pub systems: Vec<String>,
     /// More systems it starts failing on later: (system, first failing eval).
     pub spreads_to: Vec<(String, usize)>,
+    /// Index of the first eval in which it builds again (a fix landed);
+    /// `None`: it keeps failing.
+    pub until: Option<usize>,
 }
 
 impl SimSpec {
@@ -343,14 +346,20 @@ impl SimHydra {
         for planted in &spec.planted {
             scenarios.insert(
                 planted.attr.clone(),
-                format!("planted: fails from eval index {}", planted.since),
+                match planted.until {
+                    Some(until) => format!(
+                        "planted: fails from eval index {} until {until}",
+                        planted.since
+                    ),
+                    None => format!("planted: fails from eval index {}", planted.since),
+                },
             );
             packages.push(Package {
                 attr: planted.attr.clone(),
                 version: "1.0".into(),
                 plan: Plan::Failing {
                     since: planted.since,
-                    until: None,
+                    until: planted.until,
                     systems: planted.systems.clone(),
                     status: 1,
                     spreads_to: planted.spreads_to.clone(),
@@ -682,6 +691,37 @@ mod tests {
             (victim.status, victim.propagated_from),
             (Some(8), Some(root.id))
         );
+    }
+
+    #[test]
+    fn a_planted_failure_with_an_end_builds_again_from_that_eval() {
+        let spec = SimSpec {
+            evals: 8,
+            pending_share: 0.0,
+            noise_rate: 0.0,
+            packages: 3,
+            scenarios: false,
+            hostile_jobs: false,
+            planted: vec![PlantedFailure {
+                attr: "frobnicate".into(),
+                since: 2,
+                systems: vec!["x86_64-darwin".into()],
+                until: Some(5),
+                spreads_to: vec![],
+            }],
+            ..SimSpec::demo()
+        };
+        let sim = SimHydra::generate(&spec);
+        let status = |e: usize, job: &str| sim.build_of(e, job).and_then(|b| b.status);
+        let darwin: Vec<Option<i64>> = (0..8)
+            .map(|e| status(e, "frobnicate.x86_64-darwin"))
+            .collect();
+        assert_eq!(
+            darwin,
+            [0, 0, 1, 1, 1, 0, 0, 0].map(Some),
+            "fails in evals 2..5 only"
+        );
+        assert_eq!(status(3, "frobnicate.x86_64-linux"), Some(0));
     }
 
     #[test]

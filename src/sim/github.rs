@@ -266,6 +266,24 @@ impl FakeGitHub {
             .collect()
     }
 
+    /// The head (`owner:branch`) of a pull request.
+    pub fn head_of(&self, number: u64) -> Option<String> {
+        self.state()
+            .items
+            .get(&number)
+            .and_then(|i| i.pull.as_ref())
+            .map(|p| p.head.clone())
+    }
+
+    /// Whether a pull request was merged.
+    pub fn merged(&self, number: u64) -> bool {
+        self.state()
+            .items
+            .get(&number)
+            .and_then(|i| i.pull.as_ref())
+            .is_some_and(|p| p.merged)
+    }
+
     pub fn body_of(&self, number: u64) -> Option<String> {
         self.state().items.get(&number).map(|i| i.body.clone())
     }

@@ -134,20 +134,20 @@ impl World {
                     attr: "hello".into(),
                     since: 2,
                     systems: vec![],
-                    spreads_to: vec![],
+                    ..Default::default()
                 },
                 // Already marked broken on aarch64-darwin in the fixture.
                 PlantedFailure {
                     attr: "umurmur".into(),
                     since: 5,
                     systems: vec!["aarch64-darwin".into()],
-                    spreads_to: vec![],
+                    ..Default::default()
                 },
                 PlantedFailure {
                     attr: "frobnicate".into(),
                     since: 4,
                     systems: vec!["x86_64-darwin".into(), "aarch64-darwin".into()],
-                    spreads_to: vec![],
+                    ..Default::default()
                 },
             ]
             .into_iter()
@@ -680,7 +680,7 @@ fn a_refused_edit_is_told_once_on_its_issue_and_the_rest_of_its_batch_is_still_p
         attr: attr.into(),
         since: 3,
         systems: vec![],
-        spreads_to: vec![],
+        ..Default::default()
     };
     let world = World::with(
         vec![planted("discord"), planted("ghidra")],
@@ -971,6 +971,7 @@ fn ghidra_spreads_to_aarch64() -> World {
             since: 3,
             systems: vec!["x86_64-linux".into()],
             spreads_to: vec![("aarch64-linux".into(), 24)],
+            ..Default::default()
         }],
         |policy| policy,
         |_| {},

@@ -198,57 +198,231 @@ fn status_before_any_ingest_says_what_to_do() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("run `hydra-sentinel ingest` first"));
 }
 
-#[test]
-fn the_demo_plans_the_planted_failures_and_prints_that_plan() {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let db = dir.path().join("demo.sqlite");
-    let out = run_ok(&["demo", "--database", db.to_str().unwrap()]);
+/// One step of a package in the demo's story: (kind, step, systems, every
+/// platform, state).
+type StoryStep = (String, Option<String>, Vec<String>, bool, String);
 
-    // The kept database holds the whole generated history...
-    let config = dir.path().join("demo.toml");
-    std::fs::write(
-        &config,
-        format!("[database]\npath = {:?}\n", db.display().to_string()),
-    )
-    .unwrap();
-    let config = config.to_str().unwrap();
-    let status: serde_json::Value =
-        serde_json::from_str(&run_ok(&["--config", config, "status", "--json"])).unwrap();
-    let sim = hydra_sentinel::sim::SimHydra::generate(&hydra_sentinel::sim::SimSpec::demo());
-    assert_eq!(status["jobsets"][0]["evals"], sim.evals.len(), "{status}");
+fn story_steps(story: &serde_json::Value, attr: &str) -> Vec<StoryStep> {
+    story["packages"][attr]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps for {attr} in the story"))
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().to_owned(),
+                s["step"].as_str().map(str::to_owned),
+                s["systems"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_owned())
+                    .collect(),
+                s["all_platforms"].as_bool().unwrap(),
+                s["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
 
-    // ...and the demo's plan, as of an hour after the newest eval, is one
-    // notice per planted own failure on its failing systems, libfoo's
-    // carrying its three victims; nothing for the victims, the flaky job,
-    // the recovered, the removed or the hostile names.
-    let newest = sim.evals.last().expect("the demo has evals").timestamp;
-    let now = hydra_sentinel::report::time(newest + 3600);
-    let json = run_ok(&["--config", config, "plan", "--json", "--now", &now]);
-    let plan: serde_json::Value = serde_json::from_str(&json).expect("JSON");
-    assert_eq!(
-        crate::policy::planned_in_json(&plan),
-        crate::policy::planted_plan(),
-        "{json}"
-    );
-    let libfoo = plan["actions"]
+fn step_day(story: &serde_json::Value, attr: &str, kind: &str, step: Option<&str>) -> i64 {
+    story["packages"][attr]
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["attr"] == "libfoo")
-        .unwrap_or_else(|| panic!("no libfoo in {json}"));
-    assert_eq!(libfoo["evidence"]["blast_radius"], 3, "{libfoo}");
-    assert_eq!(plan["deferred"], serde_json::json!([]), "{json}");
+        .find(|s| s["kind"] == kind && s["step"].as_str() == step)
+        .unwrap_or_else(|| panic!("no {kind} {step:?} for {attr}"))["day"]
+        .as_i64()
+        .unwrap()
+}
 
-    // What the demo printed is that plan, word for word.
-    let text = run_ok(&["--config", config, "plan", "--now", &now]);
-    let heading = format!("$ hydra-sentinel plan --now {now}   (dry run, built-in policy)\n");
-    let printed = out
-        .split_once(&heading)
-        .map(|(_, rest)| rest)
-        .unwrap_or_else(|| panic!("the demo printed no plan:\n{out}"));
+fn scheduled_day(schedule: &serde_json::Value, kind: &str) -> chrono::NaiveDate {
+    let at = schedule
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {schedule}"))["at"]
+        .as_str()
+        .unwrap();
+    chrono::NaiveDate::parse_from_str(&at[..10], "%Y-%m-%d").unwrap()
+}
+
+#[test]
+fn the_demo_tells_the_whole_story_and_its_database_holds_it() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let db = dir.path().join("demo.sqlite");
+    let json = run_ok(&["demo", "--json", "--database", db.to_str().unwrap()]);
+    let story: serde_json::Value = serde_json::from_str(&json).expect("the story as JSON");
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    let step = |kind: &str, step: Option<&str>, systems: &[&str], all: bool, state: &str| {
+        (
+            kind.to_owned(),
+            step.map(str::to_owned),
+            s(systems),
+            all,
+            state.to_owned(),
+        )
+    };
+    let every = [
+        "aarch64-darwin",
+        "aarch64-linux",
+        "x86_64-darwin",
+        "x86_64-linux",
+    ];
+    let darwins = ["aarch64-darwin", "x86_64-darwin"];
+
+    // Only the three packages that failed were spoken of.
+    let attrs: Vec<&String> = story["packages"].as_object().unwrap().keys().collect();
+    assert_eq!(attrs, ["frobnicate", "hello", "umurmur"], "{json}");
+
+    // umurmur fails everywhere: notice, reminder, a mark on every platform
+    // that a committer merges, the last warning, then the attic.
+    assert_eq!(
+        story_steps(&story, "umurmur"),
+        [
+            step("notify", Some("notice"), &every, false, "done"),
+            step("remind", Some("remind-3d"), &every, false, "done"),
+            step("mark_broken", None, &every, true, "merged"),
+            step("remind", Some("retire-warning"), &every, true, "done"),
+            step("retire", None, &every, true, "open"),
+        ],
+        "{json}"
+    );
+    let retirement = &story["retirement"];
+    assert_eq!(retirement["attr"], "umurmur", "{json}");
+    let alias = retirement["alias"].as_str().unwrap_or_default();
     assert!(
-        printed.starts_with(&text),
-        "the demo printed another plan than `plan --now {now}`:\n{text}\n---\n{printed}"
+        alias.starts_with("umurmur = throw ") && alias.contains("# Added "),
+        "the retirement adds a throw alias: {alias:?}"
+    );
+    let files = retirement["files"].as_array().unwrap();
+    assert!(
+        files.iter().any(|f| f[0] == "renamed"
+            && f[1] == "pkgs/by-name/um/umurmur/package.nix"
+            && f[2]
+                .as_str()
+                .is_some_and(|p| p.ends_with("attic/pkgs/by-name/um/umurmur/package.nix"))),
+        "the package moves to the attic: {files:?}"
+    );
+    assert_eq!(story["merged"]["pr"], story["packages"]["umurmur"][2]["pr"]);
+
+    // frobnicate fails on both darwins: its maintainer snoozes it, the dates
+    // move by the snooze, it is marked on the darwins only, and when it
+    // builds again the bot closes its pull request.
+    assert_eq!(
+        story_steps(&story, "frobnicate"),
+        [
+            step("notify", Some("notice"), &darwins, false, "done"),
+            step("remind", Some("remind-3d"), &darwins, false, "done"),
+            step("mark_broken", None, &darwins, false, "closed"),
+            step("close_pr", None, &darwins, false, "done"),
+        ],
+        "{json}"
+    );
+    let snooze = &story["snooze"];
+    assert_eq!(snooze["attr"], "frobnicate");
+    assert!(
+        snooze["reply"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("@bob understood")),
+        "{snooze}"
+    );
+    let days = snooze["days"].as_i64().unwrap();
+    for kind in ["remind", "mark_broken"] {
+        let before = scheduled_day(&snooze["schedule_before"], kind);
+        let after = scheduled_day(&snooze["schedule_after"], kind);
+        assert_eq!(
+            (after - before).num_days(),
+            days,
+            "the snooze moved {kind} by its length: {snooze}"
+        );
+    }
+    let mark_day = step_day(&story, "frobnicate", "mark_broken", None);
+    let planned_mark = scheduled_day(&snooze["schedule_after"], "mark_broken");
+    let start =
+        chrono::NaiveDate::parse_from_str(&story["from"].as_str().unwrap()[..10], "%Y-%m-%d")
+            .unwrap();
+    assert_eq!(
+        start + chrono::Days::new(mark_day as u64),
+        planned_mark,
+        "marked on the moved date"
+    );
+    let recovered = &story["recovered"];
+    assert_eq!(recovered["attr"], "frobnicate", "{json}");
+    assert_eq!(recovered["state_at_end"], "closed");
+    assert_eq!(recovered["merged"], false);
+    assert_eq!(recovered["pr"], story["packages"]["frobnicate"][2]["pr"]);
+
+    // hello fails on aarch64-linux only; its maintainer closes the pull
+    // request, which is never reopened nor proposed again.
+    assert_eq!(
+        story_steps(&story, "hello"),
+        [
+            step("notify", Some("notice"), &["aarch64-linux"], false, "done"),
+            step(
+                "remind",
+                Some("remind-3d"),
+                &["aarch64-linux"],
+                false,
+                "done"
+            ),
+            step("mark_broken", None, &["aarch64-linux"], false, "closed"),
+        ],
+        "{json}"
+    );
+    let closed = &story["human_closed"];
+    assert_eq!(closed["state_at_end"], "closed", "{json}");
+    assert!(closed["days_after"].as_i64().unwrap() > 60, "{closed}");
+    let pulls = story["pull_requests"].as_array().unwrap();
+    let about_hello = pulls
+        .iter()
+        .filter(|p| p["title"].as_str().unwrap().starts_with("hello:"))
+        .count();
+    assert_eq!(about_hello, 1, "{pulls:?}");
+
+    // One digest a week, each closed when the next came.
+    let digests = story["digests"].as_array().unwrap();
+    let weeks = (story["days"].as_i64().unwrap() + 6) / 7;
+    assert_eq!(digests.len() as i64, weeks, "{digests:?}");
+    let open: Vec<_> = digests.iter().filter(|d| d["state"] == "open").collect();
+    assert_eq!(open.len(), 1, "{digests:?}");
+    assert_eq!(open[0]["number"], digests.last().unwrap()["number"]);
+
+    // The kept database holds the same ledger.
+    let store = hydra_sentinel::store::Store::open_read_only(&db).unwrap();
+    let ledger = store.ledger().unwrap();
+    let marks: Vec<(String, Vec<String>, bool)> = ledger
+        .actions
+        .iter()
+        .filter(|r| r.kind == hydra_sentinel::policy::ActionKind::MarkBroken)
+        .map(|r| (r.attr.clone().unwrap(), r.systems.clone(), r.all_platforms))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            ("umurmur".to_owned(), s(&every), true),
+            ("frobnicate".to_owned(), s(&darwins), false),
+            ("hello".to_owned(), s(&["aarch64-linux"]), false),
+        ]
+    );
+    assert!(
+        story["seconds"].as_f64().unwrap() < 120.0,
+        "the demo took {} s (a debug build; the release build is the 30 s target)",
+        story["seconds"]
+    );
+}
+
+#[test]
+fn the_demo_refuses_an_existing_database_rather_than_mix_two_stories() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let db = dir.path().join("demo.sqlite");
+    std::fs::write(&db, "").unwrap();
+    let output = hydra_sentinel(&["demo", "--database", db.to_str().unwrap()]);
+    assert!(!output.status.success(), "{}", describe(&["demo"], &output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("already exists"),
+        "{}",
+        describe(&["demo"], &output)
     );
 }
 
