@@ -1103,3 +1103,29 @@ fn a_first_enable_with_a_backlog_posts_at_most_the_daily_ceiling_oldest_first() 
         timeline(&events)
     );
 }
+
+#[test]
+fn a_mark_scheduled_for_every_failing_platform_says_every_platform() {
+    let policy = nixpkgs_policy();
+    let mut js = trunk(12);
+    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(12)));
+    js.jobs.push(job("grafx", ARM, &breaks_on_day_5(12)));
+    let p = plan(
+        &policy,
+        &facts(vec![js]),
+        &Ledger::default(),
+        day(11) + 3600,
+    );
+    let notice = p
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::Notify)
+        .unwrap_or_else(|| panic!("{}", p.to_text()));
+    let mark = notice
+        .evidence
+        .schedule
+        .iter()
+        .find(|s| s.kind == ActionKind::MarkBroken)
+        .expect("a mark is scheduled");
+    assert!(mark.all_platforms, "both built platforms fail: {mark:?}");
+}

@@ -110,7 +110,11 @@ fn evidence_table(jobs: &[JobEvidence]) -> String {
 
 /// What each scheduled step will do, in words.
 fn scheduled_words(step: &ScheduledStep, attr: &str) -> String {
-    let platforms = step.systems.join(", ");
+    let platforms = if step.all_platforms {
+        "every platform".to_owned()
+    } else {
+        step.systems.join(", ")
+    };
     match step.kind {
         ActionKind::Notify => "a first notice to the maintainers".to_owned(),
         ActionKind::Remind if step.step.as_deref() == Some("retire-warning") => {
@@ -123,8 +127,13 @@ fn scheduled_words(step: &ScheduledStep, attr: &str) -> String {
             } else {
                 ""
             };
+            let only = if step.all_platforms {
+                String::new()
+            } else {
+                " (`meta.broken` for those platforms only)".to_owned()
+            };
             format!(
-                "a pull request that marks {} broken on {platforms} (`meta.broken` for those platforms only){rebuild}",
+                "a pull request that marks {} broken on {platforms}{only}{rebuild}",
                 code(attr)
             )
         }
@@ -518,6 +527,7 @@ mod tests {
             at: format!("{day}T08:00:00Z"),
             at_unix: 0,
             systems: vec!["aarch64-darwin".into(), "x86_64-darwin".into()],
+            all_platforms: false,
             needs_rebuild: rebuild,
         }
     }

@@ -929,6 +929,15 @@ impl<'a> Ctx<'a> {
             }))
             .min_by_key(|n| (n.at_unix, n.kind));
         let mut schedule = merge_schedules(jobs.iter().flat_map(|j| j.schedule.iter()));
+        let built: BTreeSet<&str> = jobs
+            .iter()
+            .filter(|j| j.present && !matches!(j.rule, Rule::Watched))
+            .map(|j| j.system.as_str())
+            .collect();
+        for step in &mut schedule {
+            step.all_platforms =
+                built.len() > 1 && built.iter().all(|s| step.systems.iter().any(|x| x == s));
+        }
         if let Some(n) = next
             .as_ref()
             .filter(|n| n.kind == ActionKind::Retire || n.step.as_deref() == Some("retire-warning"))
@@ -942,6 +951,7 @@ impl<'a> Ctx<'a> {
                     .as_ref()
                     .map(|m| m.systems.clone())
                     .unwrap_or_default(),
+                all_platforms: marked.as_ref().is_some_and(|m| m.all_platforms),
                 needs_rebuild: false,
             });
         }
@@ -987,6 +997,7 @@ fn projected_ladder(
         at: time(at),
         at_unix: at,
         systems: vec![system.to_owned()],
+        all_platforms: false,
         needs_rebuild,
     };
     let proposed = if protected {

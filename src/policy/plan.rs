@@ -93,6 +93,9 @@ pub struct ScheduledStep {
     pub at_unix: i64,
     /// The platforms it concerns.
     pub systems: Vec<String>,
+    /// Those are all the platforms the package is built on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub all_platforms: bool,
     /// A mark also waits until Hydra has rebuilt the package (a new
     /// derivation) and it still fails.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
