@@ -16,8 +16,17 @@ use super::{
 #[derive(Debug)]
 pub enum Outcome {
     /// Nothing was sent; this is what would have been.
-    DryRun(String),
+    DryRun(DryRun),
     Acted(ActReport),
+}
+
+/// A dry run: the plan's actions, and what acting on them would send.
+#[derive(Debug)]
+pub struct DryRun {
+    /// Actions the plan holds (sent or not, holds included).
+    pub planned: usize,
+    /// What would be sent, for people (see [`describe`]).
+    pub text: String,
 }
 
 /// The act settings of a configuration.
@@ -159,7 +168,10 @@ pub fn run_tuned(
             }
         }
         let plan = policy::plan(policy, &facts, &store.ledger()?, now);
-        return Ok(Outcome::DryRun(describe(&plan, &settings, full_texts)));
+        return Ok(Outcome::DryRun(DryRun {
+            planned: plan.actions.len(),
+            text: describe(&plan, &settings, full_texts),
+        }));
     }
     let github = config
         .github

@@ -648,10 +648,17 @@ impl<F: Forge> Actor<'_, F> {
             let attr = action.attr.clone().unwrap_or_default();
             match action.kind {
                 ActionKind::Hold => {
-                    let id = self
-                        .store
-                        .record_intent(&NewAction::from_action(action, vec![]), now)?;
-                    self.store.record_result(id, &done(now, None, None))?;
+                    // One record per breakage: while it lasts, cycles only say so.
+                    let recorded = ledger
+                        .actions
+                        .iter()
+                        .any(|r| r.kind == ActionKind::Hold && r.step == action.step);
+                    if !recorded {
+                        let id = self
+                            .store
+                            .record_intent(&NewAction::from_action(action, vec![]), now)?;
+                        self.store.record_result(id, &done(now, None, None))?;
+                    }
                     report.did(format!("hold: {}", action.reason));
                 }
                 ActionKind::Notify | ActionKind::Remind | ActionKind::Escalate => {

@@ -66,7 +66,7 @@ fn act_cycle(
     let policy = load_policy(config, None)?;
     let store = Store::open(&config.database)?;
     match cycle::run(config, &policy, &store, now, dry_run, full_texts, &|| {})? {
-        Outcome::DryRun(text) => {
+        Outcome::DryRun(dry) => {
             writeln!(
                 out,
                 "Dry run{}: nothing is sent. Acting on this plan would:",
@@ -76,7 +76,7 @@ fn act_cycle(
                     " ([act] enabled = false)"
                 }
             )?;
-            write!(out, "{text}")?;
+            write!(out, "{}", dry.text)?;
             Ok(ExitCode::SUCCESS)
         }
         Outcome::Acted(report) => {

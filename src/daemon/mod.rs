@@ -377,10 +377,9 @@ impl CycleStep for ActStep {
             .map_err(|e| StepError::Other(format!("the act task panicked: {e}")))??;
             cx.control.beat();
             match outcome {
-                crate::act::cycle::Outcome::DryRun(text) => Ok(format!(
-                    "dry run: {} planned",
-                    text.lines().filter(|l| l.starts_with("- ")).count()
-                )),
+                crate::act::cycle::Outcome::DryRun(dry) => {
+                    Ok(format!("dry run: {} planned", dry.planned))
+                }
                 crate::act::cycle::Outcome::Acted(report) if report.errors.is_empty() => {
                     Ok(format!("{} done on GitHub", report.lines.len()))
                 }

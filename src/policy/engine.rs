@@ -1480,7 +1480,9 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             attr: None,
             systems: Vec::new(),
             all_platforms: false,
-            step: None,
+            // Names the breakage, so the ledger records a hold once, not
+            // every cycle while it lasts.
+            step: Some(format!("{} evals {}-{}", h.jobset, w.first.id, w.last.id)),
             batch: None,
             reason: format!(
                 "mass breakage in {}: {} jobs ({:.1}% of {}) turned from building to failing {} and still fail; every per-package action waits",

@@ -1259,3 +1259,35 @@ fn commands_in_a_review_or_on_a_line_of_the_diff_are_obeyed() {
     world.once_ok(LATER);
     assert_eq!(world.posts(), posts, "each is answered once");
 }
+
+/// While a mass breakage holds everything, each cycle says so, and the
+/// ledger records the hold once.
+#[test]
+fn a_hold_is_recorded_once_however_many_cycles_it_lasts() {
+    let world = World::with(
+        Vec::new(),
+        |policy| {
+            policy
+                .replace("min_jobs = 1000", "min_jobs = 3")
+                .replace("min_share = 0.02", "min_share = 0.05")
+        },
+        |_| {},
+    );
+    let first = world.once_ok(NOTICE);
+    let second = world.once_ok(LATER);
+    assert!(
+        first.contains("hold:") && second.contains("hold:"),
+        "both cycles are held:\n{first}\n{second}"
+    );
+    let db = world.config.parent().unwrap().join("state.sqlite");
+    let holds: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM actions WHERE kind = 'hold'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(holds, 1, "one record for one breakage");
+    assert!(world.issues().is_empty(), "nothing is sent while held");
+}
