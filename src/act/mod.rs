@@ -816,14 +816,7 @@ impl<F: Forge> Actor<'_, F> {
                     && r.state == RecordState::Open
             })
             .collect();
-        let ids: Vec<i64> = actions
-            .iter()
-            .map(|a| {
-                self.store
-                    .record_intent(&NewAction::from_action(a, vec![]), now)
-            })
-            .collect::<Result<_, _>>()?;
-        let edits: Vec<Edit> = actions.iter().map(|a| edit_for(a, now)).collect();
+        let (ids, edits) = self.intend_batch(actions, now)?;
         let message =
             crate::nixpkgs::git::commit_message(&pull_title(actions), &evidence_lines(actions));
         if self
@@ -1005,14 +998,7 @@ impl<F: Forge> Actor<'_, F> {
                 return Ok(());
             }
         }
-        let ids: Vec<i64> = actions
-            .iter()
-            .map(|a| {
-                self.store
-                    .record_intent(&NewAction::from_action(a, vec![]), now)
-            })
-            .collect::<Result<_, _>>()?;
-        let edits: Vec<Edit> = actions.iter().map(|a| edit_for(a, now)).collect();
+        let (ids, edits) = self.intend_batch(actions, now)?;
         let title = pull_title(actions);
         let ledger = self.store.ledger()?;
         let told: Vec<&ActionRecord> = ledger
@@ -1123,6 +1109,22 @@ impl<F: Forge> Actor<'_, F> {
             }
         }
         Ok(())
+    }
+
+    /// Record the intents of a batch of pull request actions, and their edits.
+    fn intend_batch(
+        &self,
+        actions: &[&Action],
+        now: i64,
+    ) -> Result<(Vec<i64>, Vec<Edit>), ActError> {
+        let ids = actions
+            .iter()
+            .map(|a| {
+                self.store
+                    .record_intent(&NewAction::from_action(a, vec![]), now)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((ids, actions.iter().map(|a| edit_for(a, now)).collect()))
     }
 
     /// Publish a batch's `edits` on `branch`. A refused edit, a branch

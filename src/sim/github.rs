@@ -329,35 +329,13 @@ impl FakeGitHub {
     /// A human submits a review with this text on pull request `number`.
     pub fn human_reviews(&self, number: u64, author: &str, body: &str) {
         let mut state = self.state();
-        // GitHub's review ids are a sequence of their own: the same number
-        // as an issue comment's is a different thing.
-        let id = state.reviews.values().map(Vec::len).sum::<usize>() as u64 + 1;
-        state
-            .reviews
-            .entry(number)
-            .or_default()
-            .push(StoredComment {
-                id,
-                author: author.to_owned(),
-                body: body.to_owned(),
-                created_at: "2026-01-01T00:00:00Z".into(),
-            });
+        add_review_text(&mut state.reviews, number, author, body);
     }
 
     /// A human comments on a line of pull request `number`'s diff.
     pub fn human_review_comments(&self, number: u64, author: &str, body: &str) {
         let mut state = self.state();
-        let id = state.review_comments.values().map(Vec::len).sum::<usize>() as u64 + 1;
-        state
-            .review_comments
-            .entry(number)
-            .or_default()
-            .push(StoredComment {
-                id,
-                author: author.to_owned(),
-                body: body.to_owned(),
-                created_at: "2026-01-01T00:00:00Z".into(),
-            });
+        add_review_text(&mut state.review_comments, number, author, body);
     }
 
     pub fn human_opens_pull(&self, author: &str, title: &str) -> u64 {
@@ -896,6 +874,23 @@ fn user_json(login: &str) -> Value {
     } else {
         json!({"login": login})
     }
+}
+
+/// A review or review comment. GitHub numbers each kind in a sequence of
+/// its own: the same number as an issue comment's is a different thing.
+fn add_review_text(
+    store: &mut BTreeMap<u64, Vec<StoredComment>>,
+    number: u64,
+    author: &str,
+    body: &str,
+) {
+    let id = store.values().map(Vec::len).sum::<usize>() as u64 + 1;
+    store.entry(number).or_default().push(StoredComment {
+        id,
+        author: author.to_owned(),
+        body: body.to_owned(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+    });
 }
 
 fn comment_json(comment: &StoredComment) -> Value {
