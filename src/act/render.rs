@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use crate::policy::plan::{JobEvidence, ScheduledStep};
+use crate::policy::plan::{JobEvidence, ScheduledStep, platforms_in_words};
 use crate::policy::{Action, ActionKind, ActionRecord};
 
 /// The hidden marker of a piece of work: `<!-- hydra-sentinel:notify:hello -->`.
@@ -110,11 +110,7 @@ fn evidence_table(jobs: &[JobEvidence]) -> String {
 
 /// What each scheduled step will do, in words.
 fn scheduled_words(step: &ScheduledStep, attr: &str) -> String {
-    let platforms = if step.all_platforms {
-        "every platform".to_owned()
-    } else {
-        step.systems.join(", ")
-    };
+    let platforms = platforms_in_words(step.all_platforms, &step.systems);
     match step.kind {
         ActionKind::Notify => "a first notice to the maintainers".to_owned(),
         ActionKind::Remind if step.step.as_deref() == Some("retire-warning") => {
@@ -319,26 +315,19 @@ fn sentence(reason: &str) -> String {
 /// The comment on one of our pull requests when it was rewritten: what it
 /// proposed before and what it proposes now, package by package.
 pub fn pull_update_comment(before: &[&ActionRecord], now: &[&Action]) -> String {
-    let platforms = |all: bool, systems: &[String]| {
-        if all || systems.is_empty() {
-            "every platform".to_owned()
-        } else {
-            systems.join(", ")
-        }
-    };
     let mut lines = Vec::new();
     for action in now {
         let attr = action.attr.as_deref().unwrap_or_default();
         let was = before.iter().rfind(|r| r.attr.as_deref() == Some(attr));
-        let is = platforms(action.all_platforms, &action.systems);
+        let is = platforms_in_words(action.all_platforms, &action.systems);
         match was {
-            Some(r) if platforms(r.all_platforms, &r.systems) == is => {
+            Some(r) if platforms_in_words(r.all_platforms, &r.systems) == is => {
                 lines.push(format!("- {}: unchanged ({is})", code(attr)));
             }
             Some(r) => lines.push(format!(
                 "- {}: now marked broken on {is} (was {}): it has started failing there too",
                 code(attr),
-                platforms(r.all_platforms, &r.systems)
+                platforms_in_words(r.all_platforms, &r.systems)
             )),
             None => lines.push(format!("- {}: added ({is})", code(attr))),
         }
@@ -374,11 +363,7 @@ pub fn branch_left_to_humans(key: &str, reason: &str) -> String {
 /// to, and why.
 pub fn refused_comment(action: &Action, reason: &str) -> String {
     let attr = action.attr.as_deref().unwrap_or_default();
-    let platforms = if action.all_platforms || action.systems.is_empty() {
-        "every platform".to_owned()
-    } else {
-        action.systems.join(", ")
-    };
+    let platforms = platforms_in_words(action.all_platforms, &action.systems);
     let (what, how) = match action.kind {
         ActionKind::Retire => (
             "move it to the attic",

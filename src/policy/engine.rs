@@ -10,7 +10,7 @@ use super::facts::{Facts, JobFacts, JobsetFacts};
 use super::ledger::{ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState};
 use super::plan::{
     Action, Deferred, EvalRef, Evidence, JobEvidence, LastGood, NextStep, Plan, ScheduledStep,
-    WindowEvidence, compare_url,
+    WindowEvidence, compare_url, platforms_in_words,
 };
 use crate::config::JobsetRef;
 use crate::history::{EvalPoint, StatusClass};
@@ -1150,11 +1150,7 @@ fn kept_on_pull(a: &Assessment, attr: &str, record: &ActionRecord) -> Action {
                 .collect()
         })
         .unwrap_or_default();
-    let platforms = if record.all_platforms {
-        "every platform".to_owned()
-    } else {
-        record.systems.join(", ")
-    };
+    let platforms = platforms_in_words(record.all_platforms, &record.systems);
     Action {
         kind: ActionKind::MarkBroken,
         attr: Some(attr.to_owned()),
@@ -1392,11 +1388,7 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             }
             let oldest = acted.iter().filter_map(|j| j.since_ts).min().unwrap_or(now);
             let failing_days = (now - oldest) / DAY;
-            let platforms = if all_platforms {
-                "every platform".to_owned()
-            } else {
-                systems.join(", ")
-            };
+            let platforms = platforms_in_words(all_platforms, &systems);
             let reason = match kind {
                 ActionKind::Notify => {
                     format!("it has failed on {platforms} for {failing_days} days")
@@ -1420,11 +1412,7 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
                 ),
                 ActionKind::ClosePr => format!(
                     "it builds again on {}, so the pull request is no longer needed",
-                    if systems.is_empty() {
-                        "every platform".to_owned()
-                    } else {
-                        systems.join(", ")
-                    }
+                    platforms_in_words(false, &systems)
                 ),
                 ActionKind::Retire => {
                     "it has been marked broken on every platform for longer than the policy allows"

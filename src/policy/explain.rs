@@ -8,6 +8,7 @@ use super::engine::{AttrAssessment, LadderState, Rule, assess, cutoff};
 use super::facts::Facts;
 use super::ledger::ActionKind;
 use super::ledger::Ledger;
+use super::plan::platforms_in_words;
 use crate::history::view;
 use crate::report::time;
 
@@ -305,11 +306,7 @@ pub fn explain(
                 out,
                 "  marked broken on {} ({}){}",
                 m.closed_at.map(day).unwrap_or_default(),
-                if m.all_platforms {
-                    "every platform".to_owned()
-                } else {
-                    m.systems.join(", ")
-                },
+                platforms_in_words(m.all_platforms, &m.systems),
                 m.pr.map(|p| format!(", PR #{p}")).unwrap_or_default()
             );
         }

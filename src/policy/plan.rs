@@ -171,6 +171,16 @@ pub struct Deferred {
 }
 
 /// The compare link between two revisions of `repository` (`owner/name`).
+/// Platforms as a maintainer reads them: "every platform" when the action
+/// is about all of them (or names none), else the list.
+pub fn platforms_in_words(all: bool, systems: &[String]) -> String {
+    if all || systems.is_empty() {
+        "every platform".to_owned()
+    } else {
+        systems.join(", ")
+    }
+}
+
 pub fn compare_url(repository: &str, good: &str, bad: &str) -> String {
     format!("https://github.com/{repository}/compare/{good}...{bad}")
 }

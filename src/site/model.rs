@@ -489,11 +489,7 @@ impl Builder<'_> {
             notes.push(format!(
                 "Marked broken on {} ({}){}.",
                 m.closed_at.map(day).unwrap_or_default(),
-                if m.all_platforms {
-                    "every platform".to_owned()
-                } else {
-                    m.systems.join(", ")
-                },
+                crate::policy::plan::platforms_in_words(m.all_platforms, &m.systems),
                 m.pr.map(|p| format!(", PR #{p}")).unwrap_or_default()
             ));
         }
