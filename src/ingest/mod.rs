@@ -25,6 +25,10 @@
 //! carries a heartbeat called on real progress (a page read, builds parsed,
 //! an eval committed), which feeds the systemd watchdog.
 
+mod check;
+mod recheck;
+mod whole_eval;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -32,11 +36,9 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use crate::config::{Config, IngestSettings, JobsetRef};
-use crate::history::JobName;
-use crate::hydra::{
-    Build, EvalHeader, HydraClient, HydraError, StorePath, StreamError, for_each_build,
-};
+use crate::hydra::{Build, EvalHeader, HydraClient, HydraError};
 use crate::store::{EvalWriter, NewEval, Store, StoreError, WriteOutcome};
+use check::BuildChecker;
 
 /// The default of `ingest.whole_eval_max_builds`: the largest eval whose
 /// `/eval/{id}/builds` is asked for.
@@ -61,8 +63,6 @@ pub const WHOLE_EVAL_MAX_BUILDS: usize = 20_000;
 /// Stop paging back through evals after this many pages when looking for the
 /// newest stored eval; beyond it, the gap is accepted and logged.
 const MAX_DISCOVERY_PAGES: usize = 50;
-/// Log at most this many refused job names per eval (they are all counted).
-const MAX_REJECTIONS_LOGGED: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -75,34 +75,6 @@ pub enum IngestError {
     #[error("stopped on request; the eval in flight was rolled back")]
     Cancelled,
 }
-
-/// What the parsing thread hands the writing thread.
-enum Parsed {
-    Builds(Vec<Build>),
-    /// The array ended where it should: the eval may be committed.
-    End,
-    /// The body broke off or is malformed after this many builds.
-    Broken(usize, serde_json::Error),
-}
-
-/// Why the one whole-eval request of an eval gave way to single builds.
-#[derive(Debug)]
-struct WholeEvalFailed {
-    /// The gateway or we gave up waiting (this size is too big for Hydra).
-    timed_out: bool,
-    reason: String,
-}
-
-/// The writer went away (it failed); the parser stops.
-#[derive(Debug, thiserror::Error)]
-#[error("the writer stopped")]
-struct WriterGone;
-
-/// Builds handed over at a time (fewer, larger messages).
-const PARSE_BATCH: usize = 256;
-
-/// Parsed builds between two heartbeats while streaming an eval.
-const BUILDS_PER_HEARTBEAT: usize = 2000;
 
 /// How a long-running caller steers a pass: a token that stops it between
 /// (or in the middle of) evals, and a heartbeat called on real progress.
@@ -468,276 +440,6 @@ impl Ingestor {
         Ok((outcome, false))
     }
 
-    /// Whether `/eval/{eval_id}/builds` may be asked for: never asked before
-    /// (in this process or an earlier one), and small enough to plausibly
-    /// answer within the gateway's limit: at most `whole_eval_max_builds`,
-    /// and smaller than any eval of the jobset whose request timed out.
-    async fn may_ask_whole_eval(
-        &self,
-        jobset_id: i64,
-        eval_id: i64,
-        total: usize,
-    ) -> Result<bool, IngestError> {
-        if total > self.settings.whole_eval_max_builds {
-            tracing::debug!(
-                eval = eval_id,
-                builds = total,
-                "too big for /eval/{{id}}/builds; build by build"
-            );
-            return Ok(false);
-        }
-        let (asked, timed_out) = self
-            .with_store(move |store| {
-                Ok((
-                    store.whole_eval_requested(eval_id)?,
-                    store.smallest_timed_out_whole_eval(jobset_id)?,
-                ))
-            })
-            .await?;
-        if let Some(size) = timed_out.filter(|size| total as i64 >= *size) {
-            tracing::debug!(
-                eval = eval_id,
-                builds = total,
-                timed_out_at = size,
-                "an eval this big timed out before; build by build"
-            );
-            return Ok(false);
-        }
-        Ok(!asked)
-    }
-
-    /// The one request for `/eval/{id}/builds` of an eval: noted (and
-    /// committed) before it is sent, its outcome noted after. `Ok(Err(_))`
-    /// when it failed in a way `/build/{id}` requests make up for.
-    async fn whole_eval(
-        &self,
-        jobset: &JobsetRef,
-        jobset_id: i64,
-        eval_id: i64,
-        total: usize,
-        mode: WriteMode,
-        now: i64,
-    ) -> Result<Result<WriteOutcome, WholeEvalFailed>, IngestError> {
-        self.with_store(move |store| {
-            Ok(store.note_whole_eval_request(jobset_id, eval_id, total as i64, now)?)
-        })
-        .await?;
-        let result = self.stream_eval(jobset, eval_id, mode).await;
-        let (outcome, reason) = match &result {
-            Ok(Ok(_)) => ("ok", None),
-            Ok(Err(failed)) if failed.timed_out => ("timeout", Some(failed.reason.clone())),
-            Ok(Err(failed)) => ("failed", Some(failed.reason.clone())),
-            Err(e) => ("failed", Some(crate::error_chain(e))),
-        };
-        self.with_store(move |store| {
-            Ok(store.note_whole_eval_outcome(eval_id, outcome, reason.as_deref())?)
-        })
-        .await?;
-        let result = result?;
-        if let Err(failed) = &result {
-            metrics::counter!("hydra_sentinel_whole_eval_fallbacks_total", "jobset" => jobset.to_string())
-                .increment(1);
-            tracing::warn!(%jobset, eval = eval_id, builds = total, reason = %failed.reason,
-                "/eval/{{id}}/builds failed and is not asked for again; fetching the eval build by build");
-        }
-        Ok(result)
-    }
-
-    /// Stream `/eval/{id}/builds` into a writer opened by `mode`, once: the
-    /// body is parsed while it downloads, on the blocking pool, so network
-    /// and database work overlap and memory stays at one build. A body that
-    /// breaks off or does not parse rolls the transaction back. `Ok(Err(why))`
-    /// for failures another way of fetching can make up for (transient
-    /// errors: a 504 from the gateway, a timeout, a cut or malformed body).
-    async fn stream_eval(
-        &self,
-        jobset: &JobsetRef,
-        eval_id: i64,
-        mode: WriteMode,
-    ) -> Result<Result<WriteOutcome, WholeEvalFailed>, IngestError> {
-        let body = match self.client.eval_builds_stream(eval_id).await {
-            Ok(body) => body,
-            Err(e) if e.is_transient() => {
-                return Ok(Err(WholeEvalFailed {
-                    timed_out: e.is_timeout(),
-                    reason: crate::error_chain(&e),
-                }));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // Cancelling ends the body early: the parse fails and the
-        // transaction rolls back, exactly as for a truncated download.
-        let body = body.take_until(self.control.cancel.clone().cancelled_owned());
-        let reader = tokio_util::io::StreamReader::new(Box::pin(body));
-        // Two threads, two cores: one parses the body as it arrives, the
-        // other writes the transaction. The writer commits only on the
-        // parser's explicit end of the array; a parser that fails or
-        // dies makes it roll back.
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Parsed>(16);
-        let parser = tokio::task::spawn_blocking(move || {
-            let reader = tokio_util::io::SyncIoBridge::new(reader);
-            let mut batch = Vec::with_capacity(PARSE_BATCH);
-            let result = for_each_build(reader, |build| {
-                batch.push(build);
-                if batch.len() == PARSE_BATCH {
-                    sender
-                        .send(Parsed::Builds(std::mem::replace(
-                            &mut batch,
-                            Vec::with_capacity(PARSE_BATCH),
-                        )))
-                        .map_err(|_| WriterGone)?;
-                }
-                Ok::<(), WriterGone>(())
-            });
-            let last = match result {
-                Ok(_) => {
-                    let _ = sender.send(Parsed::Builds(batch));
-                    Parsed::End
-                }
-                Err(StreamError::Json {
-                    builds_read,
-                    source,
-                }) => Parsed::Broken(builds_read, source),
-                Err(StreamError::Callback(WriterGone)) => return,
-            };
-            let _ = sender.send(last);
-        });
-        let jobset = jobset.clone();
-        let control = self.control.clone();
-        let result = self
-            .with_store(move |store| {
-                let mut writer = mode.begin(store, &jobset)?;
-                let mut checker = BuildChecker::new(&jobset, eval_id);
-                let mut parsed = 0usize;
-                for message in receiver {
-                    match message {
-                        Parsed::Builds(builds) => {
-                            for build in &builds {
-                                checker.write(&mut writer, build)?;
-                            }
-                            let before = parsed / BUILDS_PER_HEARTBEAT;
-                            parsed += builds.len();
-                            if parsed / BUILDS_PER_HEARTBEAT > before {
-                                control.beat();
-                            }
-                        }
-                        Parsed::End => return Ok(Ok(writer.commit()?)),
-                        // Dropping the writer rolls the eval back.
-                        Parsed::Broken(builds_read, source) => {
-                            return Ok(Err((builds_read, source)));
-                        }
-                    }
-                }
-                Ok(Err((
-                    parsed,
-                    serde_json::Error::io(std::io::Error::other(
-                        "the parser stopped without finishing the array",
-                    )),
-                )))
-            })
-            .await;
-        // The parser ends once the writer is done with it (or gone).
-        let _ = parser.await;
-        match result? {
-            Ok(outcome) => Ok(Ok(outcome)),
-            Err(_) if self.control.cancel.is_cancelled() => {
-                tracing::info!(
-                    eval = eval_id,
-                    "download cut on request; nothing of the eval written"
-                );
-                Err(IngestError::Cancelled)
-            }
-            Err((builds_read, source)) => {
-                metrics::counter!("hydra_sentinel_hydra_errors_total", "kind" => "body")
-                    .increment(1);
-                Ok(Err(WholeEvalFailed {
-                    timed_out: false,
-                    reason: format!(
-                        "the builds array broke off or is malformed after {builds_read} builds (nothing written): {source}"
-                    ),
-                }))
-            }
-        }
-    }
-
-    /// Ask again about builds of the newest eval whose status may change:
-    /// unfinished ones unless a new eval just fetched them, and failed ones
-    /// every `recheck_after` unless the newest eval was just streamed whole.
-    async fn recheck(
-        &self,
-        jobset: &JobsetRef,
-        jobset_id: i64,
-        now: i64,
-        ingested_any: bool,
-        newest_streamed: bool,
-        report: &mut JobsetReport,
-    ) -> Result<(), IngestError> {
-        let recheck_after = self.settings.recheck_after.as_secs() as i64;
-        let (due, unsettled) = self
-            .with_store(move |store| {
-                let due = now - store.rechecked_at(jobset_id)? >= recheck_after;
-                let unfinished = !ingested_any;
-                let failed = due && !newest_streamed;
-                Ok((due, store.unsettled_builds(jobset_id, unfinished, failed)?))
-            })
-            .await?;
-        if unsettled.is_empty() {
-            if due {
-                self.with_store(move |store| Ok(store.set_rechecked_at(jobset_id, now)?))
-                    .await?;
-            }
-            return Ok(());
-        }
-        report.rechecked_builds = unsettled.len();
-        let Some(newest) = self
-            .with_store(move |store| Ok(store.newest_eval(jobset_id)?))
-            .await?
-        else {
-            return Ok(());
-        };
-        let total = newest.nr_builds as usize;
-        let mut streamed = None;
-        if FetchStrategy::choose(total, unsettled.len(), &self.settings) == FetchStrategy::WholeEval
-            && self.may_ask_whole_eval(jobset_id, newest.id, total).await?
-        {
-            let mode = WriteMode::Recheck { jobset_id };
-            streamed = self
-                .whole_eval(jobset, jobset_id, newest.id, total, mode, now)
-                .await?
-                .ok();
-        }
-        let outcome = match streamed {
-            Some(outcome) => outcome,
-            None => {
-                let fetched = self.fetch_builds_cancellable(&unsettled).await??;
-                let jobset = jobset.clone();
-                self.with_store(move |store| {
-                    let mut writer = store.begin_recheck(jobset_id)?;
-                    let mut checker = BuildChecker::new(&jobset, 0);
-                    for build in &fetched {
-                        checker.write(&mut writer, build)?;
-                    }
-                    Ok(writer.commit()?)
-                })
-                .await?
-            }
-        };
-        report.changed_builds = outcome.builds_written;
-        let labels = [("jobset", jobset.to_string())];
-        metrics::counter!("hydra_sentinel_builds_rechecked_total", &labels)
-            .increment(unsettled.len() as u64);
-        metrics::counter!("hydra_sentinel_builds_changed_total", &labels)
-            .increment(outcome.builds_written as u64);
-        if outcome.builds_written > 0 {
-            tracing::info!(%jobset, rechecked = unsettled.len(), changed = outcome.builds_written, "builds changed status since last seen");
-        }
-        if due {
-            self.with_store(move |store| Ok(store.set_rechecked_at(jobset_id, now)?))
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn fetch_builds(&self, ids: &[i64]) -> Result<Vec<Build>, HydraError> {
         stream::iter(ids.iter().copied())
             .map(|id| self.client.build(id))
@@ -771,46 +473,6 @@ impl Ingestor {
             f(&mut guard)
         })
         .await?
-    }
-}
-
-/// Validates each build before it reaches the store, counting what it refuses.
-struct BuildChecker<'a> {
-    jobset: &'a JobsetRef,
-    eval: i64,
-    logged: usize,
-}
-
-impl<'a> BuildChecker<'a> {
-    fn new(jobset: &'a JobsetRef, eval: i64) -> Self {
-        BuildChecker {
-            jobset,
-            eval,
-            logged: 0,
-        }
-    }
-
-    fn write(&mut self, writer: &mut EvalWriter<'_>, build: &Build) -> Result<(), StoreError> {
-        let refusal = if build.project != self.jobset.project || build.jobset != self.jobset.jobset
-        {
-            Some(format!("belongs to {}:{}", build.project, build.jobset))
-        } else {
-            match (
-                JobName::parse(&build.job, &build.system),
-                StorePath::parse(&build.drvpath),
-            ) {
-                (Ok(name), Ok(drv)) => return writer.add_build(build, &name, &drv),
-                (Err(e), _) => Some(e.to_string()),
-                (_, Err(e)) => Some(e.to_string()),
-            }
-        };
-        let reason = refusal.unwrap_or_default();
-        let first_time = writer.refuse(build.id, &build.job, &reason)?;
-        if first_time && self.logged < MAX_REJECTIONS_LOGGED {
-            self.logged += 1;
-            tracing::warn!(eval = self.eval, build = build.id, job = ?build.job, reason, "refused a build");
-        }
-        Ok(())
     }
 }
 
