@@ -159,3 +159,12 @@ CREATE TABLE whole_eval_requests (
     outcome   TEXT CHECK (outcome IN ('ok', 'timeout', 'failed')),
     reason    TEXT                       -- why it failed (then the eval went build by build)
 );
+
+-- version 7: when each build was last asked about
+
+-- Builds are learned one by one over many passes when an eval is too big to
+-- ask for whole (a trunk-sized first eval, a mass rebuild): each batch is
+-- kept as it arrives, and rechecks ask about the builds least recently
+-- asked about first. NULL: learned from a whole-eval download, or before
+-- this column existed (oldest first).
+ALTER TABLE builds ADD COLUMN fetched_at INTEGER;

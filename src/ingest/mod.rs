@@ -1,22 +1,27 @@
-//! One ingest pass: discover new evals of each jobset, fetch their builds the
-//! cheaper of two ways, and write each eval in one transaction.
+//! One ingest pass: discover new evals of each jobset, learn their builds the
+//! cheapest way Hydra allows, and write each eval in one transaction.
 //!
-//! Owns: the choice between streaming `/eval/{id}/builds` and fetching only
-//! the unseen builds with `/build/{id}`, validation of what Hydra sends
-//! (job names, store paths, jobset), and re-checking builds whose status may
-//! still change (unfinished ones, and failed ones that may be restarted).
+//! Owns: the choice between streaming `/eval/{id}/builds` and learning the
+//! builds the store does not know yet with `/build/{id}`, the pass's request
+//! budget (`ingest.requests_per_pass`, see [`budget`]), validation of what
+//! Hydra sends (job names, store paths, jobset), and re-checking builds whose
+//! status may still change (unfinished ones, and failed ones that may be
+//! restarted).
 //!
-//! Must never: write part of an eval (a failed fetch or a truncated body rolls
-//! the whole eval back), store an eval older than one already stored (history
-//! is kept in Hydra's order; see [`crate::store`]), or ask for
-//! `/eval/{id}/builds` twice for one eval, or for an eval above
-//! `ingest.whole_eval_max_builds` (see [`WHOLE_EVAL_MAX_BUILDS`]): the
+//! Must never: write part of an eval (its membership is written in one
+//! transaction, once every build in it is known; builds learned one by one
+//! are kept as they arrive, without any eval, so that the next pass resumes
+//! there), store an eval older than one already stored (history is kept in
+//! Hydra's order; see [`crate::store`]), send a request the budget did not
+//! grant, or ask for `/eval/{id}/builds` twice for one eval, or for an eval
+//! above `ingest.whole_eval_max_builds` (see [`WHOLE_EVAL_MAX_BUILDS`]): the
 //! request is noted in the database before it is sent, and whatever happens
 //! to it (504 from the gateway, a timeout, a body that breaks off) the eval
 //! is completed with `/build/{id}` requests instead.
 //!
 //! Restart safety: a killed ingest leaves the database at the last committed
-//! eval; the next pass discovers the same evals again and carries on.
+//! eval plus the builds learned since; the next pass discovers the same evals
+//! again and asks only about builds it does not know.
 //!
 //! Stopping early: a long-running caller gives the pass a [`PassControl`].
 //! Once it is cancelled the pass starts no new eval, cuts the download in
@@ -25,20 +30,20 @@
 //! carries a heartbeat called on real progress (a page read, builds parsed,
 //! an eval committed), which feeds the systemd watchdog.
 
+mod budget;
 mod check;
 mod recheck;
+mod single;
 mod whole_eval;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use crate::config::{Config, IngestSettings, JobsetRef};
-use crate::hydra::{Build, EvalHeader, HydraClient, HydraError};
+use crate::hydra::{EvalHeader, HydraClient, HydraError};
 use crate::store::{EvalWriter, NewEval, Store, StoreError, WriteOutcome};
-use check::BuildChecker;
+use budget::RequestBudget;
 
 /// The default of `ingest.whole_eval_max_builds`: the largest eval whose
 /// `/eval/{id}/builds` is asked for.
@@ -59,6 +64,15 @@ use check::BuildChecker;
 /// This is reasoning from the source, not a measurement against
 /// hydra.nixos.org (we may not load it for a benchmark).
 pub const WHOLE_EVAL_MAX_BUILDS: usize = 20_000;
+
+/// The default of `ingest.requests_per_pass`: one daemon interval (15
+/// minutes) at the default pace of one request a second, so that passes
+/// follow each other without ever outrunning the pace, and plans and acts
+/// happen between them even while a trunk-sized eval is being learned.
+pub const REQUESTS_PER_PASS: usize = 900;
+/// The smallest budget that can make progress: an evals page, an eval's
+/// build list and a few builds.
+pub const MIN_REQUESTS_PER_PASS: usize = 10;
 
 /// Stop paging back through evals after this many pages when looking for the
 /// newest stored eval; beyond it, the gap is accepted and logged.
@@ -146,6 +160,31 @@ pub struct JobsetReport {
     pub rejected_jobs: usize,
     pub rechecked_builds: usize,
     pub changed_builds: usize,
+    /// An eval whose builds are still being learned (the budget ran out):
+    /// it is stored once all are known, and later evals wait for it.
+    pub pending: Option<PendingEval>,
+    /// Requests this jobset cost in the pass.
+    pub requests: usize,
+}
+
+/// An eval learned over several passes.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct PendingEval {
+    pub eval: i64,
+    pub builds: usize,
+    /// Of which still to be asked about.
+    pub missing: usize,
+}
+
+/// How far one eval got in a pass.
+enum EvalIngest {
+    /// Stored.
+    Written {
+        outcome: WriteOutcome,
+        streamed: bool,
+    },
+    /// Not stored yet: the budget ran out (what was learned is kept).
+    Pending(PendingEval),
 }
 
 /// Options of one pass.
@@ -163,6 +202,8 @@ pub struct Ingestor {
     settings: IngestSettings,
     max_in_flight: usize,
     control: PassControl,
+    /// What the jobset being ingested may still spend.
+    budget: RequestBudget,
 }
 
 /// What a streamed builds array is written as.
@@ -195,6 +236,7 @@ impl Ingestor {
             settings: config.ingest.clone(),
             max_in_flight: config.hydra.max_in_flight,
             control: PassControl::default(),
+            budget: RequestBudget::default(),
         }
     }
 
@@ -223,12 +265,22 @@ impl Ingestor {
     ) -> (Vec<JobsetReport>, Option<IngestError>) {
         let mut reports = Vec::new();
         let mut first_error = None;
-        for jobset in jobsets {
+        // Each jobset gets an even share of what is left, so a jobset that
+        // is far behind never starves the others; what one leaves unspent
+        // goes to the next.
+        let mut pool = self.settings.requests_per_pass;
+        for (n, jobset) in jobsets.iter().enumerate() {
             let mut report = JobsetReport {
                 jobset: jobset.to_string(),
                 ..JobsetReport::default()
             };
-            match self.ingest_jobset(jobset, options, &mut report).await {
+            self.budget.refill(pool / (jobsets.len() - n));
+            let result = self.ingest_jobset(jobset, options, &mut report).await;
+            report.requests = self.budget.spent();
+            pool -= report.requests.min(pool);
+            metrics::counter!(crate::daemon::metrics::HYDRA_REQUESTS_BUDGETED, "jobset" => jobset.to_string())
+                .increment(report.requests as u64);
+            match result {
                 Ok(()) => {}
                 Err(IngestError::Cancelled) => {
                     tracing::info!(%jobset, "ingest stopped on request; committed evals are kept");
@@ -264,20 +316,48 @@ impl Ingestor {
             .max_evals
             .unwrap_or(self.settings.max_evals_per_pass)
             .max(1);
-        let evals = self
+        let mut evals = self
             .discover(jobset, newest.as_ref().map(|e| e.id), limit)
             .await?;
         if evals.is_empty() {
             tracing::info!(%jobset, "no new evals");
         }
+        // A first install of a jobset too big to ask for whole starts at its
+        // newest eval: every older eval would cost as many single requests
+        // as the first (a trunk eval: 250,000), and what matters on day one
+        // is what fails now.
+        if newest.is_none()
+            && evals.len() > 1
+            && evals
+                .last()
+                .and_then(|e| e.nr_builds)
+                .is_some_and(|n| n > self.settings.whole_eval_max_builds)
+        {
+            tracing::info!(%jobset, skipped = evals.len() - 1,
+                "first install of a big jobset: starting at its newest eval");
+            evals.drain(..evals.len() - 1);
+        }
         let mut newest_streamed = false;
-        let ingested_any = !evals.is_empty();
         let mut has_history = newest.is_some();
         for header in evals {
             self.control.check()?;
-            let (outcome, streamed) = self
+            let (outcome, streamed) = match self
                 .ingest_eval(jobset, jobset_id, &header, has_history, options.now)
-                .await?;
+                .await?
+            {
+                EvalIngest::Written { outcome, streamed } => (outcome, streamed),
+                EvalIngest::Pending(pending) => {
+                    tracing::info!(%jobset, eval = pending.eval, builds = pending.builds, missing = pending.missing,
+                        "request budget spent before every build of the eval was known; the next passes go on where this one stopped");
+                    metrics::gauge!(crate::daemon::metrics::EVAL_BUILDS_MISSING, "jobset" => jobset.to_string())
+                        .set(pending.missing as f64);
+                    report.pending = Some(pending);
+                    // Later evals wait: history is kept in Hydra's order.
+                    return Ok(());
+                }
+            };
+            metrics::gauge!(crate::daemon::metrics::EVAL_BUILDS_MISSING, "jobset" => jobset.to_string())
+                .set(0.0);
             has_history = true;
             tracing::info!(%jobset, eval = header.id, builds = outcome.members, written = outcome.builds_written,
                 spans_opened = outcome.spans_opened, spans_closed = outcome.spans_closed,
@@ -297,15 +377,8 @@ impl Ingestor {
             newest_streamed = streamed;
         }
         self.control.check()?;
-        self.recheck(
-            jobset,
-            jobset_id,
-            options.now,
-            ingested_any,
-            newest_streamed,
-            report,
-        )
-        .await
+        self.recheck(jobset, jobset_id, options.now, newest_streamed, report)
+            .await
     }
 
     /// New evals after `newest_known`, oldest first, at most `limit`: the
@@ -321,6 +394,10 @@ impl Ingestor {
         let mut pages = 0;
         let mut reached_known = false;
         while let Some(page_url) = url.take() {
+            if !self.budget.take() {
+                tracing::info!(%jobset, pages, "request budget spent while looking for new evals");
+                break;
+            }
             let (page, next) = self.client.evals_page(&page_url).await?;
             self.control.beat();
             pages += 1;
@@ -352,10 +429,14 @@ impl Ingestor {
         Ok(found)
     }
 
-    /// Fetch and write one eval; returns what changed and whether the whole
-    /// builds array was streamed. The first eval of a jobset is streamed
-    /// straight away when it may be: every build is new, so the build list
-    /// of `/eval/{id}` (3 MB for nixpkgs) would only confirm it.
+    /// Fetch and write one eval, or learn as much of it as the budget
+    /// allows. The first eval of a jobset is streamed straight away when it
+    /// may be: every build is new, so the build list of `/eval/{id}` (3 MB
+    /// for nixpkgs) would only confirm it. Otherwise the builds the store
+    /// does not know yet are learned one by one, oldest first (an older
+    /// build is more likely to have finished), and kept as they arrive; the
+    /// eval is written once all are known. Builds the store knows but whose
+    /// status may still change are left to [`Self::recheck`].
     async fn ingest_eval(
         &self,
         jobset: &JobsetRef,
@@ -363,7 +444,7 @@ impl Ingestor {
         header: &EvalHeader,
         has_history: bool,
         now: i64,
-    ) -> Result<(WriteOutcome, bool), IngestError> {
+    ) -> Result<EvalIngest, IngestError> {
         let eval_id = header.id;
         let new_eval = NewEval {
             id: header.id,
@@ -380,18 +461,35 @@ impl Ingestor {
                 ..new_eval.clone()
             },
         };
+        let pending = |builds: usize, missing: usize| {
+            Ok(EvalIngest::Pending(PendingEval {
+                eval: eval_id,
+                builds,
+                missing,
+            }))
+        };
         let mut tried_whole = false;
         if !has_history
             && let Some(total) = header.nr_builds
             && self.may_ask_whole_eval(jobset_id, eval_id, total).await?
         {
+            if !self.budget.take() {
+                return pending(total, total);
+            }
             tried_whole = true;
             if let Ok(outcome) = self
                 .whole_eval(jobset, jobset_id, eval_id, total, whole_eval.clone(), now)
                 .await?
             {
-                return Ok((outcome, true));
+                return Ok(EvalIngest::Written {
+                    outcome,
+                    streamed: true,
+                });
             }
+        }
+        if !self.budget.take() {
+            let total = header.nr_builds.unwrap_or_default();
+            return pending(total, total);
         }
         let ids = self.client.eval(eval_id).await?.builds;
         let known = self
@@ -400,65 +498,63 @@ impl Ingestor {
                 move |store| Ok(store.known_builds(jobset_id, &ids)?)
             })
             .await?;
-        let needed: Vec<i64> = ids
+        let mut unknown: Vec<i64> = ids
             .iter()
             .copied()
-            .filter(|id| known.get(id).is_none_or(|k| !k.is_settled()))
+            .filter(|id| !known.contains_key(id))
             .collect();
-        tracing::debug!(%jobset, eval = header.id, builds = ids.len(), needed = needed.len(), "planning fetch");
+        unknown.sort_unstable();
+        unknown.dedup();
+        tracing::debug!(%jobset, eval = header.id, builds = ids.len(), unknown = unknown.len(), "planning fetch");
         if !tried_whole
-            && FetchStrategy::choose(ids.len(), needed.len(), &self.settings)
+            && FetchStrategy::choose(ids.len(), unknown.len(), &self.settings)
                 == FetchStrategy::WholeEval
             && self
                 .may_ask_whole_eval(jobset_id, eval_id, ids.len())
                 .await?
+            && self.budget.take()
             && let Ok(outcome) = self
                 .whole_eval(jobset, jobset_id, eval_id, ids.len(), whole_eval, now)
                 .await?
         {
-            return Ok((outcome, true));
+            return Ok(EvalIngest::Written {
+                outcome,
+                streamed: true,
+            });
         }
-        // Build by build: every needed one, however many (the whole-eval
-        // request is not to be had for this eval).
-        let fetched = self.fetch_builds_cancellable(&needed).await??;
+        let known = if unknown.is_empty() {
+            known
+        } else {
+            let learned = self
+                .fetch_and_keep(jobset, jobset_id, &unknown, now)
+                .await?;
+            if learned.missing > 0 {
+                return pending(ids.len(), learned.missing);
+            }
+            self.with_store({
+                let ids = ids.clone();
+                move |store| Ok(store.known_builds(jobset_id, &ids)?)
+            })
+            .await?
+        };
         let jobset = jobset.clone();
         let outcome = self
             .with_store(move |store| {
                 let mut writer = store.begin_eval(jobset_id, &jobset.to_string(), new_eval)?;
-                let mut checker = BuildChecker::new(&jobset, eval_id);
-                let fetched: HashMap<i64, Build> = fetched.into_iter().map(|b| (b.id, b)).collect();
                 for id in &ids {
-                    match (fetched.get(id), known.get(id)) {
-                        (Some(build), _) => checker.write(&mut writer, build)?,
-                        (None, Some(k)) => writer.add_known(*id, k)?,
-                        (None, None) => {}
+                    match known.get(id) {
+                        Some(k) => writer.add_known(*id, k)?,
+                        None => tracing::warn!(%jobset, eval = eval_id, build = id,
+                            "a build fetched for this eval is not in the store; left out"),
                     }
                 }
                 Ok(writer.commit()?)
             })
             .await?;
-        Ok((outcome, false))
-    }
-
-    async fn fetch_builds(&self, ids: &[i64]) -> Result<Vec<Build>, HydraError> {
-        stream::iter(ids.iter().copied())
-            .map(|id| self.client.build(id))
-            .buffer_unordered(self.max_in_flight.max(1))
-            .inspect_ok(|_| self.control.beat())
-            .try_collect()
-            .await
-    }
-
-    /// [`Self::fetch_builds`], abandoned when the pass is cancelled (nothing
-    /// is written until every build has arrived, so there is nothing to undo).
-    async fn fetch_builds_cancellable(
-        &self,
-        ids: &[i64],
-    ) -> Result<Result<Vec<Build>, HydraError>, IngestError> {
-        tokio::select! {
-            fetched = self.fetch_builds(ids) => Ok(fetched),
-            () = self.control.cancel.cancelled() => Err(IngestError::Cancelled),
-        }
+        Ok(EvalIngest::Written {
+            outcome,
+            streamed: false,
+        })
     }
 
     /// Run database work on the blocking pool.
