@@ -137,6 +137,9 @@ pub struct IngestSettings {
     /// (see the README's budget table), and the daemon still plans and acts
     /// between them.
     pub requests_per_pass: usize,
+    /// How far back a first install looks for when failures under way
+    /// began: an older beginning is told as "at least this long".
+    pub origin_horizon: Duration,
 }
 
 impl Default for IngestSettings {
@@ -148,6 +151,7 @@ impl Default for IngestSettings {
             recheck_after: Duration::from_secs(6 * 3600),
             whole_eval_max_builds: crate::ingest::WHOLE_EVAL_MAX_BUILDS,
             requests_per_pass: crate::ingest::REQUESTS_PER_PASS,
+            origin_horizon: Duration::from_secs(26 * 7 * 86_400),
         }
     }
 }
@@ -485,6 +489,7 @@ impl Config {
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
                 whole_eval_max_builds: ingest.whole_eval_max_builds,
                 requests_per_pass: *ingest.requests_per_pass.get_ref(),
+                origin_horizon: Duration::from_secs(ingest.origin_horizon_days * 86_400),
             },
             policy_file: raw.policy.file,
             nixpkgs_checkout,
@@ -723,6 +728,7 @@ struct RawIngest {
     recheck_after_secs: u64,
     whole_eval_max_builds: usize,
     requests_per_pass: Spanned<usize>,
+    origin_horizon_days: u64,
 }
 
 impl Default for RawIngest {
@@ -735,6 +741,7 @@ impl Default for RawIngest {
             recheck_after_secs: d.recheck_after.as_secs(),
             whole_eval_max_builds: d.whole_eval_max_builds,
             requests_per_pass: Spanned::new(0..0, d.requests_per_pass),
+            origin_horizon_days: d.origin_horizon.as_secs() / 86_400,
         }
     }
 }

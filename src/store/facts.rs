@@ -186,6 +186,7 @@ impl Store {
             evals,
             jobs,
             propagated_from: BTreeMap::new(),
+            origins: self.origins(jobset_id)?.into_iter().collect(),
         })
     }
 

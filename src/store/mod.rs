@@ -11,11 +11,13 @@
 mod act;
 mod facts;
 mod lease;
+mod origins;
 mod read;
 mod write;
 
 pub use facts::{ActionResult, NewAction, NewOptOut};
 pub use lease::{LeaseHeld, LeaseHolder};
+pub use origins::OriginWanted;
 pub use read::{JobRecord, JobsetSummary, StoredEval};
 pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
 
