@@ -105,7 +105,7 @@ pub struct Store {
     job_ids: HashMap<i64, HashMap<String, i64>>,
     /// Per jobset, the build of each job's open span (its build in the
     /// newest eval): what a new eval is compared against.
-    open_spans: HashMap<i64, HashMap<i64, i64>>,
+    open_spans: HashMap<i64, HashMap<i64, write::BuildVersion>>,
 }
 
 impl std::fmt::Debug for Store {

@@ -175,7 +175,9 @@ impl Store {
         Ok(records)
     }
 
-    /// A job's spans, oldest first, with their evals resolved.
+    /// A job's spans, oldest first, with their evals resolved; each with its
+    /// build as that span saw it (the version before a restart or repoint
+    /// for the evals before it).
     pub fn spans(&self, jobset_id: i64, job_id: i64) -> Result<Vec<Span>, StoreError> {
         let Some(newest) = self.newest_eval(jobset_id)? else {
             return Ok(Vec::new());
@@ -183,10 +185,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT s.last_seq IS NULL, b.id, b.finished, b.status, b.drv_hash, b.stoptime,
+                "SELECT s.last_seq IS NULL, s.build_id, s.finished, s.status, s.drv_hash, s.stoptime,
                         fe.id, fe.seq, fe.timestamp, fe.revision, le.id, le.seq, le.timestamp, le.revision
-                 FROM spans s
-                 JOIN builds b ON b.id = s.build_id
+                 FROM span_builds s
                  JOIN evals fe ON fe.jobset_id = ?1 AND fe.seq = s.first_seq
                  JOIN evals le ON le.jobset_id = ?1 AND le.seq = coalesce(s.last_seq, ?3)
                  WHERE s.job_id = ?2 ORDER BY s.first_seq",
@@ -221,31 +222,69 @@ impl Store {
         rows.collect::<Result<_, _>>().context("reading spans")
     }
 
-    /// Builds of the jobset's newest eval whose status may still change:
-    /// unfinished ones, and failed or noisy ones (restarts), as asked.
-    pub fn unsettled_builds(
+    /// Unfinished builds of the jobset's newest eval, lowest id first, at
+    /// most `limit`. Hydra's queue runner prefers older builds, so the lowest
+    /// ids are the likeliest to have finished, and as they finish the window
+    /// moves on.
+    pub fn unfinished_builds(&self, jobset_id: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
+        self.newest_builds(jobset_id, "b.finished = 0", 0, limit)
+    }
+
+    /// Failed (or noisy) builds of the jobset's newest eval with an id above
+    /// `after`, lowest first, at most `limit`: the next part of a round.
+    pub fn failed_builds_after(
         &self,
         jobset_id: i64,
-        unfinished: bool,
-        failed: bool,
+        after: i64,
+        limit: usize,
     ) -> Result<Vec<i64>, StoreError> {
-        if !unfinished && !failed {
-            return Ok(Vec::new());
-        }
+        self.newest_builds(jobset_id, "b.finished = 1 AND b.status != 0", after, limit)
+    }
+
+    fn newest_builds(
+        &self,
+        jobset_id: i64,
+        condition: &'static str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT b.id FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
-                 WHERE j.jobset_id = ?1 AND s.last_seq IS NULL
-                   AND ((?2 AND b.finished = 0) OR (?3 AND b.finished = 1 AND b.status != 0))
-                 ORDER BY b.id",
-            )
-            .context("finding unsettled builds")?;
+                 WHERE j.jobset_id = ?1 AND s.last_seq IS NULL AND b.id > ?2 AND {condition}
+                 ORDER BY b.id LIMIT ?3"
+            ))
+            .context("finding builds to ask about again")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map(params![jobset_id, unfinished, failed], |r| r.get(0))
-            .context("finding unsettled builds")?;
+            .query_map(params![jobset_id, after, limit], |r| r.get(0))
+            .context("finding builds to ask about again")?;
         rows.collect::<Result<_, _>>()
-            .context("finding unsettled builds")
+            .context("finding builds to ask about again")
+    }
+
+    /// Where the round of rechecks of failed builds is: the last build id
+    /// done, or `None` between rounds.
+    pub fn recheck_cursor(&self, jobset_id: i64) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT recheck_cursor FROM jobsets WHERE id = ?1",
+                [jobset_id],
+                |r| r.get(0),
+            )
+            .context("reading the recheck cursor")
+    }
+
+    /// Start a round of rechecks of failed builds at `at`.
+    pub fn start_recheck_round(&self, jobset_id: i64, at: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobsets SET rechecked_at = ?2, recheck_cursor = 0 WHERE id = ?1",
+                [jobset_id, at],
+            )
+            .map(drop)
+            .context("starting a round of rechecks")
     }
 
     pub fn rechecked_at(&self, jobset_id: i64) -> Result<i64, StoreError> {
@@ -258,14 +297,15 @@ impl Store {
             .context("reading recheck time")
     }
 
-    pub fn set_rechecked_at(&self, jobset_id: i64, at: i64) -> Result<(), StoreError> {
+    /// The round of rechecks of failed builds is over.
+    pub fn end_recheck_round(&self, jobset_id: i64) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "UPDATE jobsets SET rechecked_at = ?2 WHERE id = ?1",
-                [jobset_id, at],
+                "UPDATE jobsets SET recheck_cursor = NULL WHERE id = ?1",
+                [jobset_id],
             )
             .map(drop)
-            .context("writing recheck time")
+            .context("ending a round of rechecks")
     }
 
     /// Whether `/eval/{eval_id}/builds` was ever asked for (answered or not).
