@@ -2,6 +2,7 @@
 //! against a Hydra look-alike on loopback.
 
 mod act;
+mod changes;
 mod cli;
 mod daemon;
 mod forge;

@@ -1,0 +1,268 @@
+//! Builds that change after the fact (restarts, repointing) and renamed
+//! jobsets, through the real client and store against the look-alike.
+
+use hydra_sentinel::history::{JobName, StatusClass};
+use hydra_sentinel::policy::Policy;
+use hydra_sentinel::sim::{FakeHydra, PlantedFailure, Rng, SimSpec};
+use hydra_sentinel::store::JobRecord;
+
+use crate::helpers::{Sandbox, assert_evals_complete, small_spec, start};
+use crate::ingest::{Results, assert_streaks_are, record_served, streaks_of};
+
+/// Streamed whole whenever anything is to be fetched, and a round through
+/// the failed builds on every pass: the round reads the newest eval whole.
+const STREAM_ALWAYS: &str = "[ingest]\nper_build_fetch_limit = 0\nrecheck_after_secs = 0\n";
+/// Build by build, with a round through the failed builds on every pass.
+const PER_BUILD_EVERY_ROUND: &str =
+    "[ingest]\nbuilds_per_request = 1\nrecheck_after_secs = 0\nrecheck_budget = 10000\n";
+
+const NOW: i64 = 2_000_000_000;
+
+/// A history without rebuilds: each job keeps its build in every eval. One
+/// package (its builds come first) fails throughout, so that every round of
+/// rechecks has work.
+fn steady(evals: usize) -> SimSpec {
+    SimSpec {
+        rebuild_rate: 0.0,
+        planted: vec![PlantedFailure {
+            attr: "always-failing".into(),
+            ..PlantedFailure::default()
+        }],
+        ..small_spec(8, evals)
+    }
+}
+
+/// A job of the oldest eval (not the failing one), its name and build,
+/// which every eval reuses.
+fn a_job(hydra: &FakeHydra, n: usize) -> (JobName, i64) {
+    let sim = hydra.hydra();
+    let build = &sim.builds[&sim.evals[0].builds[2 + n]];
+    assert!(!build.job.starts_with("always-failing"));
+    assert_eq!(
+        build.evals.len(),
+        sim.evals.len(),
+        "the build is reused by every eval"
+    );
+    (JobName::parse(&build.job, &build.system).unwrap(), build.id)
+}
+
+fn record(sandbox: &Sandbox, job: &JobName) -> JobRecord {
+    sandbox
+        .store()
+        .jobs_by_attr(&job.attr, &Policy::nixpkgs().streak)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name.system == job.system)
+        .unwrap_or_else(|| panic!("no history for {job}"))
+}
+
+/// The job's class in each stored eval, oldest first, as the store reads it.
+fn classes_by_eval(sandbox: &Sandbox, job: &JobName) -> Vec<(i64, StatusClass)> {
+    let record = record(sandbox, job);
+    let conn = sandbox.sql();
+    let mut stmt = conn
+        .prepare("SELECT id, seq FROM evals ORDER BY seq")
+        .unwrap();
+    let evals: Vec<(i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    evals
+        .into_iter()
+        .filter_map(|(id, seq)| {
+            record
+                .spans
+                .iter()
+                .find(|s| s.first.seq <= seq && seq <= s.last.seq)
+                .map(|s| (id, s.build.class()))
+        })
+        .collect()
+}
+
+fn eval_ids(hydra: &FakeHydra) -> Vec<i64> {
+    hydra.hydra().evals.iter().map(|e| e.id).collect()
+}
+
+#[test]
+fn a_repointed_builds_streak_starts_at_the_repoint() {
+    // Streamed: a build that built, repointed by the fifth eval, fails.
+    // Build by build: a failing build, repointed by the fifth eval, builds.
+    for (strategy, before, after) in [(STREAM_ALWAYS, 0, 1), (PER_BUILD_EVERY_ROUND, 1, 0)] {
+        let hydra = start(&steady(6));
+        let (job, build) = a_job(&hydra, 0);
+        let ids = eval_ids(&hydra);
+        hydra.edit_build(build, |b| b.finish(before, 1_800_000_000));
+        hydra.publish(4);
+        let sandbox = Sandbox::new(&hydra, strategy);
+        assert!(sandbox.pass_at(None, NOW).1.is_none());
+        let old_drv = record(&sandbox, &job).spans[0].build.drv_hash.clone();
+
+        // The fifth eval reuses the build by output path, for a new derivation.
+        hydra.edit_build(build, |b| b.repoint("0000000000000000000000000000000z"));
+        hydra.publish(5);
+        assert!(sandbox.pass_at(None, NOW + 10).1.is_none());
+        hydra.edit_build(build, |b| b.finish(after, 1_800_100_000));
+        hydra.publish(6);
+        assert!(sandbox.pass_at(None, NOW + 20).1.is_none());
+        // The sixth eval came with the build still pending for some: ask once more.
+        assert!(sandbox.pass_at(None, NOW + 30).1.is_none());
+
+        let class = |status| StatusClass::from_hydra(true, Some(status));
+        let expected: Vec<(i64, StatusClass)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, if i < 4 { class(before) } else { class(after) }))
+            .collect();
+        assert_eq!(classes_by_eval(&sandbox, &job), expected, "{strategy}");
+        let record = record(&sandbox, &job);
+        let streak = record.history.streak.as_ref().expect("a streak");
+        assert_eq!(
+            (
+                streak.class,
+                streak.since.id,
+                streak.evals,
+                streak.distinct_drvs
+            ),
+            (class(after), ids[4], 2, 1),
+            "{strategy}: the streak starts at the repoint, with the new derivation only"
+        );
+        assert_eq!(record.spans[0].build.drv_hash, old_drv, "{strategy}");
+        assert_eq!(
+            record.spans.last().unwrap().build.drv_hash,
+            "0000000000000000000000000000000z",
+            "{strategy}"
+        );
+        assert_evals_complete(&sandbox.sql());
+    }
+}
+
+#[test]
+fn a_restarted_builds_history_before_the_restart_is_untouched() {
+    for strategy in [STREAM_ALWAYS, PER_BUILD_EVERY_ROUND] {
+        let hydra = start(&steady(6));
+        let (job, build) = a_job(&hydra, 1);
+        let ids = eval_ids(&hydra);
+        hydra.edit_build(build, |b| b.finish(1, 1_800_000_000));
+        hydra.publish(4);
+        let sandbox = Sandbox::new(&hydra, strategy);
+        assert!(sandbox.pass_at(None, NOW).1.is_none());
+
+        // Restarted as Hydra does: unfinished, the old status kept.
+        hydra.edit_build(build, |b| b.restart_like_hydra());
+        hydra.publish(5);
+        assert!(sandbox.pass_at(None, NOW + 10).1.is_none());
+        let pending = classes_by_eval(&sandbox, &job);
+        assert_eq!(
+            pending.last(),
+            Some(&(ids[4], StatusClass::Pending)),
+            "{strategy}: {pending:?}"
+        );
+        let streak = record(&sandbox, &job).history.streak.unwrap();
+        assert_eq!(
+            (streak.class, streak.since.id, streak.evals),
+            (StatusClass::Failing, ids[0], 4),
+            "{strategy}: a pending restart neither ends nor extends the failure"
+        );
+
+        // It builds this time.
+        hydra.edit_build(build, |b| b.finish(0, 1_800_100_000));
+        assert!(sandbox.pass_at(None, NOW + 20).1.is_none());
+        hydra.publish(6);
+        assert!(sandbox.pass_at(None, NOW + 30).1.is_none());
+
+        let expected: Vec<(i64, StatusClass)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let class = if i < 4 {
+                    StatusClass::Failing
+                } else {
+                    StatusClass::Ok
+                };
+                (*id, class)
+            })
+            .collect();
+        assert_eq!(classes_by_eval(&sandbox, &job), expected, "{strategy}");
+        let record = record(&sandbox, &job);
+        let streak = record.history.streak.as_ref().unwrap();
+        assert_eq!(
+            (streak.class, streak.since.id, streak.evals),
+            (StatusClass::Ok, ids[4], 2),
+            "{strategy}: the new status counts from the eval where it was seen"
+        );
+        assert_eq!(
+            record.spans.iter().map(|s| s.build.id).collect::<Vec<_>>(),
+            vec![build, build],
+            "{strategy}: one build, two versions"
+        );
+        assert_eq!(
+            sandbox.count("SELECT count(*) FROM build_versions"),
+            1,
+            "{strategy}: the version before the restart is kept"
+        );
+        assert_evals_complete(&sandbox.sql());
+    }
+}
+
+#[test]
+fn with_restarts_and_repoints_every_streak_matches_what_hydra_served_eval_by_eval() {
+    // Packages that keep failing (their builds are reused eval after eval),
+    // and others whose result flips now and then.
+    let spec = SimSpec {
+        flip_rate: 0.03,
+        planted: (0..12)
+            .map(|n| PlantedFailure {
+                attr: format!("failing-{n}"),
+                since: n % 5,
+                ..PlantedFailure::default()
+            })
+            .collect(),
+        ..small_spec(40, 12)
+    };
+    for strategy in [STREAM_ALWAYS, PER_BUILD_EVERY_ROUND] {
+        let hydra = start(&spec);
+        let evals = hydra.hydra().evals;
+        let sandbox = Sandbox::new(&hydra, strategy);
+        let mut rng = Rng::new(0x7265_7374);
+        let mut served = Results::new();
+        let mut changed = 0;
+        for (i, eval) in evals.iter().enumerate() {
+            // Before Hydra publishes this eval, some failed builds that it
+            // lists again are restarted or repointed.
+            let sim = hydra.hydra();
+            let mut touched = Vec::new();
+            for id in &eval.builds {
+                let b = &sim.builds[id];
+                let again = i > 0 && evals[i - 1].builds.contains(id);
+                if again && b.finished && b.status != Some(0) && rng.chance(0.3) {
+                    if rng.chance(0.5) {
+                        hydra.edit_build(*id, |b| b.restart_like_hydra());
+                    } else {
+                        let drv = format!("{:0>32}", format!("{id}{i}"));
+                        hydra.edit_build(*id, |b| b.repoint(&drv));
+                    }
+                    touched.push(*id);
+                }
+            }
+            hydra.publish(i + 1);
+            let now = NOW + 100 * i as i64;
+            assert!(sandbox.pass_at(None, now).1.is_none(), "{strategy}");
+            // They finish, some of them with another result, and are seen.
+            for id in &touched {
+                let status = if rng.chance(0.5) { 0 } else { 1 };
+                hydra.edit_build(*id, |b| b.finish(status, 1_900_000_000 + i as i64));
+            }
+            assert!(sandbox.pass_at(None, now + 50).1.is_none(), "{strategy}");
+            changed += touched.len();
+            record_served(&mut served, &hydra.hydra(), eval.id, &eval.builds);
+        }
+        assert!(changed >= 10, "too few changes to mean anything: {changed}");
+        assert_evals_complete(&sandbox.sql());
+        assert!(
+            sandbox.count("SELECT count(*) FROM build_versions") >= changed as i64,
+            "{strategy}: every change is a version"
+        );
+        assert_streaks_are(&sandbox, &streaks_of(served), strategy);
+    }
+}
