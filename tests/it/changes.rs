@@ -266,3 +266,128 @@ fn with_restarts_and_repoints_every_streak_matches_what_hydra_served_eval_by_eva
         assert_streaks_are(&sandbox, &streaks_of(served), strategy);
     }
 }
+
+/// `hydra-sentinel ingest` on the sandbox's configuration.
+fn ingest_command(sandbox: &Sandbox) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"));
+    command
+        .args(["--config", sandbox.config_path.to_str().unwrap(), "ingest"])
+        .env("HYDRA_SENTINEL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// What a round of rechecks leaves behind, to compare two databases.
+fn recheck_fingerprint(sandbox: &Sandbox) -> Vec<i64> {
+    [
+        "SELECT count(*) FROM builds",
+        "SELECT count(*) FROM build_versions",
+        "SELECT coalesce(sum(version), 0) FROM builds",
+        "SELECT count(*) FROM spans",
+        "SELECT count(*) FROM spans WHERE last_seq IS NULL",
+        "SELECT count(*) FROM span_builds WHERE last_seq IS NULL AND status = 0",
+        "SELECT count(*) FROM span_builds WHERE last_seq IS NOT NULL AND status != 0",
+        "SELECT count(*) FROM jobsets WHERE recheck_cursor IS NOT NULL",
+    ]
+    .iter()
+    .map(|sql| sandbox.count(sql))
+    .collect()
+}
+
+#[test]
+fn a_kill_during_a_round_of_rechecks_resumes_it_without_losing_or_repeating_work() {
+    let spec = SimSpec {
+        rebuild_rate: 0.0,
+        planted: (0..120)
+            .map(|n| PlantedFailure {
+                attr: format!("failing-{n}"),
+                ..PlantedFailure::default()
+            })
+            .collect(),
+        ..small_spec(20, 3)
+    };
+    let hydra = start(&spec);
+    // Build by build, a day between rounds, one round in one pass.
+    let config =
+        "[ingest]\nbuilds_per_request = 1\nrecheck_after_secs = 86400\nrecheck_budget = 10000\n";
+    let reference = Sandbox::new(&hydra, config);
+    let sandbox = Sandbox::new(&hydra, config);
+    for s in [&reference, &sandbox] {
+        // At time 0 no round is due yet: the evals only.
+        assert!(s.pass_at(None, 0).1.is_none());
+    }
+    // Every failed build of the newest eval is restarted and builds.
+    let sim = hydra.hydra();
+    let newest = sim.evals.last().unwrap();
+    let failed: Vec<i64> = newest
+        .builds
+        .iter()
+        .copied()
+        .filter(|id| sim.builds[id].status != Some(0))
+        .collect();
+    assert_eq!(failed.len(), 240);
+    for id in &failed {
+        hydra.edit_build(*id, |b| b.finish(0, 1_900_000_000));
+    }
+    hydra.set_latency(Some(std::time::Duration::from_millis(15)));
+
+    let before = hydra.counters().requests("build");
+    let output = ingest_command(&reference).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reference_requests = hydra.counters().requests("build") - before;
+    assert_eq!(reference_requests, failed.len());
+    let expected = recheck_fingerprint(&reference);
+    assert_eq!(
+        expected[1],
+        failed.len() as i64,
+        "one new version per restarted build"
+    );
+
+    let before = hydra.counters().requests("build");
+    let mut rng = Rng::new(0x6b69_6c6c);
+    let mut kills = 0;
+    let mut done_before = 0;
+    for round in 0..8 {
+        let mut child = ingest_command(&sandbox).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(150 + rng.below(900)));
+        if child.try_wait().unwrap().is_none() {
+            kills += 1;
+        }
+        child.kill().ok();
+        child.wait().unwrap();
+        assert_evals_complete(&sandbox.sql());
+        let done = sandbox.count("SELECT count(*) FROM build_versions");
+        assert!(
+            done >= done_before,
+            "round {round}: versions went from {done_before} to {done}"
+        );
+        done_before = done;
+        eprintln!(
+            "round {round}: {done} of {} rechecked builds written",
+            failed.len()
+        );
+    }
+    let output = ingest_command(&sandbox).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(kills >= 2, "the kills must land during the round: {kills}");
+    assert_eq!(
+        recheck_fingerprint(&sandbox),
+        expected,
+        "a killed and resumed round differs from an uninterrupted one"
+    );
+    let requests = hydra.counters().requests("build") - before;
+    // A killed chunk is asked for again; nothing else is.
+    assert!(
+        requests <= reference_requests + kills * 50,
+        "{requests} build requests for {reference_requests} builds and {kills} kills"
+    );
+}
