@@ -263,6 +263,40 @@ mod tests {
     }
 
     #[test]
+    fn a_database_from_before_build_versions_keeps_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrations().to_version(&mut conn, 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO jobsets (id, project, name) VALUES (1, 'nixpkgs', 'trunk');
+             INSERT INTO evals VALUES (10, 1, 1, 100, 'r1', NULL, NULL, 1, 0, 'per-build', 0),
+                                      (11, 1, 2, 200, 'r2', NULL, NULL, 1, 0, 'per-build', 0);
+             INSERT INTO jobs (id, jobset_id, attr, system, suffixed) VALUES (5, 1, 'hello', 'x86_64-linux', 1);
+             INSERT INTO builds VALUES (7, 5, 1, 1, 150, 'aaaa', 'hello-1'), (8, 5, 1, 0, 250, 'bbbb', 'hello-1');
+             INSERT INTO spans VALUES (5, 1, 1, 7), (5, 2, NULL, 8);",
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        let spans = store.spans(1, 5).unwrap();
+        let seen: Vec<(i64, Option<i64>, &str, bool)> = spans
+            .iter()
+            .map(|s| (s.build.id, s.build.status, s.build.drv_hash.as_str(), s.open))
+            .collect();
+        assert_eq!(seen, [(7, Some(1), "aaaa", false), (8, Some(0), "bbbb", true)]);
+        assert_eq!(store.recheck_cursor(1).unwrap(), None);
+        let facts = store
+            .policy_facts(&"https://hydra.nixos.org".parse().unwrap(), "NixOS/nixpkgs")
+            .unwrap();
+        let runs = &facts.jobsets[0].jobs[0].runs;
+        assert_eq!(
+            runs.iter().map(|r| (r.build, r.status)).collect::<Vec<_>>(),
+            [(7, Some(1)), (8, Some(0))]
+        );
+    }
+
+    #[test]
     fn reading_a_missing_database_says_to_ingest_first() {
         let dir = tempfile::tempdir().unwrap();
         let err = Store::open_read_only(&dir.path().join("none.sqlite")).unwrap_err();
