@@ -176,8 +176,29 @@ impl Store {
         &self.path
     }
 
-    /// The jobset's row id, creating the row on first sight.
+    /// The jobset's row id, creating the row on first sight. A jobset that
+    /// Hydra renamed keeps its row: once the configuration names it by its
+    /// new name, the row takes that name (and its history goes on).
     pub fn jobset_id(&mut self, jobset: &JobsetRef) -> Result<i64, StoreError> {
+        let renamed: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT id, name FROM jobsets WHERE project = ?1 AND renamed_to = ?2",
+                (&jobset.project, &jobset.jobset),
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .context("looking up a renamed jobset")?;
+        if let Some((id, old)) = renamed {
+            self.conn
+                .execute(
+                    "UPDATE jobsets SET name = ?2, renamed_to = NULL WHERE id = ?1",
+                    (id, &jobset.jobset),
+                )
+                .context("renaming a jobset")?;
+            tracing::info!(%jobset, old, "the configuration now names the renamed jobset by its new name; its history goes on");
+            return Ok(id);
+        }
         self.conn
             .execute(
                 "INSERT INTO jobsets (project, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
@@ -190,15 +211,28 @@ impl Store {
         })
     }
 
+    /// The jobset's row id, by the name it has here or the one Hydra gave it.
     pub fn find_jobset(&self, jobset: &JobsetRef) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
-                "SELECT id FROM jobsets WHERE project = ?1 AND name = ?2",
+                "SELECT id FROM jobsets WHERE project = ?1 AND (name = ?2 OR renamed_to = ?2)
+                 ORDER BY name = ?2 DESC LIMIT 1",
                 (&jobset.project, &jobset.jobset),
                 |r| r.get(0),
             )
             .optional()
             .context("looking up a jobset")
+    }
+
+    /// The name Hydra gives the jobset now, when it was renamed there.
+    pub fn jobset_renamed_to(&self, jobset_id: i64) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT renamed_to FROM jobsets WHERE id = ?1",
+                [jobset_id],
+                |r| r.get(0),
+            )
+            .context("reading a jobset's new name")
     }
 
     /// `PRAGMA integrity_check`, for tests and the crash-safety checks.
@@ -282,9 +316,19 @@ mod tests {
         let spans = store.spans(1, 5).unwrap();
         let seen: Vec<(i64, Option<i64>, &str, bool)> = spans
             .iter()
-            .map(|s| (s.build.id, s.build.status, s.build.drv_hash.as_str(), s.open))
+            .map(|s| {
+                (
+                    s.build.id,
+                    s.build.status,
+                    s.build.drv_hash.as_str(),
+                    s.open,
+                )
+            })
             .collect();
-        assert_eq!(seen, [(7, Some(1), "aaaa", false), (8, Some(0), "bbbb", true)]);
+        assert_eq!(
+            seen,
+            [(7, Some(1), "aaaa", false), (8, Some(0), "bbbb", true)]
+        );
         assert_eq!(store.recheck_cursor(1).unwrap(), None);
         let facts = store
             .policy_facts(&"https://hydra.nixos.org".parse().unwrap(), "NixOS/nixpkgs")

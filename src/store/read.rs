@@ -33,6 +33,9 @@ pub struct JobsetSummary {
     pub jobs: BTreeMap<StatusClass, i64>,
     /// Job names refused in the newest eval.
     pub rejected_jobs: i64,
+    /// The name Hydra gives the jobset now, when it was renamed there and
+    /// the configuration still uses the old one.
+    pub renamed_to: Option<String>,
 }
 
 /// One job's identity and what its history says.
@@ -68,15 +71,15 @@ impl Store {
     pub fn jobset_summaries(&self) -> Result<Vec<JobsetSummary>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, project, name FROM jobsets ORDER BY project, name")
+            .prepare("SELECT id, project, name, renamed_to FROM jobsets ORDER BY project, name")
             .context("listing jobsets")?;
-        let jobsets: Vec<(i64, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let jobsets: Vec<(i64, String, String, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .context("listing jobsets")?
             .collect::<Result<_, _>>()
             .context("listing jobsets")?;
         let mut summaries = Vec::new();
-        for (id, project, jobset) in jobsets {
+        for (id, project, jobset, renamed_to) in jobsets {
             let (evals, rejected_jobs): (i64, i64) = self
                 .conn
                 .query_row(
@@ -120,6 +123,7 @@ impl Store {
                 latest_eval: self.newest_eval(id)?,
                 jobs,
                 rejected_jobs,
+                renamed_to,
             });
         }
         Ok(summaries)

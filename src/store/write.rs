@@ -568,6 +568,18 @@ impl EvalWriter<'_> {
         self.open_span(job_id, seq, seen)
     }
 
+    /// Builds of the jobset report `name`: Hydra renamed it. Returns
+    /// whether that is news.
+    pub fn note_jobset_renamed(&mut self, name: &str) -> Result<bool, StoreError> {
+        self.tx
+            .execute(
+                "UPDATE jobsets SET renamed_to = ?2 WHERE id = ?1 AND renamed_to IS NOT ?2",
+                params![self.jobset_id, name],
+            )
+            .map(|changed| changed > 0)
+            .context("noting a renamed jobset")
+    }
+
     /// Note where a round of rechecks got to (see `jobsets.recheck_cursor`),
     /// in the transaction that writes what it found.
     pub fn set_recheck_cursor(&mut self, cursor: Option<i64>) -> Result<(), StoreError> {

@@ -391,3 +391,77 @@ fn a_kill_during_a_round_of_rechecks_resumes_it_without_losing_or_repeating_work
         "{requests} build requests for {reference_requests} builds and {kills} kills"
     );
 }
+
+#[test]
+fn a_renamed_jobset_keeps_its_history_and_the_operator_is_told_to_update_the_configuration() {
+    let spec = SimSpec {
+        planted: vec![
+            PlantedFailure {
+                attr: "fails-early".into(),
+                since: 1,
+                ..PlantedFailure::default()
+            },
+            // New builds after the rename, which report the new name.
+            PlantedFailure {
+                attr: "fails-late".into(),
+                since: 4,
+                ..PlantedFailure::default()
+            },
+        ],
+        ..small_spec(10, 6)
+    };
+    let hydra = start(&spec);
+    let ids = eval_ids(&hydra);
+    hydra.publish(3);
+    let mut sandbox = Sandbox::new(&hydra, "");
+    sandbox.pass(None);
+
+    hydra.rename_jobset("trunk-2");
+    hydra.publish(6);
+    let report = sandbox.pass(None);
+    assert_eq!(report.evals_ingested, ids[3..6], "{report:?}");
+    assert_eq!(report.rejected_jobs, 0, "builds with the new name are ours");
+    assert!(
+        hydra
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/jobset/nixpkgs/trunk-2/evals")),
+        "the redirect was followed"
+    );
+    assert_eq!(sandbox.count("SELECT count(*) FROM jobsets"), 1);
+    assert_eq!(sandbox.count("SELECT count(*) FROM evals"), 6);
+    assert_evals_complete(&sandbox.sql());
+    let job = JobName::parse("fails-early.x86_64-linux", "x86_64-linux").unwrap();
+    let streak = record(&sandbox, &job).history.streak.unwrap();
+    assert_eq!(
+        (streak.class, streak.since.id, streak.evals),
+        (StatusClass::Failing, ids[1], 5),
+        "one history across the rename"
+    );
+
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+        .args(["--config", sandbox.config_path.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("renamed on Hydra   now nixpkgs:trunk-2")
+            && text.contains("Set jobset = \"trunk-2\" in [[jobsets]]"),
+        "{text}"
+    );
+
+    // The operator follows the advice: the same row, under its new name.
+    sandbox.config.jobsets[0].jobset = "trunk-2".into();
+    let report = sandbox.pass(None);
+    assert!(report.evals_ingested.is_empty(), "{report:?}");
+    assert_eq!(
+        sandbox.count("SELECT count(*) FROM jobsets WHERE name = 'trunk-2' AND renamed_to IS NULL"),
+        1
+    );
+    assert_eq!(sandbox.count("SELECT count(*) FROM jobsets"), 1);
+    let streak = record(&sandbox, &job).history.streak.unwrap();
+    assert_eq!((streak.since.id, streak.evals), (ids[1], 5));
+    let summary = &sandbox.store().jobset_summaries().unwrap()[0];
+    assert_eq!((summary.evals, &summary.renamed_to), (6, &None));
+}
