@@ -673,3 +673,63 @@ impl EvalWriter<'_> {
         Ok(self.outcome)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(finished: bool, status: Option<i64>) -> StoredBuild {
+        StoredBuild {
+            finished,
+            status,
+            stoptime: status.map(|_| 100),
+            drv_hash: "aaaa".into(),
+            version: 1,
+        }
+    }
+
+    fn hydra_says(finished: bool, status: Option<i64>, stoptime: Option<i64>) -> Build {
+        serde_json::from_value(serde_json::json!({
+            "id": 7, "project": "nixpkgs", "jobset": "trunk", "job": "hello.x86_64-linux",
+            "system": "x86_64-linux", "drvpath": "/nix/store/aaaa-hello.drv",
+            "finished": i64::from(finished), "buildstatus": status, "stoptime": stoptime,
+        }))
+        .expect("a build in Hydra's shape")
+    }
+
+    #[test]
+    fn a_first_result_completes_the_pending_version() {
+        let pending = stored(false, None);
+        let done = hydra_says(true, Some(1), Some(100));
+        assert_eq!(pending.change(&done, "aaaa"), Change::Completes);
+        assert_eq!(stored(true, Some(1)).change(&done, "aaaa"), Change::None);
+    }
+
+    #[test]
+    fn a_restart_is_a_new_version_whether_seen_pending_or_finished_again() {
+        let failed = stored(true, Some(1));
+        // Hydra's restart: unfinished, the old status and time kept.
+        let restarted = hydra_says(false, Some(1), Some(100));
+        assert_eq!(failed.change(&restarted, "aaaa"), Change::NewVersion);
+        let built_since = hydra_says(true, Some(0), Some(200));
+        assert_eq!(failed.change(&built_since, "aaaa"), Change::NewVersion);
+        let failed_again_later = hydra_says(true, Some(1), Some(200));
+        assert_eq!(
+            failed.change(&failed_again_later, "aaaa"),
+            Change::NewVersion
+        );
+    }
+
+    #[test]
+    fn a_new_derivation_is_a_new_version_even_for_a_pending_build() {
+        let repointed = hydra_says(false, None, Some(100));
+        assert_eq!(
+            stored(true, Some(0)).change(&repointed, "bbbb"),
+            Change::NewVersion
+        );
+        assert_eq!(
+            stored(false, None).change(&repointed, "bbbb"),
+            Change::NewVersion
+        );
+    }
+}

@@ -465,3 +465,45 @@ fn a_renamed_jobset_keeps_its_history_and_the_operator_is_told_to_update_the_con
     let summary = &sandbox.store().jobset_summaries().unwrap()[0];
     assert_eq!((summary.evals, &summary.renamed_to), (6, &None));
 }
+
+#[test]
+fn a_round_of_rechecks_keeps_to_its_budget_per_pass_and_comes_back_after_the_interval() {
+    let spec = SimSpec {
+        rebuild_rate: 0.0,
+        planted: (0..60)
+            .map(|n| PlantedFailure {
+                attr: format!("failing-{n}"),
+                ..PlantedFailure::default()
+            })
+            .collect(),
+        ..small_spec(20, 2)
+    };
+    let hydra = start(&spec);
+    let sandbox = Sandbox::new(
+        &hydra,
+        "[ingest]\nbuilds_per_request = 1\nrecheck_after_secs = 3600\nrecheck_budget = 50\n",
+    );
+    // At time 0 no round is due: the evals only.
+    assert!(sandbox.pass_at(None, 0).1.is_none());
+    let asked = |now: i64| {
+        let before = hydra.counters().requests("build");
+        let (reports, error) = sandbox.pass_at(None, now);
+        assert!(error.is_none(), "{error:?}");
+        let requests = hydra.counters().requests("build") - before;
+        assert_eq!(requests, reports[0].rechecked_builds, "{reports:?}");
+        requests
+    };
+    let t = 10_000;
+    // 120 failed builds, 50 a pass: the round takes three passes.
+    assert_eq!([asked(t), asked(t + 60), asked(t + 120)], [50, 50, 20]);
+    assert_eq!(
+        asked(t + 180),
+        0,
+        "the round is over until the interval has passed"
+    );
+    assert_eq!(
+        asked(t + 3600),
+        50,
+        "the next round starts an interval after the last"
+    );
+}
