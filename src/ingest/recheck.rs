@@ -85,9 +85,7 @@ impl Ingestor {
                     let mut failed = store.failed_builds_after(jobset_id, after, room + 1)?;
                     plan.ends_round = failed.len() <= room;
                     failed.truncate(room);
-                    plan.failed_left = store
-                        .failed_builds_after(jobset_id, after, usize::MAX)?
-                        .len();
+                    plan.failed_left = store.failed_builds_left(jobset_id, after)?;
                     plan.failed = failed;
                 }
                 Ok(plan)

@@ -9,6 +9,9 @@ use super::{Context, Store, StoreError};
 use crate::config::JobsetRef;
 use crate::history::{self, EvalPoint, JobHistory, JobName, Span, SpanBuild, StatusClass};
 
+/// A build whose failure (or noise) a restart may change.
+const FAILED: &str = "b.finished = 1 AND b.status != 0";
+
 /// The newest stored eval of a jobset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredEval {
@@ -242,7 +245,20 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<i64>, StoreError> {
-        self.newest_builds(jobset_id, "b.finished = 1 AND b.status != 0", after, limit)
+        self.newest_builds(jobset_id, FAILED, after, limit)
+    }
+
+    /// How many failed builds of the newest eval a round has still to go.
+    pub fn failed_builds_left(&self, jobset_id: i64, after: i64) -> Result<usize, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT count(*) FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                 WHERE j.jobset_id = ?1 AND s.last_seq IS NULL AND b.id > ?2 AND {FAILED}"),
+                [jobset_id, after],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .context("counting builds to ask about again")
     }
 
     fn newest_builds(
