@@ -33,16 +33,16 @@ impl<'a> BuildChecker<'a> {
     /// `Builds.pm` `as_json` reports the jobset's current name; the old URLs
     /// answer 301 (`Controller/Jobset.pm` `jobsetChain`, `jobsetrenames`),
     /// which the client follows. The history stays on the jobset's row and
-    /// the operator is told, once, to update the configuration.
+    /// the operator is told to update the configuration.
     fn renamed(&mut self, writer: &mut EvalWriter<'_>, name: &str) -> Result<(), StoreError> {
         if self.renamed_to.as_deref() == Some(name) {
             return Ok(());
         }
-        if writer.note_jobset_renamed(name)? {
-            tracing::warn!(jobset = %self.jobset, new_name = name,
-                "Hydra renamed this jobset (its builds report the new name, its old URLs redirect); \
-                 its history continues, but set `jobset = {name:?}` in the configuration's [[jobsets]]");
-        }
+        // Told once per eval (and recheck), until the configuration follows.
+        let news = writer.note_jobset_renamed(name)?;
+        tracing::warn!(jobset = %self.jobset, new_name = name, eval = self.eval, first_seen = news,
+            "Hydra renamed this jobset (its builds report the new name, its old URLs redirect); \
+             its history continues, but set `jobset = {name:?}` in the configuration's [[jobsets]]");
         self.renamed_to = Some(name.to_owned());
         Ok(())
     }
