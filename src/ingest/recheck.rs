@@ -61,8 +61,7 @@ impl Ingestor {
                 if newest_streamed {
                     // Every build of the newest eval was just read: that is a round.
                     if due || cursor.is_some() {
-                        store.start_recheck_round(jobset_id, now)?;
-                        store.end_recheck_round(jobset_id)?;
+                        store.recheck_round_done(jobset_id, now)?;
                     }
                     cursor = None;
                 } else if due {
@@ -82,7 +81,8 @@ impl Ingestor {
                 if let Some(after) = cursor {
                     let room = budget.saturating_sub(plan.unfinished.len());
                     // One more than there is room for tells whether the round ends.
-                    let mut failed = store.failed_builds_after(jobset_id, after, room + 1)?;
+                    let mut failed =
+                        store.failed_builds_after(jobset_id, after, room.saturating_add(1))?;
                     plan.ends_round = failed.len() <= room;
                     failed.truncate(room);
                     plan.failed_left = store.failed_builds_left(jobset_id, after)?;

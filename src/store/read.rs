@@ -317,6 +317,18 @@ impl Store {
             .context("reading recheck time")
     }
 
+    /// A whole round's work was done at `at` (every build of the newest
+    /// eval was read afresh): the next round is due an interval later.
+    pub fn recheck_round_done(&self, jobset_id: i64, at: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobsets SET rechecked_at = ?2, recheck_cursor = NULL WHERE id = ?1",
+                [jobset_id, at],
+            )
+            .map(drop)
+            .context("ending a round of rechecks")
+    }
+
     /// The round of rechecks of failed builds is over.
     pub fn end_recheck_round(&self, jobset_id: i64) -> Result<(), StoreError> {
         self.conn
