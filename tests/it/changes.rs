@@ -418,15 +418,24 @@ fn a_renamed_jobset_keeps_its_history_and_the_operator_is_told_to_update_the_con
 
     hydra.rename_jobset("trunk-2");
     hydra.publish(6);
+    hydra.set_page_size(2);
+    let asked_before = hydra.requests().len();
     let report = sandbox.pass(None);
     assert_eq!(report.evals_ingested, ids[3..6], "{report:?}");
     assert_eq!(report.rejected_jobs, 0, "builds with the new name are ours");
-    assert!(
-        hydra
-            .requests()
-            .iter()
-            .any(|r| r.path.starts_with("/jobset/nixpkgs/trunk-2/evals")),
-        "the redirect was followed"
+    let pages: Vec<String> = hydra.requests()[asked_before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .filter(|p| p.contains("/evals"))
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            "/jobset/nixpkgs/trunk/evals",
+            "/jobset/nixpkgs/trunk-2/evals",
+            "/jobset/nixpkgs/trunk-2/evals?page=2"
+        ],
+        "the redirect is followed once, and the next page asked for at its new address"
     );
     assert_eq!(sandbox.count("SELECT count(*) FROM jobsets"), 1);
     assert_eq!(sandbox.count("SELECT count(*) FROM evals"), 6);
