@@ -1,12 +1,15 @@
 //! The SQLite state: schema, migrations, and every query.
 //!
 //! Owns: the database file (WAL), `schema.sql` and its application, writing
-//! one evaluation per transaction, and reading back summaries and job
-//! histories as plain values.
+//! one evaluation per transaction, the versions of a build that Hydra
+//! changed after the fact (restarts, repointing), and reading back summaries
+//! and job histories as plain values.
 //!
 //! Must never: talk to the network, decide what a history means (that is
-//! [`crate::history`]), or leave an eval half-written: every eval is one
-//! transaction, so a kill at any moment leaves the previous complete state.
+//! [`crate::history`]), rewrite what an earlier eval saw (a changed build is
+//! a new version from the eval where the change was seen), or leave an eval
+//! half-written: every eval is one transaction, so a kill at any moment
+//! leaves the previous complete state.
 
 mod act;
 mod facts;
