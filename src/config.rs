@@ -126,6 +126,9 @@ pub struct IngestSettings {
     /// Failed builds in the newest eval are asked about again after this long
     /// (restarts change a build's status after the fact).
     pub recheck_after: Duration,
+    /// At most this many builds of the newest eval are asked about again
+    /// per pass (unfinished ones, and a round of failed ones).
+    pub recheck_budget: usize,
     /// `/eval/{id}/builds` is asked for only for evals of at most this many
     /// builds (and at most once per eval): Hydra builds the whole array
     /// before the first byte, and nginx gives up after 900 s. See
@@ -149,6 +152,7 @@ impl Default for IngestSettings {
             per_build_fetch_limit: 1000,
             builds_per_request: 250,
             recheck_after: Duration::from_secs(6 * 3600),
+            recheck_budget: 200,
             whole_eval_max_builds: crate::ingest::WHOLE_EVAL_MAX_BUILDS,
             requests_per_pass: crate::ingest::REQUESTS_PER_PASS,
             origin_horizon: Duration::from_secs(26 * 7 * 86_400),
@@ -487,6 +491,7 @@ impl Config {
                 per_build_fetch_limit: ingest.per_build_fetch_limit,
                 builds_per_request: ingest.builds_per_request.max(1),
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
+                recheck_budget: ingest.recheck_budget,
                 whole_eval_max_builds: ingest.whole_eval_max_builds,
                 requests_per_pass: *ingest.requests_per_pass.get_ref(),
                 origin_horizon: Duration::from_secs(ingest.origin_horizon_days * 86_400),
@@ -726,6 +731,7 @@ struct RawIngest {
     per_build_fetch_limit: usize,
     builds_per_request: usize,
     recheck_after_secs: u64,
+    recheck_budget: usize,
     whole_eval_max_builds: usize,
     requests_per_pass: Spanned<usize>,
     origin_horizon_days: u64,
@@ -739,6 +745,7 @@ impl Default for RawIngest {
             per_build_fetch_limit: d.per_build_fetch_limit,
             builds_per_request: d.builds_per_request,
             recheck_after_secs: d.recheck_after.as_secs(),
+            recheck_budget: d.recheck_budget,
             whole_eval_max_builds: d.whole_eval_max_builds,
             requests_per_pass: Spanned::new(0..0, d.requests_per_pass),
             origin_horizon_days: d.origin_horizon.as_secs() / 86_400,

@@ -3,6 +3,7 @@
 
 mod act;
 mod catch_up;
+mod changes;
 mod cli;
 mod daemon;
 mod forge;
