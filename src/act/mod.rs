@@ -22,6 +22,7 @@ pub mod cycle;
 pub mod opt_outs;
 pub mod publish;
 pub mod render;
+pub mod warn;
 
 use std::collections::BTreeMap;
 
@@ -320,6 +321,17 @@ impl<F: Forge> Actor<'_, F> {
                             .then(|| done(now, None, Some(issue.number)))
                     }
                     None => None,
+                },
+                // A notice is found by its marker; an edit left without a
+                // result is planned again (an edit repeats harmlessly).
+                ActionKind::Warn => match record.step.as_deref() {
+                    Some(crate::policy::early_warning::NOTICE) => {
+                        let branch = record.batch.as_deref().unwrap_or_default();
+                        self.find_warning(bot, own, attr, branch, None)
+                            .await?
+                            .map(|place| done(now, None, Some(place.issue())))
+                    }
+                    _ => None,
                 },
                 ActionKind::MarkBroken | ActionKind::Retire => {
                     let siblings: Vec<&ActionRecord> = ledger
@@ -710,6 +722,10 @@ impl<F: Forge> Actor<'_, F> {
                         )?,
                     }
                     (self.progress)();
+                }
+                ActionKind::Warn => {
+                    self.warn(&bot, action, &mut own, &ledger, now, report)
+                        .await?;
                 }
                 ActionKind::MarkBroken | ActionKind::Retire => {
                     let key = action
@@ -1372,6 +1388,26 @@ pub fn describe(plan: &Plan, settings: &ActSettings, full: bool) -> String {
                 ),
                 Some(render::recovered_comment(action)),
             ),
+            ActionKind::Warn => {
+                let branch = action.evidence.jobset.as_deref().unwrap_or_default();
+                let step = action.step.as_deref().unwrap_or_default();
+                let line = match step {
+                    crate::policy::early_warning::NOTICE => format!(
+                        "warn about {attr} on {branch}: a comment on its tracking issue, or an issue \"{}\"",
+                        warn::title(attr, branch)
+                    ),
+                    _ => format!("edit the warning about {attr} on {branch} ({step})"),
+                };
+                (
+                    line,
+                    Some(warn::text(
+                        action,
+                        &action.evidence.maintainers,
+                        &settings.mention,
+                        false,
+                    )),
+                )
+            }
             ActionKind::MarkBroken | ActionKind::Retire => {
                 prs.entry(
                     action

@@ -12,6 +12,7 @@
 
 pub mod backtest;
 pub mod config;
+pub mod early_warning;
 pub mod engine;
 pub mod explain;
 pub mod facts;
@@ -20,6 +21,7 @@ pub mod plan;
 
 pub use backtest::{BacktestReport, FalseNegative, MissReason, backtest};
 pub use config::{NIXPKGS_POLICY, Period, Policy, PolicyError};
+pub use early_warning::Warning;
 pub use engine::{Assessment, AttrAssessment, JobAssessment, Rule, assess, plan, plan_from};
 pub use explain::explain;
 pub use facts::{Facts, JobFacts, JobsetFacts, Run, drv_digest};
