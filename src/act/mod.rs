@@ -1348,6 +1348,22 @@ pub fn failing_attrs(facts: &Facts, policy: &Policy) -> Vec<String> {
                 .last()
                 .is_some_and(|r| r.class() == StatusClass::Failing)
         })
+        // On a pre-merge branch, victims too: their warnings mention them.
+        .chain(
+            facts
+                .jobsets
+                .iter()
+                .filter(|j| policy.early_warning.is_branch(&j.jobset))
+                .flat_map(|j| j.jobs.iter())
+                .filter(|job| {
+                    job.runs.last().is_some_and(|r| {
+                        matches!(
+                            r.class(),
+                            StatusClass::Failing | StatusClass::DependencyFailed
+                        )
+                    })
+                }),
+        )
         .map(|job| job.attr.clone())
         .collect();
     attrs.sort();

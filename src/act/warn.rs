@@ -60,7 +60,7 @@ pub fn text(action: &Action, told: &[String], mention: &str, own_issue: bool) ->
         _ => format!(
             "**Heads-up, before `{branch}` lands:** {} {}.",
             code(attr),
-            action.reason
+            action.reason.strip_prefix("it ").unwrap_or(&action.reason)
         ),
     };
     let _ = writeln!(out, "{headline}\n");

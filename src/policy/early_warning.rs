@@ -545,3 +545,60 @@ pub fn action(policy: &Policy, w: &Warning) -> Option<Action> {
         },
     })
 }
+
+/// A warning in words, for `explain`: where it fails, what was said, and
+/// what comes next (or why nothing is said).
+pub fn explain(w: &Warning) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  early warning on {}: fails on {}{}",
+        w.branch,
+        platforms_in_words(false, &w.systems),
+        w.root
+            .as_deref()
+            .map(|r| format!(" because its dependency {r} fails there"))
+            .unwrap_or_default()
+    );
+    for e in &w.jobs {
+        let _ = writeln!(
+            out,
+            "    {}: since eval {} ({}, {}), {} evals, {} derivations",
+            e.system,
+            e.since.id,
+            &e.since.time[..10.min(e.since.time.len())],
+            e.since
+                .revision
+                .as_deref()
+                .map_or("?", |r| &r[..r.len().min(12)]),
+            e.evals,
+            e.derivations
+        );
+    }
+    if !w.victims.is_empty() {
+        let _ = writeln!(
+            out,
+            "    blast radius on the branch: {}",
+            w.victims.join(", ")
+        );
+    }
+    if let Some(n) = &w.notice {
+        let _ = writeln!(
+            out,
+            "    warned on {}{}",
+            &crate::report::time(n.at())[..10],
+            n.issue.map(|i| format!(" in #{i}")).unwrap_or_default()
+        );
+    }
+    match (&w.due, &w.quiet) {
+        (Some(step), _) => {
+            let _ = writeln!(out, "    due now: {step}");
+        }
+        (None, Some(why)) => {
+            let _ = writeln!(out, "    nothing said: {why}");
+        }
+        (None, None) => {}
+    }
+    out
+}

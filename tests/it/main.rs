@@ -4,6 +4,7 @@
 mod act;
 mod cli;
 mod daemon;
+mod early_warning;
 mod forge;
 mod helpers;
 mod ingest;
