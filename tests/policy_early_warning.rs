@@ -341,3 +341,51 @@ fn only_the_failing_platform_is_warned_about_and_edits_never_ping() {
     );
     assert!(plans.iter().all(|p| p.deferred.is_empty()));
 }
+
+/// The digest's "Before it lands": per branch, per root, with the blast
+/// radius and whom to ask; a held branch says so.
+#[test]
+fn the_digest_groups_warnings_by_branch_and_root() {
+    use hydra_sentinel::digest::{self, DigestInput, Week};
+    use hydra_sentinel::policy::plan_from;
+
+    let mut t = trunk(10);
+    for attr in ["libfoo", "app1", "app2", "hello"] {
+        t.jobs.push(job(attr, LINUX, &"O".repeat(10)));
+    }
+    let mut b = branch("staging-next", 10);
+    b.jobs.push(job("libfoo", LINUX, "OOOOOFFFFF"));
+    b.jobs.push(job("app1", LINUX, "OOOOODDDDD"));
+    b.jobs.push(job("app2", LINUX, "OOOOODDDDD"));
+    b.jobs.push(job("hello", LINUX, "OOOOOOOFFF"));
+    let mut p = branch("python-updates", 10);
+    p.jobs.push(job("hello", LINUX, "OOOOOOOOOF"));
+    let mut f = facts(vec![t, b, p]);
+    f.maintainers.insert("libfoo".into(), vec!["rooty".into()]);
+    f.maintainers
+        .insert("hello".into(), vec!["alice-gh".into()]);
+    let policy = nixpkgs_policy();
+    // libfoo was warned on day 6, in issue 42.
+    let (_, ledger, _) = replay(&policy, &f, Ledger::default(), 6, 6, None);
+    let mut ledger = ledger;
+    for r in &mut ledger.actions {
+        r.issue = Some(42);
+    }
+    let now = day(9) + 11 * 3600;
+    let a = assess(&policy, &f, &ledger, now);
+    let plan = plan_from(&policy, &f, &ledger, &a);
+    let text = digest::render(&DigestInput {
+        policy: &policy,
+        facts: &f,
+        assessment: &a,
+        plan: &plan,
+        week: Week::containing(now),
+    });
+    let start = text.find("## Before it lands").expect("the section");
+    let end = text[start + 3..]
+        .find("\n## ")
+        .map_or(text.len(), |e| start + 3 + e);
+    let section = &text[start..end];
+    assert!(!section.contains(" @"), "nobody is mentioned:\n{section}");
+    insta::assert_snapshot!(section);
+}
