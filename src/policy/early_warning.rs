@@ -423,10 +423,17 @@ pub fn assess(
             Some(n) => {
                 let covered: Vec<&str> = n.systems.iter().map(String::as_str).collect();
                 let handover = covered.iter().any(|s| fails_on_trunk(attr, s));
+                // The branch's jobs of a warned package are assessed (the
+                // ledger speaks of it): `JobView::builds` in their terms.
                 let builds_again = !covered.is_empty()
-                    && covered
-                        .iter()
-                        .all(|s| branch_view_builds(policy, facts, &branch, attr, s, now));
+                    && covered.iter().all(|s| {
+                        branch_jobs.iter().any(|j| {
+                            j.system == *s
+                                && j.present
+                                && !j.flaky
+                                && j.streak_class == Some(StatusClass::Ok)
+                        })
+                    });
                 let newest = jobset_facts(facts, &branch)
                     .and_then(|js| cutoff(js, now).map(|c| &js.evals[c as usize]));
                 let last_said = ledger
@@ -465,17 +472,6 @@ pub fn assess(
         out.push(w);
     }
     out
-}
-
-fn branch_view_builds(
-    policy: &Policy,
-    facts: &Facts,
-    branch: &JobsetRef,
-    attr: &str,
-    system: &str,
-    now: i64,
-) -> bool {
-    branch_view(policy, facts, branch, attr, system, now).is_some_and(|(_, v)| v.builds())
 }
 
 /// The action a warning's due step becomes.

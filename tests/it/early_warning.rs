@@ -99,12 +99,12 @@ struct World {
     config: PathBuf,
 }
 
-fn spec(jobset: &str, planted: Vec<PlantedFailure>) -> SimSpec {
+fn spec(jobset: &str, systems: &[&str], planted: Vec<PlantedFailure>) -> SimSpec {
     let base = small_spec(5, 30);
     let branch = jobset != "trunk";
     SimSpec {
         jobset: jobset.into(),
-        systems: vec!["x86_64-linux".into()],
+        systems: systems.iter().map(|s| s.to_string()).collect(),
         planted,
         // Ids and times of its own: the same Hydra numbers evals and
         // builds across jobsets.
@@ -117,6 +117,15 @@ fn spec(jobset: &str, planted: Vec<PlantedFailure>) -> SimSpec {
 
 impl World {
     fn new(trunk: Vec<PlantedFailure>, branch: Vec<PlantedFailure>, policy_extra: &str) -> World {
+        World::on(&["x86_64-linux"], trunk, branch, policy_extra)
+    }
+
+    fn on(
+        systems: &[&str],
+        trunk: Vec<PlantedFailure>,
+        branch: Vec<PlantedFailure>,
+        policy_extra: &str,
+    ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let seed = root.join("seed");
@@ -128,8 +137,8 @@ impl World {
         git(root, &["clone", "-q", "upstream.git", "checkout"]);
         git(root, &["init", "-q", "--bare", "fork.git"]);
 
-        let hydra = FakeHydra::start(SimHydra::generate(&spec("trunk", trunk))).unwrap();
-        hydra.add_jobset(SimHydra::generate(&spec("staging-next", branch)));
+        let hydra = FakeHydra::start(SimHydra::generate(&spec("trunk", systems, trunk))).unwrap();
+        hydra.add_jobset(SimHydra::generate(&spec("staging-next", systems, branch)));
         let github = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
         std::fs::write(root.join("token"), format!("{TOKEN}\n")).unwrap();
         std::fs::write(root.join("policy.toml"), quick_policy(policy_extra)).unwrap();
@@ -215,6 +224,23 @@ enabled = true
     fn once(&self, now: &str) -> String {
         self.publish_until(now);
         self.run(&["once", "--now", now])
+    }
+
+    /// Like [`World::once`], for a cycle that may fail: whether it did.
+    fn once_may_fail(&self, now: &str) -> bool {
+        self.publish_until(now);
+        Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+            .args([
+                "--config",
+                self.config.to_str().unwrap(),
+                "once",
+                "--now",
+                now,
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success()
     }
 
     /// Issues that are not digests: (number, title, state).
@@ -426,4 +452,71 @@ fn a_mass_breakage_on_staging_next_holds_its_warnings() {
         explained.contains("mass breakage on nixpkgs:staging-next"),
         "explain says why nothing was said:\n{explained}"
     );
+}
+
+#[test]
+fn a_package_with_a_tracking_issue_is_warned_there_once_even_when_the_comment_looked_failed() {
+    use hydra_sentinel::sim::GitHubFault;
+    // frobnicate fails on aarch64-darwin on trunk and the branch from eval
+    // 2 (a tracking issue), and on the branch on x86_64-linux too from
+    // eval 8: that platform builds on trunk, so it is warned about.
+    let darwin = |since| PlantedFailure {
+        attr: "frobnicate".into(),
+        since,
+        systems: vec!["aarch64-darwin".into()],
+        spreads_to: vec![("x86_64-linux".into(), 8)],
+        ..Default::default()
+    };
+    let world = World::on(
+        &["x86_64-linux", "aarch64-darwin"],
+        vec![PlantedFailure {
+            spreads_to: vec![],
+            ..darwin(2)
+        }],
+        vec![darwin(2)],
+        "",
+    );
+    world.once("2025-11-03T12:00:00Z");
+    let (tracking, _) = world.issue_titled("Build failure: frobnicate");
+    // GitHub takes the warning's comment but answers 500.
+    world.github.inject(
+        "POST",
+        &format!("/repos/NixOS/nixpkgs/issues/{tracking}/comments"),
+        GitHubFault::SucceedThen500,
+    );
+    assert!(
+        !world.once_may_fail("2025-11-04T12:00:00Z"),
+        "an unknown outcome is reported"
+    );
+    let out = world.once("2025-11-04T13:00:00Z");
+    assert!(out.contains("reconciled warn frobnicate: done"), "{out}");
+    let warnings: Vec<String> = world
+        .github
+        .comments_on(tracking)
+        .into_iter()
+        .map(|(_, body)| body)
+        .filter(|b| b.contains("hydra-sentinel:warn:frobnicate"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning comment: {warnings:#?}");
+    assert!(warnings[0].contains("x86_64-linux"), "{}", warnings[0]);
+    assert!(warnings[0].contains("cc @alice-gh @bob"), "{}", warnings[0]);
+    assert!(
+        !world
+            .titles()
+            .iter()
+            .any(|t| t.contains("fails on staging-next")),
+        "no issue of its own: {:?}",
+        world.titles()
+    );
+    // The next eval of the branch edits that comment.
+    world.once("2025-11-04T20:00:00Z");
+    let edited: Vec<String> = world
+        .github
+        .comments_on(tracking)
+        .into_iter()
+        .map(|(_, body)| body)
+        .filter(|b| b.contains("hydra-sentinel:warn:frobnicate"))
+        .collect();
+    assert_eq!(edited.len(), 1);
+    assert!(edited[0].contains("still fails"), "{}", edited[0]);
 }
