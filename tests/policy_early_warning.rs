@@ -389,3 +389,31 @@ fn the_digest_groups_warnings_by_branch_and_root() {
     assert!(!section.contains(" @"), "nobody is mentioned:\n{section}");
     insta::assert_snapshot!(section);
 }
+
+#[test]
+fn a_backtest_counts_the_warnings_it_would_have_given() {
+    let mut t = trunk(20);
+    t.jobs.push(job("hello", LINUX, &"O".repeat(20)));
+    t.jobs.push(job("grafx", LINUX, &"O".repeat(20)));
+    let mut b = branch("staging-next", 20);
+    b.jobs.push(job("hello", LINUX, "OOOOOFFFFFOOOOOOOOOO"));
+    b.jobs.push(job("grafx", LINUX, "OOOOOOOOOOOOFFFFFFFF"));
+    let report = hydra_sentinel::policy::backtest(
+        &nixpkgs_policy(),
+        &facts(vec![t, b]),
+        &[],
+        day(0),
+        day(19),
+    );
+    assert_eq!(report.warnings, 2, "{}", report.to_text());
+    assert_eq!(report.notices, 0, "{}", report.to_text());
+    let text = report.to_text();
+    assert!(text.contains("2 early warnings"), "{text}");
+    let warned_days: Vec<&str> = report
+        .per_day
+        .iter()
+        .filter(|d| d.warn > 0)
+        .map(|d| d.day.as_str())
+        .collect();
+    assert_eq!(warned_days, ["2025-06-08", "2025-06-15"], "{text}");
+}
