@@ -417,3 +417,32 @@ fn a_backtest_counts_the_warnings_it_would_have_given() {
         .collect();
     assert_eq!(warned_days, ["2025-06-08", "2025-06-15"], "{text}");
 }
+
+#[test]
+fn the_opt_out_marker_in_the_package_file_stops_warnings() {
+    use hydra_sentinel::policy::{OptOut, OptOutKind};
+    let mut t = trunk(10);
+    t.jobs.push(job("hello", LINUX, &"O".repeat(10)));
+    let mut b = branch("staging-next", 10);
+    b.jobs.push(job("hello", LINUX, "OOOOOFFFFF"));
+    let ledger = Ledger {
+        actions: Vec::new(),
+        opt_outs: vec![OptOut {
+            id: 1,
+            attr: "hello".into(),
+            kind: OptOutKind::Marker,
+            recorded_at: day(1),
+            until: None,
+            by: None,
+            note: "pkgs/by-name/he/hello/package.nix".into(),
+            revoked_at: None,
+        }],
+    };
+    let (events, _, _) = replay(&nixpkgs_policy(), &facts(vec![t, b]), ledger, 0, 9, None);
+    assert_eq!(
+        warnings(&events),
+        vec![],
+        "timeline:\n{}",
+        timeline(&events)
+    );
+}

@@ -1416,12 +1416,7 @@ pub fn describe(plan: &Plan, settings: &ActSettings, full: bool) -> String {
                 };
                 (
                     line,
-                    Some(warn::text(
-                        action,
-                        &action.evidence.maintainers,
-                        &settings.mention,
-                        false,
-                    )),
+                    Some(warn::text(action, &action.evidence.maintainers, false)),
                 )
             }
             ActionKind::MarkBroken | ActionKind::Retire => {

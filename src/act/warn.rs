@@ -38,7 +38,7 @@ pub fn title(attr: &str, branch: &str) -> String {
 
 /// The warning's text for its step. Only the notice mentions people; the
 /// later texts name them without `@`.
-pub fn text(action: &Action, told: &[String], mention: &str, own_issue: bool) -> String {
+pub fn text(action: &Action, told: &[String], own_issue: bool) -> String {
     let attr = action.attr.as_deref().unwrap_or_default();
     let branch = action.evidence.jobset.as_deref().unwrap_or_default();
     let step = action.step.as_deref().unwrap_or(NOTICE);
@@ -84,10 +84,7 @@ pub fn text(action: &Action, told: &[String], mention: &str, own_issue: bool) ->
             "\nThis is only a warning: nothing is marked broken because of a pre-merge branch, and no date runs. A fix on `{branch}` (or on its base) is the cheapest now."
         );
         if let Some(words) = &action.evidence.opt_out {
-            let _ = writeln!(
-                out,
-                "Not yours to worry about? Comment `{mention} snooze 30d`. {words}"
-            );
+            let _ = writeln!(out, "{words}");
         }
     }
     if step == NOTICE {
@@ -194,7 +191,6 @@ impl<F: Forge> Actor<'_, F> {
             let found = self
                 .find_warning(bot, own, attr, &branch, notice.and_then(|n| n.issue))
                 .await?;
-            let mention = &self.settings.mention;
             match (step, found) {
                 (NOTICE, None) => {
                     let open = self
@@ -204,7 +200,7 @@ impl<F: Forge> Actor<'_, F> {
                     match open {
                         Some(number) => {
                             self.forge
-                                .comment(number, &text(action, &told, mention, false))
+                                .comment(number, &text(action, &told, false))
                                 .await?;
                             Ok(number)
                         }
@@ -213,7 +209,7 @@ impl<F: Forge> Actor<'_, F> {
                                 .forge
                                 .create_issue(&NewIssue {
                                     title: title(attr, &branch),
-                                    body: text(action, &told, mention, true),
+                                    body: text(action, &told, true),
                                     labels: vec![self.settings.label.clone()],
                                 })
                                 .await?;
@@ -227,14 +223,14 @@ impl<F: Forge> Actor<'_, F> {
                 (NOTICE, Some(place)) => Ok(place.issue()),
                 (_, Some(Place::Comment(comment, number))) => {
                     self.forge
-                        .edit_comment(comment, &text(action, &told, mention, false))
+                        .edit_comment(comment, &text(action, &told, false))
                         .await?;
                     Ok(number)
                 }
                 (_, Some(Place::Issue(number))) => {
                     let close = (step == CLOSE).then_some(State::Closed);
                     self.forge
-                        .edit_issue(number, Some(&text(action, &told, mention, true)), close)
+                        .edit_issue(number, Some(&text(action, &told, true)), close)
                         .await?;
                     Ok(number)
                 }

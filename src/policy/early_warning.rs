@@ -533,9 +533,11 @@ pub fn action(policy: &Policy, w: &Warning) -> Option<Action> {
             blast_radius: (!w.victims.is_empty())
                 .then(|| u32::try_from(w.victims.len()).unwrap_or(u32::MAX)),
             ledger: w.notice.iter().map(|n| n.id).collect(),
+            // The marker is read for every package warned about; labels
+            // and commands are followed on tracking issues only.
             opt_out: Some(format!(
-                "Leave this package alone for good: add the comment `{}` to its file, or put the label \"{}\" on this issue.",
-                policy.opt_out.marker, policy.opt_out.label
+                "No warnings about this package at all: add the comment `{}` to its file.",
+                policy.opt_out.marker
             )),
             ..Evidence::default()
         },
