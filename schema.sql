@@ -160,13 +160,22 @@ CREATE TABLE whole_eval_requests (
     reason    TEXT                       -- why it failed (then the eval went build by build)
 );
 
--- version 7: early warnings (action kind `warn`)
+-- version 7: when each build was last asked about
+
+-- Builds are learned one by one over many passes when an eval is too big to
+-- ask for whole (a trunk-sized first eval, a mass rebuild): each batch is
+-- kept as it arrives, and rechecks ask about the builds least recently
+-- asked about first. NULL: learned from a whole-eval download, or before
+-- this column existed (oldest first).
+ALTER TABLE builds ADD COLUMN fetched_at INTEGER;
+
+-- version 8: early warnings (action kind `warn`)
 
 -- An early warning about a pre-merge branch (staging-next) is a ledger
 -- action of its own kind. SQLite cannot alter a CHECK constraint, so the
 -- table is rebuilt with the wider one and every row copied as it is (ids
 -- kept: opt-outs, commands and the engine refer to them).
-CREATE TABLE actions_v7 (
+CREATE TABLE actions_v8 (
     id            INTEGER PRIMARY KEY,
     kind          TEXT NOT NULL CHECK (kind IN ('notify', 'remind', 'mark_broken', 'close_pr', 'retire', 'escalate', 'hold', 'warn')),
     attr          TEXT,                  -- NULL for a hold
@@ -184,12 +193,12 @@ CREATE TABLE actions_v7 (
     error         TEXT,
     refused       TEXT
 );
-INSERT INTO actions_v7 (id, kind, attr, systems, all_platforms, step, batch, state,
+INSERT INTO actions_v8 (id, kind, attr, systems, all_platforms, step, batch, state,
                         planned_at, done_at, closed_at, pr, issue, pinged, error, refused)
     SELECT id, kind, attr, systems, all_platforms, step, batch, state,
            planned_at, done_at, closed_at, pr, issue, pinged, error, refused
     FROM actions;
 DROP TABLE actions;
-ALTER TABLE actions_v7 RENAME TO actions;
+ALTER TABLE actions_v8 RENAME TO actions;
 CREATE INDEX actions_by_attr ON actions (attr, kind);
 CREATE INDEX actions_by_pr ON actions (pr);

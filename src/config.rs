@@ -131,6 +131,12 @@ pub struct IngestSettings {
     /// before the first byte, and nginx gives up after 900 s. See
     /// [`crate::ingest::WHOLE_EVAL_MAX_BUILDS`] for the reasoning.
     pub whole_eval_max_builds: usize,
+    /// Hydra requests one pass may send, all jobsets and phases together.
+    /// What is not learned within it is learned on the next passes, where
+    /// the previous one stopped: a trunk-sized first eval takes many passes
+    /// (see the README's budget table), and the daemon still plans and acts
+    /// between them.
+    pub requests_per_pass: usize,
 }
 
 impl Default for IngestSettings {
@@ -141,6 +147,7 @@ impl Default for IngestSettings {
             builds_per_request: 250,
             recheck_after: Duration::from_secs(6 * 3600),
             whole_eval_max_builds: crate::ingest::WHOLE_EVAL_MAX_BUILDS,
+            requests_per_pass: crate::ingest::REQUESTS_PER_PASS,
         }
     }
 }
@@ -367,6 +374,15 @@ impl Config {
                 "ingest.max_evals_per_pass must be at least 1".into(),
             ));
         }
+        if *ingest.requests_per_pass.get_ref() < crate::ingest::MIN_REQUESTS_PER_PASS {
+            return Err(invalid(
+                ingest.requests_per_pass.span(),
+                format!(
+                    "ingest.requests_per_pass must be at least {} (an eval needs its page and its build list)",
+                    crate::ingest::MIN_REQUESTS_PER_PASS
+                ),
+            ));
+        }
         let daemon = raw.daemon;
         if *daemon.interval_secs.get_ref() == 0 {
             return Err(invalid(
@@ -468,6 +484,7 @@ impl Config {
                 builds_per_request: ingest.builds_per_request.max(1),
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
                 whole_eval_max_builds: ingest.whole_eval_max_builds,
+                requests_per_pass: *ingest.requests_per_pass.get_ref(),
             },
             policy_file: raw.policy.file,
             nixpkgs_checkout,
@@ -705,6 +722,7 @@ struct RawIngest {
     builds_per_request: usize,
     recheck_after_secs: u64,
     whole_eval_max_builds: usize,
+    requests_per_pass: Spanned<usize>,
 }
 
 impl Default for RawIngest {
@@ -716,6 +734,7 @@ impl Default for RawIngest {
             builds_per_request: d.builds_per_request,
             recheck_after_secs: d.recheck_after.as_secs(),
             whole_eval_max_builds: d.whole_eval_max_builds,
+            requests_per_pass: Spanned::new(0..0, d.requests_per_pass),
         }
     }
 }

@@ -268,7 +268,7 @@ mod tests {
         let path = dir.path().join("state.sqlite");
         let mut conn = Connection::open(&path).unwrap();
         // A database of the version before early warnings, with a notice.
-        migrations().to_version(&mut conn, 6).unwrap();
+        migrations().to_version(&mut conn, 7).unwrap();
         conn.execute(
             "INSERT INTO actions (id, kind, attr, systems, step, state, planned_at, issue, pinged, refused)
              VALUES (41, 'notify', 'hello', '[\"x86_64-linux\"]', 'notice', 'done', 100, 7, '[\"alice\"]', NULL)",
@@ -281,7 +281,7 @@ mod tests {
                 [],
             )
             .is_err(),
-            "version 6 refuses a warn"
+            "version 7 refuses a warn"
         );
         drop(conn);
         let store = Store::open(&path).unwrap();

@@ -223,26 +223,28 @@ impl Store {
 
     /// Builds of the jobset's newest eval whose status may still change:
     /// unfinished ones, and failed or noisy ones (restarts), as asked.
+    /// Builds of the newest eval whose status may still change: unfinished
+    /// ones last asked about at or before `asked_before` (Unix s), and, when
+    /// `failed`, failed ones. Least recently asked about first, then oldest
+    /// (an older build is more likely to have finished).
     pub fn unsettled_builds(
         &self,
         jobset_id: i64,
-        unfinished: bool,
+        asked_before: i64,
         failed: bool,
     ) -> Result<Vec<i64>, StoreError> {
-        if !unfinished && !failed {
-            return Ok(Vec::new());
-        }
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT b.id FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
                  WHERE j.jobset_id = ?1 AND s.last_seq IS NULL
-                   AND ((?2 AND b.finished = 0) OR (?3 AND b.finished = 1 AND b.status != 0))
-                 ORDER BY b.id",
+                   AND ((b.finished = 0 AND coalesce(b.fetched_at, 0) <= ?2)
+                        OR (?3 AND b.finished = 1 AND b.status != 0))
+                 ORDER BY coalesce(b.fetched_at, 0), b.id",
             )
             .context("finding unsettled builds")?;
         let rows = stmt
-            .query_map(params![jobset_id, unfinished, failed], |r| r.get(0))
+            .query_map(params![jobset_id, asked_before, failed], |r| r.get(0))
             .context("finding unsettled builds")?;
         rows.collect::<Result<_, _>>()
             .context("finding unsettled builds")

@@ -328,6 +328,16 @@ impl EvalWriter<'_> {
         }
     }
 
+    /// Note that Hydra was just asked about `build_id` (so rechecks ask
+    /// about others first).
+    pub fn note_fetched(&mut self, build_id: i64, at: i64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE builds SET fetched_at = ?2 WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute([build_id, at]))
+            .context("noting when a build was fetched")?;
+        Ok(())
+    }
+
     /// Record a refused build; returns whether its job name is refused for
     /// the first time (a refused job is logged once, not at every rebuild).
     pub fn refuse(&mut self, build_id: i64, job: &str, reason: &str) -> Result<bool, StoreError> {

@@ -2,6 +2,7 @@
 //! against a Hydra look-alike on loopback.
 
 mod act;
+mod catch_up;
 mod cli;
 mod daemon;
 mod early_warning;
