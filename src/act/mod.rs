@@ -1,6 +1,7 @@
 //! Acting on the plan: GitHub issues, comments and pull requests, exactly once.
 //!
-//! Owns: carrying out a [`Plan`] through a [`Forge`] and a [`Publisher`],
+//! Owns: carrying out a [`Plan`] through a [`Forge`] and a [`Publisher`]
+//! (early warnings in [`warn`]),
 //! reading back what humans did (merges, closes, commands in comments), and
 //! the ledger bookkeeping that makes all of it safe to repeat.
 //!

@@ -13,7 +13,7 @@
 //! tracking marker), so the trunk ladder's reminders land there.
 //!
 //! Exactly once: the intent is recorded first; a notice interrupted before
-//! its result is found again by its marker ([`find`]); an interrupted edit is
+//! its result is found again by its marker (`Actor::find_warning`); an interrupted edit is
 //! recorded as failed and planned again (edits repeat harmlessly).
 
 use std::fmt::Write as _;

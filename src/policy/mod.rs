@@ -3,8 +3,9 @@
 //! Owns: the policy file (`policies/*.toml`, validated once into
 //! [`Policy`]), the ledger types ([`Ledger`]: what was done and what humans
 //! asked), and the engine — a pure function
-//! `(facts, ledger, policy, now) → plan` ([`plan`]) — with its
-//! explanations ([`explain`]) and replays of history ([`backtest`]).
+//! `(facts, ledger, policy, now) → plan` ([`plan`]) — with its early
+//! warnings about pre-merge branches ([`early_warning`]), explanations
+//! ([`explain`]) and replays of history ([`backtest`]).
 //!
 //! Must never: do I/O, read the clock (`now` is always an argument), or act:
 //! it only says what should happen. The same inputs always give the same
