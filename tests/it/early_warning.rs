@@ -326,6 +326,18 @@ fn staging_next_failures_are_warned_once_edited_closed_and_handed_over_to_trunk(
     let world = story();
 
     // Day 4: every branch failure has its two evals; trunk builds them all.
+    // A dry run says what would be sent, and sends nothing.
+    world.publish_until("2025-11-04T12:00:00Z");
+    world.run(&["ingest"]);
+    let dry = world.run(&["act", "--dry-run", "--now", "2025-11-04T12:00:00Z"]);
+    assert!(
+        dry.contains(
+            "warn about hello on nixpkgs:staging-next: a comment on its tracking issue, or an issue \"hello: fails on staging-next\""
+        ),
+        "{dry}"
+    );
+    assert!(dry.contains("cc @stv0g"), "the text in full:\n{dry}");
+    assert_eq!(world.count("POST"), 0, "a dry run posts nothing");
     world.once("2025-11-04T12:00:00Z");
     let titles = world.titles();
     for expected in [
