@@ -580,8 +580,9 @@ fn the_watchdog_is_fed_by_progress_and_starves_while_hydra_hangs() {
             .then_some(())
     });
 
-    // The next discovery request hangs for 6 s: no progress, so no pings.
-    hydra.inject("/jobset/", Fault::Delay(Duration::from_secs(6)));
+    // The next pass's first request (has Hydra checked the jobset again?)
+    // hangs for 6 s: no progress, so no pings.
+    hydra.inject("/api/jobsets", Fault::Delay(Duration::from_secs(6)));
     let stalled = wait_until(Duration::from_secs(15), "a STALLED status", both, || {
         notify.position(|l| l.starts_with("STATUS=STALLED: no progress"))
     });
