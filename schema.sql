@@ -159,3 +159,16 @@ CREATE TABLE whole_eval_requests (
     outcome   TEXT CHECK (outcome IN ('ok', 'timeout', 'failed')),
     reason    TEXT                       -- why it failed (then the eval went build by build)
 );
+
+-- version 9: what GitHub last told us, so a quiet cycle asks only what changed
+
+-- The forge's memo (JSON, shaped and owned by `forge::Memo`): the bot's own
+-- issues and pull requests with GitHub's `updated_at`, what was read for
+-- them, and the ETags of the listing's pages. The next cycle lists only what
+-- changed `since` (a 304 to `If-None-Match` costs no quota). Only a cache:
+-- a missing or unreadable row costs one full listing, never a wrong action.
+CREATE TABLE forge_memo (
+    repo     TEXT PRIMARY KEY,           -- owner/name acted on
+    memo     TEXT NOT NULL,              -- JSON
+    saved_at INTEGER NOT NULL            -- Unix s, wall clock
+);

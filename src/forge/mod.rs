@@ -21,9 +21,11 @@
 //! and a refused label never fails the issue or pull request it was for.
 
 mod github;
+mod memo;
 mod memory;
 
 pub use github::{GitHub, GitHubSettings, Sleeper, user_agent};
+pub use memo::Memo;
 pub use memory::MemoryForge;
 
 use std::fmt;
@@ -122,7 +124,9 @@ pub enum ForgeError {
     },
     #[error("no such {what} #{number}")]
     NotFound { what: &'static str, number: u64 },
-    #[error("GET {path} has more than {pages} pages; refusing to act on a partial list")]
+    #[error(
+        "GET {path} has more than {pages} pages of 100; refusing to act on a partial list (far more items than any repository we know of: is the token's login the bot's?)"
+    )]
     TooManyPages { path: String, pages: usize },
 }
 
@@ -201,7 +205,7 @@ pub enum State {
 }
 
 /// An issue (or a pull request seen through the issues API).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Issue {
     pub number: u64,
     pub title: String,
@@ -213,7 +217,7 @@ pub struct Issue {
     pub is_pull_request: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Comment {
     pub id: u64,
     pub author: String,
@@ -222,7 +226,7 @@ pub struct Comment {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullRequest {
     pub number: u64,
     pub title: String,

@@ -79,6 +79,8 @@ struct Item {
     /// [`DELETED`] for a deleted account.
     author: String,
     pull: Option<PullPart>,
+    /// The look-alike's clock when it last changed (see [`State::tick`]).
+    updated_at: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +95,7 @@ struct StoredComment {
     id: u64,
     author: String,
     body: String,
-    created_at: String,
+    created_at: i64,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +117,12 @@ struct State {
     role: String,
     /// Labels that exist in the repository.
     repo_labels: Vec<String>,
+    /// Seconds since [`EPOCH`]: one tick per change, so that every change
+    /// has a time of its own and `since` is exact.
+    clock: i64,
+    /// Requests that counted against the primary rate limit (a 304 does
+    /// not: GitHub's "Best practices for using the REST API").
+    quota_used: u64,
 }
 
 fn rank(role: &str) -> u8 {
@@ -128,7 +136,40 @@ fn rank(role: &str) -> u8 {
     }
 }
 
+/// The look-alike's time zero: 2026-01-01T00:00:00Z.
+const EPOCH: i64 = 1_767_225_600;
+
+/// GitHub's primary limit for a token: 5,000 requests an hour.
+const QUOTA: u64 = 5000;
+
+fn time_json(clock: i64) -> String {
+    chrono::DateTime::from_timestamp(EPOCH + clock, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A `since` query parameter on the look-alike's clock.
+fn since_clock(since: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(since)
+        .ok()
+        .map(|t| t.timestamp() - EPOCH)
+}
+
 impl State {
+    /// The time of a change.
+    fn tick(&mut self) -> i64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Item `number` changed now.
+    fn touch(&mut self, number: u64) {
+        let now = self.tick();
+        if let Some(item) = self.items.get_mut(&number) {
+            item.updated_at = now;
+        }
+    }
+
     fn at_least(&self, role: &str) -> bool {
         rank(&self.role) >= rank(role)
     }
@@ -238,12 +279,15 @@ impl FakeGitHub {
         {
             item.labels.push(label.to_owned());
         }
+        state.touch(number);
     }
 
     pub fn human_unlabels(&self, number: u64, label: &str) {
-        if let Some(item) = self.state().items.get_mut(&number) {
+        let mut state = self.state();
+        if let Some(item) = state.items.get_mut(&number) {
             item.labels.retain(|l| l != label);
         }
+        state.touch(number);
     }
 
     /// A comment whose author's account was deleted since (`"user": null`).
@@ -302,18 +346,21 @@ impl FakeGitHub {
 
     /// A human closes (or merges) a pull request or closes an issue.
     pub fn human_closes(&self, number: u64, merged: bool) {
-        if let Some(item) = self.state().items.get_mut(&number) {
+        let mut state = self.state();
+        if let Some(item) = state.items.get_mut(&number) {
             item.state = "closed".into();
             if let Some(pull) = &mut item.pull {
                 pull.merged = merged;
             }
         }
+        state.touch(number);
     }
 
     pub fn human_comments(&self, number: u64, author: &str, body: &str) {
         let mut state = self.state();
         let id = state.next_comment;
         state.next_comment += 1;
+        let created_at = state.tick();
         state
             .comments
             .entry(number)
@@ -322,26 +369,74 @@ impl FakeGitHub {
                 id,
                 author: author.to_owned(),
                 body: body.to_owned(),
-                created_at: "2026-01-01T00:00:00Z".into(),
+                created_at,
             });
+        state.touch(number);
     }
 
     /// A human submits a review with this text on pull request `number`.
     pub fn human_reviews(&self, number: u64, author: &str, body: &str) {
         let mut state = self.state();
-        add_review_text(&mut state.reviews, number, author, body);
+        let at = state.tick();
+        add_review_text(&mut state.reviews, number, author, body, at);
+        state.touch(number);
     }
 
     /// A human comments on a line of pull request `number`'s diff.
     pub fn human_review_comments(&self, number: u64, author: &str, body: &str) {
         let mut state = self.state();
-        add_review_text(&mut state.review_comments, number, author, body);
+        let at = state.tick();
+        add_review_text(&mut state.review_comments, number, author, body, at);
+        state.touch(number);
+    }
+
+    /// Requests that counted against the token's primary rate limit.
+    pub fn quota_used(&self) -> u64 {
+        self.state().quota_used
+    }
+
+    /// Requests by endpoint (`GET /repos/{repo}/issues/{n}/comments`; the
+    /// repository and numbers left out) and answer (`304` apart), for
+    /// budgets: `(endpoint, status) -> count`.
+    pub fn requests_by_endpoint(&self) -> BTreeMap<(String, u16), usize> {
+        let state = self.state();
+        let mut counts = BTreeMap::new();
+        for request in &state.requests {
+            *counts
+                .entry((endpoint_of(&state.repo, request), request.status))
+                .or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// An open issue that exists already (opened by `author`, the bot
+    /// included, before the test began).
+    pub fn existing_issue(&self, author: &str, title: &str, body: &str) -> u64 {
+        let mut state = self.state();
+        let number = state.next_number;
+        state.next_number += 1;
+        let updated_at = state.tick();
+        state.items.insert(
+            number,
+            Item {
+                number,
+                title: title.to_owned(),
+                body: body.to_owned(),
+                state: "open".into(),
+                labels: Vec::new(),
+                author: author.to_owned(),
+                pull: None,
+                updated_at,
+            },
+        );
+        number
     }
 
     pub fn human_opens_pull(&self, author: &str, title: &str) -> u64 {
         let mut state = self.state();
         let number = state.next_number;
         state.next_number += 1;
+        let updated_at = state.tick();
         state.items.insert(
             number,
             Item {
@@ -356,6 +451,7 @@ impl FakeGitHub {
                     base: "master".into(),
                     merged: false,
                 }),
+                updated_at,
             },
         );
         number
@@ -382,13 +478,13 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
     };
     let mut all_headers = vec![("Content-Type", "application/json; charset=utf-8".to_owned())];
     all_headers.extend(headers);
-    respond(
-        &mut stream,
-        status,
-        &all_headers,
-        body.to_string().as_bytes(),
-    )
-    .await
+    // A 304 carries no body.
+    let body = if status == 304 {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    respond(&mut stream, status, &all_headers, body.as_bytes()).await
 }
 
 type Answer = (u16, Vec<(&'static str, String)>, Value);
@@ -411,7 +507,35 @@ fn handle(state: &mut State, request: &Request) -> Answer {
         api_version: request.headers.get("x-github-api-version").cloned(),
         status: 0,
     });
-    let answer = answer(state, request, authorized);
+    let mut answer = answer(state, request, authorized);
+    if request.method == "GET" && answer.0 == 200 {
+        let etag = etag_of(&answer.2.to_string());
+        let if_none_match = request.headers.get("if-none-match");
+        if if_none_match.is_some_and(|sent| sent.split(',').any(|e| e.trim() == etag)) {
+            answer = (304, vec![], Value::Null);
+        }
+        answer.1.push(("ETag", etag));
+    }
+    // A 304 to a request made with the token costs no quota (GitHub's "Best
+    // practices for using the REST API", "Use conditional requests").
+    if answer.0 != 304 {
+        state.quota_used += 1;
+    }
+    if !answer
+        .1
+        .iter()
+        .any(|(name, _)| name.starts_with("x-ratelimit"))
+    {
+        answer.1.extend([
+            ("x-ratelimit-limit", QUOTA.to_string()),
+            (
+                "x-ratelimit-remaining",
+                QUOTA.saturating_sub(state.quota_used).to_string(),
+            ),
+            ("x-ratelimit-used", state.quota_used.to_string()),
+            ("x-ratelimit-resource", "core".to_owned()),
+        ]);
+    }
     if let Some(seen) = state.requests.last_mut() {
         seen.status = answer.0;
     }
@@ -554,12 +678,26 @@ fn route(state: &mut State, request: &Request) -> Answer {
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(30);
             let wanted_state = query.get("state").cloned().unwrap_or_else(|| "open".into());
-            let items: Vec<Value> = state
+            // "updated at or after" the given time, as github.com does.
+            let since = query.get("since").and_then(|s| since_clock(s));
+            let mut items: Vec<&Item> = state
                 .items
                 .values()
                 .filter(|i| query.get("creator").is_none_or(|c| *c == i.author))
                 .filter(|i| query.get("labels").is_none_or(|l| i.labels.contains(l)))
                 .filter(|i| wanted_state == "all" || i.state == wanted_state)
+                .filter(|i| since.is_none_or(|s| i.updated_at >= s))
+                .collect();
+            // GitHub's default: newest created first.
+            match query.get("sort").map(String::as_str) {
+                Some("updated") => items.sort_by_key(|i| (i.updated_at, i.number)),
+                _ => items.sort_by_key(|i| i.number),
+            }
+            if query.get("direction").is_none_or(|d| d == "desc") {
+                items.reverse();
+            }
+            let items: Vec<Value> = items
+                .into_iter()
                 .skip((page.max(1) - 1) * per_page)
                 .take(per_page)
                 .map(|i| item_json(state, i))
@@ -591,6 +729,7 @@ fn route(state: &mut State, request: &Request) -> Answer {
                 labels,
                 author: state.login.clone(),
                 pull: None,
+                updated_at: state.tick(),
             };
             let answer = item_json(state, &item);
             state.items.insert(number, item);
@@ -601,6 +740,7 @@ fn route(state: &mut State, request: &Request) -> Answer {
             None => (404, vec![], json!({"message": "Not Found"})),
         },
         ("PATCH", ["issues" | "pulls", n]) => {
+            let now = state.tick();
             let Some(item) = number(n).and_then(|n| state.items.get_mut(&n)) else {
                 return (404, vec![], json!({"message": "Not Found"}));
             };
@@ -610,6 +750,7 @@ fn route(state: &mut State, request: &Request) -> Answer {
             if let Some(new_state) = body["state"].as_str() {
                 item.state = new_state.to_owned();
             }
+            item.updated_at = now;
             let item = item.clone();
             let answer = if parts[0] == "pulls" {
                 pull_json(state, &item)
@@ -628,10 +769,11 @@ fn route(state: &mut State, request: &Request) -> Answer {
                 id,
                 author: state.login.clone(),
                 body: body["body"].as_str().unwrap_or_default().to_owned(),
-                created_at: "2026-01-01T00:00:00Z".into(),
+                created_at: state.tick(),
             };
             let answer = comment_json(&comment);
             state.comments.entry(n).or_default().push(comment);
+            state.touch(n);
             (201, vec![], answer)
         }
         ("GET", ["pulls", n, kind @ ("reviews" | "comments")]) => {
@@ -672,10 +814,12 @@ fn route(state: &mut State, request: &Request) -> Answer {
                 .get("per_page")
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(30);
+            let since = query.get("since").and_then(|s| since_clock(s));
             let comments: Vec<Value> = number(n)
                 .and_then(|n| state.comments.get(&n))
                 .map(|cs| {
                     cs.iter()
+                        .filter(|c| since.is_none_or(|s| c.created_at >= s))
                         .skip((page.max(1) - 1) * per_page)
                         .take(per_page)
                         .map(comment_json)
@@ -701,6 +845,7 @@ fn route(state: &mut State, request: &Request) -> Answer {
                     state.repo_labels.push(label.clone());
                 }
             }
+            let now = state.tick();
             match number(n).and_then(|n| state.items.get_mut(&n)) {
                 Some(item) => {
                     for label in asked {
@@ -708,6 +853,7 @@ fn route(state: &mut State, request: &Request) -> Answer {
                             item.labels.push(label);
                         }
                     }
+                    item.updated_at = now;
                     (
                         200,
                         vec![],
@@ -764,6 +910,7 @@ fn route(state: &mut State, request: &Request) -> Answer {
                     base: body["base"].as_str().unwrap_or("master").to_owned(),
                     merged: false,
                 }),
+                updated_at: state.tick(),
             };
             let answer = pull_json(state, &item);
             state.items.insert(number, item);
@@ -840,6 +987,7 @@ fn item_json(state: &State, item: &Item) -> Value {
         "labels": item.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
         "user": user_json(&item.author),
         "html_url": format!("https://github.com/{}/issues/{}", state.repo, item.number),
+        "updated_at": time_json(item.updated_at),
     });
     if item.pull.is_some() {
         value["pull_request"] = json!({"url": format!("https://api.github.com/repos/{}/pulls/{}", state.repo, item.number)});
@@ -864,6 +1012,7 @@ fn pull_json(state: &State, item: &Item) -> Value {
         "labels": item.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
         "user": user_json(&item.author),
         "html_url": format!("https://github.com/{}/pull/{}", state.repo, item.number),
+        "updated_at": time_json(item.updated_at),
     })
 }
 
@@ -883,13 +1032,14 @@ fn add_review_text(
     number: u64,
     author: &str,
     body: &str,
+    created_at: i64,
 ) {
     let id = store.values().map(Vec::len).sum::<usize>() as u64 + 1;
     store.entry(number).or_default().push(StoredComment {
         id,
         author: author.to_owned(),
         body: body.to_owned(),
-        created_at: "2026-01-01T00:00:00Z".into(),
+        created_at,
     });
 }
 
@@ -898,6 +1048,36 @@ fn comment_json(comment: &StoredComment) -> Value {
         "id": comment.id,
         "body": comment.body,
         "user": user_json(&comment.author),
-        "created_at": comment.created_at,
+        "created_at": time_json(comment.created_at),
+        "updated_at": time_json(comment.created_at),
     })
+}
+
+/// A request's endpoint with the repository and numbers left out.
+fn endpoint_of(repo: &str, request: &GitHubRequest) -> String {
+    let path = request
+        .path()
+        .replacen(&format!("/repos/{repo}"), "/repos/{repo}", 1);
+    let path: Vec<String> = path
+        .split('/')
+        .map(|part| {
+            if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+                "{n}".to_owned()
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect();
+    format!("{} {}", request.method, path.join("/"))
+}
+
+/// A strong ETag for an answer's body (FNV-1a), as GitHub sends one on
+/// every `GET` it answers 200.
+fn etag_of(body: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in body.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("\"{hash:016x}\"")
 }

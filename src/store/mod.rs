@@ -11,6 +11,7 @@
 mod act;
 mod facts;
 mod lease;
+mod memo;
 mod read;
 mod write;
 

@@ -1291,3 +1291,106 @@ fn a_hold_is_recorded_once_however_many_cycles_it_lasts() {
     assert_eq!(holds, 1, "one record for one breakage");
     assert!(world.issues().is_empty(), "nothing is sent while held");
 }
+
+/// Requests by (endpoint, status), as the look-alike counted them.
+type Requests = Vec<((String, u16), usize)>;
+
+/// The cost of one cycle on the look-alike: requests by endpoint and
+/// answer, and how much of the quota they used.
+fn cycle_cost(world: &World, now: &str) -> (Requests, u64) {
+    let before = world.github.requests_by_endpoint();
+    let quota = world.github.quota_used();
+    world.once_ok(now);
+    let after = world.github.requests_by_endpoint();
+    let spent = after
+        .into_iter()
+        .map(|(k, n)| {
+            let was = before.get(&k).copied().unwrap_or(0);
+            (k, n - was)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    (spent, world.github.quota_used() - quota)
+}
+
+#[test]
+fn a_quiet_cycle_costs_a_handful_of_requests_however_many_tracking_issues_are_open() {
+    let mut quiet = Vec::new();
+    for open in [4, 230] {
+        let world = World::new();
+        for i in 0..open {
+            world.github.existing_issue(
+                "sentinel-bot",
+                &format!("Build failure: gone-{i}"),
+                &format!("<!-- hydra-sentinel:notify:gone-{i} -->\nIt fails."),
+            );
+        }
+        let (first, _) = cycle_cost(&world, NOTICE);
+        let comment_reads: usize = first
+            .iter()
+            .filter(|((endpoint, _), _)| endpoint == "GET /repos/{repo}/issues/{n}/comments")
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            comment_reads >= open,
+            "the first cycle reads each open issue's comments once: {first:?}"
+        );
+        let (settling, _) = cycle_cost(&world, NOTICE);
+        assert!(
+            settling.iter().map(|(_, n)| n).sum::<usize>() <= 4,
+            "after the first cycle's writes, one page lists what changed: {settling:?}"
+        );
+        let (second, quota) = cycle_cost(&world, NOTICE);
+        assert!(
+            second
+                .iter()
+                .all(|((endpoint, _), _)| !endpoint.contains("/comments")),
+            "nothing changed: no comments are read again: {second:?}"
+        );
+        assert!(
+            second.contains(&(("GET /repos/{repo}/issues".into(), 304), 1)),
+            "the listing is asked with its ETag and unchanged: {second:?}"
+        );
+        let requests: usize = second.iter().map(|(_, n)| n).sum();
+        assert!(
+            requests <= 4 && quota <= 3,
+            "{open} open issues: a quiet cycle cost {requests} requests, {quota} of the quota: {second:?}"
+        );
+        quiet.push((requests, quota));
+    }
+    assert_eq!(
+        quiet[0], quiet[1],
+        "a quiet cycle costs the same with 4 or 230 open tracking issues"
+    );
+}
+
+#[test]
+fn a_comment_on_one_of_many_issues_is_read_with_one_request_and_obeyed() {
+    let world = World::new();
+    for i in 0..120 {
+        world.github.existing_issue(
+            "sentinel-bot",
+            &format!("Build failure: gone-{i}"),
+            &format!("<!-- hydra-sentinel:notify:gone-{i} -->\nIt fails."),
+        );
+    }
+    world.once_ok(NOTICE);
+    let hello = world.issue_of("hello").expect("hello's issue");
+    world
+        .github
+        .human_comments(hello, "stv0g", "@hydra-sentinel snooze 30d");
+    let (cost, _) = cycle_cost(&world, NOTICE);
+    let comment_reads: usize = cost
+        .iter()
+        .filter(|((endpoint, _), _)| endpoint == "GET /repos/{repo}/issues/{n}/comments")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(comment_reads, 1, "only the issue that changed: {cost:?}");
+    let replies = world.github.comments_on(hello);
+    assert!(
+        replies
+            .iter()
+            .any(|(author, body)| author == "sentinel-bot" && body.contains("understood")),
+        "the command was obeyed: {replies:?}"
+    );
+}
