@@ -21,11 +21,14 @@ pub mod commands;
 pub mod cycle;
 pub mod opt_outs;
 pub mod publish;
+mod refusals;
 pub mod render;
 
 use std::collections::BTreeMap;
 
-use crate::forge::{Forge, ForgeError, Issue, NewIssue, NewPull, PullRequest, State};
+use crate::forge::{
+    Failure, Forge, ForgeError, Issue, NewIssue, NewPull, PullRequest, Refusal, State,
+};
 use crate::history::StatusClass;
 use crate::policy::engine::builds_again;
 use crate::policy::{
@@ -57,6 +60,13 @@ pub enum ActError {
     /// of the cycle would meet the same limit, so it ends here.
     #[error("GitHub's rate limit ended the cycle: {0}")]
     RateLimited(String),
+    /// GitHub refused a write for a reason every write shares (the token's
+    /// rights): the rest of the cycle would be refused alike, so it ends
+    /// here, the action backs off, and `/healthz` says why.
+    #[error(
+        "GitHub refuses this token's writes, so the cycle stopped: {0}; check the token's rights on the repository and the fork (the README's section on acting says which it needs)"
+    )]
+    Refused(String),
 }
 
 /// Validated settings of the act stage.
@@ -614,9 +624,21 @@ impl<F: Forge> Actor<'_, F> {
                 accepted,
                 now,
             )?;
-            self.forge
+            let replied = self
+                .forge
                 .comment(number, &render::command_reply(&comment.author, &reply))
-                .await?;
+                .await;
+            match replied {
+                // A maintainer locked the conversation after speaking: the
+                // command holds, the reply cannot be posted.
+                Err(e) if e.failure() == Failure::Refused(Refusal::Locked) => report.did(format!(
+                    "#{number} is locked: the answer to {}'s command is not posted",
+                    comment.author
+                )),
+                replied => {
+                    replied?;
+                }
+            }
             (self.progress)();
             report.did(format!(
                 "#{number}: {} command from {}",
@@ -1298,6 +1320,9 @@ impl<F: Forge> Actor<'_, F> {
                 "{what}: outcome unknown ({error}); will reconcile next cycle"
             ));
             return Ok(());
+        }
+        if let Some(refused) = refusals::settle(self.store, id, error, now, what, report)? {
+            return refused;
         }
         self.store
             .record_result(id, &failed(now, &crate::error_chain(error)))?;

@@ -429,12 +429,7 @@ impl GitHub {
                 self.settings.sleeper.sleep(self.backoff(attempt)).await;
                 continue;
             }
-            let message = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| {
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()
-                });
+            let message = error_message(&bytes);
             return Err(ForgeError::Status {
                 method: method.name(),
                 path: path.to_owned(),
@@ -528,6 +523,44 @@ impl GitHub {
         }
     }
 }
+
+/// GitHub's explanation of a refusal: its `message`, and for a validation
+/// error what each of its `errors` says (field, code and message: the
+/// `fork_collab` of an organisation's fork is only there).
+fn error_message(bytes: &[u8]) -> String {
+    let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+        return String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+    };
+    let mut message = value
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("no message")
+        .to_owned();
+    let details: Vec<String> = value
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            ["field", "code", "message"]
+                .iter()
+                .filter_map(|k| e.get(*k).and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|d| !d.is_empty())
+        .collect();
+    if !details.is_empty() {
+        message = format!("{message}: {}", details.join("; "));
+    }
+    message.chars().take(500).collect()
+}
+
+/// Said in a pull request's body when GitHub would not let maintainers push
+/// to its branch, and only then.
+pub const NO_MAINTAINER_EDITS: &str = "*Maintainers cannot push to this branch: it is in an organisation's fork, \
+which GitHub does not let open its branches to the maintainers of the repository. \
+Suggest changes in a review, or open a pull request of your own and I step aside.*";
 
 /// A successful answer (2xx, or 304 to a conditional request).
 struct Answered {
@@ -1095,9 +1128,30 @@ impl GitHub {
     ) -> Result<PullRequest, ForgeError> {
         let body = json!({"title": pull.title, "head": pull.head, "base": pull.base, "body": super::fit_body(&pull.body),
                           "maintainer_can_modify": true});
-        let answer: GhPull = self
+        let answer: GhPull = match self
             .json(Method::Post, &self.repo_path("pulls"), &[], Some(&body))
-            .await?;
+            .await
+        {
+            // An organisation's fork cannot open its branches to the
+            // repository's maintainers (422 `fork_collab`); such a refusal
+            // created nothing, so asking again without it is safe.
+            Err(ForgeError::Status {
+                status: 422,
+                message,
+                ..
+            }) if message.contains("fork_collab") => {
+                tracing::warn!(
+                    head = pull.head,
+                    "GitHub will not let maintainers push to a branch of this fork; opening the pull request without that"
+                );
+                let text = format!("{}\n\n{NO_MAINTAINER_EDITS}\n", pull.body);
+                let body = json!({"title": pull.title, "head": pull.head, "base": pull.base, "body": super::fit_body(&text),
+                                  "maintainer_can_modify": false});
+                self.json(Method::Post, &self.repo_path("pulls"), &[], Some(&body))
+                    .await?
+            }
+            answer => answer?,
+        };
         let updated_at = answer.updated_at.unwrap_or_default();
         let mut created = PullRequest::from(answer);
         // The pull request exists whatever happens to its labels.

@@ -20,11 +20,13 @@
 //! token holds triage rights or more on the repository ([`Permission`]) —
 //! and a refused label never fails the issue or pull request it was for.
 
+mod failure;
 mod github;
 mod memo;
 mod memory;
 
-pub use github::{GitHub, GitHubSettings, Sleeper, user_agent};
+pub use failure::{Failure, Refusal};
+pub use github::{GitHub, GitHubSettings, NO_MAINTAINER_EDITS, Sleeper, user_agent};
 pub use memo::Memo;
 pub use memory::MemoryForge;
 

@@ -123,6 +123,14 @@ struct State {
     /// Requests that counted against the primary rate limit (a 304 does
     /// not: GitHub's "Best practices for using the REST API").
     quota_used: u64,
+    /// A fine-grained token of another owner: reads work, every write is
+    /// refused.
+    read_only_token: bool,
+    /// The bot's fork belongs to an organisation: `maintainer_can_modify`
+    /// is refused (422 `fork_collab`).
+    organisation_fork: bool,
+    /// Issues whose conversation is locked.
+    locked: Vec<u64>,
 }
 
 fn rank(role: &str) -> u8 {
@@ -390,6 +398,23 @@ impl FakeGitHub {
         state.touch(number);
     }
 
+    /// The token becomes a fine-grained one that may read but not write
+    /// here: every write answers 403.
+    pub fn make_token_read_only(&self) {
+        self.state().read_only_token = true;
+    }
+
+    /// The bot's fork is an organisation's.
+    pub fn make_fork_an_organisations(&self) {
+        self.state().organisation_fork = true;
+    }
+
+    /// A maintainer locks the conversation of issue `number`.
+    pub fn lock(&self, number: u64) {
+        self.state().locked.push(number);
+        self.state().touch(number);
+    }
+
     /// Requests that counted against the token's primary rate limit.
     pub fn quota_used(&self) -> u64 {
         self.state().quota_used
@@ -629,6 +654,15 @@ fn answer(state: &mut State, request: &Request, authorized: bool) -> Answer {
 
 fn route(state: &mut State, request: &Request) -> Answer {
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    if state.read_only_token && request.method != "GET" {
+        return (
+            403,
+            vec![],
+            json!({"message": "Resource not accessible by personal access token",
+                   "documentation_url": "https://docs.github.com/rest/issues/issues#create-an-issue",
+                   "status": "403"}),
+        );
+    }
     let query = request.query();
     let repo_prefix = format!("/repos/{}/", state.repo);
     let path = request.path().to_owned();
@@ -763,6 +797,14 @@ fn route(state: &mut State, request: &Request) -> Answer {
             let Some(n) = number(n).filter(|n| state.items.contains_key(n)) else {
                 return (404, vec![], json!({"message": "Not Found"}));
             };
+            if state.locked.contains(&n) && !state.at_least("push") {
+                return (
+                    403,
+                    vec![],
+                    json!({"message": "Unable to create comment because issue is locked.",
+                           "documentation_url": "https://docs.github.com/articles/locking-conversations/"}),
+                );
+            }
             let id = state.next_comment;
             state.next_comment += 1;
             let comment = StoredComment {
@@ -883,6 +925,16 @@ fn route(state: &mut State, request: &Request) -> Answer {
         }
         ("POST", ["pulls"]) => {
             let head = body["head"].as_str().unwrap_or_default().to_owned();
+            if state.organisation_fork && body["maintainer_can_modify"].as_bool() != Some(false) {
+                return (
+                    422,
+                    vec![],
+                    json!({"message": "Validation Failed",
+                           "errors": [{"resource": "PullRequest", "code": "custom", "field": "fork_collab",
+                                       "message": "Fork collab can't be granted by someone without permission"}],
+                           "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"}),
+                );
+            }
             let open_twin = state
                 .items
                 .values()

@@ -1394,3 +1394,98 @@ fn a_comment_on_one_of_many_issues_is_read_with_one_request_and_obeyed() {
         "the command was obeyed: {replies:?}"
     );
 }
+
+#[test]
+fn a_token_that_may_not_write_stops_each_cycle_at_its_first_refusal_and_the_action_backs_off() {
+    let world = World::new();
+    world.github.make_token_read_only();
+    let writes = |world: &World| {
+        world
+            .github
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .count()
+    };
+    let output = world.once(NOTICE);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains("GitHub refuses this token's writes")
+            && said.contains("Resource not accessible by personal access token"),
+        "the reason is given: {said}"
+    );
+    assert!(!said.contains(TOKEN));
+    assert_eq!(writes(&world), 1, "one refused write, then the cycle stops");
+    for cycle in 2..=5 {
+        assert!(!world.once(NOTICE).status.success());
+        assert_eq!(
+            writes(&world),
+            cycle,
+            "at most one refused write a cycle: each action is tried once, then waits"
+        );
+    }
+    assert_eq!(
+        world
+            .github
+            .requests_to("POST", "/repos/NixOS/nixpkgs/issues")
+            .len(),
+        5,
+        "each notice refused once, then waiting; the digest once a cycle"
+    );
+}
+
+#[test]
+fn a_command_on_a_locked_issue_is_obeyed_and_its_answer_left_unposted() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    let hello = world.issue_of("hello").expect("hello's issue");
+    world
+        .github
+        .human_comments(hello, "stv0g", "@hydra-sentinel snooze 30d");
+    world.github.lock(hello);
+    let out = world.once_ok(NOTICE);
+    assert!(out.contains("obeyed command from stv0g"), "{out}");
+    assert!(out.contains(&format!("#{hello} is locked")), "{out}");
+    let posts = world.posts();
+    world.once_ok(NOTICE);
+    assert_eq!(world.posts(), posts, "nothing is tried again");
+}
+
+#[test]
+fn a_pull_request_github_refuses_as_invalid_is_set_aside_once_and_its_branch_never_pushed_again() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    world.github.inject(
+        "POST",
+        "/repos/NixOS/nixpkgs/pulls",
+        GitHubFault::Status(422),
+    );
+    let out = world.once_ok(MARK);
+    assert!(out.contains("GitHub refused it as invalid"), "{out}");
+    let creates = world
+        .github
+        .requests_to("POST", "/repos/NixOS/nixpkgs/pulls")
+        .len();
+    let refs = git_out(&world.fork, &["for-each-ref"]);
+    world.once_ok(LATER);
+    world.once_ok("2025-11-20T00:00:00Z");
+    assert_eq!(
+        world
+            .github
+            .requests_to("POST", "/repos/NixOS/nixpkgs/pulls")
+            .len(),
+        creates,
+        "not asked again"
+    );
+    assert_eq!(
+        git_out(&world.fork, &["for-each-ref"]),
+        refs,
+        "nothing fetched, edited and pushed again"
+    );
+    assert!(world.pulls().is_empty());
+}

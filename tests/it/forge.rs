@@ -805,3 +805,77 @@ fn requests_and_errors_are_counted_in_the_metrics_by_endpoint_and_kind() {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
 }
+
+#[test]
+fn from_an_organisation_s_fork_a_pull_request_is_opened_without_maintainer_edits_and_says_so() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    let new = |branch: &str| NewPull {
+        title: "grafx: mark broken".into(),
+        head: format!("sentinel-org:{branch}"),
+        base: "master".into(),
+        body: "evidence".into(),
+    };
+    runtime().block_on(async {
+        let gh = github(&fake, TOKEN);
+        let usual = gh.create_pull(&new("a"), &[]).await.unwrap();
+        assert!(
+            !fake.body_of(usual.number).unwrap().contains("cannot push"),
+            "said only when true"
+        );
+        fake.make_fork_an_organisations();
+        let pull = gh.create_pull(&new("b"), &[]).await.unwrap();
+        let body = fake.body_of(pull.number).unwrap();
+        assert!(body.starts_with("evidence"), "{body}");
+        assert!(
+            body.contains(hydra_sentinel::forge::NO_MAINTAINER_EDITS),
+            "{body}"
+        );
+    });
+    let creates: Vec<(String, u16)> = fake
+        .requests_to("POST", "/repos/NixOS/nixpkgs/pulls")
+        .into_iter()
+        .map(|r| (r.body, r.status))
+        .collect();
+    assert_eq!(creates.len(), 3, "{creates:?}");
+    assert_eq!(creates[1].1, 422);
+    assert!(creates[1].0.contains(r#""maintainer_can_modify":true"#));
+    assert_eq!(creates[2].1, 201, "asked once more, without it");
+    assert!(creates[2].0.contains(r#""maintainer_can_modify":false"#));
+}
+
+#[test]
+fn refusals_are_told_apart_from_what_is_worth_another_try() {
+    use hydra_sentinel::forge::{Failure, Refusal};
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    runtime().block_on(async {
+        let gh = github(&fake, TOKEN);
+        let issue = gh.create_issue(&new_issue("grafx")).await.unwrap();
+        fake.lock(issue.number);
+        let locked = gh.comment(issue.number, "hello").await.unwrap_err();
+        assert_eq!(
+            locked.failure(),
+            Failure::Refused(Refusal::Locked),
+            "{locked}"
+        );
+        fake.inject(
+            "POST",
+            "/repos/NixOS/nixpkgs/issues",
+            GitHubFault::Status(502),
+        );
+        let flaky = gh.create_issue(&new_issue("x")).await.unwrap_err();
+        assert_eq!(flaky.failure(), Failure::Transient, "{flaky}");
+        fake.make_token_read_only();
+        let refused = gh.create_issue(&new_issue("y")).await.unwrap_err();
+        assert_eq!(
+            refused.failure(),
+            Failure::Refused(Refusal::Token),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("Resource not accessible"),
+            "{refused}"
+        );
+    });
+}
