@@ -938,6 +938,14 @@ impl<F: Forge> Actor<'_, F> {
             .tracking_issue(own, attr)
             .filter(|i| i.state == State::Closed)
             .map(|i| i.number);
+        // Only a close by someone else is a "no"; our own (on a recovery)
+        // never is. A listing does not say who closed: one read does.
+        let closed_by_human = match (action.kind, open, closed) {
+            (ActionKind::Remind, None, Some(number)) => {
+                self.forge.issue(number).await?.closed_by_someone_but(bot)
+            }
+            _ => false,
+        };
         let number = match (action.kind, open, closed) {
             (ActionKind::Notify, Some(number), _) => {
                 self.forge
@@ -950,7 +958,9 @@ impl<F: Forge> Actor<'_, F> {
                 return Ok(Told::In(number));
             }
             // A reminder never reopens a topic a human closed.
-            (ActionKind::Remind, None, Some(number)) => return Ok(Told::ClosedByHuman(number)),
+            (ActionKind::Remind, None, Some(number)) if closed_by_human => {
+                return Ok(Told::ClosedByHuman(number));
+            }
             (_, Some(number), _) => number,
             (_, None, _) => {
                 let issue = self

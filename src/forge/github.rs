@@ -737,6 +737,10 @@ struct GhIssue {
     pull_request: Option<IgnoredAny>,
     #[serde(default)]
     updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    closed_by: Option<GhUser>,
+    #[serde(default)]
+    state_reason: Option<String>,
 }
 
 impl From<GhIssue> for Issue {
@@ -750,6 +754,8 @@ impl From<GhIssue> for Issue {
             author: author(i.user),
             url: i.html_url,
             is_pull_request: i.pull_request.is_some(),
+            closed_by: i.closed_by.map(|u| u.login),
+            state_reason: i.state_reason,
         }
     }
 }
@@ -1215,6 +1221,8 @@ impl GitHub {
                 author: pull.author.clone(),
                 url: pull.url.clone(),
                 is_pull_request: true,
+                closed_by: None,
+                state_reason: None,
             },
             updated_at,
         );

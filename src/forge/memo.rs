@@ -173,6 +173,8 @@ mod tests {
             author: "bot".into(),
             url: String::new(),
             is_pull_request: false,
+            closed_by: None,
+            state_reason: None,
         }
     }
 

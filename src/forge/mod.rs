@@ -217,6 +217,26 @@ pub struct Issue {
     pub author: String,
     pub url: String,
     pub is_pull_request: bool,
+    /// Who closed it, when GitHub says: only reading one issue tells
+    /// (`GET /repos/{owner}/{repo}/issues/{number}`), a listing does not.
+    #[serde(default)]
+    pub closed_by: Option<String>,
+    /// `completed`, `not_planned` or `reopened`, when GitHub says.
+    #[serde(default)]
+    pub state_reason: Option<String>,
+}
+
+impl Issue {
+    /// Whether someone other than `bot` closed it: a human's "no". Our own
+    /// close (a recovery, a superseded digest) never is; a close GitHub
+    /// does not attribute is taken as a human's, the safer reading.
+    pub fn closed_by_someone_but(&self, bot: &str) -> bool {
+        self.state == State::Closed
+            && !self
+                .closed_by
+                .as_deref()
+                .is_some_and(|by| by.eq_ignore_ascii_case(bot))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -66,6 +66,9 @@ impl GitHubRequest {
     }
 }
 
+/// Who closes what a test's human closes.
+pub const HUMAN_CLOSER: &str = "nixpkgs-maintainer";
+
 /// Authors by this name are served as `"user": null` (a deleted account).
 const DELETED: &str = "";
 
@@ -81,6 +84,10 @@ struct Item {
     pull: Option<PullPart>,
     /// The look-alike's clock when it last changed (see [`State::tick`]).
     updated_at: i64,
+    /// Who closed it, and why (`completed`, `not_planned`): GitHub shows
+    /// both when one issue is read, not in listings.
+    closed_by: Option<String>,
+    state_reason: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -354,9 +361,21 @@ impl FakeGitHub {
 
     /// A human closes (or merges) a pull request or closes an issue.
     pub fn human_closes(&self, number: u64, merged: bool) {
+        self.closes(number, merged, HUMAN_CLOSER, "not_planned");
+    }
+
+    /// The bot closed issue `number` itself (as it does on a recovery).
+    pub fn closed_by_the_bot(&self, number: u64) {
+        let login = self.state().login.clone();
+        self.closes(number, false, &login, "completed");
+    }
+
+    fn closes(&self, number: u64, merged: bool, by: &str, reason: &str) {
         let mut state = self.state();
         if let Some(item) = state.items.get_mut(&number) {
             item.state = "closed".into();
+            item.closed_by = Some(by.to_owned());
+            item.state_reason = Some(reason.to_owned());
             if let Some(pull) = &mut item.pull {
                 pull.merged = merged;
             }
@@ -452,6 +471,8 @@ impl FakeGitHub {
                 author: author.to_owned(),
                 pull: None,
                 updated_at,
+                closed_by: None,
+                state_reason: None,
             },
         );
         number
@@ -477,6 +498,8 @@ impl FakeGitHub {
                     merged: false,
                 }),
                 updated_at,
+                closed_by: None,
+                state_reason: None,
             },
         );
         number
@@ -764,17 +787,25 @@ fn route(state: &mut State, request: &Request) -> Answer {
                 author: state.login.clone(),
                 pull: None,
                 updated_at: state.tick(),
+                closed_by: None,
+                state_reason: None,
             };
             let answer = item_json(state, &item);
             state.items.insert(number, item);
             (201, vec![], answer)
         }
         ("GET", ["issues", n]) => match number(n).and_then(|n| state.items.get(&n)) {
-            Some(item) => (200, vec![], item_json(state, item)),
+            Some(item) => {
+                let mut value = item_json(state, item);
+                value["closed_by"] = item.closed_by.as_deref().map_or(Value::Null, user_json);
+                value["state_reason"] = item.state_reason.clone().map_or(Value::Null, Value::from);
+                (200, vec![], value)
+            }
             None => (404, vec![], json!({"message": "Not Found"})),
         },
         ("PATCH", ["issues" | "pulls", n]) => {
             let now = state.tick();
+            let login = state.login.clone();
             let Some(item) = number(n).and_then(|n| state.items.get_mut(&n)) else {
                 return (404, vec![], json!({"message": "Not Found"}));
             };
@@ -783,6 +814,18 @@ fn route(state: &mut State, request: &Request) -> Answer {
             }
             if let Some(new_state) = body["state"].as_str() {
                 item.state = new_state.to_owned();
+                let closed = new_state == "closed";
+                item.closed_by = closed.then(|| login.clone());
+                item.state_reason = if closed {
+                    Some(
+                        body["state_reason"]
+                            .as_str()
+                            .unwrap_or("completed")
+                            .to_owned(),
+                    )
+                } else {
+                    Some("reopened".to_owned())
+                };
             }
             item.updated_at = now;
             let item = item.clone();
@@ -963,6 +1006,8 @@ fn route(state: &mut State, request: &Request) -> Answer {
                     merged: false,
                 }),
                 updated_at: state.tick(),
+                closed_by: None,
+                state_reason: None,
             };
             let answer = pull_json(state, &item);
             state.items.insert(number, item);

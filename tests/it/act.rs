@@ -1489,3 +1489,62 @@ fn a_pull_request_github_refuses_as_invalid_is_set_aside_once_and_its_branch_nev
     );
     assert!(world.pulls().is_empty());
 }
+
+/// A world whose policy gives three days' notice and reminds one day
+/// before marking.
+fn reminding_world() -> World {
+    World::with(
+        Vec::new(),
+        |policy| {
+            policy
+                .replace("remind_before_mark = []", "remind_before_mark = [\"1d\"]")
+                .replace("min_notice = \"1d\"", "min_notice = \"3d\"")
+        },
+        |_| {},
+    )
+}
+
+/// A day before the mark the reminding world's notice allows.
+const REMIND: &str = "2025-11-14T12:00:00Z";
+
+#[test]
+fn a_tracking_issue_closed_by_a_human_is_a_no_and_one_the_bot_closed_never_is() {
+    let human = reminding_world();
+    human.once_ok(NOTICE);
+    let hello = human.issue_of("hello").expect("hello's issue");
+    human.github.human_closes(hello, false);
+    let out = human.once_ok(REMIND);
+    assert!(
+        out.contains(&format!(
+            "hello: tracking issue #{hello} was closed by a human"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        human.github.comments_on(hello),
+        vec![],
+        "a human's no is not argued with"
+    );
+
+    let ours = reminding_world();
+    ours.once_ok(NOTICE);
+    let hello = ours.issue_of("hello").expect("hello's issue");
+    ours.github.closed_by_the_bot(hello);
+    let out = ours.once_ok(REMIND);
+    assert!(!out.contains("closed by a human"), "{out}");
+    let hello_issues: Vec<_> = ours
+        .issues()
+        .into_iter()
+        .filter(|i| i.1 == "Build failure: hello")
+        .collect();
+    assert_eq!(
+        hello_issues.len(),
+        2,
+        "a new tracking issue carries the reminder: {out}"
+    );
+    let reminded = ours.github.comments_on(hello_issues[1].0);
+    assert!(
+        reminded.iter().any(|(author, _)| author == "sentinel-bot"),
+        "{reminded:?}\n{out}"
+    );
+}
