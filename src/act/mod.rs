@@ -64,7 +64,7 @@ pub enum ActError {
     /// rights): the rest of the cycle would be refused alike, so it ends
     /// here, the action backs off, and `/healthz` says why.
     #[error(
-        "GitHub refuses this token's writes, so the cycle stopped: {0}; check the token's rights on the repository and the fork (the README's section on acting says which it needs)"
+        "GitHub refuses this token's writes, so the cycle stopped: {0}; `hydra-sentinel doctor` says what the token lacks"
     )]
     Refused(String),
 }

@@ -387,6 +387,10 @@ impl GitHub {
                 return Ok(Answered {
                     body: bytes,
                     etag,
+                    scopes: headers
+                        .get("x-oauth-scopes")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
                     not_modified: status == 304,
                 });
             }
@@ -566,6 +570,8 @@ Suggest changes in a review, or open a pull request of your own and I step aside
 struct Answered {
     body: Bytes,
     etag: Option<String>,
+    /// `x-oauth-scopes`: a classic token's scopes.
+    scopes: Option<String>,
     /// 304: the answer is the one whose ETag was sent.
     not_modified: bool,
 }
@@ -1347,6 +1353,98 @@ impl GitHub {
         memo.pages = new_tags;
         memo.creator = Some(creator.to_owned());
         Ok(())
+    }
+}
+
+/// What `doctor` learns from GitHub about the token and the repositories.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Whose token it is.
+    pub login: String,
+    /// A classic token's scopes (`x-oauth-scopes`); `None` for other kinds.
+    pub scopes: Option<Vec<String>>,
+    /// The token's role on the repository acted on.
+    pub permission: Permission,
+    /// The fork, or why it cannot be seen.
+    pub fork: Result<ForkProbe, String>,
+    /// The account a `@mention` of this login reaches, if one exists.
+    pub mentioned: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForkProbe {
+    pub default_branch: String,
+    /// `owner/name` of the repository it is a fork of, if it is one.
+    pub parent: Option<String>,
+    /// Whether the token may push to it.
+    pub push: bool,
+}
+
+#[derive(Deserialize)]
+struct GhForkRepo {
+    default_branch: String,
+    #[serde(default)]
+    parent: Option<GhFullName>,
+    #[serde(default)]
+    permissions: Option<GhPermissions>,
+}
+
+#[derive(Deserialize)]
+struct GhFullName {
+    full_name: String,
+}
+
+impl GitHub {
+    /// Ask GitHub what `doctor` checks: who the token is and its scopes,
+    /// its role here, the fork `fork` (`owner/name`), and whom `@mention`
+    /// reaches. Reads only.
+    pub async fn probe(&self, fork: &str, mention: &str) -> Result<Probe, ForgeError> {
+        let answer = self.exchange(Method::Get, "user", &[], None, None).await?;
+        let user: GhUser =
+            serde_json::from_slice(&answer.body).map_err(|source| ForgeError::Decode {
+                method: "GET",
+                path: "user".into(),
+                source,
+            })?;
+        let scopes = answer.scopes.map(|s| {
+            s.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect()
+        });
+        let permission = self.permission().await?;
+        let fork = match self
+            .json::<GhForkRepo>(Method::Get, &format!("repos/{fork}"), &[], None)
+            .await
+        {
+            Ok(repo) => Ok(ForkProbe {
+                default_branch: repo.default_branch,
+                parent: repo.parent.map(|p| p.full_name),
+                push: repo
+                    .permissions
+                    .is_some_and(|p| p.push || p.maintain || p.admin),
+            }),
+            Err(ForgeError::Status { status: 404, .. }) => {
+                Err(format!("{fork} does not exist or this token cannot see it"))
+            }
+            Err(e) => return Err(e),
+        };
+        let login = mention.trim_start_matches('@');
+        let mentioned = match self
+            .json::<GhUser>(Method::Get, &format!("users/{login}"), &[], None)
+            .await
+        {
+            Ok(user) => Some(user.login),
+            Err(ForgeError::Status { status: 404, .. }) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Probe {
+            login: user.login,
+            scopes,
+            permission,
+            fork,
+            mentioned,
+        })
     }
 }
 

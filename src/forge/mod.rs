@@ -26,7 +26,9 @@ mod memo;
 mod memory;
 
 pub use failure::{Failure, Refusal};
-pub use github::{GitHub, GitHubSettings, NO_MAINTAINER_EDITS, Sleeper, user_agent};
+pub use github::{
+    ForkProbe, GitHub, GitHubSettings, NO_MAINTAINER_EDITS, Probe, Sleeper, user_agent,
+};
 pub use memo::Memo;
 pub use memory::MemoryForge;
 
@@ -62,6 +64,15 @@ impl Secret {
             });
         }
         Ok(secret)
+    }
+
+    /// The prefix GitHub gives each kind of token (`ghp_`, `github_pat_`,
+    /// ...), or "" for none known: never more of the secret.
+    pub fn kind_prefix(&self) -> &'static str {
+        ["github_pat_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_"]
+            .into_iter()
+            .find(|p| self.0.starts_with(p))
+            .unwrap_or("")
     }
 
     pub(crate) fn expose(&self) -> &str {

@@ -138,6 +138,12 @@ struct State {
     organisation_fork: bool,
     /// Issues whose conversation is locked.
     locked: Vec<u64>,
+    /// Forks of the repository by `owner/name`: whether the token may push.
+    forks: BTreeMap<String, bool>,
+    /// `x-oauth-scopes` of a classic token; `None` for other kinds.
+    scopes: Option<String>,
+    /// Accounts that exist besides the bot.
+    accounts: Vec<String>,
 }
 
 fn rank(role: &str) -> u8 {
@@ -222,6 +228,7 @@ impl FakeGitHub {
             next_comment: 1,
             // What a bot working from a fork has on nixpkgs.
             role: "pull".into(),
+            scopes: Some("public_repo".into()),
             ..State::default()
         }));
         let shared = Arc::clone(&state);
@@ -423,6 +430,23 @@ impl FakeGitHub {
         self.state().read_only_token = true;
     }
 
+    /// Repository `full_name` is a fork of the repository; `push`: the
+    /// token may push to it.
+    pub fn add_fork(&self, full_name: &str, push: bool) {
+        self.state().forks.insert(full_name.to_owned(), push);
+    }
+
+    /// The token's scopes as GitHub names them for a classic token
+    /// (`x-oauth-scopes`); `None` for a fine-grained one (no such header).
+    pub fn set_scopes(&self, scopes: Option<&str>) {
+        self.state().scopes = scopes.map(str::to_owned);
+    }
+
+    /// An account `login` exists (the bot's always does).
+    pub fn add_account(&self, login: &str) {
+        self.state().accounts.push(login.to_owned());
+    }
+
     /// The bot's fork is an organisation's.
     pub fn make_fork_an_organisations(&self) {
         self.state().organisation_fork = true;
@@ -584,6 +608,9 @@ fn handle(state: &mut State, request: &Request) -> Answer {
             ("x-ratelimit-resource", "core".to_owned()),
         ]);
     }
+    if authorized && let Some(scopes) = &state.scopes {
+        answer.1.push(("x-oauth-scopes", scopes.clone()));
+    }
     if let Some(seen) = state.requests.last_mut() {
         seen.status = answer.0;
     }
@@ -705,6 +732,34 @@ fn route(state: &mut State, request: &Request) -> Answer {
                     "triage": state.at_least("triage"),
                     "pull": state.at_least("pull"),
                 },
+            }),
+        );
+    }
+    if request.method == "GET"
+        && let Some(login) = path.strip_prefix("/users/")
+    {
+        let known = login.eq_ignore_ascii_case(&state.login)
+            || state.accounts.iter().any(|a| a.eq_ignore_ascii_case(login));
+        return if known {
+            (200, vec![], json!({"login": login, "type": "User"}))
+        } else {
+            (404, vec![], json!({"message": "Not Found"}))
+        };
+    }
+    if request.method == "GET"
+        && let Some(full_name) = path.strip_prefix("/repos/")
+        && let Some(push) = state.forks.get(full_name)
+    {
+        return (
+            200,
+            vec![],
+            json!({
+                "full_name": full_name,
+                "fork": true,
+                "default_branch": "master",
+                "parent": {"full_name": state.repo},
+                "permissions": {"admin": *push, "maintain": *push, "push": *push,
+                                "triage": *push, "pull": true},
             }),
         );
     }

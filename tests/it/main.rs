@@ -4,6 +4,7 @@
 mod act;
 mod cli;
 mod daemon;
+mod doctor;
 mod forge;
 mod helpers;
 mod ingest;
