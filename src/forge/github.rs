@@ -980,7 +980,10 @@ impl Forge for GitHub {
         let path = self.repo_path(&format!("issues/{number}/comments"));
         let (as_of, seen) = {
             let memo = self.memo();
-            (memo.updated_at(number), memo.comments.get(&number).cloned())
+            (
+                self.listed_at(&memo, number),
+                memo.comments.get(&number).cloned(),
+            )
         };
         let Some(as_of) = as_of else {
             let comments: Vec<GhComment> = self.pages(&path, &[]).await?;
@@ -1011,7 +1014,7 @@ impl Forge for GitHub {
     }
 
     async fn review_comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError> {
-        let as_of = self.memo().updated_at(number);
+        let as_of = self.listed_at(&self.memo(), number);
         if let Some(as_of) = as_of
             && let Some(seen) = self.memo().reviews.get(&number)
             && seen.as_of == as_of
@@ -1048,7 +1051,7 @@ impl Forge for GitHub {
     }
 
     async fn pull(&self, number: u64) -> Result<PullRequest, ForgeError> {
-        let as_of = self.memo().updated_at(number);
+        let as_of = self.listed_at(&self.memo(), number);
         if let Some(as_of) = as_of
             && let Some(seen) = self.memo().pulls.get(&number)
             && seen.as_of == as_of
@@ -1197,6 +1200,14 @@ impl GitHub {
             )
             .await?;
         Ok(found.items.into_iter().map(Issue::from).collect())
+    }
+
+    /// Item `number`'s `updated_at`, when this client listed it: what was
+    /// read for the item is trusted only while that matches, and only once
+    /// this client's own listing has brought the times up to date.
+    fn listed_at(&self, memo: &Memo, number: u64) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.listed.get()?;
+        memo.updated_at(number)
     }
 
     /// An item of ours changed by us: the memo holds its new state (only
