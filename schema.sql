@@ -160,7 +160,95 @@ CREATE TABLE whole_eval_requests (
     reason    TEXT                       -- why it failed (then the eval went build by build)
 );
 
--- version 9: what GitHub last told us, so a quiet cycle asks only what changed
+-- version 7: when each build was last asked about
+
+-- Builds are learned one by one over many passes when an eval is too big to
+-- ask for whole (a trunk-sized first eval, a mass rebuild): each batch is
+-- kept as it arrives, and rechecks ask about the builds least recently
+-- asked about first. NULL: learned from a whole-eval download, or before
+-- this column existed (oldest first).
+ALTER TABLE builds ADD COLUMN fetched_at INTEGER;
+
+-- version 8: when failures began, learned from Hydra on a first install
+
+-- A job already failing in the first stored eval has a past we did not
+-- see. Hydra knows it: the job's newest successful build (`/job/…/latest`)
+-- and the evals that contain it (`jobsetevals`), and the build of the eval
+-- after it (`/eval/{id}/job/{job}`), whose queue time is when the failure
+-- began. One row per such job, learned once, within the request budget.
+CREATE TABLE job_origins (
+    job_id             INTEGER PRIMARY KEY REFERENCES jobs (id),
+    build_id           INTEGER NOT NULL,  -- the failing build of the first stored eval
+    learned_at         INTEGER NOT NULL,  -- Unix s
+    since              INTEGER NOT NULL,  -- when the failure began (Unix s), or the horizon
+    since_eval         INTEGER,           -- Hydra eval id where it began, when known
+    evals_before       INTEGER NOT NULL,  -- evals of the failure before the first stored one
+    derivations_before INTEGER NOT NULL,  -- failing derivations before the stored ones (at least)
+    last_success_build INTEGER,           -- Hydra's newest successful build of the job
+    last_success_eval  INTEGER,           -- the newest eval that contained it
+    last_success_time  INTEGER,           -- when it finished (Unix s)
+    beyond_horizon     INTEGER NOT NULL   -- 1: it began before the horizon; `since` is the horizon
+);
+
+-- version 9: when Hydra last checked each jobset
+
+-- A page of `/jobset/…/evals` carries every build id of its 20 evals (57 MB
+-- of JSON for trunk): it is read only when Hydra's `lastcheckedtime` for the
+-- jobset (`/api/jobsets`, a few KB) moved since the last complete discovery.
+ALTER TABLE jobsets ADD COLUMN hydra_checked_at INTEGER;
+
+-- version 10: builds that change after the fact, and renamed jobsets
+
+-- Hydra changes a build after the fact: a restart sets `finished = 0` and
+-- keeps the old status and times until it finishes again (NixOS/hydra
+-- `Helper/Nix.pm` `restartBuilds`); an eval that reuses a build by output
+-- path repoints it at a new derivation with `finished = 0` and no status
+-- (`script/hydra-eval-jobset` `applyDrvPathRepoints`). Such a change is a
+-- new *version* of the build: `builds` holds the newest one (its number in
+-- `version`), `build_versions` the ones it replaced, and each span names
+-- the version it saw. A change is recorded from the eval where it was seen
+-- on (the job's open span is closed and a new one opened), so the evals
+-- before it keep the result they had. Finishing for the first time is not
+-- a new version: it completes the one that was pending.
+ALTER TABLE builds ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE spans ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+
+CREATE TABLE build_versions (
+    build_id INTEGER NOT NULL REFERENCES builds (id),
+    version  INTEGER NOT NULL,
+    finished INTEGER NOT NULL,
+    status   INTEGER,
+    stoptime INTEGER,
+    drv_hash TEXT NOT NULL,
+    PRIMARY KEY (build_id, version)
+) WITHOUT ROWID;
+
+-- What a span saw: its build as of the span's version.
+CREATE VIEW span_builds AS
+SELECT s.job_id, s.first_seq, s.last_seq, s.build_id, s.version,
+       CASE WHEN v.build_id IS NULL THEN b.finished ELSE v.finished END AS finished,
+       CASE WHEN v.build_id IS NULL THEN b.status ELSE v.status END AS status,
+       CASE WHEN v.build_id IS NULL THEN b.stoptime ELSE v.stoptime END AS stoptime,
+       CASE WHEN v.build_id IS NULL THEN b.drv_hash ELSE v.drv_hash END AS drv_hash
+FROM spans s
+JOIN builds b ON b.id = s.build_id
+LEFT JOIN build_versions v ON v.build_id = s.build_id AND v.version = s.version AND s.version != b.version;
+
+-- Failed builds of the newest eval are asked about again in rounds (a
+-- restart or a repoint changes them): a round starts every
+-- `recheck_after_secs` (`rechecked_at`) and goes through them in id order,
+-- `recheck_budget` a pass; `recheck_cursor` is the last build id done, NULL
+-- between rounds. It is written with the statuses it covers, so a killed
+-- round resumes where it stopped.
+ALTER TABLE jobsets ADD COLUMN recheck_cursor INTEGER;
+
+-- A jobset renamed on Hydra: its old URLs redirect (301) and its builds
+-- report the new name (`Controller/Jobset.pm` `jobsetChain`, `Builds.pm`
+-- `as_json`). The history stays on this row; `renamed_to` is the name Hydra
+-- uses now, until the configuration says so too.
+ALTER TABLE jobsets ADD COLUMN renamed_to TEXT;
+
+-- version 11: what GitHub last told us, so a quiet cycle asks only what changed
 
 -- The forge's memo (JSON, shaped and owned by `forge::Memo`): the bot's own
 -- issues and pull requests with GitHub's `updated_at`, what was read for

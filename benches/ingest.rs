@@ -60,7 +60,10 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[hydra]\nurl = \"{}\"\n[[jobsets]]\nproject = \"nixpkgs\"\njobset = \"trunk\"\n[database]\npath = {:?}\n",
+            // The writer's throughput on the streamed path: a local Hydra
+            // answers `/eval/{id}/builds` for any size (hydra.nixos.org's
+            // gateway would not; see `ingest::WHOLE_EVAL_MAX_BUILDS`).
+            "[hydra]\nurl = \"{}\"\n[[jobsets]]\nproject = \"nixpkgs\"\njobset = \"trunk\"\n[database]\npath = {:?}\n[ingest]\nwhole_eval_max_builds = 1000000\n",
             hydra.url(),
             db.display().to_string()
         ),

@@ -126,11 +126,23 @@ pub struct IngestSettings {
     /// Failed builds in the newest eval are asked about again after this long
     /// (restarts change a build's status after the fact).
     pub recheck_after: Duration,
+    /// At most this many builds of the newest eval are asked about again
+    /// per pass (unfinished ones, and a round of failed ones).
+    pub recheck_budget: usize,
     /// `/eval/{id}/builds` is asked for only for evals of at most this many
     /// builds (and at most once per eval): Hydra builds the whole array
     /// before the first byte, and nginx gives up after 900 s. See
     /// [`crate::ingest::WHOLE_EVAL_MAX_BUILDS`] for the reasoning.
     pub whole_eval_max_builds: usize,
+    /// Hydra requests one pass may send, all jobsets and phases together.
+    /// What is not learned within it is learned on the next passes, where
+    /// the previous one stopped: a trunk-sized first eval takes many passes
+    /// (see the README's budget table), and the daemon still plans and acts
+    /// between them.
+    pub requests_per_pass: usize,
+    /// How far back a first install looks for when failures under way
+    /// began: an older beginning is told as "at least this long".
+    pub origin_horizon: Duration,
 }
 
 impl Default for IngestSettings {
@@ -140,7 +152,10 @@ impl Default for IngestSettings {
             per_build_fetch_limit: 1000,
             builds_per_request: 250,
             recheck_after: Duration::from_secs(6 * 3600),
+            recheck_budget: 200,
             whole_eval_max_builds: crate::ingest::WHOLE_EVAL_MAX_BUILDS,
+            requests_per_pass: crate::ingest::REQUESTS_PER_PASS,
+            origin_horizon: Duration::from_secs(26 * 7 * 86_400),
         }
     }
 }
@@ -367,6 +382,15 @@ impl Config {
                 "ingest.max_evals_per_pass must be at least 1".into(),
             ));
         }
+        if *ingest.requests_per_pass.get_ref() < crate::ingest::MIN_REQUESTS_PER_PASS {
+            return Err(invalid(
+                ingest.requests_per_pass.span(),
+                format!(
+                    "ingest.requests_per_pass must be at least {} (an eval needs its page and its build list)",
+                    crate::ingest::MIN_REQUESTS_PER_PASS
+                ),
+            ));
+        }
         let daemon = raw.daemon;
         if *daemon.interval_secs.get_ref() == 0 {
             return Err(invalid(
@@ -467,7 +491,10 @@ impl Config {
                 per_build_fetch_limit: ingest.per_build_fetch_limit,
                 builds_per_request: ingest.builds_per_request.max(1),
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
+                recheck_budget: ingest.recheck_budget,
                 whole_eval_max_builds: ingest.whole_eval_max_builds,
+                requests_per_pass: *ingest.requests_per_pass.get_ref(),
+                origin_horizon: Duration::from_secs(ingest.origin_horizon_days * 86_400),
             },
             policy_file: raw.policy.file,
             nixpkgs_checkout,
@@ -704,7 +731,10 @@ struct RawIngest {
     per_build_fetch_limit: usize,
     builds_per_request: usize,
     recheck_after_secs: u64,
+    recheck_budget: usize,
     whole_eval_max_builds: usize,
+    requests_per_pass: Spanned<usize>,
+    origin_horizon_days: u64,
 }
 
 impl Default for RawIngest {
@@ -715,7 +745,10 @@ impl Default for RawIngest {
             per_build_fetch_limit: d.per_build_fetch_limit,
             builds_per_request: d.builds_per_request,
             recheck_after_secs: d.recheck_after.as_secs(),
+            recheck_budget: d.recheck_budget,
             whole_eval_max_builds: d.whole_eval_max_builds,
+            requests_per_pass: Spanned::new(0..0, d.requests_per_pass),
+            origin_horizon_days: d.origin_horizon.as_secs() / 86_400,
         }
     }
 }

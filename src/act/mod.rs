@@ -1604,6 +1604,7 @@ mod tests {
                     runs: vec![run(0, 1, 1, (true, Some(1))), run(2, 2, 2, newest)],
                 }],
                 propagated_from: BTreeMap::new(),
+                origins: BTreeMap::new(),
             }],
             maintainers: BTreeMap::new(),
         }

@@ -246,6 +246,13 @@ pub(crate) fn ingest(
             r.rechecked_builds,
             r.changed_builds
         )?;
+        if let Some(p) = &r.pending {
+            writeln!(
+                out,
+                "{}: eval {} is being learned build by build: {} of its {} builds still to ask about (at most {} requests a pass; the next pass goes on)",
+                r.jobset, p.eval, p.missing, p.builds, config.ingest.requests_per_pass
+            )?;
+        }
     }
     match error {
         Some(e) => Err(e)

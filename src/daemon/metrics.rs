@@ -23,6 +23,10 @@ pub const BUILDS_REFUSED: &str = "hydra_sentinel_builds_refused_total";
 pub const BUILDS_RECHECKED: &str = "hydra_sentinel_builds_rechecked_total";
 pub const BUILDS_CHANGED: &str = "hydra_sentinel_builds_changed_total";
 pub const HYDRA_REQUESTS: &str = "hydra_sentinel_hydra_requests_total";
+/// Requests taken from the passes' budgets (`ingest.requests_per_pass`).
+pub const HYDRA_REQUESTS_BUDGETED: &str = "hydra_sentinel_hydra_requests_budgeted_total";
+/// Builds of an eval still to be learned (0 once none is pending).
+pub const EVAL_BUILDS_MISSING: &str = "hydra_sentinel_eval_builds_missing";
 pub const HYDRA_ERRORS: &str = "hydra_sentinel_hydra_errors_total";
 pub const JOBS: &str = "hydra_sentinel_jobs";
 pub const EVALS_STORED: &str = "hydra_sentinel_evals_stored";
@@ -75,6 +79,14 @@ pub fn describe() {
     describe_counter!(
         BUILDS_CHANGED,
         "Rechecked builds whose status had changed, per jobset."
+    );
+    describe_counter!(
+        HYDRA_REQUESTS_BUDGETED,
+        "Hydra requests taken from the passes' request budgets, per jobset."
+    );
+    describe_gauge!(
+        EVAL_BUILDS_MISSING,
+        "Builds of the eval being learned over several passes that are still to be asked about, per jobset (0: none pending)."
     );
     describe_counter!(
         HYDRA_REQUESTS,

@@ -251,8 +251,17 @@ impl CycleStep for IngestStep {
                 None => {
                     let evals: usize = reports.iter().map(|r| r.evals_ingested.len()).sum();
                     let builds: usize = reports.iter().map(|r| r.builds_written).sum();
+                    let missing: usize = reports
+                        .iter()
+                        .filter_map(|r| r.pending.map(|p| p.missing))
+                        .sum();
+                    let learning = if missing > 0 {
+                        format!("; {missing} builds of pending evals still to learn")
+                    } else {
+                        String::new()
+                    };
                     Ok(format!(
-                        "{evals} new eval{} ({builds} builds written) over {} jobset{}",
+                        "{evals} new eval{} ({builds} builds written) over {} jobset{}{learning}",
                         if evals == 1 { "" } else { "s" },
                         reports.len(),
                         if reports.len() == 1 { "" } else { "s" }

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::pacer::{Pacer, Pacing, Progress};
-use super::{Build, Eval, EvalsPage, HydraError};
+use super::{Build, BuildInEvals, Eval, EvalsPage, HydraError, JobsetOverview};
 
 /// Refusals (429) of one request ridden out before giving up on it: with
 /// delays growing from `retry_initial_delay` to `retry_max_delay`, the
@@ -62,6 +62,8 @@ impl HydraSettings {
 #[derive(Clone)]
 pub struct HydraClient {
     http: reqwest::Client,
+    /// Follows no redirect (see [`HydraClient::latest_success`]).
+    locating: reqwest::Client,
     base: Url,
     in_flight: Arc<Semaphore>,
     pacer: Arc<Pacer>,
@@ -92,12 +94,19 @@ impl HydraClient {
         user_agent.push(')');
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, "application/json".parse().expect("static header"));
-        let http = reqwest::Client::builder()
-            .user_agent(user_agent)
-            .default_headers(headers)
-            .gzip(true)
-            .connect_timeout(settings.connect_timeout)
-            .read_timeout(settings.read_timeout)
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(user_agent.clone())
+                .default_headers(headers.clone())
+                .gzip(true)
+                .connect_timeout(settings.connect_timeout)
+                .read_timeout(settings.read_timeout)
+        };
+        let http = builder().build().map_err(HydraError::Client)?;
+        // Hydra answers "which build?" questions with a redirect; reading the
+        // Location instead of following it costs one request, not two.
+        let locating = builder()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(HydraError::Client)?;
         let mut base = settings.url.clone();
@@ -116,6 +125,7 @@ impl HydraClient {
             .with_max_times(RATE_LIMIT_RETRIES);
         Ok(HydraClient {
             http,
+            locating,
             base,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             pacer: Arc::new(Pacer::new(settings.pacing)),
@@ -153,10 +163,31 @@ impl HydraClient {
         url
     }
 
+    /// The jobsets of a project with when Hydra last checked each.
+    pub async fn jobsets_overview(&self, project: &str) -> Result<Vec<JobsetOverview>, HydraError> {
+        let mut url = self.url("api/jobsets");
+        url.query_pairs_mut().append_pair("project", project);
+        self.get_json(&url).await
+    }
+
     /// One page of evals; `next` is resolved against the page's own URL, as
-    /// Hydra's links are relative (`?page=2`).
+    /// Hydra's links are relative (`?page=2`). A renamed jobset's old URLs
+    /// answer 301 with the new ones (NixOS/hydra `Controller/Jobset.pm`
+    /// `jobsetChain`, `jobsetrenames`): the redirect is followed, said in
+    /// the log, and the next page is asked for at its new address.
     pub async fn evals_page(&self, url: &Url) -> Result<(EvalsPage, Option<Url>), HydraError> {
-        let page: EvalsPage = self.get_json(url).await?;
+        let (page, served_from): (EvalsPage, Url) = self
+            .paced(url, true, |permit| async move {
+                let response = self.get_json_once_from(url).await;
+                drop(permit);
+                response
+            })
+            .await?;
+        if served_from.path() != url.path() {
+            tracing::warn!(asked = %url, served_from = %served_from,
+                "Hydra redirected a jobset's evals page: the jobset was probably renamed; update [[jobsets]] in the configuration");
+        }
+        let url = &served_from;
         let next = match &page.next {
             Some(link) => Some(url.join(link).map_err(|e| HydraError::BadUrl {
                 url: link.clone(),
@@ -173,6 +204,97 @@ impl HydraClient {
 
     pub async fn build(&self, id: i64) -> Result<Build, HydraError> {
         self.get_json(&self.url(&format!("build/{id}"))).await
+    }
+
+    /// A build with the evals that contain it.
+    pub async fn build_in_evals(&self, id: i64) -> Result<BuildInEvals, HydraError> {
+        self.get_json(&self.url(&format!("build/{id}"))).await
+    }
+
+    /// The job's newest successful build, if Hydra has one: `/job/{p}/{j}/
+    /// {job}/latest` redirects to it (NixOS/hydra
+    /// `Base/Controller/ListBuilds.pm` `latest`: finished, status 0, highest
+    /// id), or answers 404.
+    pub async fn latest_success(
+        &self,
+        project: &str,
+        jobset: &str,
+        job: &str,
+    ) -> Result<Option<i64>, HydraError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http(s) base URL")
+            .pop_if_empty()
+            .extend(["job", project, jobset, job, "latest"]);
+        self.locate_build(&url).await
+    }
+
+    /// The eval's build of `job`: `/eval/{id}/job/{job}` redirects to it
+    /// (`Controller/JobsetEval.pm` `job`), or answers 404.
+    pub async fn eval_job(&self, eval: i64, job: &str) -> Result<Option<i64>, HydraError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http(s) base URL")
+            .pop_if_empty()
+            .extend(["eval", &eval.to_string(), "job", job]);
+        self.locate_build(&url).await
+    }
+
+    /// The build id a redirect points at, or None on 404.
+    async fn locate_build(&self, url: &Url) -> Result<Option<i64>, HydraError> {
+        self.paced(url, true, |permit| async move {
+            let answer = self.locate_once(url).await;
+            drop(permit);
+            answer
+        })
+        .await
+    }
+
+    async fn locate_once(&self, url: &Url) -> Result<Option<i64>, HydraError> {
+        tracing::debug!(%url, "GET (where does it redirect?)");
+        metrics::counter!("hydra_sentinel_hydra_requests_total", "endpoint" => endpoint(url))
+            .increment(1);
+        let response = self
+            .locating
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|source| HydraError::Http {
+                url: url.to_string(),
+                source,
+            })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status.is_redirection() {
+            let build = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|location| location.split('?').next())
+                .and_then(|location| location.trim_end_matches('/').rsplit_once("/build/"))
+                .and_then(|(_, id)| id.parse::<i64>().ok());
+            return match build {
+                Some(id) => Ok(Some(id)),
+                None => Err(HydraError::Status {
+                    url: url.to_string(),
+                    status: status.as_u16(),
+                    message: Some("a redirect that does not point at a build".into()),
+                    retry_after: None,
+                }),
+            };
+        }
+        Err(HydraError::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+            message: Some(if status.is_success() {
+                "expected a redirect to a build".into()
+            } else {
+                status.canonical_reason().unwrap_or("error").into()
+            }),
+            retry_after: None,
+        })
     }
 
     /// Open `/eval/{id}/builds` as a byte stream. Sent once: a failure is
@@ -261,7 +383,16 @@ impl HydraClient {
     }
 
     async fn get_json_once<T: DeserializeOwned>(&self, url: &Url) -> Result<T, HydraError> {
+        self.get_json_once_from(url).await.map(|(value, _)| value)
+    }
+
+    /// [`Self::get_json_once`], with the URL that answered (after redirects).
+    async fn get_json_once_from<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+    ) -> Result<(T, Url), HydraError> {
         let response = self.send(url).await?;
+        let served_from = response.url().clone();
         let parsed = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| HydraError::Json {
                 url: url.to_string(),
@@ -275,7 +406,7 @@ impl HydraClient {
         if parsed.is_err() {
             metrics::counter!("hydra_sentinel_hydra_errors_total", "kind" => "body").increment(1);
         }
-        parsed
+        parsed.map(|value| (value, served_from))
     }
 
     /// Send a GET and turn a non-success status into an error that keeps
@@ -324,7 +455,13 @@ impl HydraClient {
 /// The kind of Hydra page a URL asks for, as a metrics label.
 fn endpoint(url: &Url) -> &'static str {
     let path = url.path().trim_end_matches('/');
-    if path.ends_with("/evals") {
+    if path.ends_with("/api/jobsets") {
+        "api_jobsets"
+    } else if path.contains("/eval/") && path.contains("/job/") {
+        "eval_job"
+    } else if path.contains("/job/") && path.ends_with("/latest") {
+        "job_latest"
+    } else if path.ends_with("/evals") {
         "evals"
     } else if path.ends_with("/builds") {
         "eval_builds"

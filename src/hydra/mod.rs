@@ -17,7 +17,7 @@ mod store_path;
 mod stream;
 
 pub use client::{HydraClient, HydraSettings};
-pub use models::{Build, Eval, EvalHeader, EvalsPage};
+pub use models::{Build, BuildInEvals, Eval, EvalHeader, EvalsPage, JobsetOverview};
 pub use pacer::Pacing;
 pub use store_path::{StorePath, StorePathError};
 pub use stream::{StreamError, for_each_build};

@@ -97,6 +97,7 @@ fn snapshot() -> Snapshot {
                 evals,
                 jobs,
                 propagated_from: BTreeMap::new(),
+                origins: BTreeMap::new(),
             }],
             maintainers,
         },

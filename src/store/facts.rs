@@ -146,8 +146,8 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT j.id, j.attr, j.system, j.suffixed, s.first_seq, s.last_seq,
-                        b.id, b.finished, b.status, b.drv_hash
-                 FROM jobs j JOIN spans s ON s.job_id = j.id JOIN builds b ON b.id = s.build_id
+                        s.build_id, s.finished, s.status, s.drv_hash
+                 FROM jobs j JOIN span_builds s ON s.job_id = j.id
                  WHERE j.jobset_id = ?1 ORDER BY j.id, s.first_seq",
             )
             .context("reading job histories")?;
@@ -186,6 +186,7 @@ impl Store {
             evals,
             jobs,
             propagated_from: BTreeMap::new(),
+            origins: self.origins(jobset_id)?.into_iter().collect(),
         })
     }
 

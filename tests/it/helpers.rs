@@ -92,6 +92,19 @@ pub struct Sandbox {
     pub config: Config,
 }
 
+/// Tests not about the request budget get one that never binds (one pass
+/// learns everything served); a test that sets `requests_per_pass` keeps it.
+fn with_unbinding_budget(extra: &str) -> String {
+    const UNBINDING: &str = "requests_per_pass = 100000000\n";
+    if extra.contains("requests_per_pass") {
+        extra.to_owned()
+    } else if extra.contains("[ingest]\n") {
+        extra.replacen("[ingest]\n", &format!("[ingest]\n{UNBINDING}"), 1)
+    } else {
+        format!("{extra}\n[ingest]\n{UNBINDING}")
+    }
+}
+
 impl Sandbox {
     pub fn new(hydra: &FakeHydra, extra: &str) -> Sandbox {
         Sandbox::new_in(
@@ -110,6 +123,7 @@ impl Sandbox {
 
     fn new_in(dir: tempfile::TempDir, hydra: &FakeHydra, extra: &str) -> Sandbox {
         let db = dir.path().join("state.sqlite");
+        let extra = with_unbinding_budget(extra);
         let text = format!(
             "[hydra]\nurl = \"{}\"\nretries = 3\nretry_initial_delay_ms = 10\nretry_max_delay_ms = 50\n\n\
              [[jobsets]]\nproject = \"nixpkgs\"\njobset = \"trunk\"\n\n[database]\npath = {:?}\n{extra}",

@@ -2,6 +2,8 @@
 //! against a Hydra look-alike on loopback.
 
 mod act;
+mod catch_up;
+mod changes;
 mod cli;
 mod daemon;
 mod doctor;
