@@ -281,3 +281,16 @@ DROP TABLE actions;
 ALTER TABLE actions_v8 RENAME TO actions;
 CREATE INDEX actions_by_attr ON actions (attr, kind);
 CREATE INDEX actions_by_pr ON actions (pr);
+
+-- version 12: what GitHub last told us, so a quiet cycle asks only what changed
+
+-- The forge's memo (JSON, shaped and owned by `forge::Memo`): the bot's own
+-- issues and pull requests with GitHub's `updated_at`, what was read for
+-- them, and the ETags of the listing's pages. The next cycle lists only what
+-- changed `since` (a 304 to `If-None-Match` costs no quota). Only a cache:
+-- a missing or unreadable row costs one full listing, never a wrong action.
+CREATE TABLE forge_memo (
+    repo     TEXT PRIMARY KEY,           -- owner/name acted on
+    memo     TEXT NOT NULL,              -- JSON
+    saved_at INTEGER NOT NULL            -- Unix s, wall clock
+);

@@ -3,7 +3,7 @@
 
 use crate::config::{Config, GitHubConfig};
 use crate::digest::{self, DigestInput, Week};
-use crate::forge::{Forge, GitHub, GitHubSettings, NewIssue, Secret, State, user_agent};
+use crate::forge::{Forge, GitHub, GitHubSettings, Memo, NewIssue, Secret, State, user_agent};
 use crate::policy::{self, Facts, Ledger, Policy};
 use crate::store::{LeaseHeld, LeaseHolder, Store};
 
@@ -205,38 +205,76 @@ pub fn run_tuned(
             GitHubSettings::new(github.api_url.clone(), &github.repo, token.clone());
         forge_settings.user_agent = user_agent(Some(&contact(github)));
         tune(&mut forge_settings);
-        let forge = GitHub::new(forge_settings)?;
-        let permission = forge.permission().await?;
-        report.did(format!(
-            "the token's role on {} is {}: {}",
-            github.repo,
-            permission.as_str(),
-            if permission.may_label() {
-                "labels are applied"
-            } else {
-                "labels are left off (they need triage or more)"
-            }
-        ));
-        let actor = Actor {
-            forge: &forge,
-            publisher: &publisher,
-            store,
-            settings: &settings,
+        let memo = store
+            .forge_memo(&github.repo)?
+            .map_or_else(Memo::default, |text| Memo::from_json(&text));
+        let forge = GitHub::new(forge_settings)?.with_memo(memo);
+        let acted = act_with(
+            &forge,
+            github,
+            &facts,
             policy,
+            store,
+            &settings,
+            &publisher,
+            &lease,
+            now,
             progress,
-        };
-        actor.prepare(&facts, now, &mut report).await?;
-        lease.renew()?;
-        let ledger = store.ledger()?;
-        let plan = policy::plan(policy, &facts, &ledger, now);
-        actor.execute(&plan, now, &mut report).await?;
-        lease.renew()?;
-        let week = Week::containing(now);
-        let text = digest_text(policy, &facts, &store.ledger()?, now, week);
-        post_digest(&forge, &settings, week, &text, &mut report).await?;
-        Ok::<(), ActError>(())
+            &mut report,
+        )
+        .await;
+        // Whatever happened, what GitHub told us stays true: the next cycle
+        // asks only what changed since.
+        store.save_forge_memo(&github.repo, &forge.take_memo().to_json(), wall_clock())?;
+        acted
     })?;
     Ok(Outcome::Acted(report))
+}
+
+/// The acting part of a cycle, on a client built for it.
+#[allow(clippy::too_many_arguments)]
+async fn act_with(
+    forge: &GitHub,
+    github: &GitHubConfig,
+    facts: &Facts,
+    policy: &Policy,
+    store: &Store,
+    settings: &ActSettings,
+    publisher: &GitPublisher,
+    lease: &Lease<'_>,
+    now: i64,
+    progress: &(dyn Fn() + Sync),
+    report: &mut ActReport,
+) -> Result<(), ActError> {
+    let permission = forge.permission().await?;
+    report.did(format!(
+        "the token's role on {} is {}: {}",
+        github.repo,
+        permission.as_str(),
+        if permission.may_label() {
+            "labels are applied"
+        } else {
+            "labels are left off (they need triage or more)"
+        }
+    ));
+    let actor = Actor {
+        forge,
+        publisher,
+        store,
+        settings,
+        policy,
+        progress,
+    };
+    actor.prepare(facts, now, report).await?;
+    lease.renew()?;
+    let ledger = store.ledger()?;
+    let plan = policy::plan(policy, facts, &ledger, now);
+    actor.execute(&plan, now, report).await?;
+    lease.renew()?;
+    let week = Week::containing(now);
+    let text = digest_text(policy, facts, &store.ledger()?, now, week);
+    post_digest(forge, settings, week, &text, report).await?;
+    Ok(())
 }
 
 /// How long the actor lease lasts without renewal. A cycle renews it after

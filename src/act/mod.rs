@@ -22,12 +22,15 @@ pub mod commands;
 pub mod cycle;
 pub mod opt_outs;
 pub mod publish;
+mod refusals;
 pub mod render;
 pub mod warn;
 
 use std::collections::BTreeMap;
 
-use crate::forge::{Forge, ForgeError, Issue, NewIssue, NewPull, PullRequest, State};
+use crate::forge::{
+    Failure, Forge, ForgeError, Issue, NewIssue, NewPull, PullRequest, Refusal, State,
+};
 use crate::history::StatusClass;
 use crate::policy::engine::builds_again;
 use crate::policy::{
@@ -59,6 +62,13 @@ pub enum ActError {
     /// of the cycle would meet the same limit, so it ends here.
     #[error("GitHub's rate limit ended the cycle: {0}")]
     RateLimited(String),
+    /// GitHub refused a write for a reason every write shares (the token's
+    /// rights): the rest of the cycle would be refused alike, so it ends
+    /// here, the action backs off, and `/healthz` says why.
+    #[error(
+        "GitHub refuses this token's writes, so the cycle stopped: {0}; `hydra-sentinel doctor` says what the token lacks"
+    )]
+    Refused(String),
 }
 
 /// Validated settings of the act stage.
@@ -627,9 +637,21 @@ impl<F: Forge> Actor<'_, F> {
                 accepted,
                 now,
             )?;
-            self.forge
+            let replied = self
+                .forge
                 .comment(number, &render::command_reply(&comment.author, &reply))
-                .await?;
+                .await;
+            match replied {
+                // A maintainer locked the conversation after speaking: the
+                // command holds, the reply cannot be posted.
+                Err(e) if e.failure() == Failure::Refused(Refusal::Locked) => report.did(format!(
+                    "#{number} is locked: the answer to {}'s command is not posted",
+                    comment.author
+                )),
+                replied => {
+                    replied?;
+                }
+            }
             (self.progress)();
             report.did(format!(
                 "#{number}: {} command from {}",
@@ -933,6 +955,14 @@ impl<F: Forge> Actor<'_, F> {
             .tracking_issue(own, attr)
             .filter(|i| i.state == State::Closed)
             .map(|i| i.number);
+        // Only a close by someone else is a "no"; our own (on a recovery)
+        // never is. A listing does not say who closed: one read does.
+        let closed_by_human = match (action.kind, open, closed) {
+            (ActionKind::Remind, None, Some(number)) => {
+                self.forge.issue(number).await?.closed_by_someone_but(bot)
+            }
+            _ => false,
+        };
         let number = match (action.kind, open, closed) {
             (ActionKind::Notify, Some(number), _) => {
                 self.forge
@@ -945,7 +975,9 @@ impl<F: Forge> Actor<'_, F> {
                 return Ok(Told::In(number));
             }
             // A reminder never reopens a topic a human closed.
-            (ActionKind::Remind, None, Some(number)) => return Ok(Told::ClosedByHuman(number)),
+            (ActionKind::Remind, None, Some(number)) if closed_by_human => {
+                return Ok(Told::ClosedByHuman(number));
+            }
             (_, Some(number), _) => number,
             (_, None, _) => {
                 let issue = self
@@ -1315,6 +1347,9 @@ impl<F: Forge> Actor<'_, F> {
                 "{what}: outcome unknown ({error}); will reconcile next cycle"
             ));
             return Ok(());
+        }
+        if let Some(refused) = refusals::settle(self.store, id, error, now, what, report)? {
+            return refused;
         }
         self.store
             .record_result(id, &failed(now, &crate::error_chain(error)))?;

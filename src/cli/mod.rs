@@ -4,6 +4,7 @@
 mod act;
 mod config;
 mod demo;
+mod doctor;
 mod generate;
 mod policy;
 mod site;
@@ -116,6 +117,11 @@ enum Command {
     /// age, platforms, blast radius), one page per package and maintainer,
     /// roots with their victims, and the policy's next step for each.
     Report(site::ReportArgs),
+    /// Whether this setup can act on GitHub: the configuration, the token
+    /// (kind, scopes, whose), the fork and push access to it, the role on
+    /// the repository, whom the mention reaches, Hydra and the nixpkgs
+    /// checkout. Reads only; exits non-zero on a problem, saying how to fix it.
+    Doctor,
     /// Policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -191,6 +197,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(args) => site::report(&load_config()?, &args, &mut stdout),
         Command::Policy(command) => policy::policy_command(&command, &mut stdout),
         Command::Config(command) => config::config_command(&command, &mut stdout),
+        Command::Doctor => doctor::doctor(cli.config.as_deref(), &mut stdout),
         Command::Completions { shell } => generate::completions(shell, &mut stdout),
         Command::Man { out_dir } => generate::man(out_dir.as_deref(), &mut stdout),
     }

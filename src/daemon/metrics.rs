@@ -46,9 +46,10 @@ pub const REPORTS: &str = "hydra_sentinel_reports_total";
 /// Labels: `kind` (notify, remind, mark_broken, close_pr, retire, escalate,
 /// hold, digest) and `outcome` (done, dry_run, skipped, failed).
 pub const ACTIONS: &str = "hydra_sentinel_actions_total";
-/// Label `endpoint` (a small fixed set, like the Hydra one).
+/// Labels `endpoint` (a small fixed set, like the Hydra one) and `answer`
+/// (2xx, not_modified, 4xx, 5xx, network). Recorded by `forge`.
 pub const GITHUB_REQUESTS: &str = "hydra_sentinel_github_requests_total";
-/// Label `kind` (network, 4xx, 5xx, rate_limited).
+/// Label `kind` (network, 4xx, 5xx, rate_limited). Recorded by `forge`.
 pub const GITHUB_ERRORS: &str = "hydra_sentinel_github_errors_total";
 
 /// Install the global recorder and return the handle `/metrics` renders.
@@ -125,8 +126,14 @@ pub fn describe() {
         "Seconds since the loop last made progress (the watchdog's view)."
     );
     describe_counter!(ACTIONS, "Actions by kind and outcome (plan/act; reserved).");
-    describe_counter!(GITHUB_REQUESTS, "Requests sent to GitHub (reserved).");
-    describe_counter!(GITHUB_ERRORS, "Failed GitHub requests by kind (reserved).");
+    describe_counter!(
+        GITHUB_REQUESTS,
+        "Requests sent to GitHub, by endpoint and answer (a 304, not_modified, costs no quota)."
+    );
+    describe_counter!(
+        GITHUB_ERRORS,
+        "Failed GitHub requests by kind: network, 4xx, 5xx, rate_limited."
+    );
 }
 
 pub(crate) fn record_summaries(summaries: &[JobsetSummary]) {

@@ -45,12 +45,14 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::{
-    Comment, Forge, ForgeError, GHOST, Issue, NewIssue, NewPull, Permission, PullRequest, Secret,
-    State,
+    Comment, Forge, ForgeError, GHOST, Issue, Memo, NewIssue, NewPull, Permission, PullRequest,
+    Secret, State,
 };
 
-/// Most pages read when listing (100 items each).
-const MAX_PAGES: usize = 50;
+/// Most pages read when listing (100 items each): 100,000 items, far above
+/// any repository's count of one bot's issues and pull requests, so only a
+/// wrong login (a human's token with years of work) ends a cycle this way.
+const MAX_PAGES: usize = 1000;
 
 /// The User-Agent of every GitHub request: the program, its version, and
 /// how to reach whoever runs it (GitHub: "use your GitHub username, or the
@@ -155,6 +157,12 @@ pub struct GitHub {
     settings: GitHubSettings,
     last_write: Mutex<Option<Instant>>,
     permission: tokio::sync::OnceCell<Permission>,
+    login: tokio::sync::OnceCell<String>,
+    /// What GitHub told earlier clients and this one (see [`Memo`]).
+    memo: Mutex<Memo>,
+    /// Whose items this client listed already: one listing per client (a
+    /// cycle), our own writes kept in the memo after it.
+    listed: tokio::sync::OnceCell<String>,
 }
 
 impl std::fmt::Debug for GitHub {
@@ -260,7 +268,25 @@ impl GitHub {
             settings,
             last_write: Mutex::new(None),
             permission: tokio::sync::OnceCell::new(),
+            login: tokio::sync::OnceCell::new(),
+            memo: Mutex::new(Memo::default()),
+            listed: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Start from what an earlier client learned (see [`Memo`]).
+    pub fn with_memo(self, memo: Memo) -> GitHub {
+        *self.memo() = memo;
+        self
+    }
+
+    /// What this client knows now, to hand to the next one.
+    pub fn take_memo(&self) -> Memo {
+        self.memo().clone()
+    }
+
+    fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.memo.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn backoff(&self, attempt: usize) -> Duration {
@@ -281,6 +307,23 @@ impl GitHub {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Bytes, ForgeError> {
+        Ok(self.exchange(method, path, query, body, None).await?.body)
+    }
+
+    /// [`GitHub::send`], conditional on `if_none_match` (an ETag of an
+    /// earlier answer): GitHub answers 304 when nothing changed, and such a
+    /// 304 "does not count against your primary rate limit" (GitHub's "Best
+    /// practices for using the REST API", "Use conditional requests if
+    /// appropriate").
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        if_none_match: Option<&str>,
+    ) -> Result<Answered, ForgeError> {
+        let endpoint = endpoint(path);
         let mut url = self
             .api
             .join(path)
@@ -297,13 +340,24 @@ impl GitHub {
             }
             tracing::debug!(method = method.name(), path, attempt, "GitHub request");
             let result = match method {
-                Method::Get => self.octo._get(url.as_str()).await,
+                Method::Get => match if_none_match.and_then(|e| HeaderValue::from_str(e).ok()) {
+                    Some(etag) => {
+                        let mut headers = http::HeaderMap::new();
+                        headers.insert(http::header::IF_NONE_MATCH, etag);
+                        self.octo
+                            ._get_with_headers(url.as_str(), Some(headers))
+                            .await
+                    }
+                    None => self.octo._get(url.as_str()).await,
+                },
                 Method::Post => self.octo._post(url.as_str(), body).await,
                 Method::Patch => self.octo._patch(url.as_str(), body).await,
             };
             let response = match result {
                 Ok(response) => response,
                 Err(e) => {
+                    count_request(endpoint, "network");
+                    count_error("network");
                     if method == Method::Get && attempt <= self.settings.read_retries {
                         tracing::warn!(path, error = %e, "GitHub read failed; retrying");
                         self.settings.sleeper.sleep(self.backoff(attempt)).await;
@@ -324,8 +378,21 @@ impl GitHub {
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            if (200..300).contains(&status) {
-                return Ok(bytes);
+            count_request(endpoint, status_class(status));
+            let etag = headers
+                .get(http::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if (200..300).contains(&status) || (status == 304 && if_none_match.is_some()) {
+                return Ok(Answered {
+                    body: bytes,
+                    etag,
+                    scopes: headers
+                        .get("x-oauth-scopes")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                    not_modified: status == 304,
+                });
             }
             if let Some(limit) =
                 rate_limit(status, &headers, &bytes, chrono::Utc::now().timestamp())
@@ -336,6 +403,7 @@ impl GitHub {
                         .rate_limit_floor
                         .saturating_mul(1 << (limited - 1).min(10))
                 });
+                count_error("rate_limited");
                 if limited >= self.settings.rate_limit_attempts
                     || wait > self.settings.max_rate_limit_wait
                 {
@@ -359,17 +427,13 @@ impl GitHub {
                 self.settings.sleeper.sleep(wait).await;
                 continue;
             }
+            count_error(if status >= 500 { "5xx" } else { "4xx" });
             if status >= 500 && method == Method::Get && attempt <= self.settings.read_retries {
                 tracing::warn!(path, status, "GitHub server error on a read; retrying");
                 self.settings.sleeper.sleep(self.backoff(attempt)).await;
                 continue;
             }
-            let message = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| {
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()
-                });
+            let message = error_message(&bytes);
             return Err(ForgeError::Status {
                 method: method.name(),
                 path: path.to_owned(),
@@ -462,6 +526,95 @@ impl GitHub {
             }
         }
     }
+}
+
+/// GitHub's explanation of a refusal: its `message`, and for a validation
+/// error what each of its `errors` says (field, code and message: the
+/// `fork_collab` of an organisation's fork is only there).
+fn error_message(bytes: &[u8]) -> String {
+    let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+        return String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+    };
+    let mut message = value
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("no message")
+        .to_owned();
+    let details: Vec<String> = value
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            ["field", "code", "message"]
+                .iter()
+                .filter_map(|k| e.get(*k).and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|d| !d.is_empty())
+        .collect();
+    if !details.is_empty() {
+        message = format!("{message}: {}", details.join("; "));
+    }
+    message.chars().take(500).collect()
+}
+
+/// Said in a pull request's body when GitHub would not let maintainers push
+/// to its branch, and only then.
+pub const NO_MAINTAINER_EDITS: &str = "*Maintainers cannot push to this branch: it is in an organisation's fork, \
+which GitHub does not let open its branches to the maintainers of the repository. \
+Suggest changes in a review, or open a pull request of your own and I step aside.*";
+
+/// A successful answer (2xx, or 304 to a conditional request).
+struct Answered {
+    body: Bytes,
+    etag: Option<String>,
+    /// `x-oauth-scopes`: a classic token's scopes.
+    scopes: Option<String>,
+    /// 304: the answer is the one whose ETag was sent.
+    not_modified: bool,
+}
+
+/// The endpoint of a request path, for the requests metric: a small fixed
+/// set (numbers and the repository's name left out).
+fn endpoint(path: &str) -> &'static str {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["user"] => "user",
+        ["search", "issues"] => "search",
+        ["repos", _, _] => "repo",
+        ["repos", _, _, "issues"] => "issues",
+        ["repos", _, _, "issues", _] => "issue",
+        ["repos", _, _, "issues", _, "comments"] => "comments",
+        ["repos", _, _, "issues", _, "labels"] => "labels",
+        ["repos", _, _, "pulls"] => "pulls",
+        ["repos", _, _, "pulls", _] => "pull",
+        ["repos", _, _, "pulls", _, "reviews"] => "reviews",
+        ["repos", _, _, "pulls", _, "comments"] => "review_comments",
+        _ => "other",
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        304 => "not_modified",
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+/// One request sent (an attempt: a retried call counts each time).
+fn count_request(endpoint: &'static str, answer: &'static str) {
+    metrics::counter!("hydra_sentinel_github_requests_total", "endpoint" => endpoint, "answer" => answer)
+        .increment(1);
+}
+
+/// One failed answer, by kind: `network`, `4xx`, `5xx`, `rate_limited`.
+fn count_error(kind: &'static str) {
+    metrics::counter!("hydra_sentinel_github_errors_total", "kind" => kind).increment(1);
 }
 
 /// A rate-limited answer: how long GitHub asks us to wait, if it says.
@@ -588,6 +741,12 @@ struct GhIssue {
     html_url: String,
     #[serde(default)]
     pull_request: Option<IgnoredAny>,
+    #[serde(default)]
+    updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    closed_by: Option<GhUser>,
+    #[serde(default)]
+    state_reason: Option<String>,
 }
 
 impl From<GhIssue> for Issue {
@@ -601,6 +760,8 @@ impl From<GhIssue> for Issue {
             author: author(i.user),
             url: i.html_url,
             is_pull_request: i.pull_request.is_some(),
+            closed_by: i.closed_by.map(|u| u.login),
+            state_reason: i.state_reason,
         }
     }
 }
@@ -613,6 +774,8 @@ struct GhComment {
     #[serde(default)]
     user: Option<GhUser>,
     created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default)]
+    updated_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A pull request review; `submitted_at` is null while it is pending.
@@ -658,6 +821,8 @@ struct GhPull {
     html_url: String,
     #[serde(default)]
     labels: Vec<GhLabel>,
+    #[serde(default)]
+    updated_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<GhPull> for PullRequest {
@@ -683,8 +848,13 @@ struct GhSearch {
 
 impl Forge for GitHub {
     async fn whoami(&self) -> Result<String, ForgeError> {
-        let user: GhUser = self.json(Method::Get, "user", &[], None).await?;
-        Ok(user.login)
+        self.login
+            .get_or_try_init(|| async {
+                let user: GhUser = self.json(Method::Get, "user", &[], None).await?;
+                Ok(user.login)
+            })
+            .await
+            .cloned()
     }
 
     async fn permission(&self) -> Result<Permission, ForgeError> {
@@ -707,7 +877,17 @@ impl Forge for GitHub {
     }
 
     async fn items_by(&self, creator: &str) -> Result<Vec<Issue>, ForgeError> {
-        // The issues endpoint lists pull requests too (with `pull_request`).
+        let mirrored = self
+            .listed
+            .get_or_try_init(|| async {
+                self.list_items(creator).await?;
+                Ok::<_, ForgeError>(creator.to_owned())
+            })
+            .await?;
+        if mirrored.eq_ignore_ascii_case(creator) {
+            return Ok(self.memo().listed());
+        }
+        // Someone else's: not mirrored (nothing asks for that today).
         let issues: Vec<GhIssue> = self
             .pages(
                 &self.repo_path("issues"),
@@ -735,13 +915,19 @@ impl Forge for GitHub {
         // (403 "You do not have permission to create labels on this
         // repository") when one does not exist yet. They are added after.
         let body = json!({"title": issue.title, "body": super::fit_body(&issue.body)});
-        let mut created: Issue = self
-            .json::<GhIssue>(Method::Post, &self.repo_path("issues"), &[], Some(&body))
-            .await?
-            .into();
+        let answer: GhIssue = self
+            .json(Method::Post, &self.repo_path("issues"), &[], Some(&body))
+            .await?;
+        let updated_at = answer.updated_at.unwrap_or_default();
+        let mut created: Issue = answer.into();
         if let Some(labels) = self.label(created.number, &issue.labels).await {
             created.labels = labels;
         }
+        let mut memo = self.memo();
+        memo.remember_item(created.clone(), updated_at);
+        // A new issue has no comments: nothing to read until it changes.
+        memo.merge_comments(created.number, updated_at, Vec::new());
+        drop(memo);
         Ok(created)
     }
 
@@ -766,19 +952,28 @@ impl Forge for GitHub {
                 Some(&Value::Object(patch)),
             )
             .await?;
-        Ok(edited.into())
+        let updated_at = edited.updated_at.unwrap_or_default();
+        let edited = Issue::from(edited);
+        self.remember_own(edited.clone(), updated_at);
+        Ok(edited)
     }
 
     async fn comment(&self, number: u64, body: &str) -> Result<Comment, ForgeError> {
-        let created: GhComment = self
-            .json(
+        let created: Comment = self
+            .json::<GhComment>(
                 Method::Post,
                 &self.repo_path(&format!("issues/{number}/comments")),
                 &[],
                 Some(&json!({"body": super::fit_body(body)})),
             )
-            .await?;
-        Ok(created.into())
+            .await?
+            .into();
+        // Kept with what was read, but the time of the newest comment read
+        // stays: a human's comment from just before ours is still asked for.
+        if let Some(seen) = self.memo().comments.get_mut(&number) {
+            seen.comments.push(created.clone());
+        }
+        Ok(created)
     }
 
     async fn edit_comment(&self, id: u64, body: &str) -> Result<Comment, ForgeError> {
@@ -795,13 +990,138 @@ impl Forge for GitHub {
     }
 
     async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError> {
-        let comments: Vec<GhComment> = self
-            .pages(&self.repo_path(&format!("issues/{number}/comments")), &[])
-            .await?;
-        Ok(comments.into_iter().map(Comment::from).collect())
+        let path = self.repo_path(&format!("issues/{number}/comments"));
+        let (as_of, seen) = {
+            let memo = self.memo();
+            (
+                self.listed_at(&memo, number),
+                memo.comments.get(&number).cloned(),
+            )
+        };
+        let Some(as_of) = as_of else {
+            let comments: Vec<GhComment> = self.pages(&path, &[]).await?;
+            return Ok(comments.into_iter().map(Comment::from).collect());
+        };
+        if let Some(seen) = &seen
+            && seen.as_of == as_of
+        {
+            return Ok(seen.comments.clone());
+        }
+        // Only what changed since the newest comment read (GitHub's "List
+        // issue comments": `since`, "only show results that were last
+        // updated after the given time"; it includes that time itself).
+        let since = seen.and_then(|s| s.newest).map(wire_time);
+        let query: Vec<(&str, &str)> = since.iter().map(|s| ("since", s.as_str())).collect();
+        let fresh: Vec<GhComment> = self.pages(&path, &query).await?;
+        Ok(self.memo().merge_comments(
+            number,
+            as_of,
+            fresh
+                .into_iter()
+                .map(|c| {
+                    let updated = c.updated_at.or(Some(c.created_at));
+                    (Comment::from(c), updated)
+                })
+                .collect(),
+        ))
     }
 
     async fn review_comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError> {
+        let as_of = self.listed_at(&self.memo(), number);
+        if let Some(as_of) = as_of
+            && let Some(seen) = self.memo().reviews.get(&number)
+            && seen.as_of == as_of
+        {
+            return Ok(seen.value.clone());
+        }
+        let read = self.read_review_comments(number).await?;
+        if let Some(as_of) = as_of {
+            self.memo().reviews.insert(
+                number,
+                super::memo::Seen {
+                    as_of,
+                    value: read.clone(),
+                },
+            );
+        }
+        Ok(read)
+    }
+
+    async fn pull_by_head(&self, head: &str) -> Result<Option<PullRequest>, ForgeError> {
+        let pulls: Vec<GhPull> = self
+            .json(
+                Method::Get,
+                &self.repo_path("pulls"),
+                &[("head", head), ("state", "all"), ("per_page", "100")],
+                None,
+            )
+            .await?;
+        Ok(pulls
+            .into_iter()
+            .map(PullRequest::from)
+            .filter(|p| p.head.eq_ignore_ascii_case(head))
+            .max_by_key(|p| p.number))
+    }
+
+    async fn pull(&self, number: u64) -> Result<PullRequest, ForgeError> {
+        let as_of = self.listed_at(&self.memo(), number);
+        if let Some(as_of) = as_of
+            && let Some(seen) = self.memo().pulls.get(&number)
+            && seen.as_of == as_of
+        {
+            return Ok(seen.value.clone());
+        }
+        let pull: PullRequest = self
+            .json::<GhPull>(
+                Method::Get,
+                &self.repo_path(&format!("pulls/{number}")),
+                &[],
+                None,
+            )
+            .await?
+            .into();
+        if let Some(as_of) = as_of {
+            self.memo().pulls.insert(
+                number,
+                super::memo::Seen {
+                    as_of,
+                    value: pull.clone(),
+                },
+            );
+        }
+        Ok(pull)
+    }
+
+    async fn create_pull(
+        &self,
+        pull: &NewPull,
+        labels: &[String],
+    ) -> Result<PullRequest, ForgeError> {
+        self.create_pull_request(pull, labels).await
+    }
+
+    async fn close_pull(&self, number: u64) -> Result<PullRequest, ForgeError> {
+        let closed: GhPull = self
+            .json(
+                Method::Patch,
+                &self.repo_path(&format!("pulls/{number}")),
+                &[],
+                Some(&json!({"state": "closed"})),
+            )
+            .await?;
+        let updated_at = closed.updated_at.unwrap_or_default();
+        let closed = PullRequest::from(closed);
+        self.remember_own_pull(&closed, updated_at);
+        Ok(closed)
+    }
+
+    async fn open_pulls_mentioning(&self, text: &str) -> Result<Vec<Issue>, ForgeError> {
+        self.search_open_pulls(text).await
+    }
+}
+
+impl GitHub {
+    async fn read_review_comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError> {
         // https://docs.github.com/rest/pulls/reviews#list-reviews-for-a-pull-request
         // and .../comments#list-review-comments-on-a-pull-request
         let reviews: Vec<GhReview> = self
@@ -829,65 +1149,59 @@ impl Forge for GitHub {
         Ok(out)
     }
 
-    async fn pull_by_head(&self, head: &str) -> Result<Option<PullRequest>, ForgeError> {
-        let pulls: Vec<GhPull> = self
-            .json(
-                Method::Get,
-                &self.repo_path("pulls"),
-                &[("head", head), ("state", "all"), ("per_page", "100")],
-                None,
-            )
-            .await?;
-        Ok(pulls
-            .into_iter()
-            .map(PullRequest::from)
-            .filter(|p| p.head.eq_ignore_ascii_case(head))
-            .max_by_key(|p| p.number))
-    }
-
-    async fn pull(&self, number: u64) -> Result<PullRequest, ForgeError> {
-        let pull: GhPull = self
-            .json(
-                Method::Get,
-                &self.repo_path(&format!("pulls/{number}")),
-                &[],
-                None,
-            )
-            .await?;
-        Ok(pull.into())
-    }
-
-    async fn create_pull(
+    async fn create_pull_request(
         &self,
         pull: &NewPull,
         labels: &[String],
     ) -> Result<PullRequest, ForgeError> {
         let body = json!({"title": pull.title, "head": pull.head, "base": pull.base, "body": super::fit_body(&pull.body),
                           "maintainer_can_modify": true});
-        let mut created: PullRequest = self
-            .json::<GhPull>(Method::Post, &self.repo_path("pulls"), &[], Some(&body))
-            .await?
-            .into();
+        let answer: GhPull = match self
+            .json(Method::Post, &self.repo_path("pulls"), &[], Some(&body))
+            .await
+        {
+            // An organisation's fork cannot open its branches to the
+            // repository's maintainers (422 `fork_collab`); such a refusal
+            // created nothing, so asking again without it is safe.
+            Err(ForgeError::Status {
+                status: 422,
+                message,
+                ..
+            }) if message.contains("fork_collab") => {
+                tracing::warn!(
+                    head = pull.head,
+                    "GitHub will not let maintainers push to a branch of this fork; opening the pull request without that"
+                );
+                let text = format!("{}\n\n{NO_MAINTAINER_EDITS}\n", pull.body);
+                let body = json!({"title": pull.title, "head": pull.head, "base": pull.base, "body": super::fit_body(&text),
+                                  "maintainer_can_modify": false});
+                self.json(Method::Post, &self.repo_path("pulls"), &[], Some(&body))
+                    .await?
+            }
+            answer => answer?,
+        };
+        let updated_at = answer.updated_at.unwrap_or_default();
+        let mut created = PullRequest::from(answer);
         // The pull request exists whatever happens to its labels.
         if let Some(labels) = self.label(created.number, labels).await {
             created.labels = labels;
         }
+        self.remember_own_pull(&created, updated_at);
+        // A new pull request has no comments or reviews yet.
+        let mut memo = self.memo();
+        memo.merge_comments(created.number, updated_at, Vec::new());
+        memo.reviews.insert(
+            created.number,
+            super::memo::Seen {
+                as_of: updated_at,
+                value: Vec::new(),
+            },
+        );
+        drop(memo);
         Ok(created)
     }
 
-    async fn close_pull(&self, number: u64) -> Result<PullRequest, ForgeError> {
-        let closed: GhPull = self
-            .json(
-                Method::Patch,
-                &self.repo_path(&format!("pulls/{number}")),
-                &[],
-                Some(&json!({"state": "closed"})),
-            )
-            .await?;
-        Ok(closed.into())
-    }
-
-    async fn open_pulls_mentioning(&self, text: &str) -> Result<Vec<Issue>, ForgeError> {
+    async fn search_open_pulls(&self, text: &str) -> Result<Vec<Issue>, ForgeError> {
         let escaped = text.replace('"', "");
         let query = format!("repo:{} is:pr is:open in:title \"{escaped}\"", self.repo);
         let found: GhSearch = self
@@ -900,6 +1214,267 @@ impl Forge for GitHub {
             .await?;
         Ok(found.items.into_iter().map(Issue::from).collect())
     }
+
+    /// Item `number`'s `updated_at`, when this client listed it: what was
+    /// read for the item is trusted only while that matches, and only once
+    /// this client's own listing has brought the times up to date.
+    fn listed_at(&self, memo: &Memo, number: u64) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.listed.get()?;
+        memo.updated_at(number)
+    }
+
+    /// An item of ours changed by us: the memo holds its new state (only
+    /// for items it mirrors: ours).
+    fn remember_own(&self, issue: Issue, updated_at: chrono::DateTime<chrono::Utc>) {
+        let mut memo = self.memo();
+        if memo.items.contains_key(&issue.number) {
+            memo.remember_item(issue, updated_at);
+        }
+    }
+
+    /// A pull request we opened or closed, as the issues listing shows it.
+    fn remember_own_pull(&self, pull: &PullRequest, updated_at: chrono::DateTime<chrono::Utc>) {
+        let mut memo = self.memo();
+        if !pull
+            .author
+            .eq_ignore_ascii_case(memo.creator.as_deref().unwrap_or_default())
+        {
+            return;
+        }
+        memo.remember_item(
+            Issue {
+                number: pull.number,
+                title: pull.title.clone(),
+                body: pull.body.clone(),
+                state: pull.state,
+                labels: pull.labels.clone(),
+                author: pull.author.clone(),
+                url: pull.url.clone(),
+                is_pull_request: true,
+                closed_by: None,
+                state_reason: None,
+            },
+            updated_at,
+        );
+        memo.pulls.insert(
+            pull.number,
+            super::memo::Seen {
+                as_of: updated_at,
+                value: pull.clone(),
+            },
+        );
+    }
+
+    /// List the bot's items into the memo: everything when due (see
+    /// [`Memo`]), else only what changed `since` the watermark, each page
+    /// conditional on its ETag from last time.
+    ///
+    /// Newest first (`sort=updated&direction=desc`): an item updated while
+    /// the pages are read moves to the front, which shifts the rest towards
+    /// later pages (read twice, never skipped); the item itself is newer
+    /// than the watermark taken from the first page, so the next listing
+    /// has it.
+    async fn list_items(&self, creator: &str) -> Result<(), ForgeError> {
+        let now = chrono::Utc::now().timestamp();
+        let (full, watermark, tags) = {
+            let memo = self.memo();
+            (
+                memo.needs_full_listing(creator, now),
+                memo.watermark,
+                memo.pages.clone(),
+            )
+        };
+        let path = self.repo_path("issues");
+        let since = watermark.map(wire_time);
+        let mut query: Vec<(&str, &str)> = vec![
+            ("creator", creator),
+            ("state", "all"),
+            ("sort", "updated"),
+            ("direction", "desc"),
+            ("per_page", "100"),
+        ];
+        if let Some(since) = since.as_deref().filter(|_| !full) {
+            query.push(("since", since));
+        }
+        let mut fresh: Vec<(Issue, chrono::DateTime<chrono::Utc>)> = Vec::new();
+        let mut new_tags = std::collections::BTreeMap::new();
+        let mut complete = false;
+        let mut pages = 0;
+        for page in 1..=MAX_PAGES {
+            pages = page;
+            let page = page.to_string();
+            let mut q = query.clone();
+            q.push(("page", &page));
+            let key = format!(
+                "{path}?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&q)
+                    .finish()
+            );
+            let known = tags.get(&key).filter(|_| !full);
+            let answer = self
+                .exchange(Method::Get, &path, &q, None, known.map(|t| t.etag.as_str()))
+                .await?;
+            let items = match (answer.not_modified, known) {
+                // Unchanged since the last listing, which was merged then.
+                (true, Some(known)) => {
+                    new_tags.insert(key, known.clone());
+                    known.items
+                }
+                _ => {
+                    let listed: Vec<GhIssue> =
+                        serde_json::from_slice(&answer.body).map_err(|source| {
+                            ForgeError::Decode {
+                                method: "GET",
+                                path: path.clone(),
+                                source,
+                            }
+                        })?;
+                    let count = listed.len();
+                    if let Some(etag) = answer.etag {
+                        new_tags.insert(key, super::memo::PageTag { etag, items: count });
+                    }
+                    fresh.extend(listed.into_iter().map(|i| {
+                        let updated = i.updated_at.unwrap_or_default();
+                        (Issue::from(i), updated)
+                    }));
+                    count
+                }
+            };
+            if items < 100 {
+                complete = true;
+                break;
+            }
+        }
+        if !complete {
+            return Err(ForgeError::TooManyPages {
+                path,
+                pages: MAX_PAGES,
+            });
+        }
+        let mut memo = self.memo();
+        if full {
+            memo.items.clear();
+            memo.full_at = Some(now);
+        }
+        tracing::debug!(
+            full,
+            changed = fresh.len(),
+            pages,
+            "listed our issues and pull requests"
+        );
+        // The watermark stays while what changed since fits one page: the
+        // same question then gets the same answer, a free 304, every quiet
+        // cycle. It moves on after a full listing or when the answer grew
+        // past a page.
+        let advance = full || pages > 1;
+        for (issue, updated) in fresh {
+            if advance {
+                memo.watermark = Some(memo.watermark.map_or(updated, |w| w.max(updated)));
+            }
+            memo.remember_item(issue, updated);
+        }
+        memo.pages = new_tags;
+        memo.creator = Some(creator.to_owned());
+        Ok(())
+    }
+}
+
+/// What `doctor` learns from GitHub about the token and the repositories.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Whose token it is.
+    pub login: String,
+    /// A classic token's scopes (`x-oauth-scopes`); `None` for other kinds.
+    pub scopes: Option<Vec<String>>,
+    /// The token's role on the repository acted on.
+    pub permission: Permission,
+    /// The fork, or why it cannot be seen.
+    pub fork: Result<ForkProbe, String>,
+    /// The account a `@mention` of this login reaches, if one exists.
+    pub mentioned: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForkProbe {
+    pub default_branch: String,
+    /// `owner/name` of the repository it is a fork of, if it is one.
+    pub parent: Option<String>,
+    /// Whether the token may push to it.
+    pub push: bool,
+}
+
+#[derive(Deserialize)]
+struct GhForkRepo {
+    default_branch: String,
+    #[serde(default)]
+    parent: Option<GhFullName>,
+    #[serde(default)]
+    permissions: Option<GhPermissions>,
+}
+
+#[derive(Deserialize)]
+struct GhFullName {
+    full_name: String,
+}
+
+impl GitHub {
+    /// Ask GitHub what `doctor` checks: who the token is and its scopes,
+    /// its role here, the fork `fork` (`owner/name`), and whom `@mention`
+    /// reaches. Reads only.
+    pub async fn probe(&self, fork: &str, mention: &str) -> Result<Probe, ForgeError> {
+        let answer = self.exchange(Method::Get, "user", &[], None, None).await?;
+        let user: GhUser =
+            serde_json::from_slice(&answer.body).map_err(|source| ForgeError::Decode {
+                method: "GET",
+                path: "user".into(),
+                source,
+            })?;
+        let scopes = answer.scopes.map(|s| {
+            s.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect()
+        });
+        let permission = self.permission().await?;
+        let fork = match self
+            .json::<GhForkRepo>(Method::Get, &format!("repos/{fork}"), &[], None)
+            .await
+        {
+            Ok(repo) => Ok(ForkProbe {
+                default_branch: repo.default_branch,
+                parent: repo.parent.map(|p| p.full_name),
+                push: repo
+                    .permissions
+                    .is_some_and(|p| p.push || p.maintain || p.admin),
+            }),
+            Err(ForgeError::Status { status: 404, .. }) => {
+                Err(format!("{fork} does not exist or this token cannot see it"))
+            }
+            Err(e) => return Err(e),
+        };
+        let login = mention.trim_start_matches('@');
+        let mentioned = match self
+            .json::<GhUser>(Method::Get, &format!("users/{login}"), &[], None)
+            .await
+        {
+            Ok(user) => Some(user.login),
+            Err(ForgeError::Status { status: 404, .. }) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Probe {
+            login: user.login,
+            scopes,
+            permission,
+            fork,
+            mentioned,
+        })
+    }
+}
+
+/// A time as GitHub's query parameters take it (ISO 8601, UTC, seconds).
+fn wire_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

@@ -142,6 +142,8 @@ fn as_issue(p: &PullRequest) -> Issue {
         author: p.author.clone(),
         url: p.url.clone(),
         is_pull_request: true,
+        closed_by: None,
+        state_reason: None,
     }
 }
 
@@ -196,6 +198,8 @@ impl Forge for MemoryForge {
             author: self.login.clone(),
             url: format!("https://github.invalid/issues/{number}"),
             is_pull_request: false,
+            closed_by: None,
+            state_reason: None,
         };
         inner.issues.insert(number, issue.clone());
         inner.calls.push(format!("create_issue #{number}"));
@@ -218,6 +222,7 @@ impl Forge for MemoryForge {
         }
         if let Some(state) = state {
             issue.state = state;
+            issue.closed_by = (state == State::Closed).then(|| issue.author.clone());
         }
         let issue = issue.clone();
         inner.calls.push(format!("edit_issue #{number}"));

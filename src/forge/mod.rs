@@ -20,10 +20,16 @@
 //! token holds triage rights or more on the repository ([`Permission`]) —
 //! and a refused label never fails the issue or pull request it was for.
 
+mod failure;
 mod github;
+mod memo;
 mod memory;
 
-pub use github::{GitHub, GitHubSettings, Sleeper, user_agent};
+pub use failure::{Failure, Refusal};
+pub use github::{
+    ForkProbe, GitHub, GitHubSettings, NO_MAINTAINER_EDITS, Probe, Sleeper, user_agent,
+};
+pub use memo::Memo;
 pub use memory::MemoryForge;
 
 use std::fmt;
@@ -58,6 +64,15 @@ impl Secret {
             });
         }
         Ok(secret)
+    }
+
+    /// The prefix GitHub gives each kind of token (`ghp_`, `github_pat_`,
+    /// ...), or "" for none known: never more of the secret.
+    pub fn kind_prefix(&self) -> &'static str {
+        ["github_pat_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_"]
+            .into_iter()
+            .find(|p| self.0.starts_with(p))
+            .unwrap_or("")
     }
 
     pub(crate) fn expose(&self) -> &str {
@@ -122,7 +137,9 @@ pub enum ForgeError {
     },
     #[error("no such {what} #{number}")]
     NotFound { what: &'static str, number: u64 },
-    #[error("GET {path} has more than {pages} pages; refusing to act on a partial list")]
+    #[error(
+        "GET {path} has more than {pages} pages of 100; refusing to act on a partial list (far more items than any repository we know of: is the token's login the bot's?)"
+    )]
     TooManyPages { path: String, pages: usize },
 }
 
@@ -201,7 +218,7 @@ pub enum State {
 }
 
 /// An issue (or a pull request seen through the issues API).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Issue {
     pub number: u64,
     pub title: String,
@@ -211,9 +228,29 @@ pub struct Issue {
     pub author: String,
     pub url: String,
     pub is_pull_request: bool,
+    /// Who closed it, when GitHub says: only reading one issue tells
+    /// (`GET /repos/{owner}/{repo}/issues/{number}`), a listing does not.
+    #[serde(default)]
+    pub closed_by: Option<String>,
+    /// `completed`, `not_planned` or `reopened`, when GitHub says.
+    #[serde(default)]
+    pub state_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Issue {
+    /// Whether someone other than `bot` closed it: a human's "no". Our own
+    /// close (a recovery, a superseded digest) never is; a close GitHub
+    /// does not attribute is taken as a human's, the safer reading.
+    pub fn closed_by_someone_but(&self, bot: &str) -> bool {
+        self.state == State::Closed
+            && !self
+                .closed_by
+                .as_deref()
+                .is_some_and(|by| by.eq_ignore_ascii_case(bot))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Comment {
     pub id: u64,
     pub author: String,
@@ -222,7 +259,7 @@ pub struct Comment {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullRequest {
     pub number: u64,
     pub title: String,

@@ -66,6 +66,9 @@ impl GitHubRequest {
     }
 }
 
+/// Who closes what a test's human closes.
+pub const HUMAN_CLOSER: &str = "nixpkgs-maintainer";
+
 /// Authors by this name are served as `"user": null` (a deleted account).
 const DELETED: &str = "";
 
@@ -79,6 +82,12 @@ struct Item {
     /// [`DELETED`] for a deleted account.
     author: String,
     pull: Option<PullPart>,
+    /// The look-alike's clock when it last changed (see [`State::tick`]).
+    updated_at: i64,
+    /// Who closed it, and why (`completed`, `not_planned`): GitHub shows
+    /// both when one issue is read, not in listings.
+    closed_by: Option<String>,
+    state_reason: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +102,7 @@ struct StoredComment {
     id: u64,
     author: String,
     body: String,
-    created_at: String,
+    created_at: i64,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +124,26 @@ struct State {
     role: String,
     /// Labels that exist in the repository.
     repo_labels: Vec<String>,
+    /// Seconds since [`EPOCH`]: one tick per change, so that every change
+    /// has a time of its own and `since` is exact.
+    clock: i64,
+    /// Requests that counted against the primary rate limit (a 304 does
+    /// not: GitHub's "Best practices for using the REST API").
+    quota_used: u64,
+    /// A fine-grained token of another owner: reads work, every write is
+    /// refused.
+    read_only_token: bool,
+    /// The bot's fork belongs to an organisation: `maintainer_can_modify`
+    /// is refused (422 `fork_collab`).
+    organisation_fork: bool,
+    /// Issues whose conversation is locked.
+    locked: Vec<u64>,
+    /// Forks of the repository by `owner/name`: whether the token may push.
+    forks: BTreeMap<String, bool>,
+    /// `x-oauth-scopes` of a classic token; `None` for other kinds.
+    scopes: Option<String>,
+    /// Accounts that exist besides the bot.
+    accounts: Vec<String>,
 }
 
 fn rank(role: &str) -> u8 {
@@ -128,7 +157,40 @@ fn rank(role: &str) -> u8 {
     }
 }
 
+/// The look-alike's time zero: 2026-01-01T00:00:00Z.
+const EPOCH: i64 = 1_767_225_600;
+
+/// GitHub's primary limit for a token: 5,000 requests an hour.
+const QUOTA: u64 = 5000;
+
+fn time_json(clock: i64) -> String {
+    chrono::DateTime::from_timestamp(EPOCH + clock, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A `since` query parameter on the look-alike's clock.
+fn since_clock(since: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(since)
+        .ok()
+        .map(|t| t.timestamp() - EPOCH)
+}
+
 impl State {
+    /// The time of a change.
+    fn tick(&mut self) -> i64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Item `number` changed now.
+    fn touch(&mut self, number: u64) {
+        let now = self.tick();
+        if let Some(item) = self.items.get_mut(&number) {
+            item.updated_at = now;
+        }
+    }
+
     fn at_least(&self, role: &str) -> bool {
         rank(&self.role) >= rank(role)
     }
@@ -166,6 +228,7 @@ impl FakeGitHub {
             next_comment: 1,
             // What a bot working from a fork has on nixpkgs.
             role: "pull".into(),
+            scopes: Some("public_repo".into()),
             ..State::default()
         }));
         let shared = Arc::clone(&state);
@@ -238,12 +301,15 @@ impl FakeGitHub {
         {
             item.labels.push(label.to_owned());
         }
+        state.touch(number);
     }
 
     pub fn human_unlabels(&self, number: u64, label: &str) {
-        if let Some(item) = self.state().items.get_mut(&number) {
+        let mut state = self.state();
+        if let Some(item) = state.items.get_mut(&number) {
             item.labels.retain(|l| l != label);
         }
+        state.touch(number);
     }
 
     /// A comment whose author's account was deleted since (`"user": null`).
@@ -302,18 +368,33 @@ impl FakeGitHub {
 
     /// A human closes (or merges) a pull request or closes an issue.
     pub fn human_closes(&self, number: u64, merged: bool) {
-        if let Some(item) = self.state().items.get_mut(&number) {
+        self.closes(number, merged, HUMAN_CLOSER, "not_planned");
+    }
+
+    /// The bot closed issue `number` itself (as it does on a recovery).
+    pub fn closed_by_the_bot(&self, number: u64) {
+        let login = self.state().login.clone();
+        self.closes(number, false, &login, "completed");
+    }
+
+    fn closes(&self, number: u64, merged: bool, by: &str, reason: &str) {
+        let mut state = self.state();
+        if let Some(item) = state.items.get_mut(&number) {
             item.state = "closed".into();
+            item.closed_by = Some(by.to_owned());
+            item.state_reason = Some(reason.to_owned());
             if let Some(pull) = &mut item.pull {
                 pull.merged = merged;
             }
         }
+        state.touch(number);
     }
 
     pub fn human_comments(&self, number: u64, author: &str, body: &str) {
         let mut state = self.state();
         let id = state.next_comment;
         state.next_comment += 1;
+        let created_at = state.tick();
         state
             .comments
             .entry(number)
@@ -322,26 +403,110 @@ impl FakeGitHub {
                 id,
                 author: author.to_owned(),
                 body: body.to_owned(),
-                created_at: "2026-01-01T00:00:00Z".into(),
+                created_at,
             });
+        state.touch(number);
     }
 
     /// A human submits a review with this text on pull request `number`.
     pub fn human_reviews(&self, number: u64, author: &str, body: &str) {
         let mut state = self.state();
-        add_review_text(&mut state.reviews, number, author, body);
+        let at = state.tick();
+        add_review_text(&mut state.reviews, number, author, body, at);
+        state.touch(number);
     }
 
     /// A human comments on a line of pull request `number`'s diff.
     pub fn human_review_comments(&self, number: u64, author: &str, body: &str) {
         let mut state = self.state();
-        add_review_text(&mut state.review_comments, number, author, body);
+        let at = state.tick();
+        add_review_text(&mut state.review_comments, number, author, body, at);
+        state.touch(number);
+    }
+
+    /// The token becomes a fine-grained one that may read but not write
+    /// here: every write answers 403.
+    pub fn make_token_read_only(&self) {
+        self.state().read_only_token = true;
+    }
+
+    /// Repository `full_name` is a fork of the repository; `push`: the
+    /// token may push to it.
+    pub fn add_fork(&self, full_name: &str, push: bool) {
+        self.state().forks.insert(full_name.to_owned(), push);
+    }
+
+    /// The token's scopes as GitHub names them for a classic token
+    /// (`x-oauth-scopes`); `None` for a fine-grained one (no such header).
+    pub fn set_scopes(&self, scopes: Option<&str>) {
+        self.state().scopes = scopes.map(str::to_owned);
+    }
+
+    /// An account `login` exists (the bot's always does).
+    pub fn add_account(&self, login: &str) {
+        self.state().accounts.push(login.to_owned());
+    }
+
+    /// The bot's fork is an organisation's.
+    pub fn make_fork_an_organisations(&self) {
+        self.state().organisation_fork = true;
+    }
+
+    /// A maintainer locks the conversation of issue `number`.
+    pub fn lock(&self, number: u64) {
+        self.state().locked.push(number);
+        self.state().touch(number);
+    }
+
+    /// Requests that counted against the token's primary rate limit.
+    pub fn quota_used(&self) -> u64 {
+        self.state().quota_used
+    }
+
+    /// Requests by endpoint (`GET /repos/{repo}/issues/{n}/comments`; the
+    /// repository and numbers left out) and answer (`304` apart), for
+    /// budgets: `(endpoint, status) -> count`.
+    pub fn requests_by_endpoint(&self) -> BTreeMap<(String, u16), usize> {
+        let state = self.state();
+        let mut counts = BTreeMap::new();
+        for request in &state.requests {
+            *counts
+                .entry((endpoint_of(&state.repo, request), request.status))
+                .or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// An open issue that exists already (opened by `author`, the bot
+    /// included, before the test began).
+    pub fn existing_issue(&self, author: &str, title: &str, body: &str) -> u64 {
+        let mut state = self.state();
+        let number = state.next_number;
+        state.next_number += 1;
+        let updated_at = state.tick();
+        state.items.insert(
+            number,
+            Item {
+                number,
+                title: title.to_owned(),
+                body: body.to_owned(),
+                state: "open".into(),
+                labels: Vec::new(),
+                author: author.to_owned(),
+                pull: None,
+                updated_at,
+                closed_by: None,
+                state_reason: None,
+            },
+        );
+        number
     }
 
     pub fn human_opens_pull(&self, author: &str, title: &str) -> u64 {
         let mut state = self.state();
         let number = state.next_number;
         state.next_number += 1;
+        let updated_at = state.tick();
         state.items.insert(
             number,
             Item {
@@ -356,6 +521,9 @@ impl FakeGitHub {
                     base: "master".into(),
                     merged: false,
                 }),
+                updated_at,
+                closed_by: None,
+                state_reason: None,
             },
         );
         number
@@ -382,13 +550,13 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
     };
     let mut all_headers = vec![("Content-Type", "application/json; charset=utf-8".to_owned())];
     all_headers.extend(headers);
-    respond(
-        &mut stream,
-        status,
-        &all_headers,
-        body.to_string().as_bytes(),
-    )
-    .await
+    // A 304 carries no body.
+    let body = if status == 304 {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    respond(&mut stream, status, &all_headers, body.as_bytes()).await
 }
 
 type Answer = (u16, Vec<(&'static str, String)>, Value);
@@ -411,7 +579,38 @@ fn handle(state: &mut State, request: &Request) -> Answer {
         api_version: request.headers.get("x-github-api-version").cloned(),
         status: 0,
     });
-    let answer = answer(state, request, authorized);
+    let mut answer = answer(state, request, authorized);
+    if request.method == "GET" && answer.0 == 200 {
+        let etag = etag_of(&answer.2.to_string());
+        let if_none_match = request.headers.get("if-none-match");
+        if if_none_match.is_some_and(|sent| sent.split(',').any(|e| e.trim() == etag)) {
+            answer = (304, vec![], Value::Null);
+        }
+        answer.1.push(("ETag", etag));
+    }
+    // A 304 to a request made with the token costs no quota (GitHub's "Best
+    // practices for using the REST API", "Use conditional requests").
+    if answer.0 != 304 {
+        state.quota_used += 1;
+    }
+    if !answer
+        .1
+        .iter()
+        .any(|(name, _)| name.starts_with("x-ratelimit"))
+    {
+        answer.1.extend([
+            ("x-ratelimit-limit", QUOTA.to_string()),
+            (
+                "x-ratelimit-remaining",
+                QUOTA.saturating_sub(state.quota_used).to_string(),
+            ),
+            ("x-ratelimit-used", state.quota_used.to_string()),
+            ("x-ratelimit-resource", "core".to_owned()),
+        ]);
+    }
+    if authorized && let Some(scopes) = &state.scopes {
+        answer.1.push(("x-oauth-scopes", scopes.clone()));
+    }
     if let Some(seen) = state.requests.last_mut() {
         seen.status = answer.0;
     }
@@ -505,6 +704,15 @@ fn answer(state: &mut State, request: &Request, authorized: bool) -> Answer {
 
 fn route(state: &mut State, request: &Request) -> Answer {
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    if state.read_only_token && request.method != "GET" {
+        return (
+            403,
+            vec![],
+            json!({"message": "Resource not accessible by personal access token",
+                   "documentation_url": "https://docs.github.com/rest/issues/issues#create-an-issue",
+                   "status": "403"}),
+        );
+    }
     let query = request.query();
     let repo_prefix = format!("/repos/{}/", state.repo);
     let path = request.path().to_owned();
@@ -524,6 +732,34 @@ fn route(state: &mut State, request: &Request) -> Answer {
                     "triage": state.at_least("triage"),
                     "pull": state.at_least("pull"),
                 },
+            }),
+        );
+    }
+    if request.method == "GET"
+        && let Some(login) = path.strip_prefix("/users/")
+    {
+        let known = login.eq_ignore_ascii_case(&state.login)
+            || state.accounts.iter().any(|a| a.eq_ignore_ascii_case(login));
+        return if known {
+            (200, vec![], json!({"login": login, "type": "User"}))
+        } else {
+            (404, vec![], json!({"message": "Not Found"}))
+        };
+    }
+    if request.method == "GET"
+        && let Some(full_name) = path.strip_prefix("/repos/")
+        && let Some(push) = state.forks.get(full_name)
+    {
+        return (
+            200,
+            vec![],
+            json!({
+                "full_name": full_name,
+                "fork": true,
+                "default_branch": "master",
+                "parent": {"full_name": state.repo},
+                "permissions": {"admin": *push, "maintain": *push, "push": *push,
+                                "triage": *push, "pull": true},
             }),
         );
     }
@@ -554,12 +790,26 @@ fn route(state: &mut State, request: &Request) -> Answer {
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(30);
             let wanted_state = query.get("state").cloned().unwrap_or_else(|| "open".into());
-            let items: Vec<Value> = state
+            // "updated at or after" the given time, as github.com does.
+            let since = query.get("since").and_then(|s| since_clock(s));
+            let mut items: Vec<&Item> = state
                 .items
                 .values()
                 .filter(|i| query.get("creator").is_none_or(|c| *c == i.author))
                 .filter(|i| query.get("labels").is_none_or(|l| i.labels.contains(l)))
                 .filter(|i| wanted_state == "all" || i.state == wanted_state)
+                .filter(|i| since.is_none_or(|s| i.updated_at >= s))
+                .collect();
+            // GitHub's default: newest created first.
+            match query.get("sort").map(String::as_str) {
+                Some("updated") => items.sort_by_key(|i| (i.updated_at, i.number)),
+                _ => items.sort_by_key(|i| i.number),
+            }
+            if query.get("direction").is_none_or(|d| d == "desc") {
+                items.reverse();
+            }
+            let items: Vec<Value> = items
+                .into_iter()
                 .skip((page.max(1) - 1) * per_page)
                 .take(per_page)
                 .map(|i| item_json(state, i))
@@ -591,16 +841,26 @@ fn route(state: &mut State, request: &Request) -> Answer {
                 labels,
                 author: state.login.clone(),
                 pull: None,
+                updated_at: state.tick(),
+                closed_by: None,
+                state_reason: None,
             };
             let answer = item_json(state, &item);
             state.items.insert(number, item);
             (201, vec![], answer)
         }
         ("GET", ["issues", n]) => match number(n).and_then(|n| state.items.get(&n)) {
-            Some(item) => (200, vec![], item_json(state, item)),
+            Some(item) => {
+                let mut value = item_json(state, item);
+                value["closed_by"] = item.closed_by.as_deref().map_or(Value::Null, user_json);
+                value["state_reason"] = item.state_reason.clone().map_or(Value::Null, Value::from);
+                (200, vec![], value)
+            }
             None => (404, vec![], json!({"message": "Not Found"})),
         },
         ("PATCH", ["issues" | "pulls", n]) => {
+            let now = state.tick();
+            let login = state.login.clone();
             let Some(item) = number(n).and_then(|n| state.items.get_mut(&n)) else {
                 return (404, vec![], json!({"message": "Not Found"}));
             };
@@ -609,7 +869,20 @@ fn route(state: &mut State, request: &Request) -> Answer {
             }
             if let Some(new_state) = body["state"].as_str() {
                 item.state = new_state.to_owned();
+                let closed = new_state == "closed";
+                item.closed_by = closed.then(|| login.clone());
+                item.state_reason = if closed {
+                    Some(
+                        body["state_reason"]
+                            .as_str()
+                            .unwrap_or("completed")
+                            .to_owned(),
+                    )
+                } else {
+                    Some("reopened".to_owned())
+                };
             }
+            item.updated_at = now;
             let item = item.clone();
             let answer = if parts[0] == "pulls" {
                 pull_json(state, &item)
@@ -622,16 +895,25 @@ fn route(state: &mut State, request: &Request) -> Answer {
             let Some(n) = number(n).filter(|n| state.items.contains_key(n)) else {
                 return (404, vec![], json!({"message": "Not Found"}));
             };
+            if state.locked.contains(&n) && !state.at_least("push") {
+                return (
+                    403,
+                    vec![],
+                    json!({"message": "Unable to create comment because issue is locked.",
+                           "documentation_url": "https://docs.github.com/articles/locking-conversations/"}),
+                );
+            }
             let id = state.next_comment;
             state.next_comment += 1;
             let comment = StoredComment {
                 id,
                 author: state.login.clone(),
                 body: body["body"].as_str().unwrap_or_default().to_owned(),
-                created_at: "2026-01-01T00:00:00Z".into(),
+                created_at: state.tick(),
             };
             let answer = comment_json(&comment);
             state.comments.entry(n).or_default().push(comment);
+            state.touch(n);
             (201, vec![], answer)
         }
         ("PATCH", ["issues", "comments", id]) => {
@@ -693,10 +975,12 @@ fn route(state: &mut State, request: &Request) -> Answer {
                 .get("per_page")
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(30);
+            let since = query.get("since").and_then(|s| since_clock(s));
             let comments: Vec<Value> = number(n)
                 .and_then(|n| state.comments.get(&n))
                 .map(|cs| {
                     cs.iter()
+                        .filter(|c| since.is_none_or(|s| c.created_at >= s))
                         .skip((page.max(1) - 1) * per_page)
                         .take(per_page)
                         .map(comment_json)
@@ -722,6 +1006,7 @@ fn route(state: &mut State, request: &Request) -> Answer {
                     state.repo_labels.push(label.clone());
                 }
             }
+            let now = state.tick();
             match number(n).and_then(|n| state.items.get_mut(&n)) {
                 Some(item) => {
                     for label in asked {
@@ -729,6 +1014,7 @@ fn route(state: &mut State, request: &Request) -> Answer {
                             item.labels.push(label);
                         }
                     }
+                    item.updated_at = now;
                     (
                         200,
                         vec![],
@@ -758,6 +1044,16 @@ fn route(state: &mut State, request: &Request) -> Answer {
         }
         ("POST", ["pulls"]) => {
             let head = body["head"].as_str().unwrap_or_default().to_owned();
+            if state.organisation_fork && body["maintainer_can_modify"].as_bool() != Some(false) {
+                return (
+                    422,
+                    vec![],
+                    json!({"message": "Validation Failed",
+                           "errors": [{"resource": "PullRequest", "code": "custom", "field": "fork_collab",
+                                       "message": "Fork collab can't be granted by someone without permission"}],
+                           "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"}),
+                );
+            }
             let open_twin = state
                 .items
                 .values()
@@ -785,6 +1081,9 @@ fn route(state: &mut State, request: &Request) -> Answer {
                     base: body["base"].as_str().unwrap_or("master").to_owned(),
                     merged: false,
                 }),
+                updated_at: state.tick(),
+                closed_by: None,
+                state_reason: None,
             };
             let answer = pull_json(state, &item);
             state.items.insert(number, item);
@@ -861,6 +1160,7 @@ fn item_json(state: &State, item: &Item) -> Value {
         "labels": item.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
         "user": user_json(&item.author),
         "html_url": format!("https://github.com/{}/issues/{}", state.repo, item.number),
+        "updated_at": time_json(item.updated_at),
     });
     if item.pull.is_some() {
         value["pull_request"] = json!({"url": format!("https://api.github.com/repos/{}/pulls/{}", state.repo, item.number)});
@@ -885,6 +1185,7 @@ fn pull_json(state: &State, item: &Item) -> Value {
         "labels": item.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
         "user": user_json(&item.author),
         "html_url": format!("https://github.com/{}/pull/{}", state.repo, item.number),
+        "updated_at": time_json(item.updated_at),
     })
 }
 
@@ -904,13 +1205,14 @@ fn add_review_text(
     number: u64,
     author: &str,
     body: &str,
+    created_at: i64,
 ) {
     let id = store.values().map(Vec::len).sum::<usize>() as u64 + 1;
     store.entry(number).or_default().push(StoredComment {
         id,
         author: author.to_owned(),
         body: body.to_owned(),
-        created_at: "2026-01-01T00:00:00Z".into(),
+        created_at,
     });
 }
 
@@ -919,6 +1221,36 @@ fn comment_json(comment: &StoredComment) -> Value {
         "id": comment.id,
         "body": comment.body,
         "user": user_json(&comment.author),
-        "created_at": comment.created_at,
+        "created_at": time_json(comment.created_at),
+        "updated_at": time_json(comment.created_at),
     })
+}
+
+/// A request's endpoint with the repository and numbers left out.
+fn endpoint_of(repo: &str, request: &GitHubRequest) -> String {
+    let path = request
+        .path()
+        .replacen(&format!("/repos/{repo}"), "/repos/{repo}", 1);
+    let path: Vec<String> = path
+        .split('/')
+        .map(|part| {
+            if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+                "{n}".to_owned()
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect();
+    format!("{} {}", request.method, path.join("/"))
+}
+
+/// A strong ETag for an answer's body (FNV-1a), as GitHub sends one on
+/// every `GET` it answers 200.
+fn etag_of(body: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in body.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("\"{hash:016x}\"")
 }

@@ -105,6 +105,7 @@ pub fn reason(status: u16) -> &'static str {
         200 => "OK",
         301 => "Moved Permanently",
         201 => "Created",
+        304 => "Not Modified",
         302 => "Found",
         401 => "Unauthorized",
         403 => "Forbidden",

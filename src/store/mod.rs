@@ -14,6 +14,7 @@
 mod act;
 mod facts;
 mod lease;
+mod memo;
 mod origins;
 mod read;
 mod write;

@@ -1291,3 +1291,260 @@ fn a_hold_is_recorded_once_however_many_cycles_it_lasts() {
     assert_eq!(holds, 1, "one record for one breakage");
     assert!(world.issues().is_empty(), "nothing is sent while held");
 }
+
+/// Requests by (endpoint, status), as the look-alike counted them.
+type Requests = Vec<((String, u16), usize)>;
+
+/// The cost of one cycle on the look-alike: requests by endpoint and
+/// answer, and how much of the quota they used.
+fn cycle_cost(world: &World, now: &str) -> (Requests, u64) {
+    let before = world.github.requests_by_endpoint();
+    let quota = world.github.quota_used();
+    world.once_ok(now);
+    let after = world.github.requests_by_endpoint();
+    let spent = after
+        .into_iter()
+        .map(|(k, n)| {
+            let was = before.get(&k).copied().unwrap_or(0);
+            (k, n - was)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    (spent, world.github.quota_used() - quota)
+}
+
+#[test]
+fn a_quiet_cycle_costs_a_handful_of_requests_however_many_tracking_issues_are_open() {
+    let mut quiet = Vec::new();
+    for open in [4, 230] {
+        let world = World::new();
+        for i in 0..open {
+            world.github.existing_issue(
+                "sentinel-bot",
+                &format!("Build failure: gone-{i}"),
+                &format!("<!-- hydra-sentinel:notify:gone-{i} -->\nIt fails."),
+            );
+        }
+        let (first, _) = cycle_cost(&world, NOTICE);
+        let comment_reads: usize = first
+            .iter()
+            .filter(|((endpoint, _), _)| endpoint == "GET /repos/{repo}/issues/{n}/comments")
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            comment_reads >= open,
+            "the first cycle reads each open issue's comments once: {first:?}"
+        );
+        let (settling, _) = cycle_cost(&world, NOTICE);
+        assert!(
+            settling.iter().map(|(_, n)| n).sum::<usize>() <= 4,
+            "after the first cycle's writes, one page lists what changed: {settling:?}"
+        );
+        let (second, quota) = cycle_cost(&world, NOTICE);
+        assert!(
+            second
+                .iter()
+                .all(|((endpoint, _), _)| !endpoint.contains("/comments")),
+            "nothing changed: no comments are read again: {second:?}"
+        );
+        assert!(
+            second.contains(&(("GET /repos/{repo}/issues".into(), 304), 1)),
+            "the listing is asked with its ETag and unchanged: {second:?}"
+        );
+        let requests: usize = second.iter().map(|(_, n)| n).sum();
+        assert!(
+            requests <= 4 && quota <= 3,
+            "{open} open issues: a quiet cycle cost {requests} requests, {quota} of the quota: {second:?}"
+        );
+        quiet.push((requests, quota));
+    }
+    assert_eq!(
+        quiet[0], quiet[1],
+        "a quiet cycle costs the same with 4 or 230 open tracking issues"
+    );
+}
+
+#[test]
+fn a_comment_on_one_of_many_issues_is_read_with_one_request_and_obeyed() {
+    let world = World::new();
+    for i in 0..120 {
+        world.github.existing_issue(
+            "sentinel-bot",
+            &format!("Build failure: gone-{i}"),
+            &format!("<!-- hydra-sentinel:notify:gone-{i} -->\nIt fails."),
+        );
+    }
+    world.once_ok(NOTICE);
+    let hello = world.issue_of("hello").expect("hello's issue");
+    world
+        .github
+        .human_comments(hello, "stv0g", "@hydra-sentinel snooze 30d");
+    let (cost, _) = cycle_cost(&world, NOTICE);
+    let comment_reads: usize = cost
+        .iter()
+        .filter(|((endpoint, _), _)| endpoint == "GET /repos/{repo}/issues/{n}/comments")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(comment_reads, 1, "only the issue that changed: {cost:?}");
+    let replies = world.github.comments_on(hello);
+    assert!(
+        replies
+            .iter()
+            .any(|(author, body)| author == "sentinel-bot" && body.contains("understood")),
+        "the command was obeyed: {replies:?}"
+    );
+}
+
+#[test]
+fn a_token_that_may_not_write_stops_each_cycle_at_its_first_refusal_and_the_action_backs_off() {
+    let world = World::new();
+    world.github.make_token_read_only();
+    let writes = |world: &World| {
+        world
+            .github
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .count()
+    };
+    let output = world.once(NOTICE);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains("GitHub refuses this token's writes")
+            && said.contains("Resource not accessible by personal access token"),
+        "the reason is given: {said}"
+    );
+    assert!(!said.contains(TOKEN));
+    assert_eq!(writes(&world), 1, "one refused write, then the cycle stops");
+    for cycle in 2..=5 {
+        assert!(!world.once(NOTICE).status.success());
+        assert_eq!(
+            writes(&world),
+            cycle,
+            "at most one refused write a cycle: each action is tried once, then waits"
+        );
+    }
+    assert_eq!(
+        world
+            .github
+            .requests_to("POST", "/repos/NixOS/nixpkgs/issues")
+            .len(),
+        5,
+        "each notice refused once, then waiting; the digest once a cycle"
+    );
+}
+
+#[test]
+fn a_command_on_a_locked_issue_is_obeyed_and_its_answer_left_unposted() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    let hello = world.issue_of("hello").expect("hello's issue");
+    world
+        .github
+        .human_comments(hello, "stv0g", "@hydra-sentinel snooze 30d");
+    world.github.lock(hello);
+    let out = world.once_ok(NOTICE);
+    assert!(out.contains("obeyed command from stv0g"), "{out}");
+    assert!(out.contains(&format!("#{hello} is locked")), "{out}");
+    let posts = world.posts();
+    world.once_ok(NOTICE);
+    assert_eq!(world.posts(), posts, "nothing is tried again");
+}
+
+#[test]
+fn a_pull_request_github_refuses_as_invalid_is_set_aside_once_and_its_branch_never_pushed_again() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    world.github.inject(
+        "POST",
+        "/repos/NixOS/nixpkgs/pulls",
+        GitHubFault::Status(422),
+    );
+    let out = world.once_ok(MARK);
+    assert!(out.contains("GitHub refused it as invalid"), "{out}");
+    let creates = world
+        .github
+        .requests_to("POST", "/repos/NixOS/nixpkgs/pulls")
+        .len();
+    let refs = git_out(&world.fork, &["for-each-ref"]);
+    world.once_ok(LATER);
+    world.once_ok("2025-11-20T00:00:00Z");
+    assert_eq!(
+        world
+            .github
+            .requests_to("POST", "/repos/NixOS/nixpkgs/pulls")
+            .len(),
+        creates,
+        "not asked again"
+    );
+    assert_eq!(
+        git_out(&world.fork, &["for-each-ref"]),
+        refs,
+        "nothing fetched, edited and pushed again"
+    );
+    assert!(world.pulls().is_empty());
+}
+
+/// A world whose policy gives three days' notice and reminds one day
+/// before marking.
+fn reminding_world() -> World {
+    World::with(
+        Vec::new(),
+        |policy| {
+            policy
+                .replace("remind_before_mark = []", "remind_before_mark = [\"1d\"]")
+                .replace("min_notice = \"1d\"", "min_notice = \"3d\"")
+        },
+        |_| {},
+    )
+}
+
+/// A day before the mark the reminding world's notice allows.
+const REMIND: &str = "2025-11-14T12:00:00Z";
+
+#[test]
+fn a_tracking_issue_closed_by_a_human_is_a_no_and_one_the_bot_closed_never_is() {
+    let human = reminding_world();
+    human.once_ok(NOTICE);
+    let hello = human.issue_of("hello").expect("hello's issue");
+    human.github.human_closes(hello, false);
+    let out = human.once_ok(REMIND);
+    assert!(
+        out.contains(&format!(
+            "hello: tracking issue #{hello} was closed by a human"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        human.github.comments_on(hello),
+        vec![],
+        "a human's no is not argued with"
+    );
+
+    let ours = reminding_world();
+    ours.once_ok(NOTICE);
+    let hello = ours.issue_of("hello").expect("hello's issue");
+    ours.github.closed_by_the_bot(hello);
+    let out = ours.once_ok(REMIND);
+    assert!(!out.contains("closed by a human"), "{out}");
+    let hello_issues: Vec<_> = ours
+        .issues()
+        .into_iter()
+        .filter(|i| i.1 == "Build failure: hello")
+        .collect();
+    assert_eq!(
+        hello_issues.len(),
+        2,
+        "a new tracking issue carries the reminder: {out}"
+    );
+    let reminded = ours.github.comments_on(hello_issues[1].0);
+    assert!(
+        reminded.iter().any(|(author, _)| author == "sentinel-bot"),
+        "{reminded:?}\n{out}"
+    );
+}

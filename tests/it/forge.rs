@@ -715,3 +715,167 @@ fn ureq_post(base: &str, path: &str, body: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {answer:.200}"))
 }
+
+/// Listing requests of the bot's items (with their answers), in order.
+fn listings(fake: &FakeGitHub) -> Vec<(String, u16)> {
+    fake.requests_to("GET", "/repos/NixOS/nixpkgs/issues")
+        .into_iter()
+        .map(|r| (r.target, r.status))
+        .collect()
+}
+
+#[test]
+fn the_next_client_lists_only_what_changed_and_an_unchanged_listing_costs_no_quota() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    for i in 0..150 {
+        fake.existing_issue(
+            "sentinel-bot",
+            &format!("old {i}"),
+            &format!("<!-- hydra-sentinel:notify:old-{i} -->"),
+        );
+    }
+    let rt = runtime();
+    let memo = rt.block_on(async {
+        let first = github(&fake, TOKEN);
+        assert_eq!(first.items_by("sentinel-bot").await.unwrap().len(), 150);
+        assert_eq!(
+            first.items_by("sentinel-bot").await.unwrap().len(),
+            150,
+            "listed once per client"
+        );
+        first.take_memo()
+    });
+    let full = listings(&fake);
+    assert_eq!(full.len(), 2, "two pages of 100, once: {full:?}");
+    assert!(full.iter().all(|(target, _)| !target.contains("since=")));
+
+    // A human comments on one issue; the next client asks only what changed.
+    fake.human_comments(7, "alice", "@hydra-sentinel snooze 30d");
+    let memo = rt.block_on(async {
+        let second = github(&fake, TOKEN).with_memo(memo);
+        let items = second.items_by("sentinel-bot").await.unwrap();
+        assert_eq!(items.len(), 150, "the memo still holds the rest");
+        let said = second.comments(7).await.unwrap();
+        assert_eq!(said.len(), 1);
+        second.take_memo()
+    });
+    let since: Vec<_> = listings(&fake).into_iter().skip(2).collect();
+    assert_eq!(since.len(), 1, "{since:?}");
+    assert!(since[0].0.contains("since="), "{since:?}");
+
+    // Nothing changed: the same question, answered 304, costs no quota.
+    let quota = fake.quota_used();
+    rt.block_on(async {
+        let third = github(&fake, TOKEN).with_memo(memo);
+        assert_eq!(third.items_by("sentinel-bot").await.unwrap().len(), 150);
+        assert_eq!(third.comments(7).await.unwrap().len(), 1, "from the memo");
+        assert_eq!(third.comments(8).await.unwrap().len(), 0);
+    });
+    let last = listings(&fake).into_iter().skip(3).collect::<Vec<_>>();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].1, 304, "{last:?}");
+    assert_eq!(
+        fake.quota_used() - quota,
+        1,
+        "only the comments of #8, never read before, cost quota"
+    );
+}
+
+#[test]
+fn requests_and_errors_are_counted_in_the_metrics_by_endpoint_and_kind() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    fake.inject("GET", "/user", GitHubFault::Status(404));
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        runtime().block_on(async {
+            let gh = github(&fake, TOKEN);
+            assert!(gh.whoami().await.is_err());
+            gh.items_by("sentinel-bot").await.unwrap();
+        })
+    });
+    let text = handle.render();
+    for series in [
+        r#"hydra_sentinel_github_requests_total{endpoint="user",answer="4xx"} 1"#,
+        r#"hydra_sentinel_github_requests_total{endpoint="issues",answer="2xx"} 1"#,
+        r#"hydra_sentinel_github_errors_total{kind="4xx"} 1"#,
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn from_an_organisation_s_fork_a_pull_request_is_opened_without_maintainer_edits_and_says_so() {
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    let new = |branch: &str| NewPull {
+        title: "grafx: mark broken".into(),
+        head: format!("sentinel-org:{branch}"),
+        base: "master".into(),
+        body: "evidence".into(),
+    };
+    runtime().block_on(async {
+        let gh = github(&fake, TOKEN);
+        let usual = gh.create_pull(&new("a"), &[]).await.unwrap();
+        assert!(
+            !fake.body_of(usual.number).unwrap().contains("cannot push"),
+            "said only when true"
+        );
+        fake.make_fork_an_organisations();
+        let pull = gh.create_pull(&new("b"), &[]).await.unwrap();
+        let body = fake.body_of(pull.number).unwrap();
+        assert!(body.starts_with("evidence"), "{body}");
+        assert!(
+            body.contains(hydra_sentinel::forge::NO_MAINTAINER_EDITS),
+            "{body}"
+        );
+    });
+    let creates: Vec<(String, u16)> = fake
+        .requests_to("POST", "/repos/NixOS/nixpkgs/pulls")
+        .into_iter()
+        .map(|r| (r.body, r.status))
+        .collect();
+    assert_eq!(creates.len(), 3, "{creates:?}");
+    assert_eq!(creates[1].1, 422);
+    assert!(creates[1].0.contains(r#""maintainer_can_modify":true"#));
+    assert_eq!(creates[2].1, 201, "asked once more, without it");
+    assert!(creates[2].0.contains(r#""maintainer_can_modify":false"#));
+}
+
+#[test]
+fn refusals_are_told_apart_from_what_is_worth_another_try() {
+    use hydra_sentinel::forge::{Failure, Refusal};
+    let _turn = one_at_a_time();
+    let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+    runtime().block_on(async {
+        let gh = github(&fake, TOKEN);
+        let issue = gh.create_issue(&new_issue("grafx")).await.unwrap();
+        fake.lock(issue.number);
+        let locked = gh.comment(issue.number, "hello").await.unwrap_err();
+        assert_eq!(
+            locked.failure(),
+            Failure::Refused(Refusal::Locked),
+            "{locked}"
+        );
+        fake.inject(
+            "POST",
+            "/repos/NixOS/nixpkgs/issues",
+            GitHubFault::Status(502),
+        );
+        let flaky = gh.create_issue(&new_issue("x")).await.unwrap_err();
+        assert_eq!(flaky.failure(), Failure::Transient, "{flaky}");
+        fake.make_token_read_only();
+        let refused = gh.create_issue(&new_issue("y")).await.unwrap_err();
+        assert_eq!(
+            refused.failure(),
+            Failure::Refused(Refusal::Token),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("Resource not accessible"),
+            "{refused}"
+        );
+    });
+}

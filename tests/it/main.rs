@@ -6,6 +6,7 @@ mod catch_up;
 mod changes;
 mod cli;
 mod daemon;
+mod doctor;
 mod early_warning;
 mod forge;
 mod helpers;
