@@ -9,11 +9,13 @@
 //! transaction, so a kill at any moment leaves the previous complete state.
 
 mod act;
+mod causes;
 mod facts;
 mod lease;
 mod read;
 mod write;
 
+pub use causes::CauseToRead;
 pub use facts::{ActionResult, NewAction, NewOptOut};
 pub use lease::{LeaseHeld, LeaseHolder};
 pub use read::{JobRecord, JobsetSummary, StoredEval};

@@ -92,10 +92,11 @@ impl Store {
             let mut stmt = self
                 .conn
                 .prepare_cached(
-                    "SELECT b.finished, b.status, count(*) FROM spans s
+                    "SELECT b.finished, b.status, c.cause, c.propagated_from, count(*) FROM spans s
                      JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                     LEFT JOIN build_causes c ON c.build_id = b.id AND c.status = b.status
                      WHERE j.jobset_id = ?1 AND s.last_seq IS NULL
-                     GROUP BY b.finished, b.status",
+                     GROUP BY b.finished, b.status, c.cause, c.propagated_from IS NULL",
                 )
                 .context("counting jobs")?;
             let rows = stmt
@@ -103,14 +104,15 @@ impl Store {
                     Ok((
                         r.get::<_, bool>(0)?,
                         r.get::<_, Option<i64>>(1)?,
-                        r.get::<_, i64>(2)?,
+                        super::causes::cause_of(r.get(2)?, r.get(3)?),
+                        r.get::<_, i64>(4)?,
                     ))
                 })
                 .context("counting jobs")?;
             for row in rows {
-                let (finished, status, n) = row.context("counting jobs")?;
+                let (finished, status, cause, n) = row.context("counting jobs")?;
                 *jobs
-                    .entry(StatusClass::from_hydra(finished, status))
+                    .entry(StatusClass::of(finished, status, cause))
                     .or_default() += n;
             }
             summaries.push(JobsetSummary {
@@ -184,9 +186,11 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT s.last_seq IS NULL, b.id, b.finished, b.status, b.drv_hash, b.stoptime,
-                        fe.id, fe.seq, fe.timestamp, fe.revision, le.id, le.seq, le.timestamp, le.revision
+                        fe.id, fe.seq, fe.timestamp, fe.revision, le.id, le.seq, le.timestamp, le.revision,
+                        c.cause, c.propagated_from
                  FROM spans s
                  JOIN builds b ON b.id = s.build_id
+                 LEFT JOIN build_causes c ON c.build_id = b.id AND c.status = b.status
                  JOIN evals fe ON fe.jobset_id = ?1 AND fe.seq = s.first_seq
                  JOIN evals le ON le.jobset_id = ?1 AND le.seq = coalesce(s.last_seq, ?3)
                  WHERE s.job_id = ?2 ORDER BY s.first_seq",
@@ -202,6 +206,7 @@ impl Store {
                         status: r.get(3)?,
                         drv_hash: r.get(4)?,
                         stoptime: r.get(5)?,
+                        cause: super::causes::cause_of(r.get(14)?, r.get(15)?),
                     },
                     first: EvalPoint {
                         id: r.get(6)?,

@@ -91,6 +91,7 @@ pub fn job(attr: &str, system: &str, pattern: &str) -> JobFacts {
                     finished,
                     status,
                     drv: build as u64,
+                    cause: hydra_sentinel::history::Cause::Own,
                 });
             }
         }
