@@ -137,7 +137,26 @@ pub struct IngestSettings {
     /// (see the README's budget table), and the daemon still plans and acts
     /// between them.
     pub requests_per_pass: usize,
+    /// Hydra build pages read per jobset and pass to tell a package's own
+    /// failure from one propagated from a dependency (see
+    /// [`CAUSE_PAGES_PER_PASS`]).
+    pub cause_pages_per_pass: usize,
 }
+
+/// The default of `ingest.cause_pages_per_pass`.
+///
+/// Why this many. A failure that may be a dependency's (7, 8, 10, 11, ...)
+/// is not acted on until its page is read, so the pages that matter are
+/// those of new failures: a trunk eval brings a few dozen to a few hundred
+/// new failed builds, and 300 reads them in one pass. At the default pace
+/// (one request a second) 300 pages take five minutes of the daemon's
+/// 15-minute cycle, leaving room for the evals themselves; a first start
+/// with thousands of dependency failures (2, read only to name their root)
+/// catches up over some hours instead of flooding Hydra, whose build page
+/// costs it more than the JSON (it renders steps, inputs and the previous
+/// builds). These are estimates from the shape of a trunk eval, not
+/// measurements against hydra.nixos.org.
+pub const CAUSE_PAGES_PER_PASS: usize = 300;
 
 impl Default for IngestSettings {
     fn default() -> Self {
@@ -148,6 +167,7 @@ impl Default for IngestSettings {
             recheck_after: Duration::from_secs(6 * 3600),
             whole_eval_max_builds: crate::ingest::WHOLE_EVAL_MAX_BUILDS,
             requests_per_pass: crate::ingest::REQUESTS_PER_PASS,
+            cause_pages_per_pass: CAUSE_PAGES_PER_PASS,
         }
     }
 }
@@ -383,6 +403,15 @@ impl Config {
                 ),
             ));
         }
+        let cause_pages_per_pass = *ingest.cause_pages_per_pass.get_ref();
+        if cause_pages_per_pass == 0 {
+            // Without pages, a timeout or cached failure would never be
+            // known as the package's own nor a dependency's: never acted on.
+            return Err(invalid(
+                ingest.cause_pages_per_pass.span(),
+                "ingest.cause_pages_per_pass must be at least 1: failures Hydra may have copied from a dependency (timeouts, cached failures) are acted on only once a build page says whose they are".into(),
+            ));
+        }
         let daemon = raw.daemon;
         if *daemon.interval_secs.get_ref() == 0 {
             return Err(invalid(
@@ -485,6 +514,7 @@ impl Config {
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
                 whole_eval_max_builds: ingest.whole_eval_max_builds,
                 requests_per_pass: *ingest.requests_per_pass.get_ref(),
+                cause_pages_per_pass,
             },
             policy_file: raw.policy.file,
             nixpkgs_checkout,
@@ -723,6 +753,7 @@ struct RawIngest {
     recheck_after_secs: u64,
     whole_eval_max_builds: usize,
     requests_per_pass: Spanned<usize>,
+    cause_pages_per_pass: Spanned<usize>,
 }
 
 impl Default for RawIngest {
@@ -735,6 +766,7 @@ impl Default for RawIngest {
             recheck_after_secs: d.recheck_after.as_secs(),
             whole_eval_max_builds: d.whole_eval_max_builds,
             requests_per_pass: Spanned::new(0..0, d.requests_per_pass),
+            cause_pages_per_pass: Spanned::new(0..0, d.cause_pages_per_pass),
         }
     }
 }

@@ -31,6 +31,7 @@
 //! an eval committed), which feeds the systemd watchdog.
 
 mod budget;
+mod causes;
 mod check;
 mod recheck;
 mod single;
@@ -165,6 +166,8 @@ pub struct JobsetReport {
     pub pending: Option<PendingEval>,
     /// Requests this jobset cost in the pass.
     pub requests: usize,
+    /// Build pages read to tell own from propagated failures.
+    pub cause_pages_read: usize,
 }
 
 /// An eval learned over several passes.
@@ -378,6 +381,9 @@ impl Ingestor {
         }
         self.control.check()?;
         self.recheck(jobset, jobset_id, options.now, newest_streamed, report)
+            .await?;
+        self.control.check()?;
+        self.read_causes(jobset, jobset_id, options.now, report)
             .await
     }
 

@@ -21,7 +21,9 @@ const DAY: i64 = 86_400;
 const WEEK: i64 = 7 * DAY;
 
 /// A victim's root, if one is evident, or the candidates.
-type RootGuess = (Option<String>, Vec<String>);
+/// A victim's root attribute, the candidates when there is no single one,
+/// and the root build when Hydra's build page named it.
+type RootGuess = (Option<String>, Vec<String>, Option<i64>);
 /// Due steps of one attribute that become one action: kind, step, PR.
 type DueKey = (ActionKind, Option<String>, Option<u64>);
 
@@ -43,7 +45,14 @@ pub enum Rule {
     Victim {
         root: Option<String>,
         candidates: Vec<String>,
+        /// The build Hydra's page named ("propagated from build N"); `None`
+        /// when the root was guessed from a failure in the same eval.
+        root_build: Option<i64>,
     },
+    /// Failed with a code Hydra may have copied from a dependency (7, 8,
+    /// 10, 11, ...) and its build page is not read yet: not acted on until
+    /// it says whose failure it is.
+    AwaitingCause,
     /// Failing, but not long enough to be a streak yet.
     NotYetReal { evals: u32, derivations: u32 },
     /// An override says to leave it alone.
@@ -303,7 +312,7 @@ impl<'a> Ctx<'a> {
                 let interesting =
                     !ledger_attrs.is_empty() && ledger_attrs.contains(job.attr.as_str());
                 let Some(s) = &v.streak else {
-                    if interesting {
+                    if interesting || v.awaiting_cause {
                         selected.push(Selected {
                             jobset: ji,
                             job,
@@ -343,7 +352,7 @@ impl<'a> Ctx<'a> {
                         victims.push((job, s.since, v.latest_build));
                     }
                 }
-                if s.signal != Signal::Ok || v.flaky || interesting {
+                if s.signal != Signal::Ok || v.flaky || interesting || v.awaiting_cause {
                     selected.push(Selected {
                         jobset: ji,
                         job,
@@ -372,10 +381,9 @@ impl<'a> Ctx<'a> {
                 let told = js
                     .propagated_from
                     .get(&build)
-                    .and_then(|root| by_build.get(root))
-                    .map(|a| a.to_string());
+                    .and_then(|root| by_build.get(root).map(|a| (a.to_string(), *root)));
                 let entry = match told {
-                    Some(root) => (Some(root), Vec::new()),
+                    Some((root, root_build)) => (Some(root), Vec::new(), Some(root_build)),
                     None => {
                         let mut c: Vec<String> = roots_at
                             .get(&(job.system.as_str(), since))
@@ -384,10 +392,10 @@ impl<'a> Ctx<'a> {
                         c.sort();
                         c.dedup();
                         if c.len() == 1 {
-                            (c.pop(), Vec::new())
+                            (c.pop(), Vec::new(), None)
                         } else {
                             c.truncate(5);
-                            (None, c)
+                            (None, c, None)
                         }
                     }
                 };
@@ -465,7 +473,7 @@ impl<'a> Ctx<'a> {
                 let acts =
                     self.policy.acts_on(&js.jobset) && acting_systems.insert(s.job.system.clone());
                 let root = victim_roots.get(&(s.jobset, attr, s.job.system.as_str()));
-                if let Some((Some(r), _)) = root {
+                if let Some((Some(r), _, _)) = root {
                     let e = roots.entry(r.clone()).or_default();
                     e.0.insert(s.job.system.clone());
                     e.1.insert(attr.to_owned());
@@ -562,13 +570,21 @@ impl<'a> Ctx<'a> {
         let since_ts = streak.map(|st| js.evals[st.since as usize].timestamp);
         let rule = match streak {
             _ if !acts => Rule::Watched,
+            None if v.awaiting_cause => Rule::AwaitingCause,
             None => Rule::NoSignal,
+            Some(st) if st.signal == Signal::Ok && v.awaiting_cause && v.present => {
+                Rule::AwaitingCause
+            }
             Some(st) if st.signal == Signal::Ok && !v.flaky => Rule::Ok,
             _ if !v.present => Rule::Gone,
             _ if v.flaky => Rule::Flaky { flips: v.flips },
             Some(st) if st.signal == Signal::Dep => {
-                let (root, candidates) = root.unwrap_or_default();
-                Rule::Victim { root, candidates }
+                let (root, candidates, root_build) = root.unwrap_or_default();
+                Rule::Victim {
+                    root,
+                    candidates,
+                    root_build,
+                }
             }
             Some(st)
                 if st.evals < self.policy.streak.min_evals

@@ -99,14 +99,22 @@ pub fn rule_words(policy: &Policy, rule: Option<&Rule>) -> String {
             "flaky ({flips} changes between building and failing in the last {} evals): not a streak, nothing is done",
             policy.streak.flaky_window_evals
         ),
-        Some(Rule::Victim { root, candidates }) => match root {
-            Some(r) => format!(
+        Some(Rule::AwaitingCause) => "failed with a status Hydra may have copied from a dependency (timeout, cached failure, log or output limit); not acted on until its build page says whose failure it is".to_owned(),
+        Some(Rule::Victim {
+            root,
+            candidates,
+            root_build,
+        }) => match (root, root_build) {
+            (Some(r), Some(build)) => format!(
+                "a dependency failed: never acted on; charged to {r}, whose build {build} Hydra names as the one that failed (\"propagated from build {build}\")"
+            ),
+            (Some(r), None) => format!(
                 "a dependency failed: never acted on; charged to {r}, whose failure began in the same eval"
             ),
-            None if candidates.is_empty() => {
+            (None, _) if candidates.is_empty() => {
                 "a dependency failed: never acted on; its root is not known".to_owned()
             }
-            None => format!(
+            (None, _) => format!(
                 "a dependency failed: never acted on; the root is one of {}",
                 candidates.join(", ")
             ),

@@ -30,12 +30,15 @@ pub struct CauseToRead {
 }
 
 impl Store {
-    /// Failed builds of the jobset's newest eval whose page was not read
-    /// (for their current status), most useful first: failures that wait
-    /// for their cause before they may be acted on (7, 8, 10, 11, ...) before
-    /// dependency failures (2, read only to name the root); within each, the
-    /// newest failures first (a new failure or a streak's newest build is
-    /// the one a decision hangs on), then by build id for a stable order.
+    /// Failed builds whose page was not read (for their current status),
+    /// most useful first, at most `limit`: those of the jobset's newest
+    /// eval, failures that wait for their cause before they may be acted on
+    /// (7, 8, 10, 11, ...) before dependency failures (2, read only to name
+    /// the root), the newest failures first (a new failure, or a streak's
+    /// newest build, is what a decision hangs on); then the older builds of
+    /// jobs failing now, newest first, so that a streak's length counts only
+    /// failures known to be the package's own. Older dependency failures are
+    /// never read: only the newest one's root is charged.
     pub fn causes_to_read(
         &self,
         jobset_id: i64,
@@ -44,12 +47,18 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT b.id, b.status FROM spans s JOIN jobs j ON j.id = s.job_id
+                "WITH failing_now AS (
+                     SELECT s.job_id FROM spans s JOIN jobs j ON j.id = s.job_id
+                     JOIN builds b ON b.id = s.build_id
+                     WHERE j.jobset_id = ?1 AND s.last_seq IS NULL AND b.finished = 1
+                       AND b.status IS NOT NULL AND b.status NOT IN (0, 3, 4, 9))
+                 SELECT b.id, b.status FROM spans s JOIN failing_now f ON f.job_id = s.job_id
                  JOIN builds b ON b.id = s.build_id {CAUSE_JOIN}
-                 WHERE j.jobset_id = ?1 AND s.last_seq IS NULL AND b.finished = 1
-                   AND b.status IS NOT NULL AND b.status NOT IN (0, 1, 3, 4, 6, 9)
+                 WHERE b.finished = 1 AND b.status IS NOT NULL AND b.status NOT IN (0, 1, 3, 4, 6, 9)
                    AND c.build_id IS NULL
-                 ORDER BY b.status = 2, s.first_seq DESC, b.id
+                 GROUP BY b.id
+                 HAVING max(s.last_seq IS NULL) OR b.status != 2
+                 ORDER BY max(s.last_seq IS NULL) DESC, b.status = 2, max(s.first_seq) DESC, b.id
                  LIMIT ?2"
             ))
             .context("finding builds whose cause is unread")?;
