@@ -166,6 +166,10 @@ pub struct RootImpact {
     pub victims: Vec<String>,
     /// Victim jobs (attribute × system).
     pub victim_jobs: u32,
+    /// Of those, the ones Hydra's build pages charge to it ("propagated
+    /// from build N"); the others were charged because their failure began
+    /// in the same eval as the root's.
+    pub named_by_hydra: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -451,7 +455,7 @@ impl<'a> Ctx<'a> {
         for attr in self.by_attr.keys() {
             grouped.entry(attr).or_default();
         }
-        let mut roots: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>, u32)> =
+        let mut roots: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>, u32, u32)> =
             BTreeMap::new();
         let mut attrs = BTreeMap::new();
         for (attr, mut jobs) in grouped {
@@ -473,11 +477,12 @@ impl<'a> Ctx<'a> {
                 let acts =
                     self.policy.acts_on(&js.jobset) && acting_systems.insert(s.job.system.clone());
                 let root = victim_roots.get(&(s.jobset, attr, s.job.system.as_str()));
-                if let Some((Some(r), _, _)) = root {
+                if let Some((Some(r), _, root_build)) = root {
                     let e = roots.entry(r.clone()).or_default();
                     e.0.insert(s.job.system.clone());
                     e.1.insert(attr.to_owned());
                     e.2 += 1;
+                    e.3 += u32::from(root_build.is_some());
                 }
                 assessed.push(self.job(js, s, acts, root.cloned()));
             }
@@ -486,11 +491,12 @@ impl<'a> Ctx<'a> {
         }
         let mut roots: Vec<RootImpact> = roots
             .into_iter()
-            .map(|(attr, (systems, victims, jobs))| RootImpact {
+            .map(|(attr, (systems, victims, jobs, named))| RootImpact {
                 attr,
                 systems: systems.into_iter().collect(),
                 victims: victims.into_iter().collect(),
                 victim_jobs: jobs,
+                named_by_hydra: named,
             })
             .collect();
         roots.sort_by(|a, b| {

@@ -232,16 +232,21 @@ pub fn explain(
                     let _ = writeln!(out, "    first failure: {}", e.first_build);
                 }
                 None => {
-                    let since = v
-                        .streak
-                        .as_ref()
-                        .map(|s| js.evals[s.since as usize].timestamp);
+                    let since = v.streak.as_ref().map(|s| {
+                        (
+                            js.evals[s.since as usize].timestamp,
+                            js.evals[s.until as usize].timestamp,
+                        )
+                    });
                     let _ = writeln!(
                         out,
                         "    {}{}",
                         if v.flaky { "flaky; newest result " } else { "" },
                         match since {
-                            Some(t) if !v.flaky => format!("builds since {}", day(t)),
+                            Some((from, until)) if !v.flaky && v.awaiting_cause => {
+                                format!("built from {} until {}", day(from), day(until))
+                            }
+                            Some((t, _)) if !v.flaky => format!("builds since {}", day(t)),
                             _ => v.latest.as_str().to_owned(),
                         }
                     );
@@ -256,6 +261,28 @@ pub fn explain(
                     &job.hydra_job()
                 )
             );
+            let links = crate::report::HydraLinks::new(&facts.hydra_url);
+            if v.awaiting_cause {
+                let _ = writeln!(
+                    out,
+                    "    newest result: {} (status {}), whose cause is not read yet: {}",
+                    v.latest.as_str().replace('_', " "),
+                    job.runs
+                        .iter()
+                        .rev()
+                        .find(|r| r.build == v.latest_build)
+                        .and_then(|r| r.status)
+                        .map_or("?".to_owned(), |s| s.to_string()),
+                    links.build(v.latest_build)
+                );
+            }
+            if let Some(Rule::Victim {
+                root_build: Some(build),
+                ..
+            }) = assessed.map(|j| &j.rule)
+            {
+                let _ = writeln!(out, "    root build: {}", links.build(*build));
+            }
             let text = rule_words(policy, assessed.map(|j| &j.rule));
             let _ = writeln!(out, "    rule: {text}");
             if let Some(j) = assessed

@@ -18,7 +18,7 @@ mod write;
 pub use causes::CauseToRead;
 pub use facts::{ActionResult, NewAction, NewOptOut};
 pub use lease::{LeaseHeld, LeaseHolder};
-pub use read::{JobRecord, JobsetSummary, StoredEval};
+pub use read::{JobRecord, JobsetSummary, RootBuild, StoredEval};
 pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
 
 use rustc_hash::FxHashMap as HashMap;

@@ -42,6 +42,18 @@ pub struct JobRecord {
     pub name: JobName,
     pub history: JobHistory,
     pub spans: Vec<Span>,
+    /// The build Hydra's page named as the one that failed, when the newest
+    /// build's failure was propagated, with the job it belongs to if stored.
+    pub root: Option<RootBuild>,
+}
+
+/// The root of a propagated failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RootBuild {
+    pub build: i64,
+    /// Attribute and system, when the build is one of the stored jobs'.
+    pub attr: Option<String>,
+    pub system: Option<String>,
 }
 
 impl Store {
@@ -166,15 +178,39 @@ impl Store {
         for (job_id, jobset_id, jobset, name) in jobs {
             let spans = self.spans(jobset_id, job_id)?;
             if let Some(history) = history::summarize(&spans, rules) {
+                let root = match history.latest_cause.root() {
+                    Some(build) => Some(self.root_build(build)?),
+                    None => None,
+                };
                 records.push(JobRecord {
                     jobset,
                     name,
                     history,
                     spans,
+                    root,
                 });
             }
         }
         Ok(records)
+    }
+
+    /// Build `build` and, if it is a stored job's, that job.
+    fn root_build(&self, build: i64) -> Result<RootBuild, StoreError> {
+        let job: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT j.attr, j.system FROM builds b JOIN jobs j ON j.id = b.job_id WHERE b.id = ?1",
+                [build],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .context("finding a root build's job")?;
+        let (attr, system) = job.unzip();
+        Ok(RootBuild {
+            build,
+            attr,
+            system,
+        })
     }
 
     /// A job's spans, oldest first, with their evals resolved.

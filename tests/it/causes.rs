@@ -129,7 +129,12 @@ fn victims_of_a_timed_out_or_cached_failure_root_are_dependency_failures_charged
     }
 
     let newest = facts.jobsets[0].evals.last().expect("evals").timestamp;
-    let a = assess(&Policy::nixpkgs(), &facts, &Ledger::default(), newest + 3600);
+    let a = assess(
+        &Policy::nixpkgs(),
+        &facts,
+        &Ledger::default(),
+        newest + 3600,
+    );
     for (victim, root) in [
         (&p.timeout_victims[0], &p.timeout_root),
         (&p.cached_victim, &p.cached_root),
@@ -218,4 +223,71 @@ fn build_pages_stay_within_the_budget_and_are_never_read_twice_across_restarts()
         linux_class(&sandbox, &p.cached_victim),
         StatusClass::DependencyFailed
     );
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+        .args(args)
+        .env_remove("HYDRA_SENTINEL_CONFIG")
+        .env("HYDRA_SENTINEL_LOG", "warn")
+        .output()
+        .expect("running hydra-sentinel");
+    assert!(
+        output.status.success(),
+        "hydra-sentinel {}: {}\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+#[test]
+fn history_names_the_root_hydra_named_and_a_failure_whose_page_is_unread() {
+    let p = planted();
+    let sandbox = Sandbox::new(&p.hydra, "\n[ingest]\ncause_pages_per_pass = 1\n");
+    let config = sandbox.config_path.to_str().unwrap();
+    let mut attrs: Vec<&String> = p
+        .timeout_victims
+        .iter()
+        .chain([
+            &p.cached_victim,
+            &p.own_timeout,
+            &p.timeout_root,
+            &p.cached_root,
+        ])
+        .collect();
+    attrs.sort();
+    let histories = || -> (String, usize) {
+        let mut texts = String::new();
+        let mut awaiting = 0;
+        for attr in &attrs {
+            let json: serde_json::Value =
+                serde_json::from_str(&run_ok(&["--config", config, "history", attr, "--json"]))
+                    .expect("history JSON");
+            let linux = json["jobs"]
+                .as_array()
+                .expect("jobs")
+                .iter()
+                .find(|j| j["system"] == LINUX)
+                .expect("a Linux job")
+                .clone();
+            awaiting += usize::from(linux["awaiting_cause"] == true);
+            texts.push_str(&run_ok(&["--config", config, "history", attr]));
+        }
+        (texts.replace(&p.hydra.url(), "http://hydra"), awaiting)
+    };
+
+    // One page a pass: the first failure in line is read, the rest wait.
+    run_ok(&["--config", config, "ingest"]);
+    let (one_page, awaiting) = histories();
+    assert_eq!(awaiting, 5, "one of six failures read:\n{one_page}");
+    insta::assert_snapshot!("history_after_one_page", one_page);
+
+    for _ in 0..5 {
+        run_ok(&["--config", config, "ingest"]);
+    }
+    let (all_read, awaiting) = histories();
+    assert_eq!(awaiting, 0, "six passes read six pages:\n{all_read}");
+    insta::assert_snapshot!("history_with_every_page_read", all_read);
 }
