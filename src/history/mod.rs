@@ -1,7 +1,8 @@
 //! Failure history: what a job's run of Hydra results means.
 //!
 //! This module owns the *meaning* of Hydra data: splitting a job name into an
-//! attribute path and a system, classifying `buildstatus` codes, and turning a
+//! attribute path and a system, classifying `buildstatus` codes (with what
+//! Hydra's build page said: own or propagated, [`Cause`]), and turning a
 //! job's run-length history (its spans of builds across evaluations) into a
 //! current class and a streak.
 //!

@@ -17,6 +17,7 @@
 
 use super::{IngestError, Ingestor, JobsetReport};
 use crate::config::JobsetRef;
+use crate::history::Cause;
 use crate::hydra::{BuildCause, HydraError};
 
 impl Ingestor {
@@ -59,9 +60,15 @@ impl Ingestor {
                     break;
                 }
             };
-            let recorded = cause.clone();
+            let (read, step) = match &cause {
+                BuildCause::Own { step_status } => (Cause::Own, Some(step_status.clone())),
+                BuildCause::Propagated { from, step_status } => {
+                    (Cause::Propagated { from: *from }, Some(step_status.clone()))
+                }
+                BuildCause::NoFailedSteps => (Cause::Unknown, None),
+            };
             self.with_store(move |store| {
-                Ok(store.record_cause(item.build, item.status, &recorded, now)?)
+                Ok(store.record_cause(item.build, item.status, read, step.as_deref(), now)?)
             })
             .await?;
             report.cause_pages_read += 1;

@@ -4,9 +4,10 @@
 //! Owns: the choice between streaming `/eval/{id}/builds` and learning the
 //! builds the store does not know yet with `/build/{id}`, the pass's request
 //! budget (`ingest.requests_per_pass`, see [`budget`]), validation of what
-//! Hydra sends (job names, store paths, jobset), and re-checking builds whose
+//! Hydra sends (job names, store paths, jobset), re-checking builds whose
 //! status may still change (unfinished ones, and failed ones that may be
-//! restarted).
+//! restarted), and reading failed builds' pages to tell own from propagated
+//! failures (`causes.rs`, within `ingest.cause_pages_per_pass`).
 //!
 //! Must never: write part of an eval (its membership is written in one
 //! transaction, once every build in it is known; builds learned one by one

@@ -5,7 +5,6 @@ use rusqlite::params;
 
 use super::{Context, Store, StoreError};
 use crate::history::Cause;
-use crate::hydra::BuildCause;
 
 /// The join that finds a build's cause (as `c`), valid only while the
 /// build has the status it had when its page was read (a restart may
@@ -74,20 +73,22 @@ impl Store {
             .context("finding builds whose cause is unread")
     }
 
-    /// Record what build `build`'s page said while it had `status`.
+    /// Record what build `build`'s page said while it had `status`, with
+    /// the failed step's status as Hydra words it.
     pub fn record_cause(
         &self,
         build: i64,
         status: i64,
-        cause: &BuildCause,
+        cause: Cause,
+        step_status: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let (kind, from, step) = match cause {
-            BuildCause::Own { step_status } => ("own", None, Some(step_status.as_str())),
-            BuildCause::Propagated { from, step_status } => {
-                ("propagated", Some(*from), Some(step_status.as_str()))
-            }
-            BuildCause::NoFailedSteps => ("unknown", None, None),
+        let (kind, from) = match cause {
+            Cause::Own => ("own", None),
+            Cause::Propagated { from } => ("propagated", Some(from)),
+            // Nothing read is nothing to record.
+            Cause::Unread => return Ok(()),
+            Cause::Unknown => ("unknown", None),
         };
         self.conn
             .execute(
@@ -95,7 +96,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (build_id) DO UPDATE SET status = ?2, cause = ?3,
                     propagated_from = ?4, step_status = ?5, read_at = ?6",
-                params![build, status, kind, from, step, now],
+                params![build, status, kind, from, step_status, now],
             )
             .map(drop)
             .context("recording a build's cause")
