@@ -178,7 +178,7 @@ impl HydraClient {
 
     /// Whether build `id` failed on its own or inherited a dependency's
     /// failure, from its HTML page (no JSON carries it; see
-    /// [`super::build_page`]). Paced and retried like every request.
+    /// [`BuildCause`]). Paced and retried like every request.
     pub async fn build_cause(&self, id: i64) -> Result<BuildCause, HydraError> {
         let url = self.url(&format!("build/{id}"));
         self.paced(&url, true, |permit| {

@@ -291,3 +291,55 @@ fn history_names_the_root_hydra_named_and_a_failure_whose_page_is_unread() {
     assert_eq!(awaiting, 0, "six passes read six pages:\n{all_read}");
     insta::assert_snapshot!("history_with_every_page_read", all_read);
 }
+
+#[test]
+fn a_kill_while_pages_are_read_keeps_what_was_read_and_the_next_run_reads_only_the_rest() {
+    let p = planted();
+    // Each answer takes a while, so the kill lands among the page reads.
+    p.hydra
+        .set_latency(Some(std::time::Duration::from_millis(150)));
+    let sandbox = Sandbox::new(&p.hydra, "");
+    let config = sandbox.config_path.to_str().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+        .args(["--config", config, "ingest"])
+        .env("HYDRA_SENTINEL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting hydra-sentinel");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while p.hydra.counters().requests("build_page") < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pages were never asked for"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("killing hydra-sentinel");
+    child.wait().expect("reaping hydra-sentinel");
+    let kept = sandbox.count("SELECT count(*) FROM build_causes");
+    assert!(
+        (2..6).contains(&kept),
+        "the pages answered before the kill are kept: {kept}"
+    );
+
+    p.hydra.set_latency(None);
+    run_ok(&["--config", config, "ingest"]);
+    assert_eq!(sandbox.count("SELECT count(*) FROM build_causes"), 6);
+    let mut asked: HashMap<String, usize> = HashMap::new();
+    for r in p.hydra.requests() {
+        if r.path.starts_with("/build/") && !r.accept.as_deref().is_some_and(|a| a.contains("json"))
+        {
+            *asked.entry(r.path).or_default() += 1;
+        }
+    }
+    let again: Vec<_> = asked.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        again.len() <= 1 && again.iter().all(|(_, n)| **n == 2),
+        "only the page in flight at the kill may be asked for again: {asked:?}"
+    );
+    assert_eq!(
+        linux_class(&sandbox, &p.timeout_victims[0]),
+        StatusClass::DependencyFailed
+    );
+}
