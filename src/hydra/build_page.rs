@@ -15,8 +15,9 @@
 //! <tt>/nix/store/…</tt>"), and a `<td class="step-status">` with the
 //! status text and, for a step copied from another build, "(propagated from
 //! <a href=…>build N</a>)" (`common.tt` `renderBuildIdLink`). malob's
-//! hydra-tools (`src/Nix/Hydra/Scraper.hs`) and nix-review-tools read the
-//! same cell. The same page also lists *all* steps under "Build steps"
+//! hydra-tools (`src/Nix/Hydra/Scraper.hs` `failedDepIdForBuild`: the text
+//! of `td.step-status`, first number in it) and nix-review-tools read the
+//! same cell; hydra-check (Rust, `scraper`) reads other pages. The same page also lists *all* steps under "Build steps"
 //! with the same cells, so only the table after the "Failed build steps"
 //! heading is read.
 //!
@@ -370,6 +371,25 @@ mod tests {
         assert_eq!(
             parse_build_page(&html),
             BuildCause::Own {
+                step_status: "Cached failure".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_cell_malobs_hydra_tools_documents_reads_as_a_cached_failure_from_its_root() {
+        // malob/hydra-tools `src/Nix/Hydra/Scraper.hs` (`failedDepIdForBuild`)
+        // quotes build 196800181's first failed step as
+        // "Cached failure (log, raw, tail) (propagated from build 196835188)".
+        let failed = format!(
+            r#"<tr><td>1</td><td>Build of <tt>{LIB}</tt></td><td>0s</td><td><em>n/a</em></td>
+<td class="step-status"><span class="error">Cached failure</span> (<a href="https://hydra.nixos.org/build/196800181/nixlog/1">log</a>, <a href="https://hydra.nixos.org/build/196800181/nixlog/1/raw">raw</a>, <a href="https://hydra.nixos.org/build/196800181/nixlog/1/tail">tail</a>) (propagated from <a href="https://hydra.nixos.org/build/196835188">build 196835188</a>)</td></tr>
+"#
+        );
+        assert_eq!(
+            parse_build_page(&page(&[failed], &[OWN], &[])),
+            BuildCause::Propagated {
+                from: 196_835_188,
                 step_status: "Cached failure".into()
             }
         );
