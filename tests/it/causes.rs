@@ -343,3 +343,35 @@ fn a_kill_while_pages_are_read_keeps_what_was_read_and_the_next_run_reads_only_t
         StatusClass::DependencyFailed
     );
 }
+
+#[test]
+fn page_reads_come_out_of_the_pass_request_budget() {
+    let p = planted();
+    let sandbox = Sandbox::new(&p.hydra, "\n[ingest]\nrequests_per_pass = 10\n");
+    let total = || -> usize {
+        p.hydra
+            .counters()
+            .endpoints
+            .values()
+            .map(|e| e.requests)
+            .sum()
+    };
+    let mut passes = 0;
+    let read = || sandbox.count("SELECT count(*) FROM build_causes");
+    while passes == 0 || read() < 6 {
+        passes += 1;
+        assert!(passes <= 30, "the pages are read within 30 passes");
+        let before = total();
+        let report = sandbox.pass(Some(10));
+        let sent = total() - before;
+        assert!(
+            sent <= 10,
+            "pass {passes}: {sent} requests, pages included, for a budget of 10: {report:?}"
+        );
+    }
+    assert!(
+        p.hydra.counters().requests("build_page") == 6,
+        "each page once: {:?}",
+        p.hydra.counters()
+    );
+}
