@@ -169,7 +169,35 @@ CREATE TABLE whole_eval_requests (
 -- this column existed (oldest first).
 ALTER TABLE builds ADD COLUMN fetched_at INTEGER;
 
--- version 8: why a build failed, as its Hydra build page says
+-- version 8: when failures began, learned from Hydra on a first install
+
+-- A job already failing in the first stored eval has a past we did not
+-- see. Hydra knows it: the job's newest successful build (`/job/…/latest`)
+-- and the evals that contain it (`jobsetevals`), and the build of the eval
+-- after it (`/eval/{id}/job/{job}`), whose queue time is when the failure
+-- began. One row per such job, learned once, within the request budget.
+CREATE TABLE job_origins (
+    job_id             INTEGER PRIMARY KEY REFERENCES jobs (id),
+    build_id           INTEGER NOT NULL,  -- the failing build of the first stored eval
+    learned_at         INTEGER NOT NULL,  -- Unix s
+    since              INTEGER NOT NULL,  -- when the failure began (Unix s), or the horizon
+    since_eval         INTEGER,           -- Hydra eval id where it began, when known
+    evals_before       INTEGER NOT NULL,  -- evals of the failure before the first stored one
+    derivations_before INTEGER NOT NULL,  -- failing derivations before the stored ones (at least)
+    last_success_build INTEGER,           -- Hydra's newest successful build of the job
+    last_success_eval  INTEGER,           -- the newest eval that contained it
+    last_success_time  INTEGER,           -- when it finished (Unix s)
+    beyond_horizon     INTEGER NOT NULL   -- 1: it began before the horizon; `since` is the horizon
+);
+
+-- version 9: when Hydra last checked each jobset
+
+-- A page of `/jobset/…/evals` carries every build id of its 20 evals (57 MB
+-- of JSON for trunk): it is read only when Hydra's `lastcheckedtime` for the
+-- jobset (`/api/jobsets`, a few KB) moved since the last complete discovery.
+ALTER TABLE jobsets ADD COLUMN hydra_checked_at INTEGER;
+
+-- version 10: why a build failed, as its Hydra build page says
 
 -- Hydra copies a dependency's failure code onto dependents (only 1 becomes
 -- 2), so a 7, 8, 10, 11 or 12 may be a dependency's; only the HTML build

@@ -103,6 +103,7 @@ fn facts_from(sim: &SimHydra) -> Facts {
                 .collect(),
             jobs,
             propagated_from: Default::default(),
+            origins: Default::default(),
         }],
         maintainers: Default::default(),
     }

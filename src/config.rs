@@ -141,6 +141,9 @@ pub struct IngestSettings {
     /// failure from one propagated from a dependency (see
     /// [`CAUSE_PAGES_PER_PASS`]).
     pub cause_pages_per_pass: usize,
+    /// How far back a first install looks for when failures under way
+    /// began: an older beginning is told as "at least this long".
+    pub origin_horizon: Duration,
 }
 
 /// The default of `ingest.cause_pages_per_pass`.
@@ -168,6 +171,7 @@ impl Default for IngestSettings {
             whole_eval_max_builds: crate::ingest::WHOLE_EVAL_MAX_BUILDS,
             requests_per_pass: crate::ingest::REQUESTS_PER_PASS,
             cause_pages_per_pass: CAUSE_PAGES_PER_PASS,
+            origin_horizon: Duration::from_secs(26 * 7 * 86_400),
         }
     }
 }
@@ -515,6 +519,7 @@ impl Config {
                 whole_eval_max_builds: ingest.whole_eval_max_builds,
                 requests_per_pass: *ingest.requests_per_pass.get_ref(),
                 cause_pages_per_pass,
+                origin_horizon: Duration::from_secs(ingest.origin_horizon_days * 86_400),
             },
             policy_file: raw.policy.file,
             nixpkgs_checkout,
@@ -754,6 +759,7 @@ struct RawIngest {
     whole_eval_max_builds: usize,
     requests_per_pass: Spanned<usize>,
     cause_pages_per_pass: Spanned<usize>,
+    origin_horizon_days: u64,
 }
 
 impl Default for RawIngest {
@@ -767,6 +773,7 @@ impl Default for RawIngest {
             whole_eval_max_builds: d.whole_eval_max_builds,
             requests_per_pass: Spanned::new(0..0, d.requests_per_pass),
             cause_pages_per_pass: Spanned::new(0..0, d.cause_pages_per_pass),
+            origin_horizon_days: d.origin_horizon.as_secs() / 86_400,
         }
     }
 }

@@ -1570,6 +1570,7 @@ mod tests {
                     runs: vec![run(0, 1, 1, (true, Some(1))), run(2, 2, 2, newest)],
                 }],
                 propagated_from: BTreeMap::new(),
+                origins: BTreeMap::new(),
             }],
             maintainers: BTreeMap::new(),
         }

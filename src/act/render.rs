@@ -492,6 +492,7 @@ mod tests {
             class: "failing".into(),
             job_url: format!("https://hydra.nixos.org/job/nixpkgs/trunk/hello.{system}"),
             since: eval(1820085, 5),
+            before_our_records: None,
             evals: 51,
             derivations: 4,
             statuses: vec!["failed".into()],

@@ -18,7 +18,7 @@ use url::Url;
 
 use super::build_page::{BuildCause, parse_build_page};
 use super::pacer::{Pacer, Pacing, Progress};
-use super::{Build, Eval, EvalsPage, HydraError};
+use super::{Build, BuildInEvals, Eval, EvalsPage, HydraError, JobsetOverview};
 
 /// Refusals (429) of one request ridden out before giving up on it: with
 /// delays growing from `retry_initial_delay` to `retry_max_delay`, the
@@ -63,6 +63,8 @@ impl HydraSettings {
 #[derive(Clone)]
 pub struct HydraClient {
     http: reqwest::Client,
+    /// Follows no redirect (see [`HydraClient::latest_success`]).
+    locating: reqwest::Client,
     base: Url,
     in_flight: Arc<Semaphore>,
     pacer: Arc<Pacer>,
@@ -93,12 +95,19 @@ impl HydraClient {
         user_agent.push(')');
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, "application/json".parse().expect("static header"));
-        let http = reqwest::Client::builder()
-            .user_agent(user_agent)
-            .default_headers(headers)
-            .gzip(true)
-            .connect_timeout(settings.connect_timeout)
-            .read_timeout(settings.read_timeout)
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(user_agent.clone())
+                .default_headers(headers.clone())
+                .gzip(true)
+                .connect_timeout(settings.connect_timeout)
+                .read_timeout(settings.read_timeout)
+        };
+        let http = builder().build().map_err(HydraError::Client)?;
+        // Hydra answers "which build?" questions with a redirect; reading the
+        // Location instead of following it costs one request, not two.
+        let locating = builder()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(HydraError::Client)?;
         let mut base = settings.url.clone();
@@ -117,6 +126,7 @@ impl HydraClient {
             .with_max_times(RATE_LIMIT_RETRIES);
         Ok(HydraClient {
             http,
+            locating,
             base,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             pacer: Arc::new(Pacer::new(settings.pacing)),
@@ -152,6 +162,13 @@ impl HydraClient {
             .pop_if_empty()
             .extend(["jobset", project, jobset, "evals"]);
         url
+    }
+
+    /// The jobsets of a project with when Hydra last checked each.
+    pub async fn jobsets_overview(&self, project: &str) -> Result<Vec<JobsetOverview>, HydraError> {
+        let mut url = self.url("api/jobsets");
+        url.query_pairs_mut().append_pair("project", project);
+        self.get_json(&url).await
     }
 
     /// One page of evals; `next` is resolved against the page's own URL, as
@@ -194,6 +211,97 @@ impl HydraClient {
             }
         })
         .await
+    }
+
+    /// A build with the evals that contain it.
+    pub async fn build_in_evals(&self, id: i64) -> Result<BuildInEvals, HydraError> {
+        self.get_json(&self.url(&format!("build/{id}"))).await
+    }
+
+    /// The job's newest successful build, if Hydra has one: `/job/{p}/{j}/
+    /// {job}/latest` redirects to it (NixOS/hydra
+    /// `Base/Controller/ListBuilds.pm` `latest`: finished, status 0, highest
+    /// id), or answers 404.
+    pub async fn latest_success(
+        &self,
+        project: &str,
+        jobset: &str,
+        job: &str,
+    ) -> Result<Option<i64>, HydraError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http(s) base URL")
+            .pop_if_empty()
+            .extend(["job", project, jobset, job, "latest"]);
+        self.locate_build(&url).await
+    }
+
+    /// The eval's build of `job`: `/eval/{id}/job/{job}` redirects to it
+    /// (`Controller/JobsetEval.pm` `job`), or answers 404.
+    pub async fn eval_job(&self, eval: i64, job: &str) -> Result<Option<i64>, HydraError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http(s) base URL")
+            .pop_if_empty()
+            .extend(["eval", &eval.to_string(), "job", job]);
+        self.locate_build(&url).await
+    }
+
+    /// The build id a redirect points at, or None on 404.
+    async fn locate_build(&self, url: &Url) -> Result<Option<i64>, HydraError> {
+        self.paced(url, true, |permit| async move {
+            let answer = self.locate_once(url).await;
+            drop(permit);
+            answer
+        })
+        .await
+    }
+
+    async fn locate_once(&self, url: &Url) -> Result<Option<i64>, HydraError> {
+        tracing::debug!(%url, "GET (where does it redirect?)");
+        metrics::counter!("hydra_sentinel_hydra_requests_total", "endpoint" => endpoint(url))
+            .increment(1);
+        let response = self
+            .locating
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|source| HydraError::Http {
+                url: url.to_string(),
+                source,
+            })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status.is_redirection() {
+            let build = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|location| location.split('?').next())
+                .and_then(|location| location.trim_end_matches('/').rsplit_once("/build/"))
+                .and_then(|(_, id)| id.parse::<i64>().ok());
+            return match build {
+                Some(id) => Ok(Some(id)),
+                None => Err(HydraError::Status {
+                    url: url.to_string(),
+                    status: status.as_u16(),
+                    message: Some("a redirect that does not point at a build".into()),
+                    retry_after: None,
+                }),
+            };
+        }
+        Err(HydraError::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+            message: Some(if status.is_success() {
+                "expected a redirect to a build".into()
+            } else {
+                status.canonical_reason().unwrap_or("error").into()
+            }),
+            retry_after: None,
+        })
     }
 
     /// Open `/eval/{id}/builds` as a byte stream. Sent once: a failure is
@@ -364,7 +472,13 @@ impl HydraClient {
 /// The kind of Hydra page a URL asks for, as a metrics label.
 fn endpoint(url: &Url) -> &'static str {
     let path = url.path().trim_end_matches('/');
-    if path.ends_with("/evals") {
+    if path.ends_with("/api/jobsets") {
+        "api_jobsets"
+    } else if path.contains("/eval/") && path.contains("/job/") {
+        "eval_job"
+    } else if path.contains("/job/") && path.ends_with("/latest") {
+        "job_latest"
+    } else if path.ends_with("/evals") {
         "evals"
     } else if path.ends_with("/builds") {
         "eval_builds"

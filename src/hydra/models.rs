@@ -27,6 +27,36 @@ pub struct Build {
     pub stoptime: Option<i64>,
 }
 
+/// A build with the evals that contain it (`jobsetevals` in
+/// `Schema/Result/Builds.pm` `as_json`): what learning when a failure began
+/// reads. Kept apart from [`Build`] so that ingest never parses those lists.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BuildInEvals {
+    pub id: i64,
+    #[serde(deserialize_with = "flag")]
+    pub finished: bool,
+    #[serde(default)]
+    pub buildstatus: Option<i64>,
+    /// When the build was queued: when the eval that created it ran.
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+    #[serde(default)]
+    pub stoptime: Option<i64>,
+    #[serde(default)]
+    pub jobsetevals: Vec<i64>,
+}
+
+/// A jobset as `/api/jobsets?project=P` lists it (NixOS/hydra
+/// `Controller/API.pm` `jobsets`): a few hundred bytes per jobset.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct JobsetOverview {
+    pub name: String,
+    /// When Hydra last checked the jobset's inputs (and evaluated it when
+    /// they changed): no new eval can appear without this moving.
+    #[serde(default)]
+    pub lastcheckedtime: Option<i64>,
+}
+
 /// An eval without its `builds` array: what a page of `/jobset/…/evals` is
 /// read into, so that discovering evals never holds 250,000 ids per eval.
 /// The ids are counted as they are skipped: the count tells ingest how

@@ -42,6 +42,10 @@ impl RequestBudget {
         granted
     }
 
+    pub fn left(&self) -> usize {
+        self.left.load(Ordering::SeqCst)
+    }
+
     pub fn spent(&self) -> usize {
         self.spent.load(Ordering::SeqCst)
     }
@@ -58,7 +62,7 @@ mod tests {
         assert_eq!(budget.take_up_to(3), 3);
         assert_eq!(budget.take_up_to(3), 2);
         assert!(!budget.take());
-        assert_eq!(budget.spent(), 5);
+        assert_eq!((budget.left(), budget.spent()), (0, 5));
     }
 
     #[test]

@@ -34,6 +34,7 @@
 mod budget;
 mod causes;
 mod check;
+mod origins;
 mod recheck;
 mod single;
 mod whole_eval;
@@ -169,6 +170,8 @@ pub struct JobsetReport {
     pub requests: usize,
     /// Build pages read to tell own from propagated failures.
     pub cause_pages_read: usize,
+    /// Failures older than our records whose beginning was learned.
+    pub origins_learned: usize,
 }
 
 /// An eval learned over several passes.
@@ -320,9 +323,26 @@ impl Ingestor {
             .max_evals
             .unwrap_or(self.settings.max_evals_per_pass)
             .max(1);
-        let mut evals = self
-            .discover(jobset, newest.as_ref().map(|e| e.id), limit)
-            .await?;
+        // An evals page is heavy (every build id of 20 evals): read it only
+        // when Hydra checked the jobset since the last complete discovery.
+        let (checked, unchanged) = match self.hydra_checked_at(jobset).await {
+            Some(checked) => {
+                let stored = self
+                    .with_store(move |store| Ok(store.hydra_checked_at(jobset_id)?))
+                    .await?;
+                (Some(checked), newest.is_some() && stored == Some(checked))
+            }
+            None => (None, false),
+        };
+        let mut evals = if unchanged {
+            tracing::info!(%jobset, "Hydra has not checked the jobset since the last pass; no new evals");
+            Vec::new()
+        } else {
+            self.discover(jobset, newest.as_ref().map(|e| e.id), limit)
+                .await?
+        };
+        // Once every eval found is stored, this check is settled.
+        let complete_discovery = !unchanged && evals.len() < limit;
         if evals.is_empty() {
             tracing::info!(%jobset, "no new evals");
         }
@@ -380,12 +400,37 @@ impl Ingestor {
             report.rejected_jobs += outcome.rejected_jobs;
             newest_streamed = streamed;
         }
+        if complete_discovery {
+            self.with_store(move |store| Ok(store.set_hydra_checked_at(jobset_id, checked)?))
+                .await?;
+        }
         self.control.check()?;
         self.recheck(jobset, jobset_id, options.now, newest_streamed, report)
             .await?;
         self.control.check()?;
         self.read_causes(jobset, jobset_id, options.now, report)
-            .await
+            .await?;
+        report.origins_learned = self.learn_origins(jobset, jobset_id, options.now).await?;
+        Ok(())
+    }
+
+    /// Hydra's `lastcheckedtime` of the jobset, if `/api/jobsets` says
+    /// (one small request from the budget); None when it cannot tell, and
+    /// then the evals page is read as before.
+    async fn hydra_checked_at(&self, jobset: &JobsetRef) -> Option<i64> {
+        if !self.budget.take() {
+            return None;
+        }
+        match self.client.jobsets_overview(&jobset.project).await {
+            Ok(jobsets) => jobsets
+                .into_iter()
+                .find(|j| j.name == jobset.jobset)
+                .and_then(|j| j.lastcheckedtime),
+            Err(e) => {
+                tracing::debug!(%jobset, error = %crate::error_chain(&e), "no jobset overview; reading the evals page");
+                None
+            }
+        }
     }
 
     /// New evals after `newest_known`, oldest first, at most `limit`: the

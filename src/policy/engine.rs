@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::config::{CircuitBreaker, EffectiveLadder, GroupBy, Period, Policy};
-use super::facts::{Facts, JobFacts, JobsetFacts};
+use super::facts::{Facts, FailureOrigin, JobFacts, JobsetFacts};
 use super::ledger::{ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState};
 use super::plan::{
     Action, Deferred, EvalRef, Evidence, JobEvidence, LastGood, NextStep, Plan, ScheduledStep,
@@ -204,6 +204,23 @@ struct Ctx<'a> {
     by_attr: HashMap<&'a str, Vec<&'a ActionRecord>>,
     /// Per jobset, its evals up to `now` as evidence (formatted once).
     refs: Vec<Vec<EvalRef>>,
+}
+
+/// What Hydra told of the past of a job's own failure that is under way in
+/// the first stored eval (learned on a first install), if anything.
+fn failure_origin<'f>(
+    js: &'f JobsetFacts,
+    job: &JobFacts,
+    streak: &StreakView,
+) -> Option<&'f FailureOrigin> {
+    if streak.since != 0 || streak.signal != Signal::Fail {
+        return None;
+    }
+    js.origins
+        .get(&job.runs.first()?.build)
+        // Hydra could not tell anything (its builds were gone): our own
+        // records are all there is.
+        .filter(|o| o.since_eval.is_some() || o.last_success.is_some() || o.evals_before > 0)
 }
 
 fn eval_ref(links: &HydraLinks, e: &EvalPoint) -> EvalRef {
@@ -537,7 +554,7 @@ impl<'a> Ctx<'a> {
     ) -> Option<JobEvidence> {
         let s = v.streak.as_ref()?;
         let since = &js.evals[s.since as usize];
-        let last_good = v.last_ok.map(|(i, build)| LastGood {
+        let mut last_good = v.last_ok.map(|(i, build)| LastGood {
             eval: self.refs[ji][i as usize].clone(),
             build: self.links.build(build),
         });
@@ -545,15 +562,42 @@ impl<'a> Ctx<'a> {
             .last_ok
             .filter(|_| s.signal != Signal::Ok)
             .and_then(|(i, _)| compare(&self.facts.repository, &js.evals[i as usize], since));
+        let mut since_ref = self.refs[ji][s.since as usize].clone();
+        let (mut evals, mut derivations) = (s.evals, s.drvs);
+        // A failure older than our records: what Hydra told of its past.
+        let origin = failure_origin(js, job, s);
+        if let Some(o) = origin {
+            let id = o.since_eval.unwrap_or(since_ref.id);
+            since_ref = EvalRef {
+                id,
+                time: time(o.since),
+                revision: None,
+                url: self.links.eval(id),
+            };
+            evals += o.evals_before;
+            derivations += o.derivations_before;
+            if last_good.is_none() {
+                last_good = o.last_success.map(|(build, eval, at)| LastGood {
+                    eval: EvalRef {
+                        id: eval,
+                        time: time(at),
+                        revision: None,
+                        url: self.links.eval(eval),
+                    },
+                    build: self.links.build(build),
+                });
+            }
+        }
         Some(JobEvidence {
             system: job.system.clone(),
             class: signal_class(s.signal).as_str().to_owned(),
             job_url: self
                 .links
                 .job(&js.jobset.project, &js.jobset.jobset, &job.hydra_job()),
-            since: self.refs[ji][s.since as usize].clone(),
-            evals: s.evals,
-            derivations: s.drvs,
+            since: since_ref,
+            before_our_records: origin.map(|o| o.beyond_horizon),
+            evals,
+            derivations,
             statuses: s.statuses.iter().map(|st| st.name().to_owned()).collect(),
             first_build: self.links.build(s.first_build),
             last_build: self.links.build(s.last_build),
@@ -572,8 +616,21 @@ impl<'a> Ctx<'a> {
         let v = &s.view;
         let job = s.job;
         let ladder = self.policy.ladder_for(&job.attr, &job.system);
-        let streak = v.streak.as_ref();
-        let since_ts = streak.map(|st| js.evals[st.since as usize].timestamp);
+        // A failure older than our records counts its past as Hydra told
+        // it: its age, its evals and its derivations.
+        let origin = v.streak.as_ref().and_then(|st| failure_origin(js, job, st));
+        let extended = v.streak.clone().map(|mut st| {
+            if let Some(o) = origin {
+                st.evals += o.evals_before;
+                st.drvs += o.derivations_before;
+            }
+            st
+        });
+        let streak = extended.as_ref();
+        let since_ts = streak.map(|st| {
+            let stored = js.evals[st.since as usize].timestamp;
+            origin.map_or(stored, |o| o.since.min(stored))
+        });
         let rule = match streak {
             _ if !acts => Rule::Watched,
             None if v.awaiting_cause => Rule::AwaitingCause,

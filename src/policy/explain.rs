@@ -212,6 +212,17 @@ pub fn explain(
                             format!(" ({})", e.statuses.join(", "))
                         }
                     );
+                    if let Some(beyond) = e.before_our_records {
+                        let _ = writeln!(
+                            out,
+                            "    began before our records: as Hydra told it when hydra-sentinel first ingested this jobset{}",
+                            if beyond {
+                                " (at least that long: it began before the horizon looked at)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
                     match &e.last_good {
                         Some(g) => {
                             let _ = writeln!(

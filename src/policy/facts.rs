@@ -40,6 +40,32 @@ pub struct JobsetFacts {
     /// root; without it, to a root that started failing in the same
     /// evaluation.
     pub propagated_from: BTreeMap<i64, i64>,
+    /// When failures already under way in the first stored eval began, by
+    /// the failing build of that eval (learned from Hydra on a first
+    /// install; see [`FailureOrigin`]). Empty when nothing was learned.
+    pub origins: BTreeMap<i64, FailureOrigin>,
+}
+
+/// The past of a failure that was under way before our records begin, as
+/// Hydra tells it: its newest successful build of the job, and the build
+/// of the eval after that one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureOrigin {
+    /// When the failure began (Unix s): the queue time of the job's first
+    /// build after its last success, i.e. when that eval ran; the horizon
+    /// when it began before.
+    pub since: i64,
+    /// Hydra's eval where it began, when known.
+    pub since_eval: Option<i64>,
+    /// Evals of the failure before the first stored one.
+    pub evals_before: u32,
+    /// Failing derivations before the stored ones (at least).
+    pub derivations_before: u32,
+    /// Hydra's newest successful build of the job, the newest eval that
+    /// contained it, and when it finished.
+    pub last_success: Option<(i64, i64, i64)>,
+    /// It began before the horizon looked at: `since` is the horizon.
+    pub beyond_horizon: bool,
 }
 
 /// One job: an attribute on a system.

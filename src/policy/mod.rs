@@ -22,6 +22,6 @@ pub use backtest::{BacktestReport, FalseNegative, MissReason, backtest};
 pub use config::{NIXPKGS_POLICY, Period, Policy, PolicyError};
 pub use engine::{Assessment, AttrAssessment, JobAssessment, Rule, assess, plan, plan_from};
 pub use explain::explain;
-pub use facts::{Facts, JobFacts, JobsetFacts, Run, drv_digest};
+pub use facts::{Facts, FailureOrigin, JobFacts, JobsetFacts, Run, drv_digest};
 pub use ledger::{ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState};
 pub use plan::{Action, Deferred, Evidence, Plan};

@@ -128,6 +128,11 @@ pub struct JobEvidence {
     pub job_url: String,
     /// First failing eval of the streak.
     pub since: EvalRef,
+    /// The failure began before our records, and `since` is what Hydra told
+    /// of it when hydra-sentinel was installed: `Some(false)`; `Some(true)`
+    /// when it began even before the horizon looked at ("at least").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_our_records: Option<bool>,
     pub evals: u32,
     pub derivations: u32,
     /// Own-failure statuses seen: `failed`, `timed_out`, ...

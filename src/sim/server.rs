@@ -181,7 +181,13 @@ impl Counters {
 /// The kind of page a path asks for (the same labels as the client's metrics).
 pub fn endpoint(path: &str) -> &'static str {
     let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
-    if path.ends_with("/evals") {
+    if path == "/api/jobsets" {
+        "api_jobsets"
+    } else if path.starts_with("/eval/") && path.contains("/job/") {
+        "eval_job"
+    } else if path.starts_with("/job/") && path.ends_with("/latest") {
+        "job_latest"
+    } else if path.ends_with("/evals") {
         "evals"
     } else if path.starts_with("/eval/") && path.ends_with("/builds") {
         "eval_builds"
@@ -655,6 +661,81 @@ fn route(state: &mut State, target: &str, gzip: bool, html: bool) -> Response {
             },
             None => not_found("eval"),
         },
+        // `Controller/API.pm` `jobsets`: the project's jobsets; the
+        // look-alike checks its jobset whenever an eval is published.
+        ["api", "jobsets"] => {
+            let project = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("project="))
+                .unwrap_or_default();
+            if project != state.hydra.project {
+                return json_response(404, json!({"error": "Project not found."}));
+            }
+            let checked = visible
+                .last()
+                .and_then(|id| state.hydra.eval(*id))
+                .map(|e| e.timestamp + 60);
+            json_response(
+                200,
+                json!([{
+                    "project": state.hydra.project,
+                    "name": state.hydra.jobset,
+                    "nrscheduled": 0, "nrsucceeded": 0, "nrfailed": 0, "nrtotal": 0,
+                    "lastcheckedtime": checked,
+                    "starttime": checked, "checkinterval": 3600, "triggertime": null,
+                    "fetcherrormsg": null, "errortime": null, "haserrormsg": false
+                }]),
+            )
+        }
+        // Hydra's `Base/Controller/ListBuilds.pm` `latest`: a redirect to
+        // the job's newest (by id) finished build with status 0, else 404.
+        ["job", project, jobset, job, "latest"]
+            if *project == state.hydra.project && *jobset == state.hydra.jobset =>
+        {
+            let latest = state
+                .hydra
+                .builds
+                .values()
+                .filter(|b| b.job == *job && b.finished && b.status == Some(0))
+                .filter(|b| b.evals.iter().any(|e| visible.contains(e)))
+                .map(|b| b.id)
+                .max();
+            match latest {
+                Some(id) => Response {
+                    location: Some(format!("/build/{id}")),
+                    ..json_response(302, json!({}))
+                },
+                None => json_response(
+                    404,
+                    json!({"error": "There is no successful build to redirect to."}),
+                ),
+            }
+        }
+        // `Controller/JobsetEval.pm` `job`: a redirect to the eval's build
+        // of that job, else 404.
+        ["eval", id, "job", job] => {
+            let build = id
+                .parse::<i64>()
+                .ok()
+                .filter(|id| visible.contains(id))
+                .and_then(|id| state.hydra.eval(id))
+                .and_then(|eval| {
+                    eval.builds
+                        .iter()
+                        .find(|b| state.hydra.builds.get(b).is_some_and(|b| b.job == *job))
+                        .copied()
+                });
+            match build {
+                Some(id) => Response {
+                    location: Some(format!("/build/{id}")),
+                    ..json_response(302, json!({}))
+                },
+                None => json_response(
+                    404,
+                    json!({"error": "This evaluation has no job with the specified name."}),
+                ),
+            }
+        }
         ["build", id] => match id
             .parse::<i64>()
             .ok()

@@ -98,6 +98,7 @@ fn snapshot() -> Snapshot {
                 evals,
                 jobs,
                 propagated_from: BTreeMap::new(),
+                origins: BTreeMap::new(),
             }],
             maintainers,
         },

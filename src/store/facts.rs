@@ -198,6 +198,7 @@ impl Store {
             evals,
             jobs,
             propagated_from,
+            origins: self.origins(jobset_id)?.into_iter().collect(),
         })
     }
 

@@ -12,12 +12,14 @@ mod act;
 mod causes;
 mod facts;
 mod lease;
+mod origins;
 mod read;
 mod write;
 
 pub use causes::CauseToRead;
 pub use facts::{ActionResult, NewAction, NewOptOut};
 pub use lease::{LeaseHeld, LeaseHolder};
+pub use origins::OriginWanted;
 pub use read::{JobRecord, JobsetSummary, RootBuild, StoredEval};
 pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
 

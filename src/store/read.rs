@@ -291,6 +291,28 @@ impl Store {
             .context("finding unsettled builds")
     }
 
+    /// Hydra's `lastcheckedtime` of the jobset as of the last complete
+    /// discovery (see [`crate::ingest`]).
+    pub fn hydra_checked_at(&self, jobset_id: i64) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT hydra_checked_at FROM jobsets WHERE id = ?1",
+                [jobset_id],
+                |r| r.get(0),
+            )
+            .context("reading when Hydra last checked the jobset")
+    }
+
+    pub fn set_hydra_checked_at(&self, jobset_id: i64, at: Option<i64>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobsets SET hydra_checked_at = ?2 WHERE id = ?1",
+                params![jobset_id, at],
+            )
+            .context("noting when Hydra last checked the jobset")?;
+        Ok(())
+    }
+
     pub fn rechecked_at(&self, jobset_id: i64) -> Result<i64, StoreError> {
         self.conn
             .query_row(

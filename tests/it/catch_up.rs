@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hydra_sentinel::hydra::HydraClient;
 use hydra_sentinel::ingest::{Ingestor, JobsetReport, PassControl, PassOptions};
-use hydra_sentinel::sim::{FakeHydra, Fault, SimHydra};
+use hydra_sentinel::policy::{Ledger, Policy, assess};
+use hydra_sentinel::sim::{FakeHydra, Fault, PlantedFailure, SimHydra, SimSpec};
 use hydra_sentinel::store::Store;
 
 use crate::helpers::{Sandbox, assert_evals_complete, small_spec, start};
@@ -190,4 +191,145 @@ fn a_build_hydra_refuses_for_good_is_recorded_and_the_eval_is_stored() {
         1,
         "the refused build is counted in the eval"
     );
+}
+
+/// The newest eval's time of the look-alike, and the time of eval `index`.
+fn eval_time(hydra: &FakeHydra, index: usize) -> i64 {
+    hydra.hydra().evals[index].timestamp
+}
+
+#[test]
+fn a_first_install_learns_from_hydra_when_a_failure_older_than_its_records_began() {
+    let spec = SimSpec {
+        planted: vec![PlantedFailure {
+            attr: "longbroken".into(),
+            since: 3,
+            systems: vec!["x86_64-linux".into()],
+            ..PlantedFailure::default()
+        }],
+        ..small_spec(30, 10)
+    };
+    let hydra = start(&spec);
+    let sandbox = Sandbox::new(&hydra, &build_by_build(1_000_000));
+    let now = eval_time(&hydra, 9) + 3600;
+    let (reports, error) = sandbox.pass_at(None, now);
+    assert!(error.is_none(), "{error:?}");
+    let report = &reports[0];
+    assert_eq!(
+        report.evals_ingested.len(),
+        1,
+        "first install: the newest eval"
+    );
+    assert!(report.origins_learned >= 1, "{report:?}");
+    let asked = |endpoint: &str| hydra.counters().requests(endpoint);
+    assert!(asked("job_latest") >= 1 && asked("job_latest") <= report.origins_learned);
+
+    let store = sandbox.store();
+    let facts = store
+        .policy_facts(&sandbox.config.hydra.url, "NixOS/nixpkgs")
+        .unwrap();
+    let assessment = assess(&Policy::nixpkgs(), &facts, &Ledger::default(), now);
+    let job = assessment.attrs["longbroken"]
+        .jobs
+        .iter()
+        .find(|j| j.system == "x86_64-linux")
+        .expect("the planted job");
+    let evidence = job.evidence.as_ref().expect("evidence of the failure");
+    let began = hydra.hydra().evals[3].id;
+    assert_eq!(
+        (evidence.since.id, evidence.before_our_records),
+        (began, Some(false)),
+        "{evidence:?}"
+    );
+    let day = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .unwrap()
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    assert_eq!(
+        &evidence.since.time[..10],
+        day(eval_time(&hydra, 3)),
+        "failing since the eval it began in, not since our first"
+    );
+    assert_eq!(evidence.evals, 7, "evals 3 to 9: {evidence:?}");
+    let last_good = evidence.last_good.as_ref().expect("the last success");
+    assert_eq!(
+        last_good.eval.id,
+        hydra.hydra().evals[2].id,
+        "{last_good:?}"
+    );
+
+    // Learned once: another pass asks nothing more about it.
+    let before = asked("job_latest");
+    assert!(sandbox.pass_at(None, now + 60).1.is_none());
+    assert_eq!(asked("job_latest"), before);
+}
+
+#[test]
+fn a_failure_older_than_the_horizon_is_told_as_at_least_the_horizon() {
+    let spec = SimSpec {
+        planted: vec![PlantedFailure {
+            attr: "longbroken".into(),
+            since: 0,
+            systems: vec!["x86_64-linux".into()],
+            ..PlantedFailure::default()
+        }],
+        ..small_spec(10, 10)
+    };
+    let hydra = start(&spec);
+    let span = eval_time(&hydra, 9) - eval_time(&hydra, 0);
+    let horizon_days = 1;
+    assert!(
+        span > horizon_days * 86_400,
+        "the history must outlast the horizon"
+    );
+    let sandbox = Sandbox::new(
+        &hydra,
+        &format!(
+            "{}origin_horizon_days = {horizon_days}\n",
+            build_by_build(1_000_000)
+        ),
+    );
+    let now = eval_time(&hydra, 9) + 60;
+    let (_, error) = sandbox.pass_at(None, now);
+    assert!(error.is_none(), "{error:?}");
+    let (since, beyond): (i64, bool) = sandbox
+        .sql()
+        .query_row(
+            "SELECT o.since, o.beyond_horizon FROM job_origins o JOIN jobs j ON j.id = o.job_id
+             WHERE j.attr = 'longbroken' AND j.system = 'x86_64-linux'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((since, beyond), (now - horizon_days * 86_400, true));
+}
+
+#[test]
+fn a_pass_reads_the_heavy_evals_page_only_after_hydra_checked_the_jobset_again() {
+    let hydra = start(&small_spec(20, 4));
+    hydra.publish(2);
+    let sandbox = Sandbox::new(&hydra, "");
+    sandbox.pass(None);
+    let pages = |hydra: &FakeHydra| hydra.counters().requests("evals");
+    let read = pages(&hydra);
+    assert!(read >= 1);
+
+    let before = total_requests(&hydra);
+    let quiet = sandbox.pass(None);
+    assert!(quiet.evals_ingested.is_empty(), "{quiet:?}");
+    assert_eq!(pages(&hydra), read, "a quiet pass read the evals page");
+    assert_eq!(
+        total_requests(&hydra) - before,
+        1,
+        "a quiet pass costs one small request: {:?}",
+        hydra.counters()
+    );
+
+    // Hydra evaluates again: the next pass finds the new evals.
+    hydra.publish(4);
+    let report = sandbox.pass(None);
+    assert_eq!(report.evals_ingested.len(), 2, "{report:?}");
+    assert_eq!(pages(&hydra), read + 1);
 }

@@ -45,6 +45,7 @@ pub fn trunk(days: usize) -> JobsetFacts {
             .collect(),
         jobs: Vec::new(),
         propagated_from: BTreeMap::new(),
+        origins: BTreeMap::new(),
     }
 }
 
