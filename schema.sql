@@ -197,7 +197,58 @@ CREATE TABLE job_origins (
 -- jobset (`/api/jobsets`, a few KB) moved since the last complete discovery.
 ALTER TABLE jobsets ADD COLUMN hydra_checked_at INTEGER;
 
--- version 10: why a build failed, as its Hydra build page says
+-- version 10: builds that change after the fact, and renamed jobsets
+
+-- Hydra changes a build after the fact: a restart sets `finished = 0` and
+-- keeps the old status and times until it finishes again (NixOS/hydra
+-- `Helper/Nix.pm` `restartBuilds`); an eval that reuses a build by output
+-- path repoints it at a new derivation with `finished = 0` and no status
+-- (`script/hydra-eval-jobset` `applyDrvPathRepoints`). Such a change is a
+-- new *version* of the build: `builds` holds the newest one (its number in
+-- `version`), `build_versions` the ones it replaced, and each span names
+-- the version it saw. A change is recorded from the eval where it was seen
+-- on (the job's open span is closed and a new one opened), so the evals
+-- before it keep the result they had. Finishing for the first time is not
+-- a new version: it completes the one that was pending.
+ALTER TABLE builds ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE spans ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+
+CREATE TABLE build_versions (
+    build_id INTEGER NOT NULL REFERENCES builds (id),
+    version  INTEGER NOT NULL,
+    finished INTEGER NOT NULL,
+    status   INTEGER,
+    stoptime INTEGER,
+    drv_hash TEXT NOT NULL,
+    PRIMARY KEY (build_id, version)
+) WITHOUT ROWID;
+
+-- What a span saw: its build as of the span's version.
+CREATE VIEW span_builds AS
+SELECT s.job_id, s.first_seq, s.last_seq, s.build_id, s.version,
+       CASE WHEN v.build_id IS NULL THEN b.finished ELSE v.finished END AS finished,
+       CASE WHEN v.build_id IS NULL THEN b.status ELSE v.status END AS status,
+       CASE WHEN v.build_id IS NULL THEN b.stoptime ELSE v.stoptime END AS stoptime,
+       CASE WHEN v.build_id IS NULL THEN b.drv_hash ELSE v.drv_hash END AS drv_hash
+FROM spans s
+JOIN builds b ON b.id = s.build_id
+LEFT JOIN build_versions v ON v.build_id = s.build_id AND v.version = s.version AND s.version != b.version;
+
+-- Failed builds of the newest eval are asked about again in rounds (a
+-- restart or a repoint changes them): a round starts every
+-- `recheck_after_secs` (`rechecked_at`) and goes through them in id order,
+-- `recheck_budget` a pass; `recheck_cursor` is the last build id done, NULL
+-- between rounds. It is written with the statuses it covers, so a killed
+-- round resumes where it stopped.
+ALTER TABLE jobsets ADD COLUMN recheck_cursor INTEGER;
+
+-- A jobset renamed on Hydra: its old URLs redirect (301) and its builds
+-- report the new name (`Controller/Jobset.pm` `jobsetChain`, `Builds.pm`
+-- `as_json`). The history stays on this row; `renamed_to` is the name Hydra
+-- uses now, until the configuration says so too.
+ALTER TABLE jobsets ADD COLUMN renamed_to TEXT;
+
+-- version 11: why a build failed, as its Hydra build page says
 
 -- Hydra copies a dependency's failure code onto dependents (only 1 becomes
 -- 2), so a 7, 8, 10, 11 or 12 may be a dependency's; only the HTML build

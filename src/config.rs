@@ -126,6 +126,9 @@ pub struct IngestSettings {
     /// Failed builds in the newest eval are asked about again after this long
     /// (restarts change a build's status after the fact).
     pub recheck_after: Duration,
+    /// At most this many builds of the newest eval are asked about again
+    /// per pass (unfinished ones, and a round of failed ones).
+    pub recheck_budget: usize,
     /// `/eval/{id}/builds` is asked for only for evals of at most this many
     /// builds (and at most once per eval): Hydra builds the whole array
     /// before the first byte, and nginx gives up after 900 s. See
@@ -168,6 +171,7 @@ impl Default for IngestSettings {
             per_build_fetch_limit: 1000,
             builds_per_request: 250,
             recheck_after: Duration::from_secs(6 * 3600),
+            recheck_budget: 200,
             whole_eval_max_builds: crate::ingest::WHOLE_EVAL_MAX_BUILDS,
             requests_per_pass: crate::ingest::REQUESTS_PER_PASS,
             cause_pages_per_pass: CAUSE_PAGES_PER_PASS,
@@ -516,6 +520,7 @@ impl Config {
                 per_build_fetch_limit: ingest.per_build_fetch_limit,
                 builds_per_request: ingest.builds_per_request.max(1),
                 recheck_after: Duration::from_secs(ingest.recheck_after_secs),
+                recheck_budget: ingest.recheck_budget,
                 whole_eval_max_builds: ingest.whole_eval_max_builds,
                 requests_per_pass: *ingest.requests_per_pass.get_ref(),
                 cause_pages_per_pass,
@@ -756,6 +761,7 @@ struct RawIngest {
     per_build_fetch_limit: usize,
     builds_per_request: usize,
     recheck_after_secs: u64,
+    recheck_budget: usize,
     whole_eval_max_builds: usize,
     requests_per_pass: Spanned<usize>,
     cause_pages_per_pass: Spanned<usize>,
@@ -770,6 +776,7 @@ impl Default for RawIngest {
             per_build_fetch_limit: d.per_build_fetch_limit,
             builds_per_request: d.builds_per_request,
             recheck_after_secs: d.recheck_after.as_secs(),
+            recheck_budget: d.recheck_budget,
             whole_eval_max_builds: d.whole_eval_max_builds,
             requests_per_pass: Spanned::new(0..0, d.requests_per_pass),
             cause_pages_per_pass: Spanned::new(0..0, d.cause_pages_per_pass),

@@ -89,6 +89,7 @@ pub fn status_json(summaries: &[JobsetSummary]) -> Value {
                 })),
                 "jobs": jobs,
                 "rejected_jobs": s.rejected_jobs,
+                "renamed_to": s.renamed_to,
             })
         })
         .collect();
@@ -102,6 +103,13 @@ pub fn status_text(summaries: &[JobsetSummary]) -> String {
     }
     for s in summaries {
         let _ = writeln!(out, "{}:{}", s.project, s.jobset);
+        if let Some(new) = &s.renamed_to {
+            let _ = writeln!(
+                out,
+                "  renamed on Hydra   now {}:{new}; the history continues here. Set jobset = {new:?} in [[jobsets]] of the configuration",
+                s.project
+            );
+        }
         let _ = writeln!(out, "  evals stored       {}", s.evals);
         match &s.latest_eval {
             Some(e) => {

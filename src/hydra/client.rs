@@ -172,9 +172,23 @@ impl HydraClient {
     }
 
     /// One page of evals; `next` is resolved against the page's own URL, as
-    /// Hydra's links are relative (`?page=2`).
+    /// Hydra's links are relative (`?page=2`). A renamed jobset's old URLs
+    /// answer 301 with the new ones (NixOS/hydra `Controller/Jobset.pm`
+    /// `jobsetChain`, `jobsetrenames`): the redirect is followed, said in
+    /// the log, and the next page is asked for at its new address.
     pub async fn evals_page(&self, url: &Url) -> Result<(EvalsPage, Option<Url>), HydraError> {
-        let page: EvalsPage = self.get_json(url).await?;
+        let (page, served_from): (EvalsPage, Url) = self
+            .paced(url, true, |permit| async move {
+                let response = self.get_json_once_from(url).await;
+                drop(permit);
+                response
+            })
+            .await?;
+        if served_from.path() != url.path() {
+            tracing::warn!(asked = %url, served_from = %served_from,
+                "Hydra redirected a jobset's evals page: the jobset was probably renamed; update [[jobsets]] in the configuration");
+        }
+        let url = &served_from;
         let next = match &page.next {
             Some(link) => Some(url.join(link).map_err(|e| HydraError::BadUrl {
                 url: link.clone(),
@@ -390,7 +404,16 @@ impl HydraClient {
     }
 
     async fn get_json_once<T: DeserializeOwned>(&self, url: &Url) -> Result<T, HydraError> {
+        self.get_json_once_from(url).await.map(|(value, _)| value)
+    }
+
+    /// [`Self::get_json_once`], with the URL that answered (after redirects).
+    async fn get_json_once_from<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+    ) -> Result<(T, Url), HydraError> {
         let response = self.send(url).await?;
+        let served_from = response.url().clone();
         let parsed = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| HydraError::Json {
                 url: url.to_string(),
@@ -404,7 +427,7 @@ impl HydraClient {
         if parsed.is_err() {
             metrics::counter!("hydra_sentinel_hydra_errors_total", "kind" => "body").increment(1);
         }
-        parsed
+        parsed.map(|value| (value, served_from))
     }
 
     /// Send a GET and turn a non-success status into an error that keeps

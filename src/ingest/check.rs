@@ -13,6 +13,8 @@ pub(super) struct BuildChecker<'a> {
     jobset: &'a JobsetRef,
     eval: i64,
     logged: usize,
+    /// The jobset's new name, once a build reported it.
+    renamed_to: Option<String>,
 }
 
 impl<'a> BuildChecker<'a> {
@@ -21,7 +23,28 @@ impl<'a> BuildChecker<'a> {
             jobset,
             eval,
             logged: 0,
+            renamed_to: None,
         }
+    }
+
+    /// A build of our eval reports another jobset of the same project: Hydra
+    /// renamed the jobset. An eval's builds are its jobset's own (NixOS/hydra
+    /// `script/hydra-eval-jobset` reuses builds of the jobset only), and
+    /// `Builds.pm` `as_json` reports the jobset's current name; the old URLs
+    /// answer 301 (`Controller/Jobset.pm` `jobsetChain`, `jobsetrenames`),
+    /// which the client follows. The history stays on the jobset's row and
+    /// the operator is told to update the configuration.
+    fn renamed(&mut self, writer: &mut EvalWriter<'_>, name: &str) -> Result<(), StoreError> {
+        if self.renamed_to.as_deref() == Some(name) {
+            return Ok(());
+        }
+        // Told once per eval (and recheck), until the configuration follows.
+        let news = writer.note_jobset_renamed(name)?;
+        tracing::warn!(jobset = %self.jobset, new_name = name, eval = self.eval, first_seen = news,
+            "Hydra renamed this jobset (its builds report the new name, its old URLs redirect); \
+             its history continues, but set `jobset = {name:?}` in the configuration's [[jobsets]]");
+        self.renamed_to = Some(name.to_owned());
+        Ok(())
     }
 
     pub(super) fn write(
@@ -29,10 +52,12 @@ impl<'a> BuildChecker<'a> {
         writer: &mut EvalWriter<'_>,
         build: &Build,
     ) -> Result<(), StoreError> {
-        let refusal = if build.project != self.jobset.project || build.jobset != self.jobset.jobset
-        {
+        let refusal = if build.project != self.jobset.project {
             Some(format!("belongs to {}:{}", build.project, build.jobset))
         } else {
+            if build.jobset != self.jobset.jobset {
+                self.renamed(writer, &build.jobset)?;
+            }
             match (
                 JobName::parse(&build.job, &build.system),
                 StorePath::parse(&build.drvpath),

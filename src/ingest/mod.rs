@@ -216,8 +216,15 @@ pub struct Ingestor {
 /// What a streamed builds array is written as.
 #[derive(Debug, Clone)]
 enum WriteMode {
-    NewEval { jobset_id: i64, eval: NewEval },
-    Recheck { jobset_id: i64 },
+    NewEval {
+        jobset_id: i64,
+        eval: NewEval,
+    },
+    /// Every build of the newest eval read afresh: a running round of
+    /// rechecks ends with this transaction (see `recheck.rs`).
+    Recheck {
+        jobset_id: i64,
+    },
 }
 
 impl WriteMode {
@@ -230,7 +237,11 @@ impl WriteMode {
             WriteMode::NewEval { jobset_id, eval } => {
                 store.begin_eval(*jobset_id, &jobset.to_string(), eval.clone())
             }
-            WriteMode::Recheck { jobset_id } => store.begin_recheck(*jobset_id),
+            WriteMode::Recheck { jobset_id } => {
+                let mut writer = store.begin_recheck(*jobset_id)?;
+                writer.set_recheck_cursor(None)?;
+                Ok(writer)
+            }
         }
     }
 }

@@ -120,7 +120,7 @@ impl Ingestor {
     /// Ask about each of `ids` (at most `hydra.max_in_flight` at once),
     /// answers in any order; abandoned when the pass is cancelled (nothing
     /// of the batch is written until all of it has arrived).
-    async fn fetch_each_cancellable(
+    pub(super) async fn fetch_each_cancellable(
         &self,
         ids: &[i64],
     ) -> Result<Vec<(i64, Result<Build, HydraError>)>, IngestError> {

@@ -147,9 +147,9 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT j.id, j.attr, j.system, j.suffixed, s.first_seq, s.last_seq,
-                        b.id, b.finished, b.status, b.drv_hash, c.cause, c.propagated_from
-                 FROM jobs j JOIN spans s ON s.job_id = j.id JOIN builds b ON b.id = s.build_id
-                 LEFT JOIN build_causes c ON c.build_id = b.id AND c.status = b.status
+                        s.build_id, s.finished, s.status, s.drv_hash, c.cause, c.propagated_from
+                 FROM jobs j JOIN span_builds s ON s.job_id = j.id
+                 LEFT JOIN build_causes c ON c.build_id = s.build_id AND c.status = s.status
                  WHERE j.jobset_id = ?1 ORDER BY j.id, s.first_seq",
             )
             .context("reading job histories")?;

@@ -1,12 +1,15 @@
 //! The SQLite state: schema, migrations, and every query.
 //!
 //! Owns: the database file (WAL), `schema.sql` and its application, writing
-//! one evaluation per transaction, and reading back summaries and job
-//! histories as plain values.
+//! one evaluation per transaction, the versions of a build that Hydra
+//! changed after the fact (restarts, repointing), and reading back summaries
+//! and job histories as plain values.
 //!
 //! Must never: talk to the network, decide what a history means (that is
-//! [`crate::history`]), or leave an eval half-written: every eval is one
-//! transaction, so a kill at any moment leaves the previous complete state.
+//! [`crate::history`]), rewrite what an earlier eval saw (a changed build is
+//! a new version from the eval where the change was seen), or leave an eval
+//! half-written: every eval is one transaction, so a kill at any moment
+//! leaves the previous complete state.
 
 mod act;
 mod causes;
@@ -109,7 +112,7 @@ pub struct Store {
     job_ids: HashMap<i64, HashMap<String, i64>>,
     /// Per jobset, the build of each job's open span (its build in the
     /// newest eval): what a new eval is compared against.
-    open_spans: HashMap<i64, HashMap<i64, i64>>,
+    open_spans: HashMap<i64, HashMap<i64, write::BuildVersion>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -180,8 +183,29 @@ impl Store {
         &self.path
     }
 
-    /// The jobset's row id, creating the row on first sight.
+    /// The jobset's row id, creating the row on first sight. A jobset that
+    /// Hydra renamed keeps its row: once the configuration names it by its
+    /// new name, the row takes that name (and its history goes on).
     pub fn jobset_id(&mut self, jobset: &JobsetRef) -> Result<i64, StoreError> {
+        let renamed: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT id, name FROM jobsets WHERE project = ?1 AND renamed_to = ?2",
+                (&jobset.project, &jobset.jobset),
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .context("looking up a renamed jobset")?;
+        if let Some((id, old)) = renamed {
+            self.conn
+                .execute(
+                    "UPDATE jobsets SET name = ?2, renamed_to = NULL WHERE id = ?1",
+                    (id, &jobset.jobset),
+                )
+                .context("renaming a jobset")?;
+            tracing::info!(%jobset, old, "the configuration now names the renamed jobset by its new name; its history goes on");
+            return Ok(id);
+        }
         self.conn
             .execute(
                 "INSERT INTO jobsets (project, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
@@ -194,15 +218,28 @@ impl Store {
         })
     }
 
+    /// The jobset's row id, by the name it has here or the one Hydra gave it.
     pub fn find_jobset(&self, jobset: &JobsetRef) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
-                "SELECT id FROM jobsets WHERE project = ?1 AND name = ?2",
+                "SELECT id FROM jobsets WHERE project = ?1 AND (name = ?2 OR renamed_to = ?2)
+                 ORDER BY name = ?2 DESC LIMIT 1",
                 (&jobset.project, &jobset.jobset),
                 |r| r.get(0),
             )
             .optional()
             .context("looking up a jobset")
+    }
+
+    /// The name Hydra gives the jobset now, when it was renamed there.
+    pub fn jobset_renamed_to(&self, jobset_id: i64) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT renamed_to FROM jobsets WHERE id = ?1",
+                [jobset_id],
+                |r| r.get(0),
+            )
+            .context("reading a jobset's new name")
     }
 
     /// `PRAGMA integrity_check`, for tests and the crash-safety checks.
@@ -264,6 +301,50 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.find_jobset(&jobset).unwrap(), Some(id));
         assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn a_database_from_before_build_versions_keeps_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrations().to_version(&mut conn, 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO jobsets (id, project, name) VALUES (1, 'nixpkgs', 'trunk');
+             INSERT INTO evals VALUES (10, 1, 1, 100, 'r1', NULL, NULL, 1, 0, 'per-build', 0),
+                                      (11, 1, 2, 200, 'r2', NULL, NULL, 1, 0, 'per-build', 0);
+             INSERT INTO jobs (id, jobset_id, attr, system, suffixed) VALUES (5, 1, 'hello', 'x86_64-linux', 1);
+             INSERT INTO builds VALUES (7, 5, 1, 1, 150, 'aaaa', 'hello-1'), (8, 5, 1, 0, 250, 'bbbb', 'hello-1');
+             INSERT INTO spans VALUES (5, 1, 1, 7), (5, 2, NULL, 8);",
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        let spans = store.spans(1, 5).unwrap();
+        let seen: Vec<(i64, Option<i64>, &str, bool)> = spans
+            .iter()
+            .map(|s| {
+                (
+                    s.build.id,
+                    s.build.status,
+                    s.build.drv_hash.as_str(),
+                    s.open,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [(7, Some(1), "aaaa", false), (8, Some(0), "bbbb", true)]
+        );
+        assert_eq!(store.recheck_cursor(1).unwrap(), None);
+        let facts = store
+            .policy_facts(&"https://hydra.nixos.org".parse().unwrap(), "NixOS/nixpkgs")
+            .unwrap();
+        let runs = &facts.jobsets[0].jobs[0].runs;
+        assert_eq!(
+            runs.iter().map(|r| (r.build, r.status)).collect::<Vec<_>>(),
+            [(7, Some(1)), (8, Some(0))]
+        );
     }
 
     #[test]

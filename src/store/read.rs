@@ -9,6 +9,9 @@ use super::{Context, Store, StoreError};
 use crate::config::JobsetRef;
 use crate::history::{self, EvalPoint, JobHistory, JobName, Span, SpanBuild, StatusClass};
 
+/// A build whose failure (or noise) a restart may change.
+const FAILED: &str = "b.finished = 1 AND b.status != 0";
+
 /// The newest stored eval of a jobset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredEval {
@@ -33,6 +36,9 @@ pub struct JobsetSummary {
     pub jobs: BTreeMap<StatusClass, i64>,
     /// Job names refused in the newest eval.
     pub rejected_jobs: i64,
+    /// The name Hydra gives the jobset now, when it was renamed there and
+    /// the configuration still uses the old one.
+    pub renamed_to: Option<String>,
 }
 
 /// One job's identity and what its history says.
@@ -80,15 +86,15 @@ impl Store {
     pub fn jobset_summaries(&self) -> Result<Vec<JobsetSummary>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, project, name FROM jobsets ORDER BY project, name")
+            .prepare("SELECT id, project, name, renamed_to FROM jobsets ORDER BY project, name")
             .context("listing jobsets")?;
-        let jobsets: Vec<(i64, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let jobsets: Vec<(i64, String, String, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .context("listing jobsets")?
             .collect::<Result<_, _>>()
             .context("listing jobsets")?;
         let mut summaries = Vec::new();
-        for (id, project, jobset) in jobsets {
+        for (id, project, jobset, renamed_to) in jobsets {
             let (evals, rejected_jobs): (i64, i64) = self
                 .conn
                 .query_row(
@@ -134,6 +140,7 @@ impl Store {
                 latest_eval: self.newest_eval(id)?,
                 jobs,
                 rejected_jobs,
+                renamed_to,
             });
         }
         Ok(summaries)
@@ -213,7 +220,9 @@ impl Store {
         })
     }
 
-    /// A job's spans, oldest first, with their evals resolved.
+    /// A job's spans, oldest first, with their evals resolved; each with its
+    /// build as that span saw it (the version before a restart or repoint
+    /// for the evals before it).
     pub fn spans(&self, jobset_id: i64, job_id: i64) -> Result<Vec<Span>, StoreError> {
         let Some(newest) = self.newest_eval(jobset_id)? else {
             return Ok(Vec::new());
@@ -221,12 +230,11 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT s.last_seq IS NULL, b.id, b.finished, b.status, b.drv_hash, b.stoptime,
+                "SELECT s.last_seq IS NULL, s.build_id, s.finished, s.status, s.drv_hash, s.stoptime,
                         fe.id, fe.seq, fe.timestamp, fe.revision, le.id, le.seq, le.timestamp, le.revision,
                         c.cause, c.propagated_from
-                 FROM spans s
-                 JOIN builds b ON b.id = s.build_id
-                 LEFT JOIN build_causes c ON c.build_id = b.id AND c.status = b.status
+                 FROM span_builds s
+                 LEFT JOIN build_causes c ON c.build_id = s.build_id AND c.status = s.status
                  JOIN evals fe ON fe.jobset_id = ?1 AND fe.seq = s.first_seq
                  JOIN evals le ON le.jobset_id = ?1 AND le.seq = coalesce(s.last_seq, ?3)
                  WHERE s.job_id = ?2 ORDER BY s.first_seq",
@@ -262,33 +270,102 @@ impl Store {
         rows.collect::<Result<_, _>>().context("reading spans")
     }
 
-    /// Builds of the jobset's newest eval whose status may still change:
-    /// unfinished ones, and failed or noisy ones (restarts), as asked.
-    /// Builds of the newest eval whose status may still change: unfinished
-    /// ones last asked about at or before `asked_before` (Unix s), and, when
-    /// `failed`, failed ones. Least recently asked about first, then oldest
-    /// (an older build is more likely to have finished).
-    pub fn unsettled_builds(
+    /// Unfinished builds of the jobset's newest eval last asked about at or
+    /// before `asked_before` (Unix s), at most `limit`: least recently asked
+    /// first, then lowest id (Hydra's queue runner prefers older builds, so
+    /// the lowest ids are the likeliest to have finished). A build still
+    /// queued goes to the back, so the window moves on.
+    pub fn unfinished_builds(
         &self,
         jobset_id: i64,
         asked_before: i64,
-        failed: bool,
+        limit: usize,
     ) -> Result<Vec<i64>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT b.id FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
                  WHERE j.jobset_id = ?1 AND s.last_seq IS NULL
-                   AND ((b.finished = 0 AND coalesce(b.fetched_at, 0) <= ?2)
-                        OR (?3 AND b.finished = 1 AND b.status != 0))
-                 ORDER BY coalesce(b.fetched_at, 0), b.id",
+                   AND b.finished = 0 AND coalesce(b.fetched_at, 0) <= ?2
+                 ORDER BY coalesce(b.fetched_at, 0), b.id LIMIT ?3",
             )
-            .context("finding unsettled builds")?;
+            .context("finding unfinished builds")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map(params![jobset_id, asked_before, failed], |r| r.get(0))
-            .context("finding unsettled builds")?;
+            .query_map(params![jobset_id, asked_before, limit], |r| r.get(0))
+            .context("finding unfinished builds")?;
         rows.collect::<Result<_, _>>()
-            .context("finding unsettled builds")
+            .context("finding unfinished builds")
+    }
+
+    /// Failed (or noisy) builds of the jobset's newest eval with an id above
+    /// `after`, lowest first, at most `limit`: the next part of a round.
+    pub fn failed_builds_after(
+        &self,
+        jobset_id: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.newest_builds(jobset_id, FAILED, after, limit)
+    }
+
+    /// How many failed builds of the newest eval a round has still to go.
+    pub fn failed_builds_left(&self, jobset_id: i64, after: i64) -> Result<usize, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT count(*) FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                 WHERE j.jobset_id = ?1 AND s.last_seq IS NULL AND b.id > ?2 AND {FAILED}"),
+                [jobset_id, after],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .context("counting builds to ask about again")
+    }
+
+    fn newest_builds(
+        &self,
+        jobset_id: i64,
+        condition: &'static str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT b.id FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                 WHERE j.jobset_id = ?1 AND s.last_seq IS NULL AND b.id > ?2 AND {condition}
+                 ORDER BY b.id LIMIT ?3"
+            ))
+            .context("finding builds to ask about again")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![jobset_id, after, limit], |r| r.get(0))
+            .context("finding builds to ask about again")?;
+        rows.collect::<Result<_, _>>()
+            .context("finding builds to ask about again")
+    }
+
+    /// Where the round of rechecks of failed builds is: the last build id
+    /// done, or `None` between rounds.
+    pub fn recheck_cursor(&self, jobset_id: i64) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT recheck_cursor FROM jobsets WHERE id = ?1",
+                [jobset_id],
+                |r| r.get(0),
+            )
+            .context("reading the recheck cursor")
+    }
+
+    /// Start a round of rechecks of failed builds at `at`.
+    pub fn start_recheck_round(&self, jobset_id: i64, at: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobsets SET rechecked_at = ?2, recheck_cursor = 0 WHERE id = ?1",
+                [jobset_id, at],
+            )
+            .map(drop)
+            .context("starting a round of rechecks")
     }
 
     /// Hydra's `lastcheckedtime` of the jobset as of the last complete
@@ -323,14 +400,27 @@ impl Store {
             .context("reading recheck time")
     }
 
-    pub fn set_rechecked_at(&self, jobset_id: i64, at: i64) -> Result<(), StoreError> {
+    /// A whole round's work was done at `at` (every build of the newest
+    /// eval was read afresh): the next round is due an interval later.
+    pub fn recheck_round_done(&self, jobset_id: i64, at: i64) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "UPDATE jobsets SET rechecked_at = ?2 WHERE id = ?1",
+                "UPDATE jobsets SET rechecked_at = ?2, recheck_cursor = NULL WHERE id = ?1",
                 [jobset_id, at],
             )
             .map(drop)
-            .context("writing recheck time")
+            .context("ending a round of rechecks")
+    }
+
+    /// The round of rechecks of failed builds is over.
+    pub fn end_recheck_round(&self, jobset_id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobsets SET recheck_cursor = NULL WHERE id = ?1",
+                [jobset_id],
+            )
+            .map(drop)
+            .context("ending a round of rechecks")
     }
 
     /// Whether `/eval/{eval_id}/builds` was ever asked for (answered or not).

@@ -29,6 +29,8 @@ pub enum KnownBuild {
         job_id: i64,
         finished: bool,
         status: Option<i64>,
+        /// Its newest version, the one a new eval that lists it sees.
+        version: i64,
     },
     /// Seen before and refused (an implausible job name, say).
     Refused,
@@ -47,10 +49,63 @@ impl KnownBuild {
     }
 }
 
+/// A build as one span saw it: Hydra's build id and which of its versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BuildVersion {
+    pub build: i64,
+    pub version: i64,
+}
+
+/// A build as stored, against what Hydra says of it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StoredBuild {
+    finished: bool,
+    status: Option<i64>,
+    stoptime: Option<i64>,
+    drv_hash: String,
+    version: i64,
+}
+
+/// How a build Hydra sent differs from the stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    None,
+    /// The pending version finished (or an unfinished one changed in
+    /// place): its result belongs to every eval that listed it.
+    Completes,
+    /// Restarted (`finished` back to 0, or finished again with another
+    /// result or time) or repointed (a new derivation): a new version,
+    /// counted from the eval where it was seen.
+    NewVersion,
+}
+
+impl StoredBuild {
+    fn change(&self, build: &Build, drv_hash: &str) -> Change {
+        let same = self.finished == build.finished
+            && self.status == build.buildstatus
+            && self.stoptime == build.stoptime;
+        if self.drv_hash != drv_hash {
+            // Repointed (`script/hydra-eval-jobset` `applyDrvPathRepoints`).
+            Change::NewVersion
+        } else if same {
+            Change::None
+        } else if self.finished {
+            // Restarted (`Helper/Nix.pm` `restartBuilds`: `finished = 0`,
+            // status and times kept), and perhaps finished again since.
+            Change::NewVersion
+        } else {
+            Change::Completes
+        }
+    }
+}
+
 /// What writing an eval changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub builds_written: usize,
+    /// Builds found restarted or repointed: a new version of each was
+    /// recorded from the eval where the change was seen.
+    pub new_versions: usize,
     pub members: usize,
     pub spans_opened: usize,
     pub spans_closed: usize,
@@ -68,10 +123,13 @@ pub struct EvalWriter<'s> {
     job_ids: &'s mut HashMap<String, i64>,
     /// Job ids created in this transaction; they join `job_ids` on commit.
     new_job_ids: HashMap<String, i64>,
-    /// Committed open spans of the jobset: job → build in the newest eval.
-    open_spans: &'s mut HashMap<i64, i64>,
+    /// Committed open spans of the jobset: job → build (and its version)
+    /// in the newest eval.
+    open_spans: &'s mut HashMap<i64, BuildVersion>,
     /// Open spans opened (Some) or closed (None) by this transaction.
-    span_changes: Vec<(i64, Option<i64>)>,
+    span_changes: Vec<(i64, Option<BuildVersion>)>,
+    /// When rechecking: the newest eval's seq, from which a change counts.
+    recheck_seq: Option<i64>,
     /// Jobs seen in the eval being written.
     members: HashSet<i64>,
     eval: Option<(NewEval, i64)>,
@@ -91,7 +149,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT b.id, b.job_id, b.finished, b.status FROM spans s
+                "SELECT b.id, b.job_id, b.finished, b.status, b.version FROM spans s
                  JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
                  WHERE j.jobset_id = ?1 AND s.last_seq IS NULL",
             )
@@ -104,6 +162,7 @@ impl Store {
                         job_id: r.get(1)?,
                         finished: r.get(2)?,
                         status: r.get(3)?,
+                        version: r.get(4)?,
                     },
                 ))
             })
@@ -114,7 +173,7 @@ impl Store {
         }
         let mut stored = self
             .conn
-            .prepare_cached("SELECT job_id, finished, status FROM builds WHERE id = ?1")
+            .prepare_cached("SELECT job_id, finished, status, version FROM builds WHERE id = ?1")
             .context("looking up known builds")?;
         let mut refused = self
             .conn
@@ -132,6 +191,7 @@ impl Store {
                         job_id: r.get(0)?,
                         finished: r.get(1)?,
                         status: r.get(2)?,
+                        version: r.get(3)?,
                     })
                 })
                 .optional()
@@ -171,9 +231,13 @@ impl Store {
         Ok(writer)
     }
 
-    /// Start updating build statuses only (rechecks of builds already seen).
+    /// Start updating build statuses only (rechecks of builds of the newest
+    /// eval): a restart or a repoint seen now counts from the newest eval on.
     pub fn begin_recheck(&mut self, jobset_id: i64) -> Result<EvalWriter<'_>, StoreError> {
-        self.begin(jobset_id)
+        let newest = self.newest_eval(jobset_id)?.map(|e| e.seq);
+        let mut writer = self.begin(jobset_id)?;
+        writer.recheck_seq = newest;
+        Ok(writer)
     }
 
     fn begin(&mut self, jobset_id: i64) -> Result<EvalWriter<'_>, StoreError> {
@@ -199,6 +263,7 @@ impl Store {
             span_changes: Vec::new(),
             members: HashSet::default(),
             eval: None,
+            recheck_seq: None,
             outcome: WriteOutcome::default(),
         })
     }
@@ -210,7 +275,10 @@ impl Store {
 /// constraints before writing, so it needs no statement journal per row.
 struct Statements<'c> {
     insert_build: rusqlite::Statement<'c>,
+    stored_build: rusqlite::Statement<'c>,
     update_build: rusqlite::Statement<'c>,
+    keep_version: rusqlite::Statement<'c>,
+    new_version: rusqlite::Statement<'c>,
     insert_job: rusqlite::Statement<'c>,
     find_job: rusqlite::Statement<'c>,
     open_span: rusqlite::Statement<'c>,
@@ -225,13 +293,24 @@ impl<'c> Statements<'c> {
                 "INSERT OR IGNORE INTO builds (id, job_id, finished, status, stoptime, drv_hash, nixname)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
+            stored_build: prepare(
+                "SELECT finished, status, stoptime, drv_hash, version FROM builds WHERE id = ?1",
+            )?,
             update_build: prepare(
-                "UPDATE builds SET finished = ?2, status = ?3, stoptime = ?4
-                 WHERE id = ?1 AND (finished IS NOT ?2 OR status IS NOT ?3 OR stoptime IS NOT ?4)",
+                "UPDATE builds SET finished = ?2, status = ?3, stoptime = ?4 WHERE id = ?1",
+            )?,
+            keep_version: prepare(
+                "INSERT OR IGNORE INTO build_versions (build_id, version, finished, status, stoptime, drv_hash)
+                 SELECT id, version, finished, status, stoptime, drv_hash FROM builds WHERE id = ?1",
+            )?,
+            new_version: prepare(
+                "UPDATE builds SET finished = ?2, status = ?3, stoptime = ?4, drv_hash = ?5,
+                                   version = version + 1
+                 WHERE id = ?1 RETURNING version",
             )?,
             insert_job: prepare("INSERT OR IGNORE INTO jobs (jobset_id, attr, system, suffixed) VALUES (?1, ?2, ?3, ?4)")?,
             find_job: prepare("SELECT id FROM jobs WHERE attr = ?2 AND system = ?3 AND jobset_id = ?1 AND suffixed = ?4")?,
-            open_span: prepare("INSERT INTO spans (job_id, first_seq, last_seq, build_id) VALUES (?1, ?2, NULL, ?3)")?,
+            open_span: prepare("INSERT INTO spans (job_id, first_seq, last_seq, build_id, version) VALUES (?1, ?2, NULL, ?3, ?4)")?,
             close_span: prepare("UPDATE spans SET last_seq = ?2 WHERE job_id = ?1 AND last_seq IS NULL")?,
         })
     }
@@ -240,15 +319,23 @@ impl<'c> Statements<'c> {
 fn load_open_spans(
     conn: &rusqlite::Connection,
     jobset_id: i64,
-) -> Result<HashMap<i64, i64>, StoreError> {
+) -> Result<HashMap<i64, BuildVersion>, StoreError> {
     let mut stmt = conn
         .prepare(
-            "SELECT s.job_id, s.build_id FROM spans s JOIN jobs j ON j.id = s.job_id
+            "SELECT s.job_id, s.build_id, s.version FROM spans s JOIN jobs j ON j.id = s.job_id
              WHERE j.jobset_id = ?1 AND s.last_seq IS NULL",
         )
         .context("loading open spans")?;
     let rows = stmt
-        .query_map([jobset_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([jobset_id], |r| {
+            Ok((
+                r.get(0)?,
+                BuildVersion {
+                    build: r.get(1)?,
+                    version: r.get(2)?,
+                },
+            ))
+        })
         .context("loading open spans")?;
     rows.collect::<Result<_, _>>().context("loading open spans")
 }
@@ -300,27 +387,78 @@ impl EvalWriter<'_> {
                 nixname
             ])
             .context("writing a build")?;
-        let written = if inserted == 1 {
-            1
-        } else {
-            self.statements
-                .update_build
-                .execute(params![
-                    build.id,
-                    build.finished,
-                    build.buildstatus,
-                    build.stoptime
-                ])
-                .context("updating a build")?
+        if inserted == 1 {
+            self.outcome.builds_written += 1;
+            return self.add_member(build.id, job_id, 1);
+        }
+        let stored = self
+            .statements
+            .stored_build
+            .query_row([build.id], |r| {
+                Ok(StoredBuild {
+                    finished: r.get(0)?,
+                    status: r.get(1)?,
+                    stoptime: r.get(2)?,
+                    drv_hash: r.get(3)?,
+                    version: r.get(4)?,
+                })
+            })
+            .context("reading a stored build")?;
+        let version = match stored.change(build, drv.hash) {
+            Change::None => stored.version,
+            Change::Completes => {
+                self.statements
+                    .update_build
+                    .execute(params![
+                        build.id,
+                        build.finished,
+                        build.buildstatus,
+                        build.stoptime
+                    ])
+                    .context("updating a build")?;
+                self.outcome.builds_written += 1;
+                stored.version
+            }
+            Change::NewVersion => {
+                self.statements
+                    .keep_version
+                    .execute([build.id])
+                    .context("keeping a build's version")?;
+                let version: i64 = self
+                    .statements
+                    .new_version
+                    .query_row(
+                        params![
+                            build.id,
+                            build.finished,
+                            build.buildstatus,
+                            build.stoptime,
+                            drv.hash
+                        ],
+                        |r| r.get(0),
+                    )
+                    .context("recording a build's new version")?;
+                tracing::debug!(
+                    build = build.id,
+                    version,
+                    repointed = stored.drv_hash != drv.hash,
+                    "a build changed after the fact; recorded from this eval on"
+                );
+                self.outcome.builds_written += 1;
+                self.outcome.new_versions += 1;
+                self.new_version_in_recheck(job_id, build.id, version)?;
+                version
+            }
         };
-        self.outcome.builds_written += written;
-        self.add_member(build.id, job_id)
+        self.add_member(build.id, job_id, version)
     }
 
     /// Record that the eval contains a build the store already has.
     pub fn add_known(&mut self, build_id: i64, known: &KnownBuild) -> Result<(), StoreError> {
         match known {
-            KnownBuild::Stored { job_id, .. } => self.add_member(build_id, *job_id),
+            KnownBuild::Stored {
+                job_id, version, ..
+            } => self.add_member(build_id, *job_id, *version),
             KnownBuild::Refused => {
                 self.outcome.rejected_jobs += 1;
                 Ok(())
@@ -356,9 +494,10 @@ impl EvalWriter<'_> {
         Ok(!seen)
     }
 
-    /// The eval contains `build_id` as the build of `job_id`: extend the
-    /// job's open span if the build is the same, else close it and open one.
-    fn add_member(&mut self, build_id: i64, job_id: i64) -> Result<(), StoreError> {
+    /// The eval contains `version` of `build_id` as the build of `job_id`:
+    /// extend the job's open span if it saw the same, else close it and
+    /// open one.
+    fn add_member(&mut self, build_id: i64, job_id: i64, version: i64) -> Result<(), StoreError> {
         let Some((_, seq)) = &self.eval else {
             return Ok(());
         };
@@ -372,20 +511,95 @@ impl EvalWriter<'_> {
             return Ok(());
         }
         self.outcome.members += 1;
+        let seen = BuildVersion {
+            build: build_id,
+            version,
+        };
         let open = self.open_spans.get(&job_id).copied();
-        if open == Some(build_id) {
+        if open == Some(seen) {
             return Ok(());
         }
         if open.is_some() {
             self.close_span(job_id, seq)?;
         }
+        self.open_span(job_id, seq, seen)
+    }
+
+    fn open_span(&mut self, job_id: i64, seq: i64, seen: BuildVersion) -> Result<(), StoreError> {
         self.statements
             .open_span
-            .execute([job_id, seq, build_id])
+            .execute([job_id, seq, seen.build, seen.version])
             .context("opening a span")?;
         self.outcome.spans_opened += 1;
-        self.span_changes.push((job_id, Some(build_id)));
+        self.span_changes.push((job_id, Some(seen)));
         Ok(())
+    }
+
+    /// A recheck of the newest eval found a new version of a build: the
+    /// job's open span, if it has this build, ends with the eval before the
+    /// newest and a span of the new version starts at the newest, so the
+    /// evals before keep what they saw. A span that began with the newest
+    /// eval simply takes the new version.
+    fn new_version_in_recheck(
+        &mut self,
+        job_id: i64,
+        build_id: i64,
+        version: i64,
+    ) -> Result<(), StoreError> {
+        let Some(seq) = self.recheck_seq.filter(|_| self.eval.is_none()) else {
+            return Ok(());
+        };
+        let Some(open) = self.open_spans.get(&job_id).copied() else {
+            return Ok(());
+        };
+        if open.build != build_id {
+            return Ok(());
+        }
+        let seen = BuildVersion {
+            build: build_id,
+            version,
+        };
+        let first_seq: i64 = self
+            .tx
+            .prepare_cached("SELECT first_seq FROM spans WHERE job_id = ?1 AND last_seq IS NULL")
+            .and_then(|mut stmt| stmt.query_row([job_id], |r| r.get(0)))
+            .context("finding an open span")?;
+        if first_seq == seq {
+            self.tx
+                .prepare_cached(
+                    "UPDATE spans SET version = ?2 WHERE job_id = ?1 AND last_seq IS NULL",
+                )
+                .and_then(|mut stmt| stmt.execute([job_id, version]))
+                .context("updating an open span")?;
+            self.span_changes.push((job_id, Some(seen)));
+            return Ok(());
+        }
+        self.close_span(job_id, seq)?;
+        self.open_span(job_id, seq, seen)
+    }
+
+    /// Builds of the jobset report `name`: Hydra renamed it. Returns
+    /// whether that is news.
+    pub fn note_jobset_renamed(&mut self, name: &str) -> Result<bool, StoreError> {
+        self.tx
+            .execute(
+                "UPDATE jobsets SET renamed_to = ?2 WHERE id = ?1 AND renamed_to IS NOT ?2",
+                params![self.jobset_id, name],
+            )
+            .map(|changed| changed > 0)
+            .context("noting a renamed jobset")
+    }
+
+    /// Note where a round of rechecks got to (see `jobsets.recheck_cursor`),
+    /// in the transaction that writes what it found.
+    pub fn set_recheck_cursor(&mut self, cursor: Option<i64>) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "UPDATE jobsets SET recheck_cursor = ?2 WHERE id = ?1",
+                params![self.jobset_id, cursor],
+            )
+            .map(drop)
+            .context("noting the recheck cursor")
     }
 
     /// End the job's open span with the eval before `seq`.
@@ -460,12 +674,72 @@ impl EvalWriter<'_> {
         }
         self.tx.commit().context("committing")?;
         self.job_ids.extend(self.new_job_ids.drain());
-        for (job_id, build) in self.span_changes.drain(..) {
-            match build {
-                Some(build_id) => self.open_spans.insert(job_id, build_id),
+        for (job_id, seen) in self.span_changes.drain(..) {
+            match seen {
+                Some(seen) => self.open_spans.insert(job_id, seen),
                 None => self.open_spans.remove(&job_id),
             };
         }
         Ok(self.outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(finished: bool, status: Option<i64>) -> StoredBuild {
+        StoredBuild {
+            finished,
+            status,
+            stoptime: status.map(|_| 100),
+            drv_hash: "aaaa".into(),
+            version: 1,
+        }
+    }
+
+    fn hydra_says(finished: bool, status: Option<i64>, stoptime: Option<i64>) -> Build {
+        serde_json::from_value(serde_json::json!({
+            "id": 7, "project": "nixpkgs", "jobset": "trunk", "job": "hello.x86_64-linux",
+            "system": "x86_64-linux", "drvpath": "/nix/store/aaaa-hello.drv",
+            "finished": i64::from(finished), "buildstatus": status, "stoptime": stoptime,
+        }))
+        .expect("a build in Hydra's shape")
+    }
+
+    #[test]
+    fn a_first_result_completes_the_pending_version() {
+        let pending = stored(false, None);
+        let done = hydra_says(true, Some(1), Some(100));
+        assert_eq!(pending.change(&done, "aaaa"), Change::Completes);
+        assert_eq!(stored(true, Some(1)).change(&done, "aaaa"), Change::None);
+    }
+
+    #[test]
+    fn a_restart_is_a_new_version_whether_seen_pending_or_finished_again() {
+        let failed = stored(true, Some(1));
+        // Hydra's restart: unfinished, the old status and time kept.
+        let restarted = hydra_says(false, Some(1), Some(100));
+        assert_eq!(failed.change(&restarted, "aaaa"), Change::NewVersion);
+        let built_since = hydra_says(true, Some(0), Some(200));
+        assert_eq!(failed.change(&built_since, "aaaa"), Change::NewVersion);
+        let failed_again_later = hydra_says(true, Some(1), Some(200));
+        assert_eq!(
+            failed.change(&failed_again_later, "aaaa"),
+            Change::NewVersion
+        );
+    }
+
+    #[test]
+    fn a_new_derivation_is_a_new_version_even_for_a_pending_build() {
+        let repointed = hydra_says(false, None, Some(100));
+        assert_eq!(
+            stored(true, Some(0)).change(&repointed, "bbbb"),
+            Change::NewVersion
+        );
+        assert_eq!(
+            stored(false, None).change(&repointed, "bbbb"),
+            Change::NewVersion
+        );
     }
 }

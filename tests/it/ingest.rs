@@ -376,17 +376,27 @@ fn a_pass_that_fails_after_the_whole_eval_request_never_sends_it_again() {
 }
 
 /// (attribute, system) → (class, first eval, evals, distinct derivations).
-type Streaks = HashMap<(String, String), (StatusClass, i64, u32, usize)>;
+pub(crate) type Streaks = HashMap<(String, String), (StatusClass, i64, u32, usize)>;
 /// (attribute, system) → one (eval, class, derivation) per eval the job was in.
-type Results = HashMap<(String, String), Vec<(i64, StatusClass, String)>>;
+pub(crate) type Results = HashMap<(String, String), Vec<(i64, StatusClass, String)>>;
 
 /// The streak of each job, computed the slow way from what the fake Hydra
 /// served: one result per eval the job was in.
 fn naive_streaks(sim: &SimHydra) -> Streaks {
-    // Whose failure each build is, as read from its build page: the pages
-    // of the newest eval's failures and of the older builds of jobs failing
-    // in it are read; a failure that may be a dependency's (7, 8, 10, ...)
-    // with its page unread is no signal yet.
+    let mut results = Results::new();
+    for eval in &sim.evals {
+        record_served(&mut results, sim, eval.id, &eval.builds);
+    }
+    streaks_of(results)
+}
+
+/// Add what the look-alike serves now for `builds` as eval `eval`'s results.
+///
+/// Whose failure each build is, as read from its build page: the pages of
+/// the newest eval's failures and of the older builds of jobs failing in it
+/// are read; a failure that may be a dependency's (7, 8, 10, ...) with its
+/// page unread is no signal yet.
+pub(crate) fn record_served(results: &mut Results, sim: &SimHydra, eval: i64, builds: &[i64]) {
     let newest: HashSet<i64> = sim
         .evals
         .last()
@@ -397,33 +407,33 @@ fn naive_streaks(sim: &SimHydra) -> Streaks {
         .filter(|b| b.finished && b.status.is_some_and(|s| !matches!(s, 0 | 3 | 4 | 9)))
         .map(|b| b.job.as_str())
         .collect();
-    let mut results = Results::new();
-    for eval in &sim.evals {
-        for id in &eval.builds {
-            let b = &sim.builds[id];
-            let Ok(name) = JobName::parse(&b.job, &b.system) else {
-                continue;
+    for id in builds {
+        let b = &sim.builds[id];
+        let Ok(name) = JobName::parse(&b.job, &b.system) else {
+            continue;
+        };
+        let read = newest.contains(id) || failing_now.contains(b.job.as_str());
+        let cause = match b.propagated_from {
+            _ if !read => Cause::Unread,
+            Some(from) => Cause::Propagated { from },
+            None => Cause::Own,
+        };
+        let class =
+            if b.finished && cause == Cause::Unread && b.status.is_some_and(may_be_inherited) {
+                StatusClass::Noise
+            } else {
+                StatusClass::of(b.finished, b.status, cause)
             };
-            let read = newest.contains(id) || failing_now.contains(b.job.as_str());
-            let cause = match b.propagated_from {
-                _ if !read => Cause::Unread,
-                Some(from) => Cause::Propagated { from },
-                None => Cause::Own,
-            };
-            let class = StatusClass::of(b.finished, b.status, cause);
-            let class =
-                if b.finished && cause == Cause::Unread && b.status.is_some_and(may_be_inherited) {
-                    StatusClass::Noise
-                } else {
-                    class
-                };
-            results.entry((name.attr, name.system)).or_default().push((
-                eval.id,
-                class,
-                b.drv_hash.clone(),
-            ));
-        }
+        results.entry((name.attr, name.system)).or_default().push((
+            eval,
+            class,
+            b.drv_hash.clone(),
+        ));
     }
+}
+
+/// Each job's newest streak, read eval by eval from its results.
+pub(crate) fn streaks_of(results: Results) -> Streaks {
     results
         .into_iter()
         .filter_map(|(job, results)| {
@@ -439,7 +449,11 @@ fn naive_streaks(sim: &SimHydra) -> Streaks {
 /// Every job's streak in the store equals the one read eval by eval from
 /// what the look-alike served.
 pub(crate) fn assert_history_is_what_hydra_served(sandbox: &Sandbox, sim: &SimHydra, label: &str) {
-    let expected = naive_streaks(sim);
+    assert_streaks_are(sandbox, &naive_streaks(sim), label);
+}
+
+/// Every job's streak in the store is the expected one, and every job has one.
+pub(crate) fn assert_streaks_are(sandbox: &Sandbox, expected: &Streaks, label: &str) {
     let store = sandbox.store();
     let mut checked = 0;
     let attrs: HashSet<&String> = expected.keys().map(|(a, _)| a).collect();
