@@ -248,7 +248,41 @@ ALTER TABLE jobsets ADD COLUMN recheck_cursor INTEGER;
 -- uses now, until the configuration says so too.
 ALTER TABLE jobsets ADD COLUMN renamed_to TEXT;
 
--- version 11: why a build failed, as its Hydra build page says
+-- version 11: early warnings (action kind `warn`)
+
+-- An early warning about a pre-merge branch (staging-next) is a ledger
+-- action of its own kind. SQLite cannot alter a CHECK constraint, so the
+-- table is rebuilt with the wider one and every row copied as it is (ids
+-- kept: opt-outs, commands and the engine refer to them).
+CREATE TABLE actions_v8 (
+    id            INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('notify', 'remind', 'mark_broken', 'close_pr', 'retire', 'escalate', 'hold', 'warn')),
+    attr          TEXT,                  -- NULL for a hold
+    systems       TEXT NOT NULL,         -- JSON array of systems, sorted
+    all_platforms INTEGER NOT NULL DEFAULT 0,
+    step          TEXT,                  -- notice, remind-7d, retire-warning, update-EVAL, ...
+    batch         TEXT,                  -- the plan's PR batch key; for a warning, its branch
+    state         TEXT NOT NULL CHECK (state IN ('intent', 'done', 'failed', 'open', 'merged', 'closed')),
+    planned_at    INTEGER NOT NULL,
+    done_at       INTEGER,
+    closed_at     INTEGER,
+    pr            INTEGER,
+    issue         INTEGER,
+    pinged        TEXT NOT NULL DEFAULT '[]',
+    error         TEXT,
+    refused       TEXT
+);
+INSERT INTO actions_v8 (id, kind, attr, systems, all_platforms, step, batch, state,
+                        planned_at, done_at, closed_at, pr, issue, pinged, error, refused)
+    SELECT id, kind, attr, systems, all_platforms, step, batch, state,
+           planned_at, done_at, closed_at, pr, issue, pinged, error, refused
+    FROM actions;
+DROP TABLE actions;
+ALTER TABLE actions_v8 RENAME TO actions;
+CREATE INDEX actions_by_attr ON actions (attr, kind);
+CREATE INDEX actions_by_pr ON actions (pr);
+
+-- version 12: why a build failed, as its Hydra build page says
 
 -- Hydra copies a dependency's failure code onto dependents (only 1 becomes
 -- 2), so a 7, 8, 10, 11 or 12 may be a dependency's; only the HTML build

@@ -99,7 +99,7 @@ pub struct ActConfig {
     pub author_email: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobsetRef {
     pub project: String,
     pub jobset: String,

@@ -1,6 +1,7 @@
 //! Acting on the plan: GitHub issues, comments and pull requests, exactly once.
 //!
-//! Owns: carrying out a [`Plan`] through a [`Forge`] and a [`Publisher`],
+//! Owns: carrying out a [`Plan`] through a [`Forge`] and a [`Publisher`]
+//! (early warnings in [`warn`]),
 //! reading back what humans did (merges, closes, commands in comments), and
 //! the ledger bookkeeping that makes all of it safe to repeat.
 //!
@@ -22,6 +23,7 @@ pub mod cycle;
 pub mod opt_outs;
 pub mod publish;
 pub mod render;
+pub mod warn;
 
 use std::collections::BTreeMap;
 
@@ -320,6 +322,17 @@ impl<F: Forge> Actor<'_, F> {
                             .then(|| done(now, None, Some(issue.number)))
                     }
                     None => None,
+                },
+                // A notice is found by its marker; an edit left without a
+                // result is planned again (an edit repeats harmlessly).
+                ActionKind::Warn => match record.step.as_deref() {
+                    Some(crate::policy::early_warning::NOTICE) => {
+                        let branch = record.batch.as_deref().unwrap_or_default();
+                        self.find_warning(bot, own, attr, branch, None)
+                            .await?
+                            .map(|place| done(now, None, Some(place.issue())))
+                    }
+                    _ => None,
                 },
                 ActionKind::MarkBroken | ActionKind::Retire => {
                     let siblings: Vec<&ActionRecord> = ledger
@@ -710,6 +723,10 @@ impl<F: Forge> Actor<'_, F> {
                         )?,
                     }
                     (self.progress)();
+                }
+                ActionKind::Warn => {
+                    self.warn(&bot, action, &mut own, &ledger, now, report)
+                        .await?;
                 }
                 ActionKind::MarkBroken | ActionKind::Retire => {
                     let key = action
@@ -1332,6 +1349,22 @@ pub fn failing_attrs(facts: &Facts, policy: &Policy) -> Vec<String> {
                 .last()
                 .is_some_and(|r| r.class() == StatusClass::Failing)
         })
+        // On a pre-merge branch, victims too: their warnings mention them.
+        .chain(
+            facts
+                .jobsets
+                .iter()
+                .filter(|j| policy.early_warning.is_branch(&j.jobset))
+                .flat_map(|j| j.jobs.iter())
+                .filter(|job| {
+                    job.runs.last().is_some_and(|r| {
+                        matches!(
+                            r.class(),
+                            StatusClass::Failing | StatusClass::DependencyFailed
+                        )
+                    })
+                }),
+        )
         .map(|job| job.attr.clone())
         .collect();
     attrs.sort();
@@ -1372,6 +1405,21 @@ pub fn describe(plan: &Plan, settings: &ActSettings, full: bool) -> String {
                 ),
                 Some(render::recovered_comment(action)),
             ),
+            ActionKind::Warn => {
+                let branch = action.evidence.jobset.as_deref().unwrap_or_default();
+                let step = action.step.as_deref().unwrap_or_default();
+                let line = match step {
+                    crate::policy::early_warning::NOTICE => format!(
+                        "warn about {attr} on {branch}: a comment on its tracking issue, or an issue \"{}\"",
+                        warn::title(attr, branch)
+                    ),
+                    _ => format!("edit the warning about {attr} on {branch} ({step})"),
+                };
+                (
+                    line,
+                    Some(warn::text(action, &action.evidence.maintainers, false)),
+                )
+            }
             ActionKind::MarkBroken | ActionKind::Retire => {
                 prs.entry(
                     action

@@ -37,11 +37,11 @@ fn safe_key(key: &str) -> String {
 }
 
 /// An attribute path as inline code (attribute paths have no backticks).
-fn code(attr: &str) -> String {
+pub(super) fn code(attr: &str) -> String {
     format!("`{}`", attr.replace('`', ""))
 }
 
-fn mentions(logins: &[String]) -> String {
+pub(super) fn mentions(logins: &[String]) -> String {
     logins
         .iter()
         .filter(|l| {
@@ -65,7 +65,7 @@ fn short(rev: &Option<String>) -> String {
 }
 
 /// The evidence table: one row per failing platform.
-fn evidence_table(jobs: &[JobEvidence]) -> String {
+pub(super) fn evidence_table(jobs: &[JobEvidence]) -> String {
     let mut out = String::from(
         "| platform | failing since | evals | derivations | first failure | newest failure | last success | commits |\n\
          |---|---|---|---|---|---|---|---|\n",
@@ -141,7 +141,7 @@ fn scheduled_words(step: &ScheduledStep, attr: &str) -> String {
             "a pull request that moves {} to the attic, with an alias that says where the code went",
             code(attr)
         ),
-        ActionKind::ClosePr | ActionKind::Hold => "the next step".to_owned(),
+        ActionKind::ClosePr | ActionKind::Hold | ActionKind::Warn => "the next step".to_owned(),
     }
 }
 

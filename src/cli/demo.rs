@@ -624,6 +624,7 @@ impl World {
                 systems: systems.iter().map(|s| s.to_string()).collect(),
                 until,
                 spreads_to: Vec::new(),
+                victims: Vec::new(),
             };
         let spec = SimSpec {
             packages: 40,

@@ -244,6 +244,27 @@ pub fn policy_command(command: &PolicyCommand, out: &mut dyn Write) -> Result<Ex
                 p.ladder.notify_after,
                 p.ladder.mark_broken_after
             )?;
+            let w = &p.early_warning;
+            let branches: Vec<String> = w
+                .branches
+                .iter()
+                .map(|b| match w.branch_off(b) {
+                    Some(o) => format!("{b} (off: override {})", o.index),
+                    None => b.to_string(),
+                })
+                .collect();
+            if branches.is_empty() {
+                writeln!(out, "early warnings: none")?;
+            } else {
+                writeln!(
+                    out,
+                    "early warnings: {} landing on {}; after {} evals or {} derivations",
+                    branches.join(", "),
+                    w.trunk,
+                    w.min_evals,
+                    w.min_derivations
+                )?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,7 +1,8 @@
 //! The weekly digest: the Markdown body of the issue maintainers read.
 //!
 //! Owns: its layout (summary numbers, holds, new breakages grouped by commit
-//! range, roots ranked by blast radius, a mermaid chart of failing jobs per
+//! range, roots ranked by blast radius, early warnings about pre-merge
+//! branches ("Before it lands"), a mermaid chart of failing jobs per
 //! day, one section per maintainer with their packages inline), fitting
 //! GitHub's 65,536-character body limit by summarising whole sections —
 //! never by cutting a table — and escaping every name that came from Hydra.
@@ -13,6 +14,8 @@
 //! Maintainers come from [`crate::policy::Facts::maintainers`] (resolved from
 //! a nixpkgs checkout by [`crate::nixpkgs`]); packages without known
 //! maintainers are grouped under "Unknown maintainers".
+
+mod before_it_lands;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -469,6 +472,11 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
         let _ = writeln!(out);
     } else {
         let _ = writeln!(out, "{} roots (summarised to fit).\n", a.roots.len());
+    }
+
+    // Early warnings about pre-merge branches, when there are any.
+    if let Some(section) = before_it_lands::section(a, cap) {
+        out.push_str(&section);
     }
 
     // Edits the editor refused: only a human can make them. The section

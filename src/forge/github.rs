@@ -781,6 +781,19 @@ impl Forge for GitHub {
         Ok(created.into())
     }
 
+    async fn edit_comment(&self, id: u64, body: &str) -> Result<Comment, ForgeError> {
+        // https://docs.github.com/rest/issues/comments#update-an-issue-comment
+        let edited: GhComment = self
+            .json(
+                Method::Patch,
+                &self.repo_path(&format!("issues/comments/{id}")),
+                &[],
+                Some(&json!({"body": super::fit_body(body)})),
+            )
+            .await?;
+        Ok(edited.into())
+    }
+
     async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError> {
         let comments: Vec<GhComment> = self
             .pages(&self.repo_path(&format!("issues/{number}/comments")), &[])

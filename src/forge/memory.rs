@@ -235,6 +235,23 @@ impl Forge for MemoryForge {
             .expect("just pushed"))
     }
 
+    async fn edit_comment(&self, id: u64, body: &str) -> Result<Comment, ForgeError> {
+        let mut inner = self.inner();
+        let comment = inner
+            .comments
+            .values_mut()
+            .flatten()
+            .find(|c| c.id == id)
+            .ok_or(ForgeError::NotFound {
+                what: "comment",
+                number: id,
+            })?;
+        comment.body = body.to_owned();
+        let comment = comment.clone();
+        inner.calls.push(format!("edit_comment {id}"));
+        Ok(comment)
+    }
+
     async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError> {
         Ok(self
             .inner()

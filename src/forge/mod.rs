@@ -283,6 +283,9 @@ pub trait Forge {
         state: Option<State>,
     ) -> Result<Issue, ForgeError>;
     async fn comment(&self, number: u64, body: &str) -> Result<Comment, ForgeError>;
+    /// Replace the text of one of the bot's own comments (by its id): a
+    /// warning edited as evidence comes in, instead of a new post.
+    async fn edit_comment(&self, id: u64, body: &str) -> Result<Comment, ForgeError>;
     /// Comments on an issue or pull request, oldest first.
     async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError>;
     /// The reviews and review comments of pull request `number`, as comments

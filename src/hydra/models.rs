@@ -57,52 +57,58 @@ pub struct JobsetOverview {
     pub lastcheckedtime: Option<i64>,
 }
 
-/// An eval without its `builds` array: what a page of `/jobset/…/evals` is
-/// read into, so that discovering evals never holds 250,000 ids per eval.
-/// The ids are counted as they are skipped: the count tells ingest how
-/// much work `/eval/{id}/builds` would cost Hydra (each eval object on the
-/// page carries its build ids: `Schema/Result/JobsetEvals.pm` `json_hint`,
-/// relation `builds`).
+/// An eval as a page of `/jobset/…/evals` lists it. Each eval object on
+/// the page carries its build ids (`Schema/Result/JobsetEvals.pm`
+/// `json_hint`, relation `builds`): their count tells ingest how much work
+/// `/eval/{id}/builds` would cost Hydra, and the ids themselves spare it
+/// the request for `/eval/{id}`, which costs Hydra a comparison with the
+/// previous eval even for JSON (`Controller/JobsetEval.pm` `view_GET`).
+/// Discovery keeps the ids only of the evals it will ingest
+/// ([`EvalHeader::forget_build_ids`]): 250,000 ids are 2 MB.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawEvalHeader")]
 pub struct EvalHeader {
     pub id: i64,
     /// How many builds the eval has; `None` when the page did not say.
-    #[serde(default, rename = "builds", deserialize_with = "count_elements")]
     pub nr_builds: Option<usize>,
+    /// Its build ids, while kept.
+    pub build_ids: Option<Vec<i64>>,
     pub timestamp: i64,
-    #[serde(default)]
     pub checkouttime: Option<i64>,
-    #[serde(default)]
     pub evaltime: Option<i64>,
-    #[serde(default)]
     pub flake: Option<String>,
-    #[serde(default)]
     pub jobsetevalinputs: BTreeMap<String, EvalInput>,
 }
 
-/// The length of a JSON array, without keeping its elements.
-fn count_elements<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    struct Count;
-    impl<'de> serde::de::Visitor<'de> for Count {
-        type Value = Option<usize>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an array")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut n = 0;
-            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                n += 1;
-            }
-            Ok(Some(n))
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
+#[derive(Deserialize)]
+struct RawEvalHeader {
+    id: i64,
+    #[serde(default)]
+    builds: Option<Vec<i64>>,
+    timestamp: i64,
+    #[serde(default)]
+    checkouttime: Option<i64>,
+    #[serde(default)]
+    evaltime: Option<i64>,
+    #[serde(default)]
+    flake: Option<String>,
+    #[serde(default)]
+    jobsetevalinputs: BTreeMap<String, EvalInput>,
+}
+
+impl From<RawEvalHeader> for EvalHeader {
+    fn from(raw: RawEvalHeader) -> EvalHeader {
+        EvalHeader {
+            id: raw.id,
+            nr_builds: raw.builds.as_ref().map(Vec::len),
+            build_ids: raw.builds,
+            timestamp: raw.timestamp,
+            checkouttime: raw.checkouttime,
+            evaltime: raw.evaltime,
+            flake: raw.flake,
+            jobsetevalinputs: raw.jobsetevalinputs,
         }
     }
-    d.deserialize_any(Count)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -118,6 +124,12 @@ pub struct EvalInput {
 }
 
 impl EvalHeader {
+    /// Drop the build ids (the count stays): an eval that will not be
+    /// ingested in this pass need not hold 2 MB.
+    pub fn forget_build_ids(&mut self) {
+        self.build_ids = None;
+    }
+
     /// The nixpkgs revision the eval is of: the `nixpkgs` input's revision,
     /// else the only git input's, else the locked flake reference.
     pub fn revision(&self) -> Option<String> {
@@ -201,14 +213,13 @@ mod tests {
     }
 
     #[test]
-    fn an_evals_page_counts_each_evals_builds_without_keeping_them() {
+    fn an_evals_page_carries_each_evals_build_ids() {
         let page: EvalsPage = serde_json::from_str(&sample("evals.json")).unwrap();
         let raw: serde_json::Value = serde_json::from_str(&sample("evals.json")).unwrap();
         for (eval, raw) in page.evals.iter().zip(raw["evals"].as_array().unwrap()) {
-            assert_eq!(
-                eval.nr_builds,
-                Some(raw["builds"].as_array().unwrap().len())
-            );
+            let ids: Vec<i64> = serde_json::from_value(raw["builds"].clone()).unwrap();
+            assert_eq!(eval.nr_builds, Some(ids.len()));
+            assert_eq!(eval.build_ids.as_ref(), Some(&ids));
         }
         let without: EvalHeader = serde_json::from_str(r#"{"id": 1, "timestamp": 2}"#).unwrap();
         assert_eq!(without.nr_builds, None);

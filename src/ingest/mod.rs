@@ -471,6 +471,19 @@ impl Ingestor {
                 }
                 found.push(eval);
             }
+            // Keep build ids only where they will be used: the newest `limit`
+            // on a first backfill, the oldest `limit` on a catch-up (pages
+            // go from the newest back, so the last ones pushed).
+            let keep = if newest_known.is_none() {
+                0..limit.min(found.len())
+            } else {
+                found.len().saturating_sub(limit)..found.len()
+            };
+            for (i, eval) in found.iter_mut().enumerate() {
+                if !keep.contains(&i) {
+                    eval.forget_build_ids();
+                }
+            }
             let enough_for_backfill = newest_known.is_none() && found.len() >= limit;
             if reached_known || enough_for_backfill {
                 break;
@@ -550,11 +563,16 @@ impl Ingestor {
                 });
             }
         }
-        if !self.budget.take() {
-            let total = header.nr_builds.unwrap_or_default();
-            return pending(total, total);
-        }
-        let ids = self.client.eval(eval_id).await?.builds;
+        // The evals page carried the ids: asking `/eval/{id}` again would
+        // cost Hydra a comparison with the previous eval for nothing.
+        let ids = match &header.build_ids {
+            Some(ids) => ids.clone(),
+            None if self.budget.take() => self.client.eval(eval_id).await?.builds,
+            None => {
+                let total = header.nr_builds.unwrap_or_default();
+                return pending(total, total);
+            }
+        };
         let known = self
             .with_store({
                 let ids = ids.clone();

@@ -32,6 +32,8 @@ pub struct DayRow {
     pub day: String,
     pub notify: u32,
     pub remind: u32,
+    /// Early warnings given (first notices about a pre-merge branch).
+    pub warn: u32,
     pub mark_broken: u32,
     pub prs: u32,
     pub retire: u32,
@@ -140,6 +142,8 @@ pub struct BacktestReport {
     /// Notices and reminders (each names the package's maintainers once).
     pub pings: u32,
     pub notices: u32,
+    /// Early warnings about pre-merge branches (each mentions maintainers).
+    pub warnings: u32,
     pub reminders: u32,
     /// Pull requests opened (batches) and the mark actions in them.
     pub prs: u32,
@@ -178,6 +182,7 @@ pub fn backtest(
         days: 0,
         pings: 0,
         notices: 0,
+        warnings: 0,
         reminders: 0,
         prs: 0,
         marks: 0,
@@ -272,6 +277,11 @@ pub fn backtest(
                         continue;
                     }
                     ActionKind::Notify => row.notify += 1,
+                    ActionKind::Warn => {
+                        if a.step.as_deref() == Some(super::early_warning::NOTICE) {
+                            row.warn += 1;
+                        }
+                    }
                     ActionKind::Remind => row.remind += 1,
                     ActionKind::Escalate => row.escalate += 1,
                     ActionKind::MarkBroken | ActionKind::Retire => {
@@ -311,7 +321,8 @@ pub fn backtest(
         report.days += 1;
         report.notices += row.notify;
         report.reminders += row.remind;
-        report.pings += row.notify + row.remind;
+        report.warnings += row.warn;
+        report.pings += row.notify + row.remind + row.warn;
         report.prs += row.prs;
         report.marks += row.mark_broken;
         report.retirements += row.retire;
@@ -579,8 +590,8 @@ impl BacktestReport {
         );
         let _ = writeln!(
             out,
-            "  pings        {} ({} notices, {} reminders)",
-            self.pings, self.notices, self.reminders
+            "  pings        {} ({} notices, {} reminders, {} early warnings)",
+            self.pings, self.notices, self.reminders, self.warnings
         );
         let _ = writeln!(
             out,
@@ -642,15 +653,16 @@ impl BacktestReport {
         }
         let _ = writeln!(
             out,
-            "  day         notify remind mark  PRs retire close held"
+            "  day         notify remind warn mark  PRs retire close held"
         );
         for d in &self.per_day {
             let _ = writeln!(
                 out,
-                "  {}  {:>6} {:>6} {:>4} {:>4} {:>6} {:>5} {}",
+                "  {}  {:>6} {:>6} {:>4} {:>4} {:>4} {:>6} {:>5} {}",
                 d.day,
                 d.notify,
                 d.remind,
+                d.warn,
                 d.mark_broken,
                 d.prs,
                 d.retire,

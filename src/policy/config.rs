@@ -270,6 +270,61 @@ pub struct BacktestRules {
     pub assumed_merge_delay: Period,
 }
 
+/// Early warnings: failures on pre-merge branches (staging-next,
+/// python-updates) told to maintainers before the branch lands on trunk.
+#[derive(Debug, Clone)]
+pub struct EarlyWarning {
+    /// The jobset the branches merge into; one of `scope.act_on`.
+    pub trunk: JobsetRef,
+    /// Pre-merge jobsets, in file order.
+    pub branches: Vec<JobsetRef>,
+    /// A job's own failure on a branch is worth a warning once seen in this
+    /// many evals of the branch...
+    pub min_evals: u32,
+    /// ...or on this many distinct derivations.
+    pub min_derivations: u32,
+    pub overrides: Vec<WarningOverride>,
+}
+
+/// Leave some branches and/or attributes out of early warnings.
+#[derive(Debug, Clone)]
+pub struct WarningOverride {
+    /// Position among `[[early_warning.override]]`, 1-based.
+    pub index: usize,
+    pub reason: String,
+    /// Matching branches; `None`: all.
+    pub branches: Option<Vec<JobsetRef>>,
+    /// Matching attributes; `None`: all.
+    pub attrs: Option<AttrGlobs>,
+}
+
+impl WarningOverride {
+    pub fn matches(&self, branch: &JobsetRef, attr: &str) -> bool {
+        self.branches.as_ref().is_none_or(|b| b.contains(branch))
+            && self.attrs.as_ref().is_none_or(|g| g.is_match(attr))
+    }
+}
+
+impl EarlyWarning {
+    /// Whether `jobset` is a pre-merge branch.
+    pub fn is_branch(&self, jobset: &JobsetRef) -> bool {
+        self.branches.contains(jobset)
+    }
+
+    /// Whether a branch is switched off as a whole (an override naming it
+    /// and no attributes).
+    pub fn branch_off(&self, branch: &JobsetRef) -> Option<&WarningOverride> {
+        self.overrides
+            .iter()
+            .find(|o| o.attrs.is_none() && o.matches(branch, ""))
+    }
+
+    /// The first override that leaves `attr` on `branch` out, if any.
+    pub fn skipped(&self, branch: &JobsetRef, attr: &str) -> Option<&WarningOverride> {
+        self.overrides.iter().find(|o| o.matches(branch, attr))
+    }
+}
+
 /// The validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -288,6 +343,7 @@ pub struct Policy {
     pub breaker: CircuitBreaker,
     pub batch: Batching,
     pub backtest: BacktestRules,
+    pub early_warning: EarlyWarning,
 }
 
 /// The ladder that applies, and the overrides that shaped it.
@@ -539,26 +595,151 @@ impl Validator<'_> {
         Ok(())
     }
 
+    fn jobset(&self, key: &str, js: &Spanned<String>) -> Result<JobsetRef, PolicyError> {
+        js.get_ref()
+            .split_once(':')
+            .filter(|(p, j)| !p.is_empty() && !j.is_empty() && !j.contains(':'))
+            .map(|(p, j)| JobsetRef {
+                project: p.to_owned(),
+                jobset: j.to_owned(),
+            })
+            .ok_or_else(|| {
+                self.err(
+                    js.span(),
+                    format!(
+                        "{key}: {:?} is not PROJECT:JOBSET (e.g. \"nixpkgs:trunk\")",
+                        js.get_ref()
+                    ),
+                )
+            })
+    }
+
+    fn early_warning(
+        &self,
+        raw: &RawEarlyWarning,
+        act_on: &[JobsetRef],
+    ) -> Result<EarlyWarning, PolicyError> {
+        // Without a word in the file: the first acted-on jobset, and the
+        // default branches that are not acted on themselves.
+        let Some(raw_trunk) = &raw.trunk else {
+            let Some(trunk) = act_on.first().cloned() else {
+                return Ok(EarlyWarning {
+                    trunk: JobsetRef {
+                        project: "nixpkgs".into(),
+                        jobset: "trunk".into(),
+                    },
+                    branches: Vec::new(),
+                    min_evals: 2,
+                    min_derivations: 2,
+                    overrides: Vec::new(),
+                });
+            };
+            let branches = raw.branches.clone().or_else(|| {
+                Some(
+                    DEFAULT_BRANCHES
+                        .iter()
+                        .filter(|b| !act_on.iter().any(|a| a.to_string() == **b))
+                        .map(|b| s(b))
+                        .collect(),
+                )
+            });
+            let explicit = RawEarlyWarning {
+                trunk: Some(s(&trunk.to_string())),
+                branches,
+                ..raw.clone()
+            };
+            return self.early_warning(&explicit, act_on);
+        };
+        let trunk = self.jobset("early_warning.trunk", raw_trunk)?;
+        if !act_on.contains(&trunk) {
+            return Err(self.err(
+                raw_trunk.span(),
+                format!(
+                    "early_warning.trunk: {trunk} is not in scope.act_on: a warning is handed over to the trunk's ladder when the branch lands, so the trunk must be acted on"
+                ),
+            ));
+        }
+        let mut branches = Vec::new();
+        let default_branches: Vec<Spanned<String>>;
+        let raw_branches = match &raw.branches {
+            Some(b) => b,
+            None => {
+                default_branches = DEFAULT_BRANCHES.iter().map(|b| s(b)).collect();
+                &default_branches
+            }
+        };
+        for b in raw_branches {
+            let parsed = self.jobset("early_warning.branches", b)?;
+            if parsed == trunk || act_on.contains(&parsed) {
+                return Err(self.err(
+                    b.span(),
+                    format!(
+                        "early_warning.branches: {parsed} is acted on (scope.act_on); a pre-merge branch is only warned about"
+                    ),
+                ));
+            }
+            if branches.contains(&parsed) {
+                return Err(self.err(
+                    b.span(),
+                    format!("early_warning.branches lists {parsed} twice"),
+                ));
+            }
+            branches.push(parsed);
+        }
+        let mut overrides = Vec::new();
+        for (i, o) in raw.overrides.iter().enumerate() {
+            let index = i + 1;
+            let span = o.span();
+            let o = o.get_ref();
+            let attrs = match &o.attrs {
+                Some(a) => Some(self.globs(&format!("early_warning.override {index} attrs"), a)?),
+                None => None,
+            };
+            let branches = match &o.branches {
+                Some(list) => Some(
+                    list.iter()
+                        .map(|b| {
+                            self.jobset(&format!("early_warning.override {index} branches"), b)
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+                None => None,
+            };
+            if attrs.is_none() && branches.is_none() {
+                return Err(self.err(
+                    span,
+                    format!(
+                        "early_warning.override {index} has neither branches nor attrs: it would switch every warning off; empty early_warning.branches instead"
+                    ),
+                ));
+            }
+            if !o.skip {
+                return Err(self.err(
+                    span,
+                    format!("early_warning.override {index} changes nothing: set skip = true"),
+                ));
+            }
+            overrides.push(WarningOverride {
+                index,
+                reason: o.reason.clone().unwrap_or_default(),
+                branches,
+                attrs,
+            });
+        }
+        Ok(EarlyWarning {
+            trunk,
+            branches,
+            min_evals: self.positive("early_warning.min_evals", &raw.min_evals)?,
+            min_derivations: self
+                .positive("early_warning.min_derivations", &raw.min_derivations)?,
+            overrides,
+        })
+    }
+
     fn policy(&self, raw: RawPolicy) -> Result<Policy, PolicyError> {
         let mut act_on = Vec::new();
         for js in &raw.scope.act_on {
-            let parsed = js
-                .get_ref()
-                .split_once(':')
-                .filter(|(p, j)| !p.is_empty() && !j.is_empty() && !j.contains(':'))
-                .map(|(p, j)| JobsetRef {
-                    project: p.to_owned(),
-                    jobset: j.to_owned(),
-                })
-                .ok_or_else(|| {
-                    self.err(
-                        js.span(),
-                        format!(
-                            "scope.act_on: {:?} is not PROJECT:JOBSET (e.g. \"nixpkgs:trunk\")",
-                            js.get_ref()
-                        ),
-                    )
-                })?;
+            let parsed = self.jobset("scope.act_on", js)?;
             if act_on.contains(&parsed) {
                 return Err(self.err(js.span(), format!("scope.act_on lists {parsed} twice")));
             }
@@ -769,8 +950,10 @@ impl Validator<'_> {
                 &raw.backtest.assumed_merge_delay,
             )?,
         };
+        let early_warning = self.early_warning(&raw.early_warning, &act_on)?;
         Ok(Policy {
             source: self.path.display().to_string(),
+            early_warning,
             act_on,
             streak,
             ladder,
@@ -818,6 +1001,8 @@ struct RawPolicy {
     batch: RawBatch,
     #[serde(default)]
     backtest: RawBacktest,
+    #[serde(default)]
+    early_warning: RawEarlyWarning,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1015,6 +1200,42 @@ impl Default for RawBacktest {
     }
 }
 
+/// The pre-merge jobsets warned about when a policy does not say.
+const DEFAULT_BRANCHES: [&str; 2] = ["nixpkgs:staging-next", "nixpkgs:python-updates"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEarlyWarning {
+    trunk: Option<Spanned<String>>,
+    branches: Option<Vec<Spanned<String>>>,
+    min_evals: Spanned<u32>,
+    min_derivations: Spanned<u32>,
+    #[serde(rename = "override")]
+    overrides: Vec<Spanned<RawWarningOverride>>,
+}
+
+impl Default for RawEarlyWarning {
+    fn default() -> Self {
+        RawEarlyWarning {
+            trunk: None,
+            branches: None,
+            min_evals: n(2),
+            min_derivations: n(2),
+            overrides: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWarningOverride {
+    branches: Option<Vec<Spanned<String>>>,
+    attrs: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    skip: bool,
+    reason: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1141,5 +1362,81 @@ mod tests {
                 .to_string()
                 .contains("changes nothing")
         );
+    }
+
+    #[test]
+    fn early_warnings_default_to_staging_next_and_python_updates_into_the_first_acted_on_jobset() {
+        let p = parse("").unwrap();
+        let w = &p.early_warning;
+        assert_eq!(w.trunk.to_string(), "nixpkgs:trunk");
+        let branches: Vec<String> = w.branches.iter().map(ToString::to_string).collect();
+        assert_eq!(branches, ["nixpkgs:staging-next", "nixpkgs:python-updates"]);
+        assert_eq!((w.min_evals, w.min_derivations), (2, 2));
+        // A policy acting on staging-next itself warns about it no more.
+        let p = parse("[scope]\nact_on = [\"nixpkgs:staging-next\"]\n").unwrap();
+        let branches: Vec<String> = p
+            .early_warning
+            .branches
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(branches, ["nixpkgs:python-updates"]);
+    }
+
+    #[test]
+    fn the_built_in_policy_leaves_haskell_updates_to_the_haskell_team() {
+        let p = Policy::nixpkgs();
+        let w = &p.early_warning;
+        let haskell = JobsetRef {
+            project: "nixpkgs".into(),
+            jobset: "haskell-updates".into(),
+        };
+        let staging = JobsetRef {
+            project: "nixpkgs".into(),
+            jobset: "staging-next".into(),
+        };
+        assert!(w.is_branch(&haskell) && w.is_branch(&staging));
+        let off = w.branch_off(&haskell).expect("haskell-updates is off");
+        assert!(off.reason.contains("Haskell team"), "{}", off.reason);
+        assert!(w.branch_off(&staging).is_none());
+        assert!(w.skipped(&staging, "hello").is_none());
+    }
+
+    #[test]
+    fn bad_early_warning_settings_name_their_place() {
+        let cases = [
+            (
+                "[early_warning]\ntrunk = \"nixpkgs:staging\"\n",
+                "p.toml:2:9: early_warning.trunk: nixpkgs:staging is not in scope.act_on",
+            ),
+            (
+                "[early_warning]\nbranches = [\"nixpkgs:trunk\"]\n",
+                "p.toml:2:13: early_warning.branches: nixpkgs:trunk is acted on",
+            ),
+            (
+                "[early_warning]\nbranches = [\"staging-next\"]\n",
+                "p.toml:2:13: early_warning.branches: \"staging-next\" is not PROJECT:JOBSET",
+            ),
+            (
+                "[early_warning]\nmin_evals = 0\n",
+                "p.toml:2:13: early_warning.min_evals must be at least 1",
+            ),
+            (
+                "[[early_warning.override]]\nreason = \"x\"\nskip = true\n",
+                "p.toml:1:1: early_warning.override 1 has neither branches nor attrs",
+            ),
+            (
+                "[[early_warning.override]]\nattrs = [\"hello\"]\n",
+                "p.toml:1:1: early_warning.override 1 changes nothing",
+            ),
+            (
+                "[early_warning]\nwarn_after = \"1d\"\n",
+                "p.toml:2:1: unknown field",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "for {text:?}: got {err:?}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::config::{CircuitBreaker, EffectiveLadder, GroupBy, Period, Policy};
+use super::early_warning::mentions;
 use super::facts::{Facts, FailureOrigin, JobFacts, JobsetFacts};
 use super::ledger::{ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState};
 use super::plan::{
@@ -107,6 +108,9 @@ pub struct JobAssessment {
     pub next: Option<NextStep>,
     /// The ladder's steps still to come for this job if it keeps failing.
     pub schedule: Vec<ScheduledStep>,
+    /// For "dependency failed" in any jobset: the root it is charged to,
+    /// when one is evident (what a victim's early warning names).
+    pub charged_to: Option<String>,
     /// Eval index the streak began at, for grouping.
     since_index: Option<u32>,
     since_ts: Option<i64>,
@@ -189,6 +193,11 @@ pub struct JobsetTotals {
 pub struct Assessment {
     pub now: i64,
     pub holds: Vec<Hold>,
+    /// Mass breakages of pre-merge branches: they hold only that branch's
+    /// early warnings.
+    pub branch_holds: Vec<Hold>,
+    /// Early warnings about pre-merge branches ([`super::early_warning`]).
+    pub warnings: Vec<super::early_warning::Warning>,
     pub attrs: BTreeMap<String, AttrAssessment>,
     pub roots: Vec<RootImpact>,
     pub transitions: Vec<Transition>,
@@ -291,6 +300,7 @@ impl<'a> Ctx<'a> {
         let ledger_attrs: HashSet<&str> = self.by_attr.keys().copied().collect();
         let mut selected: Vec<Selected<'a>> = Vec::new();
         let mut holds = Vec::new();
+        let mut branch_holds = Vec::new();
         let mut transitions = Vec::new();
         let mut totals = Vec::new();
         // (jobset, victim attr, system) → root attr, or candidates.
@@ -423,8 +433,10 @@ impl<'a> Ctx<'a> {
                 victim_roots.insert((ji, job.attr.as_str(), job.system.as_str()), entry);
             }
 
-            // The circuit breaker.
-            if self.policy.acts_on(&js.jobset)
+            // The circuit breaker: trunk holds everything, a pre-merge
+            // branch only its own warnings.
+            let acted = self.policy.acts_on(&js.jobset);
+            if (acted || self.policy.early_warning.is_branch(&js.jobset))
                 && let Some(w) = mass_breakage(&newly, t.jobs, &self.policy.breaker)
             {
                 let mut examples: Vec<String> = newly_examples[w.first..=w.last]
@@ -436,7 +448,8 @@ impl<'a> Ctx<'a> {
                 examples.dedup();
                 examples.truncate(5);
                 let before = &js.evals[w.first - 1];
-                holds.push(Hold {
+                let held = if acted { &mut holds } else { &mut branch_holds };
+                held.push(Hold {
                     jobset: js.jobset.clone(),
                     window: WindowEvidence {
                         before: eval_ref(&self.links, before),
@@ -535,9 +548,19 @@ impl<'a> Ctx<'a> {
                 .then(a.jobset.to_string().cmp(&b.jobset.to_string()))
                 .then(a.good.id.cmp(&b.good.id))
         });
+        let warnings = super::early_warning::assess(
+            self.policy,
+            self.facts,
+            self.ledger,
+            self.now,
+            &attrs,
+            &branch_holds,
+        );
         Assessment {
             now: self.now,
             holds,
+            branch_holds,
+            warnings,
             attrs,
             roots,
             transitions,
@@ -631,6 +654,10 @@ impl<'a> Ctx<'a> {
             let stored = js.evals[st.since as usize].timestamp;
             origin.map_or(stored, |o| o.since.min(stored))
         });
+        let charged_to = streak
+            .filter(|st| st.signal == Signal::Dep)
+            .and(root.as_ref())
+            .and_then(|(r, _, _)| r.clone());
         let rule = match streak {
             _ if !acts => Rule::Watched,
             None if v.awaiting_cause => Rule::AwaitingCause,
@@ -683,6 +710,7 @@ impl<'a> Ctx<'a> {
             rule,
             next: None,
             schedule: Vec::new(),
+            charged_to,
             since_index: streak.map(|st| st.since),
             since_ts,
         }
@@ -736,11 +764,23 @@ impl<'a> Ctx<'a> {
         ladder: &EffectiveLadder,
     ) -> LadderState {
         let l = &ladder.ladder;
+        // An early warning handed over: the notice was given on the branch,
+        // and the streak started there.
+        let warned = super::early_warning::handed_over(
+            self.policy,
+            self.facts,
+            self.records(attr),
+            self.now,
+            attr,
+            system,
+        );
+        let since = warned.map_or(since, |w| since.min(w.branch_since));
         let (pause, _) = self.snooze_pause(attr, since);
         let clock_start = since + pause;
         let notified_at = self
             .episode(attr, system, ActionKind::Notify, since)
             .map(|r| r.at())
+            .chain(warned.map(|w| w.noticed_at))
             .min();
         let mut reminded = Vec::new();
         let mut mark_due = None;
@@ -1497,7 +1537,8 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
                     "it has been marked broken on every platform for longer than the policy allows"
                         .to_owned()
                 }
-                ActionKind::Hold => String::new(),
+                // Holds are planned below; warnings by the early warning module.
+                ActionKind::Hold | ActionKind::Warn => String::new(),
             };
             let evidence = Evidence {
                 jobset: acted.first().map(|j| j.jobset.to_string()),
@@ -1510,6 +1551,7 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
                 } else {
                     Vec::new()
                 },
+                root: None,
                 blast_radius: (!attr.victims.is_empty())
                     .then(|| u32::try_from(attr.victims.len()).unwrap_or(u32::MAX)),
                 ledger: ledger_ids,
@@ -1533,6 +1575,12 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
                     evidence,
                 },
             ));
+        }
+    }
+
+    for w in &a.warnings {
+        if let Some(action) = super::early_warning::action(policy, w) {
+            actions.push((w.since_ts(), action));
         }
     }
 
@@ -1612,7 +1660,11 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
     };
     let mut pings: HashMap<String, u32> = HashMap::new();
     for r in &ledger.actions {
-        if r.kind.pings() && r.state.counts() && r.at() > now - WEEK && r.at() <= now {
+        if mentions(r.kind, r.step.as_deref())
+            && r.state.counts()
+            && r.at() > now - WEEK
+            && r.at() <= now
+        {
             let keys = if r.pinged.is_empty() {
                 vec![format!("attr:{}", r.attr.as_deref().unwrap_or(""))]
             } else {
@@ -1631,16 +1683,23 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
     let cap = policy.limits.pings_per_maintainer_per_week;
     // Everything posted on an issue, whoever it names, also counts toward one
     // daily ceiling.
-    let posts = |kind: ActionKind| kind.pings() || kind == ActionKind::Escalate;
+    let posts =
+        |kind: ActionKind, step: Option<&str>| mentions(kind, step) || kind == ActionKind::Escalate;
     let ceiling = policy.limits.posts_per_day as usize;
     let mut posted_today = ledger
         .actions
         .iter()
-        .filter(|r| posts(r.kind) && r.state.counts() && r.at() > now - DAY && r.at() <= now)
+        .filter(|r| {
+            posts(r.kind, r.step.as_deref())
+                && r.state.counts()
+                && r.at() > now - DAY
+                && r.at() <= now
+        })
         .count();
     let mut kept = Vec::new();
     for (oldest, action) in actions {
-        if action.kind.pings() {
+        let step = action.step.as_deref();
+        if mentions(action.kind, step) {
             let keys = ping_keys(
                 action.attr.as_deref().unwrap_or(""),
                 &action.evidence.maintainers,
@@ -1667,7 +1726,7 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             for k in keys {
                 *pings.entry(k).or_default() += 1;
             }
-        } else if posts(action.kind) && posted_today >= ceiling {
+        } else if posts(action.kind, step) && posted_today >= ceiling {
             deferred.push(Deferred {
                 action,
                 why: format!(
@@ -1676,7 +1735,7 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             });
             continue;
         }
-        if posts(action.kind) {
+        if posts(action.kind, step) {
             posted_today += 1;
         }
         kept.push((oldest, action));

@@ -436,6 +436,9 @@ pub fn explain(
     } else {
         let _ = writeln!(out, "  next: nothing is scheduled");
     }
+    for w in assessment.warnings.iter().filter(|w| w.attr == attr) {
+        out.push_str(&super::early_warning::explain(w));
+    }
     let _ = writeln!(out, "\n  How to stop it:");
     let _ = writeln!(
         out,

@@ -27,10 +27,14 @@ pub enum ActionKind {
     Remind,
     /// First notice to maintainers.
     Notify,
+    /// A heads-up: the package fails on a pre-merge branch (staging-next)
+    /// but builds on trunk. Never a mark, a retirement or a deadline; its
+    /// steps are in [`super::early_warning`].
+    Warn,
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 7] = [
+    pub const ALL: [ActionKind; 8] = [
         ActionKind::Hold,
         ActionKind::ClosePr,
         ActionKind::Escalate,
@@ -38,6 +42,7 @@ impl ActionKind {
         ActionKind::MarkBroken,
         ActionKind::Remind,
         ActionKind::Notify,
+        ActionKind::Warn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +54,7 @@ impl ActionKind {
             ActionKind::MarkBroken => "mark_broken",
             ActionKind::Remind => "remind",
             ActionKind::Notify => "notify",
+            ActionKind::Warn => "warn",
         }
     }
 

@@ -3,8 +3,9 @@
 //! Owns: the policy file (`policies/*.toml`, validated once into
 //! [`Policy`]), the ledger types ([`Ledger`]: what was done and what humans
 //! asked), and the engine — a pure function
-//! `(facts, ledger, policy, now) → plan` ([`plan`]) — with its
-//! explanations ([`explain`]) and replays of history ([`backtest`]).
+//! `(facts, ledger, policy, now) → plan` ([`plan`]) — with its early
+//! warnings about pre-merge branches ([`early_warning`]), explanations
+//! ([`explain`]) and replays of history ([`backtest`]).
 //!
 //! Must never: do I/O, read the clock (`now` is always an argument), or act:
 //! it only says what should happen. The same inputs always give the same
@@ -12,6 +13,7 @@
 
 pub mod backtest;
 pub mod config;
+pub mod early_warning;
 pub mod engine;
 pub mod explain;
 pub mod facts;
@@ -20,6 +22,7 @@ pub mod plan;
 
 pub use backtest::{BacktestReport, FalseNegative, MissReason, backtest};
 pub use config::{NIXPKGS_POLICY, Period, Policy, PolicyError};
+pub use early_warning::Warning;
 pub use engine::{Assessment, AttrAssessment, JobAssessment, Rule, assess, plan, plan_from};
 pub use explain::explain;
 pub use facts::{Facts, FailureOrigin, JobFacts, JobsetFacts, Run, drv_digest};

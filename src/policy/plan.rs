@@ -66,6 +66,9 @@ pub struct Evidence {
     /// Jobs failing with "dependency failed" charged to this package.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blast_radius: Option<u32>,
+    /// For a warning about a victim: the dependency whose failure it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
     /// Ledger records this builds on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ledger: Vec<i64>,

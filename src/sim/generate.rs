@@ -56,6 +56,9 @@ pub struct PlantedFailure {
     /// Index of the first eval in which it builds again (a fix landed);
     /// `None`: it keeps failing.
     pub until: Option<usize>,
+    /// Packages that depend on it: "dependency failed" (propagated from its
+    /// build) whenever it fails.
+    pub victims: Vec<String>,
 }
 
 impl SimSpec {
@@ -366,6 +369,20 @@ impl SimHydra {
                 },
                 linux_only: false,
             });
+            for victim in &planted.victims {
+                scenarios.insert(
+                    victim.clone(),
+                    format!("planted: a victim of {}", planted.attr),
+                );
+                packages.push(Package {
+                    attr: victim.clone(),
+                    version: "1.0".into(),
+                    plan: Plan::Victim {
+                        root: planted.attr.clone(),
+                    },
+                    linux_only: false,
+                });
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for p in &packages {
@@ -708,6 +725,7 @@ mod tests {
                 systems: vec!["x86_64-darwin".into()],
                 until: Some(5),
                 spreads_to: vec![],
+                victims: vec![],
             }],
             ..SimSpec::demo()
         };

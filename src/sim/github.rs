@@ -634,6 +634,27 @@ fn route(state: &mut State, request: &Request) -> Answer {
             state.comments.entry(n).or_default().push(comment);
             (201, vec![], answer)
         }
+        ("PATCH", ["issues", "comments", id]) => {
+            let login = state.login.clone();
+            let Some(comment) = number(id)
+                .and_then(|id| state.comments.values_mut().flatten().find(|c| c.id == id))
+            else {
+                return (404, vec![], json!({"message": "Not Found"}));
+            };
+            // Only the author (or a maintainer, which the bot is not) may edit.
+            if !comment.author.eq_ignore_ascii_case(&login) {
+                return (
+                    403,
+                    vec![],
+                    json!({"message": "Resource not accessible by integration"}),
+                );
+            }
+            if let Some(text) = body["body"].as_str() {
+                comment.body = text.to_owned();
+            }
+            let answer = comment_json(comment);
+            (200, vec![], answer)
+        }
         ("GET", ["pulls", n, kind @ ("reviews" | "comments")]) => {
             let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
             let per_page: usize = query

@@ -213,6 +213,10 @@ struct State {
     hydra: SimHydra,
     /// How many of the generated evals are published (oldest first).
     visible: usize,
+    /// More jobsets of the same instance (staging-next beside trunk), each
+    /// with its published count: a request is served by the jobset it
+    /// names, by name, eval id or build id ([`route_any`]).
+    others: Vec<(SimHydra, usize)>,
     page_size: usize,
     faults: VecDeque<(String, Fault)>,
     requests: Vec<RequestRecord>,
@@ -246,6 +250,7 @@ impl FakeHydra {
         let state = Arc::new(Mutex::new(State {
             hydra,
             visible,
+            others: Vec::new(),
             page_size: 20,
             faults: VecDeque::new(),
             requests: Vec::new(),
@@ -276,6 +281,24 @@ impl FakeHydra {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serve another jobset of the same Hydra (its eval and build ids must
+    /// differ from the others'), every eval published.
+    pub fn add_jobset(&self, hydra: SimHydra) {
+        let mut state = self.state();
+        let visible = hydra.evals.len();
+        state.others.push((hydra, visible));
+        state.bodies.clear();
+    }
+
+    /// Publish only the oldest `n` evals of the added jobset `jobset`.
+    pub fn publish_jobset(&self, jobset: &str, n: usize) {
+        let mut state = self.state();
+        if let Some((hydra, visible)) = state.others.iter_mut().find(|(h, _)| h.jobset == jobset) {
+            *visible = n.min(hydra.evals.len());
+        }
+        state.bodies.clear();
     }
 
     /// Publish only the oldest `n` evals (to simulate time passing).
@@ -441,7 +464,7 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
                 throttle: None,
                 content_type: "application/json",
             },
-            None => route(&mut state, &target, gzip, html),
+            None => route_any(&mut state, &target, gzip, html),
         };
         response.throttle = state.throttle;
         response.fault = fault;
@@ -568,6 +591,37 @@ async fn write_response(
     stream.flush().await?;
     stream.shutdown().await?;
     Ok((response.status, send))
+}
+
+/// Serve `target` from the jobset it is about: the one it names
+/// (`/jobset/P/J/...`), or whose eval or build it asks for; the first
+/// jobset otherwise. An added jobset is swapped in for the time of the
+/// request, so every route reads one jobset as `state.hydra`.
+fn route_any(state: &mut State, target: &str, gzip: bool, html: bool) -> Response {
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let id = |s: &str| s.parse::<i64>().ok();
+    let owner = state
+        .others
+        .iter()
+        .position(|(h, _)| match segments.as_slice() {
+            ["jobset", project, jobset, ..] => *project == h.project && *jobset == h.jobset,
+            ["eval", e, ..] => id(e).is_some_and(|e| h.eval(e).is_some()),
+            ["build", b, ..] => id(b).is_some_and(|b| h.builds.contains_key(&b)),
+            _ => false,
+        });
+    let Some(i) = owner else {
+        return route(state, target, gzip, html);
+    };
+    let swap = |state: &mut State| {
+        let (other, visible) = &mut state.others[i];
+        std::mem::swap(&mut state.hydra, other);
+        std::mem::swap(&mut state.visible, visible);
+    };
+    swap(state);
+    let response = route(state, target, gzip, html);
+    swap(state);
+    response
 }
 
 fn route(state: &mut State, target: &str, gzip: bool, html: bool) -> Response {

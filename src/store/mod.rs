@@ -348,6 +348,52 @@ mod tests {
     }
 
     #[test]
+    fn the_early_warning_migration_keeps_every_action_and_allows_warn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        // A database of the version before early warnings, with a notice.
+        migrations().to_version(&mut conn, 10).unwrap();
+        conn.execute(
+            "INSERT INTO actions (id, kind, attr, systems, step, state, planned_at, issue, pinged, refused)
+             VALUES (41, 'notify', 'hello', '[\"x86_64-linux\"]', 'notice', 'done', 100, 7, '[\"alice\"]', NULL)",
+            [],
+        )
+        .unwrap();
+        assert!(
+            conn.execute(
+                "INSERT INTO actions (kind, systems, state, planned_at) VALUES ('warn', '[]', 'intent', 1)",
+                [],
+            )
+            .is_err(),
+            "version 7 refuses a warn"
+        );
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        let ledger = store.ledger().unwrap();
+        assert_eq!(ledger.actions.len(), 1, "{ledger:?}");
+        let kept = &ledger.actions[0];
+        assert_eq!(
+            (
+                kept.id,
+                kept.attr.as_deref(),
+                kept.issue,
+                kept.pinged.clone()
+            ),
+            (41, Some("hello"), Some(7), vec!["alice".to_owned()])
+        );
+        store
+            .conn
+            .execute(
+                "INSERT INTO actions (kind, attr, systems, step, batch, state, planned_at)
+                 VALUES ('warn', 'hello', '[]', 'notice', 'nixpkgs:staging-next', 'intent', 200)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
     fn reading_a_missing_database_says_to_ingest_first() {
         let dir = tempfile::tempdir().unwrap();
         let err = Store::open_read_only(&dir.path().join("none.sqlite")).unwrap_err();

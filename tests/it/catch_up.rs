@@ -107,6 +107,11 @@ fn a_big_first_eval_is_learned_over_several_passes_each_within_its_budget() {
         "the first install starts at the newest eval"
     );
 
+    assert_eq!(
+        hydra.counters().requests("eval"),
+        0,
+        "the evals page carried the build ids; /eval/{{id}} costs Hydra a comparison"
+    );
     let asked = build_requests(&hydra);
     let twice: Vec<_> = asked.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "asked more than once: {twice:?}");

@@ -7,6 +7,7 @@ mod causes;
 mod changes;
 mod cli;
 mod daemon;
+mod early_warning;
 mod forge;
 mod helpers;
 mod ingest;

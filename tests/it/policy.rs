@@ -341,6 +341,10 @@ fn policy_check_accepts_the_shipped_policy_and_names_the_place_of_a_mistake() {
     let (code, out, err) = hydra_sentinel(config, &["policy", "check", shipped.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("valid"), "{out}");
+    assert!(
+        out.contains("early warnings: nixpkgs:staging-next, nixpkgs:python-updates, nixpkgs:haskell-updates (off: override 1) landing on nixpkgs:trunk"),
+        "{out}"
+    );
 
     let bad = config.with_file_name("bad-policy.toml");
     std::fs::write(

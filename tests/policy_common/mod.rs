@@ -289,3 +289,16 @@ pub fn replay(
 pub fn timeline(events: &[Event]) -> String {
     events.iter().map(|e| format!("  {e}\n")).collect()
 }
+
+/// A pre-merge jobset `nixpkgs:NAME` (staging-next, ...) with one eval a day
+/// at 18:00 for `days` days, on revisions of its own.
+pub fn branch(name: &str, days: usize) -> JobsetFacts {
+    let mut js = trunk(days);
+    js.jobset.jobset = name.into();
+    for e in &mut js.evals {
+        e.id += 1_000_000;
+        e.timestamp += 6 * 3600;
+        e.revision = e.revision.as_ref().map(|r| format!("b{}", &r[1..]));
+    }
+    js
+}
