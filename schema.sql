@@ -293,4 +293,20 @@ CREATE TABLE forge_memo (
     repo     TEXT PRIMARY KEY,           -- owner/name acted on
     memo     TEXT NOT NULL,              -- JSON
     saved_at INTEGER NOT NULL            -- Unix s, wall clock
+
+-- version 13: why a build failed, as its Hydra build page says
+
+-- Hydra copies a dependency's failure code onto dependents (only 1 becomes
+-- 2), so a 7, 8, 10, 11 or 12 may be a dependency's; only the HTML build
+-- page tells, in its failed steps ("propagated from build N"). Each page is
+-- read once per build and status: `status` is the build's status when the
+-- page was read, and a cause whose build has since finished with another
+-- status (a restart) is read again.
+CREATE TABLE build_causes (
+    build_id        INTEGER PRIMARY KEY,  -- Hydra's build id
+    status          INTEGER NOT NULL,     -- the build's buildstatus when read
+    cause           TEXT NOT NULL CHECK (cause IN ('own', 'propagated', 'unknown')),
+    propagated_from INTEGER,              -- the build whose step failed ('propagated')
+    step_status     TEXT,                 -- the failed step's status, as Hydra words it
+    read_at         INTEGER NOT NULL      -- Unix s
 );

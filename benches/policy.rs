@@ -48,6 +48,7 @@ fn facts_from(sim: &SimHydra) -> Facts {
                     finished: b.finished,
                     status: b.status,
                     drv: drv_digest(&b.drv_hash),
+                    cause: hydra_sentinel::history::Cause::Own,
                 });
                 start = i;
             }
@@ -76,6 +77,7 @@ fn facts_from(sim: &SimHydra) -> Facts {
                 finished: true,
                 status: Some(1),
                 drv: (i as u64) << 8 | u64::from(first),
+                cause: hydra_sentinel::history::Cause::Own,
             });
             first = last + 1;
         }

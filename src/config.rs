@@ -140,10 +140,29 @@ pub struct IngestSettings {
     /// (see the README's budget table), and the daemon still plans and acts
     /// between them.
     pub requests_per_pass: usize,
+    /// Hydra build pages read per jobset and pass to tell a package's own
+    /// failure from one propagated from a dependency (see
+    /// [`CAUSE_PAGES_PER_PASS`]).
+    pub cause_pages_per_pass: usize,
     /// How far back a first install looks for when failures under way
     /// began: an older beginning is told as "at least this long".
     pub origin_horizon: Duration,
 }
+
+/// The default of `ingest.cause_pages_per_pass`.
+///
+/// Why this many. A failure that may be a dependency's (7, 8, 10, 11, ...)
+/// is not acted on until its page is read, so the pages that matter are
+/// those of new failures: a trunk eval brings a few dozen to a few hundred
+/// new failed builds, and 300 reads them in one pass. At the default pace
+/// (one request a second) 300 pages take five minutes of the daemon's
+/// 15-minute cycle, leaving room for the evals themselves; a first start
+/// with thousands of dependency failures (2, read only to name their root)
+/// catches up over some hours instead of flooding Hydra, whose build page
+/// costs it more than the JSON (it renders steps, inputs and the previous
+/// builds). These are estimates from the shape of a trunk eval, not
+/// measurements against hydra.nixos.org.
+pub const CAUSE_PAGES_PER_PASS: usize = 300;
 
 impl Default for IngestSettings {
     fn default() -> Self {
@@ -155,6 +174,7 @@ impl Default for IngestSettings {
             recheck_budget: 200,
             whole_eval_max_builds: crate::ingest::WHOLE_EVAL_MAX_BUILDS,
             requests_per_pass: crate::ingest::REQUESTS_PER_PASS,
+            cause_pages_per_pass: CAUSE_PAGES_PER_PASS,
             origin_horizon: Duration::from_secs(26 * 7 * 86_400),
         }
     }
@@ -391,6 +411,15 @@ impl Config {
                 ),
             ));
         }
+        let cause_pages_per_pass = *ingest.cause_pages_per_pass.get_ref();
+        if cause_pages_per_pass == 0 {
+            // Without pages, a timeout or cached failure would never be
+            // known as the package's own nor a dependency's: never acted on.
+            return Err(invalid(
+                ingest.cause_pages_per_pass.span(),
+                "ingest.cause_pages_per_pass must be at least 1: failures Hydra may have copied from a dependency (timeouts, cached failures) are acted on only once a build page says whose they are".into(),
+            ));
+        }
         let daemon = raw.daemon;
         if *daemon.interval_secs.get_ref() == 0 {
             return Err(invalid(
@@ -494,6 +523,7 @@ impl Config {
                 recheck_budget: ingest.recheck_budget,
                 whole_eval_max_builds: ingest.whole_eval_max_builds,
                 requests_per_pass: *ingest.requests_per_pass.get_ref(),
+                cause_pages_per_pass,
                 origin_horizon: Duration::from_secs(ingest.origin_horizon_days * 86_400),
             },
             policy_file: raw.policy.file,
@@ -734,6 +764,7 @@ struct RawIngest {
     recheck_budget: usize,
     whole_eval_max_builds: usize,
     requests_per_pass: Spanned<usize>,
+    cause_pages_per_pass: Spanned<usize>,
     origin_horizon_days: u64,
 }
 
@@ -748,6 +779,7 @@ impl Default for RawIngest {
             recheck_budget: d.recheck_budget,
             whole_eval_max_builds: d.whole_eval_max_builds,
             requests_per_pass: Spanned::new(0..0, d.requests_per_pass),
+            cause_pages_per_pass: Spanned::new(0..0, d.cause_pages_per_pass),
             origin_horizon_days: d.origin_horizon.as_secs() / 86_400,
         }
     }

@@ -165,6 +165,14 @@ pub fn history_json(attr: &str, records: &[JobRecord], links: &HydraLinks) -> Va
                 "class": h.class,
                 "present": h.present,
                 "flaky": h.flaky,
+                "latest_cause": h.latest_cause,
+                "awaiting_cause": h.awaiting_cause,
+                "root": r.root.as_ref().map(|root| json!({
+                    "build": root.build,
+                    "attr": root.attr,
+                    "system": root.system,
+                    "link": links.build(root.build),
+                })),
                 "streak": h.streak.as_ref().map(|s| json!({
                     "class": s.class,
                     "since": time(s.since.timestamp),
@@ -249,9 +257,30 @@ pub fn history_text(attr: &str, records: &[JobRecord], links: &HydraLinks) -> St
                 let _ = writeln!(out, "    first failure      {}", links.build(s.first_build));
                 let _ = writeln!(out, "    newest failure     {}", links.build(s.last_build));
             }
+            None if h.awaiting_cause => {}
+
             None => {
                 let _ = writeln!(out, "    no signal yet (only pending or infra results)");
             }
+        }
+        if let Some(root) = &r.root {
+            let job = match (&root.attr, &root.system) {
+                (Some(attr), Some(system)) => format!("{attr} on {system}, "),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "    root               {job}{} (Hydra: \"propagated from build {}\")",
+                links.build(root.build),
+                root.build
+            );
+        }
+        if h.awaiting_cause {
+            let _ = writeln!(
+                out,
+                "    cause not read yet {}: its status may be a dependency's; not acted on until its Hydra page is read",
+                links.build(h.latest_build)
+            );
         }
         match &h.last_success {
             Some(ok) => {

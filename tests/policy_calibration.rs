@@ -81,6 +81,7 @@ fn trunk_sized() -> Facts {
                     finished: true,
                     status: Some(status),
                     drv: (j as u64) << 8 | drv << 6 | u64::from(e % 64),
+                    cause: hydra_sentinel::history::Cause::Own,
                 }),
             }
         }

@@ -164,7 +164,8 @@ fn dependency_victims_are_never_acted_on_and_count_toward_their_roots_blast_radi
         gui.rule,
         Rule::Victim {
             root: Some("libfoo".into()),
-            candidates: vec![]
+            candidates: vec![],
+            root_build: None,
         }
     );
 }
@@ -186,10 +187,69 @@ fn a_victim_of_one_of_several_new_failures_names_the_candidates_and_charges_none
         a.attr("app").unwrap().jobs[0].rule,
         Rule::Victim {
             root: None,
-            candidates: vec!["liba".into(), "libb".into()]
+            candidates: vec!["liba".into(), "libb".into()],
+            root_build: None,
         }
     );
     assert!(a.roots.is_empty(), "{:?}", a.roots);
+}
+
+#[test]
+fn victims_of_a_timed_out_root_are_charged_to_it_by_hydras_word_not_by_the_eval_they_began_in() {
+    let mut js = trunk(20);
+    js.jobs
+        .push(job("liba", LINUX, &format!("OOOOO{}", repeat('T', 15, 0))));
+    js.jobs.push(job("libb", LINUX, &breaks_on_day_5(20)));
+    // Hydra copies liba's timeout (7) onto app unchanged.
+    js.jobs
+        .push(job("app", LINUX, &format!("OOOOO{}", repeat('V', 15, 0))));
+    charge(&mut js, "app", "liba");
+    let root_build = js.propagated_from.values().next().copied();
+    let f = facts(vec![js]);
+    let a = assess(&nixpkgs_policy(), &f, &Ledger::default(), day(19));
+    assert_eq!(
+        a.attr("app").unwrap().jobs[0].rule,
+        Rule::Victim {
+            root: Some("liba".into()),
+            candidates: vec![],
+            root_build,
+        },
+        "two roots began in the same eval; Hydra's page says which one"
+    );
+    assert_eq!(a.roots.len(), 1, "{:?}", a.roots);
+    assert_eq!(
+        (a.roots[0].attr.as_str(), a.roots[0].victims.clone()),
+        ("liba", vec!["app".to_owned()])
+    );
+    let (events, _, _) = replay(&nixpkgs_policy(), &f, Ledger::default(), 0, 19, None);
+    assert!(
+        events.iter().all(|e| e.attr.as_deref() != Some("app")),
+        "a victim's copied timeout is never its own failure:\n{}",
+        timeline(&events)
+    );
+    assert!(
+        events.iter().any(|e| e.attr.as_deref() == Some("liba")),
+        "the root's own timeout is acted on:\n{}",
+        timeline(&events)
+    );
+}
+
+#[test]
+fn a_timeout_whose_page_is_not_read_yet_is_not_acted_on_and_says_so() {
+    let mut js = trunk(40);
+    js.jobs.push(job(
+        "slowpkg",
+        LINUX,
+        &format!("OOOOO{}", repeat('U', 35, 0)),
+    ));
+    let f = facts(vec![js]);
+    let (events, _, _) = replay(&nixpkgs_policy(), &f, Ledger::default(), 0, 39, None);
+    assert!(events.is_empty(), "{}", timeline(&events));
+    let a = assess(&nixpkgs_policy(), &f, &Ledger::default(), day(39));
+    assert_eq!(
+        a.attr("slowpkg").expect("an awaiting job is assessed").jobs[0].rule,
+        Rule::AwaitingCause
+    );
 }
 
 #[test]

@@ -91,6 +91,65 @@ fn explain_a_victim_names_its_root() {
     insta::assert_snapshot!(text);
 }
 
+/// Two libraries that began failing in the same eval, one on its own
+/// timeout; a victim whose copied timeout Hydra's page charges to it, and a
+/// package whose timeout's page is not read yet.
+fn causes_world() -> (Facts, Ledger) {
+    let mut js = trunk(70);
+    let timeout = format!("{}{}", "O".repeat(63), repeat('T', 7, 0));
+    js.jobs.push(job("libslow", LINUX, &timeout));
+    js.jobs.push(job(
+        "libother",
+        LINUX,
+        &format!("{}{}", "O".repeat(63), repeat('F', 7, 0)),
+    ));
+    js.jobs.push(job(
+        "slow-app",
+        LINUX,
+        &format!("{}{}", "O".repeat(63), repeat('V', 7, 0)),
+    ));
+    charge(&mut js, "slow-app", "libslow");
+    js.jobs.push(job(
+        "foo-gui",
+        LINUX,
+        &format!("{}{}", "O".repeat(63), repeat('D', 7, 0)),
+    ));
+    js.jobs.push(job(
+        "big-tests",
+        LINUX,
+        &format!("{}{}", "O".repeat(66), repeat('U', 4, 0)),
+    ));
+    (facts(vec![js]), Ledger::default())
+}
+
+#[test]
+fn explain_a_victim_names_the_root_hydras_page_names() {
+    let (f, ledger) = causes_world();
+    let text =
+        explain(&nixpkgs_policy(), &f, &ledger, "slow-app", day(69)).expect("slow-app is known");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn explain_a_timeout_whose_page_is_not_read_yet() {
+    let (f, ledger) = causes_world();
+    let text =
+        explain(&nixpkgs_policy(), &f, &ledger, "big-tests", day(69)).expect("big-tests is known");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn the_digest_says_how_each_root_is_known() {
+    let (f, ledger) = causes_world();
+    let text = digest_at(&f, &ledger, day(69));
+    let roots = text
+        .split("## Roots by blast radius")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a roots section");
+    insta::assert_snapshot!(roots);
+}
+
 #[test]
 fn explain_of_an_unknown_attribute_is_none() {
     let (f, ledger) = world();

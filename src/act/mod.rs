@@ -1635,6 +1635,7 @@ mod tests {
             finished,
             status,
             drv: build as u64,
+            cause: crate::history::Cause::Own,
         };
         Facts {
             hydra_url: "https://hydra.nixos.org".parse().unwrap(),

@@ -235,7 +235,7 @@ pub(crate) fn ingest(
     for r in &reports {
         writeln!(
             out,
-            "{}: {} new eval{}, {} builds written, {} spans opened, {} closed, {} refused builds across evals, {} rechecked ({} changed)",
+            "{}: {} new eval{}, {} builds written, {} spans opened, {} closed, {} refused builds across evals, {} rechecked ({} changed), {} build pages read",
             r.jobset,
             r.evals_ingested.len(),
             if r.evals_ingested.len() == 1 { "" } else { "s" },
@@ -244,7 +244,8 @@ pub(crate) fn ingest(
             r.spans_closed,
             r.rejected_jobs,
             r.rechecked_builds,
-            r.changed_builds
+            r.changed_builds,
+            r.cause_pages_read
         )?;
         if let Some(p) = &r.pending {
             writeln!(

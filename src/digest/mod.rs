@@ -431,13 +431,23 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
     } else if cap > 0 {
         let _ = writeln!(
             out,
-            "| root | systems | packages failing because of it | examples |"
+            "| root | systems | packages failing because of it | examples | how we know |"
         );
-        let _ = writeln!(out, "| --- | --- | ---: | --- |");
+        let _ = writeln!(out, "| --- | --- | ---: | --- | --- |");
         for r in a.roots.iter().take(cap.min(20)) {
+            let known = if r.named_by_hydra == r.victim_jobs {
+                "Hydra's build pages".to_owned()
+            } else if r.named_by_hydra == 0 {
+                "failures began in the same eval".to_owned()
+            } else {
+                format!(
+                    "Hydra's build pages ({} of {} jobs), else the same eval",
+                    r.named_by_hydra, r.victim_jobs
+                )
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {known} |",
                 code(&r.attr),
                 r.systems
                     .iter()

@@ -1,17 +1,20 @@
 //! Failure history: what a job's run of Hydra results means.
 //!
 //! This module owns the *meaning* of Hydra data: splitting a job name into an
-//! attribute path and a system, classifying `buildstatus` codes, and turning a
+//! attribute path and a system, classifying `buildstatus` codes (with what
+//! Hydra's build page said: own or propagated, [`Cause`]), and turning a
 //! job's run-length history (its spans of builds across evaluations) into a
 //! current class and a streak.
 //!
 //! It is pure: no I/O, no clock, no database. The store hands it plain values
 //! and it hands plain values back, so the same history always reads the same.
 
+mod cause;
 pub mod job_name;
 mod rules;
 mod streak;
 
+pub use cause::{Cause, may_be_inherited, worth_reading};
 pub use job_name::{JobName, JobNameError};
 pub use rules::{FailureStatus, StreakRules};
 pub use streak::{
@@ -51,6 +54,16 @@ impl StatusClass {
             (true, Some(2)) => StatusClass::DependencyFailed,
             (true, Some(3 | 4 | 9)) => StatusClass::Noise,
             (true, Some(_)) => StatusClass::Failing,
+        }
+    }
+
+    /// Classify a build by its status and what its Hydra build page said:
+    /// a failure Hydra copied from another build's step is a dependency
+    /// failure whatever its code (7, 8, 10, 11, ...).
+    pub fn of(finished: bool, buildstatus: Option<i64>, cause: Cause) -> StatusClass {
+        match (StatusClass::from_hydra(finished, buildstatus), cause) {
+            (StatusClass::Failing, Cause::Propagated { .. }) => StatusClass::DependencyFailed,
+            (class, _) => class,
         }
     }
 

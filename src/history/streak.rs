@@ -14,6 +14,7 @@ use std::hash::{Hash, Hasher};
 use serde::Serialize;
 
 use super::StatusClass;
+use super::cause::{Cause, may_be_inherited};
 use super::rules::{FailureStatus, StreakRules};
 
 /// One evaluation of a jobset as history needs it.
@@ -39,11 +40,13 @@ pub struct SpanBuild {
     /// The hash part of the derivation's store path: equal hashes, equal derivations.
     pub drv_hash: String,
     pub stoptime: Option<i64>,
+    /// What its Hydra build page said, if read.
+    pub cause: Cause,
 }
 
 impl SpanBuild {
     pub fn class(&self) -> StatusClass {
-        StatusClass::from_hydra(self.finished, self.status)
+        StatusClass::of(self.finished, self.status, self.cause)
     }
 }
 
@@ -104,6 +107,11 @@ pub struct JobHistory {
     pub last_success: Option<LastSuccess>,
     /// Alternates between building and failing (see [`StreakRules`]).
     pub flaky: bool,
+    /// What the newest build's page said (the root of a dependency failure).
+    pub latest_cause: Cause,
+    /// The newest build failed with a code Hydra may have copied from a
+    /// dependency and its page is not read yet: it is not acted on until it is.
+    pub awaiting_cause: bool,
 }
 
 /// Consecutive evaluations of a jobset (by index) in which a job had one
@@ -117,11 +125,19 @@ pub struct Run {
     pub status: Option<i64>,
     /// A digest of the derivation path: equal digests, equal derivations.
     pub drv: u64,
+    /// What the build's Hydra page said, if read.
+    pub cause: Cause,
 }
 
 impl Run {
     pub fn class(&self) -> StatusClass {
-        StatusClass::from_hydra(self.finished, self.status)
+        StatusClass::of(self.finished, self.status, self.cause)
+    }
+
+    /// A failure whose code Hydra may have copied from a dependency, with
+    /// its build page not read yet: neither own nor a dependency's so far.
+    pub fn awaits_cause(&self) -> bool {
+        self.finished && self.cause == Cause::Unread && self.status.is_some_and(may_be_inherited)
     }
 }
 
@@ -142,7 +158,8 @@ pub enum Signal {
     Fail,
     /// A dependency failed (status 2).
     Dep,
-    /// Noise, pending, or an own failure the policy does not count.
+    /// Noise, pending, an own failure the policy does not count, or a
+    /// failure whose cause is not read yet.
     Quiet,
 }
 
@@ -162,6 +179,9 @@ pub fn signal(run: &Run, counted: &BTreeSet<FailureStatus>) -> Signal {
     match run.class() {
         StatusClass::Ok => Signal::Ok,
         StatusClass::DependencyFailed => Signal::Dep,
+        // Before its page says whose failure it is, a failure Hydra may
+        // have copied from a dependency neither starts nor extends a streak.
+        StatusClass::Failing if run.awaits_cause() => Signal::Quiet,
         StatusClass::Failing => {
             let code = run.status.unwrap_or(-1);
             if counted.contains(&FailureStatus::from_code(code)) {
@@ -207,6 +227,10 @@ pub struct JobView {
     /// Ok ↔ failing changes within the flaky window.
     pub flips: u32,
     pub flaky: bool,
+    /// The newest build waits for its page to be read (see [`Run::awaits_cause`]).
+    pub awaiting_cause: bool,
+    /// What the newest build's page said.
+    pub latest_cause: Cause,
 }
 
 impl JobView {
@@ -312,6 +336,8 @@ pub fn view(runs: &[Run], cutoff: u32, rules: &StreakRules) -> Option<JobView> {
         last_ok,
         flips,
         flaky: flips >= rules.flaky_min_flips,
+        awaiting_cause: newest.awaits_cause(),
+        latest_cause: newest.cause,
     })
 }
 
@@ -344,6 +370,7 @@ pub fn summarize(spans: &[Span], rules: &StreakRules) -> Option<JobHistory> {
                 finished: span.build.finished,
                 status: span.build.status,
                 drv: drv_digest(&span.build.drv_hash),
+                cause: span.build.cause,
             }
         })
         .collect();
@@ -374,6 +401,8 @@ pub fn summarize(spans: &[Span], rules: &StreakRules) -> Option<JobHistory> {
             build,
         }),
         flaky: job.flaky,
+        latest_cause: job.latest_cause,
+        awaiting_cause: job.awaiting_cause,
     })
 }
 
@@ -403,6 +432,7 @@ mod tests {
                 status,
                 drv_hash: drv.to_owned(),
                 stoptime: None,
+                cause: Cause::Own,
             },
             open: false,
         }
@@ -434,6 +464,7 @@ mod tests {
             finished: status.is_some(),
             status,
             drv,
+            cause: Cause::Own,
         }
     }
 

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use url::Url;
 
+use super::build_page::{BuildCause, parse_build_page};
 use super::pacer::{Pacer, Pacing, Progress};
 use super::{Build, BuildInEvals, Eval, EvalsPage, HydraError, JobsetOverview};
 
@@ -204,6 +205,26 @@ impl HydraClient {
 
     pub async fn build(&self, id: i64) -> Result<Build, HydraError> {
         self.get_json(&self.url(&format!("build/{id}"))).await
+    }
+
+    /// Whether build `id` failed on its own or inherited a dependency's
+    /// failure, from its HTML page (no JSON carries it; see
+    /// [`BuildCause`]). Paced and retried like every request.
+    pub async fn build_cause(&self, id: i64) -> Result<BuildCause, HydraError> {
+        let url = self.url(&format!("build/{id}"));
+        self.paced(&url, true, |permit| {
+            let url = &url;
+            async move {
+                let response = self.send_accepting(url, "text/html").await?;
+                let body = response.bytes().await.map_err(|source| HydraError::Http {
+                    url: url.to_string(),
+                    source,
+                });
+                drop(permit);
+                Ok(parse_build_page(&String::from_utf8_lossy(&body?)))
+            }
+        })
+        .await
     }
 
     /// A build with the evals that contain it.
@@ -412,17 +433,36 @@ impl HydraClient {
     /// Send a GET and turn a non-success status into an error that keeps
     /// Hydra's `{"error": …}` message.
     async fn send(&self, url: &Url) -> Result<reqwest::Response, HydraError> {
-        tracing::debug!(%url, "GET");
-        metrics::counter!("hydra_sentinel_hydra_requests_total", "endpoint" => endpoint(url))
+        self.send_accepting(url, "application/json").await
+    }
+
+    /// [`Self::send`] asking for `accept` (Hydra picks JSON or HTML by it).
+    async fn send_accepting(
+        &self,
+        url: &Url,
+        accept: &'static str,
+    ) -> Result<reqwest::Response, HydraError> {
+        tracing::debug!(%url, accept, "GET");
+        let endpoint = match endpoint(url) {
+            "build" if accept != "application/json" => "build_page",
+            other => other,
+        };
+        metrics::counter!("hydra_sentinel_hydra_requests_total", "endpoint" => endpoint)
             .increment(1);
-        let response = self.http.get(url.clone()).send().await.map_err(|source| {
-            metrics::counter!("hydra_sentinel_hydra_errors_total", "kind" => "network")
-                .increment(1);
-            HydraError::Http {
-                url: url.to_string(),
-                source,
-            }
-        })?;
+        let response = self
+            .http
+            .get(url.clone())
+            .header(ACCEPT, accept)
+            .send()
+            .await
+            .map_err(|source| {
+                metrics::counter!("hydra_sentinel_hydra_errors_total", "kind" => "network")
+                    .increment(1);
+                HydraError::Http {
+                    url: url.to_string(),
+                    source,
+                }
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

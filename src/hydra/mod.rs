@@ -3,19 +3,22 @@
 //! Owns: the wire models of hydra.nixos.org's JSON API (with its traps: `0`/`1`
 //! for booleans, nullable statuses, relative pagination links), the HTTP client
 //! (Accept header, gzip, User-Agent, timeouts, jittered retries, at most two
-//! requests in flight, every request through one [`pacer::Pacer`]), and streaming the huge `/eval/{id}/builds` array with
-//! bounded memory.
+//! requests in flight, every request through one [`pacer::Pacer`]), streaming the huge `/eval/{id}/builds` array with
+//! bounded memory, and reading a build page's failed steps (own or
+//! propagated failure; HTML, as no JSON has it).
 //!
 //! Must never: write to the database (that is [`crate::ingest`]'s job), hold a
 //! whole `/eval/{id}/builds` document in memory, or retry a request that
 //! cannot succeed (a 404 stays a 404).
 
+mod build_page;
 mod client;
 mod models;
 pub mod pacer;
 mod store_path;
 mod stream;
 
+pub use build_page::{BuildCause, parse_build_page};
 pub use client::{HydraClient, HydraSettings};
 pub use models::{Build, BuildInEvals, Eval, EvalHeader, EvalsPage, JobsetOverview};
 pub use pacer::Pacing;

@@ -4,9 +4,10 @@
 //! Owns: the choice between streaming `/eval/{id}/builds` and learning the
 //! builds the store does not know yet with `/build/{id}`, the pass's request
 //! budget (`ingest.requests_per_pass`, see [`budget`]), validation of what
-//! Hydra sends (job names, store paths, jobset), and re-checking builds whose
+//! Hydra sends (job names, store paths, jobset), re-checking builds whose
 //! status may still change (unfinished ones, and failed ones that may be
-//! restarted).
+//! restarted), and reading failed builds' pages to tell own from propagated
+//! failures (`causes.rs`, within `ingest.cause_pages_per_pass`).
 //!
 //! Must never: write part of an eval (its membership is written in one
 //! transaction, once every build in it is known; builds learned one by one
@@ -31,6 +32,7 @@
 //! an eval committed), which feeds the systemd watchdog.
 
 mod budget;
+mod causes;
 mod check;
 mod origins;
 mod recheck;
@@ -166,6 +168,8 @@ pub struct JobsetReport {
     pub pending: Option<PendingEval>,
     /// Requests this jobset cost in the pass.
     pub requests: usize,
+    /// Build pages read to tell own from propagated failures.
+    pub cause_pages_read: usize,
     /// Failures older than our records whose beginning was learned.
     pub origins_learned: usize,
 }
@@ -415,6 +419,8 @@ impl Ingestor {
         self.recheck(jobset, jobset_id, options.now, newest_streamed, report)
             .await?;
         self.control.check()?;
+        self.read_causes(jobset, jobset_id, options.now, report)
+            .await?;
         report.origins_learned = self.learn_origins(jobset, jobset_id, options.now).await?;
         Ok(())
     }

@@ -359,7 +359,12 @@ fn note_misses(
                 Rule::Ladder(state) if state.mark.is_some() => continue,
                 Rule::Ladder(state) => state.clock_start,
                 Rule::Flaky { .. } | Rule::NotYetReal { .. } | Rule::Skipped { .. } => since,
-                Rule::Ok | Rule::NoSignal | Rule::Gone | Rule::Watched | Rule::Victim { .. } => {
+                Rule::Ok
+                | Rule::NoSignal
+                | Rule::AwaitingCause
+                | Rule::Gone
+                | Rule::Watched
+                | Rule::Victim { .. } => {
                     continue;
                 }
             };

@@ -22,7 +22,9 @@ const DAY: i64 = 86_400;
 const WEEK: i64 = 7 * DAY;
 
 /// A victim's root, if one is evident, or the candidates.
-type RootGuess = (Option<String>, Vec<String>);
+/// A victim's root attribute, the candidates when there is no single one,
+/// and the root build when Hydra's build page named it.
+type RootGuess = (Option<String>, Vec<String>, Option<i64>);
 /// Due steps of one attribute that become one action: kind, step, PR.
 type DueKey = (ActionKind, Option<String>, Option<u64>);
 
@@ -44,7 +46,14 @@ pub enum Rule {
     Victim {
         root: Option<String>,
         candidates: Vec<String>,
+        /// The build Hydra's page named ("propagated from build N"); `None`
+        /// when the root was guessed from a failure in the same eval.
+        root_build: Option<i64>,
     },
+    /// Failed with a code Hydra may have copied from a dependency (7, 8,
+    /// 10, 11, ...) and its build page is not read yet: not acted on until
+    /// it says whose failure it is.
+    AwaitingCause,
     /// Failing, but not long enough to be a streak yet.
     NotYetReal { evals: u32, derivations: u32 },
     /// An override says to leave it alone.
@@ -161,6 +170,10 @@ pub struct RootImpact {
     pub victims: Vec<String>,
     /// Victim jobs (attribute × system).
     pub victim_jobs: u32,
+    /// Of those, the ones Hydra's build pages charge to it ("propagated
+    /// from build N"); the others were charged because their failure began
+    /// in the same eval as the root's.
+    pub named_by_hydra: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -330,7 +343,7 @@ impl<'a> Ctx<'a> {
                 let interesting =
                     !ledger_attrs.is_empty() && ledger_attrs.contains(job.attr.as_str());
                 let Some(s) = &v.streak else {
-                    if interesting {
+                    if interesting || v.awaiting_cause {
                         selected.push(Selected {
                             jobset: ji,
                             job,
@@ -370,7 +383,7 @@ impl<'a> Ctx<'a> {
                         victims.push((job, s.since, v.latest_build));
                     }
                 }
-                if s.signal != Signal::Ok || v.flaky || interesting {
+                if s.signal != Signal::Ok || v.flaky || interesting || v.awaiting_cause {
                     selected.push(Selected {
                         jobset: ji,
                         job,
@@ -399,10 +412,9 @@ impl<'a> Ctx<'a> {
                 let told = js
                     .propagated_from
                     .get(&build)
-                    .and_then(|root| by_build.get(root))
-                    .map(|a| a.to_string());
+                    .and_then(|root| by_build.get(root).map(|a| (a.to_string(), *root)));
                 let entry = match told {
-                    Some(root) => (Some(root), Vec::new()),
+                    Some((root, root_build)) => (Some(root), Vec::new(), Some(root_build)),
                     None => {
                         let mut c: Vec<String> = roots_at
                             .get(&(job.system.as_str(), since))
@@ -411,10 +423,10 @@ impl<'a> Ctx<'a> {
                         c.sort();
                         c.dedup();
                         if c.len() == 1 {
-                            (c.pop(), Vec::new())
+                            (c.pop(), Vec::new(), None)
                         } else {
                             c.truncate(5);
-                            (None, c)
+                            (None, c, None)
                         }
                     }
                 };
@@ -473,7 +485,7 @@ impl<'a> Ctx<'a> {
         for attr in self.by_attr.keys() {
             grouped.entry(attr).or_default();
         }
-        let mut roots: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>, u32)> =
+        let mut roots: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>, u32, u32)> =
             BTreeMap::new();
         let mut attrs = BTreeMap::new();
         for (attr, mut jobs) in grouped {
@@ -495,11 +507,12 @@ impl<'a> Ctx<'a> {
                 let acts =
                     self.policy.acts_on(&js.jobset) && acting_systems.insert(s.job.system.clone());
                 let root = victim_roots.get(&(s.jobset, attr, s.job.system.as_str()));
-                if let Some((Some(r), _)) = root {
+                if let Some((Some(r), _, root_build)) = root {
                     let e = roots.entry(r.clone()).or_default();
                     e.0.insert(s.job.system.clone());
                     e.1.insert(attr.to_owned());
                     e.2 += 1;
+                    e.3 += u32::from(root_build.is_some());
                 }
                 assessed.push(self.job(js, s, acts, root.cloned()));
             }
@@ -508,11 +521,12 @@ impl<'a> Ctx<'a> {
         }
         let mut roots: Vec<RootImpact> = roots
             .into_iter()
-            .map(|(attr, (systems, victims, jobs))| RootImpact {
+            .map(|(attr, (systems, victims, jobs, named))| RootImpact {
                 attr,
                 systems: systems.into_iter().collect(),
                 victims: victims.into_iter().collect(),
                 victim_jobs: jobs,
+                named_by_hydra: named,
             })
             .collect();
         roots.sort_by(|a, b| {
@@ -643,16 +657,24 @@ impl<'a> Ctx<'a> {
         let charged_to = streak
             .filter(|st| st.signal == Signal::Dep)
             .and(root.as_ref())
-            .and_then(|(r, _)| r.clone());
+            .and_then(|(r, _, _)| r.clone());
         let rule = match streak {
             _ if !acts => Rule::Watched,
+            None if v.awaiting_cause => Rule::AwaitingCause,
             None => Rule::NoSignal,
+            Some(st) if st.signal == Signal::Ok && v.awaiting_cause && v.present => {
+                Rule::AwaitingCause
+            }
             Some(st) if st.signal == Signal::Ok && !v.flaky => Rule::Ok,
             _ if !v.present => Rule::Gone,
             _ if v.flaky => Rule::Flaky { flips: v.flips },
             Some(st) if st.signal == Signal::Dep => {
-                let (root, candidates) = root.unwrap_or_default();
-                Rule::Victim { root, candidates }
+                let (root, candidates, root_build) = root.unwrap_or_default();
+                Rule::Victim {
+                    root,
+                    candidates,
+                    root_build,
+                }
             }
             Some(st)
                 if st.evals < self.policy.streak.min_evals

@@ -99,14 +99,22 @@ pub fn rule_words(policy: &Policy, rule: Option<&Rule>) -> String {
             "flaky ({flips} changes between building and failing in the last {} evals): not a streak, nothing is done",
             policy.streak.flaky_window_evals
         ),
-        Some(Rule::Victim { root, candidates }) => match root {
-            Some(r) => format!(
+        Some(Rule::AwaitingCause) => "failed with a status Hydra may have copied from a dependency (timeout, cached failure, log or output limit); not acted on until its build page says whose failure it is".to_owned(),
+        Some(Rule::Victim {
+            root,
+            candidates,
+            root_build,
+        }) => match (root, root_build) {
+            (Some(r), Some(build)) => format!(
+                "a dependency failed: never acted on; charged to {r}, whose build {build} Hydra names as the one that failed (\"propagated from build {build}\")"
+            ),
+            (Some(r), None) => format!(
                 "a dependency failed: never acted on; charged to {r}, whose failure began in the same eval"
             ),
-            None if candidates.is_empty() => {
+            (None, _) if candidates.is_empty() => {
                 "a dependency failed: never acted on; its root is not known".to_owned()
             }
-            None => format!(
+            (None, _) => format!(
                 "a dependency failed: never acted on; the root is one of {}",
                 candidates.join(", ")
             ),
@@ -235,16 +243,21 @@ pub fn explain(
                     let _ = writeln!(out, "    first failure: {}", e.first_build);
                 }
                 None => {
-                    let since = v
-                        .streak
-                        .as_ref()
-                        .map(|s| js.evals[s.since as usize].timestamp);
+                    let since = v.streak.as_ref().map(|s| {
+                        (
+                            js.evals[s.since as usize].timestamp,
+                            js.evals[s.until as usize].timestamp,
+                        )
+                    });
                     let _ = writeln!(
                         out,
                         "    {}{}",
                         if v.flaky { "flaky; newest result " } else { "" },
                         match since {
-                            Some(t) if !v.flaky => format!("builds since {}", day(t)),
+                            Some((from, until)) if !v.flaky && v.awaiting_cause => {
+                                format!("built from {} until {}", day(from), day(until))
+                            }
+                            Some((t, _)) if !v.flaky => format!("builds since {}", day(t)),
                             _ => v.latest.as_str().to_owned(),
                         }
                     );
@@ -259,6 +272,28 @@ pub fn explain(
                     &job.hydra_job()
                 )
             );
+            let links = crate::report::HydraLinks::new(&facts.hydra_url);
+            if v.awaiting_cause {
+                let _ = writeln!(
+                    out,
+                    "    newest result: {} (status {}), whose cause is not read yet: {}",
+                    v.latest.as_str().replace('_', " "),
+                    job.runs
+                        .iter()
+                        .rev()
+                        .find(|r| r.build == v.latest_build)
+                        .and_then(|r| r.status)
+                        .map_or("?".to_owned(), |s| s.to_string()),
+                    links.build(v.latest_build)
+                );
+            }
+            if let Some(Rule::Victim {
+                root_build: Some(build),
+                ..
+            }) = assessed.map(|j| &j.rule)
+            {
+                let _ = writeln!(out, "    root build: {}", links.build(*build));
+            }
             let text = rule_words(policy, assessed.map(|j| &j.rule));
             let _ = writeln!(out, "    rule: {text}");
             if let Some(j) = assessed

@@ -35,9 +35,10 @@ pub struct JobsetFacts {
     pub evals: Vec<EvalPoint>,
     pub jobs: Vec<JobFacts>,
     /// Victim build → root build, when known from Hydra's "propagated from
-    /// build N" (an optional, cached fetch of the build page; the store may
-    /// leave this empty). The engine then charges the victim to that root;
-    /// without it, to a root that started failing in the same evaluation.
+    /// build N" (its build page, read once per build by ingest; see
+    /// [`crate::history::Cause`]). The engine then charges the victim to that
+    /// root; without it, to a root that started failing in the same
+    /// evaluation.
     pub propagated_from: BTreeMap<i64, i64>,
     /// When failures already under way in the first stored eval began, by
     /// the failing build of that eval (learned from Hydra on a first

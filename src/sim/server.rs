@@ -143,7 +143,8 @@ impl LimiterState {
 /// Requests and bytes per kind of page, as the server saw them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Per endpoint (`evals`, `eval`, `eval_builds`, `build`, `other`).
+    /// Per endpoint (`evals`, `eval`, `eval_builds`, `build`, `build_page`
+    /// (a build's HTML page), `other`).
     pub endpoints: BTreeMap<&'static str, EndpointCounters>,
     /// The most requests that were open at once (from the request line to
     /// the last byte of the answer, nginx's wait included).
@@ -407,7 +408,11 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
     let (request, mut stream) = super::http::read_request(stream).await?;
     let headers = request.headers;
     let target = request.target;
-    let kind = endpoint(&target);
+    // A build's HTML page is its own, costlier kind of request.
+    let kind = match endpoint(&target) {
+        "build" if !headers.get("accept").is_some_and(|a| a.contains("json")) => "build_page",
+        other => other,
+    };
     let admission = {
         let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
         let state = &mut *guard;

@@ -454,6 +454,7 @@ impl Builder<'_> {
             if let Rule::Victim {
                 root,
                 candidates: c,
+                ..
             } = &j.rule
             {
                 match root {

@@ -21,6 +21,7 @@ fn run(first: u32, last: u32, build: i64, status: i64, drv: u64) -> Run {
         finished: true,
         status: Some(status),
         drv,
+        cause: crate::history::Cause::Own,
     }
 }
 

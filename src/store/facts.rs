@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, params};
 use url::Url;
 
+use super::causes::cause_of;
 use super::{Context, Store, StoreError};
 use crate::config::JobsetRef;
 use crate::history::EvalPoint;
@@ -146,13 +147,15 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT j.id, j.attr, j.system, j.suffixed, s.first_seq, s.last_seq,
-                        s.build_id, s.finished, s.status, s.drv_hash
+                        s.build_id, s.finished, s.status, s.drv_hash, c.cause, c.propagated_from
                  FROM jobs j JOIN span_builds s ON s.job_id = j.id
+                 LEFT JOIN build_causes c ON c.build_id = s.build_id AND c.status = s.status
                  WHERE j.jobset_id = ?1 ORDER BY j.id, s.first_seq",
             )
             .context("reading job histories")?;
         let mut rows = stmt.query([jobset_id]).context("reading job histories")?;
         let mut jobs: Vec<JobFacts> = Vec::new();
+        let mut propagated_from = BTreeMap::new();
         let mut current: Option<i64> = None;
         while let Some(r) = rows.next().context("reading job histories")? {
             let job_id: i64 = r.get(0).context("reading job histories")?;
@@ -168,13 +171,22 @@ impl Store {
             let first_seq: i64 = r.get(4).context("reading job histories")?;
             let last_seq: Option<i64> = r.get(5).context("reading job histories")?;
             let drv: String = r.get(9).context("reading job histories")?;
+            let cause = cause_of(
+                r.get(10).context("reading job histories")?,
+                r.get(11).context("reading job histories")?,
+            );
+            let build: i64 = r.get(6).context("reading job histories")?;
+            if let Some(root) = cause.root() {
+                propagated_from.insert(build, root);
+            }
             let run = Run {
                 first: index(first_seq),
                 last: last_seq.map_or(newest, index),
-                build: r.get(6).context("reading job histories")?,
+                build,
                 finished: r.get(7).context("reading job histories")?,
                 status: r.get(8).context("reading job histories")?,
                 drv: drv_digest(&drv),
+                cause,
             };
             if let Some(job) = jobs.last_mut() {
                 job.runs.push(run);
@@ -185,7 +197,7 @@ impl Store {
             jobset,
             evals,
             jobs,
-            propagated_from: BTreeMap::new(),
+            propagated_from,
             origins: self.origins(jobset_id)?.into_iter().collect(),
         })
     }

@@ -12,6 +12,7 @@
 //! leaves the previous complete state.
 
 mod act;
+mod causes;
 mod facts;
 mod lease;
 mod memo;
@@ -19,10 +20,11 @@ mod origins;
 mod read;
 mod write;
 
+pub use causes::CauseToRead;
 pub use facts::{ActionResult, NewAction, NewOptOut};
 pub use lease::{LeaseHeld, LeaseHolder};
 pub use origins::OriginWanted;
-pub use read::{JobRecord, JobsetSummary, StoredEval};
+pub use read::{JobRecord, JobsetSummary, RootBuild, StoredEval};
 pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
 
 use rustc_hash::FxHashMap as HashMap;

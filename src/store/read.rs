@@ -48,6 +48,18 @@ pub struct JobRecord {
     pub name: JobName,
     pub history: JobHistory,
     pub spans: Vec<Span>,
+    /// The build Hydra's page named as the one that failed, when the newest
+    /// build's failure was propagated, with the job it belongs to if stored.
+    pub root: Option<RootBuild>,
+}
+
+/// The root of a propagated failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RootBuild {
+    pub build: i64,
+    /// Attribute and system, when the build is one of the stored jobs'.
+    pub attr: Option<String>,
+    pub system: Option<String>,
 }
 
 impl Store {
@@ -98,10 +110,11 @@ impl Store {
             let mut stmt = self
                 .conn
                 .prepare_cached(
-                    "SELECT b.finished, b.status, count(*) FROM spans s
+                    "SELECT b.finished, b.status, c.cause, c.propagated_from, count(*) FROM spans s
                      JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                     LEFT JOIN build_causes c ON c.build_id = b.id AND c.status = b.status
                      WHERE j.jobset_id = ?1 AND s.last_seq IS NULL
-                     GROUP BY b.finished, b.status",
+                     GROUP BY b.finished, b.status, c.cause, c.propagated_from IS NULL",
                 )
                 .context("counting jobs")?;
             let rows = stmt
@@ -109,14 +122,15 @@ impl Store {
                     Ok((
                         r.get::<_, bool>(0)?,
                         r.get::<_, Option<i64>>(1)?,
-                        r.get::<_, i64>(2)?,
+                        super::causes::cause_of(r.get(2)?, r.get(3)?),
+                        r.get::<_, i64>(4)?,
                     ))
                 })
                 .context("counting jobs")?;
             for row in rows {
-                let (finished, status, n) = row.context("counting jobs")?;
+                let (finished, status, cause, n) = row.context("counting jobs")?;
                 *jobs
-                    .entry(StatusClass::from_hydra(finished, status))
+                    .entry(StatusClass::of(finished, status, cause))
                     .or_default() += n;
             }
             summaries.push(JobsetSummary {
@@ -171,15 +185,39 @@ impl Store {
         for (job_id, jobset_id, jobset, name) in jobs {
             let spans = self.spans(jobset_id, job_id)?;
             if let Some(history) = history::summarize(&spans, rules) {
+                let root = match history.latest_cause.root() {
+                    Some(build) => Some(self.root_build(build)?),
+                    None => None,
+                };
                 records.push(JobRecord {
                     jobset,
                     name,
                     history,
                     spans,
+                    root,
                 });
             }
         }
         Ok(records)
+    }
+
+    /// Build `build` and, if it is a stored job's, that job.
+    fn root_build(&self, build: i64) -> Result<RootBuild, StoreError> {
+        let job: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT j.attr, j.system FROM builds b JOIN jobs j ON j.id = b.job_id WHERE b.id = ?1",
+                [build],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .context("finding a root build's job")?;
+        let (attr, system) = job.unzip();
+        Ok(RootBuild {
+            build,
+            attr,
+            system,
+        })
     }
 
     /// A job's spans, oldest first, with their evals resolved; each with its
@@ -193,8 +231,10 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT s.last_seq IS NULL, s.build_id, s.finished, s.status, s.drv_hash, s.stoptime,
-                        fe.id, fe.seq, fe.timestamp, fe.revision, le.id, le.seq, le.timestamp, le.revision
+                        fe.id, fe.seq, fe.timestamp, fe.revision, le.id, le.seq, le.timestamp, le.revision,
+                        c.cause, c.propagated_from
                  FROM span_builds s
+                 LEFT JOIN build_causes c ON c.build_id = s.build_id AND c.status = s.status
                  JOIN evals fe ON fe.jobset_id = ?1 AND fe.seq = s.first_seq
                  JOIN evals le ON le.jobset_id = ?1 AND le.seq = coalesce(s.last_seq, ?3)
                  WHERE s.job_id = ?2 ORDER BY s.first_seq",
@@ -210,6 +250,7 @@ impl Store {
                         status: r.get(3)?,
                         drv_hash: r.get(4)?,
                         stoptime: r.get(5)?,
+                        cause: super::causes::cause_of(r.get(14)?, r.get(15)?),
                     },
                     first: EvalPoint {
                         id: r.get(6)?,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hydra_sentinel::history::{JobName, StatusClass};
+use hydra_sentinel::history::{Cause, JobName, StatusClass, may_be_inherited};
 use hydra_sentinel::hydra::{HydraClient, Pacing};
 use hydra_sentinel::ingest::{Ingestor, PassControl, PassOptions, WHOLE_EVAL_MAX_BUILDS};
 use hydra_sentinel::sim::{Costs, FakeHydra, Fault, SimHydra, SimSpec};
@@ -398,13 +398,39 @@ fn naive_streaks(sim: &SimHydra) -> Streaks {
 }
 
 /// Add what the look-alike serves now for `builds` as eval `eval`'s results.
+///
+/// Whose failure each build is, as read from its build page: the pages of
+/// the newest eval's failures and of the older builds of jobs failing in it
+/// are read; a failure that may be a dependency's (7, 8, 10, ...) with its
+/// page unread is no signal yet.
 pub(crate) fn record_served(results: &mut Results, sim: &SimHydra, eval: i64, builds: &[i64]) {
+    let newest: HashSet<i64> = sim
+        .evals
+        .last()
+        .map_or_else(HashSet::new, |e| e.builds.iter().copied().collect());
+    let failing_now: HashSet<&str> = newest
+        .iter()
+        .map(|id| &sim.builds[id])
+        .filter(|b| b.finished && b.status.is_some_and(|s| !matches!(s, 0 | 3 | 4 | 9)))
+        .map(|b| b.job.as_str())
+        .collect();
     for id in builds {
         let b = &sim.builds[id];
         let Ok(name) = JobName::parse(&b.job, &b.system) else {
             continue;
         };
-        let class = StatusClass::from_hydra(b.finished, b.status);
+        let read = newest.contains(id) || failing_now.contains(b.job.as_str());
+        let cause = match b.propagated_from {
+            _ if !read => Cause::Unread,
+            Some(from) => Cause::Propagated { from },
+            None => Cause::Own,
+        };
+        let class =
+            if b.finished && cause == Cause::Unread && b.status.is_some_and(may_be_inherited) {
+                StatusClass::Noise
+            } else {
+                StatusClass::of(b.finished, b.status, cause)
+            };
         results.entry((name.attr, name.system)).or_default().push((
             eval,
             class,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hydra_sentinel::config::JobsetRef;
-use hydra_sentinel::history::EvalPoint;
+use hydra_sentinel::history::{Cause, EvalPoint};
 use hydra_sentinel::policy::{
     Action, ActionKind, ActionRecord, Facts, JobFacts, JobsetFacts, Ledger, Plan, Policy,
     RecordState, Run,
@@ -49,8 +49,10 @@ pub fn trunk(days: usize) -> JobsetFacts {
     }
 }
 
-/// A job from one letter per eval: `O` ok, `F` failed (1), `T` timed out (7),
-/// `D` dependency failed (2), `N` noise (3), `P` pending, `.` absent. A run
+/// A job from one letter per eval: `O` ok, `F` failed (1), `T` timed out (7)
+/// on its own (its page read), `U` timed out with its page not read yet,
+/// `V` timed out, propagated from a dependency (see [`charge`]), `D`
+/// dependency failed (2), `N` noise (3), `P` pending, `.` absent. A run
 /// of one letter is one build (one derivation); `+` before a letter starts a
 /// new build with a new derivation (Hydra rebuilt it with the same result).
 pub fn job(attr: &str, system: &str, pattern: &str) -> JobFacts {
@@ -70,7 +72,7 @@ pub fn job(attr: &str, system: &str, pattern: &str) -> JobFacts {
             let (finished, status) = match c {
                 'O' => (true, Some(0)),
                 'F' => (true, Some(1)),
-                'T' => (true, Some(7)),
+                'T' | 'U' | 'V' => (true, Some(7)),
                 'D' => (true, Some(2)),
                 'N' => (true, Some(3)),
                 'P' => (false, None),
@@ -92,6 +94,12 @@ pub fn job(attr: &str, system: &str, pattern: &str) -> JobFacts {
                     finished,
                     status,
                     drv: build as u64,
+                    cause: match c {
+                        'U' => Cause::Unread,
+                        // Made to point at the root by `charge`.
+                        'V' => Cause::Propagated { from: 0 },
+                        _ => Cause::Own,
+                    },
                 });
             }
         }
@@ -104,6 +112,34 @@ pub fn job(attr: &str, system: &str, pattern: &str) -> JobFacts {
         system: system.into(),
         suffixed: true,
         runs,
+    }
+}
+
+/// Say, as Hydra's build pages would, that the propagated failures (`V`)
+/// of `victim` came from the builds `root` had in the same evals.
+pub fn charge(js: &mut JobsetFacts, victim: &str, root: &str) {
+    let root_runs = js
+        .jobs
+        .iter()
+        .find(|j| j.attr == root)
+        .expect("the root is a job")
+        .runs
+        .clone();
+    let victim = js
+        .jobs
+        .iter_mut()
+        .find(|j| j.attr == victim)
+        .expect("the victim is a job");
+    for run in &mut victim.runs {
+        if let Cause::Propagated { .. } = run.cause {
+            let from = root_runs
+                .iter()
+                .find(|r| r.first <= run.first && run.first <= r.last)
+                .expect("the root has a build in that eval")
+                .build;
+            run.cause = Cause::Propagated { from };
+            js.propagated_from.insert(run.build, from);
+        }
     }
 }
 
