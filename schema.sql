@@ -293,6 +293,7 @@ CREATE TABLE forge_memo (
     repo     TEXT PRIMARY KEY,           -- owner/name acted on
     memo     TEXT NOT NULL,              -- JSON
     saved_at INTEGER NOT NULL            -- Unix s, wall clock
+);
 
 -- version 13: why a build failed, as its Hydra build page says
 
