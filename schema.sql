@@ -311,3 +311,17 @@ CREATE TABLE build_causes (
     step_status     TEXT,                 -- the failed step's status, as Hydra words it
     read_at         INTEGER NOT NULL      -- Unix s
 );
+
+-- version 14: the eval being learned over several passes
+
+-- An eval too big to ask for whole is learned build by build over many
+-- passes. Its header and build ids (2–3 MB of JSON for trunk) are kept
+-- here, so that those passes need not read the evals page again (57 MB for
+-- trunk) while Hydra has not checked the jobset since. Removed once the
+-- eval is stored.
+CREATE TABLE pending_evals (
+    jobset_id INTEGER PRIMARY KEY REFERENCES jobsets (id),
+    eval_id   INTEGER NOT NULL,          -- Hydra's eval id
+    header    TEXT NOT NULL,             -- the eval as the evals page had it, build ids included
+    saved_at  INTEGER NOT NULL           -- Unix s
+);

@@ -80,7 +80,7 @@ pub struct EvalHeader {
     pub jobsetevalinputs: BTreeMap<String, EvalInput>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct RawEvalHeader {
     id: i64,
     #[serde(default)]
@@ -94,6 +94,20 @@ struct RawEvalHeader {
     flake: Option<String>,
     #[serde(default)]
     jobsetevalinputs: BTreeMap<String, EvalInput>,
+}
+
+impl From<&EvalHeader> for RawEvalHeader {
+    fn from(eval: &EvalHeader) -> RawEvalHeader {
+        RawEvalHeader {
+            id: eval.id,
+            builds: eval.build_ids.clone(),
+            timestamp: eval.timestamp,
+            checkouttime: eval.checkouttime,
+            evaltime: eval.evaltime,
+            flake: eval.flake.clone(),
+            jobsetevalinputs: eval.jobsetevalinputs.clone(),
+        }
+    }
 }
 
 impl From<RawEvalHeader> for EvalHeader {
@@ -124,6 +138,12 @@ pub struct EvalInput {
 }
 
 impl EvalHeader {
+    /// The eval in the shape of Hydra's JSON (to keep an eval that is being
+    /// learned over several passes without asking for its page again).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&RawEvalHeader::from(self)).expect("an eval header serialises")
+    }
+
     /// Drop the build ids (the count stays): an eval that will not be
     /// ingested in this pass need not hold 2 MB.
     pub fn forget_build_ids(&mut self) {

@@ -341,16 +341,34 @@ impl Ingestor {
                 let stored = self
                     .with_store(move |store| Ok(store.hydra_checked_at(jobset_id)?))
                     .await?;
-                (Some(checked), newest.is_some() && stored == Some(checked))
+                (Some(checked), stored == Some(checked))
             }
             None => (None, false),
         };
-        let mut evals = if unchanged {
-            tracing::info!(%jobset, "Hydra has not checked the jobset since the last pass; no new evals");
-            Vec::new()
-        } else {
-            self.discover(jobset, newest.as_ref().map(|e| e.id), limit)
+        let pending = if unchanged {
+            self.with_store(move |store| Ok(store.pending_eval(jobset_id)?))
                 .await?
+        } else {
+            None
+        };
+        let mut evals = match pending {
+            // Still learning an eval, and nothing new since: go on with it.
+            Some((eval, json)) => match serde_json::from_str::<EvalHeader>(&json) {
+                Ok(header) if newest.as_ref().is_none_or(|n| n.id < eval) => vec![header],
+                _ => {
+                    self.with_store(move |store| Ok(store.clear_pending_eval(jobset_id)?))
+                        .await?;
+                    Vec::new()
+                }
+            },
+            None if unchanged => {
+                tracing::info!(%jobset, "Hydra has not checked the jobset since the last pass; no new evals");
+                Vec::new()
+            }
+            None => {
+                self.discover(jobset, newest.as_ref().map(|e| e.id), limit)
+                    .await?
+            }
         };
         // Once every eval found is stored, this check is settled.
         let complete_discovery = !unchanged && evals.len() < limit;
@@ -382,6 +400,15 @@ impl Ingestor {
             {
                 EvalIngest::Written { outcome, streamed } => (outcome, streamed),
                 EvalIngest::Pending(pending) => {
+                    // Kept, with what was found: the next passes go on with
+                    // it without reading the evals page while Hydra has not
+                    // checked the jobset again.
+                    if complete_discovery {
+                        self.with_store(move |store| {
+                            Ok(store.set_hydra_checked_at(jobset_id, checked)?)
+                        })
+                        .await?;
+                    }
                     tracing::info!(%jobset, eval = pending.eval, builds = pending.builds, missing = pending.missing,
                         "request budget spent before every build of the eval was known; the next passes go on where this one stopped");
                     metrics::gauge!(crate::daemon::metrics::EVAL_BUILDS_MISSING, "jobset" => jobset.to_string())
@@ -393,6 +420,8 @@ impl Ingestor {
             };
             metrics::gauge!(crate::daemon::metrics::EVAL_BUILDS_MISSING, "jobset" => jobset.to_string())
                 .set(0.0);
+            self.with_store(move |store| Ok(store.clear_pending_eval(jobset_id)?))
+                .await?;
             has_history = true;
             tracing::info!(%jobset, eval = header.id, builds = outcome.members, written = outcome.builds_written,
                 spans_opened = outcome.spans_opened, spans_closed = outcome.spans_closed,
@@ -610,6 +639,16 @@ impl Ingestor {
                 .fetch_and_keep(jobset, jobset_id, &unknown, now)
                 .await?;
             if learned.missing > 0 {
+                let header_json = EvalHeader {
+                    build_ids: Some(ids.clone()),
+                    nr_builds: Some(ids.len()),
+                    ..header.clone()
+                }
+                .to_json();
+                self.with_store(move |store| {
+                    Ok(store.save_pending_eval(jobset_id, eval_id, &header_json, now)?)
+                })
+                .await?;
                 return pending(ids.len(), learned.missing);
             }
             self.with_store({

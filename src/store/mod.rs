@@ -17,6 +17,7 @@ mod facts;
 mod lease;
 mod memo;
 mod origins;
+mod pending;
 mod read;
 mod write;
 

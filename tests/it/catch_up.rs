@@ -112,6 +112,11 @@ fn a_big_first_eval_is_learned_over_several_passes_each_within_its_budget() {
         0,
         "the evals page carried the build ids; /eval/{{id}} costs Hydra a comparison"
     );
+    assert_eq!(
+        hydra.counters().requests("evals"),
+        1,
+        "the eval being learned is kept: its heavy page is read once, not every pass"
+    );
     let asked = build_requests(&hydra);
     let twice: Vec<_> = asked.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "asked more than once: {twice:?}");
