@@ -83,6 +83,12 @@ impl HydraError {
         }
     }
 
+    /// An answer asking again will not change (a 4xx other than 408/429:
+    /// that build or eval is gone): no information, not a failure.
+    pub fn is_refused_for_good(&self) -> bool {
+        matches!(self, HydraError::Status { .. }) && !self.is_transient()
+    }
+
     /// nginx's `limit_req` refusal: "slow down", not a failure.
     pub fn is_rate_limited(&self) -> bool {
         matches!(self, HydraError::Status { status: 429, .. })

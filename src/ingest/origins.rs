@@ -43,7 +43,7 @@ const REQUESTS_PER_ORIGIN: usize = 5;
 fn unless_gone<T>(answer: Result<T, HydraError>) -> Result<Option<T>, HydraError> {
     match answer {
         Ok(value) => Ok(Some(value)),
-        Err(e) if !e.is_transient() && matches!(e, HydraError::Status { .. }) => Ok(None),
+        Err(e) if e.is_refused_for_good() => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -23,7 +23,6 @@
 use super::check::BuildChecker;
 use super::{FetchStrategy, IngestError, Ingestor, JobsetReport, WriteMode};
 use crate::config::JobsetRef;
-use crate::hydra::HydraError;
 use crate::store::WriteOutcome;
 
 /// Builds fetched and written per transaction while rechecking.
@@ -179,7 +178,7 @@ impl Ingestor {
                 match answer {
                     Ok(build) => fetched.push(build),
                     // Gone for good: nothing more to learn about it.
-                    Err(e) if !e.is_transient() && matches!(e, HydraError::Status { .. }) => {
+                    Err(e) if e.is_refused_for_good() => {
                         tracing::warn!(%jobset, build = id, error = %crate::error_chain(&e),
                             "Hydra refused a build asked about again; left as it was");
                     }

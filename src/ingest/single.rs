@@ -32,12 +32,6 @@ pub(super) struct Learned {
     pub missing: usize,
 }
 
-/// An answer about one build that asking again will not change.
-fn is_permanent_for_build(error: &HydraError) -> bool {
-    matches!(error, HydraError::Status { status, .. } if (400..500).contains(status))
-        && !error.is_transient()
-}
-
 impl Ingestor {
     /// Fetch `ids` in the given order (most useful first), writing them to
     /// the store every [`KEEP_BATCH`] builds, until done or the budget is
@@ -69,7 +63,7 @@ impl Ingestor {
             for (id, answer) in answers {
                 match answer {
                     Ok(build) => builds.push(build),
-                    Err(e) if is_permanent_for_build(&e) => {
+                    Err(e) if e.is_refused_for_good() => {
                         tracing::warn!(%jobset, build = id, error = %crate::error_chain(&e),
                             "Hydra refused a build for good; recorded as refused, not asked again");
                         refused.push((id, crate::error_chain(&e)));
