@@ -1455,192 +1455,286 @@ fn package_set(attr: &str) -> &str {
 /// batching and limits.
 pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment) -> Plan {
     let now = a.now;
-    let mut actions: Vec<(i64, Action)> = Vec::new();
-    for attr in a.attrs.values() {
-        let mut grouped: BTreeMap<DueKey, Vec<&Due>> = BTreeMap::new();
-        for d in &attr.due {
-            grouped
-                .entry((d.kind, d.step.clone(), d.pr))
-                .or_default()
-                .push(d);
-        }
-        for ((kind, step, pr), dues) in grouped {
-            let systems: BTreeSet<String> = dues.iter().filter_map(|d| d.system.clone()).collect();
-            let jobs: Vec<&JobAssessment> = attr
-                .jobs
-                .iter()
-                .filter(|j| !matches!(j.rule, Rule::Watched))
-                .collect();
-            let acted: Vec<&JobAssessment> = jobs
-                .iter()
-                .copied()
-                .filter(|j| systems.contains(&j.system))
-                .collect();
-            let mut systems: Vec<String> = systems.into_iter().collect();
-            let ledger_ids: Vec<i64> = dues.iter().flat_map(|d| d.ledger.clone()).collect();
-            let mut all_platforms = false;
-            if kind == ActionKind::MarkBroken {
-                let already: BTreeSet<&str> = attr
-                    .jobs
-                    .iter()
-                    .filter_map(|j| match &j.rule {
-                        Rule::Ladder(s) if s.mark.is_some() => Some(j.system.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                let built: BTreeSet<&str> = jobs
-                    .iter()
-                    .filter(|j| j.present)
-                    .map(|j| j.system.as_str())
-                    .collect();
-                all_platforms = built
-                    .iter()
-                    .all(|s| systems.iter().any(|x| x == s) || already.contains(s));
-            }
-            if systems.is_empty()
-                && let Some(rec) = ledger_ids
-                    .first()
-                    .and_then(|id| ledger.actions.iter().find(|r| r.id == *id))
-            {
-                systems = rec.systems.clone();
-                all_platforms = rec.all_platforms;
-            }
-            let oldest = acted.iter().filter_map(|j| j.since_ts).min().unwrap_or(now);
-            let failing_days = (now - oldest) / DAY;
-            let platforms = platforms_in_words(all_platforms, &systems);
-            let reason = match kind {
-                ActionKind::Notify => {
-                    format!("it has failed on {platforms} for {failing_days} days")
-                }
-                ActionKind::Remind if step.as_deref() == Some("retire-warning") => format!(
-                    "it has been marked broken on every platform since {}",
-                    attr.marked
-                        .as_ref()
-                        .and_then(|m| m.closed_at)
-                        .map(|t| time(t).chars().take(10).collect::<String>())
-                        .unwrap_or_default()
-                ),
-                ActionKind::Remind => {
-                    format!("it has failed on {platforms} for {failing_days} days")
-                }
-                ActionKind::MarkBroken => format!(
-                    "it has failed on {platforms} for {failing_days} days, and its maintainers were told and reminded with the full notice period"
-                ),
-                ActionKind::Escalate => format!(
-                    "it has failed on {platforms} for {failing_days} days; it is protected, so it is never marked broken and people must decide"
-                ),
-                ActionKind::ClosePr => format!(
-                    "it builds again on {}, so the pull request is no longer needed",
-                    platforms_in_words(false, &systems)
-                ),
-                ActionKind::Retire => {
-                    "it has been marked broken on every platform for longer than the policy allows"
-                        .to_owned()
-                }
-                // Holds are planned below; warnings by the early warning module.
-                ActionKind::Hold | ActionKind::Warn => String::new(),
-            };
-            let evidence = Evidence {
-                jobset: acted.first().map(|j| j.jobset.to_string()),
-                jobs: acted.iter().filter_map(|j| j.evidence.clone()).collect(),
-                maintainers: attr.maintainers.clone(),
-                next_step: attr.next.clone(),
-                pr,
-                escalate_to: if kind == ActionKind::Escalate {
-                    policy.protected.escalate_to.clone()
-                } else {
-                    Vec::new()
-                },
-                root: None,
-                blast_radius: (!attr.victims.is_empty())
-                    .then(|| u32::try_from(attr.victims.len()).unwrap_or(u32::MAX)),
-                ledger: ledger_ids,
-                window: None,
-                schedule: attr.schedule.clone(),
-                opt_out: Some(format!(
-                    "Leave this package alone for good: add the comment `{}` to its file, or put the label \"{}\" on this issue or on our pull request.",
-                    policy.opt_out.marker, policy.opt_out.label
-                )),
-            };
-            actions.push((
-                oldest,
-                Action {
-                    kind,
-                    attr: Some(attr.attr.clone()),
-                    systems,
-                    all_platforms,
-                    step,
-                    batch: None,
-                    reason,
-                    evidence,
-                },
-            ));
-        }
-    }
-
+    let mut actions: Vec<(i64, Action)> = a
+        .attrs
+        .values()
+        .flat_map(|attr| package_actions(policy, ledger, attr, now))
+        .collect();
     for w in &a.warnings {
         if let Some(action) = super::early_warning::action(policy, w) {
             actions.push((w.since_ts(), action));
         }
     }
-
     update_open_pulls(ledger, a, &mut actions);
 
-    let mut out = Vec::new();
+    let mut out: Vec<Action> = a.holds.iter().map(hold_action).collect();
     let mut deferred = Vec::new();
-    for h in &a.holds {
-        let w = &h.window;
-        out.push(Action {
-            kind: ActionKind::Hold,
-            attr: None,
-            systems: Vec::new(),
-            all_platforms: false,
-            // Names the breakage, so the ledger records a hold once, not
-            // every cycle while it lasts.
-            step: Some(format!("{} evals {}-{}", h.jobset, w.first.id, w.last.id)),
-            batch: None,
-            reason: format!(
-                "mass breakage in {}: {} jobs ({:.1}% of {}) turned from building to failing {} and still fail; every per-package action waits",
-                h.jobset,
-                w.newly_failing,
-                w.share * 100.0,
-                w.jobs,
-                if w.first.id == w.last.id {
-                    format!("in eval {}", w.first.id)
-                } else {
-                    format!("in evals {} to {}", w.first.id, w.last.id)
-                }
-            ),
-            evidence: Evidence {
-                jobset: Some(h.jobset.to_string()),
-                window: Some(w.clone()),
-                ..Evidence::default()
-            },
-        });
-    }
     let held = !a.holds.is_empty();
     if held {
-        let why = format!(
-            "held: mass breakage in {}",
-            a.holds
-                .iter()
-                .map(|h| format!(
-                    "{} (evals {}–{})",
-                    h.jobset, h.window.first.id, h.window.last.id
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        for (_, action) in actions.drain(..) {
-            deferred.push(Deferred {
-                action,
-                why: why.clone(),
-            });
-        }
+        let why = held_because(&a.holds);
+        deferred.extend(actions.drain(..).map(|(_, action)| Deferred {
+            action,
+            why: why.clone(),
+        }));
     }
+    let actions = wait_after_failures(ledger, actions, now, &mut deferred);
+    let actions = within_post_limits(policy, ledger, actions, now, &mut deferred);
+    out.extend(batched_within_pull_limits(
+        policy,
+        facts,
+        ledger,
+        actions,
+        now,
+        &mut deferred,
+    ));
+    sort_plan(&mut out, &mut deferred);
+    Plan {
+        now,
+        held,
+        actions: out,
+        deferred,
+    }
+}
 
-    // A step whose last attempts failed waits, longer after each failure, so
-    // a failing edit, push or GitHub call is not repeated every cycle.
+/// An attribute's due steps as actions: one per kind, step and pull
+/// request, each paired with when its oldest failure began (the oldest
+/// failures go first under the limits).
+fn package_actions(
+    policy: &Policy,
+    ledger: &Ledger,
+    attr: &AttrAssessment,
+    now: i64,
+) -> Vec<(i64, Action)> {
+    let mut grouped: BTreeMap<DueKey, Vec<&Due>> = BTreeMap::new();
+    for d in &attr.due {
+        grouped
+            .entry((d.kind, d.step.clone(), d.pr))
+            .or_default()
+            .push(d);
+    }
+    grouped
+        .into_iter()
+        .map(|(key, dues)| package_action(policy, ledger, attr, key, &dues, now))
+        .collect()
+}
+
+/// One action of an attribute, with its reason and evidence.
+fn package_action(
+    policy: &Policy,
+    ledger: &Ledger,
+    attr: &AttrAssessment,
+    (kind, step, pr): DueKey,
+    dues: &[&Due],
+    now: i64,
+) -> (i64, Action) {
+    let jobs: Vec<&JobAssessment> = attr
+        .jobs
+        .iter()
+        .filter(|j| !matches!(j.rule, Rule::Watched))
+        .collect();
+    let due_systems: BTreeSet<String> = dues.iter().filter_map(|d| d.system.clone()).collect();
+    let acted: Vec<&JobAssessment> = jobs
+        .iter()
+        .copied()
+        .filter(|j| due_systems.contains(&j.system))
+        .collect();
+    let ledger_ids: Vec<i64> = dues.iter().flat_map(|d| d.ledger.clone()).collect();
+    let (systems, all_platforms) =
+        platforms_of(ledger, attr, &jobs, kind, due_systems, &ledger_ids);
+    let oldest = acted.iter().filter_map(|j| j.since_ts).min().unwrap_or(now);
+    let reason = reason_for(
+        attr,
+        kind,
+        step.as_deref(),
+        &systems,
+        all_platforms,
+        (now - oldest) / DAY,
+    );
+    let evidence = package_evidence(policy, attr, kind, pr, &acted, ledger_ids);
+    let action = Action {
+        kind,
+        attr: Some(attr.attr.clone()),
+        systems,
+        all_platforms,
+        step,
+        batch: None,
+        reason,
+        evidence,
+    };
+    (oldest, action)
+}
+
+/// The platforms an action is about, and whether they are all of the
+/// package's. A mark covers every platform when the others it is built on
+/// are marked already; a step due on no platform of its own (a reminder
+/// about a recorded mark) is about those of its ledger record.
+fn platforms_of(
+    ledger: &Ledger,
+    attr: &AttrAssessment,
+    jobs: &[&JobAssessment],
+    kind: ActionKind,
+    due_systems: BTreeSet<String>,
+    ledger_ids: &[i64],
+) -> (Vec<String>, bool) {
+    let mut systems: Vec<String> = due_systems.into_iter().collect();
+    let mut all_platforms = false;
+    if kind == ActionKind::MarkBroken {
+        let already: BTreeSet<&str> = attr
+            .jobs
+            .iter()
+            .filter_map(|j| match &j.rule {
+                Rule::Ladder(s) if s.mark.is_some() => Some(j.system.as_str()),
+                _ => None,
+            })
+            .collect();
+        all_platforms = jobs
+            .iter()
+            .filter(|j| j.present)
+            .all(|j| systems.contains(&j.system) || already.contains(j.system.as_str()));
+    }
+    if systems.is_empty()
+        && let Some(rec) = ledger_ids
+            .first()
+            .and_then(|id| ledger.actions.iter().find(|r| r.id == *id))
+    {
+        systems = rec.systems.clone();
+        all_platforms = rec.all_platforms;
+    }
+    (systems, all_platforms)
+}
+
+/// Why an action is planned, in words.
+fn reason_for(
+    attr: &AttrAssessment,
+    kind: ActionKind,
+    step: Option<&str>,
+    systems: &[String],
+    all_platforms: bool,
+    failing_days: i64,
+) -> String {
+    let platforms = platforms_in_words(all_platforms, systems);
+    match kind {
+        ActionKind::Notify => {
+            format!("it has failed on {platforms} for {failing_days} days")
+        }
+        ActionKind::Remind if step == Some("retire-warning") => format!(
+            "it has been marked broken on every platform since {}",
+            attr.marked
+                .as_ref()
+                .and_then(|m| m.closed_at)
+                .map(|t| time(t).chars().take(10).collect::<String>())
+                .unwrap_or_default()
+        ),
+        ActionKind::Remind => {
+            format!("it has failed on {platforms} for {failing_days} days")
+        }
+        ActionKind::MarkBroken => format!(
+            "it has failed on {platforms} for {failing_days} days, and its maintainers were told and reminded with the full notice period"
+        ),
+        ActionKind::Escalate => format!(
+            "it has failed on {platforms} for {failing_days} days; it is protected, so it is never marked broken and people must decide"
+        ),
+        ActionKind::ClosePr => format!(
+            "it builds again on {}, so the pull request is no longer needed",
+            platforms_in_words(false, systems)
+        ),
+        ActionKind::Retire => {
+            "it has been marked broken on every platform for longer than the policy allows"
+                .to_owned()
+        }
+        // Holds are planned by `hold_action`; warnings by the early warning module.
+        ActionKind::Hold | ActionKind::Warn => String::new(),
+    }
+}
+
+/// What a package's action shows as its evidence.
+fn package_evidence(
+    policy: &Policy,
+    attr: &AttrAssessment,
+    kind: ActionKind,
+    pr: Option<u64>,
+    acted: &[&JobAssessment],
+    ledger_ids: Vec<i64>,
+) -> Evidence {
+    Evidence {
+        jobset: acted.first().map(|j| j.jobset.to_string()),
+        jobs: acted.iter().filter_map(|j| j.evidence.clone()).collect(),
+        maintainers: attr.maintainers.clone(),
+        next_step: attr.next.clone(),
+        pr,
+        escalate_to: if kind == ActionKind::Escalate {
+            policy.protected.escalate_to.clone()
+        } else {
+            Vec::new()
+        },
+        root: None,
+        blast_radius: (!attr.victims.is_empty())
+            .then(|| u32::try_from(attr.victims.len()).unwrap_or(u32::MAX)),
+        ledger: ledger_ids,
+        window: None,
+        schedule: attr.schedule.clone(),
+        opt_out: Some(format!(
+            "Leave this package alone for good: add the comment `{}` to its file, or put the label \"{}\" on this issue or on our pull request.",
+            policy.opt_out.marker, policy.opt_out.label
+        )),
+    }
+}
+
+/// The hold a mass breakage plans.
+fn hold_action(h: &Hold) -> Action {
+    let w = &h.window;
+    Action {
+        kind: ActionKind::Hold,
+        attr: None,
+        systems: Vec::new(),
+        all_platforms: false,
+        // Names the breakage, so the ledger records a hold once, not
+        // every cycle while it lasts.
+        step: Some(format!("{} evals {}-{}", h.jobset, w.first.id, w.last.id)),
+        batch: None,
+        reason: format!(
+            "mass breakage in {}: {} jobs ({:.1}% of {}) turned from building to failing {} and still fail; every per-package action waits",
+            h.jobset,
+            w.newly_failing,
+            w.share * 100.0,
+            w.jobs,
+            if w.first.id == w.last.id {
+                format!("in eval {}", w.first.id)
+            } else {
+                format!("in evals {} to {}", w.first.id, w.last.id)
+            }
+        ),
+        evidence: Evidence {
+            jobset: Some(h.jobset.to_string()),
+            window: Some(w.clone()),
+            ..Evidence::default()
+        },
+    }
+}
+
+/// Why every per-package action waits while the jobsets are held.
+fn held_because(holds: &[Hold]) -> String {
+    format!(
+        "held: mass breakage in {}",
+        holds
+            .iter()
+            .map(|h| format!(
+                "{} (evals {}–{})",
+                h.jobset, h.window.first.id, h.window.last.id
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// A step whose last attempts failed waits, longer after each failure, so
+/// a failing edit, push or GitHub call is not repeated every cycle.
+fn wait_after_failures(
+    ledger: &Ledger,
+    actions: Vec<(i64, Action)>,
+    now: i64,
+    deferred: &mut Vec<Deferred>,
+) -> Vec<(i64, Action)> {
     let mut ready = Vec::new();
     for (oldest, action) in actions {
         match retry_wait(ledger, &action, now) {
@@ -1648,16 +1742,27 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             None => ready.push((oldest, action)),
         }
     }
-    let mut actions = ready;
+    ready
+}
 
-    // Pings: per maintainer (or per attribute when nobody is known) per week.
-    let ping_keys = |attr: &str, maintainers: &[String]| -> Vec<String> {
-        if maintainers.is_empty() {
-            vec![format!("attr:{attr}")]
-        } else {
-            maintainers.to_vec()
-        }
-    };
+/// Who a ping counts against: the maintainers, or the attribute when
+/// nobody is known.
+fn ping_keys(attr: &str, maintainers: &[String]) -> Vec<String> {
+    if maintainers.is_empty() {
+        vec![format!("attr:{attr}")]
+    } else {
+        maintainers.to_vec()
+    }
+}
+
+/// Everything posted on an issue, whoever it names, counts toward one
+/// daily ceiling.
+fn posts_on_an_issue(kind: ActionKind, step: Option<&str>) -> bool {
+    mentions(kind, step) || kind == ActionKind::Escalate
+}
+
+/// Pings recorded in the week before `now`, per [`ping_keys`].
+fn pings_in_the_last_week(ledger: &Ledger, now: i64) -> HashMap<String, u32> {
     let mut pings: HashMap<String, u32> = HashMap::new();
     for r in &ledger.actions {
         if mentions(r.kind, r.step.as_deref())
@@ -1675,27 +1780,41 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             }
         }
     }
+    pings
+}
+
+/// Keep the pings per maintainer per week and the posts per day within the
+/// policy's limits, the oldest failures first; the rest waits.
+fn within_post_limits(
+    policy: &Policy,
+    ledger: &Ledger,
+    mut actions: Vec<(i64, Action)>,
+    now: i64,
+    deferred: &mut Vec<Deferred>,
+) -> Vec<(i64, Action)> {
+    let mut pings = pings_in_the_last_week(ledger, now);
     actions.sort_by(|(oa, a), (ob, b)| {
         oa.cmp(ob)
             .then(a.attr.cmp(&b.attr))
             .then(a.kind.cmp(&b.kind))
     });
     let cap = policy.limits.pings_per_maintainer_per_week;
-    // Everything posted on an issue, whoever it names, also counts toward one
-    // daily ceiling.
-    let posts =
-        |kind: ActionKind, step: Option<&str>| mentions(kind, step) || kind == ActionKind::Escalate;
     let ceiling = policy.limits.posts_per_day as usize;
     let mut posted_today = ledger
         .actions
         .iter()
         .filter(|r| {
-            posts(r.kind, r.step.as_deref())
+            posts_on_an_issue(r.kind, r.step.as_deref())
                 && r.state.counts()
                 && r.at() > now - DAY
                 && r.at() <= now
         })
         .count();
+    let over_the_ceiling = || {
+        format!(
+            "limit: {ceiling} notices, reminders and escalations a day in all; the oldest failures go first"
+        )
+    };
     let mut kept = Vec::new();
     for (oldest, action) in actions {
         let step = action.step.as_deref();
@@ -1717,31 +1836,31 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             if posted_today >= ceiling {
                 deferred.push(Deferred {
                     action,
-                    why: format!(
-                        "limit: {ceiling} notices, reminders and escalations a day in all; the oldest failures go first"
-                    ),
+                    why: over_the_ceiling(),
                 });
                 continue;
             }
             for k in keys {
                 *pings.entry(k).or_default() += 1;
             }
-        } else if posts(action.kind, step) && posted_today >= ceiling {
+        } else if posts_on_an_issue(action.kind, step) && posted_today >= ceiling {
             deferred.push(Deferred {
                 action,
-                why: format!(
-                    "limit: {ceiling} notices, reminders and escalations a day in all; the oldest failures go first"
-                ),
+                why: over_the_ceiling(),
             });
             continue;
         }
-        if posts(action.kind, step) {
+        if posts_on_an_issue(action.kind, step) {
             posted_today += 1;
         }
         kept.push((oldest, action));
     }
+    kept
+}
 
-    // Pull requests: batch, then keep within the daily and open limits.
+/// How many more pull requests may be opened now: what is left of the day's
+/// and of the open ones' limits, counted from the ledger.
+fn pull_request_budget(policy: &Policy, ledger: &Ledger, now: i64) -> usize {
     let mut pr_keys_today: HashSet<String> = HashSet::new();
     let mut pr_keys_open: HashSet<String> = HashSet::new();
     for r in &ledger.actions {
@@ -1759,35 +1878,34 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             pr_keys_open.insert(key);
         }
     }
-    let budget = (policy.limits.prs_per_day as usize)
+    (policy.limits.prs_per_day as usize)
         .saturating_sub(pr_keys_today.len())
-        .min((policy.limits.open_prs as usize).saturating_sub(pr_keys_open.len()));
-    let mut batches: BTreeMap<String, Vec<(i64, Action)>> = BTreeMap::new();
-    let mut rest = Vec::new();
-    for (oldest, action) in kept {
-        // An update of our open pull request opens none: no batching, no
-        // pull request budget.
-        if !action.kind.opens_pr() || action.step.as_deref() == Some(UPDATE_STEP) {
-            rest.push(action);
-            continue;
-        }
-        let attr = action.attr.clone().unwrap_or_default();
-        let group = match policy.batch.group_by {
-            GroupBy::Attr => format!("attr/{attr}"),
-            GroupBy::PackageSet => format!("set/{}", package_set(&attr)),
-            GroupBy::Maintainer => {
-                match facts.maintainers.get(&attr).and_then(|m| m.iter().min()) {
-                    Some(login) => format!("maintainer/{login}"),
-                    None => format!("set/{}", package_set(&attr)),
-                }
-            }
-        };
-        let kind = action.kind.as_str().replace('_', "-");
-        batches
-            .entry(format!("{kind}/{group}"))
-            .or_default()
-            .push((oldest, action));
-    }
+        .min((policy.limits.open_prs as usize).saturating_sub(pr_keys_open.len()))
+}
+
+/// The batch a pull request action joins, before it is cut into chunks:
+/// its kind and the policy's grouping (`mark-broken/maintainer/alice`).
+fn batch_group(policy: &Policy, facts: &Facts, action: &Action) -> String {
+    let attr = action.attr.clone().unwrap_or_default();
+    let group = match policy.batch.group_by {
+        GroupBy::Attr => format!("attr/{attr}"),
+        GroupBy::PackageSet => format!("set/{}", package_set(&attr)),
+        GroupBy::Maintainer => match facts.maintainers.get(&attr).and_then(|m| m.iter().min()) {
+            Some(login) => format!("maintainer/{login}"),
+            None => format!("set/{}", package_set(&attr)),
+        },
+    };
+    let kind = action.kind.as_str().replace('_', "-");
+    format!("{kind}/{group}")
+}
+
+/// Cut each batch into chunks of at most the policy's size, each named by
+/// its batch and number, the chunks with the oldest failures first.
+fn chunks_of(
+    policy: &Policy,
+    batches: BTreeMap<String, Vec<(i64, Action)>>,
+    now: i64,
+) -> Vec<(String, Vec<Action>)> {
     let mut chunks: Vec<(i64, String, Vec<Action>)> = Vec::new();
     for (key, mut members) in batches {
         members.sort_by(|a, b| a.1.attr.cmp(&b.1.attr));
@@ -1812,7 +1930,38 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
         }
     }
     chunks.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    for (i, (_, name, members)) in chunks.into_iter().enumerate() {
+    chunks
+        .into_iter()
+        .map(|(_, name, members)| (name, members))
+        .collect()
+}
+
+/// Pull requests: batch, then keep within the daily and open limits; the
+/// other actions pass as they are.
+fn batched_within_pull_limits(
+    policy: &Policy,
+    facts: &Facts,
+    ledger: &Ledger,
+    actions: Vec<(i64, Action)>,
+    now: i64,
+    deferred: &mut Vec<Deferred>,
+) -> Vec<Action> {
+    let budget = pull_request_budget(policy, ledger, now);
+    let mut batches: BTreeMap<String, Vec<(i64, Action)>> = BTreeMap::new();
+    let mut rest = Vec::new();
+    for (oldest, action) in actions {
+        // An update of our open pull request opens none: no batching, no
+        // pull request budget.
+        if !action.kind.opens_pr() || action.step.as_deref() == Some(UPDATE_STEP) {
+            rest.push(action);
+            continue;
+        }
+        batches
+            .entry(batch_group(policy, facts, &action))
+            .or_default()
+            .push((oldest, action));
+    }
+    for (i, (name, members)) in chunks_of(policy, batches, now).into_iter().enumerate() {
         if i < budget {
             rest.extend(members);
         } else {
@@ -1827,8 +1976,13 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             }
         }
     }
-    out.extend(rest);
-    out.sort_by(|a, b| {
+    rest
+}
+
+/// A plan reads the same for the same inputs: actions and deferred ones in
+/// a fixed order.
+fn sort_plan(actions: &mut [Action], deferred: &mut [Deferred]) {
+    actions.sort_by(|a, b| {
         a.kind
             .cmp(&b.kind)
             .then(a.attr.cmp(&b.attr))
@@ -1843,12 +1997,6 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             .then(a.action.attr.cmp(&b.action.attr))
             .then(a.action.step.cmp(&b.action.step))
     });
-    Plan {
-        now,
-        held,
-        actions: out,
-        deferred,
-    }
 }
 
 /// Index of an attribute's jobs for quick lookups in explain and digest.
