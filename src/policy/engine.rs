@@ -27,6 +27,9 @@ const WEEK: i64 = 7 * DAY;
 type RootGuess = (Option<String>, Vec<String>, Option<i64>);
 /// Due steps of one attribute that become one action: kind, step, PR.
 type DueKey = (ActionKind, Option<String>, Option<u64>);
+/// A step of a package as a whole (its retirement), not of one of its
+/// jobs: what, which step, when.
+type AttrStep = (ActionKind, Option<&'static str>, i64);
 
 /// What the rules say about one job now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -821,18 +824,7 @@ impl<'a> Ctx<'a> {
 
     fn attr(&self, attr: &str, mut jobs: Vec<JobAssessment>) -> AttrAssessment {
         let protected = self.policy.is_protected(attr);
-        let opted_out = self
-            .ledger
-            .opt_outs
-            .iter()
-            .filter(|o| {
-                o.attr == attr
-                    && o.kind != OptOutKind::Snooze
-                    && o.revoked_at.is_none()
-                    && o.recorded_at <= self.now
-            })
-            .min_by_key(|o| o.recorded_at)
-            .cloned();
+        let opted_out = self.opt_out_in_force(attr);
         let earliest = jobs
             .iter()
             .filter_map(|j| j.since_ts)
@@ -845,116 +837,21 @@ impl<'a> Ctx<'a> {
             .get(attr)
             .cloned()
             .unwrap_or_default();
-        let mut due = Vec::new();
         let quiet = opted_out.is_some() || snoozed_until.is_some();
-
+        let mut due = Vec::new();
         for job in &mut jobs {
-            let Rule::Ladder(state) = &job.rule else {
-                continue;
-            };
-            let l = &job.ladder.ladder;
-            let sys = Some(job.system.clone());
-            let mut next = None;
-            let mut now_due = None;
-            match state.notified_at {
-                None => {
-                    let at = state.clock_start + l.notify_after.secs();
-                    if self.now >= at {
-                        now_due = Some((ActionKind::Notify, Some("notice".to_owned())));
-                    } else {
-                        next = Some((ActionKind::Notify, Some("notice".to_owned()), at));
-                    }
-                }
-                Some(_) => {
-                    let mark_due = state.mark_due.unwrap_or(i64::MAX);
-                    let missing = l
-                        .remind_before_mark
-                        .iter()
-                        .map(|r| (remind_step(*r), mark_due - r.secs()))
-                        .find(|(step, _)| !state.reminded.contains(step));
-                    let final_kind = if protected {
-                        ActionKind::Escalate
-                    } else {
-                        ActionKind::MarkBroken
-                    };
-                    let proposed = if protected {
-                        state.escalated
-                    } else {
-                        state.mark.is_some()
-                    };
-                    // Reminders come before a mark: once one is proposed
-                    // (or the escalation sent) none is due any more.
-                    let missing = missing.filter(|_| !proposed);
-                    match missing {
-                        Some((step, at)) if self.now >= at => {
-                            now_due = Some((ActionKind::Remind, Some(step)));
-                        }
-                        Some((step, at)) => next = Some((ActionKind::Remind, Some(step), at)),
-                        None if proposed => {}
-                        None if state.needs_derivations.is_some() => {}
-                        None if self.now >= mark_due => now_due = Some((final_kind, None)),
-                        None => next = Some((final_kind, None, mark_due)),
-                    }
-                }
-            }
-            job.schedule = projected_ladder(state, l, &job.system, self.now, protected);
-            if let Some((kind, step)) = now_due {
-                if !quiet {
-                    due.push(Due {
-                        kind,
-                        step,
-                        system: sys,
-                        pr: None,
-                        ledger: Vec::new(),
-                    });
-                }
-            } else if let Some((kind, step, at)) = next {
-                job.next = Some(NextStep {
-                    kind,
-                    step,
-                    at: time(at),
-                    at_unix: at,
-                });
+            if let Some(d) = self.climb_ladder(job, protected)
+                && !quiet
+            {
+                due.push(d);
             }
         }
-
-        // Recovered: close our open PRs whose systems all build again.
+        let records = self.records(attr);
         let acting: Vec<&JobAssessment> = jobs
             .iter()
             .filter(|j| !matches!(j.rule, Rule::Watched))
             .collect();
-        // `Rule::Ok` on a present job is `JobView::builds`, as in `builds_again`.
-        let builds_on = |system: &str| {
-            acting
-                .iter()
-                .any(|j| j.system == system && j.present && j.rule == Rule::Ok)
-        };
-        let records = self.records(attr);
-        for r in records {
-            if !(r.kind.opens_pr() && r.state == RecordState::Open) {
-                continue;
-            }
-            let systems: Vec<&str> = if r.all_platforms {
-                acting.iter().map(|j| j.system.as_str()).collect()
-            } else {
-                r.systems.iter().map(String::as_str).collect()
-            };
-            let recovered = !systems.is_empty() && systems.iter().all(|s| builds_on(s));
-            let already = records.iter().any(|c| {
-                c.kind == ActionKind::ClosePr && c.state.counts() && c.pr.is_some() && c.pr == r.pr
-            });
-            if recovered && !already {
-                due.push(Due {
-                    kind: ActionKind::ClosePr,
-                    step: None,
-                    system: None,
-                    pr: r.pr,
-                    ledger: vec![r.id],
-                });
-            }
-        }
-
-        // Retire what has been marked broken on every platform long enough.
+        due.extend(recovered_pulls(records, &acting));
         let marked = records
             .iter()
             .filter(|r| r.kind == ActionKind::MarkBroken && r.state == RecordState::Merged)
@@ -962,80 +859,9 @@ impl<'a> Ctx<'a> {
             .map(|r| (*r).clone());
         let mut attr_next = None;
         if let Some(m) = marked.as_ref().filter(|m| m.all_platforms) {
-            let merged_at = m.closed_at.unwrap_or(m.at());
-            let unbroken = acting.iter().any(|j| j.present && j.rule == Rule::Ok);
-            let ladders: Vec<EffectiveLadder> = if m.systems.is_empty() {
-                vec![self.policy.ladder_for(attr, "")]
-            } else {
-                m.systems
-                    .iter()
-                    .map(|s| self.policy.ladder_for(attr, s))
-                    .collect()
-            };
-            let skip = ladders.iter().any(|l| l.ladder.skip);
-            let after = ladders
-                .iter()
-                .map(|l| l.ladder.retire_after_broken)
-                .try_fold(Period::ZERO, |acc, p| p.map(|p| acc.max(p)));
-            let notice = ladders
-                .iter()
-                .map(|l| l.ladder.retire_notice)
-                .max()
-                .unwrap_or(Period::ZERO);
-            let later = |kind: ActionKind| {
-                records.iter().filter(move |r| {
-                    r.kind == kind && r.state.counts() && r.planned_at >= merged_at
-                })
-            };
-            if let (false, false, Some(after)) = (unbroken, skip, after) {
-                let base = merged_at + after.secs();
-                let warned = later(ActionKind::Remind)
-                    .filter(|r| r.step.as_deref() == Some("retire-warning"))
-                    .map(|r| r.at())
-                    .min();
-                let retired = later(ActionKind::Retire).next().is_some();
-                let step = |kind, step: Option<&str>| Due {
-                    kind,
-                    step: step.map(str::to_owned),
-                    system: None,
-                    pr: m.pr,
-                    ledger: vec![m.id],
-                };
-                match warned {
-                    _ if retired => {}
-                    None if self.now >= base - notice.secs() => {
-                        if !quiet {
-                            due.push(step(ActionKind::Remind, Some("retire-warning")));
-                            // What the warning warns of: the move, a full
-                            // notice after it is sent now.
-                            if !protected {
-                                attr_next = Some((
-                                    ActionKind::Retire,
-                                    None,
-                                    base.max(self.now + notice.secs()),
-                                ));
-                            }
-                        }
-                    }
-                    None => {
-                        attr_next = Some((
-                            ActionKind::Remind,
-                            Some("retire-warning"),
-                            base - notice.secs(),
-                        ));
-                    }
-                    Some(w) => {
-                        let at = base.max(w + notice.secs());
-                        if self.now >= at {
-                            if !quiet && !protected {
-                                due.push(step(ActionKind::Retire, None));
-                            }
-                        } else {
-                            attr_next = Some((ActionKind::Retire, None, at));
-                        }
-                    }
-                }
-            }
+            let (now_due, next) = self.retirement(attr, records, m, &acting, protected, quiet);
+            due.extend(now_due);
+            attr_next = next;
         }
         let next = jobs
             .iter()
@@ -1047,33 +873,7 @@ impl<'a> Ctx<'a> {
                 at_unix: at,
             }))
             .min_by_key(|n| (n.at_unix, n.kind));
-        let mut schedule = merge_schedules(jobs.iter().flat_map(|j| j.schedule.iter()));
-        let built: BTreeSet<&str> = jobs
-            .iter()
-            .filter(|j| j.present && !matches!(j.rule, Rule::Watched))
-            .map(|j| j.system.as_str())
-            .collect();
-        for step in &mut schedule {
-            step.all_platforms =
-                built.len() > 1 && built.iter().all(|s| step.systems.iter().any(|x| x == s));
-        }
-        if let Some(n) = next
-            .as_ref()
-            .filter(|n| n.kind == ActionKind::Retire || n.step.as_deref() == Some("retire-warning"))
-        {
-            schedule.push(ScheduledStep {
-                kind: n.kind,
-                step: n.step.clone(),
-                at: n.at.clone(),
-                at_unix: n.at_unix,
-                systems: marked
-                    .as_ref()
-                    .map(|m| m.systems.clone())
-                    .unwrap_or_default(),
-                all_platforms: marked.as_ref().is_some_and(|m| m.all_platforms),
-                needs_rebuild: false,
-            });
-        }
+        let schedule = attr_schedule(&jobs, next.as_ref(), marked.as_ref());
         let mut refused: Vec<ActionRecord> = records
             .iter()
             .filter(|r| r.refused.is_some() && r.planned_at >= earliest)
@@ -1095,6 +895,250 @@ impl<'a> Ctx<'a> {
             refused,
         }
     }
+
+    /// The marker or label opt-out in force for `attr`, the oldest first.
+    fn opt_out_in_force(&self, attr: &str) -> Option<OptOut> {
+        self.ledger
+            .opt_outs
+            .iter()
+            .filter(|o| {
+                o.attr == attr
+                    && o.kind != OptOutKind::Snooze
+                    && o.revoked_at.is_none()
+                    && o.recorded_at <= self.now
+            })
+            .min_by_key(|o| o.recorded_at)
+            .cloned()
+    }
+
+    /// One job's place on its ladder: the step due now (returned), or else
+    /// the next one and when (`job.next`), and the steps still to come
+    /// (`job.schedule`).
+    fn climb_ladder(&self, job: &mut JobAssessment, protected: bool) -> Option<Due> {
+        let Rule::Ladder(state) = &job.rule else {
+            return None;
+        };
+        let l = &job.ladder.ladder;
+        let mut next = None;
+        let mut now_due = None;
+        match state.notified_at {
+            None => {
+                let at = state.clock_start + l.notify_after.secs();
+                if self.now >= at {
+                    now_due = Some((ActionKind::Notify, Some("notice".to_owned())));
+                } else {
+                    next = Some((ActionKind::Notify, Some("notice".to_owned()), at));
+                }
+            }
+            Some(_) => {
+                let mark_due = state.mark_due.unwrap_or(i64::MAX);
+                let missing = l
+                    .remind_before_mark
+                    .iter()
+                    .map(|r| (remind_step(*r), mark_due - r.secs()))
+                    .find(|(step, _)| !state.reminded.contains(step));
+                let final_kind = if protected {
+                    ActionKind::Escalate
+                } else {
+                    ActionKind::MarkBroken
+                };
+                let proposed = if protected {
+                    state.escalated
+                } else {
+                    state.mark.is_some()
+                };
+                // Reminders come before a mark: once one is proposed
+                // (or the escalation sent) none is due any more.
+                let missing = missing.filter(|_| !proposed);
+                match missing {
+                    Some((step, at)) if self.now >= at => {
+                        now_due = Some((ActionKind::Remind, Some(step)));
+                    }
+                    Some((step, at)) => next = Some((ActionKind::Remind, Some(step), at)),
+                    None if proposed => {}
+                    None if state.needs_derivations.is_some() => {}
+                    None if self.now >= mark_due => now_due = Some((final_kind, None)),
+                    None => next = Some((final_kind, None, mark_due)),
+                }
+            }
+        }
+        job.schedule = projected_ladder(state, l, &job.system, self.now, protected);
+        if let Some((kind, step)) = now_due {
+            return Some(Due {
+                kind,
+                step,
+                system: Some(job.system.clone()),
+                pr: None,
+                ledger: Vec::new(),
+            });
+        }
+        if let Some((kind, step, at)) = next {
+            job.next = Some(NextStep {
+                kind,
+                step,
+                at: time(at),
+                at_unix: at,
+            });
+        }
+        None
+    }
+
+    /// Retiring what has been marked broken on every platform (`m`, merged)
+    /// long enough: the warning, then the move a full notice later. Returns
+    /// what is due now and the next of these steps, when one is ahead.
+    fn retirement(
+        &self,
+        attr: &str,
+        records: &[&ActionRecord],
+        m: &ActionRecord,
+        acting: &[&JobAssessment],
+        protected: bool,
+        quiet: bool,
+    ) -> (Vec<Due>, Option<AttrStep>) {
+        let mut due = Vec::new();
+        let mut attr_next = None;
+        let merged_at = m.closed_at.unwrap_or(m.at());
+        let unbroken = acting.iter().any(|j| j.present && j.rule == Rule::Ok);
+        let ladders: Vec<EffectiveLadder> = if m.systems.is_empty() {
+            vec![self.policy.ladder_for(attr, "")]
+        } else {
+            m.systems
+                .iter()
+                .map(|s| self.policy.ladder_for(attr, s))
+                .collect()
+        };
+        let skip = ladders.iter().any(|l| l.ladder.skip);
+        let after = ladders
+            .iter()
+            .map(|l| l.ladder.retire_after_broken)
+            .try_fold(Period::ZERO, |acc, p| p.map(|p| acc.max(p)));
+        let notice = ladders
+            .iter()
+            .map(|l| l.ladder.retire_notice)
+            .max()
+            .unwrap_or(Period::ZERO);
+        let later = |kind: ActionKind| {
+            records
+                .iter()
+                .filter(move |r| r.kind == kind && r.state.counts() && r.planned_at >= merged_at)
+        };
+        let (false, false, Some(after)) = (unbroken, skip, after) else {
+            return (due, attr_next);
+        };
+        let base = merged_at + after.secs();
+        let warned = later(ActionKind::Remind)
+            .filter(|r| r.step.as_deref() == Some("retire-warning"))
+            .map(|r| r.at())
+            .min();
+        let retired = later(ActionKind::Retire).next().is_some();
+        let step = |kind, step: Option<&str>| Due {
+            kind,
+            step: step.map(str::to_owned),
+            system: None,
+            pr: m.pr,
+            ledger: vec![m.id],
+        };
+        match warned {
+            _ if retired => {}
+            None if self.now >= base - notice.secs() => {
+                if !quiet {
+                    due.push(step(ActionKind::Remind, Some("retire-warning")));
+                    // What the warning warns of: the move, a full
+                    // notice after it is sent now.
+                    if !protected {
+                        attr_next =
+                            Some((ActionKind::Retire, None, base.max(self.now + notice.secs())));
+                    }
+                }
+            }
+            None => {
+                attr_next = Some((
+                    ActionKind::Remind,
+                    Some("retire-warning"),
+                    base - notice.secs(),
+                ));
+            }
+            Some(w) => {
+                let at = base.max(w + notice.secs());
+                if self.now >= at {
+                    if !quiet && !protected {
+                        due.push(step(ActionKind::Retire, None));
+                    }
+                } else {
+                    attr_next = Some((ActionKind::Retire, None, at));
+                }
+            }
+        }
+        (due, attr_next)
+    }
+}
+
+/// Our open pull requests whose platforms all build again: close them.
+fn recovered_pulls(records: &[&ActionRecord], acting: &[&JobAssessment]) -> Vec<Due> {
+    // `Rule::Ok` on a present job is `JobView::builds`, as in `builds_again`.
+    let builds_on = |system: &str| {
+        acting
+            .iter()
+            .any(|j| j.system == system && j.present && j.rule == Rule::Ok)
+    };
+    let mut due = Vec::new();
+    for r in records {
+        if !(r.kind.opens_pr() && r.state == RecordState::Open) {
+            continue;
+        }
+        let systems: Vec<&str> = if r.all_platforms {
+            acting.iter().map(|j| j.system.as_str()).collect()
+        } else {
+            r.systems.iter().map(String::as_str).collect()
+        };
+        let recovered = !systems.is_empty() && systems.iter().all(|s| builds_on(s));
+        let already = records.iter().any(|c| {
+            c.kind == ActionKind::ClosePr && c.state.counts() && c.pr.is_some() && c.pr == r.pr
+        });
+        if recovered && !already {
+            due.push(Due {
+                kind: ActionKind::ClosePr,
+                step: None,
+                system: None,
+                pr: r.pr,
+                ledger: vec![r.id],
+            });
+        }
+    }
+    due
+}
+
+/// An attribute's steps to come: its jobs' ladders merged (the platforms
+/// of one step on one day together), then its retirement.
+fn attr_schedule(
+    jobs: &[JobAssessment],
+    next: Option<&NextStep>,
+    marked: Option<&ActionRecord>,
+) -> Vec<ScheduledStep> {
+    let mut schedule = merge_schedules(jobs.iter().flat_map(|j| j.schedule.iter()));
+    let built: BTreeSet<&str> = jobs
+        .iter()
+        .filter(|j| j.present && !matches!(j.rule, Rule::Watched))
+        .map(|j| j.system.as_str())
+        .collect();
+    for step in &mut schedule {
+        step.all_platforms =
+            built.len() > 1 && built.iter().all(|s| step.systems.iter().any(|x| x == s));
+    }
+    if let Some(n) =
+        next.filter(|n| n.kind == ActionKind::Retire || n.step.as_deref() == Some("retire-warning"))
+    {
+        schedule.push(ScheduledStep {
+            kind: n.kind,
+            step: n.step.clone(),
+            at: n.at.clone(),
+            at_unix: n.at_unix,
+            systems: marked.map(|m| m.systems.clone()).unwrap_or_default(),
+            all_platforms: marked.is_some_and(|m| m.all_platforms),
+            needs_rebuild: false,
+        });
+    }
+    schedule
 }
 
 /// The ladder's steps still to come for one job if it keeps failing and
