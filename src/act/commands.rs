@@ -165,7 +165,7 @@ impl<F: Forge> Actor<'_, F> {
                     (
                         format!(
                             "understood: I leave {names} alone until {}.",
-                            crate::report::time(until).get(..10).unwrap_or_default()
+                            crate::format::time(until).get(..10).unwrap_or_default()
                         ),
                         true,
                     )

@@ -63,7 +63,7 @@ pub enum ActError {
     /// Another process is acting (it holds the actor lease).
     #[error(
         "another hydra-sentinel is acting ({holder}) until {}; not acting at the same time",
-        crate::report::time(*until)
+        crate::format::time(*until)
     )]
     Busy { holder: String, until: i64 },
     /// The nixpkgs checkout could not be read: without it no maintainer can

@@ -490,7 +490,7 @@ pub(super) fn edit_for(action: &Action, now: i64) -> Edit {
         ActionKind::Retire => Edit::Retire {
             attr,
             reason: action.reason.clone(),
-            date: crate::report::time(now)
+            date: crate::format::time(now)
                 .get(..10)
                 .unwrap_or("1970-01-01")
                 .to_owned(),

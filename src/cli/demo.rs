@@ -22,10 +22,10 @@ use serde::Serialize;
 use hydra_sentinel::act::Publisher;
 use hydra_sentinel::act::cycle::{self, Outcome};
 use hydra_sentinel::config::Config;
+use hydra_sentinel::format::time;
 use hydra_sentinel::policy::{
     self, ActionKind, ActionRecord, Ledger, NIXPKGS_POLICY, OptOutKind, Policy, RecordState,
 };
-use hydra_sentinel::report::time;
 use hydra_sentinel::sim::{FakeGitHub, FakeHydra, PlantedFailure, SimHydra, SimSpec};
 use hydra_sentinel::store::Store;
 
@@ -697,7 +697,7 @@ committers = ["carol"]
             token = root.join("token").display().to_string(),
         );
         let config = Config::parse(&text, Path::new("<demo>"))?;
-        let policy = Policy::load(&policy_file)?;
+        let policy = hydra_sentinel::settings::read_policy(&policy_file)?;
         Ok(World {
             root: root.to_owned(),
             upstream,

@@ -61,9 +61,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError};
 use crate::hydra::{HydraClient, HydraError};
 use crate::ingest::{IngestError, Ingestor, PassControl, PassOptions};
+use crate::settings::Settings;
+use crate::settings::SettingsError;
 use crate::store::{Store, StoreError};
 
 /// How long a cancelled cycle may take to wind down (roll back the eval in
@@ -73,9 +74,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyError),
+    Settings(#[from] SettingsError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -121,36 +120,8 @@ pub enum StepError {
     Other(String),
 }
 
-/// Everything that SIGHUP reloads, validated as a whole before it replaces
-/// the running one: a bad policy file is refused exactly like a bad
-/// configuration, and the running pair stays.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub config: Config,
-    pub policy: crate::policy::Policy,
-}
-
-impl Settings {
-    /// The configuration at `path` (the embedded defaults without one) and
-    /// the policy file it names (the built-in policy without one), each
-    /// validated. The service reads its settings only through this, and
-    /// `hydra-sentinel config check` validates a file through it, so that a
-    /// file the check accepts is one the service accepts.
-    pub fn load(path: Option<&std::path::Path>) -> Result<Settings, DaemonError> {
-        let config = match path {
-            Some(path) => Config::load(path)?,
-            None => Config::embedded_default(),
-        };
-        let policy = match &config.policy_file {
-            Some(path) => crate::policy::Policy::load(path)?,
-            None => crate::policy::Policy::nixpkgs(),
-        };
-        Ok(Settings { config, policy })
-    }
-}
-
 /// Reads and validates [`Settings`] from disk (or the embedded defaults).
-pub type Loader = Box<dyn FnMut() -> Result<Settings, DaemonError> + Send>;
+pub type Loader = Box<dyn FnMut() -> Result<Settings, SettingsError> + Send>;
 
 /// A control message for the loop; the binary turns Unix signals into these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -713,7 +684,7 @@ fn reload(
         Err(e) => {
             // A configuration error already names the file, line and column.
             let error = match &e {
-                DaemonError::Config(e) => e.to_string(),
+                SettingsError::Config(e) => e.to_string(),
                 e => crate::error_chain(e),
             };
             tracing::error!(error, "new configuration refused; keeping the running one");

@@ -22,9 +22,9 @@ use std::fmt::Write as _;
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 
+use crate::format::time;
 use crate::policy::engine::{Assessment, AttrAssessment, Rule};
 use crate::policy::{ActionKind, ActionRecord, Facts, Plan, Policy};
-use crate::report::time;
 
 /// GitHub's limit for an issue body.
 pub const GITHUB_BODY_LIMIT: usize = 65_536;

@@ -22,8 +22,8 @@ use super::engine::{Assessment, AttrAssessment, JobAssessment, Rule, assess, cut
 use super::facts::Facts;
 use super::ledger::{ActionKind, ActionRecord, Ledger, OptOut, RecordState};
 use super::plan::Plan;
+use crate::format::time;
 use crate::history::StatusClass;
-use crate::report::time;
 
 const DAY: i64 = 86_400;
 

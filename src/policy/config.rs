@@ -386,14 +386,6 @@ impl Policy {
         .expect("the built-in policy is valid (tested)")
     }
 
-    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Policy::parse(&text, path)
-    }
-
     /// Parse and validate policy text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
@@ -411,12 +403,6 @@ impl Policy {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read the policy {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     /// Not TOML, or not the shape of a policy (an unknown key, a value of
     /// the wrong type); `message` is toml's own, without its excerpt.
     #[error("{path}:{line}:{column}: {message}")]

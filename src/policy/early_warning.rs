@@ -397,7 +397,7 @@ pub fn assess(
             .map(|o| format!("opted out ({})", o.kind.as_str()))
             .or_else(|| {
                 a.snoozed_until
-                    .map(|t| format!("snoozed until {}", crate::report::time(t)))
+                    .map(|t| format!("snoozed until {}", crate::format::time(t)))
             });
         match notice {
             None => {
@@ -585,7 +585,7 @@ pub fn explain(w: &Warning) -> String {
         let _ = writeln!(
             out,
             "    warned on {}{}",
-            &crate::report::time(n.at())[..10],
+            &crate::format::time(n.at())[..10],
             n.issue.map(|i| format!(" in #{i}")).unwrap_or_default()
         );
     }

@@ -14,9 +14,9 @@ use super::plan::{
     WindowEvidence, compare_url, platforms_in_words,
 };
 use crate::config::JobsetRef;
+use crate::format::{HydraLinks, time};
 use crate::history::{EvalPoint, StatusClass};
 use crate::history::{JobView, Signal, StreakView, view};
-use crate::report::{HydraLinks, time};
 
 const DAY: i64 = 86_400;
 const WEEK: i64 = 7 * DAY;

@@ -9,8 +9,8 @@ use super::facts::{Facts, JobFacts, JobsetFacts};
 use super::ledger::ActionKind;
 use super::ledger::Ledger;
 use super::plan::{JobEvidence, platforms_in_words};
+use crate::format::time;
 use crate::history::{JobView, view};
-use crate::report::time;
 
 fn day(unix: i64) -> String {
     time(unix)[..10].to_owned()
@@ -262,13 +262,13 @@ fn job_section(
     let _ = writeln!(
         out,
         "    job: {}",
-        crate::report::HydraLinks::new(&facts.hydra_url).job(
+        crate::format::HydraLinks::new(&facts.hydra_url).job(
             &js.jobset.project,
             &js.jobset.jobset,
             &job.hydra_job()
         )
     );
-    let links = crate::report::HydraLinks::new(&facts.hydra_url);
+    let links = crate::format::HydraLinks::new(&facts.hydra_url);
     if v.awaiting_cause {
         let _ = writeln!(
             out,

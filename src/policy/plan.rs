@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::ledger::ActionKind;
-use crate::report::time;
+use crate::format::time;
 
 /// What the engine decided.
 #[derive(Debug, Clone, PartialEq, Serialize)]
