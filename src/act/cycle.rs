@@ -173,16 +173,12 @@ pub fn run_tuned(
             text: describe(&plan, &settings, full_texts),
         }));
     }
-    let github = config
-        .github
-        .as_ref()
-        .ok_or_else(|| ActError::Setup("acting needs a [github] section".into()))?;
+    let github = config.github.as_ref().ok_or(ActError::NoGitHub)?;
     let lease = Lease::take(store)?;
     let token = Secret::from_file(
         &github.token_path(std::env::var_os("CREDENTIALS_DIRECTORY").as_deref()),
     )?;
-    let publisher = publisher(config, Some(&token))
-        .ok_or_else(|| ActError::Setup("acting needs [nixpkgs] checkout".into()))?;
+    let publisher = publisher(config, Some(&token)).ok_or(ActError::NoCheckout)?;
     let mut report = ActReport::default();
     let survey = publisher.survey(
         &attrs_of_interest(&facts, policy, store)?,
@@ -199,7 +195,7 @@ pub fn run_tuned(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ActError::Setup(format!("cannot start a runtime: {e}")))?;
+        .map_err(ActError::Runtime)?;
     runtime.block_on(async {
         let mut forge_settings =
             GitHubSettings::new(github.api_url.clone(), &github.repo, token.clone());

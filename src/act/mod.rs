@@ -58,8 +58,15 @@ pub enum ActError {
     Forge(#[from] ForgeError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot act: {0}")]
-    Setup(String),
+    /// Acting (not a dry run) needs a `[github]` section to act on.
+    #[error("cannot act: acting needs a [github] section")]
+    NoGitHub,
+    /// Acting needs the `[nixpkgs]` checkout: edits are made there, and
+    /// maintainers are read from it.
+    #[error("cannot act: acting needs a [nixpkgs] checkout")]
+    NoCheckout,
+    #[error("cannot act: cannot start a runtime")]
+    Runtime(#[source] std::io::Error),
     /// Another process is acting (it holds the actor lease).
     #[error(
         "another hydra-sentinel is acting ({holder}) until {}; not acting at the same time",

@@ -114,10 +114,24 @@ pub enum StepError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Act(#[from] crate::act::ActError),
+    #[error(transparent)]
+    Hydra(#[from] HydraError),
     #[error("stopped on request")]
     Cancelled,
-    #[error("{0}")]
-    Other(String),
+    /// A cycle dropped mid-ingest took the step's database connection with
+    /// it; the next cycle opens it again.
+    #[error("the database was lost by a dropped cycle")]
+    DatabaseLost,
+    #[error("the {task} task panicked")]
+    Panicked {
+        task: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The act cycle ran to its end, but some actions failed (one line
+    /// each, as in its report); they are planned again.
+    #[error("{}", .0.join("; "))]
+    ActionsFailed(Vec<String>),
 }
 
 /// Reads and validates [`Settings`] from disk (or the embedded defaults).
@@ -196,9 +210,7 @@ impl CycleStep for IngestStep {
 
     fn run<'a>(&'a mut self, cx: &'a CycleContext<'a>) -> StepFuture<'a> {
         Box::pin(async move {
-            let store = self.store.take().ok_or_else(|| {
-                StepError::Other("the database was lost by a dropped cycle".into())
-            })?;
+            let store = self.store.take().ok_or_else(|| StepError::DatabaseLost)?;
             let config = &cx.settings.config;
             let ingestor =
                 Ingestor::new(config, self.client.clone(), store).with_control(cx.control.clone());
@@ -213,7 +225,10 @@ impl CycleStep for IngestStep {
                 (store, summaries)
             })
             .await
-            .map_err(|e| StepError::Other(format!("a database task panicked: {e}")))?;
+            .map_err(|source| StepError::Panicked {
+                task: "database",
+                source,
+            })?;
             self.store = Some(store);
             metrics::record_summaries(&summaries?);
             match error {
@@ -243,8 +258,7 @@ impl CycleStep for IngestStep {
     }
 
     fn reconfigure(&mut self, settings: &Settings) -> Result<(), StepError> {
-        self.client = HydraClient::new(&settings.config.hydra)
-            .map_err(|e| StepError::Other(crate::error_chain(&e)))?;
+        self.client = HydraClient::new(&settings.config.hydra)?;
         Ok(())
     }
 }
@@ -354,7 +368,10 @@ impl CycleStep for ActStep {
                     .map_err(StepError::from)
             })
             .await
-            .map_err(|e| StepError::Other(format!("the act task panicked: {e}")))??;
+            .map_err(|source| StepError::Panicked {
+                task: "act",
+                source,
+            })??;
             cx.control.beat();
             match outcome {
                 crate::act::cycle::Outcome::DryRun(dry) => {
@@ -364,7 +381,7 @@ impl CycleStep for ActStep {
                     Ok(format!("{} done on GitHub", report.lines.len()))
                 }
                 crate::act::cycle::Outcome::Acted(report) => {
-                    Err(StepError::Other(report.errors.join("; ")))
+                    Err(StepError::ActionsFailed(report.errors))
                 }
             }
         })
