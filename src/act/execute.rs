@@ -12,14 +12,15 @@
 use std::collections::BTreeMap;
 
 use crate::forge::{Forge, ForgeError, Issue, NewIssue, State};
-use crate::policy::{Action, ActionKind, OptOutKind, Plan, RecordState};
+use crate::policy::{Action, ActionKind, Ledger, OptOutKind, Plan, RecordState};
 use crate::store::{ActionResult, NewAction, NewOptOut};
 
 use super::pulls::updated_pull;
 use super::{ActError, ActReport, Actor, done, failed, refusals, render};
 
 impl<F: Forge> Actor<'_, F> {
-    /// Carry out the plan.
+    /// Carry out the plan: every action in its order, then the pull
+    /// requests, one per batch.
     pub async fn execute(
         &self,
         plan: &Plan,
@@ -39,69 +40,10 @@ impl<F: Forge> Actor<'_, F> {
         for action in &plan.actions {
             let attr = action.attr.clone().unwrap_or_default();
             match action.kind {
-                ActionKind::Hold => {
-                    // One record per breakage: while it lasts, cycles only say so.
-                    let recorded = ledger
-                        .actions
-                        .iter()
-                        .any(|r| r.kind == ActionKind::Hold && r.step == action.step);
-                    if !recorded {
-                        let id = self
-                            .store
-                            .record_intent(&NewAction::from_action(action, vec![]), now)?;
-                        self.store.record_result(id, &done(now, None, None))?;
-                    }
-                    report.did(format!("hold: {}", action.reason));
-                }
+                ActionKind::Hold => self.hold(action, &ledger, now, report)?,
                 ActionKind::Notify | ActionKind::Remind | ActionKind::Escalate => {
-                    let pinged = if action.kind == ActionKind::Escalate {
-                        action.evidence.escalate_to.clone()
-                    } else {
-                        action.evidence.maintainers.clone()
-                    };
-                    let id = self
-                        .store
-                        .record_intent(&NewAction::from_action(action, pinged), now)?;
-                    match self.tell(&bot, action, &attr, &mut own).await {
-                        Ok(Told::In(issue)) => {
-                            self.store
-                                .record_result(id, &done(now, None, Some(issue)))?;
-                            report.did(format!("{} {attr} in #{issue}", action.kind));
-                        }
-                        Ok(Told::ClosedByHuman(issue)) => {
-                            self.store.record_result(
-                                id,
-                                &ActionResult {
-                                    state: RecordState::Done,
-                                    at: now,
-                                    pr: None,
-                                    issue: Some(issue),
-                                    error: Some(
-                                        "the tracking issue was closed by a human; not reopening"
-                                            .into(),
-                                    ),
-                                    refused: None,
-                                },
-                            )?;
-                            self.store.record_opt_out(&NewOptOut {
-                                attr: attr.clone(),
-                                kind: OptOutKind::Snooze,
-                                recorded_at: now,
-                                until: Some(now + self.policy.opt_out.max_snooze.secs()),
-                                by: None,
-                                note: format!("tracking issue #{issue} closed by a human"),
-                            })?;
-                            report.did(format!("{attr}: tracking issue #{issue} was closed by a human; leaving it alone"));
-                        }
-                        Err(e) => self.settle_failure(
-                            id,
-                            &e,
-                            now,
-                            report,
-                            &format!("{} {attr}", action.kind),
-                        )?,
-                    }
-                    (self.progress)();
+                    self.tell_and_record(&bot, action, &attr, &mut own, now, report)
+                        .await?;
                 }
                 ActionKind::Warn => {
                     self.warn(&bot, action, &mut own, &ledger, now, report)
@@ -118,49 +60,16 @@ impl<F: Forge> Actor<'_, F> {
                     let Some(number) = action.evidence.pr else {
                         continue;
                     };
-                    let id = self
-                        .store
-                        .record_intent(&NewAction::from_action(action, vec![]), now)?;
-                    // Close the pull request only when every package on it
-                    // builds again; otherwise say which one does.
-                    let still_failing: Vec<&str> = ledger
-                        .actions
-                        .iter()
-                        .filter(|r| r.pr == Some(number) && r.state == RecordState::Open)
-                        .filter_map(|r| r.attr.as_deref())
-                        .filter(|a| !recovered_attrs.contains(a))
-                        .collect();
-                    let result: Result<(), ActError> = async {
-                        if !self.commented(&bot, number, "close", &attr).await? {
-                            self.forge
-                                .comment(number, &render::recovered_comment(action))
-                                .await?;
-                        }
-                        if still_failing.is_empty() {
-                            self.forge.close_pull(number).await?;
-                        }
-                        Ok(())
-                    }
-                    .await;
-                    match result {
-                        Ok(()) => {
-                            self.store
-                                .record_result(id, &done(now, Some(number), None))?;
-                            report.did(if still_failing.is_empty() {
-                                format!("closed #{number}: {attr} builds again")
-                            } else {
-                                format!(
-                                    "#{number}: {attr} builds again; left open for {}",
-                                    still_failing.join(", ")
-                                )
-                            });
-                        }
-                        Err(ActError::Forge(e)) => {
-                            self.settle_failure(id, &e, now, report, &format!("close #{number}"))?
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    (self.progress)();
+                    self.close_recovered_pull(
+                        &bot,
+                        action,
+                        number,
+                        &ledger,
+                        &recovered_attrs,
+                        now,
+                        report,
+                    )
+                    .await?;
                 }
             }
         }
@@ -176,6 +85,151 @@ impl<F: Forge> Actor<'_, F> {
         }
         Ok(())
     }
+
+    /// A hold is recorded once per breakage: while it lasts, cycles only
+    /// say so.
+    fn hold(
+        &self,
+        action: &Action,
+        ledger: &Ledger,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let recorded = ledger
+            .actions
+            .iter()
+            .any(|r| r.kind == ActionKind::Hold && r.step == action.step);
+        if !recorded {
+            let id = self
+                .store
+                .record_intent(&NewAction::from_action(action, vec![]), now)?;
+            self.store.record_result(id, &done(now, None, None))?;
+        }
+        report.did(format!("hold: {}", action.reason));
+        Ok(())
+    }
+
+    /// A notice, reminder or escalation: the intent, the post on the
+    /// tracking issue, and what came of it (a tracking issue a human closed
+    /// is a "no", remembered as a snooze).
+    async fn tell_and_record(
+        &self,
+        bot: &str,
+        action: &Action,
+        attr: &str,
+        own: &mut Vec<Issue>,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let pinged = if action.kind == ActionKind::Escalate {
+            action.evidence.escalate_to.clone()
+        } else {
+            action.evidence.maintainers.clone()
+        };
+        let id = self
+            .store
+            .record_intent(&NewAction::from_action(action, pinged), now)?;
+        match self.tell(bot, action, attr, own).await {
+            Ok(Told::In(issue)) => {
+                self.store
+                    .record_result(id, &done(now, None, Some(issue)))?;
+                report.did(format!("{} {attr} in #{issue}", action.kind));
+            }
+            Ok(Told::ClosedByHuman(issue)) => {
+                self.store.record_result(
+                    id,
+                    &ActionResult {
+                        state: RecordState::Done,
+                        at: now,
+                        pr: None,
+                        issue: Some(issue),
+                        error: Some(
+                            "the tracking issue was closed by a human; not reopening".into(),
+                        ),
+                        refused: None,
+                    },
+                )?;
+                self.store.record_opt_out(&NewOptOut {
+                    attr: attr.to_owned(),
+                    kind: OptOutKind::Snooze,
+                    recorded_at: now,
+                    until: Some(now + self.policy.opt_out.max_snooze.secs()),
+                    by: None,
+                    note: format!("tracking issue #{issue} closed by a human"),
+                })?;
+                report.did(format!(
+                    "{attr}: tracking issue #{issue} was closed by a human; leaving it alone"
+                ));
+            }
+            Err(e) => {
+                self.settle_failure(id, &e, now, report, &format!("{} {attr}", action.kind))?
+            }
+        }
+        (self.progress)();
+        Ok(())
+    }
+
+    /// A package of our pull request builds again: say so on it, and close
+    /// it once every package on it (`recovered_attrs`: those recovering in
+    /// this plan) builds again.
+    #[allow(clippy::too_many_arguments)]
+    async fn close_recovered_pull(
+        &self,
+        bot: &str,
+        action: &Action,
+        number: u64,
+        ledger: &Ledger,
+        recovered_attrs: &[&str],
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let attr = action.attr.as_deref().unwrap_or_default();
+        let id = self
+            .store
+            .record_intent(&NewAction::from_action(action, vec![]), now)?;
+        // Close the pull request only when every package on it
+        // builds again; otherwise say which one does.
+        let still_failing: Vec<&str> = ledger
+            .actions
+            .iter()
+            .filter(|r| r.pr == Some(number) && r.state == RecordState::Open)
+            .filter_map(|r| r.attr.as_deref())
+            .filter(|a| !recovered_attrs.contains(a))
+            .collect();
+        let result: Result<(), ActError> = async {
+            if !self.commented(bot, number, "close", attr).await? {
+                self.forge
+                    .comment(number, &render::recovered_comment(action))
+                    .await?;
+            }
+            if still_failing.is_empty() {
+                self.forge.close_pull(number).await?;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                self.store
+                    .record_result(id, &done(now, Some(number), None))?;
+                report.did(if still_failing.is_empty() {
+                    format!("closed #{number}: {attr} builds again")
+                } else {
+                    format!(
+                        "#{number}: {attr} builds again; left open for {}",
+                        still_failing.join(", ")
+                    )
+                });
+            }
+            Err(ActError::Forge(e)) => {
+                self.settle_failure(id, &e, now, report, &format!("close #{number}"))?
+            }
+            Err(e) => return Err(e),
+        }
+        (self.progress)();
+        Ok(())
+    }
+
     /// Post a notice, reminder or escalation on the package's tracking issue.
     pub(super) async fn tell(
         &self,
