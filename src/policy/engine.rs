@@ -298,189 +298,313 @@ struct Selected<'a> {
     view: JobView,
 }
 
+/// What the scan of every jobset gathered, before the per-attribute
+/// assessment.
+#[derive(Default)]
+struct Scan<'a> {
+    selected: Vec<Selected<'a>>,
+    holds: Vec<Hold>,
+    branch_holds: Vec<Hold>,
+    transitions: Vec<Transition>,
+    totals: Vec<JobsetTotals>,
+    /// (jobset, victim attr, system) → root attr, or candidates.
+    victim_roots: HashMap<(usize, &'a str, &'a str), RootGuess>,
+}
+
+/// What the jobs of one jobset showed.
+struct JobsScan<'a> {
+    totals: JobsetTotals,
+    /// Per eval index, the jobs that turned from building to failing there.
+    newly: Vec<u32>,
+    newly_examples: Vec<Vec<&'a str>>,
+    /// (system, since) → own-failure streaks that began there.
+    roots_at: HashMap<(&'a str, u32), Vec<&'a str>>,
+    /// Jobs failing because a dependency failed: since when, newest build.
+    victims: Vec<(&'a JobFacts, u32, i64)>,
+    /// (last good, first bad) → the jobs that broke between them.
+    groups: BTreeMap<(u32, u32), Vec<(String, String)>>,
+}
+
+/// Charge victims to roots: Hydra's own word first, then a root that
+/// began failing in the same eval on the same system.
+fn charge_victims<'a>(
+    js: &'a JobsetFacts,
+    victims: Vec<(&'a JobFacts, u32, i64)>,
+    roots_at: &HashMap<(&'a str, u32), Vec<&'a str>>,
+) -> Vec<(&'a JobFacts, RootGuess)> {
+    let by_build: HashMap<i64, &str> = if js.propagated_from.is_empty() {
+        HashMap::new()
+    } else {
+        js.jobs
+            .iter()
+            .flat_map(|j| j.runs.iter().map(move |r| (r.build, j.attr.as_str())))
+            .collect()
+    };
+    victims
+        .into_iter()
+        .map(|(job, since, build)| {
+            let told = js
+                .propagated_from
+                .get(&build)
+                .and_then(|root| by_build.get(root).map(|a| (a.to_string(), *root)));
+            let guess = match told {
+                Some((root, root_build)) => (Some(root), Vec::new(), Some(root_build)),
+                None => {
+                    let mut c: Vec<String> = roots_at
+                        .get(&(job.system.as_str(), since))
+                        .map(|v| v.iter().map(|a| a.to_string()).collect())
+                        .unwrap_or_default();
+                    c.sort();
+                    c.dedup();
+                    if c.len() == 1 {
+                        (c.pop(), Vec::new(), None)
+                    } else {
+                        c.truncate(5);
+                        (None, c, None)
+                    }
+                }
+            };
+            (job, guess)
+        })
+        .collect()
+}
+
 impl<'a> Ctx<'a> {
     fn assess(&self) -> Assessment {
-        let ledger_attrs: HashSet<&str> = self.by_attr.keys().copied().collect();
-        let mut selected: Vec<Selected<'a>> = Vec::new();
-        let mut holds = Vec::new();
-        let mut branch_holds = Vec::new();
-        let mut transitions = Vec::new();
-        let mut totals = Vec::new();
-        // (jobset, victim attr, system) → root attr, or candidates.
-        let mut victim_roots: HashMap<(usize, &str, &str), RootGuess> = HashMap::new();
-
+        let mut scan = Scan::default();
         for (ji, js) in self.facts.jobsets.iter().enumerate() {
-            let Some(cutoff) = cutoff(js, self.now) else {
-                totals.push(JobsetTotals {
-                    jobset: Some(js.jobset.clone()),
-                    ..JobsetTotals::default()
-                });
+            self.scan_jobset(ji, js, &mut scan);
+        }
+        let Scan {
+            selected,
+            holds,
+            branch_holds,
+            mut transitions,
+            totals,
+            victim_roots,
+        } = scan;
+        let (attrs, roots) = self.per_attribute(selected, &victim_roots);
+        transitions.sort_by(|a, b| {
+            b.bad
+                .time
+                .cmp(&a.bad.time)
+                .then(a.jobset.to_string().cmp(&b.jobset.to_string()))
+                .then(a.good.id.cmp(&b.good.id))
+        });
+        let warnings = super::early_warning::assess(
+            self.policy,
+            self.facts,
+            self.ledger,
+            self.now,
+            &attrs,
+            &branch_holds,
+        );
+        Assessment {
+            now: self.now,
+            holds,
+            branch_holds,
+            warnings,
+            attrs,
+            roots,
+            transitions,
+            totals,
+        }
+    }
+
+    /// One jobset up to `now`: its totals, the jobs worth assessing, its
+    /// victims charged to roots, a mass breakage, and its new breakages by
+    /// commit range.
+    fn scan_jobset(&self, ji: usize, js: &'a JobsetFacts, scan: &mut Scan<'a>) {
+        let Some(cutoff) = cutoff(js, self.now) else {
+            scan.totals.push(JobsetTotals {
+                jobset: Some(js.jobset.clone()),
+                ..JobsetTotals::default()
+            });
+            return;
+        };
+        let jobs = self.scan_jobs(ji, js, cutoff, &mut scan.selected);
+        let JobsScan {
+            mut totals,
+            newly,
+            newly_examples,
+            roots_at,
+            victims,
+            groups,
+        } = jobs;
+        totals.newest_eval = Some(eval_ref(&self.links, &js.evals[cutoff as usize]));
+        for (job, guess) in charge_victims(js, victims, &roots_at) {
+            scan.victim_roots
+                .insert((ji, job.attr.as_str(), job.system.as_str()), guess);
+        }
+        // The circuit breaker: trunk holds everything, a pre-merge
+        // branch only its own warnings.
+        let acted = self.policy.acts_on(&js.jobset);
+        if (acted || self.policy.early_warning.is_branch(&js.jobset))
+            && let Some(hold) = self.mass_breakage_hold(js, &newly, &newly_examples, totals.jobs)
+        {
+            if acted {
+                scan.holds.push(hold);
+            } else {
+                scan.branch_holds.push(hold);
+            }
+        }
+        for ((good, bad), mut jobs) in groups {
+            jobs.sort();
+            let (g, b) = (&js.evals[good as usize], &js.evals[bad as usize]);
+            scan.transitions.push(Transition {
+                jobset: js.jobset.clone(),
+                good: eval_ref(&self.links, g),
+                bad: eval_ref(&self.links, b),
+                compare: compare(&self.facts.repository, g, b),
+                jobs,
+            });
+        }
+        scan.totals.push(totals);
+    }
+
+    /// Every job of a jobset at `cutoff`: counted in the totals, and kept
+    /// (`selected`) when it fails, flips, waits for its cause or the ledger
+    /// speaks of it.
+    fn scan_jobs(
+        &self,
+        ji: usize,
+        js: &'a JobsetFacts,
+        cutoff: u32,
+        selected: &mut Vec<Selected<'a>>,
+    ) -> JobsScan<'a> {
+        let ledger_attrs = &self.by_attr;
+        let mut t = JobsetTotals {
+            jobset: Some(js.jobset.clone()),
+            ..JobsetTotals::default()
+        };
+        let n_evals = cutoff as usize + 1;
+        let mut newly = vec![0u32; n_evals];
+        let mut newly_examples: Vec<Vec<&'a str>> = vec![Vec::new(); n_evals];
+        let mut failing_delta = vec![0i64; n_evals + 1];
+        let mut roots_at: HashMap<(&'a str, u32), Vec<&'a str>> = HashMap::new();
+        let mut victims: Vec<(&'a JobFacts, u32, i64)> = Vec::new();
+        let mut groups: BTreeMap<(u32, u32), Vec<(String, String)>> = BTreeMap::new();
+        for job in &js.jobs {
+            for r in &job.runs {
+                if r.first <= cutoff && r.class() == StatusClass::Failing {
+                    failing_delta[r.first as usize] += 1;
+                    failing_delta[r.last.min(cutoff) as usize + 1] -= 1;
+                }
+            }
+            let Some(v) = view(&job.runs, cutoff, &self.policy.streak) else {
                 continue;
             };
-            let mut t = JobsetTotals {
-                jobset: Some(js.jobset.clone()),
-                newest_eval: Some(eval_ref(&self.links, &js.evals[cutoff as usize])),
-                ..JobsetTotals::default()
-            };
-            let n_evals = cutoff as usize + 1;
-            let mut newly = vec![0u32; n_evals];
-            let mut newly_examples: Vec<Vec<&str>> = vec![Vec::new(); n_evals];
-            let mut failing_delta = vec![0i64; n_evals + 1];
-            // (system, since) → own-failure streaks that began there.
-            let mut roots_at: HashMap<(&str, u32), Vec<&str>> = HashMap::new();
-            let mut victims: Vec<(&'a JobFacts, u32, i64)> = Vec::new();
-            let mut groups: BTreeMap<(u32, u32), Vec<(String, String)>> = BTreeMap::new();
-            for job in &js.jobs {
-                for r in &job.runs {
-                    if r.first <= cutoff && r.class() == StatusClass::Failing {
-                        failing_delta[r.first as usize] += 1;
-                        failing_delta[r.last.min(cutoff) as usize + 1] -= 1;
-                    }
-                }
-                let Some(v) = view(&job.runs, cutoff, &self.policy.streak) else {
-                    continue;
-                };
-                if v.present {
-                    t.jobs += 1;
-                }
-                let interesting =
-                    !ledger_attrs.is_empty() && ledger_attrs.contains(job.attr.as_str());
-                let Some(s) = &v.streak else {
-                    if interesting || v.awaiting_cause {
-                        selected.push(Selected {
-                            jobset: ji,
-                            job,
-                            view: v,
-                        });
-                    }
-                    continue;
-                };
-                if v.present && s.signal != Signal::Ok {
-                    if v.flaky {
-                        t.flaky += 1;
-                    } else if s.signal == Signal::Fail {
-                        t.failing += 1;
-                    } else {
-                        t.dependency_failed += 1;
-                    }
-                    if s.after_ok {
-                        newly[s.since as usize] += 1;
-                        if newly_examples[s.since as usize].len() < 5 {
-                            newly_examples[s.since as usize].push(&job.attr);
-                        }
-                    }
-                    if s.signal == Signal::Fail {
-                        roots_at
-                            .entry((job.system.as_str(), s.since))
-                            .or_default()
-                            .push(&job.attr);
-                        if let Some((ok, _)) = v.last_ok
-                            && !v.flaky
-                        {
-                            groups
-                                .entry((ok, s.since))
-                                .or_default()
-                                .push((job.attr.clone(), job.system.clone()));
-                        }
-                    } else if s.signal == Signal::Dep {
-                        victims.push((job, s.since, v.latest_build));
-                    }
-                }
-                if s.signal != Signal::Ok || v.flaky || interesting || v.awaiting_cause {
+            if v.present {
+                t.jobs += 1;
+            }
+            let interesting =
+                !ledger_attrs.is_empty() && ledger_attrs.contains_key(job.attr.as_str());
+            let Some(s) = &v.streak else {
+                if interesting || v.awaiting_cause {
                     selected.push(Selected {
                         jobset: ji,
                         job,
                         view: v,
                     });
                 }
-            }
-            let mut running = 0i64;
-            for (i, e) in js.evals[..n_evals].iter().enumerate() {
-                running += failing_delta[i];
-                t.failing_per_eval
-                    .push((e.timestamp, u32::try_from(running.max(0)).unwrap_or(0)));
-            }
-
-            // Charge victims to roots: Hydra's own word first, then a root
-            // that began failing in the same eval on the same system.
-            let by_build: HashMap<i64, &str> = if js.propagated_from.is_empty() {
-                HashMap::new()
-            } else {
-                js.jobs
-                    .iter()
-                    .flat_map(|j| j.runs.iter().map(move |r| (r.build, j.attr.as_str())))
-                    .collect()
+                continue;
             };
-            for (job, since, build) in victims {
-                let told = js
-                    .propagated_from
-                    .get(&build)
-                    .and_then(|root| by_build.get(root).map(|a| (a.to_string(), *root)));
-                let entry = match told {
-                    Some((root, root_build)) => (Some(root), Vec::new(), Some(root_build)),
-                    None => {
-                        let mut c: Vec<String> = roots_at
-                            .get(&(job.system.as_str(), since))
-                            .map(|v| v.iter().map(|a| a.to_string()).collect())
-                            .unwrap_or_default();
-                        c.sort();
-                        c.dedup();
-                        if c.len() == 1 {
-                            (c.pop(), Vec::new(), None)
-                        } else {
-                            c.truncate(5);
-                            (None, c, None)
-                        }
+            if v.present && s.signal != Signal::Ok {
+                if v.flaky {
+                    t.flaky += 1;
+                } else if s.signal == Signal::Fail {
+                    t.failing += 1;
+                } else {
+                    t.dependency_failed += 1;
+                }
+                if s.after_ok {
+                    newly[s.since as usize] += 1;
+                    if newly_examples[s.since as usize].len() < 5 {
+                        newly_examples[s.since as usize].push(&job.attr);
                     }
-                };
-                victim_roots.insert((ji, job.attr.as_str(), job.system.as_str()), entry);
+                }
+                if s.signal == Signal::Fail {
+                    roots_at
+                        .entry((job.system.as_str(), s.since))
+                        .or_default()
+                        .push(&job.attr);
+                    if let Some((ok, _)) = v.last_ok
+                        && !v.flaky
+                    {
+                        groups
+                            .entry((ok, s.since))
+                            .or_default()
+                            .push((job.attr.clone(), job.system.clone()));
+                    }
+                } else if s.signal == Signal::Dep {
+                    victims.push((job, s.since, v.latest_build));
+                }
             }
-
-            // The circuit breaker: trunk holds everything, a pre-merge
-            // branch only its own warnings.
-            let acted = self.policy.acts_on(&js.jobset);
-            if (acted || self.policy.early_warning.is_branch(&js.jobset))
-                && let Some(w) = mass_breakage(&newly, t.jobs, &self.policy.breaker)
-            {
-                let mut examples: Vec<String> = newly_examples[w.first..=w.last]
-                    .iter()
-                    .flatten()
-                    .map(|a| a.to_string())
-                    .collect();
-                examples.sort();
-                examples.dedup();
-                examples.truncate(5);
-                let before = &js.evals[w.first - 1];
-                let held = if acted { &mut holds } else { &mut branch_holds };
-                held.push(Hold {
-                    jobset: js.jobset.clone(),
-                    window: WindowEvidence {
-                        before: eval_ref(&self.links, before),
-                        first: eval_ref(&self.links, &js.evals[w.first]),
-                        last: eval_ref(&self.links, &js.evals[w.last]),
-                        newly_failing: w.newly_failing,
-                        jobs: t.jobs,
-                        share: w.share,
-                        compare: compare(&self.facts.repository, before, &js.evals[w.last]),
-                        examples,
-                    },
+            if s.signal != Signal::Ok || v.flaky || interesting || v.awaiting_cause {
+                selected.push(Selected {
+                    jobset: ji,
+                    job,
+                    view: v,
                 });
             }
-            for ((good, bad), mut jobs) in groups {
-                jobs.sort();
-                let (g, b) = (&js.evals[good as usize], &js.evals[bad as usize]);
-                transitions.push(Transition {
-                    jobset: js.jobset.clone(),
-                    good: eval_ref(&self.links, g),
-                    bad: eval_ref(&self.links, b),
-                    compare: compare(&self.facts.repository, g, b),
-                    jobs,
-                });
-            }
-            totals.push(t);
         }
+        let mut running = 0i64;
+        for (i, e) in js.evals[..n_evals].iter().enumerate() {
+            running += failing_delta[i];
+            t.failing_per_eval
+                .push((e.timestamp, u32::try_from(running.max(0)).unwrap_or(0)));
+        }
+        JobsScan {
+            totals: t,
+            newly,
+            newly_examples,
+            roots_at,
+            victims,
+            groups,
+        }
+    }
 
-        // Per attribute.
+    /// The hold a mass breakage in `js` calls for, if there is one.
+    fn mass_breakage_hold(
+        &self,
+        js: &JobsetFacts,
+        newly: &[u32],
+        newly_examples: &[Vec<&str>],
+        jobs: u32,
+    ) -> Option<Hold> {
+        let w = mass_breakage(newly, jobs, &self.policy.breaker)?;
+        let mut examples: Vec<String> = newly_examples[w.first..=w.last]
+            .iter()
+            .flatten()
+            .map(|a| a.to_string())
+            .collect();
+        examples.sort();
+        examples.dedup();
+        examples.truncate(5);
+        let before = &js.evals[w.first - 1];
+        Some(Hold {
+            jobset: js.jobset.clone(),
+            window: WindowEvidence {
+                before: eval_ref(&self.links, before),
+                first: eval_ref(&self.links, &js.evals[w.first]),
+                last: eval_ref(&self.links, &js.evals[w.last]),
+                newly_failing: w.newly_failing,
+                jobs,
+                share: w.share,
+                compare: compare(&self.facts.repository, before, &js.evals[w.last]),
+                examples,
+            },
+        })
+    }
+
+    /// The selected jobs assessed per attribute (those the ledger speaks
+    /// of too), and the roots others fail because of, the most depended on
+    /// first.
+    fn per_attribute(
+        &self,
+        selected: Vec<Selected<'a>>,
+        victim_roots: &HashMap<(usize, &'a str, &'a str), RootGuess>,
+    ) -> (BTreeMap<String, AttrAssessment>, Vec<RootImpact>) {
         let mut grouped: BTreeMap<&str, Vec<Selected<'a>>> = BTreeMap::new();
         for s in selected {
             grouped.entry(s.job.attr.as_str()).or_default().push(s);
@@ -544,31 +668,7 @@ impl<'a> Ctx<'a> {
                 a.victims = r.victims.clone();
             }
         }
-        transitions.sort_by(|a, b| {
-            b.bad
-                .time
-                .cmp(&a.bad.time)
-                .then(a.jobset.to_string().cmp(&b.jobset.to_string()))
-                .then(a.good.id.cmp(&b.good.id))
-        });
-        let warnings = super::early_warning::assess(
-            self.policy,
-            self.facts,
-            self.ledger,
-            self.now,
-            &attrs,
-            &branch_holds,
-        );
-        Assessment {
-            now: self.now,
-            holds,
-            branch_holds,
-            warnings,
-            attrs,
-            roots,
-            transitions,
-            totals,
-        }
+        (attrs, roots)
     }
 
     fn job_evidence(
