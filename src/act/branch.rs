@@ -8,7 +8,7 @@
 //! Must never: depend on anything but the batch itself (no clock, no
 //! process-seeded hash, no ledger id), or produce a name git refuses.
 
-use crate::policy::ActionKind;
+use crate::policy::{Action, ActionKind};
 
 /// The branch of a pull request: deterministic, so a crash or a lost
 /// database finds the same branch again. The policy's batch key names it
@@ -82,6 +82,17 @@ pub(super) fn branch_of<'a>(
         .map(|(attr, all, systems)| (attr.as_deref().unwrap_or_default(), all, systems.as_slice()))
         .collect();
     branch_for(kind, batch, &members)
+}
+
+/// The branch of a planned batch.
+pub(super) fn branch_of_batch(actions: &[&Action]) -> String {
+    branch_of(
+        actions[0].kind,
+        actions[0].batch.as_deref(),
+        actions
+            .iter()
+            .map(|a| (&a.attr, a.all_platforms, &a.systems)),
+    )
 }
 
 /// FNV-1a: a small stable hash (the standard library's is seeded per process).

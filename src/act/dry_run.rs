@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::policy::{Action, ActionKind, Plan};
 
-use super::branch::branch_of;
+use super::branch::branch_of_batch;
 use super::pulls::pull_title;
 use super::{ActSettings, render, warn};
 
@@ -80,13 +80,7 @@ pub fn describe(plan: &Plan, settings: &ActSettings, full: bool) -> String {
         }
     }
     for actions in prs.into_values() {
-        let branch = branch_of(
-            actions[0].kind,
-            actions[0].batch.as_deref(),
-            actions
-                .iter()
-                .map(|a| (&a.attr, a.all_platforms, &a.systems)),
-        );
+        let branch = branch_of_batch(&actions);
         let _ = writeln!(
             out,
             "- push {}:{branch} and open pull request \"{}\" against {}",

@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 
 use crate::forge::{Forge, ForgeError, Issue, NewIssue, State};
-use crate::policy::{Action, ActionKind, Ledger, OptOutKind, Plan, RecordState};
-use crate::store::{ActionResult, NewAction, NewOptOut};
+use crate::policy::{Action, ActionKind, Ledger, Plan, RecordState};
+use crate::store::{ActionResult, NewAction};
 
 use super::pulls::updated_pull;
 use super::{ActError, ActReport, Actor, done, failed, refusals, render};
@@ -149,14 +149,11 @@ impl<F: Forge> Actor<'_, F> {
                         refused: None,
                     },
                 )?;
-                self.store.record_opt_out(&NewOptOut {
-                    attr: attr.to_owned(),
-                    kind: OptOutKind::Snooze,
-                    recorded_at: now,
-                    until: Some(now + self.policy.opt_out.max_snooze.secs()),
-                    by: None,
-                    note: format!("tracking issue #{issue} closed by a human"),
-                })?;
+                self.snooze_after_a_no(
+                    attr,
+                    now,
+                    format!("tracking issue #{issue} closed by a human"),
+                )?;
                 report.did(format!(
                     "{attr}: tracking issue #{issue} was closed by a human; leaving it alone"
                 ));

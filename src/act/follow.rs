@@ -13,10 +13,9 @@ use std::collections::BTreeMap;
 
 use crate::forge::{Forge, ForgeError, Issue, State};
 use crate::policy::engine::builds_again;
-use crate::policy::{ActionKind, ActionRecord, Facts, OptOutKind, RecordState};
-use crate::store::{ActionResult, NewOptOut};
+use crate::policy::{ActionKind, ActionRecord, Facts, RecordState};
 
-use super::{ActError, ActReport, Actor, failed, pull_state, render, tracked_attr};
+use super::{ActError, ActReport, Actor, failed, on_pull, pull_state, render, tracked_attr};
 
 impl<F: Forge> Actor<'_, F> {
     pub(super) async fn follow_pull_requests(
@@ -62,29 +61,17 @@ impl<F: Forge> Actor<'_, F> {
                         && r.state == RecordState::Done
                 });
                 for record in &records {
-                    self.store.record_result(
-                        record.id,
-                        &ActionResult {
-                            state,
-                            at: now,
-                            pr: Some(number),
-                            issue: None,
-                            error: None,
-                            refused: None,
-                        },
-                    )?;
+                    self.store
+                        .record_result(record.id, &on_pull(state, now, number))?;
                     if state == RecordState::Closed
                         && !by_us
                         && let Some(attr) = &record.attr
                     {
-                        self.store.record_opt_out(&NewOptOut {
-                            attr: attr.clone(),
-                            kind: OptOutKind::Snooze,
-                            recorded_at: now,
-                            until: Some(now + self.policy.opt_out.max_snooze.secs()),
-                            by: None,
-                            note: format!("pull request #{number} closed without merging"),
-                        })?;
+                        self.snooze_after_a_no(
+                            attr,
+                            now,
+                            format!("pull request #{number} closed without merging"),
+                        )?;
                     }
                 }
                 report.did(match (state, by_us) {

@@ -45,8 +45,8 @@ pub mod warn;
 
 use crate::forge::{Forge, ForgeError, Issue, PullRequest, State};
 use crate::history::StatusClass;
-use crate::policy::{Facts, Policy, RecordState};
-use crate::store::{ActionResult, Store, StoreError};
+use crate::policy::{Facts, OptOutKind, Policy, RecordState};
+use crate::store::{ActionResult, NewOptOut, Store, StoreError};
 
 pub use branch::branch_for;
 pub use dry_run::describe;
@@ -194,6 +194,20 @@ impl<F: Forge> Actor<'_, F> {
         matching.first().copied()
     }
 
+    /// A human said "no" (closed our tracking issue or pull request): the
+    /// package is left alone for as long as any snooze may last.
+    fn snooze_after_a_no(&self, attr: &str, now: i64, note: String) -> Result<(), StoreError> {
+        self.store.record_opt_out(&NewOptOut {
+            attr: attr.to_owned(),
+            kind: OptOutKind::Snooze,
+            recorded_at: now,
+            until: Some(now + self.policy.opt_out.max_snooze.secs()),
+            by: None,
+            note,
+        })?;
+        Ok(())
+    }
+
     /// Whether the bot already left a comment with this marker on `number`.
     async fn commented(
         &self,
@@ -285,6 +299,18 @@ fn failed(at: i64, error: &str) -> ActionResult {
         pr: None,
         issue: None,
         error: Some(error.to_owned()),
+        refused: None,
+    }
+}
+
+/// A record of pull request `pr`, in `state`.
+fn on_pull(state: RecordState, at: i64, pr: u64) -> ActionResult {
+    ActionResult {
+        state,
+        at,
+        pr: Some(pr),
+        issue: None,
+        error: None,
         refused: None,
     }
 }

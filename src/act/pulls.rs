@@ -10,11 +10,11 @@
 //! editor refused, or open a pull request without its intents recorded.
 
 use crate::forge::{Forge, ForgeError, NewPull, State};
-use crate::policy::{Action, ActionKind, ActionRecord, RecordState};
+use crate::policy::{Action, ActionKind, ActionRecord, Ledger, RecordState};
 use crate::store::{ActionResult, NewAction};
 
-use super::branch::branch_of;
-use super::{ActError, ActReport, Actor, Edit, Published, failed, render};
+use super::branch::branch_of_batch;
+use super::{ActError, ActReport, Actor, Edit, Published, failed, on_pull, render};
 
 impl<F: Forge> Actor<'_, F> {
     /// Rewrite our open pull request `number` to propose exactly `actions`
@@ -73,15 +73,7 @@ impl<F: Forge> Actor<'_, F> {
             return Ok(());
         }
         (self.progress)();
-        let told: Vec<&ActionRecord> = ledger
-            .actions
-            .iter()
-            .filter(|r| {
-                matches!(r.kind, ActionKind::Notify | ActionKind::Remind)
-                    && r.state == RecordState::Done
-                    && actions.iter().any(|a| a.attr == r.attr)
-            })
-            .collect();
+        let told: Vec<&ActionRecord> = notices_about(&ledger, actions).collect();
         let key = branch.rsplit('/').next().unwrap_or(&branch).to_owned();
         let body = render::pull_body(actions, &told, &key, &self.settings.mention, |n| {
             self.issue_url(n)
@@ -100,17 +92,8 @@ impl<F: Forge> Actor<'_, F> {
             return Ok(());
         }
         for id in &ids {
-            self.store.record_result(
-                *id,
-                &ActionResult {
-                    state: RecordState::Open,
-                    at: now,
-                    pr: Some(number),
-                    issue: None,
-                    error: None,
-                    refused: None,
-                },
-            )?;
+            self.store
+                .record_result(*id, &on_pull(RecordState::Open, now, number))?;
         }
         let staying: Vec<&str> = actions.iter().filter_map(|a| a.attr.as_deref()).collect();
         for gone in before
@@ -142,13 +125,7 @@ impl<F: Forge> Actor<'_, F> {
         now: i64,
         report: &mut ActReport,
     ) -> Result<(), ActError> {
-        let branch = branch_of(
-            actions[0].kind,
-            actions[0].batch.as_deref(),
-            actions
-                .iter()
-                .map(|a| (&a.attr, a.all_platforms, &a.systems)),
-        );
+        let branch = branch_of_batch(actions);
         // A human already working on one of these packages wins: wait.
         for action in actions {
             let attr = action.attr.as_deref().unwrap_or_default();
@@ -173,13 +150,8 @@ impl<F: Forge> Actor<'_, F> {
         let (ids, edits) = self.intend_batch(actions, now)?;
         let title = pull_title(actions);
         let ledger = self.store.ledger()?;
-        let told: Vec<&ActionRecord> = ledger
-            .actions
-            .iter()
-            .filter(|r| {
-                matches!(r.kind, ActionKind::Notify | ActionKind::Remind)
-                    && r.state == RecordState::Done
-            })
+        // Only what was said about this failure: since its jobs began failing.
+        let told: Vec<&ActionRecord> = notices_about(&ledger, actions)
             .filter(|r| {
                 actions.iter().any(|a| {
                     a.attr == r.attr
@@ -251,17 +223,8 @@ impl<F: Forge> Actor<'_, F> {
         match pull {
             Ok(pull) => {
                 for id in &ids {
-                    self.store.record_result(
-                        *id,
-                        &ActionResult {
-                            state: RecordState::Open,
-                            at: now,
-                            pr: Some(pull.number),
-                            issue: None,
-                            error: None,
-                            refused: None,
-                        },
-                    )?;
+                    self.store
+                        .record_result(*id, &on_pull(RecordState::Open, now, pull.number))?;
                 }
                 report.did(format!(
                     "pull request #{} \"{title}\" ({branch} at {})",
@@ -463,6 +426,18 @@ pub(super) fn title_is_about(title: &str, attr: &str) -> bool {
     title
         .split_once(':')
         .is_some_and(|(subjects, _)| subjects.split(',').any(|s| s.trim() == attr))
+}
+
+/// The notices and reminders sent about the packages of `actions`.
+fn notices_about<'l>(
+    ledger: &'l Ledger,
+    actions: &[&Action],
+) -> impl Iterator<Item = &'l ActionRecord> {
+    ledger.actions.iter().filter(|r| {
+        matches!(r.kind, ActionKind::Notify | ActionKind::Remind)
+            && r.state == RecordState::Done
+            && actions.iter().any(|a| a.attr == r.attr)
+    })
 }
 
 /// The pull request a batch rewrites, when it is an update of one of ours.

@@ -13,7 +13,7 @@ use crate::forge::{Forge, Issue, State};
 use crate::policy::{ActionKind, ActionRecord, RecordState};
 use crate::store::ActionResult;
 
-use super::{ActError, ActReport, Actor, branch::branch_of, done, pull_state};
+use super::{ActError, ActReport, Actor, branch::branch_of, done, on_pull, pull_state};
 
 impl<F: Forge> Actor<'_, F> {
     pub(super) async fn reconcile(
@@ -93,14 +93,7 @@ impl<F: Forge> Actor<'_, F> {
                         .filter(|pull| {
                             pull.state == State::Open || !known_prs.contains(&pull.number)
                         })
-                        .map(|pull| ActionResult {
-                            state: pull_state(&pull),
-                            at: now,
-                            pr: Some(pull.number),
-                            issue: None,
-                            error: None,
-                            refused: None,
-                        })
+                        .map(|pull| on_pull(pull_state(&pull), now, pull.number))
                 }
                 ActionKind::ClosePr => match record.pr {
                     Some(number) => {
