@@ -1656,6 +1656,7 @@ mod tests {
                 origins: BTreeMap::new(),
             }],
             maintainers: BTreeMap::new(),
+            branch_pulls: BTreeMap::new(),
         }
     }
 

@@ -1552,6 +1552,7 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
                     Vec::new()
                 },
                 root: None,
+                branch_pull: None,
                 blast_radius: (!attr.victims.is_empty())
                     .then(|| u32::try_from(attr.victims.len()).unwrap_or(u32::MAX)),
                 ledger: ledger_ids,
