@@ -176,6 +176,7 @@ mod tests {
                 origins: BTreeMap::new(),
             }],
             maintainers: BTreeMap::new(),
+            branch_pulls: BTreeMap::new(),
         }
     }
 

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::config::Policy;
 use super::engine::{AttrAssessment, Hold, cutoff};
-use super::facts::{Facts, JobsetFacts};
+use super::facts::{BranchPull, Facts, JobsetFacts};
 use super::ledger::{ActionKind, ActionRecord, Ledger};
 use super::plan::{Action, Evidence, JobEvidence, platforms_in_words};
 use crate::config::JobsetRef;
@@ -71,6 +71,8 @@ pub struct Warning {
     pub due: Option<String>,
     /// Why nothing is said although the evidence is there.
     pub quiet: Option<String>,
+    /// The branch's newest pull request into its base, when known.
+    pub pull: Option<BranchPull>,
     since_ts: i64,
 }
 
@@ -386,6 +388,7 @@ pub fn assess(
             notice: notice.cloned(),
             due: None,
             quiet: None,
+            pull: facts.branch_pulls.get(&branch).cloned(),
             since_ts,
         };
         let skipped = ew
@@ -530,6 +533,7 @@ pub fn action(policy: &Policy, w: &Warning) -> Option<Action> {
             jobs: w.jobs.clone(),
             maintainers: w.maintainers.clone(),
             root: w.root.clone(),
+            branch_pull: w.pull.clone(),
             blast_radius: (!w.victims.is_empty())
                 .then(|| u32::try_from(w.victims.len()).unwrap_or(u32::MAX)),
             ledger: w.notice.iter().map(|n| n.id).collect(),
@@ -573,6 +577,9 @@ pub fn explain(w: &Warning) -> String {
             e.evals,
             e.derivations
         );
+    }
+    if let Some(pull) = &w.pull {
+        let _ = writeln!(out, "    the branch's pull request: {}", pull.in_words());
     }
     if !w.victims.is_empty() {
         let _ = writeln!(

@@ -1812,6 +1812,7 @@ fn package_evidence(
             Vec::new()
         },
         root: None,
+        branch_pull: None,
         blast_radius: (!attr.victims.is_empty())
             .then(|| u32::try_from(attr.victims.len()).unwrap_or(u32::MAX)),
         ledger: ledger_ids,

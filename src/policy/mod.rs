@@ -28,6 +28,8 @@ pub use config::{NIXPKGS_POLICY, Period, Policy, PolicyError};
 pub use early_warning::Warning;
 pub use engine::{Assessment, AttrAssessment, JobAssessment, Rule, assess, plan, plan_from};
 pub use explain::explain;
-pub use facts::{Facts, FailureOrigin, JobFacts, JobsetFacts, Run, drv_digest};
+pub use facts::{
+    BranchPull, BranchPullState, Facts, FailureOrigin, JobFacts, JobsetFacts, Run, drv_digest,
+};
 pub use ledger::{ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState};
 pub use plan::{Action, Deferred, Evidence, Plan};
