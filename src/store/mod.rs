@@ -26,7 +26,7 @@ pub use facts::{ActionResult, NewAction, NewOptOut};
 pub use lease::{LeaseHeld, LeaseHolder};
 pub use origins::OriginWanted;
 pub use read::{JobRecord, JobsetSummary, RootBuild, StoredEval};
-pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
+pub use write::{BuildRow, EvalWriter, KnownBuild, NewEval, WriteOutcome};
 
 use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
@@ -109,12 +109,9 @@ impl<T> Context<T> for Result<T, rusqlite::Error> {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    /// Job ids by jobset and Hydra job name, filled lazily: the hot path of
-    /// ingest looks every job up once per eval.
-    job_ids: HashMap<i64, HashMap<String, i64>>,
-    /// Per jobset, the build of each job's open span (its build in the
-    /// newest eval): what a new eval is compared against.
-    open_spans: HashMap<i64, HashMap<i64, write::BuildVersion>>,
+    /// Per jobset, its job ids and open spans as committed, filled lazily
+    /// (see [`write::JobsetCache`]).
+    caches: HashMap<i64, write::JobsetCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -141,8 +138,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
-            job_ids: HashMap::default(),
-            open_spans: HashMap::default(),
+            caches: HashMap::default(),
         })
     }
 
@@ -176,8 +172,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
-            job_ids: HashMap::default(),
-            open_spans: HashMap::default(),
+            caches: HashMap::default(),
         })
     }
 
