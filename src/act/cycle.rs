@@ -204,6 +204,7 @@ pub fn run_tuned(
         let mut forge_settings =
             GitHubSettings::new(github.api_url.clone(), &github.repo, token.clone());
         forge_settings.user_agent = user_agent(Some(&contact(github)));
+        forge_settings.content_budget = github.content_budget;
         tune(&mut forge_settings);
         let memo = store
             .forge_memo(&github.repo)?

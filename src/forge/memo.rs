@@ -65,6 +65,10 @@ pub struct Memo {
     pub(crate) comments: BTreeMap<u64, SeenComments>,
     pub(crate) reviews: BTreeMap<u64, Seen<Vec<Comment>>>,
     pub(crate) pulls: BTreeMap<u64, Seen<PullRequest>>,
+    /// When our writes of the last hour went out (Unix milliseconds, on the
+    /// client's clock), oldest first: the content budget spans cycles.
+    #[serde(default)]
+    pub(crate) writes: Vec<i64>,
 }
 
 impl Memo {
