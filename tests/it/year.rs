@@ -32,9 +32,19 @@ const FIRST_CYCLE: usize = 8;
 /// Packages without maintainers nor a file in the checkout, failing from
 /// the first days: the backlog of a first enable.
 const ORPHANS: usize = 24;
-/// Days between cycles: a cycle every other day keeps the year under a
+/// Days between cycles: a cycle every third day keeps the year near a
 /// minute in a debug build on a busy machine; evals come daily.
-const STEP: usize = 2;
+const STEP: usize = 3;
+/// When the marker lands in dotted's file (before it fails on day 160),
+/// when it is removed, and when the label on frobnicate's issue is.
+const MARKER_ADDED: usize = 150;
+const MARKER_REMOVED: usize = 200;
+const LABEL_REMOVED: usize = 130;
+
+/// The day of the first cycle on or after `day`.
+fn cycle_from(day: usize) -> usize {
+    FIRST_CYCLE + (day.saturating_sub(FIRST_CYCLE)).div_ceil(STEP) * STEP
+}
 const REPO: &str = "/repos/NixOS/nixpkgs";
 const HANDS_OFF: &str = "hydra-sentinel: hands off";
 const MARKER: &str = "# hydra-sentinel: do not mark broken\n";
@@ -95,6 +105,7 @@ struct Year {
     world: World,
     config: Config,
     policy: Policy,
+    hydra: HydraClient,
     clock: SimulatedClock,
     runtime: tokio::runtime::Runtime,
     /// Each cycle's report lines, by day.
@@ -131,6 +142,7 @@ impl Year {
         world.github.strict();
         Year {
             world,
+            hydra: HydraClient::new(&config.hydra).unwrap(),
             config,
             policy,
             clock,
@@ -153,11 +165,7 @@ impl Year {
         let now = Year::noon(day);
         self.clock.advance_to(now);
         let store = Store::open(&self.config.database).unwrap();
-        let ingestor = Ingestor::new(
-            &self.config,
-            HydraClient::new(&self.config.hydra).unwrap(),
-            store,
-        );
+        let ingestor = Ingestor::new(&self.config, self.hydra.clone(), store);
         let (_, error) = self.runtime.block_on(ingestor.pass(
             &self.config.jobsets,
             &PassOptions {
@@ -346,20 +354,21 @@ fn a_year_of_cycles_keeps_every_promise_within_github_s_limits() {
     let mut frobnicate_reviewed: Option<(u64, usize)> = None;
     let mut longest_cycle_wait = (Duration::ZERO, 0);
     for day in (FIRST_CYCLE..DAYS).step_by(STEP) {
-        match day {
-            // dotted's file carries the marker before it fails (day 160),
-            // and loses it on day 200.
-            150 => year.world.upstream_commit("dotted: hands off", |work| {
+        // dotted's file carries the marker before it fails (day 160), and
+        // loses it later; frobnicate's label is removed.
+        if day == cycle_from(MARKER_ADDED) {
+            year.world.upstream_commit("dotted: hands off", |work| {
                 edit(&work.join(DOTTED), |text| format!("{MARKER}{text}"))
-            }),
-            200 => year.world.upstream_commit("dotted: hands back", |work| {
+            });
+        }
+        if day == cycle_from(MARKER_REMOVED) {
+            year.world.upstream_commit("dotted: hands back", |work| {
                 edit(&work.join(DOTTED), |text| text.replace(MARKER, ""))
-            }),
-            130 => {
-                let (issue, _) = frobnicate_labelled.expect("frobnicate was labelled");
-                year.world.github.human_unlabels(issue, HANDS_OFF);
-            }
-            _ => {}
+            });
+        }
+        if day == cycle_from(LABEL_REMOVED) {
+            let (issue, _) = frobnicate_labelled.expect("frobnicate was labelled");
+            year.world.github.human_unlabels(issue, HANDS_OFF);
         }
 
         let cycle_started = std::time::Instant::now();
@@ -402,7 +411,7 @@ fn a_year_of_cycles_keeps_every_promise_within_github_s_limits() {
             ghidra_branch = Some((branch, theirs));
         }
         // A committer labels frobnicate's tracking issue "hands off" the day
-        // it is opened (removed on day 130, above).
+        // it is opened (removed later, above).
         if frobnicate_labelled.is_none()
             && let Some(issue) = year.world.issue_of("frobnicate")
         {
@@ -442,17 +451,17 @@ fn a_year_of_cycles_keeps_every_promise_within_github_s_limits() {
                 "day {day}: aioamqp is marked though a human closed its issue on day {closed}"
             );
         }
-        if day < 130 {
+        if day < cycle_from(LABEL_REMOVED) {
             assert!(
                 year.world.branches_marking(FROBNICATE).is_empty(),
                 "day {day}: frobnicate is marked while its issue carries {HANDS_OFF:?}"
             );
         }
-        if (150..200).contains(&day) {
+        if (cycle_from(MARKER_ADDED)..cycle_from(MARKER_REMOVED)).contains(&day) {
             assert!(
                 year.world.issue_of("dotted").is_none(),
                 "day {day}: dotted's file carries the marker, yet it was told: {:#?}",
-                (150..=day)
+                (cycle_from(MARKER_ADDED)..=day)
                     .map(|d| (d, year.lines.get(&d)))
                     .collect::<Vec<_>>()
             );
@@ -579,11 +588,12 @@ fn a_year_of_cycles_keeps_every_promise_within_github_s_limits() {
     );
     assert!(
         year.said(
-            130,
+            cycle_from(LABEL_REMOVED),
             &format!("frobnicate: the label \"{HANDS_OFF}\" was removed")
         ),
-        "day 130: {:#?}",
-        year.lines.get(&130)
+        "day {}: {:#?}",
+        cycle_from(LABEL_REMOVED),
+        year.lines.get(&cycle_from(LABEL_REMOVED))
     );
     assert_eq!(
         year.world.branches_marking(FROBNICATE).len(),
@@ -594,12 +604,12 @@ fn a_year_of_cycles_keeps_every_promise_within_github_s_limits() {
     // The marker, added and removed.
     assert_eq!(
         year.first_said(&format!("dotted: {DOTTED} carries the opt-out marker")),
-        Some(160),
+        Some(cycle_from(160)),
         "dotted fails from day 160"
     );
     assert_eq!(
         year.first_said("dotted: the opt-out marker is gone"),
-        Some(200)
+        Some(cycle_from(MARKER_REMOVED))
     );
     assert!(
         year.world.issue_of("dotted").is_some(),
@@ -612,8 +622,8 @@ fn a_year_of_cycles_keeps_every_promise_within_github_s_limits() {
         "{AIOAMQP_ATTR}: tracking issue #{aioamqp} was closed by a human"
     ));
     assert!(
-        seen.is_some_and(|d| d > closed && d <= closed + 3),
-        "closed on day {closed}, its reminder (due three days later) finds it closed: {seen:?}"
+        seen.is_some_and(|d| d > closed && d <= closed + 2 * STEP),
+        "closed on day {closed}, its reminder (due two days after the notice) finds it closed: {seen:?}"
     );
     let hello = year.world.issue_of("hello").expect("hello was told");
     let recovered = year.first_said(&format!("closed tracking issue #{hello} of hello"));
