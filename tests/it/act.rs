@@ -98,7 +98,7 @@ pub(crate) struct World {
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         World::with(Vec::new(), |policy| policy, |_| {})
     }
 
@@ -241,7 +241,7 @@ committers = ["carol"]
             .unwrap()
     }
 
-    fn once_ok(&self, now: &str) -> String {
+    pub(crate) fn once_ok(&self, now: &str) -> String {
         let output = self.once(now);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -340,8 +340,8 @@ committers = ["carol"]
     }
 }
 
-const NOTICE: &str = "2025-11-12T00:00:00Z";
-const MARK: &str = "2025-11-15T00:00:00Z";
+pub(crate) const NOTICE: &str = "2025-11-12T00:00:00Z";
+pub(crate) const MARK: &str = "2025-11-15T00:00:00Z";
 const LATER: &str = "2025-11-16T00:00:00Z";
 
 #[test]
