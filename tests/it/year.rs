@@ -1,12 +1,24 @@
-//! A year of daily cycles against the GitHub look-alike in its strict mode,
-//! on a history from the Hydra look-alike: the focused tests' promises
-//! (act.rs, forge.rs) held together over a long run, with faults and human
-//! moves injected along the year.
+//! A year of cycles against the GitHub look-alike in its strict mode, on a
+//! history of daily evals from the Hydra look-alike: the focused tests'
+//! promises held together over a long run, with faults and human moves
+//! injected along the year. Each promise has its focused test, which this
+//! one does not repeat: rate limits of each shape (forge.rs
+//! `every_shape_of_rate_limit_is_waited_out_as_github_asks`, act.rs
+//! `a_rate_limit_that_persists_…`), no label refused (`with_pull_access_…`
+//! in both), a 422 set aside (`a_pull_request_github_refuses_as_invalid_…`),
+//! a body cut to fit (forge.rs `an_oversized_body_is_cut_…`; nothing in this
+//! history grows one, so it is not met here), the marker and the label
+//! (`a_package_whose_file_carries_the_marker_…`, `a_hands_off_label_…`), a
+//! human's close (`a_tracking_issue_closed_by_a_human_…`), a review's
+//! command (`commands_in_a_review_…`), a maintainer's push
+//! (`a_branch_someone_else_pushed_to_…`). The content budget is tested only
+//! here and in the forge's unit test.
 //!
 //! The cycles run in this process (ingest, then `act::cycle::run_tuned`)
 //! so that the client's waits are simulated: they move a clock that the
 //! look-alike reads too, and its counters per minute and per hour are
-//! counted on that clock. Nothing sleeps; a year takes seconds.
+//! counted on that clock. Nothing sleeps; the year takes about a minute of
+//! a debug build on a busy machine.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,11 +52,6 @@ const STEP: usize = 3;
 const MARKER_ADDED: usize = 150;
 const MARKER_REMOVED: usize = 200;
 const LABEL_REMOVED: usize = 130;
-
-/// The day of the first cycle on or after `day`.
-fn cycle_from(day: usize) -> usize {
-    FIRST_CYCLE + (day.saturating_sub(FIRST_CYCLE)).div_ceil(STEP) * STEP
-}
 const REPO: &str = "/repos/NixOS/nixpkgs";
 const HANDS_OFF: &str = "hydra-sentinel: hands off";
 const MARKER: &str = "# hydra-sentinel: do not mark broken\n";
@@ -56,6 +63,11 @@ const AIOAMQP: &str = "pkgs/development/python-modules/aioamqp/default.nix";
 const SNOOZE_DAYS: usize = 84;
 /// The longest single wait the client may ride out (its default).
 const LONGEST_WAIT: Duration = Duration::from_secs(300);
+
+/// The day of the first cycle on or after `day`.
+fn cycle_from(day: usize) -> usize {
+    FIRST_CYCLE + (day.saturating_sub(FIRST_CYCLE)).div_ceil(STEP) * STEP
+}
 
 fn planted(attr: &str, since: usize) -> PlantedFailure {
     PlantedFailure {
@@ -179,7 +191,6 @@ impl Year {
                 hydra_sentinel::error_chain(&e)
             );
         }
-        let ingested = std::time::Instant::now();
         let store = Store::open(&self.config.database).unwrap();
         let clock = self.clock.clone();
         let outcome = cycle::run_tuned(
@@ -192,9 +203,6 @@ impl Year {
             &|| {},
             &|github| github.sleeper = Sleeper::simulated(&clock),
         );
-        if std::env::var("YEAR_TIMING").is_ok() {
-            eprintln!("day {day}: act {:?}", ingested.elapsed());
-        }
         let report = match outcome {
             Ok(Outcome::Acted(report)) => report,
             Ok(Outcome::DryRun(_)) => panic!("day {day}: a dry run, acting is enabled"),
@@ -301,7 +309,7 @@ fn assert_nothing_open_twice(year: &Year, day: usize) {
     );
 }
 
-/// The title and head of each pull request created, and the day.
+/// The head of each pull request asked for, and GitHub's answer.
 fn pull_creates(year: &Year) -> Vec<(String, u16)> {
     year.world
         .github
@@ -371,11 +379,7 @@ fn a_year_of_cycles_keeps_every_promise_within_github_s_limits() {
             year.world.github.human_unlabels(issue, HANDS_OFF);
         }
 
-        let cycle_started = std::time::Instant::now();
         let waits = year.cycle(day);
-        if std::env::var("YEAR_TIMING").is_ok() {
-            eprintln!("day {day}: {:?}", cycle_started.elapsed());
-        }
         let total: Duration = waits.iter().sum();
         if total > longest_cycle_wait.0 {
             longest_cycle_wait = (total, day);
