@@ -140,8 +140,8 @@ pub fn run(
 }
 
 /// [`run`], with the GitHub client's settings adjusted by `tune` before it
-/// is built: the demo drives a look-alike on loopback that has no secondary
-/// rate limit, so it spaces no writes.
+/// is built: the demo and the year-long test simulate the client's waits on
+/// their story's clock.
 #[allow(clippy::too_many_arguments)]
 pub fn run_tuned(
     config: &Config,
