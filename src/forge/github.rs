@@ -24,6 +24,10 @@
 //! until `x-ratelimit-reset`; otherwise at least a minute, then
 //! exponentially longer; and after a bounded number of tries it gives up
 //! with [`ForgeError::RateLimited`], which ends the cycle with that reason.
+//! Writes also keep to our own content budget ([`ContentBudget`]: writes a
+//! minute and an hour, below GitHub's content-creation limits), counted
+//! across cycles in the memo; room further away than the longest wait ends
+//! the cycle the same way, nothing sent.
 //!
 //! Must never: log or return the token (it travels in a header marked
 //! sensitive), repeat a write that GitHub may have processed, or wait
