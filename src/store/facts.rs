@@ -116,6 +116,7 @@ impl Store {
             repository: repository.to_owned(),
             jobsets: out,
             maintainers: BTreeMap::new(),
+            branch_pulls: BTreeMap::new(),
         })
     }
 

@@ -146,8 +146,12 @@ impl Year {
         )
         .unwrap();
         let config = Config::load(&world.config).expect("the world's config");
-        let policy = Policy::load(config.policy_file.as_deref().expect("a policy file"))
-            .expect("the world's policy");
+        let policy_file = config.policy_file.clone().expect("a policy file");
+        let policy = Policy::parse(
+            &std::fs::read_to_string(&policy_file).expect("the world's policy"),
+            &policy_file,
+        )
+        .expect("the world's policy");
         let clock = SimulatedClock::at(START);
         let seen = clock.clone();
         world.github.use_clock(move || seen.now_millis());
