@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use crate::forge::ContentBudget;
 use crate::history::job_name::is_nix_identifier;
 use crate::hydra::HydraSettings;
 use crate::hydra::pacer::{HYDRA_NIXOS_ORG_BURST, HYDRA_NIXOS_ORG_RATE, Pacing};
@@ -68,6 +69,9 @@ pub struct GitHubConfig {
     /// How GitHub can reach whoever runs the bot, for the User-Agent (an
     /// URL or an e-mail address); `None`: the fork owner's GitHub page.
     pub contact: Option<String>,
+    /// Writes a minute and an hour (`writes_per_minute`, `writes_per_hour`),
+    /// below GitHub's 80 and 500.
+    pub content_budget: ContentBudget,
 }
 
 impl GitHubConfig {
@@ -468,6 +472,21 @@ impl Config {
                         ));
                     }
                 }
+                // GitHub's own ceilings: a budget at or above them would be
+                // met by its secondary rate limit instead.
+                for (field, name, github_limit) in [
+                    (&g.writes_per_minute, "writes_per_minute", 80),
+                    (&g.writes_per_hour, "writes_per_hour", 500),
+                ] {
+                    if !(1..github_limit).contains(field.get_ref()) {
+                        return Err(invalid(
+                            field.span(),
+                            format!(
+                                "github.{name} must be at least 1 and below GitHub's own limit of {github_limit}"
+                            ),
+                        ));
+                    }
+                }
                 Some(GitHubConfig {
                     api_url,
                     repo: g.repo.into_inner(),
@@ -476,6 +495,10 @@ impl Config {
                     push_url: g.push_url,
                     token_file: g.token_file,
                     contact: g.contact,
+                    content_budget: ContentBudget {
+                        per_minute: *g.writes_per_minute.get_ref(),
+                        per_hour: *g.writes_per_hour.get_ref(),
+                    },
                 })
             }
         };
@@ -626,6 +649,18 @@ struct RawGitHub {
     token_file: PathBuf,
     #[serde(default)]
     contact: Option<String>,
+    #[serde(default = "default_writes_per_minute")]
+    writes_per_minute: Spanned<u32>,
+    #[serde(default = "default_writes_per_hour")]
+    writes_per_hour: Spanned<u32>,
+}
+
+fn default_writes_per_minute() -> Spanned<u32> {
+    Spanned::new(0..0, ContentBudget::default().per_minute)
+}
+
+fn default_writes_per_hour() -> Spanned<u32> {
+    Spanned::new(0..0, ContentBudget::default().per_hour)
 }
 
 fn default_api_url() -> Spanned<String> {
@@ -845,6 +880,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.repository(), "someone/nixpkgs-fork");
+    }
+
+    #[test]
+    fn the_content_budget_defaults_below_github_s_and_may_not_reach_it() {
+        let github = "[github]\nrepo = \"NixOS/nixpkgs\"\nfork = \"bot/nixpkgs\"\n\
+             push_url = \"https://github.com/bot/nixpkgs.git\"\ntoken_file = \"t\"\n";
+        let config = parse(github).unwrap();
+        assert_eq!(
+            config.github.unwrap().content_budget,
+            ContentBudget {
+                per_minute: 20,
+                per_hour: 150
+            }
+        );
+        let tuned = parse(&format!(
+            "{github}writes_per_minute = 5\nwrites_per_hour = 40\n"
+        ))
+        .unwrap();
+        assert_eq!(tuned.github.unwrap().content_budget.per_hour, 40);
+        let err = parse(&format!("{github}writes_per_hour = 500\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.toml:6:19: github.writes_per_hour must be at least 1 and below GitHub's own limit of 500"
+        );
     }
 
     #[test]

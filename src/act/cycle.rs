@@ -144,8 +144,8 @@ pub fn run(
 }
 
 /// [`run`], with the GitHub client's settings adjusted by `tune` before it
-/// is built: the demo drives a look-alike on loopback that has no secondary
-/// rate limit, so it spaces no writes.
+/// is built: the demo and the year-long test simulate the client's waits on
+/// their story's clock.
 #[allow(clippy::too_many_arguments)]
 pub fn run_tuned(
     config: &Config,
@@ -204,6 +204,7 @@ pub fn run_tuned(
         let mut forge_settings =
             GitHubSettings::new(github.api_url.clone(), &github.repo, token.clone());
         forge_settings.user_agent = user_agent(Some(&contact(github)));
+        forge_settings.content_budget = github.content_budget;
         tune(&mut forge_settings);
         let memo = store
             .forge_memo(&github.repo)?

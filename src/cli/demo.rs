@@ -25,6 +25,7 @@ use serde::Serialize;
 use hydra_sentinel::act::Publisher;
 use hydra_sentinel::act::cycle::{self, Outcome};
 use hydra_sentinel::config::Config;
+use hydra_sentinel::forge::{SimulatedClock, Sleeper};
 use hydra_sentinel::format::time;
 use hydra_sentinel::policy::{
     self, ActionKind, ActionRecord, Ledger, NIXPKGS_POLICY, OptOutKind, Policy, RecordState,
@@ -334,8 +335,13 @@ pub fn run(database: Option<&Path>, json: bool, stdout: &mut dyn Write) -> Resul
     let mut warning: Option<(u64, String)> = None;
     let store = Store::open(&world.config.database)?;
     let mut cycles = 0;
+    // The client's waits (the spacing of writes, the content budget) are
+    // simulated on the story's clock: the budget holds in story time and
+    // the demo does not sleep.
+    let clock = SimulatedClock::at(START);
     for d in 0..DAYS as i64 {
         let now = START + d * DAY + 12 * 3600;
+        clock.advance_to(now);
         let mut said = Vec::new();
         // People answer what they read the day before.
         let ledger = store.ledger()?;
@@ -434,9 +440,8 @@ pub fn run(database: Option<&Path>, json: bool, stdout: &mut dyn Write) -> Resul
         }
         super::ingest(&world.config, None, &mut std::io::sink())
             .with_context(|| format!("ingesting on {}", day(d)))?;
-        // The real cycle, as `once --now` runs it; only the spacing of
-        // writes that github.com asks for is left out (the look-alike has
-        // no secondary rate limit).
+        // The real cycle, as `once --now` runs it, its waits on the
+        // story's clock.
         match cycle::run_tuned(
             &world.config,
             &world.policy,
@@ -445,7 +450,7 @@ pub fn run(database: Option<&Path>, json: bool, stdout: &mut dyn Write) -> Resul
             false,
             false,
             &|| {},
-            &|github| github.min_write_interval = std::time::Duration::ZERO,
+            &|github| github.sleeper = Sleeper::simulated(&clock),
         )
         .with_context(|| format!("the cycle of {}", day(d)))?
         {

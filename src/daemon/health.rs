@@ -1,6 +1,14 @@
 //! The loop's health, as plain data with pure rules: what `/healthz`
 //! answers and whether the watchdog may be pinged. Times are arguments, so
 //! the rules are tested without sleeping.
+//!
+//! Two kinds of trouble are told apart: a failed cycle (`last_error`: a
+//! network error, a 5xx, a rate limit, a token GitHub refuses; the next
+//! cycle tries again, and cycles that keep failing turn it unhealthy), and
+//! actions set aside for good (`set_aside`: GitHub refused one request as
+//! invalid or its conversation is locked, or the nixpkgs editor cannot make
+//! the edit; never sent again for that failure, to be done by hand, as the
+//! digest lists them). The second kind never makes the service unhealthy.
 
 use std::time::Duration;
 
@@ -8,6 +16,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::DaemonSettings;
+use crate::policy::Assessment;
 
 #[derive(Debug, Clone)]
 pub struct Health {
@@ -21,6 +30,7 @@ pub struct Health {
     cycles: u64,
     last_error: Option<String>,
     last_reload_error: Option<String>,
+    set_aside: Vec<SetAside>,
     phase: &'static str,
     interval: Duration,
     unhealthy_after_cycles: u32,
@@ -38,8 +48,47 @@ pub struct HealthReport {
     pub seconds_since_progress: u64,
     pub last_error: Option<String>,
     pub last_reload_error: Option<String>,
+    /// Actions refused for good and set aside, to be done by hand (see the
+    /// module documentation): as of the last act step, newest first.
+    pub set_aside: Vec<SetAside>,
     /// Why it is unhealthy, in words.
     pub reason: Option<String>,
+}
+
+/// An action refused for good in the package's current failure.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SetAside {
+    pub attr: String,
+    /// `mark_broken`, `retire`, `remind`, ...
+    pub kind: String,
+    pub step: Option<String>,
+    /// When it was settled (Unix seconds).
+    pub at: i64,
+    /// GitHub's or the nixpkgs editor's reason, in words.
+    pub reason: String,
+    pub issue: Option<u64>,
+    pub pr: Option<u64>,
+}
+
+/// The set-aside actions of an assessment: each package's newest refusal
+/// in its current failure, newest first.
+pub fn set_aside(assessment: &Assessment) -> Vec<SetAside> {
+    let mut all: Vec<SetAside> = assessment
+        .attrs
+        .values()
+        .filter_map(|a| a.refused.first().map(|r| (a, r)))
+        .map(|(a, r)| SetAside {
+            attr: a.attr.clone(),
+            kind: r.kind.as_str().to_owned(),
+            step: r.step.clone(),
+            at: r.done_at.unwrap_or(r.planned_at),
+            reason: r.refused.clone().unwrap_or_default(),
+            issue: r.issue,
+            pr: r.pr,
+        })
+        .collect();
+    all.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.attr.cmp(&b.attr)));
+    all
 }
 
 impl Health {
@@ -53,6 +102,7 @@ impl Health {
             cycles: 0,
             last_error: None,
             last_reload_error: None,
+            set_aside: Vec::new(),
             phase: "starting",
             interval: settings.interval,
             unhealthy_after_cycles: settings.unhealthy_after_cycles,
@@ -96,6 +146,11 @@ impl Health {
         self.progress(now);
     }
 
+    /// What the last act step found set aside.
+    pub fn set_aside(&mut self, set_aside: Vec<SetAside>) {
+        self.set_aside = set_aside;
+    }
+
     pub fn reload_refused(&mut self, error: String) {
         self.last_reload_error = Some(error);
     }
@@ -133,6 +188,7 @@ impl Health {
             seconds_since_progress: self.since_progress(now).as_secs(),
             last_error: self.last_error.clone(),
             last_reload_error: self.last_reload_error.clone(),
+            set_aside: self.set_aside.clone(),
             reason,
         }
     }
@@ -184,6 +240,27 @@ mod tests {
             health.since_progress(t0 + Duration::from_secs(45)),
             Duration::from_secs(15)
         );
+    }
+
+    #[test]
+    fn set_aside_actions_are_listed_apart_and_never_make_it_unhealthy() {
+        let t0 = Instant::now();
+        let mut health = Health::new(t0, &settings());
+        let refused = SetAside {
+            attr: "hello".into(),
+            kind: "mark_broken".into(),
+            step: None,
+            at: 1_000,
+            reason: "GitHub refused it as invalid (422)".into(),
+            issue: Some(3),
+            pr: None,
+        };
+        health.cycle_succeeded(t0, 1_000);
+        health.set_aside(vec![refused.clone()]);
+        let report = health.report(t0 + Duration::from_secs(10));
+        assert!(report.healthy);
+        assert_eq!(report.last_error, None);
+        assert_eq!(report.set_aside, vec![refused]);
     }
 
     #[test]

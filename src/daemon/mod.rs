@@ -48,7 +48,7 @@ pub mod metrics;
 pub mod signals;
 mod systemd;
 
-pub use health::{Health, HealthReport};
+pub use health::{Health, HealthReport, SetAside};
 pub use systemd::{Notifier, Systemd};
 
 use std::future::Future;
@@ -166,6 +166,8 @@ pub struct CycleContext<'a> {
     pub now: i64,
     /// Cancelled on shutdown; its heartbeat feeds the watchdog.
     pub control: PassControl,
+    /// What `/healthz` answers; a step may add what it learned.
+    pub health: &'a Mutex<Health>,
 }
 
 pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<String, StepError>> + Send + 'a>>;
@@ -361,17 +363,35 @@ impl CycleStep for ActStep {
             // The store is not Sync: the cycle runs on a blocking thread of
             // its own, with its own connection.
             let control = cx.control.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
+            let (outcome, set_aside) = tokio::task::spawn_blocking(move || {
                 let store = Store::open(&config.database)?;
                 let progress = move || control.beat();
-                crate::act::cycle::run(&config, &policy, &store, now, false, false, &progress)
-                    .map_err(StepError::from)
+                let outcome =
+                    crate::act::cycle::run(&config, &policy, &store, now, false, false, &progress)
+                        .map_err(StepError::from);
+                // Whatever the cycle did, what is set aside stays so.
+                let set_aside = store
+                    .policy_facts(&config.hydra.url, config.repository())
+                    .and_then(|facts| {
+                        let ledger = store.ledger()?;
+                        Ok(health::set_aside(&crate::policy::assess(
+                            &policy, &facts, &ledger, now,
+                        )))
+                    });
+                Ok::<_, StepError>((outcome, set_aside))
             })
             .await
             .map_err(|source| StepError::Panicked {
                 task: "act",
                 source,
             })??;
+            match set_aside {
+                Ok(list) => lock(cx.health).set_aside(list),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), "cannot list the set-aside actions for /healthz")
+                }
+            }
+            let outcome = outcome?;
             cx.control.beat();
             match outcome {
                 crate::act::cycle::Outcome::DryRun(dry) => {
@@ -564,6 +584,7 @@ pub(crate) async fn run_loop(parts: LoopParts) -> Result<(), DaemonError> {
         let end = {
             let cx = CycleContext {
                 settings: &settings,
+                health: &health,
                 now,
                 control: PassControl {
                     cancel: cancel.clone(),

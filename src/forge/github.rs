@@ -24,13 +24,17 @@
 //! until `x-ratelimit-reset`; otherwise at least a minute, then
 //! exponentially longer; and after a bounded number of tries it gives up
 //! with [`ForgeError::RateLimited`], which ends the cycle with that reason.
+//! Writes also keep to our own content budget ([`ContentBudget`]: writes a
+//! minute and an hour, below GitHub's content-creation limits), counted
+//! across cycles in the memo; room further away than the longest wait ends
+//! the cycle the same way, nothing sent.
 //!
 //! Must never: log or return the token (it travels in a header marked
 //! sensitive), repeat a write that GitHub may have processed, or wait
 //! unboundedly.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -70,29 +74,155 @@ pub fn user_agent(contact: Option<&str>) -> String {
     }
 }
 
-/// How the client waits (rate limits, retries): the real clock, or in
-/// tests a recording, time-scaled one.
+/// How the client waits (rate limits, retries, the content budget) and
+/// tells the time of its writes: the real clock, or in tests a recording,
+/// time-scaled or simulated one.
 #[derive(Clone)]
-pub struct Sleeper(Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>);
+pub struct Sleeper {
+    sleep: Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>,
+    /// Unix milliseconds on the clock `sleep` waits on.
+    now: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 impl Sleeper {
     pub fn real() -> Sleeper {
-        Sleeper(Arc::new(|d| Box::pin(tokio::time::sleep(d))))
+        Sleeper {
+            sleep: Arc::new(|d| Box::pin(tokio::time::sleep(d))),
+            now: Arc::new(unix_millis),
+        }
     }
 
     /// Record every wait asked for, and sleep it divided by `scale`.
     pub fn recording(scale: u32) -> (Sleeper, Arc<Mutex<Vec<Duration>>>) {
         let waits = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&waits);
-        let sleeper = Sleeper(Arc::new(move |d: Duration| {
-            seen.lock().unwrap_or_else(|p| p.into_inner()).push(d);
-            Box::pin(tokio::time::sleep(d / scale.max(1))) as BoxFuture<'static, ()>
-        }));
+        let sleeper = Sleeper {
+            sleep: Arc::new(move |d: Duration| {
+                seen.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+                Box::pin(tokio::time::sleep(d / scale.max(1))) as BoxFuture<'static, ()>
+            }),
+            now: Arc::new(unix_millis),
+        };
         (sleeper, waits)
     }
 
+    /// Waits that take no real time: each moves `clock` on by its length
+    /// (and is recorded there), so that a year of cycles with their rate
+    /// limits and budgets runs in seconds, and a look-alike reading the
+    /// same clock sees the waits.
+    pub fn simulated(clock: &SimulatedClock) -> Sleeper {
+        let sleeping = clock.clone();
+        let reading = clock.clone();
+        Sleeper {
+            sleep: Arc::new(move |d: Duration| {
+                sleeping.sleep(d);
+                Box::pin(std::future::ready(())) as BoxFuture<'static, ()>
+            }),
+            now: Arc::new(move || reading.now_millis()),
+        }
+    }
+
     async fn sleep(&self, wait: Duration) {
-        (self.0)(wait).await
+        (self.sleep)(wait).await
+    }
+
+    fn now_millis(&self) -> i64 {
+        (self.now)()
+    }
+}
+
+/// A clock that only moves when told to, or when a client waits on it (see
+/// [`Sleeper::simulated`]).
+#[derive(Debug, Clone, Default)]
+pub struct SimulatedClock {
+    millis: Arc<std::sync::atomic::AtomicI64>,
+    waits: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl SimulatedClock {
+    /// A clock showing `unix_secs`.
+    pub fn at(unix_secs: i64) -> SimulatedClock {
+        let clock = SimulatedClock::default();
+        clock.advance_to(unix_secs);
+        clock
+    }
+
+    pub fn now_millis(&self) -> i64 {
+        self.millis.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Move on to `unix_secs` unless the clock is past it already.
+    pub fn advance_to(&self, unix_secs: i64) {
+        self.millis.fetch_max(
+            unix_secs.saturating_mul(1000),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    fn sleep(&self, wait: Duration) {
+        self.waits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(wait);
+        self.millis.fetch_add(
+            i64::try_from(wait.as_millis()).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// Every wait a client asked for, in order; emptied by the call.
+    pub fn take_waits(&self) -> Vec<Duration> {
+        std::mem::take(&mut *self.waits.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// How many writes we allow ourselves, below GitHub's own secondary limits
+/// on content creation ("no more than 80 content-generating requests per
+/// minute and no more than 500 content-generating requests per hour",
+/// GitHub's "Rate limits for the REST API", "About secondary rate limits",
+/// apiVersion 2022-11-28). Every write counts (a comment, an issue, a pull
+/// request, an edit, a label), across cycles: the times are kept in the
+/// memo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentBudget {
+    pub per_minute: u32,
+    pub per_hour: u32,
+}
+
+impl Default for ContentBudget {
+    /// A quarter of GitHub's per-minute limit and under a third of its
+    /// hourly one: room for a human's burst from the same token and for
+    /// GitHub's unpublished lower limits on some endpoints.
+    fn default() -> ContentBudget {
+        ContentBudget {
+            per_minute: 20,
+            per_hour: 150,
+        }
+    }
+}
+
+impl ContentBudget {
+    /// The earliest time (Unix ms) at or after `now` that a write may go out
+    /// after `writes` (oldest first), at least `gap` after the last one, with
+    /// at most `per_minute` writes in any minute and `per_hour` in any hour.
+    fn next_slot(&self, writes: &[i64], now: i64, gap: Duration) -> i64 {
+        let gap = i64::try_from(gap.as_millis()).unwrap_or(i64::MAX);
+        let mut at = writes.last().map_or(now, |last| now.max(last + gap));
+        for (allowed, window) in [(self.per_minute, 60_000), (self.per_hour, 3_600_000)] {
+            let allowed = allowed.max(1) as usize;
+            if writes.len() >= allowed {
+                // The window ending at `at` may hold allowed - 1 earlier
+                // writes: the allowed-th newest must have left it.
+                at = at.max(writes[writes.len() - allowed] + window);
+            }
+        }
+        at
     }
 }
 
@@ -127,6 +257,10 @@ pub struct GitHubSettings {
     /// Least time between two writes: GitHub asks integrators to space
     /// content-creating requests to avoid secondary rate limits.
     pub min_write_interval: Duration,
+    /// Writes a minute and an hour (see [`ContentBudget`]); a write that
+    /// would have to wait longer than `max_rate_limit_wait` for room ends
+    /// with [`ForgeError::RateLimited`] unsent.
+    pub content_budget: ContentBudget,
     pub sleeper: Sleeper,
 }
 
@@ -145,6 +279,7 @@ impl GitHubSettings {
             read_retries: 4,
             retry_base_delay: Duration::from_millis(500),
             min_write_interval: Duration::from_secs(1),
+            content_budget: ContentBudget::default(),
             sleeper: Sleeper::real(),
         }
     }
@@ -155,7 +290,6 @@ pub struct GitHub {
     api: Url,
     repo: String,
     settings: GitHubSettings,
-    last_write: Mutex<Option<Instant>>,
     permission: tokio::sync::OnceCell<Permission>,
     login: tokio::sync::OnceCell<String>,
     /// What GitHub told earlier clients and this one (see [`Memo`]).
@@ -266,7 +400,6 @@ impl GitHub {
             repo: settings.repo.clone(),
             api,
             settings,
-            last_write: Mutex::new(None),
             permission: tokio::sync::OnceCell::new(),
             login: tokio::sync::OnceCell::new(),
             memo: Mutex::new(Memo::default()),
@@ -336,7 +469,7 @@ impl GitHub {
         loop {
             attempt += 1;
             if method != Method::Get {
-                self.space_writes().await;
+                self.space_writes(method, path).await?;
             }
             tracing::debug!(method = method.name(), path, attempt, "GitHub request");
             let result = match method {
@@ -394,9 +527,12 @@ impl GitHub {
                     not_modified: status == 304,
                 });
             }
-            if let Some(limit) =
-                rate_limit(status, &headers, &bytes, chrono::Utc::now().timestamp())
-            {
+            if let Some(limit) = rate_limit(
+                status,
+                &headers,
+                &bytes,
+                self.settings.sleeper.now_millis() / 1000,
+            ) {
                 limited += 1;
                 let wait = limit.wait.unwrap_or_else(|| {
                     self.settings
@@ -443,17 +579,37 @@ impl GitHub {
         }
     }
 
-    async fn space_writes(&self) {
+    /// Wait for room in the content budget, and take it. Room further away
+    /// than `max_rate_limit_wait` is not waited for: the write is not sent.
+    async fn space_writes(&self, method: Method, path: &str) -> Result<(), ForgeError> {
         let wait = {
-            let mut last = self.last_write.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let next = last.map_or(now, |t| (t + self.settings.min_write_interval).max(now));
-            *last = Some(next);
-            next - now
+            let mut memo = self.memo();
+            let now = self.settings.sleeper.now_millis();
+            memo.writes.retain(|t| now - t < 3_600_000);
+            let slot = self.settings.content_budget.next_slot(
+                &memo.writes,
+                now,
+                self.settings.min_write_interval,
+            );
+            let wait = Duration::from_millis(u64::try_from(slot - now).unwrap_or(0));
+            if wait > self.settings.max_rate_limit_wait {
+                count_error("content_budget");
+                return Err(ForgeError::RateLimited {
+                    method: method.name(),
+                    path: path.to_owned(),
+                    attempts: 0,
+                    wait,
+                    reason: "our content budget is spent: nothing sent",
+                });
+            }
+            memo.writes.push(slot);
+            wait
         };
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            tracing::debug!(path, ?wait, "spacing writes (content budget)");
+            self.settings.sleeper.sleep(wait).await;
         }
+        Ok(())
     }
 
     async fn json<T: DeserializeOwned>(
@@ -1554,6 +1710,47 @@ mod tests {
     }
 
     const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn the_content_budget_spaces_writes_and_holds_each_window() {
+        let budget = ContentBudget {
+            per_minute: 3,
+            per_hour: 5,
+        };
+        let gap = Duration::from_secs(1);
+        assert_eq!(budget.next_slot(&[], 10_000, gap), 10_000, "nothing before");
+        assert_eq!(
+            budget.next_slot(&[9_500], 10_000, gap),
+            10_500,
+            "a second after the last"
+        );
+        // Three in the minute: the fourth waits until the first has left it.
+        assert_eq!(
+            budget.next_slot(&[0, 1_000, 2_000], 3_000, gap),
+            60_000,
+            "the per-minute ceiling"
+        );
+        // Five in the hour, spread over minutes: the sixth waits an hour
+        // after the first.
+        let hour = [0, 120_000, 240_000, 360_000, 480_000];
+        assert_eq!(budget.next_slot(&hour, 600_000, gap), 3_600_000);
+        // Whatever the history, a slot never breaks either window.
+        let mut writes: Vec<i64> = Vec::new();
+        for _ in 0..40 {
+            let slot = budget.next_slot(&writes, 0, Duration::ZERO);
+            let in_window = |w: i64| {
+                writes
+                    .iter()
+                    .filter(|t| **t > slot - w && **t <= slot)
+                    .count()
+            };
+            assert!(
+                in_window(60_000) < 3 && in_window(3_600_000) < 5,
+                "{slot} after {writes:?}"
+            );
+            writes.push(slot);
+        }
+    }
 
     #[test]
     fn only_a_403_or_429_can_be_a_rate_limit() {

@@ -69,6 +69,10 @@ pub struct Memo {
     /// the answer that told it.
     #[serde(default)]
     pub(crate) branch_pulls: BTreeMap<String, Tagged<Option<PullRequest>>>,
+    /// When our writes of the last hour went out (Unix milliseconds, on the
+    /// client's clock), oldest first: the content budget spans cycles.
+    #[serde(default)]
+    pub(crate) writes: Vec<i64>,
 }
 
 /// An answer and its ETag: asked again conditionally.

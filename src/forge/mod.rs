@@ -27,7 +27,8 @@ mod memory;
 
 pub use failure::{Failure, Refusal};
 pub use github::{
-    ForkProbe, GitHub, GitHubSettings, NO_MAINTAINER_EDITS, Probe, Sleeper, user_agent,
+    ContentBudget, ForkProbe, GitHub, GitHubSettings, NO_MAINTAINER_EDITS, Probe, SimulatedClock,
+    Sleeper, user_agent,
 };
 pub use memo::Memo;
 pub use memory::MemoryForge;
@@ -116,7 +117,7 @@ pub enum ForgeError {
         message: String,
     },
     #[error(
-        "{method} {path} is still rate-limited after {attempts} attempts ({reason}); GitHub asks for {wait:?} more"
+        "{method} {path} is still rate-limited after {attempts} attempts ({reason}); the next try is {wait:?} away"
     )]
     RateLimited {
         method: &'static str,

@@ -12,6 +12,13 @@
 //! (403 "You do not have permission to create labels on this repository.")
 //! when a label does not exist yet; adding labels afterwards needs triage,
 //! and creating a missing one that way needs push.
+//!
+//! Strict mode ([`FakeGitHub::strict`]) also enforces GitHub's limits in
+//! time: content creation (80 writes a minute, 500 an hour) and the primary
+//! quota (5,000 requests an hour), on the look-alike's clock, which a test
+//! may share with the client's simulated waits ([`FakeGitHub::use_clock`])
+//! so that a year runs in seconds; its counters ([`FakeGitHub::most_writes_within`])
+//! hold a client to its own, lower, budget.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -144,6 +151,51 @@ struct State {
     scopes: Option<String>,
     /// Accounts that exist besides the bot.
     accounts: Vec<String>,
+    /// Unix milliseconds now: the real clock, or a test's (see
+    /// [`FakeGitHub::use_clock`]).
+    clock_millis: Clock,
+    /// When each content-generating request (`POST`, `PATCH`, `PUT`,
+    /// `DELETE`) GitHub processed arrived, Unix milliseconds, in order.
+    writes: Vec<i64>,
+    /// When each request that counted against the primary quota arrived.
+    charged: Vec<i64>,
+    /// GitHub's limits enforced on the clock: content creation (80 a
+    /// minute, 500 an hour) and the primary quota (5,000 an hour).
+    strict: bool,
+}
+
+/// A source of Unix milliseconds.
+#[derive(Clone)]
+struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock(Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        }))
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// GitHub's content-creation limits ("no more than 80 content-generating
+/// requests per minute and no more than 500 content-generating requests
+/// per hour", "Rate limits for the REST API", "About secondary rate
+/// limits"), as (allowed, window in ms).
+const CONTENT_LIMITS: [(usize, i64); 2] = [(80, 60_000), (500, 3_600_000)];
+
+/// How many of `times` (sorted) fall in the window of `window` ms ending
+/// at `end` (inclusive).
+fn within(times: &[i64], end: i64, window: i64) -> usize {
+    let from = times.partition_point(|t| *t <= end - window);
+    let to = times.partition_point(|t| *t <= end);
+    to - from
 }
 
 fn rank(role: &str) -> u8 {
@@ -458,6 +510,40 @@ impl FakeGitHub {
         self.state().touch(number);
     }
 
+    /// Read the time from `clock` (Unix milliseconds) instead of the real
+    /// clock: a test's simulated time, which the client's waits move on.
+    pub fn use_clock(&self, clock: impl Fn() -> i64 + Send + Sync + 'static) {
+        self.state().clock_millis = Clock(Arc::new(clock));
+    }
+
+    /// Enforce GitHub's limits as github.com does, on the look-alike's
+    /// clock: at most 80 content-generating requests a minute and 500 an
+    /// hour (a 403 secondary rate limit with `Retry-After: 60` beyond), and
+    /// 5,000 requests an hour against the quota (a 403 with
+    /// `x-ratelimit-remaining: 0` until the oldest leaves the hour).
+    pub fn strict(&self) {
+        self.state().strict = true;
+    }
+
+    /// The most content-generating requests GitHub processed within any
+    /// span of `window`, and when (Unix ms) that span ended: to hold a
+    /// client to a budget per minute or per hour.
+    pub fn most_writes_within(&self, window: std::time::Duration) -> (usize, i64) {
+        let state = self.state();
+        let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        state
+            .writes
+            .iter()
+            .map(|end| (within(&state.writes, *end, window), *end))
+            .max_by_key(|(count, end)| (*count, -end))
+            .unwrap_or((0, 0))
+    }
+
+    /// Content-generating requests GitHub processed, in all.
+    pub fn writes(&self) -> usize {
+        self.state().writes.len()
+    }
+
     /// Requests that counted against the token's primary rate limit.
     pub fn quota_used(&self) -> u64 {
         self.state().quota_used
@@ -596,7 +682,14 @@ fn handle(state: &mut State, request: &Request) -> Answer {
         api_version: request.headers.get("x-github-api-version").cloned(),
         status: 0,
     });
-    let mut answer = answer(state, request, authorized);
+    let now = (state.clock_millis.0)();
+    let mut answer = match strict_limit(state, request, now) {
+        Some(limited) => limited,
+        None => answer(state, request, authorized),
+    };
+    if request.method != "GET" && (200..300).contains(&answer.0) {
+        state.writes.push(now);
+    }
     if request.method == "GET" && answer.0 == 200 {
         let etag = etag_of(&answer.2.to_string());
         let if_none_match = request.headers.get("if-none-match");
@@ -609,19 +702,26 @@ fn handle(state: &mut State, request: &Request) -> Answer {
     // practices for using the REST API", "Use conditional requests").
     if answer.0 != 304 {
         state.quota_used += 1;
+        state.charged.push(now);
     }
     if !answer
         .1
         .iter()
         .any(|(name, _)| name.starts_with("x-ratelimit"))
     {
+        // Strict: the quota of the last hour, as GitHub's resets hourly.
+        let used = if state.strict {
+            within(&state.charged, now, 3_600_000) as u64
+        } else {
+            state.quota_used
+        };
         answer.1.extend([
             ("x-ratelimit-limit", QUOTA.to_string()),
             (
                 "x-ratelimit-remaining",
-                QUOTA.saturating_sub(state.quota_used).to_string(),
+                QUOTA.saturating_sub(used).to_string(),
             ),
-            ("x-ratelimit-used", state.quota_used.to_string()),
+            ("x-ratelimit-used", used.to_string()),
             ("x-ratelimit-resource", "core".to_owned()),
         ]);
     }
@@ -632,6 +732,45 @@ fn handle(state: &mut State, request: &Request) -> Answer {
         seen.status = answer.0;
     }
     answer
+}
+
+/// In strict mode, GitHub's answer to a request beyond one of its limits
+/// on the look-alike's clock; `None` when the request is within them.
+fn strict_limit(state: &State, request: &Request, now: i64) -> Option<Answer> {
+    if !state.strict {
+        return None;
+    }
+    let hour = 3_600_000;
+    if within(&state.charged, now, hour) >= QUOTA as usize {
+        let oldest = state.charged[state.charged.len() - QUOTA as usize];
+        return Some((
+            403,
+            vec![
+                ("x-ratelimit-limit", QUOTA.to_string()),
+                ("x-ratelimit-remaining", "0".to_owned()),
+                ("x-ratelimit-used", QUOTA.to_string()),
+                (
+                    "x-ratelimit-reset",
+                    ((oldest + hour) / 1000 + 1).to_string(),
+                ),
+                ("x-ratelimit-resource", "core".to_owned()),
+            ],
+            json!({"message": "API rate limit exceeded for user ID 1.",
+                   "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}),
+        ));
+    }
+    let writes = request.method != "GET";
+    let over = CONTENT_LIMITS
+        .iter()
+        .any(|(allowed, window)| within(&state.writes, now, *window) >= *allowed);
+    (writes && over).then(|| {
+        (
+            403,
+            vec![("Retry-After", "60".to_owned())],
+            json!({"message": "You have exceeded a secondary rate limit and have been temporarily blocked from content creation. Please retry your request again later.",
+                   "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"}),
+        )
+    })
 }
 
 /// GitHub's limit on an issue, pull request or comment body, in characters.
@@ -684,7 +823,7 @@ fn answer(state: &mut State, request: &Request, authorized: bool) -> Answer {
                 ("x-ratelimit-used", "5000".to_owned()),
             ];
             if let Some(secs) = reset_in_secs {
-                let reset = chrono::Utc::now().timestamp() + secs as i64;
+                let reset = (state.clock_millis.0)() / 1000 + secs as i64;
                 headers.push(("x-ratelimit-reset", reset.to_string()));
             }
             return (

@@ -9,11 +9,11 @@ use hydra_sentinel::sim::{FakeGitHub, FakeHydra, GitHubFault, PlantedFailure, Si
 
 use crate::helpers::small_spec;
 
-const TOKEN: &str = "ghp_act_test_token_never_to_be_seen_42";
+pub(crate) const TOKEN: &str = "ghp_act_test_token_never_to_be_seen_42";
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nixpkgs");
 
 /// The production policy with a ladder measured in days, and no overrides.
-fn quick_policy() -> String {
+pub(crate) fn quick_policy() -> String {
     let policy = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/policies/nixpkgs.toml"
@@ -46,7 +46,7 @@ fn quick_policy() -> String {
     out
 }
 
-fn git(dir: &Path, args: &[&str]) {
+pub(crate) fn git(dir: &Path, args: &[&str]) {
     let output = Command::new("git")
         .args([
             "-c",
@@ -67,7 +67,7 @@ fn git(dir: &Path, args: &[&str]) {
     );
 }
 
-fn git_out(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git_out(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -88,17 +88,17 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-struct World {
+pub(crate) struct World {
     /// Removed with the world.
-    _dir: tempfile::TempDir,
-    hydra: FakeHydra,
-    github: FakeGitHub,
-    config: PathBuf,
-    fork: PathBuf,
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) hydra: FakeHydra,
+    pub(crate) github: FakeGitHub,
+    pub(crate) config: PathBuf,
+    pub(crate) fork: PathBuf,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         World::with(Vec::new(), |policy| policy, |_| {})
     }
 
@@ -111,6 +111,24 @@ impl World {
     /// edited nixpkgs.
     fn with(
         extra: Vec<PlantedFailure>,
+        policy: impl Fn(String) -> String,
+        edit: impl FnOnce(&Path),
+    ) -> World {
+        World::with_history(
+            |spec| SimSpec {
+                planted: spec.planted.into_iter().chain(extra).collect(),
+                ..spec
+            },
+            policy,
+            edit,
+        )
+    }
+
+    /// The usual world with its history as `history` changes it (the
+    /// usual one: 30 evals, 8 hours apart, from 2025-11-01, three planted
+    /// failures on four systems).
+    pub(crate) fn with_history(
+        history: impl FnOnce(SimSpec) -> SimSpec,
         policy: impl Fn(String) -> String,
         edit: impl FnOnce(&Path),
     ) -> World {
@@ -149,10 +167,7 @@ impl World {
                     systems: vec!["x86_64-darwin".into(), "aarch64-darwin".into()],
                     ..Default::default()
                 },
-            ]
-            .into_iter()
-            .chain(extra)
-            .collect(),
+            ],
             ..small_spec(5, 30)
         };
         let spec = SimSpec {
@@ -166,7 +181,7 @@ impl World {
             .to_vec(),
             ..spec
         };
-        let hydra = FakeHydra::start(SimHydra::generate(&spec)).unwrap();
+        let hydra = FakeHydra::start(SimHydra::generate(&history(spec))).unwrap();
         let github = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
         std::fs::write(root.join("token"), format!("{TOKEN}\n")).unwrap();
         std::fs::write(root.join("policy.toml"), policy(quick_policy())).unwrap();
@@ -226,7 +241,7 @@ committers = ["carol"]
             .unwrap()
     }
 
-    fn once_ok(&self, now: &str) -> String {
+    pub(crate) fn once_ok(&self, now: &str) -> String {
         let output = self.once(now);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -242,7 +257,7 @@ committers = ["carol"]
     }
 
     /// Tracking issues (not digests).
-    fn issues(&self) -> Vec<(u64, String, String)> {
+    pub(crate) fn issues(&self) -> Vec<(u64, String, String)> {
         self.github
             .items()
             .into_iter()
@@ -260,7 +275,7 @@ committers = ["carol"]
             .collect()
     }
 
-    fn pulls(&self) -> Vec<(u64, String, String)> {
+    pub(crate) fn pulls(&self) -> Vec<(u64, String, String)> {
         self.github
             .items()
             .into_iter()
@@ -286,7 +301,7 @@ committers = ["carol"]
     }
 
     /// A commit lands upstream: `edit` changes a clone of it.
-    fn upstream_commit(&self, message: &str, edit: impl FnOnce(&Path)) {
+    pub(crate) fn upstream_commit(&self, message: &str, edit: impl FnOnce(&Path)) {
         let root = self._dir.path();
         let work = root.join("upstream-work");
         if !work.exists() {
@@ -298,7 +313,7 @@ committers = ["carol"]
         git(&work, &["push", "-q", "origin", "HEAD"]);
     }
 
-    fn issue_of(&self, attr: &str) -> Option<u64> {
+    pub(crate) fn issue_of(&self, attr: &str) -> Option<u64> {
         self.issues()
             .into_iter()
             .find(|i| i.1 == format!("Build failure: {attr}"))
@@ -306,7 +321,7 @@ committers = ["carol"]
     }
 
     /// Branches on the fork whose `file` says `broken`.
-    fn branches_marking(&self, file: &str) -> Vec<String> {
+    pub(crate) fn branches_marking(&self, file: &str) -> Vec<String> {
         git_out(&self.fork, &["branch", "--list"])
             .lines()
             .map(|l| l.trim().trim_start_matches("* ").to_owned())
@@ -325,8 +340,8 @@ committers = ["carol"]
     }
 }
 
-const NOTICE: &str = "2025-11-12T00:00:00Z";
-const MARK: &str = "2025-11-15T00:00:00Z";
+pub(crate) const NOTICE: &str = "2025-11-12T00:00:00Z";
+pub(crate) const MARK: &str = "2025-11-15T00:00:00Z";
 const LATER: &str = "2025-11-16T00:00:00Z";
 
 #[test]

@@ -901,6 +901,90 @@ fn healthz_turns_unhealthy_when_cycles_keep_failing_and_recovers_after_a_fix() {
     service.stop();
 }
 
+/// `/healthz` tells the two kinds of trouble apart: a cycle that failed on
+/// something worth another try (`last_error`), and actions GitHub refused
+/// for good and set aside, to be done by hand (`set_aside`), which stay
+/// listed and never make the service unhealthy.
+#[test]
+fn healthz_lists_set_aside_refusals_apart_from_the_last_transient_error() {
+    use hydra_sentinel::sim::GitHubFault;
+
+    use crate::act::{MARK, NOTICE, World};
+
+    let world = World::new();
+    world.once_ok(NOTICE);
+    world.github.inject(
+        "POST",
+        "/repos/NixOS/nixpkgs/pulls",
+        GitHubFault::Status(422),
+    );
+    let out = world.once_ok(MARK);
+    assert!(out.contains("GitHub refused it as invalid"), "{out}");
+    // The service's first cycle meets a 502 on its first post (the week's
+    // digest or a comment): a failure worth another try. One cycle an hour,
+    // so /healthz is read before the next one.
+    world.github.inject(
+        "POST",
+        "/repos/NixOS/nixpkgs/issues",
+        GitHubFault::Status(502),
+    );
+    let config = std::fs::read_to_string(&world.config).unwrap();
+    std::fs::write(
+        &world.config,
+        format!(
+            "{config}\n[daemon]\ninterval_secs = 3600\nunhealthy_after_cycles = 3\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
+        ),
+    )
+    .unwrap();
+    let mut service = Service::spawn(Service::command(&world.config));
+    let addr = service.addr();
+    let (status, body, health) = wait_until(
+        Duration::from_secs(60),
+        "a failed cycle in /healthz",
+        || service.context(),
+        || {
+            let (status, body) = get(addr, "/healthz");
+            let health: serde_json::Value = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("/healthz is not JSON ({e}): {body}"));
+            health["last_error"]
+                .is_string()
+                .then_some((status, body, health))
+        },
+    );
+    assert_eq!(
+        status, 200,
+        "one failed cycle is within the allowance: {body}"
+    );
+    let last_error = health["last_error"].as_str().unwrap_or_default();
+    assert!(last_error.contains("502"), "the transient error: {body}");
+    assert!(
+        !last_error.contains("refused it as invalid"),
+        "a set-aside refusal is not an error: {body}"
+    );
+    let set_aside = health["set_aside"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no set_aside list: {body}"));
+    let mut attrs: Vec<&str> = set_aside
+        .iter()
+        .map(|s| s["attr"].as_str().unwrap_or_default())
+        .collect();
+    attrs.sort();
+    assert_eq!(
+        attrs,
+        ["frobnicate", "hello"],
+        "the batch GitHub refused, by package: {body}"
+    );
+    for entry in set_aside {
+        assert_eq!(entry["kind"], "mark_broken", "{body}");
+        let reason = entry["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("GitHub refused it as invalid") && reason.contains("422"),
+            "{body}"
+        );
+    }
+    service.stop();
+}
+
 /// A tmpfs far too small for the history: SQLite reports a full disk, the
 /// cycle fails with that message, and the database stays consistent.
 #[test]

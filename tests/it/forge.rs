@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hydra_sentinel::forge::{
-    Forge, ForgeError, GitHub, GitHubSettings, NewIssue, NewPull, Permission, Secret, Sleeper,
-    State, user_agent,
+    ContentBudget, Forge, ForgeError, GitHub, GitHubSettings, NewIssue, NewPull, Permission,
+    Secret, Sleeper, State, user_agent,
 };
 use hydra_sentinel::sim::{FakeGitHub, GitHubFault};
 
@@ -878,4 +878,78 @@ fn refusals_are_told_apart_from_what_is_worth_another_try() {
             "{refused}"
         );
     });
+}
+
+/// A client on a simulated clock shared with a strict look-alike, with
+/// `budget` as its content budget and no spacing of its own.
+fn budgeted_github(
+    fake: &FakeGitHub,
+    budget: ContentBudget,
+) -> (GitHub, hydra_sentinel::forge::SimulatedClock) {
+    let clock = hydra_sentinel::forge::SimulatedClock::at(1_800_000_000);
+    let seen = clock.clone();
+    fake.use_clock(move || seen.now_millis());
+    fake.strict();
+    let mut settings = GitHubSettings::new(
+        fake.url().parse().unwrap(),
+        "NixOS/nixpkgs",
+        Secret::new(TOKEN),
+    );
+    settings.min_write_interval = Duration::ZERO;
+    settings.content_budget = budget;
+    settings.sleeper = Sleeper::simulated(&clock);
+    (GitHub::new(settings).expect("a GitHub client"), clock)
+}
+
+/// GitHub allows 80 writes a minute: the strict look-alike refuses the
+/// 81st with a secondary limit, which a client with a budget above
+/// GitHub's meets; the default budget (20 a minute) never does.
+#[test]
+fn the_content_budget_keeps_below_github_s_content_limit_which_the_strict_look_alike_enforces() {
+    let _turn = one_at_a_time();
+    let rt = runtime();
+    // The client is built inside the runtime.
+    let _inside = rt.enter();
+    for (budget, refused) in [
+        (
+            ContentBudget {
+                per_minute: 1000,
+                per_hour: 1000,
+            },
+            true,
+        ),
+        (ContentBudget::default(), false),
+    ] {
+        let fake = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
+        let issue = fake.existing_issue("sentinel-bot", "busy", "<!-- busy -->");
+        let (github, clock) = budgeted_github(&fake, budget);
+        rt.block_on(async {
+            for i in 0..90 {
+                github
+                    .comment(issue, &format!("comment {i}"))
+                    .await
+                    .unwrap_or_else(|e| panic!("comment {i} with {budget:?}: {e}"));
+            }
+        });
+        let limited: Vec<u16> = fake
+            .requests()
+            .iter()
+            .map(|r| r.status)
+            .filter(|s| *s == 403)
+            .collect();
+        let (per_minute, _) = fake.most_writes_within(Duration::from_secs(60));
+        assert_eq!(fake.writes(), 90, "{budget:?}");
+        assert!(per_minute <= 80, "the look-alike let {per_minute} through");
+        if refused {
+            assert_eq!(
+                limited.len(),
+                1,
+                "the 81st write meets GitHub's limit: {limited:?}"
+            );
+            assert_eq!(clock.take_waits(), [Duration::from_secs(60)]);
+        } else {
+            assert!(limited.is_empty(), "{limited:?}");
+            assert_eq!(per_minute, 20, "{budget:?}");
+        }
+    }
 }

@@ -15,3 +15,4 @@ mod ingest;
 mod kill;
 mod policy;
 mod site;
+mod year;
