@@ -149,11 +149,7 @@ impl<F: Forge> Actor<'_, F> {
                         refused: None,
                     },
                 )?;
-                self.snooze_after_a_no(
-                    attr,
-                    now,
-                    format!("tracking issue #{issue} closed by a human"),
-                )?;
+                self.snooze_after_a_no(attr, now, super::follow::closed_by_a_human(issue))?;
                 report.did(format!(
                     "{attr}: tracking issue #{issue} was closed by a human; leaving it alone"
                 ));

@@ -4,7 +4,9 @@
 //! Owns: recording merges and closes of the bot's pull requests (a close by
 //! a human is a "no", remembered as a snooze), closing a tracking issue
 //! whose package builds again, and handing the comments of open ones to the
-//! maintainer commands ([`super::commands`]).
+//! maintainer commands ([`super::commands`]), and hearing a human's close
+//! of a tracking issue as a "no" (once per close, also when no reminder
+//! would read the issue again).
 //!
 //! Must never: open anything, take the bot's own close for a human's "no",
 //! or decide what to do next (the engine plans from what is recorded here).
@@ -96,6 +98,8 @@ impl<F: Forge> Actor<'_, F> {
         now: i64,
         report: &mut ActReport,
     ) -> Result<(), ActError> {
+        self.hear_closed_tracking_issues(bot, own, facts, now, report)
+            .await?;
         for issue in own.iter().filter(|i| i.state == State::Open) {
             let Some(attr) = tracked_attr(issue) else {
                 continue;
@@ -128,6 +132,78 @@ impl<F: Forge> Actor<'_, F> {
         }
         Ok(())
     }
+}
+
+impl<F: Forge> Actor<'_, F> {
+    /// A tracking issue that someone else closed while its package's ladder
+    /// runs there is a "no", heard once per close: the package is snoozed
+    /// as after a closed pull request. Without this, a ladder with no
+    /// reminder left (or none at all) would go on to the mark, since only a
+    /// reminder reads the issue again.
+    ///
+    /// Cheap: only issues that hold the package's newest notice, whose
+    /// package still fails, and that the bot did not close itself (its
+    /// "recovered" comment, from the comments memo) are read, and a close
+    /// already heard is known from its snooze's note.
+    async fn hear_closed_tracking_issues(
+        &self,
+        bot: &str,
+        own: &[Issue],
+        facts: &Facts,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let ledger = self.store.ledger()?;
+        for issue in own.iter().filter(|i| i.state == State::Closed) {
+            let Some(attr) = tracked_attr(issue) else {
+                continue;
+            };
+            let newest_notice = ledger
+                .actions
+                .iter()
+                .filter(|r| {
+                    r.kind == ActionKind::Notify
+                        && r.attr.as_deref() == Some(attr.as_str())
+                        && r.state.counts()
+                })
+                .max_by_key(|r| (r.planned_at, r.id));
+            if newest_notice.and_then(|r| r.issue) != Some(issue.number) {
+                continue;
+            }
+            let note = closed_by_a_human(issue.number);
+            if ledger
+                .opt_outs
+                .iter()
+                .any(|o| o.attr == attr && o.note == note)
+                || builds_again(self.policy, facts, &attr, now)
+                || self
+                    .commented(bot, issue.number, "recovered", &attr)
+                    .await?
+            {
+                continue;
+            }
+            (self.progress)();
+            if self
+                .forge
+                .issue(issue.number)
+                .await?
+                .closed_by_someone_but(bot)
+            {
+                self.snooze_after_a_no(&attr, now, note)?;
+                report.did(format!(
+                    "{attr}: tracking issue #{} was closed by a human; the package is left alone as the policy says",
+                    issue.number
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The note of the snooze that a human's close of tracking issue `number`
+/// leads to (also how that close is known to have been heard).
+pub(super) fn closed_by_a_human(number: u64) -> String {
+    format!("tracking issue #{number} closed by a human")
 }
 
 #[cfg(test)]

@@ -1505,6 +1505,38 @@ fn a_pull_request_github_refuses_as_invalid_is_set_aside_once_and_its_branch_nev
     assert!(world.pulls().is_empty());
 }
 
+/// With no reminder between notice and mark (the test policy has none),
+/// nothing would read the closed issue again before the mark: the close is
+/// heard on the next cycle, once, and no pull request follows.
+#[test]
+fn a_tracking_issue_closed_by_a_human_stops_a_ladder_without_reminders() {
+    let world = World::new();
+    world.once_ok(NOTICE);
+    let hello = world.issue_of("hello").expect("hello's issue");
+    world.github.human_closes(hello, false);
+    let reads = |w: &World| {
+        w.github
+            .requests_to("GET", &format!("/repos/NixOS/nixpkgs/issues/{hello}"))
+            .len()
+    };
+    let out = world.once_ok(MARK);
+    assert!(
+        out.contains(&format!(
+            "hello: tracking issue #{hello} was closed by a human"
+        )),
+        "{out}"
+    );
+    assert!(
+        !world.pulls().iter().any(|p| p.1.starts_with("hello")),
+        "no mark after a human's no: {:?}",
+        world.pulls()
+    );
+    assert_eq!(reads(&world), 1, "the close is read once");
+    world.once_ok(LATER);
+    assert_eq!(reads(&world), 1, "and heard once");
+    assert!(!world.pulls().iter().any(|p| p.1.starts_with("hello")));
+}
+
 /// A world whose policy gives three days' notice and reminds one day
 /// before marking.
 fn reminding_world() -> World {
