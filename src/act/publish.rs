@@ -88,6 +88,15 @@ pub fn carries_marker(text: &str, marker: &str) -> bool {
     !marker.is_empty() && text.lines().any(|line| line.contains(marker))
 }
 
+/// The package's own file named by an editor's refusal, if any (see
+/// [`crate::nixpkgs::Refusal::package_file`]).
+fn refused_package_file(e: &NixpkgsError) -> Option<&std::path::Path> {
+    match e {
+        NixpkgsError::Refused { reason, .. } => reason.package_file(),
+        _ => None,
+    }
+}
+
 /// Where pull request branches come from. The real one uses git; tests of
 /// the stages above may use a fake.
 pub trait Publisher {
@@ -373,9 +382,10 @@ impl GitPublisher {
     /// GitHub logins. A checkout that cannot be read is an error: nothing is
     /// known then, and nothing may be assumed (no mentions would mean
     /// notices nobody is told of). A failed fetch is logged and the last
-    /// fetched state is used. An attribute that cannot be located, or whose
-    /// maintainers cannot be read, is left out with the reason in
-    /// `unresolved`.
+    /// fetched state is used. A package the editor refuses to edit is read
+    /// from its own file when the refusal names one. An attribute that
+    /// cannot be located, or whose maintainers cannot be read, is left out
+    /// with the reason in `unresolved`.
     fn survey_checkout(
         &self,
         attrs: &[String],
@@ -392,14 +402,20 @@ impl GitPublisher {
         let index = Index::build(&tree)?;
         let directory = MaintainerDirectory::load(&tree)?;
         for attr in attrs {
-            let located = match locate(&index, &tree, None, attr) {
-                Ok(located) => located,
-                Err(e) => {
-                    found.unresolved.insert(attr.clone(), e.to_string());
-                    continue;
-                }
+            // A package the editor refuses to edit still has a file whose
+            // marker and maintainers count: a notice tells them to add the
+            // marker there.
+            let file = match locate(&index, &tree, None, attr) {
+                Ok(located) => located.location.file,
+                Err(e) => match refused_package_file(&e) {
+                    Some(file) => file.to_path_buf(),
+                    None => {
+                        found.unresolved.insert(attr.clone(), e.to_string());
+                        continue;
+                    }
+                },
             };
-            let file = &located.location.file;
+            let file = &file;
             let text = match tree.read(file) {
                 Ok(Some(text)) => text,
                 Ok(None) => {

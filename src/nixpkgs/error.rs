@@ -5,7 +5,7 @@
 //! remote and the ref, never the token.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A place in a Nix file, 1-based line and column (columns count characters).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +65,35 @@ pub enum Refusal {
     },
     /// An alias with that name already exists.
     AliasExists { file: PathBuf, line: usize },
+}
+
+impl Refusal {
+    /// The package's own file, when the refusal is about what is in it (a
+    /// meta the editor cannot change safely) rather than about where the
+    /// package is: such a file can still be read, for the opt-out marker
+    /// and the maintainers. `None` for a generated file (its text is many
+    /// packages'), a call site, a disagreement about the file, or a package
+    /// not found.
+    pub fn package_file(&self) -> Option<&Path> {
+        match self {
+            Refusal::SharedMeta { file, .. }
+            | Refusal::NoMeta { file }
+            | Refusal::AmbiguousMeta { file, .. }
+            | Refusal::StdenvUnavailable { file } => Some(file),
+            Refusal::InheritedMeta { pos, .. }
+            | Refusal::MetaInLet { pos }
+            | Refusal::OpaqueMeta { pos, .. }
+            | Refusal::InheritedBroken { pos } => Some(&pos.file),
+            Refusal::NotFound
+            | Refusal::HaskellPackage
+            | Refusal::UnsupportedPackageSet { .. }
+            | Refusal::GeneratedFile { .. }
+            | Refusal::OverrideOf { .. }
+            | Refusal::NixDisagrees { .. }
+            | Refusal::UnsupportedCallSite { .. }
+            | Refusal::AliasExists { .. } => None,
+        }
+    }
 }
 
 impl fmt::Display for Refusal {

@@ -919,6 +919,44 @@ fn a_package_whose_file_carries_the_marker_is_never_marked_until_it_is_removed()
     );
 }
 
+/// discord's meta is shared through a `let`: the editor refuses to edit
+/// it, but its file is still where the notice tells maintainers to put the
+/// marker, and the marker there is read.
+#[test]
+fn the_marker_counts_in_a_file_the_editor_refuses_to_edit() {
+    const DISCORD: &str = "pkgs/applications/discord/default.nix";
+    let world = World::with(
+        vec![PlantedFailure {
+            attr: "discord".into(),
+            since: 3,
+            systems: vec![],
+            ..Default::default()
+        }],
+        |policy| policy,
+        |seed| {
+            let file = seed.join(DISCORD);
+            let text = std::fs::read_to_string(&file).unwrap();
+            std::fs::write(
+                &file,
+                format!("{text}# hydra-sentinel: do not mark broken\n"),
+            )
+            .unwrap();
+        },
+    );
+    let out = world.once_ok(NOTICE);
+    assert!(
+        out.contains(&format!("discord: {DISCORD} carries the opt-out marker")),
+        "{out}"
+    );
+    world.once_ok(MARK);
+    assert!(
+        !world.issues().iter().any(|i| i.1.contains("discord")),
+        "an opted-out package is not notified: {:?}",
+        world.issues()
+    );
+    assert!(world.issue_of("hello").is_some(), "the others are");
+}
+
 #[test]
 fn a_rate_limit_that_persists_ends_the_cycle_with_its_reason_and_the_next_one_catches_up() {
     let world = World::new();
