@@ -1,27 +1,14 @@
 //! `hydra-sentinel doctor`, the real binary, against the look-alikes: a
 //! good setup, and bad ones each named with how to fix them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use hydra_sentinel::sim::{FakeGitHub, FakeHydra, SimHydra};
 
-use crate::helpers::small_spec;
+use crate::helpers::{git, small_spec};
 
 const TOKEN: &str = "ghp_doctor_token_that_must_never_leak_0123";
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.org")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.org")
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
-}
 
 struct Setup {
     dir: tempfile::TempDir,

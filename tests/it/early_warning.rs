@@ -18,78 +18,14 @@ use std::process::Command;
 
 use hydra_sentinel::sim::{FakeGitHub, FakeHydra, PlantedFailure, SimHydra, SimSpec};
 
-use crate::helpers::small_spec;
+use crate::helpers::{FIXTURE, copy_tree, git, small_spec};
 
 const TOKEN: &str = "ghp_early_warning_token_never_to_be_seen";
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nixpkgs");
-
-fn git(dir: &Path, args: &[&str]) {
-    let output = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.org",
-            "-c",
-            "init.defaultBranch=master",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running git");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// The production policy with a trunk ladder measured in days and no
 /// ladder overrides; `extra` is appended.
 fn quick_policy(extra: &str) -> String {
-    let policy = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/policies/nixpkgs.toml"
-    ))
-    .unwrap();
-    let mut out = String::new();
-    let mut skipping = false;
-    for line in policy.lines() {
-        if line.starts_with("[[override]]") {
-            skipping = true;
-            continue;
-        }
-        if line.starts_with('[') {
-            skipping = false;
-        }
-        if skipping {
-            continue;
-        }
-        let line = match line.split_once(" = ").map(|(k, _)| k) {
-            Some("notify_after") => "notify_after = \"1d\"",
-            Some("remind_before_mark") => "remind_before_mark = []",
-            Some("mark_broken_after") => "mark_broken_after = \"4d\"",
-            Some("min_notice") => "min_notice = \"1d\"",
-            Some("mark_min_derivations") => "mark_min_derivations = 1",
-            _ => line,
-        };
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push_str(extra);
-    out
+    format!("{}{extra}", crate::helpers::quick_policy())
 }
 
 struct World {

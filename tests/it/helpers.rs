@@ -2,6 +2,7 @@
 //! context to debug a failure seen only in CI.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use hydra_sentinel::config::Config;
 use hydra_sentinel::hydra::HydraClient;
@@ -262,4 +263,86 @@ pub fn fingerprint(sandbox: &Sandbox) -> Vec<i64> {
     .iter()
     .map(|sql| sandbox.count(sql))
     .collect()
+}
+
+/// The small nixpkgs tree the acting tests check out.
+pub(crate) const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nixpkgs");
+
+/// The production policy with a ladder measured in days, and no overrides.
+pub(crate) fn quick_policy() -> String {
+    let policy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/nixpkgs.toml"
+    ))
+    .unwrap();
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in policy.lines() {
+        if line.starts_with("[[override]]") {
+            skipping = true;
+            continue;
+        }
+        if line.starts_with('[') {
+            skipping = false;
+        }
+        if skipping {
+            continue;
+        }
+        let line = match line.split_once(" = ").map(|(k, _)| k) {
+            Some("notify_after") => "notify_after = \"1d\"",
+            Some("remind_before_mark") => "remind_before_mark = []",
+            Some("mark_broken_after") => "mark_broken_after = \"4d\"",
+            Some("min_notice") => "min_notice = \"1d\"",
+            Some("mark_min_derivations") => "mark_min_derivations = 1",
+            _ => line,
+        };
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Run git in `dir` as a test author; it must succeed.
+pub(crate) fn git(dir: &Path, args: &[&str]) {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.org",
+            "-c",
+            "init.defaultBranch=master",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running git");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// What git prints in `dir`.
+pub(crate) fn git_out(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Copy a folder's files and subfolders.
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
