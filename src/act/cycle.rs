@@ -5,7 +5,7 @@ use crate::config::{Config, GitHubConfig};
 use crate::digest::{self, DigestInput, Week};
 use crate::forge::{Forge, GitHub, GitHubSettings, Memo, NewIssue, Secret, State, user_agent};
 use crate::policy::{self, Facts, Ledger, Policy};
-use crate::store::{LeaseHeld, LeaseHolder, Store};
+use crate::store::{LeaseHeld, LeaseHolder, PlanScope, Store};
 
 use super::{
     ActError, ActReport, ActSettings, Actor, GitPublisher, Publisher, describe, failing_attrs,
@@ -153,7 +153,11 @@ pub fn run_tuned(
     progress: &(dyn Fn() + Sync),
     tune: &dyn Fn(&mut GitHubSettings),
 ) -> Result<Outcome, ActError> {
-    let mut facts = store.policy_facts(&config.hydra.url, config.repository())?;
+    let mut facts = store.plan_facts(
+        &config.hydra.url,
+        config.repository(),
+        PlanScope::new(now, &policy.streak),
+    )?;
     let settings = settings(config);
     if dry_run || !config.act.enabled {
         if let Some(publisher) = publisher(config, None) {

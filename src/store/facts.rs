@@ -1,7 +1,7 @@
 //! What the policy engine reads (facts, the ledger) and how the forge side
 //! writes the ledger: an intent before every outward action, its result after.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::{OptionalExtension, params};
 use url::Url;
@@ -9,7 +9,7 @@ use url::Url;
 use super::causes::cause_of;
 use super::{Context, Store, StoreError};
 use crate::config::JobsetRef;
-use crate::history::EvalPoint;
+use crate::history::{EvalPoint, StatusClass, StreakRules};
 use crate::policy::{
     Action, ActionKind, ActionRecord, Facts, JobFacts, JobsetFacts, Ledger, OptOut, OptOutKind,
     RecordState, Run, drv_digest,
@@ -72,6 +72,65 @@ pub struct NewOptOut {
     pub note: String,
 }
 
+/// The part of the history a plan needs (see [`Store::plan_facts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanScope {
+    /// The plan's `now`.
+    pub now: i64,
+    /// The newest evals in which every job's runs are read: the policy's
+    /// flaky window (`[streak] flaky_window_evals`).
+    pub window_evals: u32,
+}
+
+impl PlanScope {
+    /// The scope of a plan as of `now` under the policy's streak rules.
+    pub fn new(now: i64, rules: &StreakRules) -> PlanScope {
+        PlanScope {
+            now,
+            window_evals: rules.flaky_window_evals,
+        }
+    }
+}
+
+const DAY: i64 = 86_400;
+/// The digest charts the failing jobs of the week `now` is in: every job's
+/// runs are read from the eval before `now` minus this many days.
+const DIGEST_DAYS: i64 = 8;
+
+/// Whose whole history a plan reads whatever the window.
+struct WholeHistory {
+    attrs: HashSet<String>,
+    jobs: HashSet<i64>,
+}
+
+/// One span of a job, read as a run.
+struct RunRow {
+    job_id: i64,
+    run: Run,
+}
+
+/// Eval positions by seq: runs refer to evals by their index in the
+/// jobset's `evals`.
+struct EvalIndex {
+    seqs: Vec<i64>,
+}
+
+impl EvalIndex {
+    fn new(evals: &[EvalPoint]) -> EvalIndex {
+        EvalIndex {
+            seqs: evals.iter().map(|e| e.seq).collect(),
+        }
+    }
+
+    fn index(&self, seq: i64) -> u32 {
+        u32::try_from(self.seqs.partition_point(|s| *s < seq)).unwrap_or(u32::MAX)
+    }
+
+    fn newest(&self) -> u32 {
+        u32::try_from(self.seqs.len().saturating_sub(1)).unwrap_or(0)
+    }
+}
+
 fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
@@ -90,25 +149,8 @@ impl Store {
     /// compare links. `maintainers` starts empty: the caller adds what a
     /// nixpkgs checkout says.
     pub fn policy_facts(&self, hydra_url: &Url, repository: &str) -> Result<Facts, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, project, name FROM jobsets ORDER BY project, name")
-            .context("listing jobsets")?;
-        let jobsets: Vec<(i64, JobsetRef)> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    JobsetRef {
-                        project: r.get(1)?,
-                        jobset: r.get(2)?,
-                    },
-                ))
-            })
-            .context("listing jobsets")?
-            .collect::<Result<_, _>>()
-            .context("listing jobsets")?;
         let mut out = Vec::new();
-        for (id, jobset) in jobsets {
+        for (id, jobset) in self.jobsets()? {
             out.push(self.jobset_facts(id, jobset)?);
         }
         Ok(Facts {
@@ -119,79 +161,321 @@ impl Store {
         })
     }
 
-    fn jobset_facts(&self, jobset_id: i64, jobset: JobsetRef) -> Result<JobsetFacts, StoreError> {
+    /// What a plan as of `scope.now` reads: every eval, but of the spans
+    /// only those the engine looks at, so that its cost follows the jobs
+    /// and the failures, not the length of the history:
+    ///
+    /// - every job's runs over the newest evals (the flaky window, and the
+    ///   week the digest charts: the eval before `now` − 8 days on);
+    /// - the whole history of the jobs whose newest build is not a success
+    ///   (failing, pending, noise: their streaks, however old), of the
+    ///   attributes the ledger names (their evidence), and of jobs whose
+    ///   build a propagated failure names as its root.
+    ///
+    /// A job that builds and has not been in the window is not read at all
+    /// (it was removed from the jobset while building). Read as of an
+    /// earlier `now` than the newest eval (a replay), this is
+    /// [`Store::policy_facts`]: the whole history.
+    ///
+    /// `backtest`, `explain` and the site read the whole history
+    /// ([`Store::policy_facts`]). That both plan alike is tested below.
+    pub fn plan_facts(
+        &self,
+        hydra_url: &Url,
+        repository: &str,
+        scope: PlanScope,
+    ) -> Result<Facts, StoreError> {
+        let whole_history: WholeHistory = WholeHistory {
+            attrs: self.ledger_attrs()?,
+            jobs: self.root_jobs()?,
+        };
+        let mut out = Vec::new();
+        for (id, jobset) in self.jobsets()? {
+            out.push(self.jobset_plan_facts(id, jobset, scope, &whole_history)?);
+        }
+        Ok(Facts {
+            hydra_url: hydra_url.clone(),
+            repository: repository.to_owned(),
+            jobsets: out,
+            maintainers: BTreeMap::new(),
+        })
+    }
+
+    fn jobsets(&self) -> Result<Vec<(i64, JobsetRef)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, project, name FROM jobsets ORDER BY project, name")
+            .context("listing jobsets")?;
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                JobsetRef {
+                    project: r.get(1)?,
+                    jobset: r.get(2)?,
+                },
+            ))
+        })
+        .context("listing jobsets")?
+        .collect::<Result<_, _>>()
+        .context("listing jobsets")
+    }
+
+    /// Attributes the ledger names.
+    fn ledger_attrs(&self) -> Result<HashSet<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT DISTINCT attr FROM actions WHERE attr IS NOT NULL")
+            .context("reading the ledger's attributes")?;
+        stmt.query_map([], |r| r.get(0))
+            .context("reading the ledger's attributes")?
+            .collect::<Result<_, _>>()
+            .context("reading the ledger's attributes")
+    }
+
+    /// Jobs of the builds that Hydra's pages name as the root of a
+    /// propagated failure.
+    fn root_jobs(&self) -> Result<HashSet<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT b.job_id FROM build_causes c JOIN builds b ON b.id = c.propagated_from",
+            )
+            .context("reading the roots of propagated failures")?;
+        stmt.query_map([], |r| r.get(0))
+            .context("reading the roots of propagated failures")?
+            .collect::<Result<_, _>>()
+            .context("reading the roots of propagated failures")
+    }
+
+    fn evals_of(&self, jobset_id: i64) -> Result<Vec<EvalPoint>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT id, seq, timestamp, revision FROM evals WHERE jobset_id = ?1 ORDER BY seq",
             )
             .context("reading evals")?;
-        let evals: Vec<EvalPoint> = stmt
-            .query_map([jobset_id], |r| {
-                Ok(EvalPoint {
-                    id: r.get(0)?,
-                    seq: r.get(1)?,
-                    timestamp: r.get(2)?,
-                    revision: r.get(3)?,
-                })
+        stmt.query_map([jobset_id], |r| {
+            Ok(EvalPoint {
+                id: r.get(0)?,
+                seq: r.get(1)?,
+                timestamp: r.get(2)?,
+                revision: r.get(3)?,
             })
-            .context("reading evals")?
-            .collect::<Result<_, _>>()
-            .context("reading evals")?;
-        let index = |seq: i64| -> u32 {
-            let i = evals.partition_point(|e| e.seq < seq);
-            u32::try_from(i).unwrap_or(u32::MAX)
+        })
+        .context("reading evals")?
+        .collect::<Result<_, _>>()
+        .context("reading evals")
+    }
+
+    fn jobset_plan_facts(
+        &self,
+        jobset_id: i64,
+        jobset: JobsetRef,
+        scope: PlanScope,
+        whole_history: &WholeHistory,
+    ) -> Result<JobsetFacts, StoreError> {
+        let evals = self.evals_of(jobset_id)?;
+        let Some(cutoff) = evals
+            .partition_point(|e| e.timestamp <= scope.now)
+            .checked_sub(1)
+        else {
+            return self.jobset_facts(jobset_id, jobset);
         };
-        let newest = u32::try_from(evals.len().saturating_sub(1)).unwrap_or(0);
+        if cutoff + 1 < evals.len() {
+            return self.jobset_facts(jobset_id, jobset);
+        }
+        let flaky_first = (cutoff + 1).saturating_sub(scope.window_evals.max(1) as usize);
+        let week_first = evals
+            .partition_point(|e| e.timestamp <= scope.now - DIGEST_DAYS * DAY)
+            .saturating_sub(1);
+        let from_seq = evals[flaky_first.min(week_first)].seq;
+        let seqs = EvalIndex::new(&evals);
+
+        let mut runs: HashMap<i64, Vec<Run>> = HashMap::new();
+        let mut propagated_from = BTreeMap::new();
+        let mut add = |row: RunRow| {
+            if let Some(root) = row.run.cause.root() {
+                propagated_from.insert(row.run.build, root);
+            }
+            runs.entry(row.job_id).or_default().push(row.run);
+        };
+        self.each_run(
+            "jobs j JOIN spans s INDEXED BY spans_open ON s.job_id = j.id",
+            "j.jobset_id = ?1 AND s.last_seq IS NULL",
+            [jobset_id],
+            &seqs,
+            &mut add,
+        )?;
+        self.each_run(
+            "spans s INDEXED BY spans_closed_by_last JOIN jobs j ON j.id = s.job_id",
+            "s.last_seq >= ?2 AND s.last_seq IS NOT NULL AND j.jobset_id = ?1",
+            params![jobset_id, from_seq],
+            &seqs,
+            &mut add,
+        )?;
+
+        let jobs = self.jobs_of(jobset_id)?;
+        let mut whole: Vec<i64> = Vec::new();
+        for (id, (attr, _, _)) in &jobs {
+            let named = whole_history.attrs.contains(attr) || whole_history.jobs.contains(id);
+            let newest_builds = match runs.get(id) {
+                Some(seen) => seen
+                    .iter()
+                    .max_by_key(|r| r.first)
+                    .is_some_and(|r| r.class() == StatusClass::Ok),
+                // Not in the window: gone from the jobset. Read if it was
+                // failing when it left.
+                None if named => false,
+                None => {
+                    let mut newest = None;
+                    self.each_run(
+                        "spans s",
+                        "s.job_id = ?1 ORDER BY s.first_seq DESC LIMIT 1",
+                        [id],
+                        &seqs,
+                        &mut |row| newest = Some(row.run),
+                    )?;
+                    newest.is_none_or(|r| r.class() == StatusClass::Ok)
+                }
+            };
+            if named || !newest_builds {
+                whole.push(*id);
+            }
+        }
+        for id in whole {
+            let mut all = Vec::new();
+            self.each_run("spans s", "s.job_id = ?1", [id], &seqs, &mut |row| {
+                if let Some(root) = row.run.cause.root() {
+                    propagated_from.insert(row.run.build, root);
+                }
+                all.push(row.run);
+            })?;
+            runs.insert(id, all);
+        }
+
+        let mut job_ids: Vec<i64> = runs.keys().copied().collect();
+        job_ids.sort_unstable();
+        let mut out: Vec<JobFacts> = Vec::with_capacity(job_ids.len());
+        for id in job_ids {
+            let (Some(mut job_runs), Some((attr, system, suffixed))) =
+                (runs.remove(&id), jobs.get(&id))
+            else {
+                continue;
+            };
+            job_runs.sort_unstable_by_key(|r| r.first);
+            out.push(JobFacts {
+                attr: attr.clone(),
+                system: system.clone(),
+                suffixed: *suffixed,
+                runs: job_runs,
+            });
+        }
+        out.sort_by(|a, b| (&a.attr, &a.system).cmp(&(&b.attr, &b.system)));
+        Ok(JobsetFacts {
+            jobset,
+            evals,
+            jobs: out,
+            propagated_from,
+            origins: self.origins(jobset_id)?.into_iter().collect(),
+        })
+    }
+
+    /// A jobset's jobs: attribute, system, and whether the job name is
+    /// suffixed, by job id.
+    fn jobs_of(&self, jobset_id: i64) -> Result<HashMap<i64, (String, String, bool)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT j.id, j.attr, j.system, j.suffixed, s.first_seq, s.last_seq,
-                        s.build_id, s.finished, s.status, s.drv_hash, c.cause, c.propagated_from
-                 FROM jobs j JOIN span_builds s ON s.job_id = j.id
-                 LEFT JOIN build_causes c ON c.build_id = s.build_id AND c.status = s.status
-                 WHERE j.jobset_id = ?1 ORDER BY j.id, s.first_seq",
-            )
-            .context("reading job histories")?;
-        let mut rows = stmt.query([jobset_id]).context("reading job histories")?;
+            .prepare_cached("SELECT id, attr, system, suffixed FROM jobs WHERE jobset_id = ?1")
+            .context("reading a jobset's jobs")?;
+        stmt.query_map([jobset_id], |r| {
+            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+        })
+        .context("reading a jobset's jobs")?
+        .collect::<Result<_, _>>()
+        .context("reading a jobset's jobs")
+    }
+
+    /// Every span `FROM spans WHERE condition` (with `s` for the spans) as a
+    /// run: its build as that span saw it (what the `span_builds` view
+    /// says, spelled out so that each query picks its index on `spans`),
+    /// and what the build's page said of its failure.
+    fn each_run(
+        &self,
+        spans: &str,
+        condition: &str,
+        params: impl rusqlite::Params,
+        seqs: &EvalIndex,
+        each: &mut dyn FnMut(RunRow),
+    ) -> Result<(), StoreError> {
+        const CONTEXT: &str = "reading job histories";
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT s.job_id, s.first_seq, s.last_seq, s.build_id,
+                        CASE WHEN v.build_id IS NULL THEN b.finished ELSE v.finished END,
+                        CASE WHEN v.build_id IS NULL THEN b.status ELSE v.status END,
+                        CASE WHEN v.build_id IS NULL THEN b.drv_hash ELSE v.drv_hash END,
+                        c.cause, c.propagated_from
+                 FROM {spans} JOIN builds b ON b.id = s.build_id
+                 LEFT JOIN build_versions v
+                   ON v.build_id = s.build_id AND v.version = s.version AND s.version != b.version
+                 LEFT JOIN build_causes c ON c.build_id = s.build_id
+                   AND c.status = CASE WHEN v.build_id IS NULL THEN b.status ELSE v.status END
+                 WHERE {condition}"
+            ))
+            .context(CONTEXT)?;
+        let mut rows = stmt.query(params).context(CONTEXT)?;
+        while let Some(r) = rows.next().context(CONTEXT)? {
+            let last_seq: Option<i64> = r.get(2).context(CONTEXT)?;
+            let drv: String = r.get(6).context(CONTEXT)?;
+            each(RunRow {
+                job_id: r.get(0).context(CONTEXT)?,
+                run: Run {
+                    first: seqs.index(r.get(1).context(CONTEXT)?),
+                    last: last_seq.map_or(seqs.newest(), |s| seqs.index(s)),
+                    build: r.get(3).context(CONTEXT)?,
+                    finished: r.get(4).context(CONTEXT)?,
+                    status: r.get(5).context(CONTEXT)?,
+                    drv: drv_digest(&drv),
+                    cause: cause_of(r.get(7).context(CONTEXT)?, r.get(8).context(CONTEXT)?),
+                },
+            });
+        }
+        Ok(())
+    }
+
+    fn jobset_facts(&self, jobset_id: i64, jobset: JobsetRef) -> Result<JobsetFacts, StoreError> {
+        let evals = self.evals_of(jobset_id)?;
+        let seqs = EvalIndex::new(&evals);
+        let jobs_by_id = self.jobs_of(jobset_id)?;
         let mut jobs: Vec<JobFacts> = Vec::new();
         let mut propagated_from = BTreeMap::new();
         let mut current: Option<i64> = None;
-        while let Some(r) = rows.next().context("reading job histories")? {
-            let job_id: i64 = r.get(0).context("reading job histories")?;
-            if current != Some(job_id) {
-                current = Some(job_id);
-                jobs.push(JobFacts {
-                    attr: r.get(1).context("reading job histories")?,
-                    system: r.get(2).context("reading job histories")?,
-                    suffixed: r.get(3).context("reading job histories")?,
-                    runs: Vec::new(),
-                });
-            }
-            let first_seq: i64 = r.get(4).context("reading job histories")?;
-            let last_seq: Option<i64> = r.get(5).context("reading job histories")?;
-            let drv: String = r.get(9).context("reading job histories")?;
-            let cause = cause_of(
-                r.get(10).context("reading job histories")?,
-                r.get(11).context("reading job histories")?,
-            );
-            let build: i64 = r.get(6).context("reading job histories")?;
-            if let Some(root) = cause.root() {
-                propagated_from.insert(build, root);
-            }
-            let run = Run {
-                first: index(first_seq),
-                last: last_seq.map_or(newest, index),
-                build,
-                finished: r.get(7).context("reading job histories")?,
-                status: r.get(8).context("reading job histories")?,
-                drv: drv_digest(&drv),
-                cause,
-            };
-            if let Some(job) = jobs.last_mut() {
-                job.runs.push(run);
-            }
-        }
+        self.each_run(
+            "jobs j JOIN spans s ON s.job_id = j.id",
+            "j.jobset_id = ?1 ORDER BY j.id, s.first_seq",
+            [jobset_id],
+            &seqs,
+            &mut |row| {
+                if let Some(root) = row.run.cause.root() {
+                    propagated_from.insert(row.run.build, root);
+                }
+                if current != Some(row.job_id) {
+                    current = Some(row.job_id);
+                    let (attr, system, suffixed) =
+                        jobs_by_id.get(&row.job_id).cloned().unwrap_or_default();
+                    jobs.push(JobFacts {
+                        attr,
+                        system,
+                        suffixed,
+                        runs: Vec::new(),
+                    });
+                }
+                if let Some(job) = jobs.last_mut() {
+                    job.runs.push(row.run);
+                }
+            },
+        )?;
         jobs.sort_by(|a, b| (&a.attr, &a.system).cmp(&(&b.attr, &b.system)));
         Ok(JobsetFacts {
             jobset,
@@ -362,6 +646,140 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::{DigestInput, Week};
+    use crate::policy::Policy;
+    use crate::sim::{YearSpec, YearWriter};
+
+    /// A small month of trunk: many failures, two mass breakages, jobs
+    /// leaving and coming.
+    fn month_of_trunk(store: &mut Store) -> YearWriter {
+        let mut spec = YearSpec::trunk(2_000);
+        spec.churn = 0.05;
+        spec.mass_breakages = vec![20, 52];
+        spec.mass_share = 0.1;
+        spec.turnover = 4;
+        let mut year = YearWriter::new(spec);
+        let trunk = JobsetRef {
+            project: "nixpkgs".into(),
+            jobset: "trunk".into(),
+        };
+        for _ in 0..60 {
+            year.write_eval(store, &trunk).unwrap();
+        }
+        year
+    }
+
+    fn plan_and_digest(policy: &Policy, facts: &Facts, ledger: &Ledger, now: i64) -> String {
+        let assessment = crate::policy::assess(policy, facts, ledger, now);
+        let plan = crate::policy::plan_from(policy, facts, ledger, &assessment);
+        let digest = crate::digest::render(&DigestInput {
+            policy,
+            facts,
+            assessment: &assessment,
+            plan: &plan,
+            week: Week::containing(now),
+        });
+        format!("{}\n{digest}", serde_json::to_string_pretty(&plan).unwrap())
+    }
+
+    fn runs(facts: &Facts) -> usize {
+        facts
+            .jobsets
+            .iter()
+            .flat_map(|js| &js.jobs)
+            .map(|j| j.runs.len())
+            .sum()
+    }
+
+    #[test]
+    fn a_plan_reads_less_than_the_whole_history_and_plans_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let year = month_of_trunk(&mut store);
+        let hydra: Url = "https://hydra.nixos.org".parse().unwrap();
+        let policy = Policy::nixpkgs();
+        let whole = store.policy_facts(&hydra, "NixOS/nixpkgs").unwrap();
+        // The ledger names a job that builds now and one that fails: their
+        // evidence needs their whole history.
+        let building = &whole.jobsets[0]
+            .jobs
+            .iter()
+            .find(|j| j.runs.len() > 2 && j.runs.last().unwrap().class() == StatusClass::Ok)
+            .unwrap()
+            .attr;
+        let failing = &whole.jobsets[0]
+            .jobs
+            .iter()
+            .find(|j| j.runs.len() > 1 && j.runs.last().unwrap().status == Some(1))
+            .unwrap()
+            .attr;
+        for attr in [building, failing] {
+            let id = store
+                .record_intent(
+                    &NewAction {
+                        kind: ActionKind::Notify,
+                        attr: Some(attr.clone()),
+                        systems: vec!["x86_64-linux".into()],
+                        all_platforms: false,
+                        step: Some("notice".into()),
+                        batch: None,
+                        pinged: vec![],
+                        pr: None,
+                    },
+                    year.newest_time() - 86_400 * 20,
+                )
+                .unwrap();
+            store
+                .record_result(
+                    id,
+                    &ActionResult {
+                        state: RecordState::Done,
+                        at: year.newest_time() - 86_400 * 20,
+                        pr: None,
+                        issue: Some(7),
+                        error: None,
+                        refused: None,
+                    },
+                )
+                .unwrap();
+        }
+        let ledger = store.ledger().unwrap();
+        for now in [year.newest_time(), year.newest_time() + 86_400 * 3] {
+            let scope = PlanScope::new(now, &policy.streak);
+            let read = store.plan_facts(&hydra, "NixOS/nixpkgs", scope).unwrap();
+            assert!(
+                runs(&read) * 4 < runs(&whole) * 3,
+                "a plan reads {} of {} runs",
+                runs(&read),
+                runs(&whole)
+            );
+            let expected = plan_and_digest(&policy, &whole, &ledger, now);
+            assert!(
+                expected.contains("\"kind\": \"notify\""),
+                "the month plans notices:\n{expected}"
+            );
+            let got = plan_and_digest(&policy, &read, &ledger, now);
+            if got != expected {
+                let diff = similar::TextDiff::from_lines(&expected, &got)
+                    .unified_diff()
+                    .to_string();
+                panic!("the plan's reading plans otherwise than the whole history:\n{diff}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_plan_of_the_past_reads_the_whole_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let year = month_of_trunk(&mut store);
+        let hydra: Url = "https://hydra.nixos.org".parse().unwrap();
+        let policy = Policy::nixpkgs();
+        let scope = PlanScope::new(year.newest_time() - 86_400 * 10, &policy.streak);
+        let read = store.plan_facts(&hydra, "NixOS/nixpkgs", scope).unwrap();
+        let whole = store.policy_facts(&hydra, "NixOS/nixpkgs").unwrap();
+        assert_eq!(runs(&read), runs(&whole));
+    }
 
     #[test]
     fn an_intent_then_its_results_read_back_as_one_record() {

@@ -22,7 +22,7 @@ mod read;
 mod write;
 
 pub use causes::CauseToRead;
-pub use facts::{ActionResult, NewAction, NewOptOut};
+pub use facts::{ActionResult, NewAction, NewOptOut, PlanScope};
 pub use lease::{LeaseHeld, LeaseHolder};
 pub use origins::OriginWanted;
 pub use read::{JobRecord, JobsetSummary, RootBuild, StoredEval};
