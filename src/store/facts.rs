@@ -97,6 +97,13 @@ const DAY: i64 = 86_400;
 /// runs are read from the eval before `now` minus this many days.
 const DIGEST_DAYS: i64 = 8;
 
+/// The ledger as a connection last read or wrote it, and the database's
+/// version then (see [`Store::ledger`]).
+pub(crate) struct LedgerMemo {
+    version: (i64, u64),
+    ledger: Ledger,
+}
+
 /// Whose whole history a plan reads whatever the window.
 struct WholeHistory {
     attrs: HashSet<String>,
@@ -486,8 +493,59 @@ impl Store {
         })
     }
 
-    /// The whole ledger, oldest first.
+    /// The whole ledger, oldest first. Read from the database once, then
+    /// kept in step with this connection's own ledger writes: read again
+    /// only when anything else wrote to the database since (another
+    /// process, or another table written through this connection).
     pub fn ledger(&self) -> Result<Ledger, StoreError> {
+        let version = self.ledger_version()?;
+        if let Some(memo) = self
+            .ledger_memo
+            .borrow()
+            .as_ref()
+            .filter(|m| m.version == version)
+        {
+            return Ok(memo.ledger.clone());
+        }
+        let ledger = self.read_ledger()?;
+        *self.ledger_memo.borrow_mut() = Some(LedgerMemo {
+            version,
+            ledger: ledger.clone(),
+        });
+        Ok(ledger)
+    }
+
+    /// What tells whether the ledger may have changed since: SQLite's
+    /// `data_version` (moves when another connection commits) and this
+    /// connection's count of changed rows.
+    fn ledger_version(&self) -> Result<(i64, u64), StoreError> {
+        let data_version = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .context("reading the data version")?;
+        Ok((data_version, self.conn.total_changes()))
+    }
+
+    /// After a ledger write made when the database was at `before`: apply
+    /// it to the kept ledger if that was current, else forget the kept one.
+    fn remember_write(
+        &self,
+        before: (i64, u64),
+        change: impl FnOnce(&mut Ledger),
+    ) -> Result<(), StoreError> {
+        let after = self.ledger_version()?;
+        let mut memo = self.ledger_memo.borrow_mut();
+        match memo.as_mut().filter(|m| m.version == before) {
+            Some(m) => {
+                change(&mut m.ledger);
+                m.version = after;
+            }
+            None => *memo = None,
+        }
+        Ok(())
+    }
+
+    fn read_ledger(&self) -> Result<Ledger, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -553,6 +611,7 @@ impl Store {
     /// A crash between intent and result leaves the intent, which the engine
     /// treats as in flight (never planned twice) until the forge reconciles it.
     pub fn record_intent(&self, action: &NewAction, planned_at: i64) -> Result<i64, StoreError> {
+        let before = self.ledger_version()?;
         self.conn
             .execute(
                 "INSERT INTO actions (kind, attr, systems, all_platforms, step, batch, state, planned_at, pinged, pr)
@@ -570,13 +629,35 @@ impl Store {
                 ],
             )
             .context("recording an intent")?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.conn.last_insert_rowid();
+        self.remember_write(before, |ledger| {
+            ledger.actions.push(ActionRecord {
+                id,
+                kind: action.kind,
+                attr: action.attr.clone(),
+                systems: action.systems.clone(),
+                all_platforms: action.all_platforms,
+                step: action.step.clone(),
+                batch: action.batch.clone(),
+                state: RecordState::Intent,
+                planned_at,
+                done_at: None,
+                closed_at: None,
+                pr: action.pr.filter(|n| i64::try_from(*n).is_ok()),
+                issue: None,
+                pinged: action.pinged.clone(),
+                error: None,
+                refused: None,
+            });
+        })?;
+        Ok(id)
     }
 
     /// Record what became of an action: done, a PR opened, failed, and later
     /// the PR merged or closed. PR and issue numbers are kept once known.
     pub fn record_result(&self, id: i64, result: &ActionResult) -> Result<(), StoreError> {
         let closing = matches!(result.state, RecordState::Merged | RecordState::Closed);
+        let before = self.ledger_version()?;
         let changed = self
             .conn
             .execute(
@@ -604,7 +685,21 @@ impl Store {
                 source: rusqlite::Error::QueryReturnedNoRows,
             });
         }
-        Ok(())
+        let fits = |n: &u64| i64::try_from(*n).is_ok();
+        self.remember_write(before, |ledger| {
+            if let Some(r) = ledger.actions.iter_mut().find(|r| r.id == id) {
+                r.state = result.state;
+                if closing {
+                    r.closed_at = Some(result.at);
+                } else {
+                    r.done_at = Some(result.at);
+                }
+                r.pr = result.pr.filter(fits).or(r.pr);
+                r.issue = result.issue.filter(fits).or(r.issue);
+                r.error = result.error.clone();
+                r.refused = result.refused.clone();
+            }
+        })
     }
 
     /// Record an opt-out (a marker or label seen, a snooze asked for).
@@ -622,24 +717,47 @@ impl Store {
         if let Some(id) = existing {
             return Ok(id);
         }
+        let before = self.ledger_version()?;
         self.conn
             .execute(
                 "INSERT INTO opt_outs (attr, kind, recorded_at, until, by, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![o.attr, o.kind.as_str(), o.recorded_at, o.until, o.by, o.note],
             )
             .context("recording an opt-out")?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.conn.last_insert_rowid();
+        self.remember_write(before, |ledger| {
+            ledger.opt_outs.push(OptOut {
+                id,
+                attr: o.attr.clone(),
+                kind: o.kind,
+                recorded_at: o.recorded_at,
+                until: o.until,
+                by: o.by.clone(),
+                note: o.note.clone(),
+                revoked_at: None,
+            });
+        })?;
+        Ok(id)
     }
 
     /// A marker or label was seen gone (or a snooze withdrawn).
     pub fn revoke_opt_out(&self, id: i64, at: i64) -> Result<(), StoreError> {
+        let before = self.ledger_version()?;
         self.conn
             .execute(
                 "UPDATE opt_outs SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                 params![id, at],
             )
-            .map(drop)
-            .context("revoking an opt-out")
+            .context("revoking an opt-out")?;
+        self.remember_write(before, |ledger| {
+            if let Some(o) = ledger
+                .opt_outs
+                .iter_mut()
+                .find(|o| o.id == id && o.revoked_at.is_none())
+            {
+                o.revoked_at = Some(at);
+            }
+        })
     }
 }
 
@@ -856,6 +974,65 @@ mod tests {
                 )
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_ledger_kept_between_writes_reads_as_the_database_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let store = Store::open(&path).unwrap();
+        let fresh = || Store::open_read_only(&path).unwrap().ledger().unwrap();
+        assert_eq!(store.ledger().unwrap(), Ledger::default());
+        let notice = NewAction {
+            kind: ActionKind::Notify,
+            attr: Some("grafx".into()),
+            systems: vec!["x86_64-linux".into()],
+            all_platforms: false,
+            step: Some("notice".into()),
+            batch: None,
+            pinged: vec!["alice".into()],
+            pr: Some(12),
+        };
+        let id = store.record_intent(&notice, 100).unwrap();
+        assert_eq!(store.ledger().unwrap(), fresh());
+        for (state, at, pr, issue) in [
+            (RecordState::Open, 110, Some(4242), None),
+            (RecordState::Merged, 500, None, Some(9)),
+        ] {
+            store
+                .record_result(
+                    id,
+                    &ActionResult {
+                        state,
+                        at,
+                        pr,
+                        issue,
+                        error: Some("a note".into()),
+                        refused: None,
+                    },
+                )
+                .unwrap();
+            assert_eq!(store.ledger().unwrap(), fresh());
+        }
+        let marker = NewOptOut {
+            attr: "grafx".into(),
+            kind: OptOutKind::Marker,
+            recorded_at: 10,
+            until: None,
+            by: Some("bob".into()),
+            note: "pkgs/by-name/gr/grafx/package.nix".into(),
+        };
+        let o = store.record_opt_out(&marker).unwrap();
+        assert_eq!(store.ledger().unwrap(), fresh());
+        store.revoke_opt_out(o, 20).unwrap();
+        assert_eq!(store.ledger().unwrap(), fresh());
+
+        // Another process writes: read again.
+        let other = Store::open(&path).unwrap();
+        other.record_intent(&notice, 700).unwrap();
+        let ledger = store.ledger().unwrap();
+        assert_eq!(ledger.actions.len(), 2, "{ledger:?}");
+        assert_eq!(ledger, fresh());
     }
 
     #[test]

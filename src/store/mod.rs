@@ -18,6 +18,7 @@ mod lease;
 mod memo;
 mod origins;
 mod pending;
+mod prune;
 mod read;
 mod write;
 
@@ -25,6 +26,7 @@ pub use causes::CauseToRead;
 pub use facts::{ActionResult, NewAction, NewOptOut, PlanScope};
 pub use lease::{LeaseHeld, LeaseHolder};
 pub use origins::OriginWanted;
+pub use prune::{PRUNE_BATCH, Pruned};
 pub use read::{JobRecord, JobsetSummary, RootBuild, StoredEval};
 pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
 
@@ -115,6 +117,9 @@ pub struct Store {
     /// Per jobset, the build of each job's open span (its build in the
     /// newest eval): what a new eval is compared against.
     open_spans: HashMap<i64, HashMap<i64, write::BuildVersion>>,
+    /// The ledger as this connection last read or wrote it: a cycle reads
+    /// it many times between its own few writes (see [`Store::ledger`]).
+    ledger_memo: std::cell::RefCell<Option<facts::LedgerMemo>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -143,6 +148,7 @@ impl Store {
             path: path.to_owned(),
             job_ids: HashMap::default(),
             open_spans: HashMap::default(),
+            ledger_memo: Default::default(),
         })
     }
 
@@ -178,6 +184,7 @@ impl Store {
             path: path.to_owned(),
             job_ids: HashMap::default(),
             open_spans: HashMap::default(),
+            ledger_memo: Default::default(),
         })
     }
 
