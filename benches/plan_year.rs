@@ -58,7 +58,7 @@ fn main() {
     );
     let _ = writeln!(
         out,
-        "  evals  write (s)  plan step (s)  whole-history plan (s)  binary plan (s)  peak RSS (MB)  database (MB)"
+        "  evals  write (s)  plan step (s)  of it reading (s)  jobs listed  whole-history plan (s)  binary plan (s)  peak RSS (MB)  database (MB)"
     );
     for checkpoint in CHECKPOINTS {
         let start = Instant::now();
@@ -70,15 +70,17 @@ fn main() {
 
         let reader = Store::open_read_only(&db).unwrap();
         let ledger = reader.ledger().unwrap();
-        let step = (0..3)
+        let (step, read, listed) = (0..3)
             .map(|_| {
                 let start = Instant::now();
                 let facts = reader
                     .plan_facts(&hydra, "NixOS/nixpkgs", PlanScope::new(now, &policy.streak))
                     .unwrap();
+                let read = start.elapsed();
+                let listed: usize = facts.jobsets.iter().map(|js| js.jobs.len()).sum();
                 let plan = policy::plan(&policy, &facts, &ledger, now);
                 std::hint::black_box(plan);
-                start.elapsed()
+                (start.elapsed(), read, listed)
             })
             .min()
             .unwrap();
@@ -94,9 +96,10 @@ fn main() {
         let size = file_size(&db) + file_size(&db.with_extension("sqlite-wal"));
         let _ = writeln!(
             out,
-            "  {checkpoint:>5}  {:>9.1}  {:>13.3}  {:>22.3}  {:>15.3}  {:>13.1}  {:>13.1}",
+            "  {checkpoint:>5}  {:>9.1}  {:>13.3}  {:>17.3}  {listed:>11}  {:>22.3}  {:>15.3}  {:>13.1}  {:>13.1}",
             write.as_secs_f64(),
             step.as_secs_f64(),
+            read.as_secs_f64(),
             whole.as_secs_f64(),
             binary.as_secs_f64(),
             peak_kb as f64 / 1024.0,

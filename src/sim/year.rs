@@ -47,6 +47,9 @@ pub struct YearSpec {
     /// Unix time of the first eval.
     pub start: i64,
     pub seed: u64,
+    /// Added to every eval and build id, so that several simulated jobsets
+    /// share one store.
+    pub id_base: i64,
 }
 
 impl YearSpec {
@@ -56,8 +59,9 @@ impl YearSpec {
         YearSpec {
             jobs,
             churn: 0.01,
-            break_rate: 0.05,
-            fix_rate: 0.3,
+            // About 4% of jobs fail at any time (break / (break + fix)).
+            break_rate: 0.01,
+            fix_rate: 0.25,
             mass_breakages: vec![120, 330, 520, 650],
             mass_share: 0.08,
             mass_evals: 3,
@@ -65,6 +69,7 @@ impl YearSpec {
             interval: 45_000,
             start: 1_735_689_600, // 2025-01-01
             seed: 2025,
+            id_base: 0,
         }
     }
 }
@@ -97,7 +102,7 @@ impl YearWriter {
         let mut writer = YearWriter {
             rng: Rng::new(spec.seed),
             jobs: Vec::with_capacity(spec.jobs),
-            next_build: 1,
+            next_build: spec.id_base + 1,
             next_attr: 0,
             written: 0,
             spec,
@@ -126,7 +131,9 @@ impl YearWriter {
             1 => format!("haskellPackages.pkg{}", n / 4),
             _ => format!("pkg{}", n / 4),
         };
-        let status = i64::from(self.rng.chance(self.spec.break_rate));
+        // New jobs fail as often as jobs do in the long run.
+        let failing = self.spec.break_rate / (self.spec.break_rate + self.spec.fix_rate).max(1e-9);
+        let status = i64::from(self.rng.chance(failing));
         let build = self.take_build();
         self.jobs.push(Job {
             name: JobName {
@@ -155,7 +162,7 @@ impl YearWriter {
         self.evolve(e);
         let jobset_id = store.jobset_id(jobset)?;
         let eval = NewEval {
-            id: 100_000 + e as i64,
+            id: self.spec.id_base + 100_000 + e as i64,
             timestamp: self.spec.start + self.spec.interval * e as i64,
             revision: Some(format!("{:040x}", 0xabc0_0000_u64 + e as u64)),
             checkout_time: None,
