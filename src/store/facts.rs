@@ -109,14 +109,16 @@ struct Window {
     jobset_id: i64,
     jobset: JobsetRef,
     evals: Vec<EvalPoint>,
-    /// The index of the newest eval.
-    newest: u32,
+    seqs: EvalIndex,
+    /// The first eval of the window.
+    from_seq: i64,
     /// The runs read of each listed job.
     runs: HashMap<i64, Vec<Run>>,
     /// Attribute, system and suffix of each listed job.
     names: HashMap<i64, (String, String, bool)>,
-    /// Runs over the window of jobs that built all through it.
-    unlisted: HashMap<i64, Vec<Run>>,
+    /// Jobs that built all through the window, and whether each is in the
+    /// newest eval.
+    unlisted: HashMap<i64, bool>,
     /// Of those, the ones in the newest eval.
     unlisted_building: u32,
     propagated_from: BTreeMap<i64, i64>,
@@ -133,6 +135,9 @@ impl Window {
             else {
                 continue;
             };
+            if runs.is_empty() {
+                continue;
+            }
             runs.sort_unstable_by_key(|r| r.first);
             for r in &runs {
                 if let Some(root) = r.cause.root() {
@@ -156,6 +161,16 @@ impl Window {
             origins: store.origins(self.jobset_id)?.into_iter().collect(),
         })
     }
+}
+
+/// What the window says of a job, before its runs are kept or not.
+struct Seen {
+    /// Every run in the window builds.
+    all_build: bool,
+    /// In the newest eval.
+    present: bool,
+    /// The newest run's first eval, and whether it builds.
+    newest: (u32, bool),
 }
 
 /// One span of a job, read as a run.
@@ -358,10 +373,9 @@ impl Store {
             if window.names.contains_key(&id) {
                 continue;
             }
-            if let Some(runs) = window.unlisted.remove(&id) {
-                if runs.iter().any(|r| r.last == window.newest) {
-                    window.unlisted_building -= 1;
-                }
+            if let Some(present) = window.unlisted.remove(&id) {
+                window.unlisted_building -= u32::from(present);
+                let runs = self.window_runs(window, id)?;
                 window.runs.insert(id, runs);
                 window
                     .names
@@ -432,36 +446,49 @@ impl Store {
         let from_seq = evals[flaky_first.min(week_first)].seq;
         let seqs = EvalIndex::new(&evals);
 
-        let mut window_runs: HashMap<i64, Vec<Run>> = HashMap::new();
-        let mut add = |row: RunRow| window_runs.entry(row.job_id).or_default().push(row.run);
+        // Of every job in the window, only a summary: most build all through
+        // it, and their runs are never kept.
+        let newest = seqs.newest();
+        let mut seen: HashMap<i64, Seen> = HashMap::new();
+        let mut note = |row: RunRow| {
+            let builds = row.run.class() == StatusClass::Ok;
+            let s = seen.entry(row.job_id).or_insert(Seen {
+                all_build: true,
+                present: false,
+                newest: (row.run.first, builds),
+            });
+            s.all_build &= builds;
+            s.present |= row.run.last == newest;
+            if row.run.first >= s.newest.0 {
+                s.newest = (row.run.first, builds);
+            }
+        };
         self.each_run(
             "jobs j JOIN spans s INDEXED BY spans_open ON s.job_id = j.id",
             "j.jobset_id = ?1 AND s.last_seq IS NULL",
             [jobset_id],
             &seqs,
-            &mut add,
+            &mut note,
         )?;
         self.each_run(
             "spans s INDEXED BY spans_closed_by_last JOIN jobs j ON j.id = s.job_id",
             "s.last_seq >= ?2 AND s.last_seq IS NOT NULL AND j.jobset_id = ?1",
             params![jobset_id, from_seq],
             &seqs,
-            &mut add,
+            &mut note,
         )?;
 
         // Whose whole history is read.
         let mut whole: HashSet<i64> = self.ledger_jobs(jobset_id)?.into_iter().collect();
-        let builds = |run: &Run| run.class() == StatusClass::Ok;
-        for (id, runs) in &window_runs {
-            let newest = runs.iter().max_by_key(|r| r.first);
-            if root_jobs.contains(id) || newest.is_some_and(|r| !builds(r)) {
+        for (id, s) in &seen {
+            if root_jobs.contains(id) || !s.newest.1 {
                 whole.insert(*id);
             }
         }
         // Jobs not in the window left the jobset before it: read if they
         // were failing when they left.
         for id in self.job_ids_of(jobset_id)? {
-            if window_runs.contains_key(&id) || whole.contains(&id) {
+            if seen.contains_key(&id) || whole.contains(&id) {
                 continue;
             }
             if root_jobs.contains(&id) {
@@ -476,39 +503,42 @@ impl Store {
                 &seqs,
                 &mut |row| newest = Some(row.run),
             )?;
-            if newest.is_some_and(|r| !builds(&r)) {
+            if newest.is_some_and(|r| r.class() != StatusClass::Ok) {
                 whole.insert(id);
             }
         }
 
-        let newest = seqs.newest();
         let mut window = Window {
             jobset_id,
             jobset,
             evals,
-            newest,
+            from_seq,
+            seqs,
             runs: HashMap::new(),
             names: HashMap::new(),
             unlisted: HashMap::new(),
             unlisted_building: 0,
             propagated_from: BTreeMap::new(),
         };
-        for (id, runs) in window_runs {
+        let mut in_window = Vec::new();
+        for (id, s) in seen {
             if whole.contains(&id) {
                 continue;
             }
-            if runs.iter().all(builds) {
-                if runs.iter().any(|r| r.last == newest) {
-                    window.unlisted_building += 1;
-                }
-                window.unlisted.insert(id, runs);
+            if s.all_build {
+                window.unlisted_building += u32::from(s.present);
+                window.unlisted.insert(id, s.present);
             } else {
-                window.runs.insert(id, runs);
+                in_window.push(id);
             }
+        }
+        for id in in_window {
+            let runs = self.window_runs(&window, id)?;
+            window.runs.insert(id, runs);
         }
         for id in whole {
             let mut all = Vec::new();
-            self.each_run("spans s", "s.job_id = ?1", [id], &seqs, &mut |row| {
+            self.each_run("spans s", "s.job_id = ?1", [id], &window.seqs, &mut |row| {
                 all.push(row.run)
             })?;
             window.runs.insert(id, all);
@@ -520,6 +550,19 @@ impl Store {
             }
         }
         Ok(Ok(window))
+    }
+
+    /// A job's runs over the window.
+    fn window_runs(&self, window: &Window, job_id: i64) -> Result<Vec<Run>, StoreError> {
+        let mut runs = Vec::new();
+        self.each_run(
+            "spans s",
+            "s.job_id = ?1 AND (s.last_seq IS NULL OR s.last_seq >= ?2)",
+            [job_id, window.from_seq],
+            &window.seqs,
+            &mut |row| runs.push(row.run),
+        )?;
+        Ok(runs)
     }
 
     /// A jobset's jobs: attribute, system, and whether the job name is
