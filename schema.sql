@@ -331,7 +331,7 @@ CREATE TABLE pending_evals (
 -- The open spans (a job's build in the newest eval) are a small part of
 -- all spans once history grows: ingest, rechecks, `status` and the plan read
 -- them by job without walking each job's closed spans.
-CREATE INDEX spans_open ON spans (job_id, build_id) WHERE last_seq IS NULL;
+CREATE INDEX spans_open ON spans (job_id, build_id, version) WHERE last_seq IS NULL;
 -- The spans that ended recently: what a plan reads of jobs that build
 -- (see `Store::plan_facts`), without scanning the older history.
 CREATE INDEX spans_closed_by_last ON spans (last_seq) WHERE last_seq IS NOT NULL;

@@ -450,6 +450,35 @@ impl Store {
         // it, and their runs are never kept.
         let newest = seqs.newest();
         let mut seen: HashMap<i64, Seen> = HashMap::new();
+        // The open spans: whether each job's build in the newest eval
+        // builds, from the index and the build alone (a span that saw an
+        // older version of its build counts as not building: it is read in
+        // full below). The bulk of a plan's reading.
+        {
+            const CONTEXT: &str = "reading the newest eval's builds";
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT s.job_id, s.version = b.version AND b.finished = 1 AND b.status = 0
+                     FROM jobs j JOIN spans s INDEXED BY spans_open ON s.job_id = j.id
+                     JOIN builds b ON b.id = s.build_id
+                     WHERE j.jobset_id = ?1 AND s.last_seq IS NULL",
+                )
+                .context(CONTEXT)?;
+            let mut rows = stmt.query([jobset_id]).context(CONTEXT)?;
+            while let Some(r) = rows.next().context(CONTEXT)? {
+                let job_id: i64 = r.get(0).context(CONTEXT)?;
+                let builds: bool = r.get(1).context(CONTEXT)?;
+                seen.insert(
+                    job_id,
+                    Seen {
+                        all_build: builds,
+                        present: true,
+                        newest: (newest, builds),
+                    },
+                );
+            }
+        }
         let mut note = |row: RunRow| {
             let builds = row.run.class() == StatusClass::Ok;
             let s = seen.entry(row.job_id).or_insert(Seen {
@@ -463,13 +492,6 @@ impl Store {
                 s.newest = (row.run.first, builds);
             }
         };
-        self.each_run(
-            "jobs j JOIN spans s INDEXED BY spans_open ON s.job_id = j.id",
-            "j.jobset_id = ?1 AND s.last_seq IS NULL",
-            [jobset_id],
-            &seqs,
-            &mut note,
-        )?;
         self.each_run(
             "spans s INDEXED BY spans_closed_by_last JOIN jobs j ON j.id = s.job_id",
             "s.last_seq >= ?2 AND s.last_seq IS NOT NULL AND j.jobset_id = ?1",
