@@ -75,15 +75,16 @@ fn main() {
         "ingesting eval 1 ({builds} builds, {:.0} MB of JSON) ...",
         plain_bytes as f64 / 1e6
     );
-    let (first_time, peak_rss) = ingest(&config);
+    let first = ingest(&config);
     let db_after_first = std::fs::metadata(&db).unwrap().len();
 
     hydra.publish(2);
     hydra.prepare(second.id, true);
-    let (second_time, _) = ingest(&config);
+    let second = ingest(&config);
     let db_after_second = std::fs::metadata(&db).unwrap().len();
 
     let baseline = sqlite3_import(dir.path(), &csv_rows);
+    let (first_time, second_time) = (first.wall, second.wall);
 
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
@@ -104,8 +105,13 @@ fn main() {
     );
     let _ = writeln!(
         out,
+        "  CPU time (all threads)  {:>8.2} s",
+        first.cpu.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
         "  peak RSS                {:>8.1} MB",
-        peak_rss as f64 / 1024.0
+        first.peak_rss_kib as f64 / 1024.0
     );
     let _ = writeln!(
         out,
@@ -114,13 +120,19 @@ fn main() {
     );
     let _ = writeln!(
         out,
-        "  sqlite3 .import         {:>8.2} s  (same rows as CSV)",
-        baseline.as_secs_f64()
+        "  sqlite3 .import         {:>8.2} s  (same rows as CSV; {:.2} s CPU)",
+        baseline.wall.as_secs_f64(),
+        baseline.cpu.as_secs_f64()
     );
     let _ = writeln!(
         out,
         "  ratio to sqlite3        {:>8.2} x  (target: at most 2)",
-        first_time.as_secs_f64() / baseline.as_secs_f64()
+        first_time.as_secs_f64() / baseline.wall.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "  ratio of CPU time       {:>8.2} x",
+        first.cpu.as_secs_f64() / baseline.cpu.as_secs_f64()
     );
     let _ = writeln!(
         out,
@@ -153,8 +165,36 @@ fn body_size(hydra: &FakeHydra, eval: i64) -> usize {
         .unwrap_or(0)
 }
 
-/// Run `hydra-sentinel ingest`; returns its wall time and peak RSS (KiB).
-fn ingest(config: &Path) -> (Duration, u64) {
+/// What running a child process cost.
+struct Run {
+    wall: Duration,
+    /// User and system time of all its threads. On a shared machine the
+    /// wall time depends on what else runs; this does much less.
+    cpu: Duration,
+    /// Peak resident memory (KiB); 0 when not measured.
+    peak_rss_kib: u64,
+}
+
+/// User plus system time of this process's children that have been
+/// waited for (`cutime` and `cstime` in /proc/self/stat, in clock ticks of
+/// 1/100 s: Linux's USER_HZ).
+fn children_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("reading /proc/self/stat");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("a command name in /proc/self/stat")
+        .1
+        .split_whitespace()
+        .collect();
+    // cutime and cstime are fields 16 and 17; the first after ')' is field 3.
+    let ticks: u64 = fields[13].parse::<u64>().unwrap() + fields[14].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Run `hydra-sentinel ingest`; returns its wall time, CPU time and peak RSS.
+fn ingest(config: &Path) -> Run {
+    let cpu_before = children_cpu();
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
         .args([
@@ -190,10 +230,14 @@ fn ingest(config: &Path) -> (Duration, u64) {
     };
     let elapsed = start.elapsed();
     assert!(status.success(), "ingest failed: {status}");
-    (elapsed, peak)
+    Run {
+        wall: elapsed,
+        cpu: children_cpu() - cpu_before,
+        peak_rss_kib: peak,
+    }
 }
 
-fn sqlite3_import(dir: &Path, rows: &[String]) -> Duration {
+fn sqlite3_import(dir: &Path, rows: &[String]) -> Run {
     let csv = dir.join("rows.csv");
     std::fs::write(&csv, rows.join("\n") + "\n").unwrap();
     let db = dir.join("baseline.sqlite");
@@ -204,6 +248,7 @@ fn sqlite3_import(dir: &Path, rows: &[String]) -> Duration {
          .mode csv\n.import {} builds\n",
         csv.display()
     );
+    let cpu_before = children_cpu();
     let start = Instant::now();
     let output = Command::new("sqlite3")
         .arg(&db)
@@ -215,6 +260,11 @@ fn sqlite3_import(dir: &Path, rows: &[String]) -> Duration {
             child.wait()
         })
         .expect("running sqlite3 (apt-get install sqlite3)");
+    let wall = start.elapsed();
     assert!(output.success());
-    start.elapsed()
+    Run {
+        wall,
+        cpu: children_cpu() - cpu_before,
+        peak_rss_kib: 0,
+    }
 }

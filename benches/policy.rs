@@ -107,6 +107,7 @@ fn facts_from(sim: &SimHydra) -> Facts {
             origins: Default::default(),
         }],
         maintainers: Default::default(),
+        branch_pulls: Default::default(),
     }
 }
 

@@ -1,7 +1,8 @@
 //! What `status` and `history` print: text for people, JSON for scripts.
 //!
 //! Owns: the shape of those outputs (the JSON keys are an interface scripts
-//! rely on) and Hydra links.
+//! rely on). Times and Hydra links come from [`crate::format`] (re-exported
+//! here for the binary and the tests that print them alike).
 //!
 //! Must never: query anything. It renders values the store already read.
 
@@ -9,59 +10,15 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use url::Url;
 
+pub use crate::format::{HydraLinks, time};
 use crate::history::{EvalPoint, StatusClass};
 use crate::store::{JobRecord, JobsetSummary};
-
-/// RFC 3339 in UTC, e.g. `2025-11-01T08:00:00Z`.
-pub fn time(unix: i64) -> String {
-    DateTime::<Utc>::from_timestamp(unix, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| format!("@{unix}"))
-}
 
 fn day(unix: i64) -> String {
     DateTime::<Utc>::from_timestamp(unix, 0)
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| format!("@{unix}"))
-}
-
-/// Links into a Hydra instance.
-#[derive(Debug, Clone)]
-pub struct HydraLinks {
-    base: Url,
-}
-
-impl HydraLinks {
-    pub fn new(base: &Url) -> HydraLinks {
-        HydraLinks { base: base.clone() }
-    }
-
-    fn join(&self, segments: &[&str]) -> String {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        url.to_string()
-    }
-
-    pub fn build(&self, id: i64) -> String {
-        self.join(&["build", &id.to_string()])
-    }
-
-    /// The build's log (Hydra's `/build/N/log`).
-    pub fn log(&self, id: i64) -> String {
-        self.join(&["build", &id.to_string(), "log"])
-    }
-
-    pub fn eval(&self, id: i64) -> String {
-        self.join(&["eval", &id.to_string()])
-    }
-
-    pub fn job(&self, project: &str, jobset: &str, job: &str) -> String {
-        self.join(&["job", project, jobset, job])
-    }
 }
 
 pub fn status_json(summaries: &[JobsetSummary]) -> Value {

@@ -364,6 +364,19 @@ fn the_digest_groups_warnings_by_branch_and_root() {
     f.maintainers.insert("libfoo".into(), vec!["rooty".into()]);
     f.maintainers
         .insert("hello".into(), vec!["alice-gh".into()]);
+    f.branch_pulls.insert(
+        hydra_sentinel::config::JobsetRef {
+            project: "nixpkgs".into(),
+            jobset: "staging-next".into(),
+        },
+        hydra_sentinel::policy::BranchPull {
+            number: 359_001,
+            title: "staging-next 2025-06-05".into(),
+            url: "https://github.com/NixOS/nixpkgs/pull/359001".into(),
+            base: "master".into(),
+            state: hydra_sentinel::policy::BranchPullState::Open,
+        },
+    );
     let policy = nixpkgs_policy();
     // libfoo was warned on day 6, in issue 42.
     let (_, ledger, _) = replay(&policy, &f, Ledger::default(), 6, 6, None);

@@ -1,6 +1,20 @@
-//! Commands people give hydra-sentinel in comments, and who may give them.
+//! Maintainer commands: what people tell hydra-sentinel in comments, who
+//! may tell it, and obeying (or declining) them.
+//!
+//! Owns: reading a command from a comment ([`parse`]), who may give one
+//! ([`may_command`]: a package's maintainers and the configured
+//! committers), turning an accepted command into a snooze in the ledger,
+//! and the one reply to each command.
+//!
+//! Must never: obey anyone else, answer the same comment twice (it is
+//! recorded as handled before the reply), or snooze longer than the policy
+//! allows.
 
-use crate::policy::Period;
+use crate::forge::{Failure, Forge, Refusal};
+use crate::policy::{Facts, OptOutKind, Period};
+use crate::store::NewOptOut;
+
+use super::{ActError, ActReport, Actor, render};
 
 /// A command found in a comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +72,139 @@ pub fn may_command(author: &str, maintainers: &[String], committers: &[String], 
     let same = |a: &String| a.eq_ignore_ascii_case(author);
     !author.eq_ignore_ascii_case(bot)
         && (maintainers.iter().any(same) || committers.iter().any(same))
+}
+
+impl<F: Forge> Actor<'_, F> {
+    /// Obey (or decline) the commands in the comments of issue or PR
+    /// `number` (for a `pull` request, in its reviews and review comments
+    /// too).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn handle_commands(
+        &self,
+        bot: &str,
+        number: u64,
+        pull: bool,
+        attrs: &[String],
+        facts: &Facts,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        // On a pull request, a review or a comment on a line of the diff is
+        // where a maintainer answers us just as well.
+        let mut said = self.forge.comments(number).await?;
+        if pull {
+            said.extend(self.forge.review_comments(number).await?);
+        }
+        for comment in said {
+            if comment.author.eq_ignore_ascii_case(bot) || self.store.command_handled(comment.id)? {
+                continue;
+            }
+            let Some(parsed) = parse(&comment.body, &self.settings.mention) else {
+                continue;
+            };
+            let committer = self
+                .settings
+                .committers
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&comment.author));
+            // The packages this author may speak for: all of them for a
+            // committer, else those they maintain.
+            let theirs: Vec<&String> = attrs
+                .iter()
+                .filter(|a| {
+                    committer
+                        || may_command(
+                            &comment.author,
+                            facts.maintainers.get(*a).map_or(&[][..], Vec::as_slice),
+                            &[],
+                            bot,
+                        )
+                })
+                .collect();
+            let unknown = attrs.iter().all(|a| !facts.maintainers.contains_key(a));
+            if theirs.is_empty() && unknown && parsed.is_ok() {
+                // Maintainers could not be resolved this cycle: neither obey
+                // nor decline; look again next cycle.
+                continue;
+            }
+            let (reply, accepted) = match parsed {
+                Err(help) => (help, false),
+                Ok(_) if theirs.is_empty() => (
+                    format!(
+                        "only the maintainers of {} and nixpkgs committers can give me commands; ignoring this one.",
+                        attrs
+                            .iter()
+                            .map(|a| format!("`{a}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    false,
+                ),
+                Ok(command) => {
+                    let max = self.policy.opt_out.max_snooze.secs();
+                    let (span, what) = match command {
+                        Command::Snooze(p) => (p.secs().min(max), "snooze"),
+                        Command::NotBroken => (max, "not-broken"),
+                    };
+                    let until = now + span;
+                    for attr in &theirs {
+                        self.store.record_opt_out(&NewOptOut {
+                            attr: (*attr).clone(),
+                            kind: OptOutKind::Snooze,
+                            recorded_at: now,
+                            until: Some(until),
+                            by: Some(comment.author.clone()),
+                            note: format!("{what} in a comment on #{number}"),
+                        })?;
+                    }
+                    let names = theirs
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    (
+                        format!(
+                            "understood: I leave {names} alone until {}.",
+                            crate::format::time(until).get(..10).unwrap_or_default()
+                        ),
+                        true,
+                    )
+                }
+            };
+            // Remember first: a crash after replying must not reply twice;
+            // a lost reply is the lesser evil.
+            self.store.record_command(
+                comment.id,
+                number,
+                &comment.author,
+                &comment.body,
+                accepted,
+                now,
+            )?;
+            let replied = self
+                .forge
+                .comment(number, &render::command_reply(&comment.author, &reply))
+                .await;
+            match replied {
+                // A maintainer locked the conversation after speaking: the
+                // command holds, the reply cannot be posted.
+                Err(e) if e.failure() == Failure::Refused(Refusal::Locked) => report.did(format!(
+                    "#{number} is locked: the answer to {}'s command is not posted",
+                    comment.author
+                )),
+                replied => {
+                    replied?;
+                }
+            }
+            (self.progress)();
+            report.did(format!(
+                "#{number}: {} command from {}",
+                if accepted { "obeyed" } else { "declined" },
+                comment.author
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,14 @@
 //! One act cycle as the binary and the daemon run it: plan from the store,
 //! then act (or, in dry-run, describe), then the weekly digest issue.
 
-use crate::config::{Config, GitHubConfig};
+use std::collections::BTreeMap;
+
+use crate::config::{Config, GitHubConfig, JobsetRef};
 use crate::digest::{self, DigestInput, Week};
-use crate::forge::{Forge, GitHub, GitHubSettings, Memo, NewIssue, Secret, State, user_agent};
-use crate::policy::{self, Facts, Ledger, Policy};
+use crate::forge::{
+    Forge, GitHub, GitHubSettings, Memo, NewIssue, PullRequest, Secret, State, user_agent,
+};
+use crate::policy::{self, BranchPull, BranchPullState, Facts, Ledger, Policy};
 use crate::store::{LeaseHeld, LeaseHolder, PlanScope, Store};
 
 use super::{
@@ -177,16 +181,12 @@ pub fn run_tuned(
             text: describe(&plan, &settings, full_texts),
         }));
     }
-    let github = config
-        .github
-        .as_ref()
-        .ok_or_else(|| ActError::Setup("acting needs a [github] section".into()))?;
+    let github = config.github.as_ref().ok_or(ActError::NoGitHub)?;
     let lease = Lease::take(store)?;
     let token = Secret::from_file(
         &github.token_path(std::env::var_os("CREDENTIALS_DIRECTORY").as_deref()),
     )?;
-    let publisher = publisher(config, Some(&token))
-        .ok_or_else(|| ActError::Setup("acting needs [nixpkgs] checkout".into()))?;
+    let publisher = publisher(config, Some(&token)).ok_or(ActError::NoCheckout)?;
     let mut report = ActReport::default();
     let survey = publisher.survey(
         &attrs_of_interest(&facts, policy, store)?,
@@ -203,7 +203,7 @@ pub fn run_tuned(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ActError::Setup(format!("cannot start a runtime: {e}")))?;
+        .map_err(ActError::Runtime)?;
     runtime.block_on(async {
         let mut forge_settings =
             GitHubSettings::new(github.api_url.clone(), &github.repo, token.clone());
@@ -216,7 +216,7 @@ pub fn run_tuned(
         let acted = act_with(
             &forge,
             github,
-            &facts,
+            &mut facts,
             policy,
             store,
             &settings,
@@ -240,7 +240,7 @@ pub fn run_tuned(
 async fn act_with(
     forge: &GitHub,
     github: &GitHubConfig,
-    facts: &Facts,
+    facts: &mut Facts,
     policy: &Policy,
     store: &Store,
     settings: &ActSettings,
@@ -270,6 +270,7 @@ async fn act_with(
         progress,
     };
     actor.prepare(facts, now, report).await?;
+    facts.branch_pulls = branch_pulls(forge, policy, facts).await;
     lease.renew()?;
     let ledger = store.ledger()?;
     let plan = policy::plan(policy, facts, &ledger, now);
@@ -279,6 +280,50 @@ async fn act_with(
     let text = digest_text(policy, facts, &store.ledger()?, now, week);
     post_digest(forge, settings, week, &text, report).await?;
     Ok(())
+}
+
+/// The newest pull request of each pre-merge branch that is ingested and
+/// warned about, for the warnings and the digest to say how close the branch
+/// is to landing. The Hydra jobset's name is the branch's name, as on
+/// hydra.nixos.org (`nixpkgs:staging-next` builds `staging-next`). One
+/// conditional request per branch and cycle; a branch GitHub cannot tell
+/// about is shown without it (it decides nothing).
+async fn branch_pulls<F: Forge>(
+    forge: &F,
+    policy: &Policy,
+    facts: &Facts,
+) -> BTreeMap<JobsetRef, BranchPull> {
+    let ew = &policy.early_warning;
+    let mut pulls = BTreeMap::new();
+    let ingested = facts.jobsets.iter().map(|j| &j.jobset);
+    for branch in ingested.filter(|j| ew.is_branch(j) && ew.branch_off(j).is_none()) {
+        match forge.newest_pull_from_branch(&branch.jobset).await {
+            Ok(Some(pull)) => {
+                pulls.insert(branch.clone(), branch_pull(pull));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                branch = %branch,
+                error = %crate::error_chain(&e),
+                "cannot learn the branch's pull request; its warnings go without it"
+            ),
+        }
+    }
+    pulls
+}
+
+fn branch_pull(pull: PullRequest) -> BranchPull {
+    BranchPull {
+        number: pull.number,
+        title: pull.title,
+        url: pull.url,
+        base: pull.base,
+        state: match (pull.state, pull.merged) {
+            (_, true) => BranchPullState::Merged,
+            (State::Open, false) => BranchPullState::Open,
+            (State::Closed, false) => BranchPullState::Closed,
+        },
+    }
 }
 
 /// How long the actor lease lasts without renewal. A cycle renews it after

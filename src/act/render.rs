@@ -437,7 +437,7 @@ pub fn pull_body(
             .iter()
             .filter(|r| r.attr.as_deref() == Some(attr))
             .map(|r| {
-                let when = crate::report::time(r.at());
+                let when = crate::format::time(r.at());
                 let whom = if r.pinged.is_empty() {
                     "no reachable maintainer".to_owned()
                 } else {

@@ -78,6 +78,9 @@ pub fn text(action: &Action, told: &[String], own_issue: bool) -> String {
         );
     }
     if step != CLOSE {
+        if let Some(pull) = &action.evidence.branch_pull {
+            let _ = writeln!(out, "The branch's pull request: {}.\n", pull.in_words());
+        }
         out.push_str(&evidence_table(&action.evidence.jobs));
         let _ = writeln!(
             out,

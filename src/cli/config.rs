@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use hydra_sentinel::daemon::Settings;
+use hydra_sentinel::settings::Settings;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {

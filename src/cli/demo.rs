@@ -7,8 +7,11 @@
 //! day the real cycle runs (`once` as of that day: ingest, plan, act, the
 //! weekly digest) against a GitHub look-alike, and people in the story
 //! answer as maintainers do: one snoozes, one closes a pull request, a
-//! committer merges one. What GitHub received is printed as a maintainer
-//! would read it, pull requests with the diff of their branch on the fork.
+//! committer merges one. From day 100 Hydra also builds staging-next, where
+//! a root and its victim break for two weeks: both are warned while the
+//! branch's pull request is open, and the warnings closed when the branch
+//! builds them again. What GitHub received is printed as a maintainer would
+//! read it, pull requests with the diff of their branch on the fork.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,10 +25,10 @@ use serde::Serialize;
 use hydra_sentinel::act::Publisher;
 use hydra_sentinel::act::cycle::{self, Outcome};
 use hydra_sentinel::config::Config;
+use hydra_sentinel::format::time;
 use hydra_sentinel::policy::{
     self, ActionKind, ActionRecord, Ledger, NIXPKGS_POLICY, OptOutKind, Policy, RecordState,
 };
-use hydra_sentinel::report::time;
 use hydra_sentinel::sim::{FakeGitHub, FakeHydra, PlantedFailure, SimHydra, SimSpec};
 use hydra_sentinel::store::Store;
 
@@ -45,6 +48,19 @@ const SNOOZED: &str = "frobnicate";
 const CLOSED: &str = "hello";
 /// How long the maintainer of [`SNOOZED`] asks for.
 const SNOOZE_DAYS: i64 = 14;
+/// The pre-merge branch of the story: Hydra builds it from [`BRANCH_FROM`]
+/// on, [`WARNED`] breaks there (taking [`WARNED_VICTIM`] with it) from
+/// [`BRANCH_BREAKS`] and builds there again from [`BRANCH_FIXED`], before the
+/// branch's pull request is merged on [`BRANCH_MERGED`].
+const BRANCH: &str = "staging-next";
+const WARNED: &str = "python3Packages.pamqp";
+const WARNED_VICTIM: &str = "python3Packages.aioamqp";
+const BRANCH_FROM: usize = 100;
+const BRANCH_EVALS: usize = 60;
+const BRANCH_OPENED: i64 = 104;
+const BRANCH_BREAKS: usize = 110;
+const BRANCH_FIXED: usize = 124;
+const BRANCH_MERGED: i64 = 130;
 
 /// The nixpkgs tree of the demo: the test fixture, embedded so that an
 /// installed binary needs no source tree.
@@ -136,6 +152,7 @@ pub struct Story {
     pub merged: Option<Merged>,
     pub recovered: Option<Recovered>,
     pub retirement: Option<Retirement>,
+    pub early_warning: Option<EarlyWarningStory>,
     pub digests: Vec<Item>,
     /// Every pull request on the GitHub look-alike.
     pub pull_requests: Vec<Item>,
@@ -233,6 +250,19 @@ pub struct Retirement {
 /// A file of a commit: (status, old path, new path).
 pub type FileChange = (String, String, String);
 
+/// The pre-merge branch's part of the story.
+#[derive(Debug, Serialize)]
+pub struct EarlyWarningStory {
+    pub branch: String,
+    /// The branch's pull request into master, opened by a committer.
+    pub pull: u64,
+    /// The warning about the root: its own issue, the text as first
+    /// posted, and the issue's state at the end.
+    pub issue: Option<u64>,
+    pub notice: Option<String>,
+    pub state_at_end: Option<String>,
+}
+
 #[derive(Debug, Serialize, Clone)]
 pub struct Item {
     pub number: u64,
@@ -287,17 +317,21 @@ pub fn run(database: Option<&Path>, json: bool, stdout: &mut dyn Write) -> Resul
     writeln!(out, "{}", policy_line())?;
     writeln!(
         out,
-        "Planted: {RETIRED} fails everywhere from day 2; {SNOOZED} on both darwins from day 20 until day 70; {CLOSED} on aarch64-linux from day 75."
+        "Planted: {RETIRED} fails everywhere from day 2; {SNOOZED} on both darwins from day 20 until day 70; {CLOSED} on aarch64-linux from day 75;\n\
+         on nixpkgs:{BRANCH} (built by Hydra from day {BRANCH_FROM}), {WARNED} fails from day {BRANCH_BREAKS} until day {BRANCH_FIXED}, taking {WARNED_VICTIM} with it."
     )?;
     writeln!(
         out,
-        "People: {SNOOZED}'s maintainer bob snoozes it; carol (a committer) merges what the bot proposes for {RETIRED}; {CLOSED}'s maintainer stv0g closes the bot's pull request.\n"
+        "People: {SNOOZED}'s maintainer bob snoozes it; carol (a committer) merges what the bot proposes for {RETIRED}; {CLOSED}'s maintainer stv0g closes the bot's pull request;\n\
+         carol opens {BRANCH}'s pull request into master on day {BRANCH_OPENED} and merges it on day {BRANCH_MERGED}.\n"
     )?;
 
     let mut shown = Shown::default();
     let mut snooze: Option<SnoozeStory> = None;
     let mut merged: Option<Merged> = None;
     let mut closed: Option<(u64, String, i64)> = None;
+    let mut branch_pull: Option<u64> = None;
+    let mut warning: Option<(u64, String)> = None;
     let store = Store::open(&world.config.database)?;
     let mut cycles = 0;
     for d in 0..DAYS as i64 {
@@ -371,9 +405,33 @@ pub fn run(database: Option<&Path>, json: bool, stdout: &mut dyn Write) -> Resul
             closed = Some((pr, time(now), d));
         }
 
+        if d == BRANCH_OPENED {
+            let title = format!("{BRANCH} {}", day(d));
+            let pr = world
+                .github
+                .human_opens_branch_pull(BRANCH, "master", &title);
+            // Shown here, as people's doings are; not as the bot's.
+            shown.items.insert(pr, "open".into());
+            said.push(format!(
+                "carol (committer) opens #{pr} \"{title}\": {BRANCH} into master, to land in a few weeks"
+            ));
+            branch_pull = Some(pr);
+        }
+        if d == BRANCH_MERGED
+            && let Some(pr) = branch_pull
+        {
+            world.github.human_closes(pr, true);
+            shown.items.insert(pr, "closed".into());
+            said.push(format!(
+                "carol (committer) merges #{pr}: {BRANCH} landed on master"
+            ));
+        }
         world
             .hydra
             .publish((d as usize + 1).min(world.hydra.hydra().evals.len()));
+        if let Some(made) = (d as usize + 1).checked_sub(BRANCH_FROM) {
+            world.hydra.publish_jobset(BRANCH, made);
+        }
         super::ingest(&world.config, None, &mut std::io::sink())
             .with_context(|| format!("ingesting on {}", day(d)))?;
         // The real cycle, as `once --now` runs it; only the spacing of
@@ -400,6 +458,9 @@ pub fn run(database: Option<&Path>, json: bool, stdout: &mut dyn Write) -> Resul
             Outcome::DryRun(_) => bail!("the demo's configuration acts; a dry run is a bug"),
         }
         cycles += 1;
+        if warning.is_none() {
+            warning = world.warning_issue();
+        }
         if let Some(s) = snooze.as_mut() {
             if s.asked == time(now) {
                 s.until_unix = store
@@ -457,7 +518,29 @@ pub fn run(database: Option<&Path>, json: bool, stdout: &mut dyn Write) -> Resul
         None => bail!("explain knows nothing of {RETIRED}"),
     }
 
-    let story = world.story(&store, snooze, merged, closed, cycles, started)?;
+    let early_warning = branch_pull.map(|pull| EarlyWarningStory {
+        branch: format!("nixpkgs:{BRANCH}"),
+        pull,
+        issue: warning.as_ref().map(|w| w.0),
+        notice: warning.as_ref().map(|w| visible(&w.1)),
+        state_at_end: warning.as_ref().and_then(|w| {
+            world
+                .github
+                .items()
+                .into_iter()
+                .find(|i| i.0 == w.0)
+                .map(|i| i.2)
+        }),
+    });
+    let story = world.story(
+        &store,
+        snooze,
+        merged,
+        closed,
+        early_warning,
+        cycles,
+        started,
+    )?;
     if let Some(last) = story.digests.last() {
         writeln!(
             out,
@@ -626,6 +709,12 @@ impl World {
                 spreads_to: Vec::new(),
                 victims: Vec::new(),
             };
+        let builds_with_victim = PlantedFailure {
+            attr: WARNED.into(),
+            since: usize::MAX,
+            victims: vec![WARNED_VICTIM.into()],
+            ..Default::default()
+        };
         let spec = SimSpec {
             packages: 40,
             evals: DAYS,
@@ -641,12 +730,30 @@ impl World {
                 planted(RETIRED, 2, &[], None),
                 planted(SNOOZED, 20, &["x86_64-darwin", "aarch64-darwin"], Some(70)),
                 planted(CLOSED, 75, &["aarch64-linux"], None),
+                builds_with_victim.clone(),
             ],
             ..SimSpec::demo()
+        };
+        // The branch as Hydra builds it: trunk's packages, ids and times of
+        // its own (one Hydra numbers evals and builds across jobsets).
+        let branch = SimSpec {
+            jobset: BRANCH.into(),
+            evals: BRANCH_EVALS,
+            start_time: START + BRANCH_FROM as i64 * DAY + 3600,
+            first_eval_id: spec.first_eval_id + 100_000,
+            first_build_id: spec.first_build_id + 50_000_000,
+            planted: vec![PlantedFailure {
+                since: BRANCH_BREAKS - BRANCH_FROM,
+                until: Some(BRANCH_FIXED - BRANCH_FROM),
+                ..builds_with_victim
+            }],
+            ..spec.clone()
         };
         let hydra = FakeHydra::start(SimHydra::generate(&spec))
             .context("starting the Hydra look-alike on loopback")?;
         hydra.publish(0);
+        hydra.add_jobset(SimHydra::generate(&branch));
+        hydra.publish_jobset(BRANCH, 0);
         let github = FakeGitHub::start(REPO, BOT, TOKEN)
             .context("starting the GitHub look-alike on loopback")?;
         std::fs::write(root.join("token"), format!("{TOKEN}\n"))?;
@@ -668,6 +775,9 @@ retry_initial_delay_ms = 50
 [[jobsets]]
 project = "{project}"
 jobset = "{jobset}"
+[[jobsets]]
+project = "{project}"
+jobset = "{BRANCH}"
 [database]
 path = {db:?}
 [policy]
@@ -697,7 +807,7 @@ committers = ["carol"]
             token = root.join("token").display().to_string(),
         );
         let config = Config::parse(&text, Path::new("<demo>"))?;
-        let policy = Policy::load(&policy_file)?;
+        let policy = hydra_sentinel::settings::read_policy(&policy_file)?;
         Ok(World {
             root: root.to_owned(),
             upstream,
@@ -707,6 +817,14 @@ committers = ["carol"]
             config,
             policy,
         })
+    }
+
+    /// The early warning about [`WARNED`] in an issue of its own, once
+    /// posted: its number and text.
+    fn warning_issue(&self) -> Option<(u64, String)> {
+        let title = format!("{WARNED}: fails on {BRANCH}");
+        let number = self.github.items().into_iter().find(|i| i.1 == title)?.0;
+        Some((number, self.github.body_of(number)?))
     }
 
     fn branch_of(&self, pr: u64) -> Result<String> {
@@ -788,12 +906,14 @@ committers = ["carol"]
         Ok((text, files))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn story(
         &self,
         store: &Store,
         snooze: Option<SnoozeStory>,
         merged: Option<Merged>,
         closed: Option<(u64, String, i64)>,
+        early_warning: Option<EarlyWarningStory>,
         cycles: usize,
         started: Instant,
     ) -> Result<Story> {
@@ -908,6 +1028,7 @@ committers = ["carol"]
             merged,
             recovered,
             retirement,
+            early_warning,
             digests,
             pull_requests,
             issues,

@@ -19,9 +19,9 @@ use std::time::Duration;
 use anyhow::Result;
 
 use hydra_sentinel::config::{Config, GitHubConfig};
-use hydra_sentinel::daemon::Settings;
 use hydra_sentinel::forge::{ForgeError, GitHub, GitHubSettings, Probe, Secret, user_agent};
 use hydra_sentinel::hydra::HydraClient;
+use hydra_sentinel::settings::Settings;
 
 /// What the checks found, line by line.
 struct Findings<'w> {

@@ -17,10 +17,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use hydra_sentinel::config::Config;
+use hydra_sentinel::format::HydraLinks;
 use hydra_sentinel::hydra::HydraClient;
 use hydra_sentinel::ingest::{Ingestor, PassOptions};
 use hydra_sentinel::nixpkgs::cli as nixpkgs_cli;
-use hydra_sentinel::report::{self, HydraLinks};
+use hydra_sentinel::report;
 use hydra_sentinel::store::{PRUNE_BATCH, Store, StoreError};
 
 #[derive(Debug, Parser)]
@@ -308,7 +309,8 @@ pub(crate) fn ingest(
 /// `run`: the daemon on a runtime of its own; the configuration file is
 /// read again on every SIGHUP.
 fn run_service(config_path: Option<PathBuf>) -> Result<ExitCode> {
-    use hydra_sentinel::daemon::{self, Daemon, Settings, SystemClock, Systemd};
+    use hydra_sentinel::daemon::{self, Daemon, SystemClock, Systemd};
+    use hydra_sentinel::settings::Settings;
     let runtime = runtime()?;
     let result = runtime.block_on(async move {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

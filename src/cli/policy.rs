@@ -98,10 +98,7 @@ fn now_or(text: Option<&str>) -> Result<i64> {
 }
 
 pub fn load_policy(config: &Config, file: Option<&Path>) -> Result<Policy> {
-    match file.or(config.policy_file.as_deref()) {
-        Some(path) => Ok(Policy::load(path)?),
-        None => Ok(Policy::nixpkgs()),
-    }
+    Ok(hydra_sentinel::settings::policy_of(config, file)?)
 }
 
 /// The facts a plan, explain or backtest reads: what a plan as of `scope`
@@ -240,7 +237,7 @@ pub fn render_digest(
 pub fn policy_command(command: &PolicyCommand, out: &mut dyn Write) -> Result<ExitCode> {
     match command {
         PolicyCommand::Check { file } => {
-            let p = Policy::load(file)?;
+            let p = hydra_sentinel::settings::read_policy(file)?;
             writeln!(
                 out,
                 "{}: valid; acts on {}; {} override{}; ladder: notice after {}, mark after {}",

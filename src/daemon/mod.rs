@@ -61,9 +61,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError};
 use crate::hydra::{HydraClient, HydraError};
 use crate::ingest::{IngestError, Ingestor, PassControl, PassOptions};
+use crate::settings::Settings;
+use crate::settings::SettingsError;
 use crate::store::{Store, StoreError};
 
 /// How long a cancelled cycle may take to wind down (roll back the eval in
@@ -73,9 +74,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyError),
+    Settings(#[from] SettingsError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -115,42 +114,28 @@ pub enum StepError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Act(#[from] crate::act::ActError),
+    #[error(transparent)]
+    Hydra(#[from] HydraError),
     #[error("stopped on request")]
     Cancelled,
-    #[error("{0}")]
-    Other(String),
-}
-
-/// Everything that SIGHUP reloads, validated as a whole before it replaces
-/// the running one: a bad policy file is refused exactly like a bad
-/// configuration, and the running pair stays.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub config: Config,
-    pub policy: crate::policy::Policy,
-}
-
-impl Settings {
-    /// The configuration at `path` (the embedded defaults without one) and
-    /// the policy file it names (the built-in policy without one), each
-    /// validated. The service reads its settings only through this, and
-    /// `hydra-sentinel config check` validates a file through it, so that a
-    /// file the check accepts is one the service accepts.
-    pub fn load(path: Option<&std::path::Path>) -> Result<Settings, DaemonError> {
-        let config = match path {
-            Some(path) => Config::load(path)?,
-            None => Config::embedded_default(),
-        };
-        let policy = match &config.policy_file {
-            Some(path) => crate::policy::Policy::load(path)?,
-            None => crate::policy::Policy::nixpkgs(),
-        };
-        Ok(Settings { config, policy })
-    }
+    /// A cycle dropped mid-ingest took the step's database connection with
+    /// it; the next cycle opens it again.
+    #[error("the database was lost by a dropped cycle")]
+    DatabaseLost,
+    #[error("the {task} task panicked")]
+    Panicked {
+        task: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The act cycle ran to its end, but some actions failed (one line
+    /// each, as in its report); they are planned again.
+    #[error("{}", .0.join("; "))]
+    ActionsFailed(Vec<String>),
 }
 
 /// Reads and validates [`Settings`] from disk (or the embedded defaults).
-pub type Loader = Box<dyn FnMut() -> Result<Settings, DaemonError> + Send>;
+pub type Loader = Box<dyn FnMut() -> Result<Settings, SettingsError> + Send>;
 
 /// A control message for the loop; the binary turns Unix signals into these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,9 +210,7 @@ impl CycleStep for IngestStep {
 
     fn run<'a>(&'a mut self, cx: &'a CycleContext<'a>) -> StepFuture<'a> {
         Box::pin(async move {
-            let store = self.store.take().ok_or_else(|| {
-                StepError::Other("the database was lost by a dropped cycle".into())
-            })?;
+            let store = self.store.take().ok_or_else(|| StepError::DatabaseLost)?;
             let config = &cx.settings.config;
             let ingestor =
                 Ingestor::new(config, self.client.clone(), store).with_control(cx.control.clone());
@@ -242,7 +225,10 @@ impl CycleStep for IngestStep {
                 (store, summaries)
             })
             .await
-            .map_err(|e| StepError::Other(format!("a database task panicked: {e}")))?;
+            .map_err(|source| StepError::Panicked {
+                task: "database",
+                source,
+            })?;
             self.store = Some(store);
             metrics::record_summaries(&summaries?);
             match error {
@@ -272,8 +258,7 @@ impl CycleStep for IngestStep {
     }
 
     fn reconfigure(&mut self, settings: &Settings) -> Result<(), StepError> {
-        self.client = HydraClient::new(&settings.config.hydra)
-            .map_err(|e| StepError::Other(crate::error_chain(&e)))?;
+        self.client = HydraClient::new(&settings.config.hydra)?;
         Ok(())
     }
 }
@@ -325,7 +310,10 @@ impl CycleStep for PruneStep {
                 )
             })
             .await
-            .map_err(|e| StepError::Other(format!("the prune task panicked: {e}")))??;
+            .map_err(|source| StepError::Panicked {
+                task: "prune",
+                source,
+            })??;
             cx.control.beat();
             Ok(format!(
                 "{} spans and {} builds older than the horizon removed{}",
@@ -437,7 +425,10 @@ impl CycleStep for ActStep {
                     .map_err(StepError::from)
             })
             .await
-            .map_err(|e| StepError::Other(format!("the act task panicked: {e}")))??;
+            .map_err(|source| StepError::Panicked {
+                task: "act",
+                source,
+            })??;
             cx.control.beat();
             match outcome {
                 crate::act::cycle::Outcome::DryRun(dry) => {
@@ -447,7 +438,7 @@ impl CycleStep for ActStep {
                     Ok(format!("{} done on GitHub", report.lines.len()))
                 }
                 crate::act::cycle::Outcome::Acted(report) => {
-                    Err(StepError::Other(report.errors.join("; ")))
+                    Err(StepError::ActionsFailed(report.errors))
                 }
             }
         })
@@ -767,7 +758,7 @@ fn reload(
         Err(e) => {
             // A configuration error already names the file, line and column.
             let error = match &e {
-                DaemonError::Config(e) => e.to_string(),
+                SettingsError::Config(e) => e.to_string(),
                 e => crate::error_chain(e),
             };
             tracing::error!(error, "new configuration refused; keeping the running one");

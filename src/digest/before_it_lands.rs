@@ -51,6 +51,9 @@ pub(super) fn section(a: &Assessment, cap: usize) -> Option<String> {
         if warnings.is_empty() {
             continue;
         }
+        if let Some(pull) = warnings.iter().find_map(|w| w.pull.as_ref()) {
+            let _ = writeln!(out, "Its pull request: {}.\n", pull.in_words());
+        }
         // Root → (its own warning, victims).
         let mut groups: BTreeMap<&str, Group<'_>> = BTreeMap::new();
         for w in &warnings {

@@ -22,9 +22,9 @@ use std::fmt::Write as _;
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 
+use crate::format::time;
 use crate::policy::engine::{Assessment, AttrAssessment, Rule};
 use crate::policy::{ActionKind, ActionRecord, Facts, Plan, Policy};
-use crate::report::time;
 
 /// GitHub's limit for an issue body.
 pub const GITHUB_BODY_LIMIT: usize = 65_536;
@@ -268,9 +268,30 @@ fn more(out: &mut String, shown: usize, total: usize, what: &str) {
 
 fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
     let a = input.assessment;
+    let (start, end) = (input.week.start(), input.week.end());
+    let lines = package_lines(input);
+    let mut out = String::new();
+    heading(&mut out, input);
+    summary(&mut out, input, lines.len(), start, end);
+    holds(&mut out, a);
+    new_breakages(&mut out, a, cap, start, end);
+    roots(&mut out, a, cap);
+    // Early warnings about pre-merge branches, when there are any.
+    if let Some(section) = before_it_lands::section(a, cap) {
+        out.push_str(&section);
+    }
+    to_be_done_by_hand(&mut out, a, cap);
+    failing_jobs_per_day(&mut out, input, start);
+    packages_by_maintainer(&mut out, &lines, a.now, cap);
+    footer(&mut out, input);
+    out
+}
+
+/// The title and what the digest is based on.
+fn heading(out: &mut String, input: &DigestInput<'_>) {
+    let a = input.assessment;
     let week = input.week;
     let (start, end) = (week.start(), week.end());
-    let mut out = String::new();
     let _ = writeln!(
         out,
         "# hydra-sentinel weekly digest {week} ({} to {})\n",
@@ -283,9 +304,11 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
         time(a.now),
         code(&input.policy.source)
     );
+}
 
-    // Summary.
-    let lines = package_lines(input);
+/// The jobsets' totals, and what is planned.
+fn summary(out: &mut String, input: &DigestInput<'_>, packages: usize, start: i64, end: i64) {
+    let a = input.assessment;
     let new_jobs: usize = a
         .transitions
         .iter()
@@ -316,7 +339,7 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
         );
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "- packages failing on their own: **{}**", lines.len());
+    let _ = writeln!(out, "- packages failing on their own: **{}**", packages);
     let _ = writeln!(out, "- jobs newly failing this week: **{new_jobs}**");
     let counts: Vec<String> = ActionKind::ALL
         .iter()
@@ -331,8 +354,10 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
         if input.plan.held { " or the hold" } else { "" }
     );
     let _ = writeln!(out);
+}
 
-    // Holds.
+/// Mass breakages in force: nothing is marked while one lasts.
+fn holds(out: &mut String, a: &Assessment) {
     if !a.holds.is_empty() {
         let _ = writeln!(out, "## Holds\n");
         let _ = writeln!(out, "Nothing is marked while a mass breakage lasts.\n");
@@ -366,8 +391,10 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
         }
         let _ = writeln!(out);
     }
+}
 
-    // New breakages by commit range.
+/// New breakages this week, by commit range.
+fn new_breakages(out: &mut String, a: &Assessment, cap: usize, start: i64, end: i64) {
     let transitions: Vec<_> = a
         .transitions
         .iter()
@@ -410,7 +437,7 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
             );
         }
         more(
-            &mut out,
+            out,
             transitions.len().min(cap),
             transitions.len(),
             "commit ranges",
@@ -423,8 +450,10 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
             transitions.len()
         );
     }
+}
 
-    // Roots by blast radius.
+/// Packages whose failure others depend on, the most depended on first.
+fn roots(out: &mut String, a: &Assessment, cap: usize) {
     let _ = writeln!(out, "## Roots by blast radius\n");
     if a.roots.is_empty() {
         let _ = writeln!(out, "No dependency failure could be charged to a root.\n");
@@ -463,24 +492,16 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
                     .join(" ")
             );
         }
-        more(
-            &mut out,
-            a.roots.len().min(cap.min(20)),
-            a.roots.len(),
-            "roots",
-        );
+        more(out, a.roots.len().min(cap.min(20)), a.roots.len(), "roots");
         let _ = writeln!(out);
     } else {
         let _ = writeln!(out, "{} roots (summarised to fit).\n", a.roots.len());
     }
+}
 
-    // Early warnings about pre-merge branches, when there are any.
-    if let Some(section) = before_it_lands::section(a, cap) {
-        out.push_str(&section);
-    }
-
-    // Edits the editor refused: only a human can make them. The section
-    // appears only when there is one, so a quiet week stays short.
+/// Edits the editor refused: only a human can make them. The section
+/// appears only when there is one, so a quiet week stays short.
+fn to_be_done_by_hand(out: &mut String, a: &Assessment, cap: usize) {
     let refused: Vec<(&str, &ActionRecord)> = a
         .attrs
         .values()
@@ -513,15 +534,18 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
             );
         }
         more(
-            &mut out,
+            out,
             refused.len().min(cap.clamp(1, 50)),
             refused.len(),
             "packages",
         );
         let _ = writeln!(out);
     }
+}
 
-    // Chart.
+/// A chart of the own failures in the newest eval of each day so far.
+fn failing_jobs_per_day(out: &mut String, input: &DigestInput<'_>, start: i64) {
+    let a = input.assessment;
     let _ = writeln!(out, "## Failing jobs per day\n");
     let mut labels = Vec::new();
     let mut values = Vec::new();
@@ -556,10 +580,17 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
         let _ = writeln!(out, "    bar [{}]", values.join(", "));
         let _ = writeln!(out, "```\n");
     }
+}
 
-    // Per maintainer.
+/// The packages failing on their own, per maintainer.
+fn packages_by_maintainer(
+    out: &mut String,
+    lines: &[(&AttrAssessment, PackageLine)],
+    now: i64,
+    cap: usize,
+) {
     let mut by_maintainer: BTreeMap<Option<String>, Vec<&PackageLine>> = BTreeMap::new();
-    for (attr, line) in &lines {
+    for (attr, line) in lines {
         if attr.maintainers.is_empty() {
             by_maintainer.entry(None).or_default().push(line);
         }
@@ -610,7 +641,7 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
                     .map(|s| code(s))
                     .collect::<Vec<_>>()
                     .join(" "),
-                (a.now - p.since) / DAY,
+                (now - p.since) / DAY,
                 p.status,
                 p.hydra
                     .as_ref()
@@ -618,7 +649,7 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
                     .unwrap_or_default()
             );
         }
-        more(&mut out, pkgs.len().min(cap), pkgs.len(), "packages");
+        more(out, pkgs.len().min(cap), pkgs.len(), "packages");
         let _ = writeln!(out);
     }
     if shown_sections < sections.len() {
@@ -632,13 +663,16 @@ fn render_with(input: &DigestInput<'_>, cap: usize) -> String {
             sections.len() - shown_sections
         );
     }
+}
+
+/// How to stop the bot for a package.
+fn footer(out: &mut String, input: &DigestInput<'_>) {
     let _ = writeln!(
         out,
         "---\nTo stop hydra-sentinel for a package: fix the build, put {} in its file, label our issue or PR {}, or close our PR.",
         code(&input.policy.opt_out.marker),
         code(&input.policy.opt_out.label)
     );
-    out
 }
 
 fn in_week(rfc3339: &str, start: i64, end: i64) -> bool {

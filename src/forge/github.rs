@@ -804,6 +804,9 @@ impl From<GhComment> for Comment {
 #[derive(Deserialize)]
 struct GhRef {
     label: String,
+    /// The branch name alone (`master`).
+    #[serde(rename = "ref", default)]
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -816,6 +819,8 @@ struct GhPull {
     #[serde(default)]
     merged_at: Option<String>,
     head: GhRef,
+    #[serde(default)]
+    base: Option<GhRef>,
     #[serde(default)]
     user: Option<GhUser>,
     html_url: String,
@@ -834,6 +839,7 @@ impl From<GhPull> for PullRequest {
             state: p.state,
             merged: p.merged_at.is_some(),
             head: p.head.label,
+            base: p.base.map(|b| b.name).unwrap_or_default(),
             author: author(p.user),
             url: p.html_url,
             labels: p.labels.into_iter().map(|l| l.name).collect(),
@@ -1061,6 +1067,64 @@ impl Forge for GitHub {
             .map(PullRequest::from)
             .filter(|p| p.head.eq_ignore_ascii_case(head))
             .max_by_key(|p| p.number))
+    }
+
+    async fn newest_pull_from_branch(
+        &self,
+        branch: &str,
+    ) -> Result<Option<PullRequest>, ForgeError> {
+        // `head` filters by `user:ref-name`; the newest first, one is
+        // enough (GitHub's "List pull requests": state, head, sort,
+        // direction, per_page).
+        let owner = self
+            .repo
+            .split_once('/')
+            .map_or(self.repo.as_str(), |(o, _)| o);
+        let head = format!("{owner}:{branch}");
+        let path = self.repo_path("pulls");
+        let query = [
+            ("head", head.as_str()),
+            ("state", "all"),
+            ("sort", "created"),
+            ("direction", "desc"),
+            ("per_page", "1"),
+        ];
+        let known = self.memo().branch_pulls.get(branch).cloned();
+        let answer = self
+            .exchange(
+                Method::Get,
+                &path,
+                &query,
+                None,
+                known.as_ref().map(|k| k.etag.as_str()),
+            )
+            .await?;
+        if answer.not_modified
+            && let Some(known) = known
+        {
+            return Ok(known.value);
+        }
+        let listed: Vec<GhPull> =
+            serde_json::from_slice(&answer.body).map_err(|source| ForgeError::Decode {
+                method: "GET",
+                path: path.clone(),
+                source,
+            })?;
+        let newest = listed
+            .into_iter()
+            .map(PullRequest::from)
+            .filter(|p| p.head.eq_ignore_ascii_case(&head))
+            .max_by_key(|p| p.number);
+        if let Some(etag) = answer.etag {
+            self.memo().branch_pulls.insert(
+                branch.to_owned(),
+                super::memo::Tagged {
+                    etag,
+                    value: newest.clone(),
+                },
+            );
+        }
+        Ok(newest)
     }
 
     async fn pull(&self, number: u64) -> Result<PullRequest, ForgeError> {

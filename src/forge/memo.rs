@@ -65,6 +65,17 @@ pub struct Memo {
     pub(crate) comments: BTreeMap<u64, SeenComments>,
     pub(crate) reviews: BTreeMap<u64, Seen<Vec<Comment>>>,
     pub(crate) pulls: BTreeMap<u64, Seen<PullRequest>>,
+    /// The newest pull request from each pre-merge branch, with the ETag of
+    /// the answer that told it.
+    #[serde(default)]
+    pub(crate) branch_pulls: BTreeMap<String, Tagged<Option<PullRequest>>>,
+}
+
+/// An answer and its ETag: asked again conditionally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Tagged<T> {
+    pub etag: String,
+    pub value: T,
 }
 
 impl Memo {

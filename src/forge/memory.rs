@@ -100,6 +100,7 @@ impl MemoryForge {
                 state: State::Open,
                 merged: false,
                 head: format!("{author}:patch-{number}"),
+                base: "master".into(),
                 author: author.to_owned(),
                 url: format!("https://github.invalid/pull/{number}"),
                 labels: Vec::new(),
@@ -286,6 +287,21 @@ impl Forge for MemoryForge {
             .cloned())
     }
 
+    async fn newest_pull_from_branch(
+        &self,
+        branch: &str,
+    ) -> Result<Option<PullRequest>, ForgeError> {
+        // The in-memory forge has one repository and no forks: a branch's
+        // pull requests are those whose head names it and nobody else's.
+        Ok(self
+            .inner()
+            .pulls
+            .values()
+            .rev()
+            .find(|p| p.head.split_once(':').map_or(p.head.as_str(), |(_, b)| b) == branch)
+            .cloned())
+    }
+
     async fn pull(&self, number: u64) -> Result<PullRequest, ForgeError> {
         self.inner()
             .pulls
@@ -317,6 +333,7 @@ impl Forge for MemoryForge {
             state: State::Open,
             merged: false,
             head: new.head.clone(),
+            base: new.base.clone(),
             author: self.login.clone(),
             url: format!("https://github.invalid/pull/{number}"),
             labels,

@@ -268,6 +268,10 @@ pub struct PullRequest {
     pub merged: bool,
     /// `owner:branch` of the head.
     pub head: String,
+    /// The branch it goes into (`master`); empty when an older memo did
+    /// not record it.
+    #[serde(default)]
+    pub base: String,
     pub author: String,
     pub url: String,
     pub labels: Vec<String>,
@@ -332,6 +336,14 @@ pub trait Forge {
     async fn review_comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError>;
     /// The pull request (any state) whose head is `owner:branch`, if any.
     async fn pull_by_head(&self, head: &str) -> Result<Option<PullRequest>, ForgeError>;
+    /// The newest pull request (any state) from the repository's own branch
+    /// `branch` (e.g. `staging-next` into `master`): how close a pre-merge
+    /// branch is to landing. Asked at most once per cycle and branch, and
+    /// conditionally where the forge can (an unchanged answer costs no quota).
+    async fn newest_pull_from_branch(
+        &self,
+        branch: &str,
+    ) -> Result<Option<PullRequest>, ForgeError>;
     async fn pull(&self, number: u64) -> Result<PullRequest, ForgeError>;
     async fn create_pull(
         &self,

@@ -1,7 +1,10 @@
 //! A Nix store path split into its hash and name, validated as Nix does.
 
-/// The characters of Nix's base-32 alphabet (no e, o, u, t).
-const NIX_BASE32: &str = "0123456789abcdfghijklmnpqrsvwxyz";
+/// The characters of Nix's base-32 alphabet: `0123456789abcdfghijklmnpqrsvwxyz`
+/// (no e, o, u, t).
+fn is_nix_base32(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'a'..=b'z') && !matches!(b, b'e' | b'o' | b'u' | b't')
+}
 const HASH_LEN: usize = 32;
 /// Nix refuses names longer than this.
 const MAX_NAME_LEN: usize = 211;
@@ -33,7 +36,9 @@ impl<'a> StorePath<'a> {
         let (Some(hash), Some(rest)) = (hash, rest) else {
             return Err(StorePathError::BadHash(path.to_owned()));
         };
-        if !hash.chars().all(|c| NIX_BASE32.contains(c)) {
+        // A match per byte rather than a search of the alphabet per
+        // character: this runs for every build of a streamed eval.
+        if !hash.bytes().all(is_nix_base32) {
             return Err(StorePathError::BadHash(path.to_owned()));
         }
         let Some(name) = rest.strip_prefix('-') else {
@@ -42,9 +47,9 @@ impl<'a> StorePath<'a> {
         let name_ok = !name.is_empty()
             && name.len() <= MAX_NAME_LEN
             && !name.starts_with('.')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-._?=".contains(c));
+            && name.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b'_' | b'?' | b'=')
+            });
         if !name_ok {
             return Err(StorePathError::BadName(path.to_owned()));
         }
@@ -80,6 +85,19 @@ mod tests {
             "/nix/store/vx5dn4plx52dzdg8jf7bw5n6ml2a585h-ü",
         ] {
             assert!(StorePath::parse(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_hash_alphabet_is_nix_base32_and_nothing_else() {
+        let alphabet = b"0123456789abcdfghijklmnpqrsvwxyz";
+        for b in 0..=u8::MAX {
+            assert_eq!(
+                is_nix_base32(b),
+                alphabet.contains(&b),
+                "byte {b} ({:?})",
+                b as char
+            );
         }
     }
 

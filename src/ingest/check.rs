@@ -3,7 +3,7 @@
 use crate::config::JobsetRef;
 use crate::history::JobName;
 use crate::hydra::{Build, StorePath};
-use crate::store::{EvalWriter, StoreError};
+use crate::store::{BuildRow, EvalWriter, StoreError};
 
 /// Log at most this many refused job names per eval (they are all counted).
 const MAX_REJECTIONS_LOGGED: usize = 10;
@@ -47,32 +47,105 @@ impl<'a> BuildChecker<'a> {
         Ok(())
     }
 
+    /// Check one build and write it (for builds fetched one by one).
     pub(super) fn write(
         &mut self,
         writer: &mut EvalWriter<'_>,
         build: &Build,
     ) -> Result<(), StoreError> {
-        let refusal = if build.project != self.jobset.project {
-            Some(format!("belongs to {}:{}", build.project, build.jobset))
-        } else {
-            if build.jobset != self.jobset.jobset {
-                self.renamed(writer, &build.jobset)?;
-            }
-            match (
-                JobName::parse(&build.job, &build.system),
-                StorePath::parse(&build.drvpath),
-            ) {
-                (Ok(name), Ok(drv)) => return writer.add_build(build, &name, &drv),
-                (Err(e), _) => Some(e.to_string()),
-                (_, Err(e)) => Some(e.to_string()),
-            }
+        self.write_checked(writer, check(self.jobset, build.clone()))
+    }
+
+    /// Write a build [`check`] looked at, perhaps on another thread.
+    pub(super) fn write_checked(
+        &mut self,
+        writer: &mut EvalWriter<'_>,
+        checked: Checked,
+    ) -> Result<(), StoreError> {
+        if let Some(name) = &checked.renamed_to {
+            self.renamed(writer, name)?;
+        }
+        let refused = match checked.verdict {
+            Ok(row) => return writer.add_build(row),
+            Err(refused) => refused,
         };
-        let reason = refusal.unwrap_or_default();
-        let first_time = writer.refuse(build.id, &build.job, &reason)?;
+        let first_time = writer.refuse(refused.id, &refused.job, &refused.reason)?;
         if first_time && self.logged < MAX_REJECTIONS_LOGGED {
             self.logged += 1;
-            tracing::warn!(eval = self.eval, build = build.id, job = ?build.job, reason, "refused a build");
+            tracing::warn!(eval = self.eval, build = refused.id, job = ?refused.job,
+                reason = refused.reason, "refused a build");
         }
         Ok(())
+    }
+}
+
+/// A build Hydra sent, looked at: the row to write, or why it is refused.
+#[derive(Debug)]
+pub(super) struct Checked {
+    verdict: Result<BuildRow, Refused>,
+    /// The jobset's name as the build reports it, when that is not the
+    /// configured one (see [`BuildChecker::renamed`]).
+    renamed_to: Option<String>,
+}
+
+#[derive(Debug)]
+struct Refused {
+    id: i64,
+    job: String,
+    reason: String,
+}
+
+/// Validate a build and cut it into the row the store writes. Pure, so that
+/// a streamed eval does this on the parsing thread, off the writer's.
+pub(super) fn check(jobset: &JobsetRef, build: Build) -> Checked {
+    let refuse = |build: Build, reason: String| Checked {
+        verdict: Err(Refused {
+            id: build.id,
+            job: build.job,
+            reason,
+        }),
+        renamed_to: None,
+    };
+    if build.project != jobset.project {
+        let reason = format!("belongs to {}:{}", build.project, build.jobset);
+        return refuse(build, reason);
+    }
+    let renamed_to = (build.jobset != jobset.jobset).then(|| build.jobset.clone());
+    let name = match JobName::parse(&build.job, &build.system) {
+        Ok(name) => name,
+        Err(e) => {
+            return Checked {
+                renamed_to,
+                ..refuse(build, e.to_string())
+            };
+        }
+    };
+    let drv = match StorePath::parse(&build.drvpath) {
+        Ok(drv) => drv,
+        Err(e) => {
+            let reason = e.to_string();
+            return Checked {
+                renamed_to,
+                ..refuse(build, reason)
+            };
+        }
+    };
+    let drv_hash = drv.hash.to_owned();
+    let nixname = match build.nixname {
+        Some(nixname) => nixname,
+        None => drv.name.strip_suffix(".drv").unwrap_or(drv.name).to_owned(),
+    };
+    Checked {
+        verdict: Ok(BuildRow {
+            id: build.id,
+            hydra_job: build.job,
+            job: name,
+            finished: build.finished,
+            status: build.buildstatus,
+            stoptime: build.stoptime,
+            drv_hash,
+            nixname,
+        }),
+        renamed_to,
     }
 }

@@ -57,10 +57,13 @@ impl Ingestor {
         jobset_id: i64,
         now: i64,
     ) -> Result<usize, IngestError> {
+        if self.budget.left() < REQUESTS_PER_ORIGIN + 1 {
+            return Ok(0);
+        }
         let wanted = self
             .with_store(move |store| Ok(store.origins_wanted(jobset_id)?))
             .await?;
-        if wanted.is_empty() || self.budget.left() < REQUESTS_PER_ORIGIN + 1 {
+        if wanted.is_empty() {
             return Ok(0);
         }
         let horizon = now - self.settings.origin_horizon.as_secs() as i64;

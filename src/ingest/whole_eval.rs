@@ -4,16 +4,16 @@
 
 use futures_util::StreamExt;
 
-use super::check::BuildChecker;
+use super::check::{BuildChecker, Checked, check};
 use super::{IngestError, Ingestor, WriteMode};
 use crate::config::JobsetRef;
-use crate::hydra::Build;
 use crate::hydra::{StreamError, for_each_build};
 use crate::store::WriteOutcome;
 
 /// What the parsing thread hands the writing thread.
 enum Parsed {
-    Builds(Vec<Build>),
+    /// Builds parsed and checked, ready to be written.
+    Builds(Vec<Checked>),
     /// The array ended where it should: the eval may be committed.
     End,
     /// The body broke off or is malformed after this many builds.
@@ -94,7 +94,7 @@ impl Ingestor {
             Ok(store.note_whole_eval_request(jobset_id, eval_id, total as i64, now)?)
         })
         .await?;
-        let result = self.stream_eval(jobset, eval_id, mode).await;
+        let result = self.stream_eval(jobset, eval_id, total, mode).await;
         let (outcome, reason) = match &result {
             Ok(Ok(_)) => ("ok", None),
             Ok(Err(failed)) if failed.timed_out => ("timeout", Some(failed.reason.clone())),
@@ -125,6 +125,7 @@ impl Ingestor {
         &self,
         jobset: &JobsetRef,
         eval_id: i64,
+        total: usize,
         mode: WriteMode,
     ) -> Result<Result<WriteOutcome, WholeEvalFailed>, IngestError> {
         let body = match self.client.eval_builds_stream(eval_id).await {
@@ -141,16 +142,18 @@ impl Ingestor {
         // transaction rolls back, exactly as for a truncated download.
         let body = body.take_until(self.control.cancel.clone().cancelled_owned());
         let reader = tokio_util::io::StreamReader::new(Box::pin(body));
-        // Two threads, two cores: one parses the body as it arrives, the
-        // other writes the transaction. The writer commits only on the
-        // parser's explicit end of the array; a parser that fails or
+        // Two threads, two cores: one parses the body as it arrives and
+        // checks each build (job name, store path) into the row to write,
+        // the other only writes the transaction. The writer commits only on
+        // the parser's explicit end of the array; a parser that fails or
         // dies makes it roll back.
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Parsed>(16);
+        let checked_for = jobset.clone();
         let parser = tokio::task::spawn_blocking(move || {
             let reader = tokio_util::io::SyncIoBridge::new(reader);
             let mut batch = Vec::with_capacity(PARSE_BATCH);
             let result = for_each_build(reader, |build| {
-                batch.push(build);
+                batch.push(check(&checked_for, build));
                 if batch.len() == PARSE_BATCH {
                     sender
                         .send(Parsed::Builds(std::mem::replace(
@@ -179,16 +182,17 @@ impl Ingestor {
         let result = self
             .with_store(move |store| {
                 let mut writer = mode.begin(store, &jobset)?;
+                writer.reserve(total);
                 let mut checker = BuildChecker::new(&jobset, eval_id);
                 let mut parsed = 0usize;
                 for message in receiver {
                     match message {
                         Parsed::Builds(builds) => {
-                            for build in &builds {
-                                checker.write(&mut writer, build)?;
-                            }
                             let before = parsed / BUILDS_PER_HEARTBEAT;
                             parsed += builds.len();
+                            for build in builds {
+                                checker.write_checked(&mut writer, build)?;
+                            }
                             if parsed / BUILDS_PER_HEARTBEAT > before {
                                 control.beat();
                             }

@@ -21,9 +21,9 @@ use super::config::Policy;
 use super::engine::{Assessment, AttrAssessment, JobAssessment, Rule, assess, cutoff, plan_from};
 use super::facts::Facts;
 use super::ledger::{ActionKind, ActionRecord, Ledger, OptOut, RecordState};
-use super::plan::Plan;
+use super::plan::{Action, Plan};
+use crate::format::time;
 use crate::history::StatusClass;
-use crate::report::time;
 
 const DAY: i64 = 86_400;
 
@@ -169,172 +169,237 @@ pub fn backtest(
     from: i64,
     to: i64,
 ) -> BacktestReport {
-    let mut ledger = Ledger {
-        opt_outs: opt_outs.to_vec(),
-        ..Ledger::default()
+    let mut report = BacktestReport::empty(policy, from, to);
+    let mut replay = Replay {
+        policy,
+        facts,
+        ledger: Ledger {
+            opt_outs: opt_outs.to_vec(),
+            ..Ledger::default()
+        },
+        next_id: 1,
+        next_pr: 1,
+        misses: BTreeMap::new(),
+        marked: Vec::new(),
     };
-    let mut next_id = 1i64;
-    let mut next_pr = 1u64;
-    let mut report = BacktestReport {
-        policy: policy.source.clone(),
-        from: time(from)[..10].to_owned(),
-        to: time(to)[..10].to_owned(),
-        days: 0,
-        pings: 0,
-        notices: 0,
-        warnings: 0,
-        reminders: 0,
-        prs: 0,
-        marks: 0,
-        retirements: 0,
-        escalations: 0,
-        closed_prs: 0,
-        deferred: 0,
-        holds: Vec::new(),
-        false_positives: Vec::new(),
-        false_negatives: Vec::new(),
-        per_day: Vec::new(),
-    };
-    // (attr, system, streak start) → why it is overdue and unmarked.
-    let mut misses: BTreeMap<(String, String, i64), Miss> = BTreeMap::new();
-    let merge_delay = policy.backtest.assumed_merge_delay.secs();
-    let mut marked: Vec<(String, Vec<String>, bool, i64)> = Vec::new();
-    // The daemon plans after every ingested eval; the replay does too, and
-    // once more at the end of each day (deadlines pass without evals).
-    let mut eval_times: Vec<i64> = facts
-        .jobsets
-        .iter()
-        .filter(|js| policy.acts_on(&js.jobset))
-        .flat_map(|js| js.evals.iter().map(|e| e.timestamp))
-        .collect();
-    eval_times.sort_unstable();
-    eval_times.dedup();
+    let eval_times = acted_on_eval_times(policy, facts);
     let mut day_start = from - from.rem_euclid(DAY);
     while day_start <= to {
         let day_end = day_start + DAY - 1;
-        let lo = eval_times.partition_point(|t| *t < day_start.max(from));
-        let hi = eval_times.partition_point(|t| *t <= day_end);
-        let mut moments: Vec<i64> = eval_times[lo..hi].to_vec();
-        moments.push(day_end);
         let mut row = DayRow {
             day: time(day_end)[..10].to_owned(),
             ..DayRow::default()
         };
         let mut day_holds: Vec<String> = Vec::new();
-        for now in moments {
-            for r in &mut ledger.actions {
-                if r.kind.opens_pr()
-                    && r.state == RecordState::Open
-                    && r.planned_at + merge_delay <= now
-                {
-                    r.state = RecordState::Merged;
-                    r.closed_at = Some(r.planned_at + merge_delay);
-                }
-            }
-            let assessment = assess(policy, facts, &ledger, now);
-            let p = plan_from(policy, facts, &ledger, &assessment);
-            row.held |= p.held;
-            if now == day_end {
-                row.deferred = u32::try_from(p.deferred.len()).unwrap_or(u32::MAX);
-                note_misses(policy, &assessment, &p, &mut misses);
-            }
-            let mut batches: BTreeMap<String, u64> = BTreeMap::new();
-            for a in &p.actions {
-                let mut record = ActionRecord {
-                    id: next_id,
-                    kind: a.kind,
-                    attr: a.attr.clone(),
-                    systems: a.systems.clone(),
-                    all_platforms: a.all_platforms,
-                    step: a.step.clone(),
-                    batch: a.batch.clone(),
-                    state: RecordState::Done,
-                    planned_at: now,
-                    done_at: Some(now),
-                    closed_at: None,
-                    pr: None,
-                    issue: None,
-                    pinged: a.evidence.maintainers.clone(),
-                    error: None,
-                    refused: None,
-                };
-                next_id += 1;
-                match a.kind {
-                    ActionKind::Hold => {
-                        let window = a
-                            .evidence
-                            .window
-                            .as_ref()
-                            .map(|w| format!("evals {} to {}", w.first.id, w.last.id))
-                            .unwrap_or_default();
-                        if !day_holds.contains(&window) {
-                            day_holds.push(window);
-                            report.holds.push(HoldDay {
-                                day: row.day.clone(),
-                                reason: a.reason.clone(),
-                            });
-                        }
-                        continue;
-                    }
-                    ActionKind::Notify => row.notify += 1,
-                    ActionKind::Warn => {
-                        if a.step.as_deref() == Some(super::early_warning::NOTICE) {
-                            row.warn += 1;
-                        }
-                    }
-                    ActionKind::Remind => row.remind += 1,
-                    ActionKind::Escalate => row.escalate += 1,
-                    ActionKind::MarkBroken | ActionKind::Retire => {
-                        let batch = a.batch.clone().unwrap_or_default();
-                        let pr = *batches.entry(batch).or_insert_with(|| {
-                            next_pr += 1;
-                            next_pr
-                        });
-                        record.pr = Some(pr);
-                        record.state = RecordState::Open;
-                        if a.kind == ActionKind::MarkBroken {
-                            row.mark_broken += 1;
-                            marked.push((
-                                a.attr.clone().unwrap_or_default(),
-                                a.systems.clone(),
-                                a.all_platforms,
-                                now,
-                            ));
-                        } else {
-                            row.retire += 1;
-                        }
-                    }
-                    ActionKind::ClosePr => {
-                        row.close_pr += 1;
-                        for r in &mut ledger.actions {
-                            if r.pr == a.evidence.pr && r.state == RecordState::Open {
-                                r.state = RecordState::Closed;
-                                r.closed_at = Some(now);
-                            }
-                        }
-                    }
-                }
-                ledger.actions.push(record);
-            }
-            row.prs += u32::try_from(batches.len()).unwrap_or(u32::MAX);
+        // The daemon plans after every ingested eval; the replay does too,
+        // and once more at the end of each day (deadlines pass without evals).
+        let lo = eval_times.partition_point(|t| *t < day_start.max(from));
+        let hi = eval_times.partition_point(|t| *t <= day_end);
+        for now in eval_times[lo..hi].iter().copied().chain([day_end]) {
+            replay.merge_due(now);
+            replay.moment(now, now == day_end, &mut row, &mut day_holds, &mut report);
         }
-        report.days += 1;
-        report.notices += row.notify;
-        report.reminders += row.remind;
-        report.warnings += row.warn;
-        report.pings += row.notify + row.remind + row.warn;
-        report.prs += row.prs;
-        report.marks += row.mark_broken;
-        report.retirements += row.retire;
-        report.escalations += row.escalate;
-        report.closed_prs += row.close_pr;
-        report.deferred += row.deferred;
-        report.per_day.push(row);
+        report.count_day(row);
         day_start += DAY;
     }
-    report.false_positives = false_positives(policy, facts, &marked);
-    report.false_negatives = false_negatives(misses, &marked);
+    report.false_positives = false_positives(policy, facts, &replay.marked);
+    report.false_negatives = false_negatives(replay.misses, &replay.marked);
     report
+}
+
+/// When the acted-on jobsets were evaluated, oldest first, each once.
+fn acted_on_eval_times(policy: &Policy, facts: &Facts) -> Vec<i64> {
+    let mut times: Vec<i64> = facts
+        .jobsets
+        .iter()
+        .filter(|js| policy.acts_on(&js.jobset))
+        .flat_map(|js| js.evals.iter().map(|e| e.timestamp))
+        .collect();
+    times.sort_unstable();
+    times.dedup();
+    times
+}
+
+/// The state of a replay: the ledger it writes as the daemon would, and
+/// what it learns for the report.
+struct Replay<'a> {
+    policy: &'a Policy,
+    facts: &'a Facts,
+    ledger: Ledger,
+    next_id: i64,
+    next_pr: u64,
+    /// (attr, system, streak start) → why it is overdue and unmarked.
+    misses: BTreeMap<(String, String, i64), Miss>,
+    /// (attr, systems, all platforms, when) of every mark.
+    marked: Vec<(String, Vec<String>, bool, i64)>,
+}
+
+impl Replay<'_> {
+    /// Pull requests open for the assumed merge delay are merged.
+    fn merge_due(&mut self, now: i64) {
+        let merge_delay = self.policy.backtest.assumed_merge_delay.secs();
+        for r in &mut self.ledger.actions {
+            if r.kind.opens_pr()
+                && r.state == RecordState::Open
+                && r.planned_at + merge_delay <= now
+            {
+                r.state = RecordState::Merged;
+                r.closed_at = Some(r.planned_at + merge_delay);
+            }
+        }
+    }
+
+    /// One plan as of `now`, its actions counted in `row` and written to
+    /// the ledger as done (or open, for pull requests).
+    fn moment(
+        &mut self,
+        now: i64,
+        end_of_day: bool,
+        row: &mut DayRow,
+        day_holds: &mut Vec<String>,
+        report: &mut BacktestReport,
+    ) {
+        let assessment = assess(self.policy, self.facts, &self.ledger, now);
+        let p = plan_from(self.policy, self.facts, &self.ledger, &assessment);
+        row.held |= p.held;
+        if end_of_day {
+            row.deferred = u32::try_from(p.deferred.len()).unwrap_or(u32::MAX);
+            note_misses(self.policy, &assessment, &p, &mut self.misses);
+        }
+        // One pull request per batch and moment.
+        let mut batches: BTreeMap<String, u64> = BTreeMap::new();
+        for a in &p.actions {
+            let mut record = self.record(a, now);
+            match a.kind {
+                ActionKind::Hold => {
+                    note_hold(a, row, day_holds, report);
+                    continue;
+                }
+                ActionKind::Notify => row.notify += 1,
+                ActionKind::Warn => {
+                    if a.step.as_deref() == Some(super::early_warning::NOTICE) {
+                        row.warn += 1;
+                    }
+                }
+                ActionKind::Remind => row.remind += 1,
+                ActionKind::Escalate => row.escalate += 1,
+                ActionKind::MarkBroken | ActionKind::Retire => {
+                    let batch = a.batch.clone().unwrap_or_default();
+                    let next_pr = &mut self.next_pr;
+                    let pr = *batches.entry(batch).or_insert_with(|| {
+                        *next_pr += 1;
+                        *next_pr
+                    });
+                    record.pr = Some(pr);
+                    record.state = RecordState::Open;
+                    if a.kind == ActionKind::MarkBroken {
+                        row.mark_broken += 1;
+                        self.marked.push((
+                            a.attr.clone().unwrap_or_default(),
+                            a.systems.clone(),
+                            a.all_platforms,
+                            now,
+                        ));
+                    } else {
+                        row.retire += 1;
+                    }
+                }
+                ActionKind::ClosePr => {
+                    row.close_pr += 1;
+                    for r in &mut self.ledger.actions {
+                        if r.pr == a.evidence.pr && r.state == RecordState::Open {
+                            r.state = RecordState::Closed;
+                            r.closed_at = Some(now);
+                        }
+                    }
+                }
+            }
+            self.ledger.actions.push(record);
+        }
+        row.prs += u32::try_from(batches.len()).unwrap_or(u32::MAX);
+    }
+
+    /// The ledger record of an action done at `now`.
+    fn record(&mut self, a: &Action, now: i64) -> ActionRecord {
+        let id = self.next_id;
+        self.next_id += 1;
+        ActionRecord {
+            id,
+            kind: a.kind,
+            attr: a.attr.clone(),
+            systems: a.systems.clone(),
+            all_platforms: a.all_platforms,
+            step: a.step.clone(),
+            batch: a.batch.clone(),
+            state: RecordState::Done,
+            planned_at: now,
+            done_at: Some(now),
+            closed_at: None,
+            pr: None,
+            issue: None,
+            pinged: a.evidence.maintainers.clone(),
+            error: None,
+            refused: None,
+        }
+    }
+}
+
+/// A hold is reported once per day and eval window.
+fn note_hold(a: &Action, row: &DayRow, day_holds: &mut Vec<String>, report: &mut BacktestReport) {
+    let window = a
+        .evidence
+        .window
+        .as_ref()
+        .map(|w| format!("evals {} to {}", w.first.id, w.last.id))
+        .unwrap_or_default();
+    if !day_holds.contains(&window) {
+        day_holds.push(window);
+        report.holds.push(HoldDay {
+            day: row.day.clone(),
+            reason: a.reason.clone(),
+        });
+    }
+}
+
+impl BacktestReport {
+    fn empty(policy: &Policy, from: i64, to: i64) -> BacktestReport {
+        BacktestReport {
+            policy: policy.source.clone(),
+            from: time(from)[..10].to_owned(),
+            to: time(to)[..10].to_owned(),
+            days: 0,
+            pings: 0,
+            notices: 0,
+            warnings: 0,
+            reminders: 0,
+            prs: 0,
+            marks: 0,
+            retirements: 0,
+            escalations: 0,
+            closed_prs: 0,
+            deferred: 0,
+            holds: Vec::new(),
+            false_positives: Vec::new(),
+            false_negatives: Vec::new(),
+            per_day: Vec::new(),
+        }
+    }
+
+    /// Add a day's counts to the totals, and the day to the table.
+    fn count_day(&mut self, row: DayRow) {
+        self.days += 1;
+        self.notices += row.notify;
+        self.reminders += row.remind;
+        self.warnings += row.warn;
+        self.pings += row.notify + row.remind + row.warn;
+        self.prs += row.prs;
+        self.marks += row.mark_broken;
+        self.retirements += row.retire;
+        self.escalations += row.escalate;
+        self.closed_prs += row.close_pr;
+        self.deferred += row.deferred;
+        self.per_day.push(row);
+    }
 }
 
 /// Note every job past its mark deadline at `plan.now` that has no mark for

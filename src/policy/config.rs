@@ -386,14 +386,6 @@ impl Policy {
         .expect("the built-in policy is valid (tested)")
     }
 
-    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Policy::parse(&text, path)
-    }
-
     /// Parse and validate policy text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
@@ -411,12 +403,6 @@ impl Policy {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read the policy {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     /// Not TOML, or not the shape of a policy (an unknown key, a value of
     /// the wrong type); `message` is toml's own, without its excerpt.
     #[error("{path}:{line}:{column}: {message}")]
@@ -736,18 +722,53 @@ impl Validator<'_> {
         })
     }
 
+    /// The whole policy, section by section in the file's order: the first
+    /// error found is the one reported.
     fn policy(&self, raw: RawPolicy) -> Result<Policy, PolicyError> {
+        let act_on = self.act_on(&raw.scope)?;
+        let streak = self.streak(&raw.streak)?;
+        let ladder = self.ladder(&raw.ladder)?;
+        let overrides = self.overrides(&raw.overrides, &ladder)?;
+        let protected = self.protected(&raw.protected)?;
+        let opt_out = self.opt_out(&raw.opt_out)?;
+        let limits = self.limits(&raw.limits)?;
+        let breaker = self.breaker(&raw.circuit_breaker)?;
+        let batch = self.batch(&raw.batch)?;
+        let backtest = self.backtest(&raw.backtest)?;
+        let early_warning = self.early_warning(&raw.early_warning, &act_on)?;
+        Ok(Policy {
+            source: self.path.display().to_string(),
+            early_warning,
+            act_on,
+            streak,
+            ladder,
+            overrides,
+            protected,
+            opt_out,
+            limits,
+            breaker,
+            batch,
+            backtest,
+        })
+    }
+
+    /// `[scope] act_on`: jobsets, each once.
+    fn act_on(&self, raw: &RawScope) -> Result<Vec<JobsetRef>, PolicyError> {
         let mut act_on = Vec::new();
-        for js in &raw.scope.act_on {
+        for js in &raw.act_on {
             let parsed = self.jobset("scope.act_on", js)?;
             if act_on.contains(&parsed) {
                 return Err(self.err(js.span(), format!("scope.act_on lists {parsed} twice")));
             }
             act_on.push(parsed);
         }
+        Ok(act_on)
+    }
 
+    /// `[streak]`: which statuses count, and when failures are a streak.
+    fn streak(&self, raw: &RawStreak) -> Result<StreakRules, PolicyError> {
         let mut counted = BTreeSet::new();
-        for name in &raw.streak.count {
+        for name in &raw.count {
             let status = FailureStatus::NAMES
                 .iter()
                 .find(|(n, _)| *n == name.get_ref())
@@ -771,19 +792,20 @@ impl Validator<'_> {
                 "streak.count is empty: no failure would ever count".into(),
             ));
         }
-        let streak = StreakRules {
+        Ok(StreakRules {
             counted,
-            min_evals: self.positive("streak.min_evals", &raw.streak.min_evals)?,
-            min_derivations: self
-                .positive("streak.min_derivations", &raw.streak.min_derivations)?,
+            min_evals: self.positive("streak.min_evals", &raw.min_evals)?,
+            min_derivations: self.positive("streak.min_derivations", &raw.min_derivations)?,
             flaky_window_evals: self
-                .positive("streak.flaky_window_evals", &raw.streak.flaky_window_evals)?,
-            flaky_min_flips: self
-                .positive("streak.flaky_min_flips", &raw.streak.flaky_min_flips)?,
-        };
+                .positive("streak.flaky_window_evals", &raw.flaky_window_evals)?,
+            flaky_min_flips: self.positive("streak.flaky_min_flips", &raw.flaky_min_flips)?,
+        })
+    }
 
-        let base = self.patch(&raw.ladder)?;
-        let ladder_span = raw.ladder.span();
+    /// `[ladder]`: the built-in ladder with the file's steps, checked.
+    fn ladder(&self, raw: &RawLadderPatch) -> Result<Ladder, PolicyError> {
+        let base = self.patch(raw)?;
+        let ladder_span = raw.span();
         let mut ladder = Ladder {
             skip: false,
             notify_after: Period::days(3),
@@ -796,68 +818,91 @@ impl Validator<'_> {
         };
         base.apply(&mut ladder);
         self.check_ladder(&ladder, ladder_span, "ladder")?;
+        Ok(ladder)
+    }
 
-        let mut overrides = Vec::new();
-        for (i, spanned) in raw.overrides.iter().enumerate() {
-            let index = i + 1;
-            let span = spanned.span();
-            let o = spanned.get_ref();
-            let attrs = match &o.attrs {
-                Some(a) if a.is_empty() => {
-                    return Err(self.err(
-                        span.clone(),
-                        format!("override {index}: attrs is empty; leave it out to match every attribute"),
-                    ));
-                }
-                Some(a) => Some(self.globs(&format!("override {index} attrs"), a)?),
-                None => None,
-            };
-            let systems = match &o.systems {
-                Some(list) => {
-                    let mut set = BTreeSet::new();
-                    for s in list {
-                        if !is_plausible_system(s.get_ref()) {
-                            return Err(self.err(
-                                s.span(),
-                                format!(
-                                    "override {index}: {:?} is not a system such as \"x86_64-linux\"",
-                                    s.get_ref()
-                                ),
-                            ));
-                        }
-                        set.insert(s.get_ref().clone());
+    /// `[[override]]`s, numbered from 1, each checked on top of `ladder`.
+    fn overrides(
+        &self,
+        raw: &[Spanned<RawOverride>],
+        ladder: &Ladder,
+    ) -> Result<Vec<Override>, PolicyError> {
+        raw.iter()
+            .enumerate()
+            .map(|(i, spanned)| self.override_of(i + 1, spanned, ladder))
+            .collect()
+    }
+
+    /// One `[[override]]`: whom it matches, and a ladder change that changes
+    /// something and stays a valid ladder.
+    fn override_of(
+        &self,
+        index: usize,
+        spanned: &Spanned<RawOverride>,
+        ladder: &Ladder,
+    ) -> Result<Override, PolicyError> {
+        let span = spanned.span();
+        let o = spanned.get_ref();
+        let attrs = match &o.attrs {
+            Some(a) if a.is_empty() => {
+                return Err(self.err(
+                    span.clone(),
+                    format!(
+                        "override {index}: attrs is empty; leave it out to match every attribute"
+                    ),
+                ));
+            }
+            Some(a) => Some(self.globs(&format!("override {index} attrs"), a)?),
+            None => None,
+        };
+        let systems = match &o.systems {
+            Some(list) => {
+                let mut set = BTreeSet::new();
+                for s in list {
+                    if !is_plausible_system(s.get_ref()) {
+                        return Err(self.err(
+                            s.span(),
+                            format!(
+                                "override {index}: {:?} is not a system such as \"x86_64-linux\"",
+                                s.get_ref()
+                            ),
+                        ));
                     }
-                    Some(set)
+                    set.insert(s.get_ref().clone());
                 }
-                None => None,
-            };
-            if attrs.is_none() && systems.is_none() {
-                return Err(self.err(
-                    span.clone(),
-                    format!("override {index} has neither attrs nor systems: it would change the default ladder; edit [ladder] instead"),
-                ));
+                Some(set)
             }
-            let patch = self.patch(&o.fields())?;
-            if patch == LadderPatch::default() {
-                return Err(self.err(
-                    span.clone(),
-                    format!("override {index} changes nothing: set skip or a ladder step"),
-                ));
-            }
-            let mut check = ladder.clone();
-            patch.apply(&mut check);
-            self.check_ladder(&check, span.clone(), &format!("override {index}"))?;
-            overrides.push(Override {
-                index,
-                reason: o.reason.clone().unwrap_or_default(),
-                attrs,
-                systems,
-                patch,
-            });
+            None => None,
+        };
+        if attrs.is_none() && systems.is_none() {
+            return Err(self.err(
+                span.clone(),
+                format!("override {index} has neither attrs nor systems: it would change the default ladder; edit [ladder] instead"),
+            ));
         }
+        let patch = self.patch(&o.fields())?;
+        if patch == LadderPatch::default() {
+            return Err(self.err(
+                span.clone(),
+                format!("override {index} changes nothing: set skip or a ladder step"),
+            ));
+        }
+        let mut check = ladder.clone();
+        patch.apply(&mut check);
+        self.check_ladder(&check, span.clone(), &format!("override {index}"))?;
+        Ok(Override {
+            index,
+            reason: o.reason.clone().unwrap_or_default(),
+            attrs,
+            systems,
+            patch,
+        })
+    }
 
+    /// `[protected]`: attributes never marked, and whom to escalate to.
+    fn protected(&self, raw: &RawProtected) -> Result<Protected, PolicyError> {
         let mut escalate_to = Vec::new();
-        for who in &raw.protected.escalate_to {
+        for who in &raw.escalate_to {
             let w = who.get_ref();
             let ok = !w.is_empty()
                 && !w.starts_with('@')
@@ -874,96 +919,89 @@ impl Validator<'_> {
             }
             escalate_to.push(w.clone());
         }
-        let protected = Protected {
-            attrs: self.globs("protected.attrs", &raw.protected.attrs)?,
+        Ok(Protected {
+            attrs: self.globs("protected.attrs", &raw.attrs)?,
             escalate_to,
-        };
+        })
+    }
 
-        let marker = raw.opt_out.marker.get_ref().trim().to_owned();
+    /// `[opt_out]`: the marker comment, the label and the longest snooze.
+    fn opt_out(&self, raw: &RawOptOut) -> Result<OptOutRules, PolicyError> {
+        let marker = raw.marker.get_ref().trim().to_owned();
         if !marker.starts_with('#') || marker.contains('\n') || marker.len() < 3 {
             return Err(self.err(
-                raw.opt_out.marker.span(),
+                raw.marker.span(),
                 "opt_out.marker must be a one-line Nix comment starting with #".into(),
             ));
         }
-        let label = raw.opt_out.label.get_ref().trim().to_owned();
+        let label = raw.label.get_ref().trim().to_owned();
         if label.is_empty() || label.len() > 50 {
             return Err(self.err(
-                raw.opt_out.label.span(),
+                raw.label.span(),
                 "opt_out.label must be 1 to 50 characters (GitHub's limit)".into(),
             ));
         }
-        let opt_out = OptOutRules {
+        Ok(OptOutRules {
             marker,
             label,
-            max_snooze: self.period("opt_out.max_snooze", &raw.opt_out.max_snooze)?,
-        };
+            max_snooze: self.period("opt_out.max_snooze", &raw.max_snooze)?,
+        })
+    }
 
-        let limits = Limits {
-            prs_per_day: *raw.limits.prs_per_day.get_ref(),
-            open_prs: *raw.limits.open_prs.get_ref(),
-            pings_per_maintainer_per_week: *raw.limits.pings_per_maintainer_per_week.get_ref(),
-            posts_per_day: self.positive("limits.posts_per_day", &raw.limits.posts_per_day)?,
-        };
+    /// `[limits]`.
+    fn limits(&self, raw: &RawLimits) -> Result<Limits, PolicyError> {
+        Ok(Limits {
+            prs_per_day: *raw.prs_per_day.get_ref(),
+            open_prs: *raw.open_prs.get_ref(),
+            pings_per_maintainer_per_week: *raw.pings_per_maintainer_per_week.get_ref(),
+            posts_per_day: self.positive("limits.posts_per_day", &raw.posts_per_day)?,
+        })
+    }
 
-        let share = *raw.circuit_breaker.min_share.get_ref();
+    /// `[circuit_breaker]`: when a mass breakage holds everything.
+    fn breaker(&self, raw: &RawBreaker) -> Result<CircuitBreaker, PolicyError> {
+        let share = *raw.min_share.get_ref();
         if !(share > 0.0 && share <= 1.0) {
             return Err(self.err(
-                raw.circuit_breaker.min_share.span(),
+                raw.min_share.span(),
                 format!("circuit_breaker.min_share must be in (0, 1], not {share}"),
             ));
         }
-        let breaker = CircuitBreaker {
-            window_evals: self.positive(
-                "circuit_breaker.window_evals",
-                &raw.circuit_breaker.window_evals,
-            )?,
-            min_jobs: self.positive("circuit_breaker.min_jobs", &raw.circuit_breaker.min_jobs)?,
+        Ok(CircuitBreaker {
+            window_evals: self.positive("circuit_breaker.window_evals", &raw.window_evals)?,
+            min_jobs: self.positive("circuit_breaker.min_jobs", &raw.min_jobs)?,
             min_share: share,
-        };
+        })
+    }
 
-        let group_by = match raw.batch.group_by.get_ref().as_str() {
+    /// `[batch]`: how pull requests are grouped and how big they get.
+    fn batch(&self, raw: &RawBatch) -> Result<Batching, PolicyError> {
+        let group_by = match raw.group_by.get_ref().as_str() {
             "attr" => GroupBy::Attr,
             "maintainer" => GroupBy::Maintainer,
             "package_set" => GroupBy::PackageSet,
             other => {
                 return Err(self.err(
-                    raw.batch.group_by.span(),
+                    raw.group_by.span(),
                     format!(
                         "batch.group_by: {other:?} is not one of attr, maintainer, package_set"
                     ),
                 ));
             }
         };
-        let batch = Batching {
+        Ok(Batching {
             group_by,
-            max_attrs_per_pr: self
-                .positive("batch.max_attrs_per_pr", &raw.batch.max_attrs_per_pr)?,
-        };
-        let backtest = BacktestRules {
-            false_positive_within: self.period(
-                "backtest.false_positive_within",
-                &raw.backtest.false_positive_within,
-            )?,
-            assumed_merge_delay: self.period(
-                "backtest.assumed_merge_delay",
-                &raw.backtest.assumed_merge_delay,
-            )?,
-        };
-        let early_warning = self.early_warning(&raw.early_warning, &act_on)?;
-        Ok(Policy {
-            source: self.path.display().to_string(),
-            early_warning,
-            act_on,
-            streak,
-            ladder,
-            overrides,
-            protected,
-            opt_out,
-            limits,
-            breaker,
-            batch,
-            backtest,
+            max_attrs_per_pr: self.positive("batch.max_attrs_per_pr", &raw.max_attrs_per_pr)?,
+        })
+    }
+
+    /// `[backtest]`.
+    fn backtest(&self, raw: &RawBacktest) -> Result<BacktestRules, PolicyError> {
+        Ok(BacktestRules {
+            false_positive_within: self
+                .period("backtest.false_positive_within", &raw.false_positive_within)?,
+            assumed_merge_delay: self
+                .period("backtest.assumed_merge_delay", &raw.assumed_merge_delay)?,
         })
     }
 }

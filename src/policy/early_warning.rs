@@ -25,9 +25,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::config::Policy;
-use super::engine::{AttrAssessment, Hold, cutoff};
-use super::facts::{Facts, JobsetFacts};
+use super::config::{EarlyWarning, Policy};
+use super::engine::{AttrAssessment, Hold, JobAssessment, cutoff};
+use super::facts::{BranchPull, Facts, JobsetFacts};
 use super::ledger::{ActionKind, ActionRecord, Ledger};
 use super::plan::{Action, Evidence, JobEvidence, platforms_in_words};
 use crate::config::JobsetRef;
@@ -71,6 +71,8 @@ pub struct Warning {
     pub due: Option<String>,
     /// Why nothing is said although the evidence is there.
     pub quiet: Option<String>,
+    /// The branch's newest pull request into its base, when known.
+    pub pull: Option<BranchPull>,
     since_ts: i64,
 }
 
@@ -216,6 +218,16 @@ struct Candidate<'x> {
     root: Option<String>,
 }
 
+/// Branch and system → the attributes failing on their own there with
+/// enough evidence for a warning.
+type Roots<'a> = HashMap<(&'a JobsetRef, &'a str), BTreeSet<&'a str>>;
+/// Per attribute and branch, its jobs worth a warning.
+type Candidates<'a> = BTreeMap<(&'a str, &'a JobsetRef), Vec<Candidate<'a>>>;
+/// Branch and root → the attributes failing because of it there.
+type Victims<'a> = HashMap<(&'a JobsetRef, &'a str), BTreeSet<&'a str>>;
+/// Per attribute and branch (as written in the ledger), the notice in force.
+type Notices<'a> = BTreeMap<(&'a str, String), &'a ActionRecord>;
+
 /// Every warning as of `now`: due, in force, or held back (with why).
 pub fn assess(
     policy: &Policy,
@@ -229,17 +241,52 @@ pub fn assess(
     if ew.branches.is_empty() {
         return Vec::new();
     }
-    let enough = |e: &JobEvidence| e.evals >= ew.min_evals || e.derivations >= ew.min_derivations;
+    let roots = own_failures(ew, attrs);
+    let (candidates, victims_of) = candidates(ew, attrs, &roots);
+    let notices = notices_in_force(ledger, now);
+    let trunk = trunk_status(policy, facts, now, &on_trunk_wanted(&candidates, &notices));
+    let assessment = Assessing {
+        policy,
+        facts,
+        ledger,
+        now,
+        branch_holds,
+        candidates,
+        victims_of,
+        notices,
+        trunk,
+    };
+    let mut keys: BTreeSet<(&str, JobsetRef)> = assessment
+        .candidates
+        .keys()
+        .map(|(a, b)| (*a, (*b).clone()))
+        .collect();
+    for (attr, branch) in assessment.notices.keys() {
+        if let Some(b) = ew.branches.iter().find(|b| &b.to_string() == branch) {
+            keys.insert((attr, b.clone()));
+        }
+    }
+    keys.into_iter()
+        .filter_map(|(attr, branch)| assessment.warning(attrs.get(attr)?, branch))
+        .collect()
+}
 
-    // Own failures first: (branch, system) → roots with enough evidence.
-    let mut roots: HashMap<(&JobsetRef, &str), BTreeSet<&str>> = HashMap::new();
+/// A job's evidence on a branch is enough for a warning.
+fn enough(ew: &EarlyWarning, e: &JobEvidence) -> bool {
+    e.evals >= ew.min_evals || e.derivations >= ew.min_derivations
+}
+
+/// Own failures on the branches with enough evidence: the roots a victim
+/// may be warned about.
+fn own_failures<'a>(ew: &EarlyWarning, attrs: &'a BTreeMap<String, AttrAssessment>) -> Roots<'a> {
+    let mut roots: Roots<'a> = HashMap::new();
     for a in attrs.values() {
         for j in &a.jobs {
             if ew.is_branch(&j.jobset)
                 && j.present
                 && !j.flaky
                 && j.streak_class == Some(StatusClass::Failing)
-                && j.evidence.as_ref().is_some_and(&enough)
+                && j.evidence.as_ref().is_some_and(|e| enough(ew, e))
             {
                 roots
                     .entry((&j.jobset, j.system.as_str()))
@@ -248,9 +295,18 @@ pub fn assess(
             }
         }
     }
-    // Then per (attr, branch): its own failures, and victims of those roots.
-    let mut candidates: BTreeMap<(&str, &JobsetRef), Vec<Candidate<'_>>> = BTreeMap::new();
-    let mut victims_of: HashMap<(&JobsetRef, &str), BTreeSet<&str>> = HashMap::new();
+    roots
+}
+
+/// Per (attr, branch): its own failures, and its failures as a victim of
+/// one of `roots` (then also recorded in the victims of that root).
+fn candidates<'a>(
+    ew: &EarlyWarning,
+    attrs: &'a BTreeMap<String, AttrAssessment>,
+    roots: &Roots<'a>,
+) -> (Candidates<'a>, Victims<'a>) {
+    let mut candidates: Candidates<'a> = BTreeMap::new();
+    let mut victims_of: Victims<'a> = HashMap::new();
     for a in attrs.values() {
         for j in &a.jobs {
             if !ew.is_branch(&j.jobset) || !j.present || j.flaky {
@@ -261,7 +317,7 @@ pub fn assess(
             };
             let key = (&j.jobset, j.system.as_str());
             let root = match j.streak_class {
-                Some(StatusClass::Failing) if enough(evidence) => None,
+                Some(StatusClass::Failing) if enough(ew, evidence) => None,
                 Some(StatusClass::DependencyFailed) => match &j.charged_to {
                     Some(root)
                         if root != &a.attr
@@ -283,9 +339,12 @@ pub fn assess(
                 .push(Candidate { evidence, root });
         }
     }
+    (candidates, victims_of)
+}
 
-    // Warnings in force, per (attr, branch).
-    let mut notices: BTreeMap<(&str, String), &ActionRecord> = BTreeMap::new();
+/// The warnings given and neither closed nor handed over as of `now`.
+fn notices_in_force(ledger: &Ledger, now: i64) -> Notices<'_> {
+    let mut notices: Notices<'_> = BTreeMap::new();
     for r in &ledger.actions {
         if r.kind != ActionKind::Warn || !r.state.counts() || r.planned_at > now {
             continue;
@@ -307,48 +366,70 @@ pub fn assess(
             _ => {}
         }
     }
+    notices
+}
 
-    // What trunk says about every job concerned.
-    let mut wanted: HashSet<(&str, &str)> = HashSet::new();
-    for ((attr, _), cs) in &candidates {
+/// The (attr, system) pairs whose state on trunk matters: those of the
+/// candidates and of the notices in force.
+fn on_trunk_wanted<'a>(
+    candidates: &Candidates<'a>,
+    notices: &Notices<'a>,
+) -> HashSet<(&'a str, &'a str)> {
+    let mut wanted = HashSet::new();
+    for ((attr, _), cs) in candidates {
         for c in cs {
-            wanted.insert((attr, c.evidence.system.as_str()));
+            wanted.insert((*attr, c.evidence.system.as_str()));
         }
     }
-    for ((attr, _), n) in &notices {
+    for ((attr, _), n) in notices {
         for s in &n.systems {
-            wanted.insert((attr, s.as_str()));
+            wanted.insert((*attr, s.as_str()));
         }
     }
-    let trunk = trunk_status(policy, facts, now, &wanted);
-    let builds_on_trunk =
-        |attr: &str, system: &str| trunk.builds.contains(&(attr.to_owned(), system.to_owned()));
-    let fails_on_trunk =
-        |attr: &str, system: &str| trunk.fails.contains(&(attr.to_owned(), system.to_owned()));
+    wanted
+}
 
-    let mut keys: BTreeSet<(&str, JobsetRef)> =
-        candidates.keys().map(|(a, b)| (*a, (*b).clone())).collect();
-    for (attr, branch) in notices.keys() {
-        if let Some(b) = ew.branches.iter().find(|b| &b.to_string() == branch) {
-            keys.insert((attr, b.clone()));
-        }
+/// Everything one assessment of the warnings reads.
+struct Assessing<'a> {
+    policy: &'a Policy,
+    facts: &'a Facts,
+    ledger: &'a Ledger,
+    now: i64,
+    branch_holds: &'a [Hold],
+    candidates: Candidates<'a>,
+    victims_of: Victims<'a>,
+    notices: Notices<'a>,
+    trunk: TrunkStatus,
+}
+
+impl Assessing<'_> {
+    fn builds_on_trunk(&self, attr: &str, system: &str) -> bool {
+        self.trunk
+            .builds
+            .contains(&(attr.to_owned(), system.to_owned()))
     }
 
-    let mut out = Vec::new();
-    for (attr, branch) in keys {
-        let Some(a) = attrs.get(attr) else {
-            continue;
-        };
-        let notice = notices.get(&(attr, branch.to_string())).copied();
-        let cs: Vec<&Candidate<'_>> = candidates
+    fn fails_on_trunk(&self, attr: &str, system: &str) -> bool {
+        self.trunk
+            .fails
+            .contains(&(attr.to_owned(), system.to_owned()))
+    }
+
+    /// The warning about `a` on `branch`, with its step due (if any).
+    fn warning(&self, a: &AttrAssessment, branch: JobsetRef) -> Option<Warning> {
+        let attr = a.attr.as_str();
+        let notice = self.notices.get(&(attr, branch.to_string())).copied();
+        let cs: Vec<&Candidate<'_>> = self
+            .candidates
             .get(&(attr, &branch))
             .map(|v| {
                 v.iter()
-                    .filter(|c| builds_on_trunk(attr, &c.evidence.system) || notice.is_some())
+                    .filter(|c| self.builds_on_trunk(attr, &c.evidence.system) || notice.is_some())
                     .collect()
             })
             .unwrap_or_default();
-        let branch_jobs: Vec<_> = a.jobs.iter().filter(|j| j.jobset == branch).collect();
+        let branch_jobs: Vec<&JobAssessment> =
+            a.jobs.iter().filter(|j| j.jobset == branch).collect();
         let mut systems: BTreeSet<String> = cs.iter().map(|c| c.evidence.system.clone()).collect();
         let mut jobs: Vec<JobEvidence> = cs.iter().map(|c| c.evidence.clone()).collect();
         if let Some(n) = notice {
@@ -365,113 +446,130 @@ pub fn assess(
             }
         }
         jobs.sort_by(|x, y| x.system.cmp(&y.system));
-        let root = cs.iter().find_map(|c| c.root.clone());
         let since_ts = branch_jobs
             .iter()
             .filter(|j| systems.contains(&j.system))
             .filter_map(|j| j.since_ts())
             .min()
-            .unwrap_or(now);
+            .unwrap_or(self.now);
         let mut w = Warning {
             attr: attr.to_owned(),
-            branch: branch.clone(),
-            systems: systems.iter().cloned().collect(),
-            jobs,
-            root,
-            victims: victims_of
+            victims: self
+                .victims_of
                 .get(&(&branch, attr))
                 .map(|v| v.iter().map(|s| s.to_string()).collect())
                 .unwrap_or_default(),
+            pull: self.facts.branch_pulls.get(&branch).cloned(),
+            branch: branch.clone(),
+            systems: systems.into_iter().collect(),
+            jobs,
+            root: cs.iter().find_map(|c| c.root.clone()),
             maintainers: a.maintainers.clone(),
             notice: notice.cloned(),
             due: None,
             quiet: None,
             since_ts,
         };
-        let skipped = ew
-            .skipped(&branch, attr)
-            .map(|o| format!("early_warning.override {}: {}", o.index, o.reason));
-        let opted_out = a
-            .opted_out
-            .as_ref()
-            .map(|o| format!("opted out ({})", o.kind.as_str()))
-            .or_else(|| {
-                a.snoozed_until
-                    .map(|t| format!("snoozed until {}", crate::report::time(t)))
-            });
         match notice {
-            None => {
-                let held = branch_holds.iter().find(|h| h.jobset == branch);
-                w.quiet = if let Some(why) = skipped {
-                    Some(why)
-                } else if let Some(h) = held {
-                    Some(format!(
-                        "held: mass breakage on {} (evals {}–{})",
-                        h.jobset, h.window.first.id, h.window.last.id
-                    ))
-                } else if let Some(why) = opted_out {
-                    Some(why)
-                } else if w.systems.is_empty() {
-                    Some(format!("it does not build on {} either", ew.trunk))
-                } else {
-                    None
-                };
-                if w.quiet.is_none() {
-                    w.due = Some(NOTICE.to_owned());
-                }
-            }
-            Some(n) => {
-                let covered: Vec<&str> = n.systems.iter().map(String::as_str).collect();
-                let handover = covered.iter().any(|s| fails_on_trunk(attr, s));
-                // The branch's jobs of a warned package are assessed (the
-                // ledger speaks of it): `JobView::builds` in their terms.
-                let builds_again = !covered.is_empty()
-                    && covered.iter().all(|s| {
-                        branch_jobs.iter().any(|j| {
-                            j.system == *s
-                                && j.present
-                                && !j.flaky
-                                && j.streak_class == Some(StatusClass::Ok)
-                        })
-                    });
-                let newest = jobset_facts(facts, &branch)
-                    .and_then(|js| cutoff(js, now).map(|c| &js.evals[c as usize]));
-                let last_said = ledger
-                    .actions
-                    .iter()
-                    .filter(|r| {
-                        r.kind == ActionKind::Warn
-                            && r.attr.as_deref() == Some(attr)
-                            && r.batch == n.batch
-                            && r.state.counts()
-                            && r.planned_at >= n.planned_at
-                            && r.planned_at <= now
-                    })
-                    .map(|r| r.at())
-                    .max()
-                    .unwrap_or(n.at());
-                if handover {
-                    w.due = Some(HANDOVER.to_owned());
-                } else if builds_again {
-                    w.due = Some(CLOSE.to_owned());
-                } else if let Some(e) = newest
-                    && e.timestamp > last_said
-                    && opted_out.is_none()
-                    && !ledger.actions.iter().any(|r| {
-                        r.kind == ActionKind::Warn
-                            && r.attr.as_deref() == Some(attr)
-                            && r.batch == n.batch
-                            && r.state.counts()
-                            && r.step.as_deref() == Some(update_step(e.id).as_str())
-                    })
-                {
-                    w.due = Some(update_step(e.id));
-                }
-            }
+            None => match self.why_quiet(a, &w) {
+                Some(why) => w.quiet = Some(why),
+                None => w.due = Some(NOTICE.to_owned()),
+            },
+            Some(n) => w.due = self.step_after(a, &w, n, &branch_jobs),
         }
-        out.push(w);
+        Some(w)
     }
-    out
+
+    /// Why a warning not given yet is not given now, if it is not due.
+    fn why_quiet(&self, a: &AttrAssessment, w: &Warning) -> Option<String> {
+        let ew = &self.policy.early_warning;
+        if let Some(o) = ew.skipped(&w.branch, &a.attr) {
+            return Some(format!("early_warning.override {}: {}", o.index, o.reason));
+        }
+        if let Some(h) = self.branch_holds.iter().find(|h| h.jobset == w.branch) {
+            return Some(format!(
+                "held: mass breakage on {} (evals {}–{})",
+                h.jobset, h.window.first.id, h.window.last.id
+            ));
+        }
+        if let Some(why) = opted_out(a) {
+            return Some(why);
+        }
+        if w.systems.is_empty() {
+            return Some(format!("it does not build on {} either", ew.trunk));
+        }
+        None
+    }
+
+    /// The step due for a warning in force: the handover when trunk fails
+    /// the same way, the close when the branch builds it again, else an
+    /// edit for a newer eval of the branch not said yet.
+    fn step_after(
+        &self,
+        a: &AttrAssessment,
+        w: &Warning,
+        n: &ActionRecord,
+        branch_jobs: &[&JobAssessment],
+    ) -> Option<String> {
+        let attr = a.attr.as_str();
+        let covered: Vec<&str> = n.systems.iter().map(String::as_str).collect();
+        if covered.iter().any(|s| self.fails_on_trunk(attr, s)) {
+            return Some(HANDOVER.to_owned());
+        }
+        // The branch's jobs of a warned package are assessed (the ledger
+        // speaks of it): `JobView::builds` in their terms.
+        let builds_again = !covered.is_empty()
+            && covered.iter().all(|s| {
+                branch_jobs.iter().any(|j| {
+                    j.system == *s
+                        && j.present
+                        && !j.flaky
+                        && j.streak_class == Some(StatusClass::Ok)
+                })
+            });
+        if builds_again {
+            return Some(CLOSE.to_owned());
+        }
+        if opted_out(a).is_some() {
+            return None;
+        }
+        let newest = jobset_facts(self.facts, &w.branch)
+            .and_then(|js| cutoff(js, self.now).map(|c| &js.evals[c as usize]))?;
+        let said_about = |r: &&ActionRecord| {
+            r.kind == ActionKind::Warn
+                && r.attr.as_deref() == Some(attr)
+                && r.batch == n.batch
+                && r.state.counts()
+        };
+        let last_said = self
+            .ledger
+            .actions
+            .iter()
+            .filter(said_about)
+            .filter(|r| r.planned_at >= n.planned_at && r.planned_at <= self.now)
+            .map(|r| r.at())
+            .max()
+            .unwrap_or(n.at());
+        let update = update_step(newest.id);
+        let edited = self
+            .ledger
+            .actions
+            .iter()
+            .filter(said_about)
+            .any(|r| r.step.as_deref() == Some(update.as_str()));
+        (newest.timestamp > last_said && !edited).then_some(update)
+    }
+}
+
+/// Why the package's maintainers asked for quiet, if they did.
+fn opted_out(a: &AttrAssessment) -> Option<String> {
+    a.opted_out
+        .as_ref()
+        .map(|o| format!("opted out ({})", o.kind.as_str()))
+        .or_else(|| {
+            a.snoozed_until
+                .map(|t| format!("snoozed until {}", crate::format::time(t)))
+        })
 }
 
 /// The action a warning's due step becomes.
@@ -530,6 +628,7 @@ pub fn action(policy: &Policy, w: &Warning) -> Option<Action> {
             jobs: w.jobs.clone(),
             maintainers: w.maintainers.clone(),
             root: w.root.clone(),
+            branch_pull: w.pull.clone(),
             blast_radius: (!w.victims.is_empty())
                 .then(|| u32::try_from(w.victims.len()).unwrap_or(u32::MAX)),
             ledger: w.notice.iter().map(|n| n.id).collect(),
@@ -574,6 +673,9 @@ pub fn explain(w: &Warning) -> String {
             e.derivations
         );
     }
+    if let Some(pull) = &w.pull {
+        let _ = writeln!(out, "    the branch's pull request: {}", pull.in_words());
+    }
     if !w.victims.is_empty() {
         let _ = writeln!(
             out,
@@ -585,7 +687,7 @@ pub fn explain(w: &Warning) -> String {
         let _ = writeln!(
             out,
             "    warned on {}{}",
-            &crate::report::time(n.at())[..10],
+            &crate::format::time(n.at())[..10],
             n.issue.map(|i| format!(" in #{i}")).unwrap_or_default()
         );
     }

@@ -14,9 +14,9 @@ use super::plan::{
     WindowEvidence, compare_url, platforms_in_words,
 };
 use crate::config::JobsetRef;
+use crate::format::{HydraLinks, time};
 use crate::history::{EvalPoint, StatusClass};
 use crate::history::{JobView, Signal, StreakView, view};
-use crate::report::{HydraLinks, time};
 
 const DAY: i64 = 86_400;
 const WEEK: i64 = 7 * DAY;
@@ -27,6 +27,9 @@ const WEEK: i64 = 7 * DAY;
 type RootGuess = (Option<String>, Vec<String>, Option<i64>);
 /// Due steps of one attribute that become one action: kind, step, PR.
 type DueKey = (ActionKind, Option<String>, Option<u64>);
+/// A step of a package as a whole (its retirement), not of one of its
+/// jobs: what, which step, when.
+type AttrStep = (ActionKind, Option<&'static str>, i64);
 
 /// What the rules say about one job now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,190 +298,314 @@ struct Selected<'a> {
     view: JobView,
 }
 
+/// What the scan of every jobset gathered, before the per-attribute
+/// assessment.
+#[derive(Default)]
+struct Scan<'a> {
+    selected: Vec<Selected<'a>>,
+    holds: Vec<Hold>,
+    branch_holds: Vec<Hold>,
+    transitions: Vec<Transition>,
+    totals: Vec<JobsetTotals>,
+    /// (jobset, victim attr, system) → root attr, or candidates.
+    victim_roots: HashMap<(usize, &'a str, &'a str), RootGuess>,
+}
+
+/// What the jobs of one jobset showed.
+struct JobsScan<'a> {
+    totals: JobsetTotals,
+    /// Per eval index, the jobs that turned from building to failing there.
+    newly: Vec<u32>,
+    newly_examples: Vec<Vec<&'a str>>,
+    /// (system, since) → own-failure streaks that began there.
+    roots_at: HashMap<(&'a str, u32), Vec<&'a str>>,
+    /// Jobs failing because a dependency failed: since when, newest build.
+    victims: Vec<(&'a JobFacts, u32, i64)>,
+    /// (last good, first bad) → the jobs that broke between them.
+    groups: BTreeMap<(u32, u32), Vec<(String, String)>>,
+}
+
+/// Charge victims to roots: Hydra's own word first, then a root that
+/// began failing in the same eval on the same system.
+fn charge_victims<'a>(
+    js: &'a JobsetFacts,
+    victims: Vec<(&'a JobFacts, u32, i64)>,
+    roots_at: &HashMap<(&'a str, u32), Vec<&'a str>>,
+) -> Vec<(&'a JobFacts, RootGuess)> {
+    let by_build: HashMap<i64, &str> = if js.propagated_from.is_empty() {
+        HashMap::new()
+    } else {
+        js.jobs
+            .iter()
+            .flat_map(|j| j.runs.iter().map(move |r| (r.build, j.attr.as_str())))
+            .collect()
+    };
+    victims
+        .into_iter()
+        .map(|(job, since, build)| {
+            let told = js
+                .propagated_from
+                .get(&build)
+                .and_then(|root| by_build.get(root).map(|a| (a.to_string(), *root)));
+            let guess = match told {
+                Some((root, root_build)) => (Some(root), Vec::new(), Some(root_build)),
+                None => {
+                    let mut c: Vec<String> = roots_at
+                        .get(&(job.system.as_str(), since))
+                        .map(|v| v.iter().map(|a| a.to_string()).collect())
+                        .unwrap_or_default();
+                    c.sort();
+                    c.dedup();
+                    if c.len() == 1 {
+                        (c.pop(), Vec::new(), None)
+                    } else {
+                        c.truncate(5);
+                        (None, c, None)
+                    }
+                }
+            };
+            (job, guess)
+        })
+        .collect()
+}
+
 impl<'a> Ctx<'a> {
     fn assess(&self) -> Assessment {
-        let ledger_attrs: HashSet<&str> = self.by_attr.keys().copied().collect();
-        let mut selected: Vec<Selected<'a>> = Vec::new();
-        let mut holds = Vec::new();
-        let mut branch_holds = Vec::new();
-        let mut transitions = Vec::new();
-        let mut totals = Vec::new();
-        // (jobset, victim attr, system) → root attr, or candidates.
-        let mut victim_roots: HashMap<(usize, &str, &str), RootGuess> = HashMap::new();
-
+        let mut scan = Scan::default();
         for (ji, js) in self.facts.jobsets.iter().enumerate() {
-            let Some(cutoff) = cutoff(js, self.now) else {
-                totals.push(JobsetTotals {
-                    jobset: Some(js.jobset.clone()),
-                    ..JobsetTotals::default()
-                });
+            self.scan_jobset(ji, js, &mut scan);
+        }
+        let Scan {
+            selected,
+            holds,
+            branch_holds,
+            mut transitions,
+            totals,
+            victim_roots,
+        } = scan;
+        let (attrs, roots) = self.per_attribute(selected, &victim_roots);
+        transitions.sort_by(|a, b| {
+            b.bad
+                .time
+                .cmp(&a.bad.time)
+                .then(a.jobset.to_string().cmp(&b.jobset.to_string()))
+                .then(a.good.id.cmp(&b.good.id))
+        });
+        let warnings = super::early_warning::assess(
+            self.policy,
+            self.facts,
+            self.ledger,
+            self.now,
+            &attrs,
+            &branch_holds,
+        );
+        Assessment {
+            now: self.now,
+            holds,
+            branch_holds,
+            warnings,
+            attrs,
+            roots,
+            transitions,
+            totals,
+        }
+    }
+
+    /// One jobset up to `now`: its totals, the jobs worth assessing, its
+    /// victims charged to roots, a mass breakage, and its new breakages by
+    /// commit range.
+    fn scan_jobset(&self, ji: usize, js: &'a JobsetFacts, scan: &mut Scan<'a>) {
+        let Some(cutoff) = cutoff(js, self.now) else {
+            scan.totals.push(JobsetTotals {
+                jobset: Some(js.jobset.clone()),
+                ..JobsetTotals::default()
+            });
+            return;
+        };
+        let jobs = self.scan_jobs(ji, js, cutoff, &mut scan.selected);
+        let JobsScan {
+            mut totals,
+            newly,
+            newly_examples,
+            roots_at,
+            victims,
+            groups,
+        } = jobs;
+        totals.newest_eval = Some(eval_ref(&self.links, &js.evals[cutoff as usize]));
+        for (job, guess) in charge_victims(js, victims, &roots_at) {
+            scan.victim_roots
+                .insert((ji, job.attr.as_str(), job.system.as_str()), guess);
+        }
+        // The circuit breaker: trunk holds everything, a pre-merge
+        // branch only its own warnings.
+        let acted = self.policy.acts_on(&js.jobset);
+        if (acted || self.policy.early_warning.is_branch(&js.jobset))
+            && let Some(hold) = self.mass_breakage_hold(js, &newly, &newly_examples, totals.jobs)
+        {
+            if acted {
+                scan.holds.push(hold);
+            } else {
+                scan.branch_holds.push(hold);
+            }
+        }
+        for ((good, bad), mut jobs) in groups {
+            jobs.sort();
+            let (g, b) = (&js.evals[good as usize], &js.evals[bad as usize]);
+            scan.transitions.push(Transition {
+                jobset: js.jobset.clone(),
+                good: eval_ref(&self.links, g),
+                bad: eval_ref(&self.links, b),
+                compare: compare(&self.facts.repository, g, b),
+                jobs,
+            });
+        }
+        scan.totals.push(totals);
+    }
+
+    /// Every job of a jobset at `cutoff`: counted in the totals, and kept
+    /// (`selected`) when it fails, flips, waits for its cause or the ledger
+    /// speaks of it.
+    fn scan_jobs(
+        &self,
+        ji: usize,
+        js: &'a JobsetFacts,
+        cutoff: u32,
+        selected: &mut Vec<Selected<'a>>,
+    ) -> JobsScan<'a> {
+        let ledger_attrs = &self.by_attr;
+        let mut t = JobsetTotals {
+            jobset: Some(js.jobset.clone()),
+            ..JobsetTotals::default()
+        };
+        let n_evals = cutoff as usize + 1;
+        let mut newly = vec![0u32; n_evals];
+        let mut newly_examples: Vec<Vec<&'a str>> = vec![Vec::new(); n_evals];
+        let mut failing_delta = vec![0i64; n_evals + 1];
+        let mut roots_at: HashMap<(&'a str, u32), Vec<&'a str>> = HashMap::new();
+        let mut victims: Vec<(&'a JobFacts, u32, i64)> = Vec::new();
+        let mut groups: BTreeMap<(u32, u32), Vec<(String, String)>> = BTreeMap::new();
+        for job in &js.jobs {
+            for r in &job.runs {
+                if r.first <= cutoff && r.class() == StatusClass::Failing {
+                    failing_delta[r.first as usize] += 1;
+                    failing_delta[r.last.min(cutoff) as usize + 1] -= 1;
+                }
+            }
+            let Some(v) = view(&job.runs, cutoff, &self.policy.streak) else {
                 continue;
             };
-            let mut t = JobsetTotals {
-                jobset: Some(js.jobset.clone()),
-                newest_eval: Some(eval_ref(&self.links, &js.evals[cutoff as usize])),
-                ..JobsetTotals::default()
-            };
-            let n_evals = cutoff as usize + 1;
-            let mut newly = vec![0u32; n_evals];
-            let mut newly_examples: Vec<Vec<&str>> = vec![Vec::new(); n_evals];
-            let mut failing_delta = vec![0i64; n_evals + 1];
-            // (system, since) → own-failure streaks that began there.
-            let mut roots_at: HashMap<(&str, u32), Vec<&str>> = HashMap::new();
-            let mut victims: Vec<(&'a JobFacts, u32, i64)> = Vec::new();
-            let mut groups: BTreeMap<(u32, u32), Vec<(String, String)>> = BTreeMap::new();
-            for job in &js.jobs {
-                for r in &job.runs {
-                    if r.first <= cutoff && r.class() == StatusClass::Failing {
-                        failing_delta[r.first as usize] += 1;
-                        failing_delta[r.last.min(cutoff) as usize + 1] -= 1;
-                    }
-                }
-                let Some(v) = view(&job.runs, cutoff, &self.policy.streak) else {
-                    continue;
-                };
-                if v.present {
-                    t.jobs += 1;
-                }
-                let interesting =
-                    !ledger_attrs.is_empty() && ledger_attrs.contains(job.attr.as_str());
-                let Some(s) = &v.streak else {
-                    if interesting || v.awaiting_cause {
-                        selected.push(Selected {
-                            jobset: ji,
-                            job,
-                            view: v,
-                        });
-                    }
-                    continue;
-                };
-                if v.present && s.signal != Signal::Ok {
-                    if v.flaky {
-                        t.flaky += 1;
-                    } else if s.signal == Signal::Fail {
-                        t.failing += 1;
-                    } else {
-                        t.dependency_failed += 1;
-                    }
-                    if s.after_ok {
-                        newly[s.since as usize] += 1;
-                        if newly_examples[s.since as usize].len() < 5 {
-                            newly_examples[s.since as usize].push(&job.attr);
-                        }
-                    }
-                    if s.signal == Signal::Fail {
-                        roots_at
-                            .entry((job.system.as_str(), s.since))
-                            .or_default()
-                            .push(&job.attr);
-                        if let Some((ok, _)) = v.last_ok
-                            && !v.flaky
-                        {
-                            groups
-                                .entry((ok, s.since))
-                                .or_default()
-                                .push((job.attr.clone(), job.system.clone()));
-                        }
-                    } else if s.signal == Signal::Dep {
-                        victims.push((job, s.since, v.latest_build));
-                    }
-                }
-                if s.signal != Signal::Ok || v.flaky || interesting || v.awaiting_cause {
+            if v.present {
+                t.jobs += 1;
+            }
+            let interesting =
+                !ledger_attrs.is_empty() && ledger_attrs.contains_key(job.attr.as_str());
+            let Some(s) = &v.streak else {
+                if interesting || v.awaiting_cause {
                     selected.push(Selected {
                         jobset: ji,
                         job,
                         view: v,
                     });
                 }
-            }
-            t.jobs += js.unlisted_building;
-            let mut running = 0i64;
-            for (i, e) in js.evals[..n_evals].iter().enumerate() {
-                running += failing_delta[i];
-                t.failing_per_eval
-                    .push((e.timestamp, u32::try_from(running.max(0)).unwrap_or(0)));
-            }
-
-            // Charge victims to roots: Hydra's own word first, then a root
-            // that began failing in the same eval on the same system.
-            let by_build: HashMap<i64, &str> = if js.propagated_from.is_empty() {
-                HashMap::new()
-            } else {
-                js.jobs
-                    .iter()
-                    .flat_map(|j| j.runs.iter().map(move |r| (r.build, j.attr.as_str())))
-                    .collect()
+                continue;
             };
-            for (job, since, build) in victims {
-                let told = js
-                    .propagated_from
-                    .get(&build)
-                    .and_then(|root| by_build.get(root).map(|a| (a.to_string(), *root)));
-                let entry = match told {
-                    Some((root, root_build)) => (Some(root), Vec::new(), Some(root_build)),
-                    None => {
-                        let mut c: Vec<String> = roots_at
-                            .get(&(job.system.as_str(), since))
-                            .map(|v| v.iter().map(|a| a.to_string()).collect())
-                            .unwrap_or_default();
-                        c.sort();
-                        c.dedup();
-                        if c.len() == 1 {
-                            (c.pop(), Vec::new(), None)
-                        } else {
-                            c.truncate(5);
-                            (None, c, None)
-                        }
+            if v.present && s.signal != Signal::Ok {
+                if v.flaky {
+                    t.flaky += 1;
+                } else if s.signal == Signal::Fail {
+                    t.failing += 1;
+                } else {
+                    t.dependency_failed += 1;
+                }
+                if s.after_ok {
+                    newly[s.since as usize] += 1;
+                    if newly_examples[s.since as usize].len() < 5 {
+                        newly_examples[s.since as usize].push(&job.attr);
                     }
-                };
-                victim_roots.insert((ji, job.attr.as_str(), job.system.as_str()), entry);
+                }
+                if s.signal == Signal::Fail {
+                    roots_at
+                        .entry((job.system.as_str(), s.since))
+                        .or_default()
+                        .push(&job.attr);
+                    if let Some((ok, _)) = v.last_ok
+                        && !v.flaky
+                    {
+                        groups
+                            .entry((ok, s.since))
+                            .or_default()
+                            .push((job.attr.clone(), job.system.clone()));
+                    }
+                } else if s.signal == Signal::Dep {
+                    victims.push((job, s.since, v.latest_build));
+                }
             }
-
-            // The circuit breaker: trunk holds everything, a pre-merge
-            // branch only its own warnings.
-            let acted = self.policy.acts_on(&js.jobset);
-            if (acted || self.policy.early_warning.is_branch(&js.jobset))
-                && let Some(w) = mass_breakage(&newly, t.jobs, &self.policy.breaker)
-            {
-                let mut examples: Vec<String> = newly_examples[w.first..=w.last]
-                    .iter()
-                    .flatten()
-                    .map(|a| a.to_string())
-                    .collect();
-                examples.sort();
-                examples.dedup();
-                examples.truncate(5);
-                let before = &js.evals[w.first - 1];
-                let held = if acted { &mut holds } else { &mut branch_holds };
-                held.push(Hold {
-                    jobset: js.jobset.clone(),
-                    window: WindowEvidence {
-                        before: eval_ref(&self.links, before),
-                        first: eval_ref(&self.links, &js.evals[w.first]),
-                        last: eval_ref(&self.links, &js.evals[w.last]),
-                        newly_failing: w.newly_failing,
-                        jobs: t.jobs,
-                        share: w.share,
-                        compare: compare(&self.facts.repository, before, &js.evals[w.last]),
-                        examples,
-                    },
+            if s.signal != Signal::Ok || v.flaky || interesting || v.awaiting_cause {
+                selected.push(Selected {
+                    jobset: ji,
+                    job,
+                    view: v,
                 });
             }
-            for ((good, bad), mut jobs) in groups {
-                jobs.sort();
-                let (g, b) = (&js.evals[good as usize], &js.evals[bad as usize]);
-                transitions.push(Transition {
-                    jobset: js.jobset.clone(),
-                    good: eval_ref(&self.links, g),
-                    bad: eval_ref(&self.links, b),
-                    compare: compare(&self.facts.repository, g, b),
-                    jobs,
-                });
-            }
-            totals.push(t);
         }
+        t.jobs += js.unlisted_building;
+        let mut running = 0i64;
+        for (i, e) in js.evals[..n_evals].iter().enumerate() {
+            running += failing_delta[i];
+            t.failing_per_eval
+                .push((e.timestamp, u32::try_from(running.max(0)).unwrap_or(0)));
+        }
+        JobsScan {
+            totals: t,
+            newly,
+            newly_examples,
+            roots_at,
+            victims,
+            groups,
+        }
+    }
 
-        // Per attribute.
+    /// The hold a mass breakage in `js` calls for, if there is one.
+    fn mass_breakage_hold(
+        &self,
+        js: &JobsetFacts,
+        newly: &[u32],
+        newly_examples: &[Vec<&str>],
+        jobs: u32,
+    ) -> Option<Hold> {
+        let w = mass_breakage(newly, jobs, &self.policy.breaker)?;
+        let mut examples: Vec<String> = newly_examples[w.first..=w.last]
+            .iter()
+            .flatten()
+            .map(|a| a.to_string())
+            .collect();
+        examples.sort();
+        examples.dedup();
+        examples.truncate(5);
+        let before = &js.evals[w.first - 1];
+        Some(Hold {
+            jobset: js.jobset.clone(),
+            window: WindowEvidence {
+                before: eval_ref(&self.links, before),
+                first: eval_ref(&self.links, &js.evals[w.first]),
+                last: eval_ref(&self.links, &js.evals[w.last]),
+                newly_failing: w.newly_failing,
+                jobs,
+                share: w.share,
+                compare: compare(&self.facts.repository, before, &js.evals[w.last]),
+                examples,
+            },
+        })
+    }
+
+    /// The selected jobs assessed per attribute (those the ledger speaks
+    /// of too), and the roots others fail because of, the most depended on
+    /// first.
+    fn per_attribute(
+        &self,
+        selected: Vec<Selected<'a>>,
+        victim_roots: &HashMap<(usize, &'a str, &'a str), RootGuess>,
+    ) -> (BTreeMap<String, AttrAssessment>, Vec<RootImpact>) {
         let mut grouped: BTreeMap<&str, Vec<Selected<'a>>> = BTreeMap::new();
         for s in selected {
             grouped.entry(s.job.attr.as_str()).or_default().push(s);
@@ -542,31 +669,7 @@ impl<'a> Ctx<'a> {
                 a.victims = r.victims.clone();
             }
         }
-        transitions.sort_by(|a, b| {
-            b.bad
-                .time
-                .cmp(&a.bad.time)
-                .then(a.jobset.to_string().cmp(&b.jobset.to_string()))
-                .then(a.good.id.cmp(&b.good.id))
-        });
-        let warnings = super::early_warning::assess(
-            self.policy,
-            self.facts,
-            self.ledger,
-            self.now,
-            &attrs,
-            &branch_holds,
-        );
-        Assessment {
-            now: self.now,
-            holds,
-            branch_holds,
-            warnings,
-            attrs,
-            roots,
-            transitions,
-            totals,
-        }
+        (attrs, roots)
     }
 
     fn job_evidence(
@@ -822,18 +925,7 @@ impl<'a> Ctx<'a> {
 
     fn attr(&self, attr: &str, mut jobs: Vec<JobAssessment>) -> AttrAssessment {
         let protected = self.policy.is_protected(attr);
-        let opted_out = self
-            .ledger
-            .opt_outs
-            .iter()
-            .filter(|o| {
-                o.attr == attr
-                    && o.kind != OptOutKind::Snooze
-                    && o.revoked_at.is_none()
-                    && o.recorded_at <= self.now
-            })
-            .min_by_key(|o| o.recorded_at)
-            .cloned();
+        let opted_out = self.opt_out_in_force(attr);
         let earliest = jobs
             .iter()
             .filter_map(|j| j.since_ts)
@@ -846,116 +938,21 @@ impl<'a> Ctx<'a> {
             .get(attr)
             .cloned()
             .unwrap_or_default();
-        let mut due = Vec::new();
         let quiet = opted_out.is_some() || snoozed_until.is_some();
-
+        let mut due = Vec::new();
         for job in &mut jobs {
-            let Rule::Ladder(state) = &job.rule else {
-                continue;
-            };
-            let l = &job.ladder.ladder;
-            let sys = Some(job.system.clone());
-            let mut next = None;
-            let mut now_due = None;
-            match state.notified_at {
-                None => {
-                    let at = state.clock_start + l.notify_after.secs();
-                    if self.now >= at {
-                        now_due = Some((ActionKind::Notify, Some("notice".to_owned())));
-                    } else {
-                        next = Some((ActionKind::Notify, Some("notice".to_owned()), at));
-                    }
-                }
-                Some(_) => {
-                    let mark_due = state.mark_due.unwrap_or(i64::MAX);
-                    let missing = l
-                        .remind_before_mark
-                        .iter()
-                        .map(|r| (remind_step(*r), mark_due - r.secs()))
-                        .find(|(step, _)| !state.reminded.contains(step));
-                    let final_kind = if protected {
-                        ActionKind::Escalate
-                    } else {
-                        ActionKind::MarkBroken
-                    };
-                    let proposed = if protected {
-                        state.escalated
-                    } else {
-                        state.mark.is_some()
-                    };
-                    // Reminders come before a mark: once one is proposed
-                    // (or the escalation sent) none is due any more.
-                    let missing = missing.filter(|_| !proposed);
-                    match missing {
-                        Some((step, at)) if self.now >= at => {
-                            now_due = Some((ActionKind::Remind, Some(step)));
-                        }
-                        Some((step, at)) => next = Some((ActionKind::Remind, Some(step), at)),
-                        None if proposed => {}
-                        None if state.needs_derivations.is_some() => {}
-                        None if self.now >= mark_due => now_due = Some((final_kind, None)),
-                        None => next = Some((final_kind, None, mark_due)),
-                    }
-                }
-            }
-            job.schedule = projected_ladder(state, l, &job.system, self.now, protected);
-            if let Some((kind, step)) = now_due {
-                if !quiet {
-                    due.push(Due {
-                        kind,
-                        step,
-                        system: sys,
-                        pr: None,
-                        ledger: Vec::new(),
-                    });
-                }
-            } else if let Some((kind, step, at)) = next {
-                job.next = Some(NextStep {
-                    kind,
-                    step,
-                    at: time(at),
-                    at_unix: at,
-                });
+            if let Some(d) = self.climb_ladder(job, protected)
+                && !quiet
+            {
+                due.push(d);
             }
         }
-
-        // Recovered: close our open PRs whose systems all build again.
+        let records = self.records(attr);
         let acting: Vec<&JobAssessment> = jobs
             .iter()
             .filter(|j| !matches!(j.rule, Rule::Watched))
             .collect();
-        // `Rule::Ok` on a present job is `JobView::builds`, as in `builds_again`.
-        let builds_on = |system: &str| {
-            acting
-                .iter()
-                .any(|j| j.system == system && j.present && j.rule == Rule::Ok)
-        };
-        let records = self.records(attr);
-        for r in records {
-            if !(r.kind.opens_pr() && r.state == RecordState::Open) {
-                continue;
-            }
-            let systems: Vec<&str> = if r.all_platforms {
-                acting.iter().map(|j| j.system.as_str()).collect()
-            } else {
-                r.systems.iter().map(String::as_str).collect()
-            };
-            let recovered = !systems.is_empty() && systems.iter().all(|s| builds_on(s));
-            let already = records.iter().any(|c| {
-                c.kind == ActionKind::ClosePr && c.state.counts() && c.pr.is_some() && c.pr == r.pr
-            });
-            if recovered && !already {
-                due.push(Due {
-                    kind: ActionKind::ClosePr,
-                    step: None,
-                    system: None,
-                    pr: r.pr,
-                    ledger: vec![r.id],
-                });
-            }
-        }
-
-        // Retire what has been marked broken on every platform long enough.
+        due.extend(recovered_pulls(records, &acting));
         let marked = records
             .iter()
             .filter(|r| r.kind == ActionKind::MarkBroken && r.state == RecordState::Merged)
@@ -963,80 +960,9 @@ impl<'a> Ctx<'a> {
             .map(|r| (*r).clone());
         let mut attr_next = None;
         if let Some(m) = marked.as_ref().filter(|m| m.all_platforms) {
-            let merged_at = m.closed_at.unwrap_or(m.at());
-            let unbroken = acting.iter().any(|j| j.present && j.rule == Rule::Ok);
-            let ladders: Vec<EffectiveLadder> = if m.systems.is_empty() {
-                vec![self.policy.ladder_for(attr, "")]
-            } else {
-                m.systems
-                    .iter()
-                    .map(|s| self.policy.ladder_for(attr, s))
-                    .collect()
-            };
-            let skip = ladders.iter().any(|l| l.ladder.skip);
-            let after = ladders
-                .iter()
-                .map(|l| l.ladder.retire_after_broken)
-                .try_fold(Period::ZERO, |acc, p| p.map(|p| acc.max(p)));
-            let notice = ladders
-                .iter()
-                .map(|l| l.ladder.retire_notice)
-                .max()
-                .unwrap_or(Period::ZERO);
-            let later = |kind: ActionKind| {
-                records.iter().filter(move |r| {
-                    r.kind == kind && r.state.counts() && r.planned_at >= merged_at
-                })
-            };
-            if let (false, false, Some(after)) = (unbroken, skip, after) {
-                let base = merged_at + after.secs();
-                let warned = later(ActionKind::Remind)
-                    .filter(|r| r.step.as_deref() == Some("retire-warning"))
-                    .map(|r| r.at())
-                    .min();
-                let retired = later(ActionKind::Retire).next().is_some();
-                let step = |kind, step: Option<&str>| Due {
-                    kind,
-                    step: step.map(str::to_owned),
-                    system: None,
-                    pr: m.pr,
-                    ledger: vec![m.id],
-                };
-                match warned {
-                    _ if retired => {}
-                    None if self.now >= base - notice.secs() => {
-                        if !quiet {
-                            due.push(step(ActionKind::Remind, Some("retire-warning")));
-                            // What the warning warns of: the move, a full
-                            // notice after it is sent now.
-                            if !protected {
-                                attr_next = Some((
-                                    ActionKind::Retire,
-                                    None,
-                                    base.max(self.now + notice.secs()),
-                                ));
-                            }
-                        }
-                    }
-                    None => {
-                        attr_next = Some((
-                            ActionKind::Remind,
-                            Some("retire-warning"),
-                            base - notice.secs(),
-                        ));
-                    }
-                    Some(w) => {
-                        let at = base.max(w + notice.secs());
-                        if self.now >= at {
-                            if !quiet && !protected {
-                                due.push(step(ActionKind::Retire, None));
-                            }
-                        } else {
-                            attr_next = Some((ActionKind::Retire, None, at));
-                        }
-                    }
-                }
-            }
+            let (now_due, next) = self.retirement(attr, records, m, &acting, protected, quiet);
+            due.extend(now_due);
+            attr_next = next;
         }
         let next = jobs
             .iter()
@@ -1048,33 +974,7 @@ impl<'a> Ctx<'a> {
                 at_unix: at,
             }))
             .min_by_key(|n| (n.at_unix, n.kind));
-        let mut schedule = merge_schedules(jobs.iter().flat_map(|j| j.schedule.iter()));
-        let built: BTreeSet<&str> = jobs
-            .iter()
-            .filter(|j| j.present && !matches!(j.rule, Rule::Watched))
-            .map(|j| j.system.as_str())
-            .collect();
-        for step in &mut schedule {
-            step.all_platforms =
-                built.len() > 1 && built.iter().all(|s| step.systems.iter().any(|x| x == s));
-        }
-        if let Some(n) = next
-            .as_ref()
-            .filter(|n| n.kind == ActionKind::Retire || n.step.as_deref() == Some("retire-warning"))
-        {
-            schedule.push(ScheduledStep {
-                kind: n.kind,
-                step: n.step.clone(),
-                at: n.at.clone(),
-                at_unix: n.at_unix,
-                systems: marked
-                    .as_ref()
-                    .map(|m| m.systems.clone())
-                    .unwrap_or_default(),
-                all_platforms: marked.as_ref().is_some_and(|m| m.all_platforms),
-                needs_rebuild: false,
-            });
-        }
+        let schedule = attr_schedule(&jobs, next.as_ref(), marked.as_ref());
         let mut refused: Vec<ActionRecord> = records
             .iter()
             .filter(|r| r.refused.is_some() && r.planned_at >= earliest)
@@ -1096,6 +996,250 @@ impl<'a> Ctx<'a> {
             refused,
         }
     }
+
+    /// The marker or label opt-out in force for `attr`, the oldest first.
+    fn opt_out_in_force(&self, attr: &str) -> Option<OptOut> {
+        self.ledger
+            .opt_outs
+            .iter()
+            .filter(|o| {
+                o.attr == attr
+                    && o.kind != OptOutKind::Snooze
+                    && o.revoked_at.is_none()
+                    && o.recorded_at <= self.now
+            })
+            .min_by_key(|o| o.recorded_at)
+            .cloned()
+    }
+
+    /// One job's place on its ladder: the step due now (returned), or else
+    /// the next one and when (`job.next`), and the steps still to come
+    /// (`job.schedule`).
+    fn climb_ladder(&self, job: &mut JobAssessment, protected: bool) -> Option<Due> {
+        let Rule::Ladder(state) = &job.rule else {
+            return None;
+        };
+        let l = &job.ladder.ladder;
+        let mut next = None;
+        let mut now_due = None;
+        match state.notified_at {
+            None => {
+                let at = state.clock_start + l.notify_after.secs();
+                if self.now >= at {
+                    now_due = Some((ActionKind::Notify, Some("notice".to_owned())));
+                } else {
+                    next = Some((ActionKind::Notify, Some("notice".to_owned()), at));
+                }
+            }
+            Some(_) => {
+                let mark_due = state.mark_due.unwrap_or(i64::MAX);
+                let missing = l
+                    .remind_before_mark
+                    .iter()
+                    .map(|r| (remind_step(*r), mark_due - r.secs()))
+                    .find(|(step, _)| !state.reminded.contains(step));
+                let final_kind = if protected {
+                    ActionKind::Escalate
+                } else {
+                    ActionKind::MarkBroken
+                };
+                let proposed = if protected {
+                    state.escalated
+                } else {
+                    state.mark.is_some()
+                };
+                // Reminders come before a mark: once one is proposed
+                // (or the escalation sent) none is due any more.
+                let missing = missing.filter(|_| !proposed);
+                match missing {
+                    Some((step, at)) if self.now >= at => {
+                        now_due = Some((ActionKind::Remind, Some(step)));
+                    }
+                    Some((step, at)) => next = Some((ActionKind::Remind, Some(step), at)),
+                    None if proposed => {}
+                    None if state.needs_derivations.is_some() => {}
+                    None if self.now >= mark_due => now_due = Some((final_kind, None)),
+                    None => next = Some((final_kind, None, mark_due)),
+                }
+            }
+        }
+        job.schedule = projected_ladder(state, l, &job.system, self.now, protected);
+        if let Some((kind, step)) = now_due {
+            return Some(Due {
+                kind,
+                step,
+                system: Some(job.system.clone()),
+                pr: None,
+                ledger: Vec::new(),
+            });
+        }
+        if let Some((kind, step, at)) = next {
+            job.next = Some(NextStep {
+                kind,
+                step,
+                at: time(at),
+                at_unix: at,
+            });
+        }
+        None
+    }
+
+    /// Retiring what has been marked broken on every platform (`m`, merged)
+    /// long enough: the warning, then the move a full notice later. Returns
+    /// what is due now and the next of these steps, when one is ahead.
+    fn retirement(
+        &self,
+        attr: &str,
+        records: &[&ActionRecord],
+        m: &ActionRecord,
+        acting: &[&JobAssessment],
+        protected: bool,
+        quiet: bool,
+    ) -> (Vec<Due>, Option<AttrStep>) {
+        let mut due = Vec::new();
+        let mut attr_next = None;
+        let merged_at = m.closed_at.unwrap_or(m.at());
+        let unbroken = acting.iter().any(|j| j.present && j.rule == Rule::Ok);
+        let ladders: Vec<EffectiveLadder> = if m.systems.is_empty() {
+            vec![self.policy.ladder_for(attr, "")]
+        } else {
+            m.systems
+                .iter()
+                .map(|s| self.policy.ladder_for(attr, s))
+                .collect()
+        };
+        let skip = ladders.iter().any(|l| l.ladder.skip);
+        let after = ladders
+            .iter()
+            .map(|l| l.ladder.retire_after_broken)
+            .try_fold(Period::ZERO, |acc, p| p.map(|p| acc.max(p)));
+        let notice = ladders
+            .iter()
+            .map(|l| l.ladder.retire_notice)
+            .max()
+            .unwrap_or(Period::ZERO);
+        let later = |kind: ActionKind| {
+            records
+                .iter()
+                .filter(move |r| r.kind == kind && r.state.counts() && r.planned_at >= merged_at)
+        };
+        let (false, false, Some(after)) = (unbroken, skip, after) else {
+            return (due, attr_next);
+        };
+        let base = merged_at + after.secs();
+        let warned = later(ActionKind::Remind)
+            .filter(|r| r.step.as_deref() == Some("retire-warning"))
+            .map(|r| r.at())
+            .min();
+        let retired = later(ActionKind::Retire).next().is_some();
+        let step = |kind, step: Option<&str>| Due {
+            kind,
+            step: step.map(str::to_owned),
+            system: None,
+            pr: m.pr,
+            ledger: vec![m.id],
+        };
+        match warned {
+            _ if retired => {}
+            None if self.now >= base - notice.secs() => {
+                if !quiet {
+                    due.push(step(ActionKind::Remind, Some("retire-warning")));
+                    // What the warning warns of: the move, a full
+                    // notice after it is sent now.
+                    if !protected {
+                        attr_next =
+                            Some((ActionKind::Retire, None, base.max(self.now + notice.secs())));
+                    }
+                }
+            }
+            None => {
+                attr_next = Some((
+                    ActionKind::Remind,
+                    Some("retire-warning"),
+                    base - notice.secs(),
+                ));
+            }
+            Some(w) => {
+                let at = base.max(w + notice.secs());
+                if self.now >= at {
+                    if !quiet && !protected {
+                        due.push(step(ActionKind::Retire, None));
+                    }
+                } else {
+                    attr_next = Some((ActionKind::Retire, None, at));
+                }
+            }
+        }
+        (due, attr_next)
+    }
+}
+
+/// Our open pull requests whose platforms all build again: close them.
+fn recovered_pulls(records: &[&ActionRecord], acting: &[&JobAssessment]) -> Vec<Due> {
+    // `Rule::Ok` on a present job is `JobView::builds`, as in `builds_again`.
+    let builds_on = |system: &str| {
+        acting
+            .iter()
+            .any(|j| j.system == system && j.present && j.rule == Rule::Ok)
+    };
+    let mut due = Vec::new();
+    for r in records {
+        if !(r.kind.opens_pr() && r.state == RecordState::Open) {
+            continue;
+        }
+        let systems: Vec<&str> = if r.all_platforms {
+            acting.iter().map(|j| j.system.as_str()).collect()
+        } else {
+            r.systems.iter().map(String::as_str).collect()
+        };
+        let recovered = !systems.is_empty() && systems.iter().all(|s| builds_on(s));
+        let already = records.iter().any(|c| {
+            c.kind == ActionKind::ClosePr && c.state.counts() && c.pr.is_some() && c.pr == r.pr
+        });
+        if recovered && !already {
+            due.push(Due {
+                kind: ActionKind::ClosePr,
+                step: None,
+                system: None,
+                pr: r.pr,
+                ledger: vec![r.id],
+            });
+        }
+    }
+    due
+}
+
+/// An attribute's steps to come: its jobs' ladders merged (the platforms
+/// of one step on one day together), then its retirement.
+fn attr_schedule(
+    jobs: &[JobAssessment],
+    next: Option<&NextStep>,
+    marked: Option<&ActionRecord>,
+) -> Vec<ScheduledStep> {
+    let mut schedule = merge_schedules(jobs.iter().flat_map(|j| j.schedule.iter()));
+    let built: BTreeSet<&str> = jobs
+        .iter()
+        .filter(|j| j.present && !matches!(j.rule, Rule::Watched))
+        .map(|j| j.system.as_str())
+        .collect();
+    for step in &mut schedule {
+        step.all_platforms =
+            built.len() > 1 && built.iter().all(|s| step.systems.iter().any(|x| x == s));
+    }
+    if let Some(n) =
+        next.filter(|n| n.kind == ActionKind::Retire || n.step.as_deref() == Some("retire-warning"))
+    {
+        schedule.push(ScheduledStep {
+            kind: n.kind,
+            step: n.step.clone(),
+            at: n.at.clone(),
+            at_unix: n.at_unix,
+            systems: marked.map(|m| m.systems.clone()).unwrap_or_default(),
+            all_platforms: marked.is_some_and(|m| m.all_platforms),
+            needs_rebuild: false,
+        });
+    }
+    schedule
 }
 
 /// The ladder's steps still to come for one job if it keeps failing and
@@ -1456,192 +1600,287 @@ fn package_set(attr: &str) -> &str {
 /// batching and limits.
 pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment) -> Plan {
     let now = a.now;
-    let mut actions: Vec<(i64, Action)> = Vec::new();
-    for attr in a.attrs.values() {
-        let mut grouped: BTreeMap<DueKey, Vec<&Due>> = BTreeMap::new();
-        for d in &attr.due {
-            grouped
-                .entry((d.kind, d.step.clone(), d.pr))
-                .or_default()
-                .push(d);
-        }
-        for ((kind, step, pr), dues) in grouped {
-            let systems: BTreeSet<String> = dues.iter().filter_map(|d| d.system.clone()).collect();
-            let jobs: Vec<&JobAssessment> = attr
-                .jobs
-                .iter()
-                .filter(|j| !matches!(j.rule, Rule::Watched))
-                .collect();
-            let acted: Vec<&JobAssessment> = jobs
-                .iter()
-                .copied()
-                .filter(|j| systems.contains(&j.system))
-                .collect();
-            let mut systems: Vec<String> = systems.into_iter().collect();
-            let ledger_ids: Vec<i64> = dues.iter().flat_map(|d| d.ledger.clone()).collect();
-            let mut all_platforms = false;
-            if kind == ActionKind::MarkBroken {
-                let already: BTreeSet<&str> = attr
-                    .jobs
-                    .iter()
-                    .filter_map(|j| match &j.rule {
-                        Rule::Ladder(s) if s.mark.is_some() => Some(j.system.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                let built: BTreeSet<&str> = jobs
-                    .iter()
-                    .filter(|j| j.present)
-                    .map(|j| j.system.as_str())
-                    .collect();
-                all_platforms = built
-                    .iter()
-                    .all(|s| systems.iter().any(|x| x == s) || already.contains(s));
-            }
-            if systems.is_empty()
-                && let Some(rec) = ledger_ids
-                    .first()
-                    .and_then(|id| ledger.actions.iter().find(|r| r.id == *id))
-            {
-                systems = rec.systems.clone();
-                all_platforms = rec.all_platforms;
-            }
-            let oldest = acted.iter().filter_map(|j| j.since_ts).min().unwrap_or(now);
-            let failing_days = (now - oldest) / DAY;
-            let platforms = platforms_in_words(all_platforms, &systems);
-            let reason = match kind {
-                ActionKind::Notify => {
-                    format!("it has failed on {platforms} for {failing_days} days")
-                }
-                ActionKind::Remind if step.as_deref() == Some("retire-warning") => format!(
-                    "it has been marked broken on every platform since {}",
-                    attr.marked
-                        .as_ref()
-                        .and_then(|m| m.closed_at)
-                        .map(|t| time(t).chars().take(10).collect::<String>())
-                        .unwrap_or_default()
-                ),
-                ActionKind::Remind => {
-                    format!("it has failed on {platforms} for {failing_days} days")
-                }
-                ActionKind::MarkBroken => format!(
-                    "it has failed on {platforms} for {failing_days} days, and its maintainers were told and reminded with the full notice period"
-                ),
-                ActionKind::Escalate => format!(
-                    "it has failed on {platforms} for {failing_days} days; it is protected, so it is never marked broken and people must decide"
-                ),
-                ActionKind::ClosePr => format!(
-                    "it builds again on {}, so the pull request is no longer needed",
-                    platforms_in_words(false, &systems)
-                ),
-                ActionKind::Retire => {
-                    "it has been marked broken on every platform for longer than the policy allows"
-                        .to_owned()
-                }
-                // Holds are planned below; warnings by the early warning module.
-                ActionKind::Hold | ActionKind::Warn => String::new(),
-            };
-            let evidence = Evidence {
-                jobset: acted.first().map(|j| j.jobset.to_string()),
-                jobs: acted.iter().filter_map(|j| j.evidence.clone()).collect(),
-                maintainers: attr.maintainers.clone(),
-                next_step: attr.next.clone(),
-                pr,
-                escalate_to: if kind == ActionKind::Escalate {
-                    policy.protected.escalate_to.clone()
-                } else {
-                    Vec::new()
-                },
-                root: None,
-                blast_radius: (!attr.victims.is_empty())
-                    .then(|| u32::try_from(attr.victims.len()).unwrap_or(u32::MAX)),
-                ledger: ledger_ids,
-                window: None,
-                schedule: attr.schedule.clone(),
-                opt_out: Some(format!(
-                    "Leave this package alone for good: add the comment `{}` to its file, or put the label \"{}\" on this issue or on our pull request.",
-                    policy.opt_out.marker, policy.opt_out.label
-                )),
-            };
-            actions.push((
-                oldest,
-                Action {
-                    kind,
-                    attr: Some(attr.attr.clone()),
-                    systems,
-                    all_platforms,
-                    step,
-                    batch: None,
-                    reason,
-                    evidence,
-                },
-            ));
-        }
-    }
-
+    let mut actions: Vec<(i64, Action)> = a
+        .attrs
+        .values()
+        .flat_map(|attr| package_actions(policy, ledger, attr, now))
+        .collect();
     for w in &a.warnings {
         if let Some(action) = super::early_warning::action(policy, w) {
             actions.push((w.since_ts(), action));
         }
     }
-
     update_open_pulls(ledger, a, &mut actions);
 
-    let mut out = Vec::new();
+    let mut out: Vec<Action> = a.holds.iter().map(hold_action).collect();
     let mut deferred = Vec::new();
-    for h in &a.holds {
-        let w = &h.window;
-        out.push(Action {
-            kind: ActionKind::Hold,
-            attr: None,
-            systems: Vec::new(),
-            all_platforms: false,
-            // Names the breakage, so the ledger records a hold once, not
-            // every cycle while it lasts.
-            step: Some(format!("{} evals {}-{}", h.jobset, w.first.id, w.last.id)),
-            batch: None,
-            reason: format!(
-                "mass breakage in {}: {} jobs ({:.1}% of {}) turned from building to failing {} and still fail; every per-package action waits",
-                h.jobset,
-                w.newly_failing,
-                w.share * 100.0,
-                w.jobs,
-                if w.first.id == w.last.id {
-                    format!("in eval {}", w.first.id)
-                } else {
-                    format!("in evals {} to {}", w.first.id, w.last.id)
-                }
-            ),
-            evidence: Evidence {
-                jobset: Some(h.jobset.to_string()),
-                window: Some(w.clone()),
-                ..Evidence::default()
-            },
-        });
-    }
     let held = !a.holds.is_empty();
     if held {
-        let why = format!(
-            "held: mass breakage in {}",
-            a.holds
-                .iter()
-                .map(|h| format!(
-                    "{} (evals {}–{})",
-                    h.jobset, h.window.first.id, h.window.last.id
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        for (_, action) in actions.drain(..) {
-            deferred.push(Deferred {
-                action,
-                why: why.clone(),
-            });
-        }
+        let why = held_because(&a.holds);
+        deferred.extend(actions.drain(..).map(|(_, action)| Deferred {
+            action,
+            why: why.clone(),
+        }));
     }
+    let actions = wait_after_failures(ledger, actions, now, &mut deferred);
+    let actions = within_post_limits(policy, ledger, actions, now, &mut deferred);
+    out.extend(batched_within_pull_limits(
+        policy,
+        facts,
+        ledger,
+        actions,
+        now,
+        &mut deferred,
+    ));
+    sort_plan(&mut out, &mut deferred);
+    Plan {
+        now,
+        held,
+        actions: out,
+        deferred,
+    }
+}
 
-    // A step whose last attempts failed waits, longer after each failure, so
-    // a failing edit, push or GitHub call is not repeated every cycle.
+/// An attribute's due steps as actions: one per kind, step and pull
+/// request, each paired with when its oldest failure began (the oldest
+/// failures go first under the limits).
+fn package_actions(
+    policy: &Policy,
+    ledger: &Ledger,
+    attr: &AttrAssessment,
+    now: i64,
+) -> Vec<(i64, Action)> {
+    let mut grouped: BTreeMap<DueKey, Vec<&Due>> = BTreeMap::new();
+    for d in &attr.due {
+        grouped
+            .entry((d.kind, d.step.clone(), d.pr))
+            .or_default()
+            .push(d);
+    }
+    grouped
+        .into_iter()
+        .map(|(key, dues)| package_action(policy, ledger, attr, key, &dues, now))
+        .collect()
+}
+
+/// One action of an attribute, with its reason and evidence.
+fn package_action(
+    policy: &Policy,
+    ledger: &Ledger,
+    attr: &AttrAssessment,
+    (kind, step, pr): DueKey,
+    dues: &[&Due],
+    now: i64,
+) -> (i64, Action) {
+    let jobs: Vec<&JobAssessment> = attr
+        .jobs
+        .iter()
+        .filter(|j| !matches!(j.rule, Rule::Watched))
+        .collect();
+    let due_systems: BTreeSet<String> = dues.iter().filter_map(|d| d.system.clone()).collect();
+    let acted: Vec<&JobAssessment> = jobs
+        .iter()
+        .copied()
+        .filter(|j| due_systems.contains(&j.system))
+        .collect();
+    let ledger_ids: Vec<i64> = dues.iter().flat_map(|d| d.ledger.clone()).collect();
+    let (systems, all_platforms) =
+        platforms_of(ledger, attr, &jobs, kind, due_systems, &ledger_ids);
+    let oldest = acted.iter().filter_map(|j| j.since_ts).min().unwrap_or(now);
+    let reason = reason_for(
+        attr,
+        kind,
+        step.as_deref(),
+        &systems,
+        all_platforms,
+        (now - oldest) / DAY,
+    );
+    let evidence = package_evidence(policy, attr, kind, pr, &acted, ledger_ids);
+    let action = Action {
+        kind,
+        attr: Some(attr.attr.clone()),
+        systems,
+        all_platforms,
+        step,
+        batch: None,
+        reason,
+        evidence,
+    };
+    (oldest, action)
+}
+
+/// The platforms an action is about, and whether they are all of the
+/// package's. A mark covers every platform when the others it is built on
+/// are marked already; a step due on no platform of its own (a reminder
+/// about a recorded mark) is about those of its ledger record.
+fn platforms_of(
+    ledger: &Ledger,
+    attr: &AttrAssessment,
+    jobs: &[&JobAssessment],
+    kind: ActionKind,
+    due_systems: BTreeSet<String>,
+    ledger_ids: &[i64],
+) -> (Vec<String>, bool) {
+    let mut systems: Vec<String> = due_systems.into_iter().collect();
+    let mut all_platforms = false;
+    if kind == ActionKind::MarkBroken {
+        let already: BTreeSet<&str> = attr
+            .jobs
+            .iter()
+            .filter_map(|j| match &j.rule {
+                Rule::Ladder(s) if s.mark.is_some() => Some(j.system.as_str()),
+                _ => None,
+            })
+            .collect();
+        all_platforms = jobs
+            .iter()
+            .filter(|j| j.present)
+            .all(|j| systems.contains(&j.system) || already.contains(j.system.as_str()));
+    }
+    if systems.is_empty()
+        && let Some(rec) = ledger_ids
+            .first()
+            .and_then(|id| ledger.actions.iter().find(|r| r.id == *id))
+    {
+        systems = rec.systems.clone();
+        all_platforms = rec.all_platforms;
+    }
+    (systems, all_platforms)
+}
+
+/// Why an action is planned, in words.
+fn reason_for(
+    attr: &AttrAssessment,
+    kind: ActionKind,
+    step: Option<&str>,
+    systems: &[String],
+    all_platforms: bool,
+    failing_days: i64,
+) -> String {
+    let platforms = platforms_in_words(all_platforms, systems);
+    match kind {
+        ActionKind::Notify => {
+            format!("it has failed on {platforms} for {failing_days} days")
+        }
+        ActionKind::Remind if step == Some("retire-warning") => format!(
+            "it has been marked broken on every platform since {}",
+            attr.marked
+                .as_ref()
+                .and_then(|m| m.closed_at)
+                .map(|t| time(t).chars().take(10).collect::<String>())
+                .unwrap_or_default()
+        ),
+        ActionKind::Remind => {
+            format!("it has failed on {platforms} for {failing_days} days")
+        }
+        ActionKind::MarkBroken => format!(
+            "it has failed on {platforms} for {failing_days} days, and its maintainers were told and reminded with the full notice period"
+        ),
+        ActionKind::Escalate => format!(
+            "it has failed on {platforms} for {failing_days} days; it is protected, so it is never marked broken and people must decide"
+        ),
+        ActionKind::ClosePr => format!(
+            "it builds again on {}, so the pull request is no longer needed",
+            platforms_in_words(false, systems)
+        ),
+        ActionKind::Retire => {
+            "it has been marked broken on every platform for longer than the policy allows"
+                .to_owned()
+        }
+        // Holds are planned by `hold_action`; warnings by the early warning module.
+        ActionKind::Hold | ActionKind::Warn => String::new(),
+    }
+}
+
+/// What a package's action shows as its evidence.
+fn package_evidence(
+    policy: &Policy,
+    attr: &AttrAssessment,
+    kind: ActionKind,
+    pr: Option<u64>,
+    acted: &[&JobAssessment],
+    ledger_ids: Vec<i64>,
+) -> Evidence {
+    Evidence {
+        jobset: acted.first().map(|j| j.jobset.to_string()),
+        jobs: acted.iter().filter_map(|j| j.evidence.clone()).collect(),
+        maintainers: attr.maintainers.clone(),
+        next_step: attr.next.clone(),
+        pr,
+        escalate_to: if kind == ActionKind::Escalate {
+            policy.protected.escalate_to.clone()
+        } else {
+            Vec::new()
+        },
+        root: None,
+        branch_pull: None,
+        blast_radius: (!attr.victims.is_empty())
+            .then(|| u32::try_from(attr.victims.len()).unwrap_or(u32::MAX)),
+        ledger: ledger_ids,
+        window: None,
+        schedule: attr.schedule.clone(),
+        opt_out: Some(format!(
+            "Leave this package alone for good: add the comment `{}` to its file, or put the label \"{}\" on this issue or on our pull request.",
+            policy.opt_out.marker, policy.opt_out.label
+        )),
+    }
+}
+
+/// The hold a mass breakage plans.
+fn hold_action(h: &Hold) -> Action {
+    let w = &h.window;
+    Action {
+        kind: ActionKind::Hold,
+        attr: None,
+        systems: Vec::new(),
+        all_platforms: false,
+        // Names the breakage, so the ledger records a hold once, not
+        // every cycle while it lasts.
+        step: Some(format!("{} evals {}-{}", h.jobset, w.first.id, w.last.id)),
+        batch: None,
+        reason: format!(
+            "mass breakage in {}: {} jobs ({:.1}% of {}) turned from building to failing {} and still fail; every per-package action waits",
+            h.jobset,
+            w.newly_failing,
+            w.share * 100.0,
+            w.jobs,
+            if w.first.id == w.last.id {
+                format!("in eval {}", w.first.id)
+            } else {
+                format!("in evals {} to {}", w.first.id, w.last.id)
+            }
+        ),
+        evidence: Evidence {
+            jobset: Some(h.jobset.to_string()),
+            window: Some(w.clone()),
+            ..Evidence::default()
+        },
+    }
+}
+
+/// Why every per-package action waits while the jobsets are held.
+fn held_because(holds: &[Hold]) -> String {
+    format!(
+        "held: mass breakage in {}",
+        holds
+            .iter()
+            .map(|h| format!(
+                "{} (evals {}–{})",
+                h.jobset, h.window.first.id, h.window.last.id
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// A step whose last attempts failed waits, longer after each failure, so
+/// a failing edit, push or GitHub call is not repeated every cycle.
+fn wait_after_failures(
+    ledger: &Ledger,
+    actions: Vec<(i64, Action)>,
+    now: i64,
+    deferred: &mut Vec<Deferred>,
+) -> Vec<(i64, Action)> {
     let mut ready = Vec::new();
     for (oldest, action) in actions {
         match retry_wait(ledger, &action, now) {
@@ -1649,16 +1888,27 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             None => ready.push((oldest, action)),
         }
     }
-    let mut actions = ready;
+    ready
+}
 
-    // Pings: per maintainer (or per attribute when nobody is known) per week.
-    let ping_keys = |attr: &str, maintainers: &[String]| -> Vec<String> {
-        if maintainers.is_empty() {
-            vec![format!("attr:{attr}")]
-        } else {
-            maintainers.to_vec()
-        }
-    };
+/// Who a ping counts against: the maintainers, or the attribute when
+/// nobody is known.
+fn ping_keys(attr: &str, maintainers: &[String]) -> Vec<String> {
+    if maintainers.is_empty() {
+        vec![format!("attr:{attr}")]
+    } else {
+        maintainers.to_vec()
+    }
+}
+
+/// Everything posted on an issue, whoever it names, counts toward one
+/// daily ceiling.
+fn posts_on_an_issue(kind: ActionKind, step: Option<&str>) -> bool {
+    mentions(kind, step) || kind == ActionKind::Escalate
+}
+
+/// Pings recorded in the week before `now`, per [`ping_keys`].
+fn pings_in_the_last_week(ledger: &Ledger, now: i64) -> HashMap<String, u32> {
     let mut pings: HashMap<String, u32> = HashMap::new();
     for r in &ledger.actions {
         if mentions(r.kind, r.step.as_deref())
@@ -1676,27 +1926,41 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             }
         }
     }
+    pings
+}
+
+/// Keep the pings per maintainer per week and the posts per day within the
+/// policy's limits, the oldest failures first; the rest waits.
+fn within_post_limits(
+    policy: &Policy,
+    ledger: &Ledger,
+    mut actions: Vec<(i64, Action)>,
+    now: i64,
+    deferred: &mut Vec<Deferred>,
+) -> Vec<(i64, Action)> {
+    let mut pings = pings_in_the_last_week(ledger, now);
     actions.sort_by(|(oa, a), (ob, b)| {
         oa.cmp(ob)
             .then(a.attr.cmp(&b.attr))
             .then(a.kind.cmp(&b.kind))
     });
     let cap = policy.limits.pings_per_maintainer_per_week;
-    // Everything posted on an issue, whoever it names, also counts toward one
-    // daily ceiling.
-    let posts =
-        |kind: ActionKind, step: Option<&str>| mentions(kind, step) || kind == ActionKind::Escalate;
     let ceiling = policy.limits.posts_per_day as usize;
     let mut posted_today = ledger
         .actions
         .iter()
         .filter(|r| {
-            posts(r.kind, r.step.as_deref())
+            posts_on_an_issue(r.kind, r.step.as_deref())
                 && r.state.counts()
                 && r.at() > now - DAY
                 && r.at() <= now
         })
         .count();
+    let over_the_ceiling = || {
+        format!(
+            "limit: {ceiling} notices, reminders and escalations a day in all; the oldest failures go first"
+        )
+    };
     let mut kept = Vec::new();
     for (oldest, action) in actions {
         let step = action.step.as_deref();
@@ -1718,31 +1982,31 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             if posted_today >= ceiling {
                 deferred.push(Deferred {
                     action,
-                    why: format!(
-                        "limit: {ceiling} notices, reminders and escalations a day in all; the oldest failures go first"
-                    ),
+                    why: over_the_ceiling(),
                 });
                 continue;
             }
             for k in keys {
                 *pings.entry(k).or_default() += 1;
             }
-        } else if posts(action.kind, step) && posted_today >= ceiling {
+        } else if posts_on_an_issue(action.kind, step) && posted_today >= ceiling {
             deferred.push(Deferred {
                 action,
-                why: format!(
-                    "limit: {ceiling} notices, reminders and escalations a day in all; the oldest failures go first"
-                ),
+                why: over_the_ceiling(),
             });
             continue;
         }
-        if posts(action.kind, step) {
+        if posts_on_an_issue(action.kind, step) {
             posted_today += 1;
         }
         kept.push((oldest, action));
     }
+    kept
+}
 
-    // Pull requests: batch, then keep within the daily and open limits.
+/// How many more pull requests may be opened now: what is left of the day's
+/// and of the open ones' limits, counted from the ledger.
+fn pull_request_budget(policy: &Policy, ledger: &Ledger, now: i64) -> usize {
     let mut pr_keys_today: HashSet<String> = HashSet::new();
     let mut pr_keys_open: HashSet<String> = HashSet::new();
     for r in &ledger.actions {
@@ -1760,35 +2024,34 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             pr_keys_open.insert(key);
         }
     }
-    let budget = (policy.limits.prs_per_day as usize)
+    (policy.limits.prs_per_day as usize)
         .saturating_sub(pr_keys_today.len())
-        .min((policy.limits.open_prs as usize).saturating_sub(pr_keys_open.len()));
-    let mut batches: BTreeMap<String, Vec<(i64, Action)>> = BTreeMap::new();
-    let mut rest = Vec::new();
-    for (oldest, action) in kept {
-        // An update of our open pull request opens none: no batching, no
-        // pull request budget.
-        if !action.kind.opens_pr() || action.step.as_deref() == Some(UPDATE_STEP) {
-            rest.push(action);
-            continue;
-        }
-        let attr = action.attr.clone().unwrap_or_default();
-        let group = match policy.batch.group_by {
-            GroupBy::Attr => format!("attr/{attr}"),
-            GroupBy::PackageSet => format!("set/{}", package_set(&attr)),
-            GroupBy::Maintainer => {
-                match facts.maintainers.get(&attr).and_then(|m| m.iter().min()) {
-                    Some(login) => format!("maintainer/{login}"),
-                    None => format!("set/{}", package_set(&attr)),
-                }
-            }
-        };
-        let kind = action.kind.as_str().replace('_', "-");
-        batches
-            .entry(format!("{kind}/{group}"))
-            .or_default()
-            .push((oldest, action));
-    }
+        .min((policy.limits.open_prs as usize).saturating_sub(pr_keys_open.len()))
+}
+
+/// The batch a pull request action joins, before it is cut into chunks:
+/// its kind and the policy's grouping (`mark-broken/maintainer/alice`).
+fn batch_group(policy: &Policy, facts: &Facts, action: &Action) -> String {
+    let attr = action.attr.clone().unwrap_or_default();
+    let group = match policy.batch.group_by {
+        GroupBy::Attr => format!("attr/{attr}"),
+        GroupBy::PackageSet => format!("set/{}", package_set(&attr)),
+        GroupBy::Maintainer => match facts.maintainers.get(&attr).and_then(|m| m.iter().min()) {
+            Some(login) => format!("maintainer/{login}"),
+            None => format!("set/{}", package_set(&attr)),
+        },
+    };
+    let kind = action.kind.as_str().replace('_', "-");
+    format!("{kind}/{group}")
+}
+
+/// Cut each batch into chunks of at most the policy's size, each named by
+/// its batch and number, the chunks with the oldest failures first.
+fn chunks_of(
+    policy: &Policy,
+    batches: BTreeMap<String, Vec<(i64, Action)>>,
+    now: i64,
+) -> Vec<(String, Vec<Action>)> {
     let mut chunks: Vec<(i64, String, Vec<Action>)> = Vec::new();
     for (key, mut members) in batches {
         members.sort_by(|a, b| a.1.attr.cmp(&b.1.attr));
@@ -1813,7 +2076,38 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
         }
     }
     chunks.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    for (i, (_, name, members)) in chunks.into_iter().enumerate() {
+    chunks
+        .into_iter()
+        .map(|(_, name, members)| (name, members))
+        .collect()
+}
+
+/// Pull requests: batch, then keep within the daily and open limits; the
+/// other actions pass as they are.
+fn batched_within_pull_limits(
+    policy: &Policy,
+    facts: &Facts,
+    ledger: &Ledger,
+    actions: Vec<(i64, Action)>,
+    now: i64,
+    deferred: &mut Vec<Deferred>,
+) -> Vec<Action> {
+    let budget = pull_request_budget(policy, ledger, now);
+    let mut batches: BTreeMap<String, Vec<(i64, Action)>> = BTreeMap::new();
+    let mut rest = Vec::new();
+    for (oldest, action) in actions {
+        // An update of our open pull request opens none: no batching, no
+        // pull request budget.
+        if !action.kind.opens_pr() || action.step.as_deref() == Some(UPDATE_STEP) {
+            rest.push(action);
+            continue;
+        }
+        batches
+            .entry(batch_group(policy, facts, &action))
+            .or_default()
+            .push((oldest, action));
+    }
+    for (i, (name, members)) in chunks_of(policy, batches, now).into_iter().enumerate() {
         if i < budget {
             rest.extend(members);
         } else {
@@ -1828,8 +2122,13 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             }
         }
     }
-    out.extend(rest);
-    out.sort_by(|a, b| {
+    rest
+}
+
+/// A plan reads the same for the same inputs: actions and deferred ones in
+/// a fixed order.
+fn sort_plan(actions: &mut [Action], deferred: &mut [Deferred]) {
+    actions.sort_by(|a, b| {
         a.kind
             .cmp(&b.kind)
             .then(a.attr.cmp(&b.attr))
@@ -1844,12 +2143,6 @@ pub fn plan_from(policy: &Policy, facts: &Facts, ledger: &Ledger, a: &Assessment
             .then(a.action.attr.cmp(&b.action.attr))
             .then(a.action.step.cmp(&b.action.step))
     });
-    Plan {
-        now,
-        held,
-        actions: out,
-        deferred,
-    }
 }
 
 /// Index of an attribute's jobs for quick lookups in explain and digest.

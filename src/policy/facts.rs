@@ -25,6 +25,48 @@ pub struct Facts {
     /// from a nixpkgs checkout by [`crate::nixpkgs`]). Attributes missing
     /// here are grouped under "unknown maintainers".
     pub maintainers: BTreeMap<String, Vec<String>>,
+    /// Pre-merge branch → its newest pull request on GitHub (the branch
+    /// into its base), when the forge could tell: how close the branch is
+    /// to landing. Shown with early warnings; decides nothing.
+    pub branch_pulls: BTreeMap<JobsetRef, BranchPull>,
+}
+
+/// A pre-merge branch's newest pull request (e.g. `staging-next` into
+/// `master`), as GitHub shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BranchPull {
+    pub number: u64,
+    pub title: String,
+    pub url: String,
+    /// The branch it goes into (`master` for staging-next, `staging` for
+    /// python-updates).
+    pub base: String,
+    pub state: BranchPullState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BranchPullState {
+    Open,
+    Merged,
+    /// Closed without merging (a new one usually follows).
+    Closed,
+}
+
+impl BranchPull {
+    /// In words, with a Markdown link: "[#123](…) (staging-next 2026-11-20)
+    /// into `master` is open".
+    pub fn in_words(&self) -> String {
+        let state = match self.state {
+            BranchPullState::Open => "is open: the branch has not landed yet",
+            BranchPullState::Merged => "was merged: the branch landed",
+            BranchPullState::Closed => "was closed without merging",
+        };
+        format!(
+            "[#{}]({}) ({}) into `{}` {state}",
+            self.number, self.url, self.title, self.base
+        )
+    }
 }
 
 /// One jobset's evaluations and jobs.

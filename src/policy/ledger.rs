@@ -2,8 +2,9 @@
 //! humans asked of it. The forge side writes it — an intent before every
 //! outward action, then its result — and the engine only reads it.
 //!
-//! Stored in the `actions` and `opt_outs` tables (schema version 2); see
-//! [`crate::store`] for `record_intent`, `record_result` and `ledger`.
+//! Stored in the `actions` and `opt_outs` tables (schema version 2) by the
+//! store (`record_intent`, `record_result`, `ledger`), which depends on
+//! these types; they depend on nothing of the store's.
 
 use std::str::FromStr;
 

@@ -7,9 +7,12 @@
 //! warnings about pre-merge branches ([`early_warning`]), explanations
 //! ([`explain`]) and replays of history ([`backtest`]).
 //!
-//! Must never: do I/O, read the clock (`now` is always an argument), or act:
-//! it only says what should happen. The same inputs always give the same
-//! plan, in the same order.
+//! Must never: do I/O (a policy file is read by [`crate::settings`] and
+//! parsed here from text), read the clock (`now` is always an argument), or
+//! act: it only says what should happen. The same inputs always give the
+//! same plan, in the same order. It depends only on [`crate::history`],
+//! [`crate::config`] (jobset names) and the leaf [`crate::format`], never
+//! on the store or the reports built on it.
 
 pub mod backtest;
 pub mod config;
@@ -25,6 +28,8 @@ pub use config::{NIXPKGS_POLICY, Period, Policy, PolicyError};
 pub use early_warning::Warning;
 pub use engine::{Assessment, AttrAssessment, JobAssessment, Rule, assess, plan, plan_from};
 pub use explain::explain;
-pub use facts::{Facts, FailureOrigin, JobFacts, JobsetFacts, Run, drv_digest};
+pub use facts::{
+    BranchPull, BranchPullState, Facts, FailureOrigin, JobFacts, JobsetFacts, Run, drv_digest,
+};
 pub use ledger::{ActionKind, ActionRecord, Ledger, OptOut, OptOutKind, RecordState};
 pub use plan::{Action, Deferred, Evidence, Plan};

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::ledger::ActionKind;
-use crate::report::time;
+use crate::format::time;
 
 /// What the engine decided.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,6 +69,9 @@ pub struct Evidence {
     /// For a warning about a victim: the dependency whose failure it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// For a warning: the branch's newest pull request into its base.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch_pull: Option<super::facts::BranchPull>,
     /// Ledger records this builds on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ledger: Vec<i64>,

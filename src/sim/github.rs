@@ -502,6 +502,23 @@ impl FakeGitHub {
         number
     }
 
+    /// A committer opens a pull request from the repository's own branch
+    /// `branch` into `base` (as `staging-next` into `master`).
+    pub fn human_opens_branch_pull(&self, branch: &str, base: &str, title: &str) -> u64 {
+        let number = self.human_opens_pull(HUMAN_CLOSER, title);
+        let mut state = self.state();
+        let owner = state
+            .repo
+            .split_once('/')
+            .map_or(state.repo.clone(), |(o, _)| o.to_owned());
+        if let Some(pull) = state.items.get_mut(&number).and_then(|i| i.pull.as_mut()) {
+            pull.head = format!("{owner}:{branch}");
+            pull.base = base.to_owned();
+        }
+        state.touch(number);
+        number
+    }
+
     pub fn human_opens_pull(&self, author: &str, title: &str) -> u64 {
         let mut state = self.state();
         let number = state.next_number;
@@ -1030,14 +1047,31 @@ fn route(state: &mut State, request: &Request) -> Answer {
             }
         }
         ("GET", ["pulls"]) => {
-            let pulls: Vec<Value> = state
+            // GitHub's filters: `state` (open by default), `head`
+            // (`user:ref-name`), `base`; `sort=created` with
+            // `direction=desc` puts the newest first; `per_page` cuts.
+            let wanted = query.get("state").map_or("open", String::as_str);
+            let mut pulls: Vec<&Item> = state
                 .items
                 .values()
+                .filter(|i| wanted == "all" || i.state == wanted)
                 .filter(|i| {
-                    i.pull
-                        .as_ref()
-                        .is_some_and(|p| query.get("head").is_none_or(|h| *h == p.head))
+                    i.pull.as_ref().is_some_and(|p| {
+                        query.get("head").is_none_or(|h| *h == p.head)
+                            && query.get("base").is_none_or(|b| *b == p.base)
+                    })
                 })
+                .collect();
+            if query.get("direction").is_some_and(|d| d == "desc") {
+                pulls.reverse();
+            }
+            let per_page = query
+                .get("per_page")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(30usize);
+            let pulls = pulls
+                .into_iter()
+                .take(per_page)
                 .map(|i| pull_json(state, i))
                 .collect();
             (200, vec![], Value::Array(pulls))

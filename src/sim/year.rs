@@ -11,8 +11,7 @@
 
 use crate::config::JobsetRef;
 use crate::history::JobName;
-use crate::hydra::{Build, StorePath};
-use crate::store::{KnownBuild, NewEval, Store, StoreError};
+use crate::store::{BuildRow, KnownBuild, NewEval, Store, StoreError};
 
 use super::Rng;
 
@@ -184,29 +183,16 @@ impl YearWriter {
                     },
                 )?,
                 None => {
-                    let drvpath = format!(
-                        "/nix/store/{}-{}.drv",
-                        drv_hash(job.build),
-                        job.name.attr.replace('.', "-")
-                    );
-                    let drv = StorePath::parse(&drvpath).expect("a generated store path");
-                    writer.add_build(
-                        &Build {
-                            id: job.build,
-                            project: jobset.project.clone(),
-                            jobset: jobset.jobset.clone(),
-                            job: job.name.hydra_job(),
-                            system: job.name.system.clone(),
-                            nixname: None,
-                            drvpath: drvpath.clone(),
-                            finished: true,
-                            buildstatus: Some(job.status),
-                            timestamp: None,
-                            stoptime: Some(self.spec.start + self.spec.interval * e as i64),
-                        },
-                        &job.name,
-                        &drv,
-                    )?;
+                    writer.add_build(BuildRow {
+                        id: job.build,
+                        hydra_job: job.name.hydra_job(),
+                        job: job.name.clone(),
+                        finished: true,
+                        status: Some(job.status),
+                        stoptime: Some(self.spec.start + self.spec.interval * e as i64),
+                        drv_hash: drv_hash(job.build),
+                        nixname: job.name.attr.replace('.', "-"),
+                    })?;
                     added.push(i);
                 }
             }

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::names::page_file;
+use crate::format::{HydraLinks, time};
 use crate::policy::engine::{AttrAssessment, JobAssessment, Rule, cutoff};
 use crate::policy::explain::rule_words;
 use crate::policy::facts::{JobFacts, JobsetFacts};
 use crate::policy::{Assessment, Facts, Plan, Policy};
-use crate::report::{HydraLinks, time};
 
 /// History strips show at most this many evals (the newest).
 pub const MAX_CELLS: usize = 90;

@@ -102,6 +102,7 @@ fn snapshot() -> Snapshot {
                 origins: BTreeMap::new(),
             }],
             maintainers,
+            branch_pulls: Default::default(),
         },
         ledger: Ledger::default(),
         now: START + 7 * DAY + 3600,

@@ -228,6 +228,7 @@ impl Store {
             repository: repository.to_owned(),
             jobsets: out,
             maintainers: BTreeMap::new(),
+            branch_pulls: BTreeMap::new(),
         })
     }
 
@@ -289,6 +290,7 @@ impl Store {
             repository: repository.to_owned(),
             jobsets: out,
             maintainers: BTreeMap::new(),
+            branch_pulls: BTreeMap::new(),
         })
     }
 

@@ -28,7 +28,7 @@ pub use lease::{LeaseHeld, LeaseHolder};
 pub use origins::OriginWanted;
 pub use prune::{PRUNE_BATCH, Pruned};
 pub use read::{JobRecord, JobsetSummary, RootBuild, StoredEval};
-pub use write::{EvalWriter, KnownBuild, NewEval, WriteOutcome};
+pub use write::{BuildRow, EvalWriter, KnownBuild, NewEval, WriteOutcome};
 
 use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
@@ -111,12 +111,9 @@ impl<T> Context<T> for Result<T, rusqlite::Error> {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    /// Job ids by jobset and Hydra job name, filled lazily: the hot path of
-    /// ingest looks every job up once per eval.
-    job_ids: HashMap<i64, HashMap<String, i64>>,
-    /// Per jobset, the build of each job's open span (its build in the
-    /// newest eval): what a new eval is compared against.
-    open_spans: HashMap<i64, HashMap<i64, write::BuildVersion>>,
+    /// Per jobset, its job ids and open spans as committed, filled lazily
+    /// (see [`write::JobsetCache`]).
+    caches: HashMap<i64, write::JobsetCache>,
     /// The ledger as this connection last read or wrote it: a cycle reads
     /// it many times between its own few writes (see [`Store::ledger`]).
     ledger_memo: std::cell::RefCell<Option<facts::LedgerMemo>>,
@@ -146,8 +143,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
-            job_ids: HashMap::default(),
-            open_spans: HashMap::default(),
+            caches: HashMap::default(),
             ledger_memo: Default::default(),
         })
     }
@@ -182,8 +178,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
-            job_ids: HashMap::default(),
-            open_spans: HashMap::default(),
+            caches: HashMap::default(),
             ledger_memo: Default::default(),
         })
     }

@@ -32,6 +32,9 @@ impl Store {
                  FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
                  JOIN evals e ON e.jobset_id = j.jobset_id AND e.seq = s.first_seq
                  WHERE j.jobset_id = ?1 AND s.first_seq = 1 AND s.last_seq IS NULL
+                   -- A coarse cut of what the classification below keeps:
+                   -- successes (most of a first eval) are not even sorted.
+                   AND b.finished AND b.status != 0
                    AND NOT EXISTS (SELECT 1 FROM job_origins o WHERE o.job_id = j.id)
                  ORDER BY b.id",
             )

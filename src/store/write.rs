@@ -8,7 +8,6 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{Context, Store, StoreError};
 use crate::history::JobName;
-use crate::hydra::{Build, StorePath};
 
 /// An eval about to be written.
 #[derive(Debug, Clone)]
@@ -49,6 +48,50 @@ impl KnownBuild {
     }
 }
 
+/// A build checked and cut into the columns it fills, ready to be written.
+/// Ingest prepares these off the writer's thread while it streams an eval,
+/// so the writer only binds and inserts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRow {
+    pub id: i64,
+    /// The job name as Hydra spells it (how jobs are looked up).
+    pub hydra_job: String,
+    pub job: JobName,
+    pub finished: bool,
+    pub status: Option<i64>,
+    pub stoptime: Option<i64>,
+    /// The hash part of its derivation's store path.
+    pub drv_hash: String,
+    pub nixname: String,
+}
+
+/// What the writer keeps of a jobset between transactions, as committed:
+/// job ids by Hydra job name, and the build of each job's open span (its
+/// build in the newest eval), which a new eval is compared against.
+///
+/// A transaction writes through to it rather than keeping its own changes
+/// apart and merging them on commit: one copy of each map, not two plus a
+/// merge (a first eval of nixpkgs adds 290,000 of each). It is marked stale
+/// when a transaction begins and fresh once it commits, so a transaction
+/// that rolls back (a body cut short, an error) leaves it to be reloaded
+/// from the database.
+#[derive(Debug, Default)]
+pub(crate) struct JobsetCache {
+    job_ids: HashMap<String, i64>,
+    open_spans: HashMap<i64, BuildVersion>,
+    fresh: bool,
+}
+
+impl JobsetCache {
+    fn load(conn: &rusqlite::Connection, jobset_id: i64) -> Result<JobsetCache, StoreError> {
+        Ok(JobsetCache {
+            job_ids: load_job_ids(conn, jobset_id)?,
+            open_spans: load_open_spans(conn, jobset_id)?,
+            fresh: true,
+        })
+    }
+}
+
 /// A build as one span saw it: Hydra's build id and which of its versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BuildVersion {
@@ -80,11 +123,11 @@ enum Change {
 }
 
 impl StoredBuild {
-    fn change(&self, build: &Build, drv_hash: &str) -> Change {
+    fn change(&self, build: &BuildRow) -> Change {
         let same = self.finished == build.finished
-            && self.status == build.buildstatus
+            && self.status == build.status
             && self.stoptime == build.stoptime;
-        if self.drv_hash != drv_hash {
+        if self.drv_hash != build.drv_hash {
             // Repointed (`script/hydra-eval-jobset` `applyDrvPathRepoints`).
             Change::NewVersion
         } else if same {
@@ -119,15 +162,8 @@ pub struct EvalWriter<'s> {
     statements: Statements<'s>,
     tx: Transaction<'s>,
     jobset_id: i64,
-    /// Committed job ids of the jobset, by Hydra job name.
-    job_ids: &'s mut HashMap<String, i64>,
-    /// Job ids created in this transaction; they join `job_ids` on commit.
-    new_job_ids: HashMap<String, i64>,
-    /// Committed open spans of the jobset: job → build (and its version)
-    /// in the newest eval.
-    open_spans: &'s mut HashMap<i64, BuildVersion>,
-    /// Open spans opened (Some) or closed (None) by this transaction.
-    span_changes: Vec<(i64, Option<BuildVersion>)>,
+    /// The jobset's job ids and open spans, written through.
+    cache: &'s mut JobsetCache,
     /// When rechecking: the newest eval's seq, from which a change counts.
     recheck_seq: Option<i64>,
     /// Jobs seen in the eval being written.
@@ -241,26 +277,19 @@ impl Store {
     }
 
     fn begin(&mut self, jobset_id: i64) -> Result<EvalWriter<'_>, StoreError> {
-        if !self.job_ids.contains_key(&jobset_id) {
-            let ids = load_job_ids(&self.conn, jobset_id)?;
-            self.job_ids.insert(jobset_id, ids);
+        let cache = self.caches.entry(jobset_id).or_default();
+        if !cache.fresh {
+            *cache = JobsetCache::load(&self.conn, jobset_id)?;
         }
-        if !self.open_spans.contains_key(&jobset_id) {
-            let spans = load_open_spans(&self.conn, jobset_id)?;
-            self.open_spans.insert(jobset_id, spans);
-        }
-        let job_ids = self.job_ids.get_mut(&jobset_id).expect("inserted above");
-        let open_spans = self.open_spans.get_mut(&jobset_id).expect("inserted above");
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .context("starting a transaction")?;
+        // Fresh again only once this transaction commits.
+        cache.fresh = false;
         Ok(EvalWriter {
             statements: Statements::prepare(&self.conn)?,
             tx,
             jobset_id,
-            job_ids,
-            new_job_ids: HashMap::default(),
-            open_spans,
-            span_changes: Vec::new(),
+            cache,
             members: HashSet::default(),
             eval: None,
             recheck_seq: None,
@@ -361,32 +390,42 @@ fn load_job_ids(
 }
 
 impl EvalWriter<'_> {
+    /// Room for an eval of about `builds` builds, made once rather than by
+    /// doubling (each doubling briefly holds the old table and the new).
+    pub fn reserve(&mut self, builds: usize) {
+        self.members.reserve(builds);
+        let jobs = builds.saturating_sub(self.cache.job_ids.len());
+        self.cache.job_ids.reserve(jobs);
+        let spans = builds.saturating_sub(self.cache.open_spans.len());
+        self.cache.open_spans.reserve(spans);
+    }
+
     /// Record a build fetched from Hydra: its job, its status, and (when
     /// writing an eval) that the eval contains it.
-    pub fn add_build(
-        &mut self,
-        build: &Build,
-        name: &JobName,
-        drv: &StorePath<'_>,
-    ) -> Result<(), StoreError> {
-        let job_id = self.job_id(&build.job, name)?;
-        let nixname = build
-            .nixname
-            .as_deref()
-            .unwrap_or_else(|| drv.name.strip_suffix(".drv").unwrap_or(drv.name));
-        let inserted = self
-            .statements
-            .insert_build
-            .execute(params![
-                build.id,
-                job_id,
-                build.finished,
-                build.buildstatus,
-                build.stoptime,
-                drv.hash,
-                nixname
-            ])
-            .context("writing a build")?;
+    pub fn add_build(&mut self, mut build: BuildRow) -> Result<(), StoreError> {
+        let job_id = self.job_id(std::mem::take(&mut build.hydra_job), &build.job)?;
+        // The build of the job's open span is stored: no insert to attempt.
+        let stored_already = self
+            .cache
+            .open_spans
+            .get(&job_id)
+            .is_some_and(|open| open.build == build.id);
+        let inserted = if stored_already {
+            0
+        } else {
+            self.statements
+                .insert_build
+                .execute(params![
+                    build.id,
+                    job_id,
+                    build.finished,
+                    build.status,
+                    build.stoptime,
+                    build.drv_hash,
+                    build.nixname
+                ])
+                .context("writing a build")?
+        };
         if inserted == 1 {
             self.outcome.builds_written += 1;
             return self.add_member(build.id, job_id, 1);
@@ -404,7 +443,7 @@ impl EvalWriter<'_> {
                 })
             })
             .context("reading a stored build")?;
-        let version = match stored.change(build, drv.hash) {
+        let version = match stored.change(&build) {
             Change::None => stored.version,
             Change::Completes => {
                 self.statements
@@ -412,7 +451,7 @@ impl EvalWriter<'_> {
                     .execute(params![
                         build.id,
                         build.finished,
-                        build.buildstatus,
+                        build.status,
                         build.stoptime
                     ])
                     .context("updating a build")?;
@@ -431,9 +470,9 @@ impl EvalWriter<'_> {
                         params![
                             build.id,
                             build.finished,
-                            build.buildstatus,
+                            build.status,
                             build.stoptime,
-                            drv.hash
+                            build.drv_hash
                         ],
                         |r| r.get(0),
                     )
@@ -441,7 +480,7 @@ impl EvalWriter<'_> {
                 tracing::debug!(
                     build = build.id,
                     version,
-                    repointed = stored.drv_hash != drv.hash,
+                    repointed = stored.drv_hash != build.drv_hash,
                     "a build changed after the fact; recorded from this eval on"
                 );
                 self.outcome.builds_written += 1;
@@ -515,7 +554,7 @@ impl EvalWriter<'_> {
             build: build_id,
             version,
         };
-        let open = self.open_spans.get(&job_id).copied();
+        let open = self.cache.open_spans.get(&job_id).copied();
         if open == Some(seen) {
             return Ok(());
         }
@@ -531,7 +570,7 @@ impl EvalWriter<'_> {
             .execute([job_id, seq, seen.build, seen.version])
             .context("opening a span")?;
         self.outcome.spans_opened += 1;
-        self.span_changes.push((job_id, Some(seen)));
+        self.cache.open_spans.insert(job_id, seen);
         Ok(())
     }
 
@@ -549,7 +588,7 @@ impl EvalWriter<'_> {
         let Some(seq) = self.recheck_seq.filter(|_| self.eval.is_none()) else {
             return Ok(());
         };
-        let Some(open) = self.open_spans.get(&job_id).copied() else {
+        let Some(open) = self.cache.open_spans.get(&job_id).copied() else {
             return Ok(());
         };
         if open.build != build_id {
@@ -571,7 +610,7 @@ impl EvalWriter<'_> {
                 )
                 .and_then(|mut stmt| stmt.execute([job_id, version]))
                 .context("updating an open span")?;
-            self.span_changes.push((job_id, Some(seen)));
+            self.cache.open_spans.insert(job_id, seen);
             return Ok(());
         }
         self.close_span(job_id, seq)?;
@@ -609,16 +648,12 @@ impl EvalWriter<'_> {
             .execute([job_id, seq - 1])
             .context("closing a span")?;
         self.outcome.spans_closed += 1;
-        self.span_changes.push((job_id, None));
+        self.cache.open_spans.remove(&job_id);
         Ok(())
     }
 
-    fn job_id(&mut self, hydra_job: &str, name: &JobName) -> Result<i64, StoreError> {
-        if let Some(&id) = self
-            .job_ids
-            .get(hydra_job)
-            .or_else(|| self.new_job_ids.get(hydra_job))
-        {
+    fn job_id(&mut self, hydra_job: String, name: &JobName) -> Result<i64, StoreError> {
+        if let Some(&id) = self.cache.job_ids.get(&hydra_job) {
             return Ok(id);
         }
         let job = params![self.jobset_id, name.attr, name.system, name.suffixed];
@@ -635,7 +670,7 @@ impl EvalWriter<'_> {
                 .query_row(job, |r| r.get(0))
                 .context("registering a job")?
         };
-        self.new_job_ids.insert(hydra_job.to_owned(), id);
+        self.cache.job_ids.insert(hydra_job, id);
         Ok(id)
     }
 
@@ -663,6 +698,7 @@ impl EvalWriter<'_> {
                 .context("writing the eval")?;
             // Jobs that left the jobset: their spans end with the previous eval.
             let gone: Vec<i64> = self
+                .cache
                 .open_spans
                 .keys()
                 .copied()
@@ -673,13 +709,7 @@ impl EvalWriter<'_> {
             }
         }
         self.tx.commit().context("committing")?;
-        self.job_ids.extend(self.new_job_ids.drain());
-        for (job_id, seen) in self.span_changes.drain(..) {
-            match seen {
-                Some(seen) => self.open_spans.insert(job_id, seen),
-                None => self.open_spans.remove(&job_id),
-            };
-        }
+        self.cache.fresh = true;
         Ok(self.outcome)
     }
 }
@@ -698,48 +728,131 @@ mod tests {
         }
     }
 
-    fn hydra_says(finished: bool, status: Option<i64>, stoptime: Option<i64>) -> Build {
-        serde_json::from_value(serde_json::json!({
-            "id": 7, "project": "nixpkgs", "jobset": "trunk", "job": "hello.x86_64-linux",
-            "system": "x86_64-linux", "drvpath": "/nix/store/aaaa-hello.drv",
-            "finished": i64::from(finished), "buildstatus": status, "stoptime": stoptime,
-        }))
-        .expect("a build in Hydra's shape")
+    /// What Hydra says of build 7 now, with its derivation's hash.
+    fn hydra_says(
+        finished: bool,
+        status: Option<i64>,
+        stoptime: Option<i64>,
+        drv_hash: &str,
+    ) -> BuildRow {
+        BuildRow {
+            id: 7,
+            hydra_job: "hello.x86_64-linux".into(),
+            job: JobName::parse("hello.x86_64-linux", "x86_64-linux").unwrap(),
+            finished,
+            status,
+            stoptime,
+            drv_hash: drv_hash.into(),
+            nixname: "hello".into(),
+        }
+    }
+
+    fn new_eval(id: i64) -> NewEval {
+        NewEval {
+            id,
+            timestamp: id,
+            revision: None,
+            checkout_time: None,
+            eval_time: None,
+            strategy: "eval-builds",
+        }
+    }
+
+    fn build_of(id: i64, attr: &str) -> BuildRow {
+        let hydra_job = format!("{attr}.x86_64-linux");
+        BuildRow {
+            id,
+            job: JobName::parse(&hydra_job, "x86_64-linux").unwrap(),
+            hydra_job,
+            finished: true,
+            status: Some(0),
+            stoptime: Some(100),
+            drv_hash: "aaaa".into(),
+            nixname: attr.into(),
+        }
+    }
+
+    /// The writer writes its job ids and open spans through to the store's
+    /// cache; a transaction that rolls back must not leave the cache
+    /// pointing at rows that were never committed.
+    #[test]
+    fn an_eval_rolled_back_leaves_nothing_behind_for_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let jobset = crate::config::JobsetRef {
+            project: "nixpkgs".into(),
+            jobset: "trunk".into(),
+        };
+        let jobset_id = store.jobset_id(&jobset).unwrap();
+        let mut first = store
+            .begin_eval(jobset_id, "nixpkgs:trunk", new_eval(1))
+            .unwrap();
+        first.add_build(build_of(10, "hello")).unwrap();
+        first.add_build(build_of(11, "kept")).unwrap();
+        first.commit().unwrap();
+
+        let mut cut_short = store
+            .begin_eval(jobset_id, "nixpkgs:trunk", new_eval(2))
+            .unwrap();
+        cut_short.add_build(build_of(20, "fresh")).unwrap();
+        cut_short.add_build(build_of(21, "hello")).unwrap();
+        drop(cut_short);
+
+        let mut again = store
+            .begin_eval(jobset_id, "nixpkgs:trunk", new_eval(2))
+            .unwrap();
+        again.reserve(3);
+        again.add_build(build_of(20, "fresh")).unwrap();
+        again.add_build(build_of(21, "hello")).unwrap();
+        let outcome = again.commit().unwrap();
+        assert_eq!(
+            (outcome.spans_opened, outcome.spans_closed),
+            (2, 2),
+            "fresh and hello's new build open spans; hello's old one and kept's close: {outcome:?}"
+        );
+        let open: Vec<(i64, i64)> = store
+            .conn
+            .prepare("SELECT job_id, build_id FROM spans WHERE last_seq IS NULL ORDER BY build_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(open.iter().map(|o| o.1).collect::<Vec<_>>(), [20, 21]);
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+        let orphans: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(orphans, 0);
     }
 
     #[test]
     fn a_first_result_completes_the_pending_version() {
         let pending = stored(false, None);
-        let done = hydra_says(true, Some(1), Some(100));
-        assert_eq!(pending.change(&done, "aaaa"), Change::Completes);
-        assert_eq!(stored(true, Some(1)).change(&done, "aaaa"), Change::None);
+        let done = hydra_says(true, Some(1), Some(100), "aaaa");
+        assert_eq!(pending.change(&done), Change::Completes);
+        assert_eq!(stored(true, Some(1)).change(&done), Change::None);
     }
 
     #[test]
     fn a_restart_is_a_new_version_whether_seen_pending_or_finished_again() {
         let failed = stored(true, Some(1));
         // Hydra's restart: unfinished, the old status and time kept.
-        let restarted = hydra_says(false, Some(1), Some(100));
-        assert_eq!(failed.change(&restarted, "aaaa"), Change::NewVersion);
-        let built_since = hydra_says(true, Some(0), Some(200));
-        assert_eq!(failed.change(&built_since, "aaaa"), Change::NewVersion);
-        let failed_again_later = hydra_says(true, Some(1), Some(200));
-        assert_eq!(
-            failed.change(&failed_again_later, "aaaa"),
-            Change::NewVersion
-        );
+        let restarted = hydra_says(false, Some(1), Some(100), "aaaa");
+        assert_eq!(failed.change(&restarted), Change::NewVersion);
+        let built_since = hydra_says(true, Some(0), Some(200), "aaaa");
+        assert_eq!(failed.change(&built_since), Change::NewVersion);
+        let failed_again_later = hydra_says(true, Some(1), Some(200), "aaaa");
+        assert_eq!(failed.change(&failed_again_later), Change::NewVersion);
     }
 
     #[test]
     fn a_new_derivation_is_a_new_version_even_for_a_pending_build() {
-        let repointed = hydra_says(false, None, Some(100));
-        assert_eq!(
-            stored(true, Some(0)).change(&repointed, "bbbb"),
-            Change::NewVersion
-        );
-        assert_eq!(
-            stored(false, None).change(&repointed, "bbbb"),
-            Change::NewVersion
-        );
+        let repointed = hydra_says(false, None, Some(100), "bbbb");
+        assert_eq!(stored(true, Some(0)).change(&repointed), Change::NewVersion);
+        assert_eq!(stored(false, None).change(&repointed), Change::NewVersion);
     }
 }

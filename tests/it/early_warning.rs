@@ -338,6 +338,11 @@ fn staging_next_failures_are_warned_once_edited_closed_and_handed_over_to_trunk(
     );
     assert!(dry.contains("cc @stv0g"), "the text in full:\n{dry}");
     assert_eq!(world.count("POST"), 0, "a dry run posts nothing");
+    // The committers driving the cycle opened the branch's pull request.
+    let landing =
+        world
+            .github
+            .human_opens_branch_pull("staging-next", "master", "staging-next 2025-11-03");
     world.once("2025-11-04T12:00:00Z");
     let titles = world.titles();
     for expected in [
@@ -363,6 +368,12 @@ fn staging_next_failures_are_warned_once_edited_closed_and_handed_over_to_trunk(
         !body.contains("marked broken on"),
         "a warning sets no date:\n{body}"
     );
+    assert!(
+        body.contains(&format!(
+            "The branch's pull request: [#{landing}](https://github.com/NixOS/nixpkgs/pull/{landing}) (staging-next 2025-11-03) into `master` is open: the branch has not landed yet."
+        )),
+        "the warning says how close the branch is to landing:\n{body}"
+    );
     let (_, root) = world.issue_titled("python3Packages.pamqp: fails on staging-next");
     assert!(root.contains("cc @alice-gh"), "{root}");
     assert!(
@@ -380,6 +391,18 @@ fn staging_next_failures_are_warned_once_edited_closed_and_handed_over_to_trunk(
     // A newer eval of the branch: the texts are edited, nothing is posted.
     world.once("2025-11-04T20:00:00Z");
     assert_eq!(world.count("POST"), posts, "edits only");
+    let asked: Vec<u16> = world
+        .github
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.target.contains("head=NixOS%3Astaging-next"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        asked,
+        [200, 304],
+        "the branch's pull request is asked once a cycle, conditionally"
+    );
     let (_, edited) = world.issue_titled("hello: fails on staging-next");
     assert_ne!(edited, body, "the text follows the evals");
     assert!(
@@ -406,6 +429,7 @@ fn staging_next_failures_are_warned_once_edited_closed_and_handed_over_to_trunk(
     );
 
     // The branch landed: umurmur fails on trunk from eval 15 (11-06 00:00).
+    world.github.human_closes(landing, true);
     let posts = world.count("POST");
     world.once("2025-11-06T12:00:00Z");
     assert!(
@@ -416,6 +440,10 @@ fn staging_next_failures_are_warned_once_edited_closed_and_handed_over_to_trunk(
     assert_eq!(world.count("POST"), posts, "the handover is an edit");
     let (_, handed) = world.issue_titled("umurmur: fails on staging-next");
     assert!(handed.contains("**Handed over:**"), "{handed}");
+    assert!(
+        handed.contains("into `master` was merged: the branch landed."),
+        "{handed}"
+    );
     assert!(
         handed.contains("<!-- hydra-sentinel:notify:umurmur -->"),
         "the warning's issue becomes the tracking issue:\n{handed}"

@@ -163,6 +163,7 @@ pub fn facts(jobsets: Vec<JobsetFacts>) -> Facts {
         repository: hydra_sentinel::config::NIXPKGS_REPOSITORY.to_owned(),
         jobsets,
         maintainers: BTreeMap::new(),
+        branch_pulls: BTreeMap::new(),
     }
 }
 

@@ -1,0 +1,213 @@
+//! Following humans: what happened to the bot's pull requests and tracking
+//! issues since the last cycle.
+//!
+//! Owns: recording merges and closes of the bot's pull requests (a close by
+//! a human is a "no", remembered as a snooze), closing a tracking issue
+//! whose package builds again, and handing the comments of open ones to the
+//! maintainer commands ([`super::commands`]).
+//!
+//! Must never: open anything, take the bot's own close for a human's "no",
+//! or decide what to do next (the engine plans from what is recorded here).
+
+use std::collections::BTreeMap;
+
+use crate::forge::{Forge, ForgeError, Issue, State};
+use crate::policy::engine::builds_again;
+use crate::policy::{ActionKind, ActionRecord, Facts, RecordState};
+
+use super::{ActError, ActReport, Actor, failed, on_pull, pull_state, render, tracked_attr};
+
+impl<F: Forge> Actor<'_, F> {
+    pub(super) async fn follow_pull_requests(
+        &self,
+        bot: &str,
+        facts: &Facts,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        let ledger = self.store.ledger()?;
+        let mut pulls: BTreeMap<u64, Vec<&ActionRecord>> = BTreeMap::new();
+        for record in ledger
+            .actions
+            .iter()
+            .filter(|r| r.state == RecordState::Open)
+        {
+            if let Some(pr) = record.pr {
+                pulls.entry(pr).or_default().push(record);
+            }
+        }
+        for (number, records) in pulls {
+            let pull = match self.forge.pull(number).await {
+                Ok(pull) => pull,
+                Err(ForgeError::Status { status: 404, .. }) => {
+                    for record in &records {
+                        self.store.record_result(
+                            record.id,
+                            &failed(now, "the pull request is gone from GitHub"),
+                        )?;
+                    }
+                    report.failed(format!("pull request #{number} is gone from GitHub"));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            (self.progress)();
+            let state = pull_state(&pull);
+            if state != RecordState::Open {
+                // Closed by us because the packages build again is no human "no".
+                let by_us = ledger.actions.iter().any(|r| {
+                    r.kind == ActionKind::ClosePr
+                        && r.pr == Some(number)
+                        && r.state == RecordState::Done
+                });
+                for record in &records {
+                    self.store
+                        .record_result(record.id, &on_pull(state, now, number))?;
+                    if state == RecordState::Closed
+                        && !by_us
+                        && let Some(attr) = &record.attr
+                    {
+                        self.snooze_after_a_no(
+                            attr,
+                            now,
+                            format!("pull request #{number} closed without merging"),
+                        )?;
+                    }
+                }
+                report.did(match (state, by_us) {
+                    (RecordState::Merged, _) => format!("pull request #{number} was merged"),
+                    (_, true) => format!("pull request #{number} is closed (its packages build again)"),
+                    _ => format!("pull request #{number} was closed by a human; its packages are left alone as the policy says"),
+                });
+                continue;
+            }
+            let attrs: Vec<String> = records.iter().filter_map(|r| r.attr.clone()).collect();
+            self.handle_commands(bot, number, true, &attrs, facts, now, report)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn follow_tracking_issues(
+        &self,
+        bot: &str,
+        own: &[Issue],
+        facts: &Facts,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<(), ActError> {
+        for issue in own.iter().filter(|i| i.state == State::Open) {
+            let Some(attr) = tracked_attr(issue) else {
+                continue;
+            };
+            if builds_again(self.policy, facts, &attr, now) {
+                self.comment_and_close_issue(
+                    bot,
+                    issue.number,
+                    "recovered",
+                    &attr,
+                    &render::issue_recovered_comment(&attr),
+                )
+                .await?;
+                report.did(format!(
+                    "closed tracking issue #{} of {attr}: it builds again",
+                    issue.number
+                ));
+                continue;
+            }
+            self.handle_commands(
+                bot,
+                issue.number,
+                false,
+                std::slice::from_ref(&attr),
+                facts,
+                now,
+                report,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::config::JobsetRef;
+    use crate::history::EvalPoint;
+    use crate::policy::engine::builds_again;
+    use crate::policy::{Facts, JobFacts, JobsetFacts, Policy, Run};
+
+    fn facts(newest: (bool, Option<i64>)) -> Facts {
+        let evals = (0..3)
+            .map(|i| EvalPoint {
+                id: 100 + i,
+                seq: i + 1,
+                timestamp: 1_700_000_000 + i * 3600,
+                revision: None,
+            })
+            .collect();
+        let run = |first, last, build, (finished, status): (bool, Option<i64>)| Run {
+            first,
+            last,
+            build,
+            finished,
+            status,
+            drv: build as u64,
+            cause: crate::history::Cause::Own,
+        };
+        Facts {
+            hydra_url: "https://hydra.nixos.org".parse().unwrap(),
+            repository: crate::config::NIXPKGS_REPOSITORY.to_owned(),
+            jobsets: vec![JobsetFacts {
+                unlisted_building: 0,
+                jobset: JobsetRef {
+                    project: "nixpkgs".into(),
+                    jobset: "trunk".into(),
+                },
+                evals,
+                jobs: vec![JobFacts {
+                    attr: "hello".into(),
+                    system: "x86_64-linux".into(),
+                    suffixed: true,
+                    runs: vec![run(0, 1, 1, (true, Some(1))), run(2, 2, 2, newest)],
+                }],
+                propagated_from: BTreeMap::new(),
+                origins: BTreeMap::new(),
+            }],
+            maintainers: BTreeMap::new(),
+            branch_pulls: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_package_recovers_only_when_its_newest_signal_is_ok() {
+        let policy = Policy::nixpkgs();
+        let now = 1_800_000_000;
+        let recovered = |facts: &Facts, attr: &str| builds_again(&policy, facts, attr, now);
+        assert!(recovered(&facts((true, Some(0))), "hello"));
+        assert!(
+            !recovered(&facts((false, None)), "hello"),
+            "queued after a rebuild is no recovery"
+        );
+        assert!(
+            !recovered(&facts((true, Some(3))), "hello"),
+            "aborted is no recovery"
+        );
+        assert!(!recovered(&facts((true, Some(1))), "hello"));
+        assert!(
+            !recovered(&facts((true, Some(0))), "unknown"),
+            "no jobs, nothing recovered"
+        );
+    }
+
+    #[test]
+    fn a_recovery_after_now_is_not_seen_yet() {
+        let policy = Policy::nixpkgs();
+        let facts = facts((true, Some(0)));
+        let success = facts.jobsets[0].evals[2].timestamp;
+        assert!(!builds_again(&policy, &facts, "hello", success - 1));
+        assert!(builds_again(&policy, &facts, "hello", success));
+    }
+}
