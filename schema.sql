@@ -325,3 +325,15 @@ CREATE TABLE pending_evals (
     header    TEXT NOT NULL,             -- the eval as the evals page had it, build ids included
     saved_at  INTEGER NOT NULL           -- Unix s
 );
+
+-- version 15: indexes for the queries every cycle makes
+
+-- The open spans (a job's build in the newest eval) are a small part of
+-- all spans once history grows: ingest, rechecks, `status` and the plan read
+-- them by job without walking each job's closed spans.
+CREATE INDEX spans_open ON spans (job_id, build_id, version) WHERE last_seq IS NULL;
+-- The spans that ended recently: what a plan reads of jobs that build
+-- (see `Store::plan_facts`), without scanning the older history.
+CREATE INDEX spans_closed_by_last ON spans (last_seq) WHERE last_seq IS NOT NULL;
+-- A jobset's jobs (the UNIQUE index leads with the attribute).
+CREATE INDEX jobs_by_jobset ON jobs (jobset_id);

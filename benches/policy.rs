@@ -86,6 +86,7 @@ fn facts_from(sim: &SimHydra) -> Facts {
         hydra_url: url::Url::parse("https://hydra.nixos.org").unwrap(),
         repository: hydra_sentinel::config::NIXPKGS_REPOSITORY.to_owned(),
         jobsets: vec![JobsetFacts {
+            unlisted_building: 0,
             jobset: JobsetRef {
                 project: sim.project.clone(),
                 jobset: sim.jobset.clone(),

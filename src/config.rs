@@ -28,6 +28,7 @@ pub struct Config {
     pub hydra: HydraSettings,
     pub jobsets: Vec<JobsetRef>,
     pub database: PathBuf,
+    pub retention: RetentionSettings,
     pub ingest: IngestSettings,
     /// `hydra-sentinel run`: the loop's schedule and health rule.
     pub daemon: DaemonSettings,
@@ -199,6 +200,29 @@ impl Default for DaemonSettings {
         DaemonSettings {
             interval: Duration::from_secs(900),
             unhealthy_after_cycles: 3,
+        }
+    }
+}
+
+/// What the database keeps (`[database] keep_history_days`; see
+/// [`crate::store::Store::prune`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// Closed spans whose last eval is older than this are pruned (those
+    /// of failing jobs and of packages the ledger names are kept).
+    pub keep_history: Duration,
+}
+
+/// The shortest history kept: `backtest` replays it, and a shorter one
+/// would leave too little to calibrate a policy on.
+pub const MIN_KEEP_HISTORY_DAYS: u64 = 30;
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            // Two years: enough for `backtest` to replay a policy over
+            // every season of nixpkgs (releases, mass rebuilds).
+            keep_history: Duration::from_secs(730 * 86_400),
         }
     }
 }
@@ -448,6 +472,15 @@ impl Config {
         } else {
             None
         };
+        let keep_days = *raw.database.keep_history_days.get_ref();
+        if !(MIN_KEEP_HISTORY_DAYS..=36_500).contains(&keep_days) {
+            return Err(invalid(
+                raw.database.keep_history_days.span(),
+                format!(
+                    "database.keep_history_days must be between {MIN_KEEP_HISTORY_DAYS} and 36500, not {keep_days}: backtest replays the history kept"
+                ),
+            ));
+        }
         let github = match raw.github {
             None => None,
             Some(g) => {
@@ -538,6 +571,9 @@ impl Config {
             hydra: settings,
             jobsets,
             database: raw.database.path,
+            retention: RetentionSettings {
+                keep_history: Duration::from_secs(keep_days * 86_400),
+            },
             ingest: IngestSettings {
                 max_evals_per_pass: *ingest.max_evals_per_pass.get_ref(),
                 per_build_fetch_limit: ingest.per_build_fetch_limit,
@@ -779,12 +815,17 @@ struct RawJobset {
 #[serde(deny_unknown_fields, default)]
 struct RawDatabase {
     path: PathBuf,
+    keep_history_days: Spanned<u64>,
 }
 
 impl Default for RawDatabase {
     fn default() -> Self {
         RawDatabase {
             path: PathBuf::from("/var/lib/hydra-sentinel/state.sqlite"),
+            keep_history_days: Spanned::new(
+                0..0,
+                RetentionSettings::default().keep_history.as_secs() / 86_400,
+            ),
         }
     }
 }

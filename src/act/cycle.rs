@@ -9,7 +9,7 @@ use crate::forge::{
     Forge, GitHub, GitHubSettings, Memo, NewIssue, PullRequest, Secret, State, user_agent,
 };
 use crate::policy::{self, BranchPull, BranchPullState, Facts, Ledger, Policy};
-use crate::store::{LeaseHeld, LeaseHolder, Store};
+use crate::store::{LeaseHeld, LeaseHolder, PlanScope, Store};
 
 use super::{
     ActError, ActReport, ActSettings, Actor, GitPublisher, Publisher, describe, failing_attrs,
@@ -157,7 +157,11 @@ pub fn run_tuned(
     progress: &(dyn Fn() + Sync),
     tune: &dyn Fn(&mut GitHubSettings),
 ) -> Result<Outcome, ActError> {
-    let mut facts = store.policy_facts(&config.hydra.url, config.repository())?;
+    let mut facts = store.plan_facts(
+        &config.hydra.url,
+        config.repository(),
+        PlanScope::new(now, &policy.streak),
+    )?;
     let settings = settings(config);
     if dry_run || !config.act.enabled {
         if let Some(publisher) = publisher(config, None) {

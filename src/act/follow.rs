@@ -237,6 +237,7 @@ mod tests {
             hydra_url: "https://hydra.nixos.org".parse().unwrap(),
             repository: crate::config::NIXPKGS_REPOSITORY.to_owned(),
             jobsets: vec![JobsetFacts {
+                unlisted_building: 0,
                 jobset: JobsetRef {
                     project: "nixpkgs".into(),
                     jobset: "trunk".into(),

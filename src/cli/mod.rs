@@ -22,7 +22,7 @@ use hydra_sentinel::hydra::HydraClient;
 use hydra_sentinel::ingest::{Ingestor, PassOptions};
 use hydra_sentinel::nixpkgs::cli as nixpkgs_cli;
 use hydra_sentinel::report;
-use hydra_sentinel::store::Store;
+use hydra_sentinel::store::{PRUNE_BATCH, Store, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -123,6 +123,19 @@ enum Command {
     /// the repository, whom the mention reaches, Hydra and the nixpkgs
     /// checkout. Reads only; exits non-zero on a problem, saying how to fix it.
     Doctor,
+    /// Remove history older than `[database] keep_history_days` (default
+    /// two years), in small transactions: safe to interrupt, and the daemon
+    /// does it too, a little every cycle. Kept whatever their age: the
+    /// streaks of jobs that fail now, the history of packages the ledger
+    /// names, the evals and the ledger. Run `VACUUM` afterwards to give the
+    /// space back to the file system (see the README).
+    Prune {
+        /// Prune as of this time (RFC 3339 or a day) instead of now.
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -196,12 +209,42 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backtest(args) => policy::backtest(&load_config()?, &args, &mut stdout),
         Command::Digest(args) => policy::digest(&load_config()?, &args, &mut stdout),
         Command::Report(args) => site::report(&load_config()?, &args, &mut stdout),
+        Command::Prune { now, json } => prune(&load_config()?, now.as_deref(), json, &mut stdout),
         Command::Policy(command) => policy::policy_command(&command, &mut stdout),
         Command::Config(command) => config::config_command(&command, &mut stdout),
         Command::Doctor => doctor::doctor(cli.config.as_deref(), &mut stdout),
         Command::Completions { shell } => generate::completions(shell, &mut stdout),
         Command::Man { out_dir } => generate::man(out_dir.as_deref(), &mut stdout),
     }
+}
+
+fn prune(config: &Config, now: Option<&str>, json: bool, out: &mut dyn Write) -> Result<ExitCode> {
+    if !config.database.exists() {
+        return Err(StoreError::Missing {
+            path: config.database.clone(),
+        }
+        .into());
+    }
+    let now = match now {
+        Some(text) => policy::parse_time(text)?,
+        None => chrono::Utc::now().timestamp(),
+    };
+    let keep = i64::try_from(config.retention.keep_history.as_secs()).unwrap_or(i64::MAX);
+    let before = now.saturating_sub(keep);
+    let mut store = Store::open(&config.database)?;
+    let pruned = store.prune(before, PRUNE_BATCH, None)?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&pruned)?)?;
+    } else {
+        writeln!(
+            out,
+            "pruned {} spans and {} builds that ended before {}",
+            pruned.spans,
+            pruned.builds,
+            report::time(before)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

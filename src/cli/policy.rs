@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use hydra_sentinel::config::Config;
 use hydra_sentinel::digest::Week;
 use hydra_sentinel::policy::{self, Facts, Ledger, Policy};
-use hydra_sentinel::store::Store;
+use hydra_sentinel::store::{PlanScope, Store};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -101,8 +101,18 @@ pub fn load_policy(config: &Config, file: Option<&Path>) -> Result<Policy> {
     Ok(hydra_sentinel::settings::policy_of(config, file)?)
 }
 
-pub fn load_facts(store: &Store, config: &Config, maintainers: Option<&Path>) -> Result<Facts> {
-    let mut facts = store.policy_facts(&config.hydra.url, config.repository())?;
+/// The facts a plan, explain or backtest reads: what a plan as of `scope`
+/// needs ([`Store::plan_facts`]), or the whole history without one.
+pub fn load_facts(
+    store: &Store,
+    config: &Config,
+    maintainers: Option<&Path>,
+    scope: Option<PlanScope>,
+) -> Result<Facts> {
+    let mut facts = match scope {
+        Some(scope) => store.plan_facts(&config.hydra.url, config.repository(), scope)?,
+        None => store.policy_facts(&config.hydra.url, config.repository())?,
+    };
     if let Some(path) = maintainers {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading maintainers from {}", path.display()))?;
@@ -127,8 +137,9 @@ fn open(config: &Config) -> Result<(Store, Ledger)> {
 pub fn plan(config: &Config, args: &PlanArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let policy = load_policy(config, args.policy.as_deref())?;
     let (store, ledger) = open(config)?;
-    let facts = load_facts(&store, config, args.maintainers.as_deref())?;
     let now = now_or(args.now.as_deref())?;
+    let scope = PlanScope::new(now, &policy.streak);
+    let facts = load_facts(&store, config, args.maintainers.as_deref(), Some(scope))?;
     let plan = policy::plan(&policy, &facts, &ledger, now);
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&plan)?)?;
@@ -141,7 +152,7 @@ pub fn plan(config: &Config, args: &PlanArgs, out: &mut dyn Write) -> Result<Exi
 pub fn explain(config: &Config, args: &ExplainArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let policy = load_policy(config, args.policy.as_deref())?;
     let (store, ledger) = open(config)?;
-    let facts = load_facts(&store, config, args.maintainers.as_deref())?;
+    let facts = load_facts(&store, config, args.maintainers.as_deref(), None)?;
     let now = now_or(args.now.as_deref())?;
     match policy::explain(&policy, &facts, &ledger, &args.attr, now) {
         Some(text) => {
@@ -162,7 +173,7 @@ pub fn explain(config: &Config, args: &ExplainArgs, out: &mut dyn Write) -> Resu
 pub fn backtest(config: &Config, args: &BacktestArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let policy = load_policy(config, args.policy.as_deref())?;
     let (store, ledger) = open(config)?;
-    let facts = load_facts(&store, config, None)?;
+    let facts = load_facts(&store, config, None, None)?;
     let times = facts
         .jobsets
         .iter()
@@ -197,7 +208,7 @@ pub fn backtest(config: &Config, args: &BacktestArgs, out: &mut dyn Write) -> Re
 pub fn digest(config: &Config, args: &DigestArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let policy = load_policy(config, args.policy.as_deref())?;
     let (store, ledger) = open(config)?;
-    let facts = load_facts(&store, config, args.maintainers.as_deref())?;
+    let facts = load_facts(&store, config, args.maintainers.as_deref(), None)?;
     let now = now_or(args.now.as_deref())?;
     let week = match &args.week {
         Some(w) => Week::parse(w)?,

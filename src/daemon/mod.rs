@@ -275,7 +275,64 @@ pub fn default_steps(
         Box::new(IngestStep::new(settings, store)?),
         Box::new(ActStep),
         Box::new(ReportStep),
+        Box::new(PruneStep),
     ])
+}
+
+/// Batches of old history removed per cycle (see [`Store::prune`]): a
+/// database that was never pruned is brought under the horizon over a few
+/// cycles, without holding the database for long in any.
+const PRUNE_BATCHES_PER_CYCLE: usize = 100;
+
+/// Remove history older than `[database] keep_history_days`, a little every
+/// cycle, in small transactions (a stop or a kill loses at most one).
+pub struct PruneStep;
+
+impl CycleStep for PruneStep {
+    fn name(&self) -> &'static str {
+        "prune"
+    }
+
+    fn needs_previous(&self) -> bool {
+        false
+    }
+
+    fn run<'a>(&'a mut self, cx: &'a CycleContext<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            let database = cx.settings.config.database.clone();
+            let keep = cx.settings.config.retention.keep_history.as_secs();
+            let before = cx
+                .now
+                .saturating_sub(i64::try_from(keep).unwrap_or(i64::MAX));
+            let pruned = tokio::task::spawn_blocking(move || {
+                Store::open(&database)?.prune(
+                    before,
+                    crate::store::PRUNE_BATCH,
+                    Some(PRUNE_BATCHES_PER_CYCLE),
+                )
+            })
+            .await
+            .map_err(|source| StepError::Panicked {
+                task: "prune",
+                source,
+            })??;
+            cx.control.beat();
+            Ok(format!(
+                "{} spans and {} builds older than the horizon removed{}",
+                pruned.spans,
+                pruned.builds,
+                if pruned.complete {
+                    ""
+                } else {
+                    " (more next cycle)"
+                }
+            ))
+        })
+    }
+
+    fn reconfigure(&mut self, _settings: &Settings) -> Result<(), StepError> {
+        Ok(())
+    }
 }
 
 /// Write the HTML report (`[report] html_dir`) at the end of a successful

@@ -548,6 +548,7 @@ impl<'a> Ctx<'a> {
                 });
             }
         }
+        t.jobs += js.unlisted_building;
         let mut running = 0i64;
         for (i, e) in js.evals[..n_evals].iter().enumerate() {
             running += failing_delta[i];

@@ -76,6 +76,10 @@ pub struct JobsetFacts {
     /// Oldest first; runs refer to them by index.
     pub evals: Vec<EvalPoint>,
     pub jobs: Vec<JobFacts>,
+    /// Jobs of the newest eval left out of `jobs` because they built all
+    /// through the evals a plan looks at: nothing is said of them but their
+    /// number (see `Store::plan_facts`). 0 when every job is listed.
+    pub unlisted_building: u32,
     /// Victim build → root build, when known from Hydra's "propagated from
     /// build N" (its build page, read once per build by ingest; see
     /// [`crate::history::Cause`]). The engine then charges the victim to that

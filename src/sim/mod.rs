@@ -16,6 +16,7 @@ mod github;
 mod http;
 mod rng;
 mod server;
+mod year;
 
 pub use generate::{PlantedFailure, SimBuild, SimEval, SimHydra, SimSpec, propagated_status};
 pub use github::{FakeGitHub, GitHubFault, GitHubRequest};
@@ -23,3 +24,4 @@ pub use rng::Rng;
 pub use server::{
     Costs, Counters, EndpointCounters, FakeHydra, Fault, Limiter, RequestRecord, endpoint,
 };
+pub use year::{YearSpec, YearWriter};

@@ -91,6 +91,7 @@ fn snapshot() -> Snapshot {
             hydra_url: Url::parse("https://hydra.example.org").unwrap(),
             repository: "NixOS/nixpkgs".into(),
             jobsets: vec![JobsetFacts {
+                unlisted_building: 0,
                 jobset: JobsetRef {
                     project: "nixpkgs".into(),
                     jobset: "trunk".into(),

@@ -47,7 +47,7 @@ impl Store {
             .conn
             .prepare_cached(&format!(
                 "WITH failing_now AS (
-                     SELECT s.job_id FROM spans s JOIN jobs j ON j.id = s.job_id
+                     SELECT s.job_id FROM jobs j JOIN spans s INDEXED BY spans_open ON s.job_id = j.id
                      JOIN builds b ON b.id = s.build_id
                      WHERE j.jobset_id = ?1 AND s.last_seq IS NULL AND b.finished = 1
                        AND b.status IS NOT NULL AND b.status NOT IN (0, 3, 4, 9))

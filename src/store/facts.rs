@@ -1,7 +1,7 @@
 //! What the policy engine reads (facts, the ledger) and how the forge side
 //! writes the ledger: an intent before every outward action, its result after.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::{OptionalExtension, params};
 use url::Url;
@@ -9,7 +9,7 @@ use url::Url;
 use super::causes::cause_of;
 use super::{Context, Store, StoreError};
 use crate::config::JobsetRef;
-use crate::history::EvalPoint;
+use crate::history::{EvalPoint, StatusClass, StreakRules};
 use crate::policy::{
     Action, ActionKind, ActionRecord, Facts, JobFacts, JobsetFacts, Ledger, OptOut, OptOutKind,
     RecordState, Run, drv_digest,
@@ -72,6 +72,135 @@ pub struct NewOptOut {
     pub note: String,
 }
 
+/// The part of the history a plan needs (see [`Store::plan_facts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanScope {
+    /// The plan's `now`.
+    pub now: i64,
+    /// The newest evals in which every job's runs are read: the policy's
+    /// flaky window (`[streak] flaky_window_evals`).
+    pub window_evals: u32,
+}
+
+impl PlanScope {
+    /// The scope of a plan as of `now` under the policy's streak rules.
+    pub fn new(now: i64, rules: &StreakRules) -> PlanScope {
+        PlanScope {
+            now,
+            window_evals: rules.flaky_window_evals,
+        }
+    }
+}
+
+const DAY: i64 = 86_400;
+/// The digest charts the failing jobs of the week `now` is in: every job's
+/// runs are read from the eval before `now` minus this many days.
+const DIGEST_DAYS: i64 = 8;
+
+/// The ledger as a connection last read or wrote it, and the database's
+/// version then (see [`Store::ledger`]).
+pub(crate) struct LedgerMemo {
+    version: (i64, u64),
+    ledger: Ledger,
+}
+
+/// What a plan reads of one jobset, before it becomes its facts.
+struct Window {
+    jobset_id: i64,
+    jobset: JobsetRef,
+    evals: Vec<EvalPoint>,
+    seqs: EvalIndex,
+    /// The first eval of the window.
+    from_seq: i64,
+    /// The runs read of each listed job.
+    runs: HashMap<i64, Vec<Run>>,
+    /// Attribute, system and suffix of each listed job.
+    names: HashMap<i64, (String, String, bool)>,
+    /// Jobs that built all through the window, and whether each is in the
+    /// newest eval.
+    unlisted: HashMap<i64, bool>,
+    /// Of those, the ones in the newest eval.
+    unlisted_building: u32,
+    propagated_from: BTreeMap<i64, i64>,
+}
+
+impl Window {
+    fn into_facts(mut self, store: &Store) -> Result<JobsetFacts, StoreError> {
+        let mut ids: Vec<i64> = self.runs.keys().copied().collect();
+        ids.sort_unstable();
+        let mut jobs: Vec<JobFacts> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (Some(mut runs), Some((attr, system, suffixed))) =
+                (self.runs.remove(&id), self.names.remove(&id))
+            else {
+                continue;
+            };
+            if runs.is_empty() {
+                continue;
+            }
+            runs.sort_unstable_by_key(|r| r.first);
+            for r in &runs {
+                if let Some(root) = r.cause.root() {
+                    self.propagated_from.insert(r.build, root);
+                }
+            }
+            jobs.push(JobFacts {
+                attr,
+                system,
+                suffixed,
+                runs,
+            });
+        }
+        jobs.sort_by(|a, b| (&a.attr, &a.system).cmp(&(&b.attr, &b.system)));
+        Ok(JobsetFacts {
+            jobset: self.jobset,
+            evals: self.evals,
+            jobs,
+            unlisted_building: self.unlisted_building,
+            propagated_from: self.propagated_from,
+            origins: store.origins(self.jobset_id)?.into_iter().collect(),
+        })
+    }
+}
+
+/// What the window says of a job, before its runs are kept or not.
+struct Seen {
+    /// Every run in the window builds.
+    all_build: bool,
+    /// In the newest eval.
+    present: bool,
+    /// The newest run's first eval, and whether it builds.
+    newest: (u32, bool),
+}
+
+/// One span of a job, read as a run.
+struct RunRow {
+    job_id: i64,
+    run: Run,
+}
+
+/// Eval positions by seq: runs refer to evals by their index in the
+/// jobset's `evals`.
+struct EvalIndex {
+    seqs: Vec<i64>,
+}
+
+impl EvalIndex {
+    fn new(evals: &[EvalPoint]) -> EvalIndex {
+        EvalIndex {
+            seqs: evals.iter().map(|e| e.seq).collect(),
+        }
+    }
+
+    fn index(&self, seq: i64) -> u32 {
+        u32::try_from(self.seqs.partition_point(|s| *s < seq)).unwrap_or(u32::MAX)
+    }
+
+    fn newest(&self) -> u32 {
+        u32::try_from(self.seqs.len().saturating_sub(1)).unwrap_or(0)
+    }
+}
+
 fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
@@ -90,25 +219,8 @@ impl Store {
     /// compare links. `maintainers` starts empty: the caller adds what a
     /// nixpkgs checkout says.
     pub fn policy_facts(&self, hydra_url: &Url, repository: &str) -> Result<Facts, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, project, name FROM jobsets ORDER BY project, name")
-            .context("listing jobsets")?;
-        let jobsets: Vec<(i64, JobsetRef)> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    JobsetRef {
-                        project: r.get(1)?,
-                        jobset: r.get(2)?,
-                    },
-                ))
-            })
-            .context("listing jobsets")?
-            .collect::<Result<_, _>>()
-            .context("listing jobsets")?;
         let mut out = Vec::new();
-        for (id, jobset) in jobsets {
+        for (id, jobset) in self.jobsets()? {
             out.push(self.jobset_facts(id, jobset)?);
         }
         Ok(Facts {
@@ -120,91 +232,528 @@ impl Store {
         })
     }
 
-    fn jobset_facts(&self, jobset_id: i64, jobset: JobsetRef) -> Result<JobsetFacts, StoreError> {
+    /// What a plan as of `scope.now` reads: every eval, but of the jobs and
+    /// their spans only what the engine looks at, so that its cost follows
+    /// the failures, not the length of the history nor the jobs that build:
+    ///
+    /// - the whole history of the jobs whose newest build does not build
+    ///   (failing, pending, noise: their streaks, however old), of the
+    ///   attributes the ledger names (their evidence), and of jobs whose
+    ///   build a propagated failure names as its root;
+    /// - the runs over the newest evals (the flaky window, and the week the
+    ///   digest charts: from the eval before `now` − 8 days) of the jobs that
+    ///   did not build all through them, and of the jobs of another jobset
+    ///   with the same attribute and system (what an early warning compares);
+    /// - of the other jobs, which built all through the window, only their
+    ///   number ([`JobsetFacts::unlisted_building`]): nothing is said of them.
+    ///
+    /// Read as of an earlier `now` than a jobset's newest eval (a replay),
+    /// this is [`Store::policy_facts`]: the whole history.
+    ///
+    /// `backtest`, `explain` and the site read the whole history
+    /// ([`Store::policy_facts`]). That both plan alike is tested below.
+    pub fn plan_facts(
+        &self,
+        hydra_url: &Url,
+        repository: &str,
+        scope: PlanScope,
+    ) -> Result<Facts, StoreError> {
+        let root_jobs = self.root_jobs()?;
+        let mut windows = Vec::new();
+        for (id, jobset) in self.jobsets()? {
+            windows.push(self.jobset_window(id, jobset, scope, &root_jobs)?);
+        }
+        // A job listed in one jobset lists the job of the same attribute and
+        // system in the others: early warnings compare a branch with trunk.
+        if windows.len() > 1 {
+            let mut pairs: HashSet<(String, String)> = HashSet::new();
+            for w in windows.iter().filter_map(|w| w.as_ref().ok()) {
+                for (attr, system, _) in w.names.values() {
+                    pairs.insert((attr.clone(), system.clone()));
+                }
+            }
+            for w in windows.iter_mut().filter_map(|w| w.as_mut().ok()) {
+                for (attr, system) in &pairs {
+                    self.list_job_named(w, attr, system)?;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for window in windows {
+            out.push(match window {
+                Ok(window) => window.into_facts(self)?,
+                Err(whole) => whole,
+            });
+        }
+        Ok(Facts {
+            hydra_url: hydra_url.clone(),
+            repository: repository.to_owned(),
+            jobsets: out,
+            maintainers: BTreeMap::new(),
+            branch_pulls: BTreeMap::new(),
+        })
+    }
+
+    fn jobsets(&self) -> Result<Vec<(i64, JobsetRef)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, project, name FROM jobsets ORDER BY project, name")
+            .context("listing jobsets")?;
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                JobsetRef {
+                    project: r.get(1)?,
+                    jobset: r.get(2)?,
+                },
+            ))
+        })
+        .context("listing jobsets")?
+        .collect::<Result<_, _>>()
+        .context("listing jobsets")
+    }
+
+    /// A jobset's jobs whose attribute the ledger names.
+    fn ledger_jobs(&self, jobset_id: i64) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT j.id FROM jobs j
+                 WHERE j.attr IN (SELECT attr FROM actions WHERE attr IS NOT NULL) AND j.jobset_id = ?1",
+            )
+            .context("reading the jobs the ledger names")?;
+        stmt.query_map([jobset_id], |r| r.get(0))
+            .context("reading the jobs the ledger names")?
+            .collect::<Result<_, _>>()
+            .context("reading the jobs the ledger names")
+    }
+
+    /// A jobset's job ids.
+    fn job_ids_of(&self, jobset_id: i64) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM jobs WHERE jobset_id = ?1")
+            .context("reading a jobset's jobs")?;
+        stmt.query_map([jobset_id], |r| r.get(0))
+            .context("reading a jobset's jobs")?
+            .collect::<Result<_, _>>()
+            .context("reading a jobset's jobs")
+    }
+
+    /// A job's attribute, system and whether its name is suffixed.
+    fn job_name(&self, job_id: i64) -> Result<Option<(String, String, bool)>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT attr, system, suffixed FROM jobs WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .context("reading a job")
+    }
+
+    /// List the job of `attr` on `system` in the window's jobset, if stored
+    /// and not listed yet (its runs over the window suffice).
+    fn list_job_named(
+        &self,
+        window: &mut Window,
+        attr: &str,
+        system: &str,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<(i64, bool)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, suffixed FROM jobs WHERE attr = ?1 AND system = ?2 AND jobset_id = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![attr, system, window.jobset_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect()
+            })
+            .context("reading a job")?;
+        for (id, suffixed) in ids {
+            if window.names.contains_key(&id) {
+                continue;
+            }
+            if let Some(present) = window.unlisted.remove(&id) {
+                window.unlisted_building -= u32::from(present);
+                let runs = self.window_runs(window, id)?;
+                window.runs.insert(id, runs);
+                window
+                    .names
+                    .insert(id, (attr.to_owned(), system.to_owned(), suffixed));
+            }
+        }
+        Ok(())
+    }
+
+    /// Jobs of the builds that Hydra's pages name as the root of a
+    /// propagated failure.
+    fn root_jobs(&self) -> Result<HashSet<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT b.job_id FROM build_causes c JOIN builds b ON b.id = c.propagated_from",
+            )
+            .context("reading the roots of propagated failures")?;
+        stmt.query_map([], |r| r.get(0))
+            .context("reading the roots of propagated failures")?
+            .collect::<Result<_, _>>()
+            .context("reading the roots of propagated failures")
+    }
+
+    fn evals_of(&self, jobset_id: i64) -> Result<Vec<EvalPoint>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT id, seq, timestamp, revision FROM evals WHERE jobset_id = ?1 ORDER BY seq",
             )
             .context("reading evals")?;
-        let evals: Vec<EvalPoint> = stmt
-            .query_map([jobset_id], |r| {
-                Ok(EvalPoint {
-                    id: r.get(0)?,
-                    seq: r.get(1)?,
-                    timestamp: r.get(2)?,
-                    revision: r.get(3)?,
-                })
+        stmt.query_map([jobset_id], |r| {
+            Ok(EvalPoint {
+                id: r.get(0)?,
+                seq: r.get(1)?,
+                timestamp: r.get(2)?,
+                revision: r.get(3)?,
             })
-            .context("reading evals")?
-            .collect::<Result<_, _>>()
-            .context("reading evals")?;
-        let index = |seq: i64| -> u32 {
-            let i = evals.partition_point(|e| e.seq < seq);
-            u32::try_from(i).unwrap_or(u32::MAX)
+        })
+        .context("reading evals")?
+        .collect::<Result<_, _>>()
+        .context("reading evals")
+    }
+
+    /// A jobset's window (see [`Store::plan_facts`]), or its whole history
+    /// when read as of an earlier `now` than its newest eval.
+    fn jobset_window(
+        &self,
+        jobset_id: i64,
+        jobset: JobsetRef,
+        scope: PlanScope,
+        root_jobs: &HashSet<i64>,
+    ) -> Result<Result<Window, JobsetFacts>, StoreError> {
+        let evals = self.evals_of(jobset_id)?;
+        let Some(cutoff) = evals
+            .partition_point(|e| e.timestamp <= scope.now)
+            .checked_sub(1)
+        else {
+            return Ok(Err(self.jobset_facts(jobset_id, jobset)?));
         };
-        let newest = u32::try_from(evals.len().saturating_sub(1)).unwrap_or(0);
+        if cutoff + 1 < evals.len() {
+            return Ok(Err(self.jobset_facts(jobset_id, jobset)?));
+        }
+        let flaky_first = (cutoff + 1).saturating_sub(scope.window_evals.max(1) as usize);
+        let week_first = evals
+            .partition_point(|e| e.timestamp <= scope.now - DIGEST_DAYS * DAY)
+            .saturating_sub(1);
+        let from_seq = evals[flaky_first.min(week_first)].seq;
+        let seqs = EvalIndex::new(&evals);
+
+        // Of every job in the window, only a summary: most build all through
+        // it, and their runs are never kept.
+        let newest = seqs.newest();
+        let mut seen: HashMap<i64, Seen> = HashMap::new();
+        // The open spans: whether each job's build in the newest eval
+        // builds, from the index and the build alone (a span that saw an
+        // older version of its build counts as not building: it is read in
+        // full below). The bulk of a plan's reading.
+        {
+            const CONTEXT: &str = "reading the newest eval's builds";
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT s.job_id, s.version = b.version AND b.finished = 1 AND b.status = 0
+                     FROM jobs j JOIN spans s INDEXED BY spans_open ON s.job_id = j.id
+                     JOIN builds b ON b.id = s.build_id
+                     WHERE j.jobset_id = ?1 AND s.last_seq IS NULL",
+                )
+                .context(CONTEXT)?;
+            let mut rows = stmt.query([jobset_id]).context(CONTEXT)?;
+            while let Some(r) = rows.next().context(CONTEXT)? {
+                let job_id: i64 = r.get(0).context(CONTEXT)?;
+                let builds: bool = r.get(1).context(CONTEXT)?;
+                seen.insert(
+                    job_id,
+                    Seen {
+                        all_build: builds,
+                        present: true,
+                        newest: (newest, builds),
+                    },
+                );
+            }
+        }
+        let mut note = |row: RunRow| {
+            let builds = row.run.class() == StatusClass::Ok;
+            let s = seen.entry(row.job_id).or_insert(Seen {
+                all_build: true,
+                present: false,
+                newest: (row.run.first, builds),
+            });
+            s.all_build &= builds;
+            s.present |= row.run.last == newest;
+            if row.run.first >= s.newest.0 {
+                s.newest = (row.run.first, builds);
+            }
+        };
+        self.each_run(
+            "spans s INDEXED BY spans_closed_by_last JOIN jobs j ON j.id = s.job_id",
+            "s.last_seq >= ?2 AND s.last_seq IS NOT NULL AND j.jobset_id = ?1",
+            params![jobset_id, from_seq],
+            &seqs,
+            &mut note,
+        )?;
+
+        // Whose whole history is read.
+        let mut whole: HashSet<i64> = self.ledger_jobs(jobset_id)?.into_iter().collect();
+        for (id, s) in &seen {
+            if root_jobs.contains(id) || !s.newest.1 {
+                whole.insert(*id);
+            }
+        }
+        // Jobs not in the window left the jobset before it: read if they
+        // were failing when they left.
+        for id in self.job_ids_of(jobset_id)? {
+            if seen.contains_key(&id) || whole.contains(&id) {
+                continue;
+            }
+            if root_jobs.contains(&id) {
+                whole.insert(id);
+                continue;
+            }
+            let mut newest = None;
+            self.each_run(
+                "spans s",
+                "s.job_id = ?1 ORDER BY s.first_seq DESC LIMIT 1",
+                [id],
+                &seqs,
+                &mut |row| newest = Some(row.run),
+            )?;
+            if newest.is_some_and(|r| r.class() != StatusClass::Ok) {
+                whole.insert(id);
+            }
+        }
+
+        let mut window = Window {
+            jobset_id,
+            jobset,
+            evals,
+            from_seq,
+            seqs,
+            runs: HashMap::new(),
+            names: HashMap::new(),
+            unlisted: HashMap::new(),
+            unlisted_building: 0,
+            propagated_from: BTreeMap::new(),
+        };
+        let mut in_window = Vec::new();
+        for (id, s) in seen {
+            if whole.contains(&id) {
+                continue;
+            }
+            if s.all_build {
+                window.unlisted_building += u32::from(s.present);
+                window.unlisted.insert(id, s.present);
+            } else {
+                in_window.push(id);
+            }
+        }
+        for id in in_window {
+            let runs = self.window_runs(&window, id)?;
+            window.runs.insert(id, runs);
+        }
+        for id in whole {
+            let mut all = Vec::new();
+            self.each_run("spans s", "s.job_id = ?1", [id], &window.seqs, &mut |row| {
+                all.push(row.run)
+            })?;
+            window.runs.insert(id, all);
+        }
+        let ids: Vec<i64> = window.runs.keys().copied().collect();
+        for id in ids {
+            if let Some(name) = self.job_name(id)? {
+                window.names.insert(id, name);
+            }
+        }
+        Ok(Ok(window))
+    }
+
+    /// A job's runs over the window.
+    fn window_runs(&self, window: &Window, job_id: i64) -> Result<Vec<Run>, StoreError> {
+        let mut runs = Vec::new();
+        self.each_run(
+            "spans s",
+            "s.job_id = ?1 AND (s.last_seq IS NULL OR s.last_seq >= ?2)",
+            [job_id, window.from_seq],
+            &window.seqs,
+            &mut |row| runs.push(row.run),
+        )?;
+        Ok(runs)
+    }
+
+    /// A jobset's jobs: attribute, system, and whether the job name is
+    /// suffixed, by job id.
+    fn jobs_of(&self, jobset_id: i64) -> Result<HashMap<i64, (String, String, bool)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT j.id, j.attr, j.system, j.suffixed, s.first_seq, s.last_seq,
-                        s.build_id, s.finished, s.status, s.drv_hash, c.cause, c.propagated_from
-                 FROM jobs j JOIN span_builds s ON s.job_id = j.id
-                 LEFT JOIN build_causes c ON c.build_id = s.build_id AND c.status = s.status
-                 WHERE j.jobset_id = ?1 ORDER BY j.id, s.first_seq",
-            )
-            .context("reading job histories")?;
-        let mut rows = stmt.query([jobset_id]).context("reading job histories")?;
+            .prepare_cached("SELECT id, attr, system, suffixed FROM jobs WHERE jobset_id = ?1")
+            .context("reading a jobset's jobs")?;
+        stmt.query_map([jobset_id], |r| {
+            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+        })
+        .context("reading a jobset's jobs")?
+        .collect::<Result<_, _>>()
+        .context("reading a jobset's jobs")
+    }
+
+    /// Every span `FROM spans WHERE condition` (with `s` for the spans) as a
+    /// run: its build as that span saw it (what the `span_builds` view
+    /// says, spelled out so that each query picks its index on `spans`),
+    /// and what the build's page said of its failure.
+    fn each_run(
+        &self,
+        spans: &str,
+        condition: &str,
+        params: impl rusqlite::Params,
+        seqs: &EvalIndex,
+        each: &mut dyn FnMut(RunRow),
+    ) -> Result<(), StoreError> {
+        const CONTEXT: &str = "reading job histories";
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT s.job_id, s.first_seq, s.last_seq, s.build_id,
+                        CASE WHEN v.build_id IS NULL THEN b.finished ELSE v.finished END,
+                        CASE WHEN v.build_id IS NULL THEN b.status ELSE v.status END,
+                        CASE WHEN v.build_id IS NULL THEN b.drv_hash ELSE v.drv_hash END,
+                        c.cause, c.propagated_from
+                 FROM {spans} JOIN builds b ON b.id = s.build_id
+                 LEFT JOIN build_versions v
+                   ON v.build_id = s.build_id AND v.version = s.version AND s.version != b.version
+                 LEFT JOIN build_causes c ON c.build_id = s.build_id
+                   AND c.status = CASE WHEN v.build_id IS NULL THEN b.status ELSE v.status END
+                 WHERE {condition}"
+            ))
+            .context(CONTEXT)?;
+        let mut rows = stmt.query(params).context(CONTEXT)?;
+        while let Some(r) = rows.next().context(CONTEXT)? {
+            let last_seq: Option<i64> = r.get(2).context(CONTEXT)?;
+            let drv = r
+                .get_ref(6)
+                .context(CONTEXT)?
+                .as_str()
+                .map_err(rusqlite::Error::from)
+                .context(CONTEXT)?;
+            each(RunRow {
+                job_id: r.get(0).context(CONTEXT)?,
+                run: Run {
+                    first: seqs.index(r.get(1).context(CONTEXT)?),
+                    last: last_seq.map_or(seqs.newest(), |s| seqs.index(s)),
+                    build: r.get(3).context(CONTEXT)?,
+                    finished: r.get(4).context(CONTEXT)?,
+                    status: r.get(5).context(CONTEXT)?,
+                    drv: drv_digest(drv),
+                    cause: cause_of(r.get(7).context(CONTEXT)?, r.get(8).context(CONTEXT)?),
+                },
+            });
+        }
+        Ok(())
+    }
+
+    fn jobset_facts(&self, jobset_id: i64, jobset: JobsetRef) -> Result<JobsetFacts, StoreError> {
+        let evals = self.evals_of(jobset_id)?;
+        let seqs = EvalIndex::new(&evals);
+        let jobs_by_id = self.jobs_of(jobset_id)?;
         let mut jobs: Vec<JobFacts> = Vec::new();
         let mut propagated_from = BTreeMap::new();
         let mut current: Option<i64> = None;
-        while let Some(r) = rows.next().context("reading job histories")? {
-            let job_id: i64 = r.get(0).context("reading job histories")?;
-            if current != Some(job_id) {
-                current = Some(job_id);
-                jobs.push(JobFacts {
-                    attr: r.get(1).context("reading job histories")?,
-                    system: r.get(2).context("reading job histories")?,
-                    suffixed: r.get(3).context("reading job histories")?,
-                    runs: Vec::new(),
-                });
-            }
-            let first_seq: i64 = r.get(4).context("reading job histories")?;
-            let last_seq: Option<i64> = r.get(5).context("reading job histories")?;
-            let drv: String = r.get(9).context("reading job histories")?;
-            let cause = cause_of(
-                r.get(10).context("reading job histories")?,
-                r.get(11).context("reading job histories")?,
-            );
-            let build: i64 = r.get(6).context("reading job histories")?;
-            if let Some(root) = cause.root() {
-                propagated_from.insert(build, root);
-            }
-            let run = Run {
-                first: index(first_seq),
-                last: last_seq.map_or(newest, index),
-                build,
-                finished: r.get(7).context("reading job histories")?,
-                status: r.get(8).context("reading job histories")?,
-                drv: drv_digest(&drv),
-                cause,
-            };
-            if let Some(job) = jobs.last_mut() {
-                job.runs.push(run);
-            }
-        }
+        self.each_run(
+            "jobs j JOIN spans s ON s.job_id = j.id",
+            "j.jobset_id = ?1 ORDER BY j.id, s.first_seq",
+            [jobset_id],
+            &seqs,
+            &mut |row| {
+                if let Some(root) = row.run.cause.root() {
+                    propagated_from.insert(row.run.build, root);
+                }
+                if current != Some(row.job_id) {
+                    current = Some(row.job_id);
+                    let (attr, system, suffixed) =
+                        jobs_by_id.get(&row.job_id).cloned().unwrap_or_default();
+                    jobs.push(JobFacts {
+                        attr,
+                        system,
+                        suffixed,
+                        runs: Vec::new(),
+                    });
+                }
+                if let Some(job) = jobs.last_mut() {
+                    job.runs.push(row.run);
+                }
+            },
+        )?;
         jobs.sort_by(|a, b| (&a.attr, &a.system).cmp(&(&b.attr, &b.system)));
         Ok(JobsetFacts {
             jobset,
             evals,
             jobs,
+            unlisted_building: 0,
             propagated_from,
             origins: self.origins(jobset_id)?.into_iter().collect(),
         })
     }
 
-    /// The whole ledger, oldest first.
+    /// The whole ledger, oldest first. Read from the database once, then
+    /// kept in step with this connection's own ledger writes: read again
+    /// only when anything else wrote to the database since (another
+    /// process, or another table written through this connection).
     pub fn ledger(&self) -> Result<Ledger, StoreError> {
+        let version = self.ledger_version()?;
+        if let Some(memo) = self
+            .ledger_memo
+            .borrow()
+            .as_ref()
+            .filter(|m| m.version == version)
+        {
+            return Ok(memo.ledger.clone());
+        }
+        let ledger = self.read_ledger()?;
+        *self.ledger_memo.borrow_mut() = Some(LedgerMemo {
+            version,
+            ledger: ledger.clone(),
+        });
+        Ok(ledger)
+    }
+
+    /// What tells whether the ledger may have changed since: SQLite's
+    /// `data_version` (moves when another connection commits) and this
+    /// connection's count of changed rows.
+    fn ledger_version(&self) -> Result<(i64, u64), StoreError> {
+        let data_version = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .context("reading the data version")?;
+        Ok((data_version, self.conn.total_changes()))
+    }
+
+    /// After a ledger write made when the database was at `before`: apply
+    /// it to the kept ledger if that was current, else forget the kept one.
+    fn remember_write(
+        &self,
+        before: (i64, u64),
+        change: impl FnOnce(&mut Ledger),
+    ) -> Result<(), StoreError> {
+        let after = self.ledger_version()?;
+        let mut memo = self.ledger_memo.borrow_mut();
+        match memo.as_mut().filter(|m| m.version == before) {
+            Some(m) => {
+                change(&mut m.ledger);
+                m.version = after;
+            }
+            None => *memo = None,
+        }
+        Ok(())
+    }
+
+    fn read_ledger(&self) -> Result<Ledger, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -270,6 +819,7 @@ impl Store {
     /// A crash between intent and result leaves the intent, which the engine
     /// treats as in flight (never planned twice) until the forge reconciles it.
     pub fn record_intent(&self, action: &NewAction, planned_at: i64) -> Result<i64, StoreError> {
+        let before = self.ledger_version()?;
         self.conn
             .execute(
                 "INSERT INTO actions (kind, attr, systems, all_platforms, step, batch, state, planned_at, pinged, pr)
@@ -287,13 +837,35 @@ impl Store {
                 ],
             )
             .context("recording an intent")?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.conn.last_insert_rowid();
+        self.remember_write(before, |ledger| {
+            ledger.actions.push(ActionRecord {
+                id,
+                kind: action.kind,
+                attr: action.attr.clone(),
+                systems: action.systems.clone(),
+                all_platforms: action.all_platforms,
+                step: action.step.clone(),
+                batch: action.batch.clone(),
+                state: RecordState::Intent,
+                planned_at,
+                done_at: None,
+                closed_at: None,
+                pr: action.pr.filter(|n| i64::try_from(*n).is_ok()),
+                issue: None,
+                pinged: action.pinged.clone(),
+                error: None,
+                refused: None,
+            });
+        })?;
+        Ok(id)
     }
 
     /// Record what became of an action: done, a PR opened, failed, and later
     /// the PR merged or closed. PR and issue numbers are kept once known.
     pub fn record_result(&self, id: i64, result: &ActionResult) -> Result<(), StoreError> {
         let closing = matches!(result.state, RecordState::Merged | RecordState::Closed);
+        let before = self.ledger_version()?;
         let changed = self
             .conn
             .execute(
@@ -321,7 +893,21 @@ impl Store {
                 source: rusqlite::Error::QueryReturnedNoRows,
             });
         }
-        Ok(())
+        let fits = |n: &u64| i64::try_from(*n).is_ok();
+        self.remember_write(before, |ledger| {
+            if let Some(r) = ledger.actions.iter_mut().find(|r| r.id == id) {
+                r.state = result.state;
+                if closing {
+                    r.closed_at = Some(result.at);
+                } else {
+                    r.done_at = Some(result.at);
+                }
+                r.pr = result.pr.filter(fits).or(r.pr);
+                r.issue = result.issue.filter(fits).or(r.issue);
+                r.error = result.error.clone();
+                r.refused = result.refused.clone();
+            }
+        })
     }
 
     /// Record an opt-out (a marker or label seen, a snooze asked for).
@@ -339,30 +925,208 @@ impl Store {
         if let Some(id) = existing {
             return Ok(id);
         }
+        let before = self.ledger_version()?;
         self.conn
             .execute(
                 "INSERT INTO opt_outs (attr, kind, recorded_at, until, by, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![o.attr, o.kind.as_str(), o.recorded_at, o.until, o.by, o.note],
             )
             .context("recording an opt-out")?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.conn.last_insert_rowid();
+        self.remember_write(before, |ledger| {
+            ledger.opt_outs.push(OptOut {
+                id,
+                attr: o.attr.clone(),
+                kind: o.kind,
+                recorded_at: o.recorded_at,
+                until: o.until,
+                by: o.by.clone(),
+                note: o.note.clone(),
+                revoked_at: None,
+            });
+        })?;
+        Ok(id)
     }
 
     /// A marker or label was seen gone (or a snooze withdrawn).
     pub fn revoke_opt_out(&self, id: i64, at: i64) -> Result<(), StoreError> {
+        let before = self.ledger_version()?;
         self.conn
             .execute(
                 "UPDATE opt_outs SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                 params![id, at],
             )
-            .map(drop)
-            .context("revoking an opt-out")
+            .context("revoking an opt-out")?;
+        self.remember_write(before, |ledger| {
+            if let Some(o) = ledger
+                .opt_outs
+                .iter_mut()
+                .find(|o| o.id == id && o.revoked_at.is_none())
+            {
+                o.revoked_at = Some(at);
+            }
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::{DigestInput, Week};
+    use crate::policy::Policy;
+    use crate::sim::{YearSpec, YearWriter};
+
+    /// A small month of trunk and of staging-next (whose failures are
+    /// early warnings): many failures, mass breakages, jobs leaving and
+    /// coming.
+    fn month_of_trunk(store: &mut Store) -> YearWriter {
+        let spec = |seed| {
+            let mut spec = YearSpec::trunk(2_000);
+            spec.churn = 0.05;
+            spec.break_rate = 0.05;
+            spec.mass_breakages = vec![20, 52];
+            spec.mass_share = 0.1;
+            spec.turnover = 4;
+            spec.seed = seed;
+            spec.id_base = seed as i64 * 1_000_000_000;
+            spec
+        };
+        let mut trunk = YearWriter::new(spec(1));
+        let mut staging_next = YearWriter::new(spec(2));
+        for _ in 0..60 {
+            for (year, jobset) in [(&mut trunk, "trunk"), (&mut staging_next, "staging-next")] {
+                let jobset = JobsetRef {
+                    project: "nixpkgs".into(),
+                    jobset: jobset.into(),
+                };
+                year.write_eval(store, &jobset).unwrap();
+            }
+        }
+        trunk
+    }
+
+    fn plan_and_digest(policy: &Policy, facts: &Facts, ledger: &Ledger, now: i64) -> String {
+        let assessment = crate::policy::assess(policy, facts, ledger, now);
+        let plan = crate::policy::plan_from(policy, facts, ledger, &assessment);
+        let digest = crate::digest::render(&DigestInput {
+            policy,
+            facts,
+            assessment: &assessment,
+            plan: &plan,
+            week: Week::containing(now),
+        });
+        format!("{}\n{digest}", serde_json::to_string_pretty(&plan).unwrap())
+    }
+
+    fn runs(facts: &Facts) -> usize {
+        facts
+            .jobsets
+            .iter()
+            .flat_map(|js| &js.jobs)
+            .map(|j| j.runs.len())
+            .sum()
+    }
+
+    #[test]
+    fn a_plan_reads_less_than_the_whole_history_and_plans_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let year = month_of_trunk(&mut store);
+        let hydra: Url = "https://hydra.nixos.org".parse().unwrap();
+        let policy = Policy::nixpkgs();
+        let whole = store.policy_facts(&hydra, "NixOS/nixpkgs").unwrap();
+        // The ledger names a job that builds now and one that fails: their
+        // evidence needs their whole history.
+        let trunk = whole
+            .jobsets
+            .iter()
+            .find(|js| js.jobset.jobset == "trunk")
+            .unwrap();
+        let building = &trunk
+            .jobs
+            .iter()
+            .find(|j| j.runs.len() > 2 && j.runs.last().unwrap().class() == StatusClass::Ok)
+            .unwrap()
+            .attr;
+        let failing = &trunk
+            .jobs
+            .iter()
+            .find(|j| j.runs.len() > 1 && j.runs.last().unwrap().status == Some(1))
+            .unwrap()
+            .attr;
+        for attr in [building, failing] {
+            let id = store
+                .record_intent(
+                    &NewAction {
+                        kind: ActionKind::Notify,
+                        attr: Some(attr.clone()),
+                        systems: vec!["x86_64-linux".into()],
+                        all_platforms: false,
+                        step: Some("notice".into()),
+                        batch: None,
+                        pinged: vec![],
+                        pr: None,
+                    },
+                    year.newest_time() - 86_400 * 20,
+                )
+                .unwrap();
+            store
+                .record_result(
+                    id,
+                    &ActionResult {
+                        state: RecordState::Done,
+                        at: year.newest_time() - 86_400 * 20,
+                        pr: None,
+                        issue: Some(7),
+                        error: None,
+                        refused: None,
+                    },
+                )
+                .unwrap();
+        }
+        let ledger = store.ledger().unwrap();
+        for now in [year.newest_time(), year.newest_time() + 86_400 * 3] {
+            let scope = PlanScope::new(now, &policy.streak);
+            let read = store.plan_facts(&hydra, "NixOS/nixpkgs", scope).unwrap();
+            assert!(
+                runs(&read) * 4 < runs(&whole) * 3,
+                "a plan reads {} of {} runs",
+                runs(&read),
+                runs(&whole)
+            );
+            assert!(
+                read.jobsets.iter().all(|js| js.unlisted_building > 1_000),
+                "most jobs build all through the window and are only counted"
+            );
+            let expected = plan_and_digest(&policy, &whole, &ledger, now);
+            for kind in ["notify", "warn"] {
+                assert!(
+                    expected.contains(&format!("\"kind\": \"{kind}\"")),
+                    "the month plans {kind}:\n{expected}"
+                );
+            }
+            let got = plan_and_digest(&policy, &read, &ledger, now);
+            if got != expected {
+                let diff = similar::TextDiff::from_lines(&expected, &got)
+                    .unified_diff()
+                    .to_string();
+                panic!("the plan's reading plans otherwise than the whole history:\n{diff}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_plan_of_the_past_reads_the_whole_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let year = month_of_trunk(&mut store);
+        let hydra: Url = "https://hydra.nixos.org".parse().unwrap();
+        let policy = Policy::nixpkgs();
+        let scope = PlanScope::new(year.newest_time() - 86_400 * 10, &policy.streak);
+        let read = store.plan_facts(&hydra, "NixOS/nixpkgs", scope).unwrap();
+        let whole = store.policy_facts(&hydra, "NixOS/nixpkgs").unwrap();
+        assert_eq!(runs(&read), runs(&whole));
+    }
 
     #[test]
     fn an_intent_then_its_results_read_back_as_one_record() {
@@ -439,6 +1203,65 @@ mod tests {
                 )
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_ledger_kept_between_writes_reads_as_the_database_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let store = Store::open(&path).unwrap();
+        let fresh = || Store::open_read_only(&path).unwrap().ledger().unwrap();
+        assert_eq!(store.ledger().unwrap(), Ledger::default());
+        let notice = NewAction {
+            kind: ActionKind::Notify,
+            attr: Some("grafx".into()),
+            systems: vec!["x86_64-linux".into()],
+            all_platforms: false,
+            step: Some("notice".into()),
+            batch: None,
+            pinged: vec!["alice".into()],
+            pr: Some(12),
+        };
+        let id = store.record_intent(&notice, 100).unwrap();
+        assert_eq!(store.ledger().unwrap(), fresh());
+        for (state, at, pr, issue) in [
+            (RecordState::Open, 110, Some(4242), None),
+            (RecordState::Merged, 500, None, Some(9)),
+        ] {
+            store
+                .record_result(
+                    id,
+                    &ActionResult {
+                        state,
+                        at,
+                        pr,
+                        issue,
+                        error: Some("a note".into()),
+                        refused: None,
+                    },
+                )
+                .unwrap();
+            assert_eq!(store.ledger().unwrap(), fresh());
+        }
+        let marker = NewOptOut {
+            attr: "grafx".into(),
+            kind: OptOutKind::Marker,
+            recorded_at: 10,
+            until: None,
+            by: Some("bob".into()),
+            note: "pkgs/by-name/gr/grafx/package.nix".into(),
+        };
+        let o = store.record_opt_out(&marker).unwrap();
+        assert_eq!(store.ledger().unwrap(), fresh());
+        store.revoke_opt_out(o, 20).unwrap();
+        assert_eq!(store.ledger().unwrap(), fresh());
+
+        // Another process writes: read again.
+        let other = Store::open(&path).unwrap();
+        other.record_intent(&notice, 700).unwrap();
+        let ledger = store.ledger().unwrap();
+        assert_eq!(ledger.actions.len(), 2, "{ledger:?}");
+        assert_eq!(ledger, fresh());
     }
 
     #[test]

@@ -18,13 +18,15 @@ mod lease;
 mod memo;
 mod origins;
 mod pending;
+mod prune;
 mod read;
 mod write;
 
 pub use causes::CauseToRead;
-pub use facts::{ActionResult, NewAction, NewOptOut};
+pub use facts::{ActionResult, NewAction, NewOptOut, PlanScope};
 pub use lease::{LeaseHeld, LeaseHolder};
 pub use origins::OriginWanted;
+pub use prune::{PRUNE_BATCH, Pruned};
 pub use read::{JobRecord, JobsetSummary, RootBuild, StoredEval};
 pub use write::{BuildRow, EvalWriter, KnownBuild, NewEval, WriteOutcome};
 
@@ -112,6 +114,9 @@ pub struct Store {
     /// Per jobset, its job ids and open spans as committed, filled lazily
     /// (see [`write::JobsetCache`]).
     caches: HashMap<i64, write::JobsetCache>,
+    /// The ledger as this connection last read or wrote it: a cycle reads
+    /// it many times between its own few writes (see [`Store::ledger`]).
+    ledger_memo: std::cell::RefCell<Option<facts::LedgerMemo>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -139,6 +144,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             caches: HashMap::default(),
+            ledger_memo: Default::default(),
         })
     }
 
@@ -173,6 +179,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             caches: HashMap::default(),
+            ledger_memo: Default::default(),
         })
     }
 

@@ -110,8 +110,9 @@ impl Store {
             let mut stmt = self
                 .conn
                 .prepare_cached(
-                    "SELECT b.finished, b.status, c.cause, c.propagated_from, count(*) FROM spans s
-                     JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                    "SELECT b.finished, b.status, c.cause, c.propagated_from, count(*)
+                     FROM jobs j JOIN spans s INDEXED BY spans_open ON s.job_id = j.id
+                     JOIN builds b ON b.id = s.build_id
                      LEFT JOIN build_causes c ON c.build_id = b.id AND c.status = b.status
                      WHERE j.jobset_id = ?1 AND s.last_seq IS NULL
                      GROUP BY b.finished, b.status, c.cause, c.propagated_from IS NULL",
@@ -284,7 +285,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT b.id FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                "SELECT b.id FROM jobs j JOIN spans s INDEXED BY spans_open ON s.job_id = j.id
+                 JOIN builds b ON b.id = s.build_id
                  WHERE j.jobset_id = ?1 AND s.last_seq IS NULL
                    AND b.finished = 0 AND coalesce(b.fetched_at, 0) <= ?2
                  ORDER BY coalesce(b.fetched_at, 0), b.id LIMIT ?3",
@@ -313,7 +315,8 @@ impl Store {
     pub fn failed_builds_left(&self, jobset_id: i64, after: i64) -> Result<usize, StoreError> {
         self.conn
             .query_row(
-                &format!("SELECT count(*) FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                &format!("SELECT count(*) FROM jobs j JOIN spans s INDEXED BY spans_open ON s.job_id = j.id
+                 JOIN builds b ON b.id = s.build_id
                  WHERE j.jobset_id = ?1 AND s.last_seq IS NULL AND b.id > ?2 AND {FAILED}"),
                 [jobset_id, after],
                 |r| r.get::<_, i64>(0),
@@ -332,7 +335,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT b.id FROM spans s JOIN jobs j ON j.id = s.job_id JOIN builds b ON b.id = s.build_id
+                "SELECT b.id FROM jobs j JOIN spans s INDEXED BY spans_open ON s.job_id = j.id
+                 JOIN builds b ON b.id = s.build_id
                  WHERE j.jobset_id = ?1 AND s.last_seq IS NULL AND b.id > ?2 AND {condition}
                  ORDER BY b.id LIMIT ?3"
             ))
@@ -479,5 +483,19 @@ impl Store {
             )
             .map(drop)
             .context("noting a whole-eval outcome")
+    }
+}
+
+impl Store {
+    /// The id of a jobset's job, if stored.
+    pub fn job_id(&self, jobset_id: i64, name: &JobName) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id FROM jobs WHERE attr = ?1 AND system = ?2 AND jobset_id = ?3 AND suffixed = ?4",
+                params![name.attr, name.system, jobset_id, name.suffixed],
+                |r| r.get(0),
+            )
+            .optional()
+            .context("finding a job")
     }
 }

@@ -107,3 +107,134 @@ fn kill_and_resume(config: &str) {
         .collect();
     assert!(leftovers.len() <= 6, "spool files pile up: {leftovers:?}");
 }
+
+/// A quarter of a small trunk written straight into a store at `path`;
+/// returns the time of its newest eval.
+fn quarter_of_trunk(path: &std::path::Path) -> i64 {
+    use hydra_sentinel::config::JobsetRef;
+    use hydra_sentinel::sim::{YearSpec, YearWriter};
+    let mut store = hydra_sentinel::store::Store::open(path).expect("opening the store");
+    let mut spec = YearSpec::trunk(1_500);
+    spec.churn = 0.05;
+    spec.mass_breakages = vec![40];
+    let mut year = YearWriter::new(spec);
+    let trunk = JobsetRef {
+        project: "nixpkgs".into(),
+        jobset: "trunk".into(),
+    };
+    for _ in 0..180 {
+        year.write_eval(&mut store, &trunk)
+            .expect("writing an eval");
+    }
+    year.newest_time()
+}
+
+fn prune_command(config: &std::path::Path, now: i64) -> Command {
+    let now = chrono::DateTime::from_timestamp(now, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"));
+    command
+        .args(["--config", config.to_str().unwrap(), "prune", "--now", &now])
+        .env("HYDRA_SENTINEL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// What a database holds, table by table, and whether it holds together.
+fn contents(db: &std::path::Path) -> Vec<(String, i64)> {
+    let conn = rusqlite::Connection::open(db).expect("opening the database");
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let broken: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(broken, 0, "foreign keys broken");
+    let unnamed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM builds b WHERE NOT EXISTS (SELECT 1 FROM spans s WHERE s.build_id = b.id)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unnamed, 0, "builds no span names were left");
+    [
+        "spans",
+        "builds",
+        "build_versions",
+        "build_causes",
+        "evals",
+        "jobs",
+        "actions",
+    ]
+    .iter()
+    .map(|table| {
+        let n = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        (table.to_string(), n)
+    })
+    .collect()
+}
+
+#[test]
+fn a_prune_killed_at_any_moment_holds_together_and_the_next_one_finishes_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.sqlite");
+    let newest = quarter_of_trunk(&db);
+    let reference_db = dir.path().join("reference.sqlite");
+    std::fs::copy(&db, &reference_db).unwrap();
+    let config_for = |name: &str, db: &std::path::Path| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[[jobsets]]\nproject = \"nixpkgs\"\njobset = \"trunk\"\n[database]\npath = {:?}\nkeep_history_days = 30\n",
+                db.display().to_string()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let config = config_for("killed.toml", &db);
+    let reference = config_for("reference.toml", &reference_db);
+    let before = contents(&reference_db);
+    let output = prune_command(&reference, newest).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected = contents(&reference_db);
+    assert!(
+        expected[0].1 * 2 < before[0].1,
+        "two thirds of the quarter are older than 30 days: {before:?} → {expected:?}"
+    );
+
+    let mut rng = Rng::new(0x7072756e65);
+    for round in 0..8 {
+        let delay = Duration::from_millis(5 + rng.below(150));
+        let mut child = prune_command(&config, newest).spawn().unwrap();
+        std::thread::sleep(delay);
+        child.kill().ok();
+        let status = child.wait().unwrap();
+        let now = contents(&db);
+        eprintln!("round {round}: killed after {delay:?} ({status}): {now:?}");
+    }
+    let output = prune_command(&config, newest).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        contents(&db),
+        expected,
+        "a killed-and-resumed prune differs from an uninterrupted one"
+    );
+}

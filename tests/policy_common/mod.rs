@@ -31,6 +31,7 @@ pub fn rev(d: i64) -> String {
 /// A jobset `nixpkgs:trunk` with one eval a day at noon for `days` days.
 pub fn trunk(days: usize) -> JobsetFacts {
     JobsetFacts {
+        unlisted_building: 0,
         jobset: JobsetRef {
             project: "nixpkgs".into(),
             jobset: "trunk".into(),
