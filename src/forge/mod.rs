@@ -3,8 +3,10 @@
 //! Owns: the few GitHub operations the bot performs (its own issues and
 //! comments, pull requests from its fork, reading comments for commands),
 //! their wire models, rate-limit handling, and the [`Forge`] trait with a
-//! real implementation ([`GitHub`], through octocrab) and an in-memory fake
-//! ([`MemoryForge`]) for tests of the stages above.
+//! real implementation ([`GitHub`], through octocrab). Tests drive that
+//! real client against the GitHub look-alike ([`crate::sim::FakeGitHub`]),
+//! which models GitHub's limits, permissions and odd shapes over loopback
+//! HTTP; an in-memory fake that skipped the client was removed as unused.
 //!
 //! Must never: retry a create blindly (a 5xx on `POST` may have created the
 //! thing: the caller reconciles by looking for its own marker or branch
@@ -23,7 +25,6 @@
 mod failure;
 mod github;
 mod memo;
-mod memory;
 
 pub use failure::{Failure, Refusal};
 pub use github::{
@@ -31,7 +32,6 @@ pub use github::{
     Sleeper, user_agent,
 };
 pub use memo::Memo;
-pub use memory::MemoryForge;
 
 use std::fmt;
 use std::path::Path;
