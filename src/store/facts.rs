@@ -201,6 +201,13 @@ impl EvalIndex {
     }
 }
 
+/// Job ids as a JSON array for `json_each`, ascending so that the spans'
+/// primary key is walked in order.
+fn id_list(mut ids: Vec<i64>) -> String {
+    ids.sort_unstable();
+    serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())
+}
+
 fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
@@ -340,15 +347,21 @@ impl Store {
             .context("reading a jobset's jobs")
     }
 
-    /// A job's attribute, system and whether its name is suffixed.
-    fn job_name(&self, job_id: i64) -> Result<Option<(String, String, bool)>, StoreError> {
+    /// The attribute, system and whether the name is suffixed of each job
+    /// of `ids`.
+    fn job_names(&self, ids: Vec<i64>) -> Result<HashMap<i64, (String, String, bool)>, StoreError> {
         self.conn
-            .prepare_cached("SELECT attr, system, suffixed FROM jobs WHERE id = ?1")
+            .prepare_cached(
+                "SELECT id, attr, system, suffixed FROM jobs
+                 WHERE id IN (SELECT value FROM json_each(?1))",
+            )
             .and_then(|mut s| {
-                s.query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()
+                s.query_map([id_list(ids)], |r| {
+                    Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+                })?
+                .collect()
             })
-            .context("reading a job")
+            .context("reading jobs")
     }
 
     /// List the job of `attr` on `system` in the window's jobset, if stored
@@ -556,23 +569,26 @@ impl Store {
                 in_window.push(id);
             }
         }
-        for id in in_window {
-            let runs = self.window_runs(&window, id)?;
-            window.runs.insert(id, runs);
-        }
-        for id in whole {
-            let mut all = Vec::new();
-            self.each_run("spans s", "s.job_id = ?1", [id], &window.seqs, &mut |row| {
-                all.push(row.run)
-            })?;
-            window.runs.insert(id, all);
-        }
-        let ids: Vec<i64> = window.runs.keys().copied().collect();
-        for id in ids {
-            if let Some(name) = self.job_name(id)? {
-                window.names.insert(id, name);
-            }
-        }
+        // One query per kind of read, not one per job: the listed jobs are
+        // thousands on trunk, and a query each was most of a plan's time.
+        let mut runs: HashMap<i64, Vec<Run>> = HashMap::new();
+        self.each_run(
+            "spans s",
+            "s.job_id IN (SELECT value FROM json_each(?1))
+             AND (s.last_seq IS NULL OR s.last_seq >= ?2)",
+            params![id_list(in_window), window.from_seq],
+            &window.seqs,
+            &mut |row| runs.entry(row.job_id).or_default().push(row.run),
+        )?;
+        self.each_run(
+            "spans s",
+            "s.job_id IN (SELECT value FROM json_each(?1))",
+            [id_list(whole.into_iter().collect())],
+            &window.seqs,
+            &mut |row| runs.entry(row.job_id).or_default().push(row.run),
+        )?;
+        window.names = self.job_names(runs.keys().copied().collect())?;
+        window.runs = runs;
         Ok(Ok(window))
     }
 
