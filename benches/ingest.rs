@@ -5,6 +5,8 @@
 //!
 //! Run with `cargo bench --bench ingest` (needs the `sqlite3` command).
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -196,7 +198,7 @@ fn children_cpu() -> Duration {
 fn ingest(config: &Path) -> Run {
     let cpu_before = children_cpu();
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+    let child = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
         .args([
             "--config",
             config.to_str().unwrap(),
@@ -207,27 +209,7 @@ fn ingest(config: &Path) -> Run {
         .env("HYDRA_SENTINEL_LOG", "warn")
         .spawn()
         .expect("running hydra-sentinel");
-    // VmHWM is the peak of the process image after exec. (getrusage's
-    // ru_maxrss would also count the moment between fork and exec, when the
-    // child still shares this benchmark's large address space.)
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for hydra-sentinel") {
-            break status;
-        }
-        if let Some(hwm) = std::fs::read_to_string(&status_file)
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:").map(str::to_owned))
-            })
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak = peak.max(hwm);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (status, peak) = common::wait_with_peak_rss(child);
     let elapsed = start.elapsed();
     assert!(status.success(), "ingest failed: {status}");
     Run {

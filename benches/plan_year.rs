@@ -13,6 +13,8 @@
 //! 1 s and flat in the number of stored evals, peak RSS under 150 MB.
 //! `PLAN_YEAR_JOBS` sets the number of jobs (default 300000).
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -138,31 +140,13 @@ fn plan_binary(config: &Path, now: i64) -> (Duration, u64) {
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+    let child = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
         .args(["--config", config.to_str().unwrap(), "plan", "--now", &now])
         .env("HYDRA_SENTINEL_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .expect("running hydra-sentinel");
-    // VmHWM is the peak of the process image after exec (see benches/ingest.rs).
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for hydra-sentinel") {
-            break status;
-        }
-        if let Some(hwm) = std::fs::read_to_string(&status_file)
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:").map(str::to_owned))
-            })
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak = peak.max(hwm);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (status, peak) = common::wait_with_peak_rss(child);
     let elapsed = start.elapsed();
     assert!(status.success(), "plan failed: {status}");
     (elapsed, peak)
