@@ -337,3 +337,51 @@ CREATE INDEX spans_open ON spans (job_id, build_id, version) WHERE last_seq IS N
 CREATE INDEX spans_closed_by_last ON spans (last_seq) WHERE last_seq IS NOT NULL;
 -- A jobset's jobs (the UNIQUE index leads with the attribute).
 CREATE INDEX jobs_by_jobset ON jobs (jobset_id);
+
+-- version 16: what a plan needs to know of a span without reading its build
+
+-- A plan reads the history of the jobs that fail and of nothing else (see
+-- `Store::plan_facts`). Whether a span's build succeeded lives in `builds`,
+-- so telling the failing spans from the 300,000 that build meant joining
+-- every open span with its build each cycle. Two facts are kept on the
+-- span itself instead, each only ever a hint in the safe direction:
+--
+-- `built`: 1 when the build, as this span saw it (its version), finished
+-- and succeeded (status 0). 0 otherwise, and whenever unsure: a 0 only
+-- makes a plan read that job in full, while a wrong 1 would hide a failure,
+-- so nothing but a success sets it. The writer sets it with the span; a
+-- build that completes in place (pending, then finished: the only change
+-- Hydra makes to a build without a new version) updates its spans by the
+-- trigger below.
+--
+-- `job_left`: 1 when the span ended because its job was in no later eval
+-- (the attribute left the jobset, for now at least).
+ALTER TABLE spans ADD COLUMN built INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE spans ADD COLUMN job_left INTEGER NOT NULL DEFAULT 0;
+
+UPDATE spans SET built = 1
+WHERE EXISTS (
+    SELECT 1 FROM span_builds sb
+    WHERE sb.job_id = spans.job_id AND sb.first_seq = spans.first_seq
+      AND sb.finished = 1 AND sb.status = 0);
+UPDATE spans SET job_left = 1
+WHERE last_seq IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM spans later
+      WHERE later.job_id = spans.job_id AND later.first_seq > spans.first_seq);
+
+CREATE TRIGGER spans_follow_their_build_completing
+AFTER UPDATE OF finished, status ON builds
+BEGIN
+    UPDATE spans SET built = (NEW.finished = 1 AND NEW.status IS 0)
+    WHERE job_id = NEW.job_id AND build_id = NEW.id AND version = NEW.version;
+END;
+
+-- The newest eval's jobs that do not build: the few whose whole history a
+-- plan reads.
+CREATE INDEX spans_open_unbuilt ON spans (job_id) WHERE last_seq IS NULL AND built = 0;
+-- Runs that did not build and ended recently: the jobs a plan reads over
+-- its window.
+CREATE INDEX spans_closed_unbuilt ON spans (last_seq) WHERE last_seq IS NOT NULL AND built = 0;
+-- Jobs that left the jobset while they failed.
+CREATE INDEX spans_left_unbuilt ON spans (job_id) WHERE job_left = 1 AND built = 0;

@@ -11,7 +11,14 @@
 //!
 //! Run with `cargo bench --bench plan_year`. Targets: the plan step under
 //! 1 s and flat in the number of stored evals, peak RSS under 150 MB.
-//! `PLAN_YEAR_JOBS` sets the number of jobs (default 300000).
+//! `PLAN_YEAR_JOBS` sets the number of jobs (default 300000);
+//! `PLAN_YEAR_DB=PATH` keeps the database there, to look into afterwards
+//! (`sqlite3 PATH`, `EXPLAIN QUERY PLAN`); `PLAN_YEAR_EVALS=N` stops after
+//! the checkpoints up to `N`.
+//!
+//! Next to wall times it reports the step's CPU time (this thread's, from
+//! `/proc/thread-self/schedstat`): on a machine shared with other builds the
+//! wall time says as much about the neighbours as about the step.
 
 mod common;
 
@@ -33,8 +40,23 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300_000);
+    let last_checkpoint: usize = std::env::var("PLAN_YEAR_EVALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX);
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("state.sqlite");
+    let db = match std::env::var_os("PLAN_YEAR_DB") {
+        Some(path) => {
+            let path = std::path::PathBuf::from(path);
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+            path
+        }
+        None => dir.path().join("state.sqlite"),
+    };
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,
@@ -60,9 +82,9 @@ fn main() {
     );
     let _ = writeln!(
         out,
-        "  evals  write (s)  plan step (s)  of it reading (s)  jobs listed  step peak (MB)  whole-history plan (s)  binary plan (s)  binary peak RSS (MB)  database (MB)"
+        "  evals  write (s)  plan step (s)  its CPU (s)  of it reading (s)  jobs listed  step peak (MB)  whole-history plan (s)  binary plan (s)  binary peak RSS (MB)  database (MB)"
     );
-    for checkpoint in CHECKPOINTS {
+    for checkpoint in CHECKPOINTS.into_iter().filter(|c| *c <= last_checkpoint) {
         let start = Instant::now();
         while year.written() < checkpoint {
             year.write_eval(&mut store, &trunk).unwrap();
@@ -77,9 +99,10 @@ fn main() {
         // reaches during the step is the step's.
         let baseline = status_kb("VmRSS:");
         let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let (step, read, listed) = (0..3)
+        let (step, cpu, read, listed) = (0..3)
             .map(|_| {
                 let start = Instant::now();
+                let cpu_start = thread_cpu();
                 let facts = reader
                     .plan_facts(&hydra, "NixOS/nixpkgs", PlanScope::new(now, &policy.streak))
                     .unwrap();
@@ -87,7 +110,7 @@ fn main() {
                 let listed: usize = facts.jobsets.iter().map(|js| js.jobs.len()).sum();
                 let plan = policy::plan(&policy, &facts, &ledger, now);
                 std::hint::black_box(plan);
-                (start.elapsed(), read, listed)
+                (start.elapsed(), thread_cpu() - cpu_start, read, listed)
             })
             .min()
             .unwrap();
@@ -104,9 +127,10 @@ fn main() {
         let size = file_size(&db) + file_size(&db.with_extension("sqlite-wal"));
         let _ = writeln!(
             out,
-            "  {checkpoint:>5}  {:>9.1}  {:>13.3}  {:>17.3}  {listed:>11}  {:>14.1}  {:>22.3}  {:>15.3}  {:>20.1}  {:>13.1}",
+            "  {checkpoint:>5}  {:>9.1}  {:>13.3}  {:>11.3}  {:>17.3}  {listed:>11}  {:>14.1}  {:>22.3}  {:>15.3}  {:>20.1}  {:>13.1}",
             write.as_secs_f64(),
             step.as_secs_f64(),
+            cpu.as_secs_f64(),
             read.as_secs_f64(),
             step_peak as f64 / 1024.0,
             whole.as_secs_f64(),
@@ -116,6 +140,14 @@ fn main() {
         );
         let _ = out.flush();
     }
+}
+
+/// The CPU time this thread has used (the scheduler's own count, in ns).
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
 /// A `kB` figure of this process's `/proc/self/status`.

@@ -65,7 +65,7 @@ use crate::hydra::{HydraClient, HydraError};
 use crate::ingest::{IngestError, Ingestor, PassControl, PassOptions};
 use crate::settings::Settings;
 use crate::settings::SettingsError;
-use crate::store::{Store, StoreError};
+use crate::store::{PlanScope, Store, StoreError};
 
 /// How long a cancelled cycle may take to wind down (roll back the eval in
 /// flight) before it is dropped. `TimeoutStopSec=` in the unit is longer.
@@ -426,9 +426,15 @@ impl CycleStep for ActStep {
                 let outcome =
                     crate::act::cycle::run(&config, &policy, &store, now, false, false, &progress)
                         .map_err(StepError::from);
-                // Whatever the cycle did, what is set aside stays so.
+                // Whatever the cycle did, what is set aside stays so. Read
+                // as a plan reads (the ledger's packages in full), not the
+                // whole history: this runs every cycle.
                 let set_aside = store
-                    .policy_facts(&config.hydra.url, config.repository())
+                    .plan_facts(
+                        &config.hydra.url,
+                        config.repository(),
+                        PlanScope::new(now, &policy.streak),
+                    )
                     .and_then(|facts| {
                         let ledger = store.ledger()?;
                         Ok(health::set_aside(&crate::policy::assess(

@@ -629,7 +629,7 @@ impl<'a> Ctx<'a> {
                 (rank, s.jobset, s.job.system.clone())
             });
             let mut acting_systems: HashSet<String> = HashSet::new();
-            let mut assessed = Vec::new();
+            let mut assessed = Vec::with_capacity(jobs.len());
             for s in &jobs {
                 let js = &self.facts.jobsets[s.jobset];
                 let acts =

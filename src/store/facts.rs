@@ -116,10 +116,8 @@ struct Window {
     runs: HashMap<i64, Vec<Run>>,
     /// Attribute, system and suffix of each listed job.
     names: HashMap<i64, (String, String, bool)>,
-    /// Jobs that built all through the window, and whether each is in the
-    /// newest eval.
-    unlisted: HashMap<i64, bool>,
-    /// Of those, the ones in the newest eval.
+    /// Jobs of the newest eval not listed: they built all through the
+    /// window.
     unlisted_building: u32,
     propagated_from: BTreeMap<i64, i64>,
 }
@@ -161,16 +159,6 @@ impl Window {
             origins: store.origins(self.jobset_id)?.into_iter().collect(),
         })
     }
-}
-
-/// What the window says of a job, before its runs are kept or not.
-struct Seen {
-    /// Every run in the window builds.
-    all_build: bool,
-    /// In the newest eval.
-    present: bool,
-    /// The newest run's first eval, and whether it builds.
-    newest: (u32, bool),
 }
 
 /// One span of a job, read as a run.
@@ -254,6 +242,14 @@ impl Store {
     /// - of the other jobs, which built all through the window, only their
     ///   number ([`JobsetFacts::unlisted_building`]): nothing is said of them.
     ///
+    /// The jobs that fail are found without reading those that build: each
+    /// span says whether its build built and whether its job left (schema
+    /// version 16), and partial indexes hold only the spans that did not
+    /// build. The number of jobs that build is the newest eval's number of
+    /// jobs less the listed ones in it. So the cost follows the jobs that
+    /// fail and the window's length, not the jobset's size nor its history
+    /// (the `plan_year` benchmark).
+    ///
     /// Read as of an earlier `now` than a jobset's newest eval (a replay),
     /// this is [`Store::policy_facts`]: the whole history.
     ///
@@ -265,10 +261,9 @@ impl Store {
         repository: &str,
         scope: PlanScope,
     ) -> Result<Facts, StoreError> {
-        let root_jobs = self.root_jobs()?;
         let mut windows = Vec::new();
         for (id, jobset) in self.jobsets()? {
-            windows.push(self.jobset_window(id, jobset, scope, &root_jobs)?);
+            windows.push(self.jobset_window(id, jobset, scope)?);
         }
         // A job listed in one jobset lists the job of the same attribute and
         // system in the others: early warnings compare a branch with trunk.
@@ -335,18 +330,6 @@ impl Store {
             .context("reading the jobs the ledger names")
     }
 
-    /// A jobset's job ids.
-    fn job_ids_of(&self, jobset_id: i64) -> Result<Vec<i64>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id FROM jobs WHERE jobset_id = ?1")
-            .context("reading a jobset's jobs")?;
-        stmt.query_map([jobset_id], |r| r.get(0))
-            .context("reading a jobset's jobs")?
-            .collect::<Result<_, _>>()
-            .context("reading a jobset's jobs")
-    }
-
     /// The attribute, system and whether the name is suffixed of each job
     /// of `ids`.
     fn job_names(&self, ids: Vec<i64>) -> Result<HashMap<i64, (String, String, bool)>, StoreError> {
@@ -364,8 +347,9 @@ impl Store {
             .context("reading jobs")
     }
 
-    /// List the job of `attr` on `system` in the window's jobset, if stored
-    /// and not listed yet (its runs over the window suffice).
+    /// List the job of `attr` on `system` in the window's jobset, if stored,
+    /// not listed yet and with runs in the window (they suffice: it built
+    /// all through the window, or it would be listed).
     fn list_job_named(
         &self,
         window: &mut Window,
@@ -388,28 +372,34 @@ impl Store {
             if window.names.contains_key(&id) {
                 continue;
             }
-            if let Some(present) = window.unlisted.remove(&id) {
-                window.unlisted_building -= u32::from(present);
-                let runs = self.window_runs(window, id)?;
-                window.runs.insert(id, runs);
-                window
-                    .names
-                    .insert(id, (attr.to_owned(), system.to_owned(), suffixed));
+            let runs = self.window_runs(window, id)?;
+            if runs.is_empty() {
+                continue;
             }
+            if runs.iter().any(|r| r.last == window.seqs.newest()) {
+                window.unlisted_building = window.unlisted_building.saturating_sub(1);
+            }
+            window.runs.insert(id, runs);
+            window
+                .names
+                .insert(id, (attr.to_owned(), system.to_owned(), suffixed));
         }
         Ok(())
     }
 
-    /// Jobs of the builds that Hydra's pages name as the root of a
-    /// propagated failure.
-    fn root_jobs(&self) -> Result<HashSet<i64>, StoreError> {
+    /// A jobset's jobs of the builds that Hydra's pages name as the root of
+    /// a propagated failure.
+    fn root_jobs(&self, jobset_id: i64) -> Result<Vec<i64>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT DISTINCT b.job_id FROM build_causes c JOIN builds b ON b.id = c.propagated_from",
+                "SELECT DISTINCT b.job_id
+                 FROM build_causes c JOIN builds b ON b.id = c.propagated_from
+                 JOIN jobs j ON j.id = b.job_id
+                 WHERE j.jobset_id = ?1",
             )
             .context("reading the roots of propagated failures")?;
-        stmt.query_map([], |r| r.get(0))
+        stmt.query_map([jobset_id], |r| r.get(0))
             .context("reading the roots of propagated failures")?
             .collect::<Result<_, _>>()
             .context("reading the roots of propagated failures")
@@ -437,12 +427,16 @@ impl Store {
 
     /// A jobset's window (see [`Store::plan_facts`]), or its whole history
     /// when read as of an earlier `now` than its newest eval.
+    ///
+    /// Which jobs fail is read from the spans' `built` and `job_left`
+    /// (schema version 16) through partial indexes that hold only the spans
+    /// that did not build, so the 300,000 jobs that build are never read
+    /// one by one: only their number, which the newest eval keeps.
     fn jobset_window(
         &self,
         jobset_id: i64,
         jobset: JobsetRef,
         scope: PlanScope,
-        root_jobs: &HashSet<i64>,
     ) -> Result<Result<Window, JobsetFacts>, StoreError> {
         let evals = self.evals_of(jobset_id)?;
         let Some(cutoff) = evals
@@ -459,91 +453,49 @@ impl Store {
             .partition_point(|e| e.timestamp <= scope.now - DIGEST_DAYS * DAY)
             .saturating_sub(1);
         let from_seq = evals[flaky_first.min(week_first)].seq;
+        let newest_jobs = self.jobs_in_eval(evals[cutoff].id)?;
         let seqs = EvalIndex::new(&evals);
 
-        // Of every job in the window, only a summary: most build all through
-        // it, and their runs are never kept.
-        let newest = seqs.newest();
-        let mut seen: HashMap<i64, Seen> = HashMap::new();
-        // The open spans: whether each job's build in the newest eval
-        // builds, from the index and the build alone (a span that saw an
-        // older version of its build counts as not building: it is read in
-        // full below). The bulk of a plan's reading.
-        {
-            const CONTEXT: &str = "reading the newest eval's builds";
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    "SELECT s.job_id, s.version = b.version AND b.finished = 1 AND b.status = 0
-                     FROM jobs j JOIN spans s INDEXED BY spans_open ON s.job_id = j.id
-                     JOIN builds b ON b.id = s.build_id
-                     WHERE j.jobset_id = ?1 AND s.last_seq IS NULL",
-                )
-                .context(CONTEXT)?;
-            let mut rows = stmt.query([jobset_id]).context(CONTEXT)?;
-            while let Some(r) = rows.next().context(CONTEXT)? {
-                let job_id: i64 = r.get(0).context(CONTEXT)?;
-                let builds: bool = r.get(1).context(CONTEXT)?;
-                seen.insert(
-                    job_id,
-                    Seen {
-                        all_build: builds,
-                        present: true,
-                        newest: (newest, builds),
-                    },
-                );
-            }
+        // Whose whole history is read: the jobs of the newest eval that do
+        // not build, those that left the jobset while they did not build,
+        // those the ledger names, and roots of propagated failures.
+        let mut whole: HashSet<i64> = HashSet::default();
+        for ids in [
+            self.jobs_by_spans(
+                "spans s INDEXED BY spans_open_unbuilt JOIN jobs j ON j.id = s.job_id",
+                "s.last_seq IS NULL AND s.built = 0 AND j.jobset_id = ?1",
+                jobset_id,
+            )?,
+            self.jobs_by_spans(
+                "spans s INDEXED BY spans_left_unbuilt JOIN jobs j ON j.id = s.job_id",
+                "s.job_left = 1 AND s.built = 0 AND j.jobset_id = ?1
+                 AND NOT EXISTS (SELECT 1 FROM spans later
+                                 WHERE later.job_id = s.job_id AND later.first_seq > s.first_seq)",
+                jobset_id,
+            )?,
+            self.ledger_jobs(jobset_id)?,
+            self.root_jobs(jobset_id)?,
+        ] {
+            whole.extend(ids);
         }
-        let mut note = |row: RunRow| {
-            let builds = row.run.class() == StatusClass::Ok;
-            let s = seen.entry(row.job_id).or_insert(Seen {
-                all_build: true,
-                present: false,
-                newest: (row.run.first, builds),
-            });
-            s.all_build &= builds;
-            s.present |= row.run.last == newest;
-            if row.run.first >= s.newest.0 {
-                s.newest = (row.run.first, builds);
-            }
-        };
-        self.each_run(
-            "spans s INDEXED BY spans_closed_by_last JOIN jobs j ON j.id = s.job_id",
-            "s.last_seq >= ?2 AND s.last_seq IS NOT NULL AND j.jobset_id = ?1",
-            params![jobset_id, from_seq],
-            &seqs,
-            &mut note,
-        )?;
-
-        // Whose whole history is read.
-        let mut whole: HashSet<i64> = self.ledger_jobs(jobset_id)?.into_iter().collect();
-        for (id, s) in &seen {
-            if root_jobs.contains(id) || !s.newest.1 {
-                whole.insert(*id);
-            }
-        }
-        // Jobs not in the window left the jobset before it: read if they
-        // were failing when they left.
-        for id in self.job_ids_of(jobset_id)? {
-            if seen.contains_key(&id) || whole.contains(&id) {
-                continue;
-            }
-            if root_jobs.contains(&id) {
-                whole.insert(id);
-                continue;
-            }
-            let mut newest = None;
-            self.each_run(
-                "spans s",
-                "s.job_id = ?1 ORDER BY s.first_seq DESC LIMIT 1",
-                [id],
-                &seqs,
-                &mut |row| newest = Some(row.run),
-            )?;
-            if newest.is_some_and(|r| r.class() != StatusClass::Ok) {
-                whole.insert(id);
-            }
-        }
+        // Whose runs over the window are read: the other jobs with a run in
+        // it that did not build.
+        let in_window: Vec<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT s.job_id
+                 FROM spans s INDEXED BY spans_closed_unbuilt JOIN jobs j ON j.id = s.job_id
+                 WHERE s.last_seq >= ?2 AND s.last_seq IS NOT NULL AND s.built = 0
+                   AND j.jobset_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![jobset_id, from_seq], |r| r.get(0))?
+                    .collect::<Result<Vec<i64>, _>>()
+            })
+            .context("reading the jobs that failed within the window")?
+            .into_iter()
+            .filter(|id| !whole.contains(id))
+            .collect();
 
         let mut window = Window {
             jobset_id,
@@ -553,22 +505,9 @@ impl Store {
             seqs,
             runs: HashMap::new(),
             names: HashMap::new(),
-            unlisted: HashMap::new(),
             unlisted_building: 0,
             propagated_from: BTreeMap::new(),
         };
-        let mut in_window = Vec::new();
-        for (id, s) in seen {
-            if whole.contains(&id) {
-                continue;
-            }
-            if s.all_build {
-                window.unlisted_building += u32::from(s.present);
-                window.unlisted.insert(id, s.present);
-            } else {
-                in_window.push(id);
-            }
-        }
         // One query per kind of read, not one per job: the listed jobs are
         // thousands on trunk, and a query each was most of a plan's time.
         let mut runs: HashMap<i64, Vec<Run>> = HashMap::new();
@@ -580,16 +519,81 @@ impl Store {
             &window.seqs,
             &mut |row| runs.entry(row.job_id).or_default().push(row.run),
         )?;
+        // A job whose newest run does not build is read in full wherever
+        // that run is, whatever the spans' hints said.
+        let newest = window.seqs.newest();
+        let unbuilt_newest: Vec<i64> = runs
+            .iter()
+            .filter(|(_, runs)| {
+                runs.iter()
+                    .max_by_key(|r| r.first)
+                    .is_some_and(|r| r.class() != StatusClass::Ok)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in unbuilt_newest {
+            runs.remove(&id);
+            whole.insert(id);
+        }
+        // Of each, the runs from the one that built before its newest
+        // failure on (what a streak, its evidence and the ledger's records
+        // of that failure read), and every run in the window: the failures
+        // it had before it built again are not read, so a long history
+        // costs nothing. A span whose `built` is unsure counts as not
+        // built, which only reads further back.
         self.each_run(
-            "spans s",
-            "s.job_id IN (SELECT value FROM json_each(?1))",
-            [id_list(whole.into_iter().collect())],
+            "(SELECT value AS job_id,
+                     (SELECT max(o.first_seq) FROM spans o
+                      WHERE o.job_id = value AND o.built = 1
+                        AND o.first_seq < coalesce(
+                            (SELECT max(u.first_seq) FROM spans u
+                             WHERE u.job_id = value AND u.built = 0),
+                            9223372036854775807)) AS since
+              FROM json_each(?1)) w
+             CROSS JOIN spans s",
+            "s.job_id = w.job_id
+             AND (s.first_seq >= coalesce(w.since, 0) OR s.last_seq IS NULL OR s.last_seq >= ?2)",
+            params![id_list(whole.into_iter().collect()), window.from_seq],
             &window.seqs,
             &mut |row| runs.entry(row.job_id).or_default().push(row.run),
         )?;
+        let listed_in_newest = runs
+            .values()
+            .filter(|runs| runs.iter().any(|r| r.last == newest))
+            .count();
+        window.unlisted_building = newest_jobs.saturating_sub(listed_in_newest) as u32;
         window.names = self.job_names(runs.keys().copied().collect())?;
         window.runs = runs;
         Ok(Ok(window))
+    }
+
+    /// How many jobs an eval has (its `nr_builds`: one build per job).
+    fn jobs_in_eval(&self, eval_id: i64) -> Result<usize, StoreError> {
+        let jobs: i64 = self
+            .conn
+            .prepare_cached("SELECT nr_builds FROM evals WHERE id = ?1")
+            .and_then(|mut s| s.query_row([eval_id], |r| r.get(0)))
+            .context("reading an eval's number of jobs")?;
+        Ok(usize::try_from(jobs).unwrap_or(0))
+    }
+
+    /// The distinct jobs of the spans `FROM spans WHERE condition` (with `s`
+    /// for the spans and `?1` the jobset).
+    fn jobs_by_spans(
+        &self,
+        spans: &str,
+        condition: &str,
+        jobset_id: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT DISTINCT s.job_id FROM {spans} WHERE {condition}"
+            ))
+            .and_then(|mut s| {
+                s.query_map([jobset_id], |r| r.get(0))?
+                    .collect::<Result<Vec<i64>, _>>()
+            })
+            .context("reading the jobs that do not build")
     }
 
     /// A job's runs over the window.

@@ -351,6 +351,59 @@ mod tests {
         );
     }
 
+    /// Version 16 learns each span's `built` and `job_left` from the
+    /// history already stored, so that a plan right after the upgrade lists
+    /// the same failing jobs as the whole history.
+    #[test]
+    fn the_span_hints_are_learned_from_a_database_written_before_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrations().to_version(&mut conn, 15).unwrap();
+        conn.execute_batch(
+            "INSERT INTO jobsets (id, project, name) VALUES (1, 'nixpkgs', 'trunk');
+             INSERT INTO evals (id, jobset_id, seq, timestamp, nr_builds, rejected_jobs, strategy, ingested_at)
+                 VALUES (10, 1, 1, 100, 3, 0, 'per-build', 0), (11, 1, 2, 200, 2, 0, 'per-build', 0);
+             INSERT INTO jobs (id, jobset_id, attr, system, suffixed)
+                 VALUES (5, 1, 'hello', 'x86_64-linux', 1), (6, 1, 'gone', 'x86_64-linux', 1),
+                        (7, 1, 'restarted', 'x86_64-linux', 1);
+             -- hello: failed, then built; gone: failed and left; restarted:
+             -- built, then restarted (version 2) and pending.
+             INSERT INTO builds (id, job_id, finished, status, stoptime, drv_hash, nixname, version)
+                 VALUES (70, 5, 1, 1, 150, 'aaaa', 'hello-1', 1), (71, 5, 1, 0, 250, 'bbbb', 'hello-1', 1),
+                        (80, 6, 1, 1, 150, 'cccc', 'gone-1', 1), (90, 7, 0, 0, 150, 'dddd', 'r-1', 2);
+             INSERT INTO build_versions (build_id, version, finished, status, stoptime, drv_hash)
+                 VALUES (90, 1, 1, 0, 150, 'dddd');
+             INSERT INTO spans (job_id, first_seq, last_seq, build_id, version)
+                 VALUES (5, 1, 1, 70, 1), (5, 2, NULL, 71, 1), (6, 1, 1, 80, 1),
+                        (7, 1, 1, 90, 1), (7, 2, NULL, 90, 2);",
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        let hints: Vec<(i64, i64, bool, bool)> = store
+            .conn
+            .prepare(
+                "SELECT job_id, first_seq, built, job_left FROM spans ORDER BY job_id, first_seq",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            hints,
+            [
+                (5, 1, false, false),
+                (5, 2, true, false),
+                (6, 1, false, true),
+                (7, 1, true, false),
+                (7, 2, false, false),
+            ],
+            "(job, first eval, built, job left)"
+        );
+    }
+
     #[test]
     fn the_early_warning_migration_keeps_every_action_and_allows_warn() {
         let dir = tempfile::tempdir().unwrap();

@@ -65,6 +65,13 @@ pub struct BuildRow {
     pub nixname: String,
 }
 
+impl BuildRow {
+    /// It finished and succeeded (what a span of it records as `built`).
+    fn built(&self) -> bool {
+        self.finished && self.status == Some(0)
+    }
+}
+
 /// What the writer keeps of a jobset between transactions, as committed:
 /// job ids by Hydra job name, and the build of each job's open span (its
 /// build in the newest eval), which a new eval is compared against.
@@ -339,8 +346,8 @@ impl<'c> Statements<'c> {
             )?,
             insert_job: prepare("INSERT OR IGNORE INTO jobs (jobset_id, attr, system, suffixed) VALUES (?1, ?2, ?3, ?4)")?,
             find_job: prepare("SELECT id FROM jobs WHERE attr = ?2 AND system = ?3 AND jobset_id = ?1 AND suffixed = ?4")?,
-            open_span: prepare("INSERT INTO spans (job_id, first_seq, last_seq, build_id, version) VALUES (?1, ?2, NULL, ?3, ?4)")?,
-            close_span: prepare("UPDATE spans SET last_seq = ?2 WHERE job_id = ?1 AND last_seq IS NULL")?,
+            open_span: prepare("INSERT INTO spans (job_id, first_seq, last_seq, build_id, version, built) VALUES (?1, ?2, NULL, ?3, ?4, ?5)")?,
+            close_span: prepare("UPDATE spans SET last_seq = ?2, job_left = ?3 WHERE job_id = ?1 AND last_seq IS NULL")?,
         })
     }
 }
@@ -428,7 +435,7 @@ impl EvalWriter<'_> {
         };
         if inserted == 1 {
             self.outcome.builds_written += 1;
-            return self.add_member(build.id, job_id, 1);
+            return self.add_member(build.id, job_id, 1, build.built());
         }
         let stored = self
             .statements
@@ -485,19 +492,23 @@ impl EvalWriter<'_> {
                 );
                 self.outcome.builds_written += 1;
                 self.outcome.new_versions += 1;
-                self.new_version_in_recheck(job_id, build.id, version)?;
+                self.new_version_in_recheck(job_id, build.id, version, build.built())?;
                 version
             }
         };
-        self.add_member(build.id, job_id, version)
+        // Whatever changed, the stored version now says what Hydra says.
+        self.add_member(build.id, job_id, version, build.built())
     }
 
     /// Record that the eval contains a build the store already has.
     pub fn add_known(&mut self, build_id: i64, known: &KnownBuild) -> Result<(), StoreError> {
         match known {
             KnownBuild::Stored {
-                job_id, version, ..
-            } => self.add_member(build_id, *job_id, *version),
+                job_id,
+                finished,
+                status,
+                version,
+            } => self.add_member(build_id, *job_id, *version, *finished && *status == Some(0)),
             KnownBuild::Refused => {
                 self.outcome.rejected_jobs += 1;
                 Ok(())
@@ -536,7 +547,14 @@ impl EvalWriter<'_> {
     /// The eval contains `version` of `build_id` as the build of `job_id`:
     /// extend the job's open span if it saw the same, else close it and
     /// open one.
-    fn add_member(&mut self, build_id: i64, job_id: i64, version: i64) -> Result<(), StoreError> {
+    /// `built`: that version finished and succeeded (the span's `built`).
+    fn add_member(
+        &mut self,
+        build_id: i64,
+        job_id: i64,
+        version: i64,
+        built: bool,
+    ) -> Result<(), StoreError> {
         let Some((_, seq)) = &self.eval else {
             return Ok(());
         };
@@ -561,13 +579,19 @@ impl EvalWriter<'_> {
         if open.is_some() {
             self.close_span(job_id, seq)?;
         }
-        self.open_span(job_id, seq, seen)
+        self.open_span(job_id, seq, seen, built)
     }
 
-    fn open_span(&mut self, job_id: i64, seq: i64, seen: BuildVersion) -> Result<(), StoreError> {
+    fn open_span(
+        &mut self,
+        job_id: i64,
+        seq: i64,
+        seen: BuildVersion,
+        built: bool,
+    ) -> Result<(), StoreError> {
         self.statements
             .open_span
-            .execute([job_id, seq, seen.build, seen.version])
+            .execute(params![job_id, seq, seen.build, seen.version, built])
             .context("opening a span")?;
         self.outcome.spans_opened += 1;
         self.cache.open_spans.insert(job_id, seen);
@@ -584,6 +608,7 @@ impl EvalWriter<'_> {
         job_id: i64,
         build_id: i64,
         version: i64,
+        built: bool,
     ) -> Result<(), StoreError> {
         let Some(seq) = self.recheck_seq.filter(|_| self.eval.is_none()) else {
             return Ok(());
@@ -606,15 +631,15 @@ impl EvalWriter<'_> {
         if first_seq == seq {
             self.tx
                 .prepare_cached(
-                    "UPDATE spans SET version = ?2 WHERE job_id = ?1 AND last_seq IS NULL",
+                    "UPDATE spans SET version = ?2, built = ?3 WHERE job_id = ?1 AND last_seq IS NULL",
                 )
-                .and_then(|mut stmt| stmt.execute([job_id, version]))
+                .and_then(|mut stmt| stmt.execute(params![job_id, version, built]))
                 .context("updating an open span")?;
             self.cache.open_spans.insert(job_id, seen);
             return Ok(());
         }
         self.close_span(job_id, seq)?;
-        self.open_span(job_id, seq, seen)
+        self.open_span(job_id, seq, seen, built)
     }
 
     /// Builds of the jobset report `name`: Hydra renamed it. Returns
@@ -643,9 +668,15 @@ impl EvalWriter<'_> {
 
     /// End the job's open span with the eval before `seq`.
     fn close_span(&mut self, job_id: i64, seq: i64) -> Result<(), StoreError> {
+        self.end_span(job_id, seq, false)
+    }
+
+    /// End the job's open span with the eval before `seq`; `left`: the job
+    /// is not in the eval `seq` (it left the jobset).
+    fn end_span(&mut self, job_id: i64, seq: i64, left: bool) -> Result<(), StoreError> {
         self.statements
             .close_span
-            .execute([job_id, seq - 1])
+            .execute(params![job_id, seq - 1, left])
             .context("closing a span")?;
         self.outcome.spans_closed += 1;
         self.cache.open_spans.remove(&job_id);
@@ -705,7 +736,7 @@ impl EvalWriter<'_> {
                 .filter(|job| !self.members.contains(job))
                 .collect();
             for job_id in gone {
-                self.close_span(job_id, seq)?;
+                self.end_span(job_id, seq, true)?;
             }
         }
         self.tx.commit().context("committing")?;
@@ -827,6 +858,77 @@ mod tests {
             })
             .unwrap();
         assert_eq!(orphans, 0);
+    }
+
+    /// The hints a plan reads instead of every build (`built`,
+    /// `job_left`) follow the builds as Hydra changes them.
+    #[test]
+    fn each_span_knows_whether_its_build_built_and_whether_its_job_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let jobset = crate::config::JobsetRef {
+            project: "nixpkgs".into(),
+            jobset: "trunk".into(),
+        };
+        let jobset_id = store.jobset_id(&jobset).unwrap();
+        let with = |id, attr, finished, status| BuildRow {
+            finished,
+            status,
+            ..build_of(id, attr)
+        };
+        let mut write = |eval, builds: Vec<BuildRow>| {
+            let mut writer = store
+                .begin_eval(jobset_id, "nixpkgs:trunk", new_eval(eval))
+                .unwrap();
+            for build in builds {
+                writer.add_build(build).unwrap();
+            }
+            writer.commit().unwrap();
+        };
+        write(
+            1,
+            vec![
+                with(10, "pending", false, None),
+                with(11, "failing", true, Some(1)),
+                with(12, "restarted", true, Some(0)),
+                with(13, "leaving", true, Some(1)),
+            ],
+        );
+        // The pending build completes; the other is restarted and pending.
+        write(
+            2,
+            vec![
+                with(10, "pending", true, Some(0)),
+                with(11, "failing", true, Some(1)),
+                with(12, "restarted", false, Some(0)),
+            ],
+        );
+        let hints: Vec<(String, i64, bool, bool)> = store
+            .conn
+            .prepare(
+                "SELECT j.attr, s.first_seq, s.built, s.job_left FROM spans s JOIN jobs j ON j.id = s.job_id
+                 ORDER BY j.attr, s.first_seq",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let hints: Vec<(&str, i64, bool, bool)> = hints
+            .iter()
+            .map(|(attr, seq, built, left)| (attr.as_str(), *seq, *built, *left))
+            .collect();
+        assert_eq!(
+            hints,
+            [
+                ("failing", 1, false, false),
+                ("leaving", 1, false, true),
+                ("pending", 1, true, false),
+                ("restarted", 1, true, false),
+                ("restarted", 2, false, false),
+            ],
+            "(attr, first eval, built, job left)"
+        );
     }
 
     #[test]
