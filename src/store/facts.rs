@@ -320,8 +320,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT j.id FROM jobs j
-                 WHERE j.attr IN (SELECT attr FROM actions WHERE attr IS NOT NULL) AND j.jobset_id = ?1",
+                "SELECT j.id FROM (SELECT DISTINCT attr FROM actions WHERE attr IS NOT NULL) a
+                 CROSS JOIN jobs j ON j.attr = a.attr
+                 WHERE j.jobset_id = ?1",
             )
             .context("reading the jobs the ledger names")?;
         stmt.query_map([jobset_id], |r| r.get(0))
@@ -462,12 +463,12 @@ impl Store {
         let mut whole: HashSet<i64> = HashSet::default();
         for ids in [
             self.jobs_by_spans(
-                "spans s INDEXED BY spans_open_unbuilt JOIN jobs j ON j.id = s.job_id",
+                "spans s INDEXED BY spans_open_unbuilt CROSS JOIN jobs j ON j.id = s.job_id",
                 "s.last_seq IS NULL AND s.built = 0 AND j.jobset_id = ?1",
                 jobset_id,
             )?,
             self.jobs_by_spans(
-                "spans s INDEXED BY spans_left_unbuilt JOIN jobs j ON j.id = s.job_id",
+                "spans s INDEXED BY spans_left_unbuilt CROSS JOIN jobs j ON j.id = s.job_id",
                 "s.job_left = 1 AND s.built = 0 AND j.jobset_id = ?1
                  AND NOT EXISTS (SELECT 1 FROM spans later
                                  WHERE later.job_id = s.job_id AND later.first_seq > s.first_seq)",
@@ -484,7 +485,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT DISTINCT s.job_id
-                 FROM spans s INDEXED BY spans_closed_unbuilt JOIN jobs j ON j.id = s.job_id
+                 FROM spans s INDEXED BY spans_closed_unbuilt CROSS JOIN jobs j ON j.id = s.job_id
                  WHERE s.last_seq >= ?2 AND s.last_seq IS NOT NULL AND s.built = 0
                    AND j.jobset_id = ?1",
             )
@@ -539,21 +540,13 @@ impl Store {
         // failure on (what a streak, its evidence and the ledger's records
         // of that failure read), and every run in the window: the failures
         // it had before it built again are not read, so a long history
-        // costs nothing. A span whose `built` is unsure counts as not
+        // costs little. A span whose `built` is unsure counts as not
         // built, which only reads further back.
+        let cuts = self.history_cuts(whole.into_iter().collect(), window.from_seq)?;
         self.each_run(
-            "(SELECT value AS job_id,
-                     (SELECT max(o.first_seq) FROM spans o
-                      WHERE o.job_id = value AND o.built = 1
-                        AND o.first_seq < coalesce(
-                            (SELECT max(u.first_seq) FROM spans u
-                             WHERE u.job_id = value AND u.built = 0),
-                            9223372036854775807)) AS since
-              FROM json_each(?1)) w
-             CROSS JOIN spans s",
-            "s.job_id = w.job_id
-             AND (s.first_seq >= coalesce(w.since, 0) OR s.last_seq IS NULL OR s.last_seq >= ?2)",
-            params![id_list(whole.into_iter().collect()), window.from_seq],
+            "json_each(?1) w CROSS JOIN spans s",
+            "s.job_id = w.value ->> 0 AND s.first_seq >= w.value ->> 1",
+            [cuts],
             &window.seqs,
             &mut |row| runs.entry(row.job_id).or_default().push(row.run),
         )?;
@@ -567,6 +560,35 @@ impl Store {
         Ok(Ok(window))
     }
 
+    /// For each job of `ids`, the first eval of the runs a plan reads of it
+    /// (see [`Store::jobset_window`]), as a JSON list of `[job, seq]` for
+    /// `json_each`. Computed apart from reading the runs: inside that query
+    /// SQLite would compute it again for every span.
+    fn history_cuts(&self, ids: Vec<i64>, from_seq: i64) -> Result<String, StoreError> {
+        let cuts: Vec<(i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT value,
+                        min(coalesce((SELECT max(o.first_seq) FROM spans o
+                                      WHERE o.job_id = value AND o.built = 1
+                                        AND o.first_seq < coalesce(
+                                            (SELECT max(u.first_seq) FROM spans u
+                                             WHERE u.job_id = value AND u.built = 0),
+                                            9223372036854775807)), 0),
+                            coalesce((SELECT max(w.first_seq) FROM spans w
+                                      WHERE w.job_id = value AND w.first_seq <= ?2), 0))
+                 FROM json_each(?1)",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![id_list(ids), from_seq], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect()
+            })
+            .context("reading where the jobs' histories begin to matter")?;
+        Ok(serde_json::to_string(&cuts).unwrap_or_else(|_| "[]".into()))
+    }
+
     /// How many jobs an eval has (its `nr_builds`: one build per job).
     fn jobs_in_eval(&self, eval_id: i64) -> Result<usize, StoreError> {
         let jobs: i64 = self
@@ -578,7 +600,9 @@ impl Store {
     }
 
     /// The distinct jobs of the spans `FROM spans WHERE condition` (with `s`
-    /// for the spans and `?1` the jobset).
+    /// for the spans and `?1` the jobset). The spans come first (`CROSS
+    /// JOIN` keeps SQLite to that order): driven by the jobset's jobs, the
+    /// query would walk all of them, and they only grow.
     fn jobs_by_spans(
         &self,
         spans: &str,
