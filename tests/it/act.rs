@@ -5,7 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use hydra_sentinel::act::{ActReport, Actor, cycle};
+use hydra_sentinel::config::Config;
+use hydra_sentinel::forge::{GitHub, GitHubSettings, Secret};
+use hydra_sentinel::policy::{Policy, plan};
 use hydra_sentinel::sim::{FakeGitHub, FakeHydra, GitHubFault, PlantedFailure, SimHydra, SimSpec};
+use hydra_sentinel::store::{PlanScope, Store};
 
 use crate::helpers::{FIXTURE, copy_tree, quick_policy, small_spec};
 pub(crate) use crate::helpers::{git, git_out};
@@ -1499,6 +1504,93 @@ fn a_tracking_issue_closed_by_a_human_stops_a_ladder_without_reminders() {
     assert!(!world.pulls().iter().any(|p| p.1.starts_with("hello")));
 }
 
+impl World {
+    /// Snoozes of `attr` in the ledger (each human "no" heard is one).
+    fn snoozes(&self, attr: &str) -> i64 {
+        rusqlite::Connection::open(self._dir.path().join("state.sqlite"))
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM opt_outs WHERE attr = ?1 AND kind = 'snooze'",
+                [attr],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// The state, issue and reason of `attr`'s newest reminder in the ledger.
+    fn newest_reminder(&self, attr: &str) -> (String, Option<u64>, Option<String>) {
+        rusqlite::Connection::open(self._dir.path().join("state.sqlite"))
+            .unwrap()
+            .query_row(
+                "SELECT state, issue, error FROM actions WHERE attr = ?1 AND kind = 'remind'
+                 ORDER BY id DESC LIMIT 1",
+                [attr],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, Option<i64>>(1)?.map(|n| n as u64),
+                        r.get(2)?,
+                    ))
+                },
+            )
+            .unwrap()
+    }
+
+    /// Plan at `now` and carry the plan out in this process, without the
+    /// follow step that reads back what humans did first: a reminder due
+    /// on a closed tracking issue is then the first to see its close.
+    /// Returns the report's lines.
+    fn remind_without_following(&self, now: &str) -> Vec<String> {
+        let now = chrono::DateTime::parse_from_rfc3339(now)
+            .unwrap()
+            .timestamp();
+        let config = Config::load(&self.config).unwrap();
+        let policy_file = config.policy_file.clone().unwrap();
+        let policy = Policy::parse(
+            &std::fs::read_to_string(&policy_file).unwrap(),
+            &policy_file,
+        )
+        .unwrap();
+        let store = Store::open(&config.database).unwrap();
+        let github = config.github.as_ref().unwrap();
+        let token = Secret::from_file(&github.token_path(None)).unwrap();
+        let publisher = cycle::publisher(&config, Some(&token)).unwrap();
+        let settings = cycle::settings(&config);
+        let facts = store
+            .plan_facts(
+                &config.hydra.url,
+                config.repository(),
+                PlanScope::new(now, &policy.streak),
+            )
+            .unwrap();
+        let plan = plan(&policy, &facts, &store.ledger().unwrap(), now);
+        let mut report = ActReport::default();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let forge = GitHub::new(GitHubSettings::new(
+                    github.api_url.clone(),
+                    &github.repo,
+                    token.clone(),
+                ))
+                .unwrap();
+                let actor = Actor {
+                    forge: &forge,
+                    publisher: &publisher,
+                    store: &store,
+                    settings: &settings,
+                    policy: &policy,
+                    progress: &|| {},
+                };
+                actor.execute(&plan, now, &mut report).await
+            })
+            .unwrap();
+        report.lines
+    }
+}
+
 /// A world whose policy gives three days' notice and reminds one day
 /// before marking.
 fn reminding_world() -> World {
@@ -1556,4 +1648,119 @@ fn a_tracking_issue_closed_by_a_human_is_a_no_and_one_the_bot_closed_never_is() 
         reminded.iter().any(|(author, _)| author == "sentinel-bot"),
         "{reminded:?}\n{out}"
     );
+}
+
+/// Just after hello's snooze (`max_snooze`, twelve weeks from the close
+/// heard at [`REMIND`]) is over: its ladder resumes with the reminder that
+/// was due, twelve weeks late, and its mark is not due yet.
+const AFTER_THE_SNOOZE: &str = "2026-02-06T18:00:00Z";
+/// A week later: the resumed ladder's mark is due.
+const MARK_AFTER_THE_SNOOZE: &str = "2026-02-13T18:00:00Z";
+
+#[test]
+fn a_human_close_seen_first_by_a_reminder_is_not_heard_again_by_the_follow_step() {
+    let world = reminding_world();
+    world.once_ok(NOTICE);
+    let hello = world.issue_of("hello").expect("hello's issue");
+    world.github.human_closes(hello, false);
+    let lines = world.remind_without_following(REMIND);
+    let heard = format!(
+        "hello: tracking issue #{hello} was closed by a human; the package is left alone for 12w"
+    );
+    assert!(lines.iter().any(|l| l.starts_with(&heard)), "{lines:#?}");
+    assert_eq!(world.snoozes("hello"), 1, "the reminder heard the close");
+    let (state, issue, reason) = world.newest_reminder("hello");
+    assert_eq!((state.as_str(), issue), ("done", Some(hello)));
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("closed by a human")),
+        "{reason:?}"
+    );
+    let reads = |w: &World| {
+        w.github
+            .requests_to("GET", &format!("/repos/NixOS/nixpkgs/issues/{hello}"))
+            .len()
+    };
+    let read = reads(&world);
+
+    let out = world.once_ok(MARK);
+    assert!(!out.contains("closed by a human"), "heard once: {out}");
+    assert_eq!(
+        world.snoozes("hello"),
+        1,
+        "the follow step does not snooze again"
+    );
+    assert_eq!(reads(&world), read, "nor reads the close again");
+    assert_eq!(
+        world.github.comments_on(hello),
+        vec![],
+        "nothing posted on it"
+    );
+    assert!(
+        !world.pulls().iter().any(|p| p.1.starts_with("hello")),
+        "no mark while snoozed: {:?}",
+        world.pulls()
+    );
+}
+
+#[test]
+fn once_a_human_close_is_heard_the_ladder_resumes_after_the_snooze_without_posting_on_the_closed_issue()
+ {
+    let world = reminding_world();
+    world.once_ok(NOTICE);
+    let hello = world.issue_of("hello").expect("hello's issue");
+    world.github.human_closes(hello, false);
+    let out = world.once_ok(REMIND);
+    assert!(
+        out.contains(&format!("hello: tracking issue #{hello} was closed by a human; the package is left alone for 12w")),
+        "the follow step hears it: {out}"
+    );
+    assert_eq!(world.snoozes("hello"), 1);
+
+    let out = world.once_ok(AFTER_THE_SNOOZE);
+    assert!(
+        out.contains(&format!(
+            "remind hello: tracking issue #{hello} was closed by a human (heard before); nothing posted"
+        )),
+        "the reminder falls due on the closed issue: {out}"
+    );
+    assert_eq!(world.snoozes("hello"), 1, "the close is not heard again");
+    let (state, issue, reason) = world.newest_reminder("hello");
+    assert_eq!((state.as_str(), issue), ("done", Some(hello)), "{reason:?}");
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("closed by a human")),
+        "{reason:?}"
+    );
+    assert_eq!(
+        world.github.comments_on(hello),
+        vec![],
+        "nothing posted on it"
+    );
+    assert!(
+        world
+            .github
+            .requests_to("PATCH", &format!("/repos/NixOS/nixpkgs/issues/{hello}"))
+            .is_empty(),
+        "nor is it reopened"
+    );
+    assert_eq!(
+        world
+            .issues()
+            .iter()
+            .filter(|i| i.1 == "Build failure: hello")
+            .count(),
+        1,
+        "nor a new tracking issue opened"
+    );
+
+    world.once_ok(MARK_AFTER_THE_SNOOZE);
+    assert!(
+        world.pulls().iter().any(|p| p.1.starts_with("hello")),
+        "the mark follows when its time comes: {:?}",
+        world.pulls()
+    );
+    assert_eq!(world.snoozes("hello"), 1);
 }

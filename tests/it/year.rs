@@ -633,6 +633,44 @@ fn a_year_of_cycles_keeps_every_promise_within_github_s_limits() {
         seen.is_some_and(|d| d > closed && d <= closed + 2 * STEP),
         "closed on day {closed}, its reminder (due two days after the notice) finds it closed: {seen:?}"
     );
+    let heard: Vec<usize> = year
+        .lines
+        .iter()
+        .filter(|(_, lines)| {
+            lines.iter().any(|l| {
+                l.starts_with(&format!(
+                    "{AIOAMQP_ATTR}: tracking issue #{aioamqp} was closed by a human;"
+                ))
+            })
+        })
+        .map(|(day, _)| *day)
+        .collect();
+    assert_eq!(
+        heard.len(),
+        1,
+        "the close is heard once, not again when the ladder resumes after the snooze: {heard:?}"
+    );
+    let resumed = year.first_said(&format!(
+        "remind {AIOAMQP_ATTR}: tracking issue #{aioamqp} was closed by a human (heard before)"
+    ));
+    assert!(
+        resumed.is_some_and(|d| d > closed + SNOOZE_DAYS),
+        "closed on day {closed}, its reminder falls due after the snooze: {resumed:?}"
+    );
+    assert!(
+        !year
+            .world
+            .github
+            .comments_on(aioamqp)
+            .iter()
+            .any(|(author, _)| author == "sentinel-bot"),
+        "nothing is posted on an issue a human closed"
+    );
+    assert_eq!(
+        year.world.branches_marking(AIOAMQP).len(),
+        1,
+        "the mark follows the resumed ladder"
+    );
     let hello = year.world.issue_of("hello").expect("hello was told");
     let recovered = year.first_said(&format!("closed tracking issue #{hello} of hello"));
     assert!(
