@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use crate::config::{Config, GitHubConfig, JobsetRef};
 use crate::digest::{self, DigestInput, Week};
 use crate::forge::{
-    Forge, GitHub, GitHubSettings, Memo, NewIssue, PullRequest, Secret, State, user_agent,
+    Forge, GitHub, GitHubSettings, Memo, NewIssue, PullRequest, Secret, SimulatedClock, Sleeper,
+    State, user_agent,
 };
 use crate::policy::{self, BranchPull, BranchPullState, Facts, Ledger, Policy};
 use crate::store::{LeaseHeld, LeaseHolder, PlanScope, Store};
@@ -143,11 +144,32 @@ pub fn run(
     )
 }
 
+/// [`run`] acting, as the demo and the year-long test run it: the GitHub
+/// client's waits are simulated on their story's `clock` (which the GitHub
+/// look-alike reads too) instead of slept.
+pub fn run_on_clock(
+    config: &Config,
+    policy: &Policy,
+    store: &Store,
+    now: i64,
+    clock: &SimulatedClock,
+) -> Result<Outcome, ActError> {
+    run_tuned(
+        config,
+        policy,
+        store,
+        now,
+        false,
+        false,
+        &|| {},
+        &|github| github.sleeper = Sleeper::simulated(clock),
+    )
+}
+
 /// [`run`], with the GitHub client's settings adjusted by `tune` before it
-/// is built: the demo and the year-long test simulate the client's waits on
-/// their story's clock.
+/// is built.
 #[allow(clippy::too_many_arguments)]
-pub fn run_tuned(
+fn run_tuned(
     config: &Config,
     policy: &Policy,
     store: &Store,

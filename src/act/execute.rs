@@ -42,7 +42,7 @@ impl<F: Forge> Actor<'_, F> {
             match action.kind {
                 ActionKind::Hold => self.hold(action, &ledger, now, report)?,
                 ActionKind::Notify | ActionKind::Remind | ActionKind::Escalate => {
-                    self.tell_and_record(&bot, action, &attr, &mut own, &ledger, now, report)
+                    self.tell_and_record(&bot, action, &attr, &mut own, now, report)
                         .await?;
                 }
                 ActionKind::Warn => {
@@ -115,14 +115,12 @@ impl<F: Forge> Actor<'_, F> {
     /// reason; the close is heard as a "no" if no step heard it before
     /// ([`Actor::hear_a_human_close`]), so a ladder that resumes after the
     /// snooze goes on to its next step instead of being snoozed again.
-    #[allow(clippy::too_many_arguments)]
     async fn tell_and_record(
         &self,
         bot: &str,
         action: &Action,
         attr: &str,
         own: &mut Vec<Issue>,
-        ledger: &Ledger,
         now: i64,
         report: &mut ActReport,
     ) -> Result<(), ActError> {
@@ -150,7 +148,10 @@ impl<F: Forge> Actor<'_, F> {
                         ..done(now, None, Some(issue))
                     },
                 )?;
-                if !self.hear_a_human_close(ledger, attr, issue, now, report)? {
+                // Rare (once a ladder step per human close): the ledger is
+                // read afresh, with whatever this cycle heard already.
+                let ledger = self.store.ledger()?;
+                if !self.hear_a_human_close(&ledger, attr, issue, now, report)? {
                     report.did(format!(
                         "{} {attr}: tracking issue #{issue} was closed by a human (heard before); nothing posted",
                         action.kind

@@ -7,7 +7,7 @@ use std::process::Command;
 use hydra_sentinel::config::Config;
 use hydra_sentinel::hydra::HydraClient;
 use hydra_sentinel::ingest::{IngestError, Ingestor, JobsetReport, PassOptions};
-use hydra_sentinel::sim::{FakeHydra, SimHydra, SimSpec};
+use hydra_sentinel::sim::{FakeHydra, SimHydra, SimSpec, paced_policy};
 use hydra_sentinel::store::Store;
 
 /// A small, settled history: `packages` packages on two systems, `evals`
@@ -270,36 +270,13 @@ pub(crate) const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fix
 
 /// The production policy with a ladder measured in days, and no overrides.
 pub(crate) fn quick_policy() -> String {
-    let policy = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/policies/nixpkgs.toml"
-    ))
-    .unwrap();
-    let mut out = String::new();
-    let mut skipping = false;
-    for line in policy.lines() {
-        if line.starts_with("[[override]]") {
-            skipping = true;
-            continue;
-        }
-        if line.starts_with('[') {
-            skipping = false;
-        }
-        if skipping {
-            continue;
-        }
-        let line = match line.split_once(" = ").map(|(k, _)| k) {
-            Some("notify_after") => "notify_after = \"1d\"",
-            Some("remind_before_mark") => "remind_before_mark = []",
-            Some("mark_broken_after") => "mark_broken_after = \"4d\"",
-            Some("min_notice") => "min_notice = \"1d\"",
-            Some("mark_min_derivations") => "mark_min_derivations = 1",
-            _ => line,
-        };
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
+    paced_policy(&[
+        ("notify_after", "\"1d\""),
+        ("remind_before_mark", "[]"),
+        ("mark_broken_after", "\"4d\""),
+        ("min_notice", "\"1d\""),
+        ("mark_min_derivations", "1"),
+    ])
 }
 
 /// Run git in `dir` as a test author; it must succeed.

@@ -14,7 +14,7 @@
 //! (`a_branch_someone_else_pushed_to_…`). The content budget is tested only
 //! here and in the forge's unit test.
 //!
-//! The cycles run in this process (ingest, then `act::cycle::run_tuned`)
+//! The cycles run in this process (ingest, then `act::cycle::run_on_clock`)
 //! so that the client's waits are simulated: they move a clock that the
 //! look-alike reads too, and its counters per minute and per hour are
 //! counted on that clock. Nothing sleeps; the year takes about a minute of
@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use hydra_sentinel::act::cycle::{self, Outcome};
 use hydra_sentinel::config::Config;
-use hydra_sentinel::forge::{SimulatedClock, Sleeper};
+use hydra_sentinel::forge::SimulatedClock;
 use hydra_sentinel::hydra::HydraClient;
 use hydra_sentinel::ingest::{Ingestor, PassOptions};
 use hydra_sentinel::policy::Policy;
@@ -196,17 +196,7 @@ impl Year {
             );
         }
         let store = Store::open(&self.config.database).unwrap();
-        let clock = self.clock.clone();
-        let outcome = cycle::run_tuned(
-            &self.config,
-            &self.policy,
-            &store,
-            now,
-            false,
-            false,
-            &|| {},
-            &|github| github.sleeper = Sleeper::simulated(&clock),
-        );
+        let outcome = cycle::run_on_clock(&self.config, &self.policy, &store, now, &self.clock);
         let report = match outcome {
             Ok(Outcome::Acted(report)) => report,
             Ok(Outcome::DryRun(_)) => panic!("day {day}: a dry run, acting is enabled"),
