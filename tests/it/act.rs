@@ -12,7 +12,10 @@ use hydra_sentinel::policy::{Policy, plan};
 use hydra_sentinel::sim::{FakeGitHub, FakeHydra, GitHubFault, PlantedFailure, SimHydra, SimSpec};
 use hydra_sentinel::store::{PlanScope, Store};
 
-use crate::helpers::{FIXTURE, copy_tree, quick_policy, small_spec};
+use crate::helpers::{
+    acting_config, nixpkgs_with_fork, planning_sections, quick_policy, run_binary, small_spec,
+    stdout_of_success,
+};
 pub(crate) use crate::helpers::{git, git_out};
 
 pub(crate) const TOKEN: &str = "ghp_act_test_token_never_to_be_seen_42";
@@ -63,16 +66,7 @@ impl World {
     ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        // upstream (bare) <- checkout (the daemon's clone); fork (bare) for pushes.
-        let seed = root.join("seed");
-        copy_tree(Path::new(FIXTURE), &seed);
-        edit(&seed);
-        git(&seed, &["init", "-q"]);
-        git(&seed, &["add", "-A"]);
-        git(&seed, &["commit", "-q", "-m", "nixpkgs"]);
-        git(root, &["clone", "-q", "--bare", "seed", "upstream.git"]);
-        git(root, &["clone", "-q", "upstream.git", "checkout"]);
-        git(root, &["init", "-q", "--bare", "fork.git"]);
+        let fork = nixpkgs_with_fork(root, edit);
 
         let spec = SimSpec {
             evals: 30,
@@ -112,41 +106,14 @@ impl World {
         };
         let hydra = FakeHydra::start(SimHydra::generate(&history(spec))).unwrap();
         let github = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
-        std::fs::write(root.join("token"), format!("{TOKEN}\n")).unwrap();
         std::fs::write(root.join("policy.toml"), policy(quick_policy())).unwrap();
-        let config = root.join("hydra-sentinel.toml");
-        let fork = root.join("fork.git");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[hydra]
-url = "{hydra}"
-retry_initial_delay_ms = 10
-[database]
-path = "{root}/state.sqlite"
-[policy]
-file = "{root}/policy.toml"
-[nixpkgs]
-checkout = "{root}/checkout"
-[github]
-api_url = "{github}"
-repo = "NixOS/nixpkgs"
-fork = "sentinel-bot/nixpkgs"
-push_url = "{root}/fork.git"
-token_file = "{root}/token"
-[ingest]
-max_evals_per_pass = 100
-recheck_after_secs = 0
-[act]
-enabled = true
-committers = ["carol"]
-"#,
-                hydra = hydra.url(),
-                github = github.url(),
-                root = root.display()
-            ),
-        )
-        .unwrap();
+        let config = acting_config(
+            root,
+            &hydra,
+            &github,
+            TOKEN,
+            &format!("committers = [\"carol\"]\n{}", planning_sections(root)),
+        );
         World {
             _dir: dir,
             hydra,
@@ -157,32 +124,11 @@ committers = ["carol"]
     }
 
     fn once(&self, now: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
-            .args([
-                "--config",
-                self.config.to_str().unwrap(),
-                "once",
-                "--now",
-                now,
-            ])
-            .env("HYDRA_SENTINEL_LOG", "debug")
-            .output()
-            .unwrap()
+        run_binary(&self.config, &["once", "--now", now])
     }
 
     pub(crate) fn once_ok(&self, now: &str) -> String {
-        let output = self.once(now);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(
-            output.status.success(),
-            "once --now {now} failed:\n{stdout}\n{stderr}"
-        );
-        assert!(
-            !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
-            "the token leaked"
-        );
-        stdout
+        stdout_of_success(&self.once(now), &["once", "--now", now], TOKEN)
     }
 
     /// Tracking issues (not digests).
@@ -215,18 +161,61 @@ committers = ["carol"]
 
     /// Another command of the binary on the world's configuration.
     fn run(&self, args: &[&str]) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
-            .args(["--config", self.config.to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{args:?} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
+        stdout_of_success(&run_binary(&self.config, args), args, TOKEN)
+    }
+
+    /// The usual world after the mark's cycle, whose pull request GitHub
+    /// refused as invalid (422): it is set aside, to be done by hand.
+    pub(crate) fn with_a_pull_request_refused_as_invalid() -> World {
+        let world = World::new();
+        world.once_ok(NOTICE);
+        world.github.inject(
+            "POST",
+            "/repos/NixOS/nixpkgs/pulls",
+            GitHubFault::Status(422),
         );
-        stdout
+        let out = world.once_ok(MARK);
+        assert!(out.contains("GitHub refused it as invalid"), "{out}");
+        world
+    }
+
+    /// A maintainer (Roberta) pushes a commit of their own to `branch` of
+    /// the fork; the branch's new head.
+    pub(crate) fn maintainer_pushes(&self, branch: &str) -> String {
+        let root = self._dir.path();
+        git(
+            root,
+            &["clone", "-q", "-b", branch, "fork.git", "maintainer"],
+        );
+        let work = root.join("maintainer");
+        std::fs::write(work.join("FIXUP"), "the real fix\n").unwrap();
+        git(&work, &["add", "FIXUP"]);
+        git(
+            &work,
+            &[
+                "-c",
+                "user.name=Roberta",
+                "-c",
+                "user.email=roberta@example.org",
+                "commit",
+                "-q",
+                "-m",
+                "ghidra: fix the build",
+            ],
+        );
+        git(&work, &["push", "-q", "origin", branch]);
+        git_out(&self.fork, &["rev-parse", branch])
+    }
+
+    /// The fork's branches, by name.
+    pub(crate) fn fork_branches(&self) -> Vec<String> {
+        git_out(
+            &self.fork,
+            &["branch", "--list", "--format=%(refname:short)"],
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
     }
 
     /// A commit lands upstream: `edit` changes a clone of it.
@@ -1105,38 +1094,14 @@ fn a_branch_someone_else_pushed_to_is_never_force_pushed() {
         })
         .expect("ghidra's pull request");
     // Batched by maintainer: ghidra's is roblabla.
-    let branch = git_out(
-        &world.fork,
-        &["branch", "--list", "--format=%(refname:short)"],
-    )
-    .lines()
-    .find(|b| b.contains("/maintainer/roblabla/"))
-    .expect("ghidra's branch")
-    .to_owned();
+    let branch = world
+        .fork_branches()
+        .into_iter()
+        .find(|b| b.contains("/maintainer/roblabla/"))
+        .expect("ghidra's branch");
 
     // A maintainer pushes a commit of their own to that branch.
-    let work = world.config.parent().unwrap().join("maintainer");
-    git(
-        world.config.parent().unwrap(),
-        &["clone", "-q", "-b", &branch, "fork.git", "maintainer"],
-    );
-    std::fs::write(work.join("FIXUP"), "the real fix\n").unwrap();
-    git(&work, &["add", "FIXUP"]);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=Roberta",
-            "-c",
-            "user.email=roberta@example.org",
-            "commit",
-            "-q",
-            "-m",
-            "ghidra: fix the build",
-        ],
-    );
-    git(&work, &["push", "-q", "origin", &branch]);
-    let theirs = git_out(&world.fork, &["rev-parse", &branch]);
+    let theirs = world.maintainer_pushes(&branch);
 
     world.once_ok("2025-11-10T12:00:00Z");
     let out = world.once_ok("2025-11-13T12:00:00Z");
@@ -1440,15 +1405,7 @@ fn a_command_on_a_locked_issue_is_obeyed_and_its_answer_left_unposted() {
 
 #[test]
 fn a_pull_request_github_refuses_as_invalid_is_set_aside_once_and_its_branch_never_pushed_again() {
-    let world = World::new();
-    world.once_ok(NOTICE);
-    world.github.inject(
-        "POST",
-        "/repos/NixOS/nixpkgs/pulls",
-        GitHubFault::Status(422),
-    );
-    let out = world.once_ok(MARK);
-    assert!(out.contains("GitHub refused it as invalid"), "{out}");
+    let world = World::with_a_pull_request_refused_as_invalid();
     let creates = world
         .github
         .requests_to("POST", "/repos/NixOS/nixpkgs/pulls")

@@ -13,12 +13,13 @@
 //! - `python3Packages.pamqp` fails on staging-next from eval 8 and takes
 //!   `python3Packages.aioamqp` with it: both warned, the victim names its root.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use hydra_sentinel::sim::{FakeGitHub, FakeHydra, PlantedFailure, SimHydra, SimSpec};
 
-use crate::helpers::{FIXTURE, copy_tree, git, small_spec};
+use crate::helpers::{
+    acting_config, nixpkgs_with_fork, planning_sections, run_binary, small_spec, stdout_of_success,
+};
 
 const TOKEN: &str = "ghp_early_warning_token_never_to_be_seen";
 
@@ -64,59 +65,23 @@ impl World {
     ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let seed = root.join("seed");
-        copy_tree(Path::new(FIXTURE), &seed);
-        git(&seed, &["init", "-q"]);
-        git(&seed, &["add", "-A"]);
-        git(&seed, &["commit", "-q", "-m", "nixpkgs"]);
-        git(root, &["clone", "-q", "--bare", "seed", "upstream.git"]);
-        git(root, &["clone", "-q", "upstream.git", "checkout"]);
-        git(root, &["init", "-q", "--bare", "fork.git"]);
-
+        nixpkgs_with_fork(root, |_| {});
         let hydra = FakeHydra::start(SimHydra::generate(&spec("trunk", systems, trunk))).unwrap();
         hydra.add_jobset(SimHydra::generate(&spec("staging-next", systems, branch)));
         let github = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
-        std::fs::write(root.join("token"), format!("{TOKEN}\n")).unwrap();
         std::fs::write(root.join("policy.toml"), quick_policy(policy_extra)).unwrap();
-        let config = root.join("hydra-sentinel.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[[jobsets]]
-project = "nixpkgs"
-jobset = "trunk"
-
-[[jobsets]]
-project = "nixpkgs"
-jobset = "staging-next"
-
-[hydra]
-url = "{hydra}"
-retry_initial_delay_ms = 10
-[database]
-path = "{root}/state.sqlite"
-[policy]
-file = "{root}/policy.toml"
-[nixpkgs]
-checkout = "{root}/checkout"
-[github]
-api_url = "{github}"
-repo = "NixOS/nixpkgs"
-fork = "sentinel-bot/nixpkgs"
-push_url = "{root}/fork.git"
-token_file = "{root}/token"
-[ingest]
-max_evals_per_pass = 100
-recheck_after_secs = 0
-[act]
-enabled = true
-"#,
-                hydra = hydra.url(),
-                github = github.url(),
-                root = root.display()
+        let config = acting_config(
+            root,
+            &hydra,
+            &github,
+            TOKEN,
+            &format!(
+                "{}{}",
+                planning_sections(root),
+                "[[jobsets]]\nproject = \"nixpkgs\"\njobset = \"trunk\"\n\n\
+                 [[jobsets]]\nproject = \"nixpkgs\"\njobset = \"staging-next\"\n"
             ),
-        )
-        .unwrap();
+        );
         World {
             _dir: dir,
             _hydra: hydra,
@@ -126,22 +91,7 @@ enabled = true
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
-            .args(["--config", self.config.to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(
-            output.status.success(),
-            "{args:?} failed:\n{stdout}\n{stderr}"
-        );
-        assert!(
-            !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
-            "the token leaked"
-        );
-        stdout
+        stdout_of_success(&run_binary(&self.config, args), args, TOKEN)
     }
 
     /// Hydra as of `now`: the evals made by then (every 8 hours from the
@@ -165,16 +115,7 @@ enabled = true
     /// Like [`World::once`], for a cycle that may fail: whether it did.
     fn once_may_fail(&self, now: &str) -> bool {
         self.publish_until(now);
-        Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
-            .args([
-                "--config",
-                self.config.to_str().unwrap(),
-                "once",
-                "--now",
-                now,
-            ])
-            .output()
-            .unwrap()
+        run_binary(&self.config, &["once", "--now", now])
             .status
             .success()
     }

@@ -33,7 +33,7 @@ use hydra_sentinel::policy::Policy;
 use hydra_sentinel::sim::{GitHubFault, GitHubRequest, PlantedFailure, SimSpec};
 use hydra_sentinel::store::Store;
 
-use crate::act::{World, git, git_out};
+use crate::act::{World, git_out};
 
 /// The first eval's day, 2025-11-01, 00:00 UTC.
 const START: i64 = 1_761_955_200;
@@ -238,43 +238,6 @@ impl Year {
     fn day_of(millis: i64) -> i64 {
         (millis / 1000 - START) / DAY
     }
-
-    /// A maintainer pushes a commit of their own to `branch` of the fork.
-    fn maintainer_pushes(&self, branch: &str) -> String {
-        let root = self.world.config.parent().unwrap();
-        git(
-            root,
-            &["clone", "-q", "-b", branch, "fork.git", "maintainer"],
-        );
-        let work = root.join("maintainer");
-        std::fs::write(work.join("FIXUP"), "the real fix\n").unwrap();
-        git(&work, &["add", "FIXUP"]);
-        git(
-            &work,
-            &[
-                "-c",
-                "user.name=Roberta",
-                "-c",
-                "user.email=roberta@example.org",
-                "commit",
-                "-q",
-                "-m",
-                "ghidra: fix the build",
-            ],
-        );
-        git(&work, &["push", "-q", "origin", branch]);
-        git_out(&self.world.fork, &["rev-parse", branch])
-    }
-
-    fn fork_branches(&self) -> Vec<String> {
-        git_out(
-            &self.world.fork,
-            &["branch", "--list", "--format=%(refname:short)"],
-        )
-        .lines()
-        .map(str::to_owned)
-        .collect()
-    }
 }
 
 /// No two open tracking issues for one package, no two open pull requests
@@ -400,12 +363,13 @@ fn a_year_of_cycles_keeps_every_promise_within_github_s_limits() {
         // (before it spreads to aarch64-linux on day 60).
         if ghidra_branch.is_none()
             && let Some(branch) = year
+                .world
                 .fork_branches()
                 .into_iter()
                 .find(|b| b.contains("/maintainer/roblabla/"))
         {
             assert!(day < 60, "day {day}: ghidra was marked only now");
-            let theirs = year.maintainer_pushes(&branch);
+            let theirs = year.world.maintainer_pushes(&branch);
             ghidra_branch = Some((branch, theirs));
         }
         // A committer labels frobnicate's tracking issue "hands off" the day
