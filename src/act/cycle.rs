@@ -120,30 +120,6 @@ fn attrs_of_interest(
     Ok(attrs)
 }
 
-/// Plan and act once. Blocking: it runs its own single-threaded runtime
-/// (the store is not `Sync`), so async callers run it on a blocking thread.
-/// `progress` is called after each outward step (the service's watchdog).
-pub fn run(
-    config: &Config,
-    policy: &Policy,
-    store: &Store,
-    now: i64,
-    dry_run: bool,
-    full_texts: bool,
-    progress: &(dyn Fn() + Sync),
-) -> Result<Outcome, ActError> {
-    run_tuned(
-        config,
-        policy,
-        store,
-        now,
-        dry_run,
-        full_texts,
-        progress,
-        &|_| {},
-    )
-}
-
 /// [`run`] acting, as the demo and the year-long test run it: the GitHub
 /// client's waits are simulated on their story's `clock` (which the GitHub
 /// look-alike reads too) instead of slept.
@@ -154,7 +130,7 @@ pub fn run_on_clock(
     now: i64,
     clock: &SimulatedClock,
 ) -> Result<Outcome, ActError> {
-    run_tuned(
+    run(
         config,
         policy,
         store,
@@ -162,14 +138,17 @@ pub fn run_on_clock(
         false,
         false,
         &|| {},
-        &|github| github.sleeper = Sleeper::simulated(clock),
+        Some(clock),
     )
 }
 
-/// [`run`], with the GitHub client's settings adjusted by `tune` before it
-/// is built.
+/// Plan and act once. Blocking: it runs its own single-threaded runtime
+/// (the store is not `Sync`), so async callers run it on a blocking thread.
+/// `progress` is called after each outward step (the service's watchdog).
+/// With a `clock`, the GitHub client's waits are simulated on it instead
+/// of slept (see [`run_on_clock`]).
 #[allow(clippy::too_many_arguments)]
-fn run_tuned(
+pub fn run(
     config: &Config,
     policy: &Policy,
     store: &Store,
@@ -177,7 +156,7 @@ fn run_tuned(
     dry_run: bool,
     full_texts: bool,
     progress: &(dyn Fn() + Sync),
-    tune: &dyn Fn(&mut GitHubSettings),
+    clock: Option<&SimulatedClock>,
 ) -> Result<Outcome, ActError> {
     let mut facts = store.plan_facts(
         &config.hydra.url,
@@ -231,7 +210,9 @@ fn run_tuned(
             GitHubSettings::new(github.api_url.clone(), &github.repo, token.clone());
         forge_settings.user_agent = user_agent(Some(&contact(github)));
         forge_settings.content_budget = github.content_budget;
-        tune(&mut forge_settings);
+        if let Some(clock) = clock {
+            forge_settings.sleeper = Sleeper::simulated(clock);
+        }
         let memo = store
             .forge_memo(&github.repo)?
             .map_or_else(Memo::default, |text| Memo::from_json(&text));

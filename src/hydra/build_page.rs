@@ -318,6 +318,13 @@ mod tests {
         )
     }
 
+    /// A page of a build with outputs [`OWN`] whose only step failed, as
+    /// `failed_row` says.
+    fn page_failing_at(failed_row: &str) -> String {
+        let rows = [failed_row.to_owned()];
+        page(&rows, &[OWN], &rows)
+    }
+
     const OWN: &str = "/nix/store/aaaa-foo-1.0";
     const LIB: &str = "/nix/store/bbbb-libbar-2.0";
 
@@ -329,13 +336,8 @@ mod tests {
             r#"<span class="error">Timed out</span>"#,
             Some(288_001_234),
         );
-        let html = page(
-            std::slice::from_ref(&failed),
-            &[OWN],
-            std::slice::from_ref(&failed),
-        );
         assert_eq!(
-            parse_build_page(&html),
+            parse_build_page(&page_failing_at(&failed)),
             BuildCause::Propagated {
                 from: 288_001_234,
                 step_status: "Timed out".into()
@@ -346,13 +348,8 @@ mod tests {
     #[test]
     fn a_timeout_of_the_package_itself_is_its_own() {
         let failed = row(1, &[OWN], r#"<span class="error">Timed out</span>"#, None);
-        let html = page(
-            std::slice::from_ref(&failed),
-            &[OWN],
-            std::slice::from_ref(&failed),
-        );
         assert_eq!(
-            parse_build_page(&html),
+            parse_build_page(&page_failing_at(&failed)),
             BuildCause::Own {
                 step_status: "Timed out".into()
             }
