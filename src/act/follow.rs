@@ -100,8 +100,11 @@ impl<F: Forge> Actor<'_, F> {
         now: i64,
         report: &mut ActReport,
     ) -> Result<(), ActError> {
-        self.hear_closed_tracking_issues(bot, own, facts, now, report)
-            .await?;
+        let ledger = self.store.ledger()?;
+        for issue in own.iter().filter(|i| i.state == State::Closed) {
+            self.hear_if_closed_by_a_human(bot, issue, &ledger, facts, now, report)
+                .await?;
+        }
         for issue in own.iter().filter(|i| i.state == State::Open) {
             let Some(attr) = tracked_attr(issue) else {
                 continue;
@@ -142,50 +145,48 @@ impl<F: Forge> Actor<'_, F> {
     /// step, a ladder with no reminder left (or none at all) would go on to
     /// the mark, since only a reminder reads the issue again.
     ///
-    /// Cheap: only issues that hold the package's newest notice, whose
+    /// Cheap: only an issue that holds the package's newest notice, whose
     /// package still fails, that the bot did not close itself (its
     /// "recovered" comment, from the comments memo) and whose close was not
-    /// heard yet are read.
-    async fn hear_closed_tracking_issues(
+    /// heard yet is read.
+    async fn hear_if_closed_by_a_human(
         &self,
         bot: &str,
-        own: &[Issue],
+        closed: &Issue,
+        ledger: &Ledger,
         facts: &Facts,
         now: i64,
         report: &mut ActReport,
     ) -> Result<(), ActError> {
-        let ledger = self.store.ledger()?;
-        for issue in own.iter().filter(|i| i.state == State::Closed) {
-            let Some(attr) = tracked_attr(issue) else {
-                continue;
-            };
-            let newest_notice = ledger
-                .actions
-                .iter()
-                .filter(|r| {
-                    r.kind == ActionKind::Notify
-                        && r.attr.as_deref() == Some(attr.as_str())
-                        && r.state.counts()
-                })
-                .max_by_key(|r| (r.planned_at, r.id));
-            if newest_notice.and_then(|r| r.issue) != Some(issue.number)
-                || heard(&ledger, &attr, issue.number)
-                || builds_again(self.policy, facts, &attr, now)
-                || self
-                    .commented(bot, issue.number, "recovered", &attr)
-                    .await?
-            {
-                continue;
-            }
-            (self.progress)();
-            if self
-                .forge
-                .issue(issue.number)
+        let Some(attr) = tracked_attr(closed) else {
+            return Ok(());
+        };
+        let newest_notice = ledger
+            .actions
+            .iter()
+            .filter(|r| {
+                r.kind == ActionKind::Notify
+                    && r.attr.as_deref() == Some(attr.as_str())
+                    && r.state.counts()
+            })
+            .max_by_key(|r| (r.planned_at, r.id));
+        if newest_notice.and_then(|r| r.issue) != Some(closed.number)
+            || heard(ledger, &attr, closed.number)
+            || builds_again(self.policy, facts, &attr, now)
+            || self
+                .commented(bot, closed.number, "recovered", &attr)
                 .await?
-                .closed_by_someone_but(bot)
-            {
-                self.hear_a_human_close(&ledger, &attr, issue.number, now, report)?;
-            }
+        {
+            return Ok(());
+        }
+        (self.progress)();
+        if self
+            .forge
+            .issue(closed.number)
+            .await?
+            .closed_by_someone_but(bot)
+        {
+            self.hear_a_human_close(ledger, &attr, closed.number, now, report)?;
         }
         Ok(())
     }
@@ -236,12 +237,9 @@ fn closed_by_a_human(number: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use crate::config::JobsetRef;
     use crate::history::EvalPoint;
     use crate::policy::engine::builds_again;
-    use crate::policy::{Facts, JobFacts, JobsetFacts, Policy, Run};
+    use crate::policy::{Facts, JobFacts, Policy, Run};
 
     fn facts(newest: (bool, Option<i64>)) -> Facts {
         let evals = (0..3)
@@ -261,28 +259,15 @@ mod tests {
             drv: build as u64,
             cause: crate::history::Cause::Own,
         };
-        Facts {
-            hydra_url: "https://hydra.nixos.org".parse().unwrap(),
-            repository: crate::config::NIXPKGS_REPOSITORY.to_owned(),
-            jobsets: vec![JobsetFacts {
-                unlisted_building: 0,
-                jobset: JobsetRef {
-                    project: "nixpkgs".into(),
-                    jobset: "trunk".into(),
-                },
-                evals,
-                jobs: vec![JobFacts {
-                    attr: "hello".into(),
-                    system: "x86_64-linux".into(),
-                    suffixed: true,
-                    runs: vec![run(0, 1, 1, (true, Some(1))), run(2, 2, 2, newest)],
-                }],
-                propagated_from: BTreeMap::new(),
-                origins: BTreeMap::new(),
+        Facts::trunk(
+            evals,
+            vec![JobFacts {
+                attr: "hello".into(),
+                system: "x86_64-linux".into(),
+                suffixed: true,
+                runs: vec![run(0, 1, 1, (true, Some(1))), run(2, 2, 2, newest)],
             }],
-            maintainers: BTreeMap::new(),
-            branch_pulls: BTreeMap::new(),
-        }
+        )
     }
 
     #[test]
