@@ -141,6 +141,17 @@ impl World {
         (number, self.github.body_of(number).unwrap_or_default())
     }
 
+    /// The bodies of the comments on issue `number` that warn about `attr`.
+    fn warnings_on(&self, number: u64, attr: &str) -> Vec<String> {
+        let marker = format!("hydra-sentinel:warn:{attr}");
+        self.github
+            .comments_on(number)
+            .into_iter()
+            .map(|(_, body)| body)
+            .filter(|b| b.contains(&marker))
+            .collect()
+    }
+
     fn titles(&self) -> Vec<String> {
         self.issues().into_iter().map(|i| i.1).collect()
     }
@@ -407,13 +418,7 @@ fn a_package_with_a_tracking_issue_is_warned_there_once_even_when_the_comment_lo
     );
     let out = world.once("2025-11-04T13:00:00Z");
     assert!(out.contains("reconciled warn frobnicate: done"), "{out}");
-    let warnings: Vec<String> = world
-        .github
-        .comments_on(tracking)
-        .into_iter()
-        .map(|(_, body)| body)
-        .filter(|b| b.contains("hydra-sentinel:warn:frobnicate"))
-        .collect();
+    let warnings = world.warnings_on(tracking, "frobnicate");
     assert_eq!(warnings.len(), 1, "one warning comment: {warnings:#?}");
     assert!(warnings[0].contains("x86_64-linux"), "{}", warnings[0]);
     assert!(warnings[0].contains("cc @alice-gh @bob"), "{}", warnings[0]);
@@ -427,13 +432,7 @@ fn a_package_with_a_tracking_issue_is_warned_there_once_even_when_the_comment_lo
     );
     // The next eval of the branch edits that comment.
     world.once("2025-11-04T20:00:00Z");
-    let edited: Vec<String> = world
-        .github
-        .comments_on(tracking)
-        .into_iter()
-        .map(|(_, body)| body)
-        .filter(|b| b.contains("hydra-sentinel:warn:frobnicate"))
-        .collect();
+    let edited = world.warnings_on(tracking, "frobnicate");
     assert_eq!(edited.len(), 1);
     assert!(edited[0].contains("still fails"), "{}", edited[0]);
 }
