@@ -13,8 +13,8 @@ use hydra_sentinel::sim::{FakeGitHub, FakeHydra, GitHubFault, PlantedFailure, Si
 use hydra_sentinel::store::{PlanScope, Store};
 
 use crate::helpers::{
-    acting_config, nixpkgs_with_fork, planning_sections, quick_policy, run_binary, small_spec,
-    stdout_of_success,
+    acting_config, issues_but_digests, nixpkgs_with_fork, planning_sections, planted, quick_policy,
+    run_binary, small_spec, stdout_of_success,
 };
 pub(crate) use crate::helpers::{git, git_out};
 
@@ -71,24 +71,15 @@ impl World {
         let spec = SimSpec {
             evals: 30,
             planted: vec![
-                PlantedFailure {
-                    attr: "hello".into(),
-                    since: 2,
-                    systems: vec![],
-                    ..Default::default()
-                },
+                planted("hello", 2),
                 // Already marked broken on aarch64-darwin in the fixture.
                 PlantedFailure {
-                    attr: "umurmur".into(),
-                    since: 5,
                     systems: vec!["aarch64-darwin".into()],
-                    ..Default::default()
+                    ..planted("umurmur", 5)
                 },
                 PlantedFailure {
-                    attr: "frobnicate".into(),
-                    since: 4,
                     systems: vec!["x86_64-darwin".into(), "aarch64-darwin".into()],
-                    ..Default::default()
+                    ..planted("frobnicate", 4)
                 },
             ],
             ..small_spec(5, 30)
@@ -133,12 +124,7 @@ impl World {
 
     /// Tracking issues (not digests).
     pub(crate) fn issues(&self) -> Vec<(u64, String, String)> {
-        self.github
-            .items()
-            .into_iter()
-            .filter(|i| !i.3 && !i.1.contains("weekly digest"))
-            .map(|i| (i.0, i.1, i.2))
-            .collect()
+        issues_but_digests(&self.github)
     }
 
     fn digests(&self) -> Vec<(u64, String, String)> {
@@ -609,14 +595,8 @@ fn killed_while_acting_it_never_does_anything_twice() {
 /// batch.
 #[test]
 fn a_refused_edit_is_told_once_on_its_issue_and_the_rest_of_its_batch_is_still_proposed() {
-    let planted = |attr: &str| PlantedFailure {
-        attr: attr.into(),
-        since: 3,
-        systems: vec![],
-        ..Default::default()
-    };
     let world = World::with(
-        vec![planted("discord"), planted("ghidra")],
+        vec![planted("discord", 3), planted("ghidra", 3)],
         |policy| policy.replace("group_by = \"maintainer\"", "group_by = \"package_set\""),
         |_| {},
     );
@@ -844,12 +824,7 @@ fn a_package_whose_file_carries_the_marker_is_never_marked_until_it_is_removed()
 fn the_marker_counts_in_a_file_the_editor_refuses_to_edit() {
     const DISCORD: &str = "pkgs/applications/discord/default.nix";
     let world = World::with(
-        vec![PlantedFailure {
-            attr: "discord".into(),
-            since: 3,
-            systems: vec![],
-            ..Default::default()
-        }],
+        vec![planted("discord", 3)],
         |policy| policy,
         |seed| {
             let file = seed.join(DISCORD);
@@ -938,11 +913,9 @@ fn an_unreadable_checkout_fails_the_cycle_and_sends_nothing() {
 fn ghidra_spreads_to_aarch64() -> World {
     let world = World::with(
         vec![PlantedFailure {
-            attr: "ghidra".into(),
-            since: 3,
             systems: vec!["x86_64-linux".into()],
             spreads_to: vec![("aarch64-linux".into(), 24)],
-            ..Default::default()
+            ..planted("ghidra", 3)
         }],
         |policy| policy,
         |_| {},

@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use hydra_sentinel::sim::{FakeGitHub, FakeHydra, PlantedFailure, SimHydra, SimSpec};
 
 use crate::helpers::{
-    acting_config, nixpkgs_with_fork, planning_sections, run_binary, small_spec, stdout_of_success,
+    acting_config, issues_but_digests, nixpkgs_with_fork, planning_sections, planted, run_binary,
+    small_spec, stdout_of_success,
 };
 
 const TOKEN: &str = "ghp_early_warning_token_never_to_be_seen";
@@ -122,12 +123,7 @@ impl World {
 
     /// Issues that are not digests: (number, title, state).
     fn issues(&self) -> Vec<(u64, String, String)> {
-        self.github
-            .items()
-            .into_iter()
-            .filter(|i| !i.3 && !i.1.contains("weekly digest"))
-            .map(|i| (i.0, i.1, i.2))
-            .collect()
+        issues_but_digests(&self.github)
     }
 
     /// The issue titled `title`: its number and body.
@@ -178,31 +174,19 @@ fn builds(attr: &str, victims: &[&str]) -> PlantedFailure {
 fn story() -> World {
     World::new(
         vec![
-            PlantedFailure {
-                attr: "umurmur".into(),
-                since: 15,
-                ..Default::default()
-            },
+            planted("umurmur", 15),
             builds("hello", &[]),
             builds("python3Packages.pamqp", &["python3Packages.aioamqp"]),
         ],
         vec![
             PlantedFailure {
-                attr: "hello".into(),
-                since: 5,
                 until: Some(12),
-                ..Default::default()
+                ..planted("hello", 5)
             },
+            planted("umurmur", 6),
             PlantedFailure {
-                attr: "umurmur".into(),
-                since: 6,
-                ..Default::default()
-            },
-            PlantedFailure {
-                attr: "python3Packages.pamqp".into(),
-                since: 8,
                 victims: vec!["python3Packages.aioamqp".into()],
-                ..Default::default()
+                ..planted("python3Packages.pamqp", 8)
             },
         ],
         "",

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use hydra_sentinel::config::Config;
 use hydra_sentinel::hydra::HydraClient;
 use hydra_sentinel::ingest::{IngestError, Ingestor, JobsetReport, PassOptions};
-use hydra_sentinel::sim::{FakeGitHub, FakeHydra, SimHydra, SimSpec, paced_policy};
+use hydra_sentinel::sim::{FakeGitHub, FakeHydra, PlantedFailure, SimHydra, SimSpec, paced_policy};
 use hydra_sentinel::store::Store;
 
 /// A small, settled history: `packages` packages on two systems, `evals`
@@ -24,6 +24,15 @@ pub fn small_spec(packages: usize, evals: usize) -> SimSpec {
         scenarios: false,
         hostile_jobs: false,
         ..SimSpec::demo()
+    }
+}
+
+/// `attr` failing from eval `since` on every system, nothing else planted.
+pub fn planted(attr: &str, since: usize) -> PlantedFailure {
+    PlantedFailure {
+        attr: attr.into(),
+        since,
+        ..Default::default()
     }
 }
 
@@ -354,6 +363,17 @@ pub(crate) fn stdout_of_success(output: &Output, args: &[&str], token: &str) -> 
         "the token leaked"
     );
     stdout
+}
+
+/// The issues on the GitHub look-alike that are not weekly digests:
+/// (number, title, state).
+pub(crate) fn issues_but_digests(github: &FakeGitHub) -> Vec<(u64, String, String)> {
+    github
+        .items()
+        .into_iter()
+        .filter(|i| !i.3 && !i.1.contains("weekly digest"))
+        .map(|i| (i.0, i.1, i.2))
+        .collect()
 }
 
 /// What a test that ingests and plans adds to [`acting_config`]: the policy

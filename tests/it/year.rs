@@ -34,6 +34,7 @@ use hydra_sentinel::sim::{GitHubFault, GitHubRequest, PlantedFailure, SimSpec};
 use hydra_sentinel::store::Store;
 
 use crate::act::{World, git_out};
+use crate::helpers::planted;
 
 /// The first eval's day, 2025-11-01, 00:00 UTC.
 const START: i64 = 1_761_955_200;
@@ -67,14 +68,6 @@ const LONGEST_WAIT: Duration = Duration::from_secs(300);
 /// The day of the first cycle on or after `day`.
 fn cycle_from(day: usize) -> usize {
     FIRST_CYCLE + (day.saturating_sub(FIRST_CYCLE)).div_ceil(STEP) * STEP
-}
-
-fn planted(attr: &str, since: usize) -> PlantedFailure {
-    PlantedFailure {
-        attr: attr.into(),
-        since,
-        ..Default::default()
-    }
 }
 
 /// A year of daily evals: the orphans' backlog, hello failing for most of
