@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use crate::config::{Config, GitHubConfig, JobsetRef};
 use crate::digest::{self, DigestInput, Week};
 use crate::forge::{
-    Forge, GitHub, GitHubSettings, Memo, NewIssue, PullRequest, Secret, State, user_agent,
+    Forge, GitHub, GitHubSettings, Memo, NewIssue, PullRequest, Secret, SimulatedClock, Sleeper,
+    State, user_agent,
 };
 use crate::policy::{self, BranchPull, BranchPullState, Facts, Ledger, Policy};
 use crate::store::{LeaseHeld, LeaseHolder, PlanScope, Store};
@@ -119,9 +120,34 @@ fn attrs_of_interest(
     Ok(attrs)
 }
 
+/// [`run`] acting, as the demo and the year-long test run it: the GitHub
+/// client's waits are simulated on their story's `clock` (which the GitHub
+/// look-alike reads too) instead of slept.
+pub fn run_on_clock(
+    config: &Config,
+    policy: &Policy,
+    store: &Store,
+    now: i64,
+    clock: &SimulatedClock,
+) -> Result<Outcome, ActError> {
+    run(
+        config,
+        policy,
+        store,
+        now,
+        false,
+        false,
+        &|| {},
+        Some(clock),
+    )
+}
+
 /// Plan and act once. Blocking: it runs its own single-threaded runtime
 /// (the store is not `Sync`), so async callers run it on a blocking thread.
 /// `progress` is called after each outward step (the service's watchdog).
+/// With a `clock`, the GitHub client's waits are simulated on it instead
+/// of slept (see [`run_on_clock`]).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     config: &Config,
     policy: &Policy,
@@ -130,32 +156,7 @@ pub fn run(
     dry_run: bool,
     full_texts: bool,
     progress: &(dyn Fn() + Sync),
-) -> Result<Outcome, ActError> {
-    run_tuned(
-        config,
-        policy,
-        store,
-        now,
-        dry_run,
-        full_texts,
-        progress,
-        &|_| {},
-    )
-}
-
-/// [`run`], with the GitHub client's settings adjusted by `tune` before it
-/// is built: the demo and the year-long test simulate the client's waits on
-/// their story's clock.
-#[allow(clippy::too_many_arguments)]
-pub fn run_tuned(
-    config: &Config,
-    policy: &Policy,
-    store: &Store,
-    now: i64,
-    dry_run: bool,
-    full_texts: bool,
-    progress: &(dyn Fn() + Sync),
-    tune: &dyn Fn(&mut GitHubSettings),
+    clock: Option<&SimulatedClock>,
 ) -> Result<Outcome, ActError> {
     let mut facts = store.plan_facts(
         &config.hydra.url,
@@ -209,7 +210,9 @@ pub fn run_tuned(
             GitHubSettings::new(github.api_url.clone(), &github.repo, token.clone());
         forge_settings.user_agent = user_agent(Some(&contact(github)));
         forge_settings.content_budget = github.content_budget;
-        tune(&mut forge_settings);
+        if let Some(clock) = clock {
+            forge_settings.sleeper = Sleeper::simulated(clock);
+        }
         let memo = store
             .forge_memo(&github.repo)?
             .map_or_else(Memo::default, |text| Memo::from_json(&text));

@@ -110,8 +110,11 @@ impl<F: Forge> Actor<'_, F> {
     }
 
     /// A notice, reminder or escalation: the intent, the post on the
-    /// tracking issue, and what came of it (a tracking issue a human closed
-    /// is a "no", remembered as a snooze).
+    /// tracking issue, and what came of it. One falling due on a tracking
+    /// issue a human closed posts nothing and is recorded as done with that
+    /// reason; the close is heard as a "no" if no step heard it before
+    /// ([`Actor::hear_a_human_close`]), so a ladder that resumes after the
+    /// snooze goes on to its next step instead of being snoozed again.
     async fn tell_and_record(
         &self,
         bot: &str,
@@ -139,20 +142,21 @@ impl<F: Forge> Actor<'_, F> {
                 self.store.record_result(
                     id,
                     &ActionResult {
-                        state: RecordState::Done,
-                        at: now,
-                        pr: None,
-                        issue: Some(issue),
-                        error: Some(
-                            "the tracking issue was closed by a human; not reopening".into(),
-                        ),
-                        refused: None,
+                        error: Some(format!(
+                            "tracking issue #{issue} was closed by a human; nothing is posted on it"
+                        )),
+                        ..done(now, None, Some(issue))
                     },
                 )?;
-                self.snooze_after_a_no(attr, now, super::follow::closed_by_a_human(issue))?;
-                report.did(format!(
-                    "{attr}: tracking issue #{issue} was closed by a human; leaving it alone"
-                ));
+                // Rare (once a ladder step per human close): the ledger is
+                // read afresh, with whatever this cycle heard already.
+                let ledger = self.store.ledger()?;
+                if !self.hear_a_human_close(&ledger, attr, issue, now, report)? {
+                    report.did(format!(
+                        "{} {attr}: tracking issue #{issue} was closed by a human (heard before); nothing posted",
+                        action.kind
+                    ));
+                }
             }
             Err(e) => {
                 self.settle_failure(id, &e, now, report, &format!("{} {attr}", action.kind))?
@@ -242,7 +246,7 @@ impl<F: Forge> Actor<'_, F> {
         // Only a close by someone else is a "no"; our own (on a recovery)
         // never is. A listing does not say who closed: one read does.
         let closed_by_human = match (action.kind, open, closed) {
-            (ActionKind::Remind, None, Some(number)) => {
+            (ActionKind::Remind | ActionKind::Escalate, None, Some(number)) => {
                 self.forge.issue(number).await?.closed_by_someone_but(bot)
             }
             _ => false,
@@ -258,8 +262,8 @@ impl<F: Forge> Actor<'_, F> {
                     .await?;
                 return Ok(Told::In(number));
             }
-            // A reminder never reopens a topic a human closed.
-            (ActionKind::Remind, None, Some(number)) if closed_by_human => {
+            // A reminder or escalation never reopens a topic a human closed.
+            (ActionKind::Remind | ActionKind::Escalate, None, Some(number)) if closed_by_human => {
                 return Ok(Told::ClosedByHuman(number));
             }
             (_, Some(number), _) => number,

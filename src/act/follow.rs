@@ -5,8 +5,9 @@
 //! a human is a "no", remembered as a snooze), closing a tracking issue
 //! whose package builds again, and handing the comments of open ones to the
 //! maintainer commands ([`super::commands`]), and hearing a human's close
-//! of a tracking issue as a "no" (once per close, also when no reminder
-//! would read the issue again).
+//! of a tracking issue as a "no": once per close, whichever step sees it
+//! first (this one, or a reminder due on the closed issue in
+//! [`super::execute`]), also when no reminder would read the issue again.
 //!
 //! Must never: open anything, take the bot's own close for a human's "no",
 //! or decide what to do next (the engine plans from what is recorded here).
@@ -15,7 +16,8 @@ use std::collections::BTreeMap;
 
 use crate::forge::{Forge, ForgeError, Issue, State};
 use crate::policy::engine::builds_again;
-use crate::policy::{ActionKind, ActionRecord, Facts, RecordState};
+use crate::policy::{ActionKind, ActionRecord, Facts, Ledger, RecordState};
+use crate::store::StoreError;
 
 use super::{ActError, ActReport, Actor, failed, on_pull, pull_state, render, tracked_attr};
 
@@ -98,8 +100,11 @@ impl<F: Forge> Actor<'_, F> {
         now: i64,
         report: &mut ActReport,
     ) -> Result<(), ActError> {
-        self.hear_closed_tracking_issues(bot, own, facts, now, report)
-            .await?;
+        let ledger = self.store.ledger()?;
+        for issue in own.iter().filter(|i| i.state == State::Closed) {
+            self.hear_if_closed_by_a_human(bot, issue, &ledger, facts, now, report)
+                .await?;
+        }
         for issue in own.iter().filter(|i| i.state == State::Open) {
             let Some(attr) = tracked_attr(issue) else {
                 continue;
@@ -136,84 +141,105 @@ impl<F: Forge> Actor<'_, F> {
 
 impl<F: Forge> Actor<'_, F> {
     /// A tracking issue that someone else closed while its package's ladder
-    /// runs there is a "no", heard once per close: the package is snoozed
-    /// as after a closed pull request. Without this, a ladder with no
-    /// reminder left (or none at all) would go on to the mark, since only a
-    /// reminder reads the issue again.
+    /// runs there is a "no": see [`Self::hear_a_human_close`]. Without this
+    /// step, a ladder with no reminder left (or none at all) would go on to
+    /// the mark, since only a reminder reads the issue again.
     ///
-    /// Cheap: only issues that hold the package's newest notice, whose
-    /// package still fails, and that the bot did not close itself (its
-    /// "recovered" comment, from the comments memo) are read, and a close
-    /// already heard is known from its snooze's note.
-    async fn hear_closed_tracking_issues(
+    /// Cheap: only an issue that holds the package's newest notice, whose
+    /// package still fails, that the bot did not close itself (its
+    /// "recovered" comment, from the comments memo) and whose close was not
+    /// heard yet is read.
+    async fn hear_if_closed_by_a_human(
         &self,
         bot: &str,
-        own: &[Issue],
+        closed: &Issue,
+        ledger: &Ledger,
         facts: &Facts,
         now: i64,
         report: &mut ActReport,
     ) -> Result<(), ActError> {
-        let ledger = self.store.ledger()?;
-        for issue in own.iter().filter(|i| i.state == State::Closed) {
-            let Some(attr) = tracked_attr(issue) else {
-                continue;
-            };
-            let newest_notice = ledger
-                .actions
-                .iter()
-                .filter(|r| {
-                    r.kind == ActionKind::Notify
-                        && r.attr.as_deref() == Some(attr.as_str())
-                        && r.state.counts()
-                })
-                .max_by_key(|r| (r.planned_at, r.id));
-            if newest_notice.and_then(|r| r.issue) != Some(issue.number) {
-                continue;
-            }
-            let note = closed_by_a_human(issue.number);
-            if ledger
-                .opt_outs
-                .iter()
-                .any(|o| o.attr == attr && o.note == note)
-                || builds_again(self.policy, facts, &attr, now)
-                || self
-                    .commented(bot, issue.number, "recovered", &attr)
-                    .await?
-            {
-                continue;
-            }
-            (self.progress)();
-            if self
-                .forge
-                .issue(issue.number)
+        let Some(attr) = tracked_attr(closed) else {
+            return Ok(());
+        };
+        let newest_notice = ledger
+            .actions
+            .iter()
+            .filter(|r| {
+                r.kind == ActionKind::Notify
+                    && r.attr.as_deref() == Some(attr.as_str())
+                    && r.state.counts()
+            })
+            .max_by_key(|r| (r.planned_at, r.id));
+        if newest_notice.and_then(|r| r.issue) != Some(closed.number)
+            || heard(ledger, &attr, closed.number)
+            || builds_again(self.policy, facts, &attr, now)
+            || self
+                .commented(bot, closed.number, "recovered", &attr)
                 .await?
-                .closed_by_someone_but(bot)
-            {
-                self.snooze_after_a_no(&attr, now, note)?;
-                report.did(format!(
-                    "{attr}: tracking issue #{} was closed by a human; the package is left alone as the policy says",
-                    issue.number
-                ));
-            }
+        {
+            return Ok(());
+        }
+        (self.progress)();
+        if self
+            .forge
+            .issue(closed.number)
+            .await?
+            .closed_by_someone_but(bot)
+        {
+            self.hear_a_human_close(ledger, &attr, closed.number, now, report)?;
         }
         Ok(())
     }
+
+    /// The one place a human's close of tracking issue `number` becomes a
+    /// "no", whichever step sees it first (the follow step above, or a
+    /// reminder or escalation falling due on the closed issue): the package
+    /// is snoozed for the policy's `max_snooze`, as after a closed pull
+    /// request, and the snooze's note remembers the close. A close already
+    /// heard (its note is in `ledger`) changes nothing: it is heard once,
+    /// and a ladder that resumes after the snooze is never snoozed again by
+    /// it. Whether it was heard now.
+    pub(super) fn hear_a_human_close(
+        &self,
+        ledger: &Ledger,
+        attr: &str,
+        number: u64,
+        now: i64,
+        report: &mut ActReport,
+    ) -> Result<bool, StoreError> {
+        if heard(ledger, attr, number) {
+            return Ok(false);
+        }
+        self.snooze_after_a_no(attr, now, closed_by_a_human(number))?;
+        report.did(format!(
+            "{attr}: tracking issue #{number} was closed by a human; the package is left alone for {} as the policy says",
+            self.policy.opt_out.max_snooze
+        ));
+        Ok(true)
+    }
+}
+
+/// Whether a human's close of tracking issue `number` of `attr` was heard
+/// already (its snooze's note is in the ledger).
+fn heard(ledger: &Ledger, attr: &str, number: u64) -> bool {
+    let note = closed_by_a_human(number);
+    ledger
+        .opt_outs
+        .iter()
+        .any(|o| o.attr == attr && o.note == note)
 }
 
 /// The note of the snooze that a human's close of tracking issue `number`
 /// leads to (also how that close is known to have been heard).
-pub(super) fn closed_by_a_human(number: u64) -> String {
+fn closed_by_a_human(number: u64) -> String {
     format!("tracking issue #{number} closed by a human")
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use crate::config::JobsetRef;
     use crate::history::EvalPoint;
     use crate::policy::engine::builds_again;
-    use crate::policy::{Facts, JobFacts, JobsetFacts, Policy, Run};
+    use crate::policy::{Facts, JobFacts, Policy, Run};
 
     fn facts(newest: (bool, Option<i64>)) -> Facts {
         let evals = (0..3)
@@ -233,28 +259,15 @@ mod tests {
             drv: build as u64,
             cause: crate::history::Cause::Own,
         };
-        Facts {
-            hydra_url: "https://hydra.nixos.org".parse().unwrap(),
-            repository: crate::config::NIXPKGS_REPOSITORY.to_owned(),
-            jobsets: vec![JobsetFacts {
-                unlisted_building: 0,
-                jobset: JobsetRef {
-                    project: "nixpkgs".into(),
-                    jobset: "trunk".into(),
-                },
-                evals,
-                jobs: vec![JobFacts {
-                    attr: "hello".into(),
-                    system: "x86_64-linux".into(),
-                    suffixed: true,
-                    runs: vec![run(0, 1, 1, (true, Some(1))), run(2, 2, 2, newest)],
-                }],
-                propagated_from: BTreeMap::new(),
-                origins: BTreeMap::new(),
+        Facts::trunk(
+            evals,
+            vec![JobFacts {
+                attr: "hello".into(),
+                system: "x86_64-linux".into(),
+                suffixed: true,
+                runs: vec![run(0, 1, 1, (true, Some(1))), run(2, 2, 2, newest)],
             }],
-            maintainers: BTreeMap::new(),
-            branch_pulls: BTreeMap::new(),
-        }
+        )
     }
 
     #[test]

@@ -65,7 +65,16 @@ fn act_cycle(
 ) -> Result<ExitCode> {
     let policy = load_policy(config, None)?;
     let store = Store::open(&config.database)?;
-    match cycle::run(config, &policy, &store, now, dry_run, full_texts, &|| {})? {
+    match cycle::run(
+        config,
+        &policy,
+        &store,
+        now,
+        dry_run,
+        full_texts,
+        &|| {},
+        None,
+    )? {
         Outcome::DryRun(dry) => {
             writeln!(
                 out,

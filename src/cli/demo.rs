@@ -25,12 +25,12 @@ use serde::Serialize;
 use hydra_sentinel::act::Publisher;
 use hydra_sentinel::act::cycle::{self, Outcome};
 use hydra_sentinel::config::Config;
-use hydra_sentinel::forge::{SimulatedClock, Sleeper};
+use hydra_sentinel::forge::SimulatedClock;
 use hydra_sentinel::format::time;
 use hydra_sentinel::policy::{
-    self, ActionKind, ActionRecord, Ledger, NIXPKGS_POLICY, OptOutKind, Policy, RecordState,
+    self, ActionKind, ActionRecord, Ledger, OptOutKind, Policy, RecordState,
 };
-use hydra_sentinel::sim::{FakeGitHub, FakeHydra, PlantedFailure, SimHydra, SimSpec};
+use hydra_sentinel::sim::{FakeGitHub, FakeHydra, PlantedFailure, SimHydra, SimSpec, paced_policy};
 use hydra_sentinel::store::Store;
 
 const DAY: i64 = 86_400;
@@ -112,31 +112,6 @@ const LADDER: &[(&str, &str)] = &[
     ("max_snooze", "\"30d\""),
     ("group_by", "\"attr\""),
 ];
-
-/// The built-in policy with [`LADDER`] and without its overrides.
-fn demo_policy() -> String {
-    let mut out = String::new();
-    let mut skipping = false;
-    for line in NIXPKGS_POLICY.lines() {
-        if line.starts_with("[[override]]") {
-            skipping = true;
-            continue;
-        }
-        if line.starts_with('[') {
-            skipping = false;
-        }
-        if skipping {
-            continue;
-        }
-        let key = line.split_once(" = ").map(|(k, _)| k);
-        match LADDER.iter().find(|(k, _)| Some(*k) == key) {
-            Some((k, v)) => out.push_str(&format!("{k} = {v}")),
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
-}
 
 /// The story as data, for `--json` and the test.
 #[derive(Debug, Serialize)]
@@ -442,17 +417,8 @@ pub fn run(database: Option<&Path>, json: bool, stdout: &mut dyn Write) -> Resul
             .with_context(|| format!("ingesting on {}", day(d)))?;
         // The real cycle, as `once --now` runs it, its waits on the
         // story's clock.
-        match cycle::run_tuned(
-            &world.config,
-            &world.policy,
-            &store,
-            now,
-            false,
-            false,
-            &|| {},
-            &|github| github.sleeper = Sleeper::simulated(&clock),
-        )
-        .with_context(|| format!("the cycle of {}", day(d)))?
+        match cycle::run_on_clock(&world.config, &world.policy, &store, now, &clock)
+            .with_context(|| format!("the cycle of {}", day(d)))?
         {
             Outcome::Acted(report) if report.errors.is_empty() => {}
             Outcome::Acted(report) => bail!(
@@ -768,7 +734,7 @@ impl World {
             Some(path) => path.with_extension("policy.toml"),
             None => root.join("policy.toml"),
         };
-        std::fs::write(&policy_file, demo_policy())?;
+        std::fs::write(&policy_file, paced_policy(LADDER))?;
         let db = match database {
             Some(path) => path.to_owned(),
             None => root.join("demo.sqlite"),

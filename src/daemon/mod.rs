@@ -423,9 +423,10 @@ impl CycleStep for ActStep {
             let (outcome, set_aside) = tokio::task::spawn_blocking(move || {
                 let store = Store::open(&config.database)?;
                 let progress = move || control.beat();
-                let outcome =
-                    crate::act::cycle::run(&config, &policy, &store, now, false, false, &progress)
-                        .map_err(StepError::from);
+                let outcome = crate::act::cycle::run(
+                    &config, &policy, &store, now, false, false, &progress, None,
+                )
+                .map_err(StepError::from);
                 // Whatever the cycle did, what is set aside stays so. Read
                 // as a plan reads (the ledger's packages in full), not the
                 // whole history: this runs every cycle.

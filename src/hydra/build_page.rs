@@ -85,14 +85,9 @@ pub fn parse_build_page(html: &str) -> BuildCause {
 
 /// The rows of the table under the "Failed build steps" heading.
 fn failed_steps(html: &str) -> Vec<FailedStep> {
-    let Some(heading) = find_ci(html, 0, "failed build steps") else {
+    let Some(table) = part_after(html, "failed build steps", "<table", "</table") else {
         return Vec::new();
     };
-    let Some(table_start) = find_ci(html, heading, "<table") else {
-        return Vec::new();
-    };
-    let table_end = find_ci(html, table_start, "</table").unwrap_or(html.len());
-    let table = &html[table_start..table_end];
     let body_start = find_ci(table, 0, "<tbody").unwrap_or(0);
     let mut steps = Vec::new();
     let mut at = body_start;
@@ -132,14 +127,19 @@ fn failed_steps(html: &str) -> Vec<FailedStep> {
 /// The build's own output paths, from the "Output store paths:" row of the
 /// details tab (empty when the page has none).
 fn own_outputs(html: &str) -> Vec<String> {
-    let Some(label) = find_ci(html, 0, "output store path") else {
-        return Vec::new();
-    };
-    let Some(cell) = find_ci(html, label, "<td") else {
-        return Vec::new();
-    };
-    let end = find_ci(html, cell, "</td").unwrap_or(html.len());
-    store_paths(&text_of(&html[cell..end]))
+    part_after(html, "output store path", "<td", "</td")
+        .map(|cell| store_paths(&text_of(cell)))
+        .unwrap_or_default()
+}
+
+/// The part of `html` from the first `open` tag after the first `label`
+/// (any case) up to its `close` tag, or to the end of a cut page; `None`
+/// when the page has no such label or tag.
+fn part_after<'h>(html: &'h str, label: &str, open: &str, close: &str) -> Option<&'h str> {
+    let label = find_ci(html, 0, label)?;
+    let start = find_ci(html, label, open)?;
+    let end = find_ci(html, start, close).unwrap_or(html.len());
+    Some(&html[start..end])
 }
 
 fn store_paths(text: &str) -> Vec<String> {
@@ -318,6 +318,13 @@ mod tests {
         )
     }
 
+    /// A page of a build with outputs [`OWN`] whose only step failed, as
+    /// `failed_row` says.
+    fn page_failing_at(failed_row: &str) -> String {
+        let rows = [failed_row.to_owned()];
+        page(&rows, &[OWN], &rows)
+    }
+
     const OWN: &str = "/nix/store/aaaa-foo-1.0";
     const LIB: &str = "/nix/store/bbbb-libbar-2.0";
 
@@ -329,13 +336,8 @@ mod tests {
             r#"<span class="error">Timed out</span>"#,
             Some(288_001_234),
         );
-        let html = page(
-            std::slice::from_ref(&failed),
-            &[OWN],
-            std::slice::from_ref(&failed),
-        );
         assert_eq!(
-            parse_build_page(&html),
+            parse_build_page(&page_failing_at(&failed)),
             BuildCause::Propagated {
                 from: 288_001_234,
                 step_status: "Timed out".into()
@@ -346,13 +348,8 @@ mod tests {
     #[test]
     fn a_timeout_of_the_package_itself_is_its_own() {
         let failed = row(1, &[OWN], r#"<span class="error">Timed out</span>"#, None);
-        let html = page(
-            std::slice::from_ref(&failed),
-            &[OWN],
-            std::slice::from_ref(&failed),
-        );
         assert_eq!(
-            parse_build_page(&html),
+            parse_build_page(&page_failing_at(&failed)),
             BuildCause::Own {
                 step_status: "Timed out".into()
             }

@@ -322,19 +322,13 @@ fn job_section(
 fn failure_lines(out: &mut String, e: &JobEvidence) {
     let _ = writeln!(
         out,
-        "    {} since {} (eval {}, revision {}), {} evals, {} distinct derivation{}{}",
+        "    {} since {} (eval {}, revision {}), {} evals, {}",
         e.class.replace('_', " "),
         &e.since.time[..10],
         e.since.id,
         short(e.since.revision.as_deref()),
         e.evals,
-        e.derivations,
-        if e.derivations == 1 { "" } else { "s" },
-        if e.statuses.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", e.statuses.join(", "))
-        }
+        e.derivations_in_words()
     );
     if let Some(beyond) = e.before_our_records {
         let _ = writeln!(

@@ -31,6 +31,31 @@ pub struct Facts {
     pub branch_pulls: BTreeMap<JobsetRef, BranchPull>,
 }
 
+#[cfg(test)]
+impl Facts {
+    /// What a unit test builds by hand: `nixpkgs:trunk` on hydra.nixos.org
+    /// with `evals` and `jobs`, and nothing else known.
+    pub(crate) fn trunk(evals: Vec<EvalPoint>, jobs: Vec<JobFacts>) -> Facts {
+        Facts {
+            hydra_url: "https://hydra.nixos.org".parse().unwrap(),
+            repository: crate::config::NIXPKGS_REPOSITORY.to_owned(),
+            jobsets: vec![JobsetFacts {
+                unlisted_building: 0,
+                jobset: JobsetRef {
+                    project: "nixpkgs".into(),
+                    jobset: "trunk".into(),
+                },
+                evals,
+                jobs,
+                propagated_from: BTreeMap::new(),
+                origins: BTreeMap::new(),
+            }],
+            maintainers: BTreeMap::new(),
+            branch_pulls: BTreeMap::new(),
+        }
+    }
+}
+
 /// A pre-merge branch's newest pull request (e.g. `staging-next` into
 /// `master`), as GitHub shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

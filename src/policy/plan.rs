@@ -152,6 +152,23 @@ pub struct JobEvidence {
     pub compare: Option<String>,
 }
 
+impl JobEvidence {
+    /// "2 distinct derivations (failed, timed_out)": how many derivations
+    /// failed in the streak, and how.
+    pub fn derivations_in_words(&self) -> String {
+        format!(
+            "{} distinct derivation{}{}",
+            self.derivations,
+            if self.derivations == 1 { "" } else { "s" },
+            if self.statuses.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.statuses.join(", "))
+            }
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LastGood {
     pub eval: EvalRef,

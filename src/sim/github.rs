@@ -235,6 +235,37 @@ impl State {
         self.clock
     }
 
+    /// A new open item by `author`, numbered next and changed now: an
+    /// issue, or a pull request with `pull`. Its number.
+    fn open_item(
+        &mut self,
+        author: &str,
+        title: &str,
+        body: &str,
+        labels: Vec<String>,
+        pull: Option<PullPart>,
+    ) -> u64 {
+        let number = self.next_number;
+        self.next_number += 1;
+        let updated_at = self.tick();
+        self.items.insert(
+            number,
+            Item {
+                number,
+                title: title.to_owned(),
+                body: body.to_owned(),
+                state: "open".into(),
+                labels,
+                author: author.to_owned(),
+                pull,
+                updated_at,
+                closed_by: None,
+                state_reason: None,
+            },
+        );
+        number
+    }
+
     /// Item `number` changed now.
     fn touch(&mut self, number: u64) {
         let now = self.tick();
@@ -566,26 +597,8 @@ impl FakeGitHub {
     /// An open issue that exists already (opened by `author`, the bot
     /// included, before the test began).
     pub fn existing_issue(&self, author: &str, title: &str, body: &str) -> u64 {
-        let mut state = self.state();
-        let number = state.next_number;
-        state.next_number += 1;
-        let updated_at = state.tick();
-        state.items.insert(
-            number,
-            Item {
-                number,
-                title: title.to_owned(),
-                body: body.to_owned(),
-                state: "open".into(),
-                labels: Vec::new(),
-                author: author.to_owned(),
-                pull: None,
-                updated_at,
-                closed_by: None,
-                state_reason: None,
-            },
-        );
-        number
+        self.state()
+            .open_item(author, title, body, Vec::new(), None)
     }
 
     /// A committer opens a pull request from the repository's own branch
@@ -606,30 +619,17 @@ impl FakeGitHub {
     }
 
     pub fn human_opens_pull(&self, author: &str, title: &str) -> u64 {
-        let mut state = self.state();
-        let number = state.next_number;
-        state.next_number += 1;
-        let updated_at = state.tick();
-        state.items.insert(
-            number,
-            Item {
-                number,
-                title: title.to_owned(),
-                body: String::new(),
-                state: "open".into(),
-                labels: Vec::new(),
-                author: author.to_owned(),
-                pull: Some(PullPart {
-                    head: format!("{author}:patch"),
-                    base: "master".into(),
-                    merged: false,
-                }),
-                updated_at,
-                closed_by: None,
-                state_reason: None,
-            },
-        );
-        number
+        self.state().open_item(
+            author,
+            title,
+            "",
+            Vec::new(),
+            Some(PullPart {
+                head: format!("{author}:patch"),
+                base: "master".into(),
+                merged: false,
+            }),
+        )
     }
 }
 
@@ -987,23 +987,15 @@ fn route(state: &mut State, request: &Request) -> Answer {
             } else {
                 return cannot_create_labels();
             };
-            let number = state.next_number;
-            state.next_number += 1;
-            let item = Item {
-                number,
-                title: body["title"].as_str().unwrap_or_default().to_owned(),
-                body: body["body"].as_str().unwrap_or_default().to_owned(),
-                state: "open".into(),
+            let login = state.login.clone();
+            let number = state.open_item(
+                &login,
+                body["title"].as_str().unwrap_or_default(),
+                body["body"].as_str().unwrap_or_default(),
                 labels,
-                author: state.login.clone(),
-                pull: None,
-                updated_at: state.tick(),
-                closed_by: None,
-                state_reason: None,
-            };
-            let answer = item_json(state, &item);
-            state.items.insert(number, item);
-            (201, vec![], answer)
+                None,
+            );
+            (201, vec![], item_json(state, &state.items[&number]))
         }
         ("GET", ["issues", n]) => match number(n).and_then(|n| state.items.get(&n)) {
             Some(item) => {
@@ -1240,27 +1232,19 @@ fn route(state: &mut State, request: &Request) -> Answer {
                     "errors": [{"message": format!("A pull request already exists for {head}.")}]}),
                 );
             }
-            let number = state.next_number;
-            state.next_number += 1;
-            let item = Item {
-                number,
-                title: body["title"].as_str().unwrap_or_default().to_owned(),
-                body: body["body"].as_str().unwrap_or_default().to_owned(),
-                state: "open".into(),
-                labels: Vec::new(),
-                author: state.login.clone(),
-                pull: Some(PullPart {
+            let login = state.login.clone();
+            let number = state.open_item(
+                &login,
+                body["title"].as_str().unwrap_or_default(),
+                body["body"].as_str().unwrap_or_default(),
+                Vec::new(),
+                Some(PullPart {
                     head,
                     base: body["base"].as_str().unwrap_or("master").to_owned(),
                     merged: false,
                 }),
-                updated_at: state.tick(),
-                closed_by: None,
-                state_reason: None,
-            };
-            let answer = pull_json(state, &item);
-            state.items.insert(number, item);
-            (201, vec![], answer)
+            );
+            (201, vec![], pull_json(state, &state.items[&number]))
         }
         ("GET", ["pulls", n]) => match number(n)
             .and_then(|n| state.items.get(&n))

@@ -14,12 +14,14 @@
 mod generate;
 mod github;
 mod http;
+mod policy;
 mod rng;
 mod server;
 mod year;
 
 pub use generate::{PlantedFailure, SimBuild, SimEval, SimHydra, SimSpec, propagated_status};
 pub use github::{FakeGitHub, GitHubFault, GitHubRequest};
+pub use policy::paced_policy;
 pub use rng::Rng;
 pub use server::{
     Costs, Counters, EndpointCounters, FakeHydra, Fault, Limiter, RequestRecord, endpoint,

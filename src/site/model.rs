@@ -389,19 +389,13 @@ impl Builder<'_> {
             rule: rule_words(self.policy, assessed.map(|j| &j.rule)),
             streak: evidence.map(|e| {
                 format!(
-                    "{} since {} (eval {}), {} eval{}, {} distinct derivation{}{}",
+                    "{} since {} (eval {}), {} eval{}, {}",
                     e.class.replace('_', " "),
                     &e.since.time[..10],
                     e.since.id,
                     e.evals,
                     if e.evals == 1 { "" } else { "s" },
-                    e.derivations,
-                    if e.derivations == 1 { "" } else { "s" },
-                    if e.statuses.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", e.statuses.join(", "))
-                    }
+                    e.derivations_in_words()
                 )
             }),
             last_good: evidence.and_then(|e| {

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use url::Url;
 
 use super::*;
-use crate::config::JobsetRef;
 use crate::history::EvalPoint;
-use crate::policy::{JobFacts, JobsetFacts, Run};
+use crate::policy::{JobFacts, Run};
 
 const DAY: i64 = 86_400;
 const START: i64 = 1_762_000_000;
@@ -89,20 +88,8 @@ fn snapshot() -> Snapshot {
         policy: Policy::nixpkgs(),
         facts: Facts {
             hydra_url: Url::parse("https://hydra.example.org").unwrap(),
-            repository: "NixOS/nixpkgs".into(),
-            jobsets: vec![JobsetFacts {
-                unlisted_building: 0,
-                jobset: JobsetRef {
-                    project: "nixpkgs".into(),
-                    jobset: "trunk".into(),
-                },
-                evals,
-                jobs,
-                propagated_from: BTreeMap::new(),
-                origins: BTreeMap::new(),
-            }],
             maintainers,
-            branch_pulls: Default::default(),
+            ..Facts::trunk(evals, jobs)
         },
         ledger: Ledger::default(),
         now: START + 7 * DAY + 3600,

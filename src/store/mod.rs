@@ -26,7 +26,7 @@ pub use causes::CauseToRead;
 pub use facts::{ActionResult, NewAction, NewOptOut, PlanScope};
 pub use lease::{LeaseHeld, LeaseHolder};
 pub use origins::OriginWanted;
-pub use prune::{PRUNE_BATCH, Pruned};
+pub use prune::{HISTORY_TABLES, PRUNE_BATCH, Pruned};
 pub use read::{JobRecord, JobsetSummary, RootBuild, StoredEval};
 pub use write::{BuildRow, EvalWriter, KnownBuild, NewEval, WriteOutcome};
 

@@ -21,6 +21,17 @@ use super::{Context, Store, StoreError};
 /// pass never holds the database long and a kill loses at most one batch.
 pub const PRUNE_BATCH: usize = 1000;
 
+/// The tables of Hydra's history (the ledger aside): what a pass thins or
+/// keeps, and what must hold together whenever a pass is cut short.
+pub const HISTORY_TABLES: [&str; 6] = [
+    "spans",
+    "builds",
+    "build_versions",
+    "build_causes",
+    "evals",
+    "jobs",
+];
+
 /// What a pruning pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Pruned {
@@ -365,14 +376,7 @@ mod tests {
         assert!(rest.complete);
         assert_eq!(first.spans + rest.spans, whole.spans);
         assert_eq!(first.builds + rest.builds, whole.builds);
-        for table in [
-            "spans",
-            "builds",
-            "build_versions",
-            "build_causes",
-            "evals",
-            "jobs",
-        ] {
+        for table in HISTORY_TABLES {
             let sql = format!("SELECT count(*) FROM {table}");
             assert_eq!(count(&store, &sql), count(&reference, &sql), "{table}");
         }

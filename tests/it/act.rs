@@ -5,9 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use hydra_sentinel::act::{ActReport, Actor, cycle};
+use hydra_sentinel::config::Config;
+use hydra_sentinel::forge::{GitHub, GitHubSettings, Secret};
+use hydra_sentinel::policy::{Policy, plan};
 use hydra_sentinel::sim::{FakeGitHub, FakeHydra, GitHubFault, PlantedFailure, SimHydra, SimSpec};
+use hydra_sentinel::store::{PlanScope, Store};
 
-use crate::helpers::{FIXTURE, copy_tree, quick_policy, small_spec};
+use crate::helpers::{
+    acting_config, issues_but_digests, nixpkgs_with_fork, planning_sections, planted, quick_policy,
+    run_binary, small_spec, stdout_of_success,
+};
 pub(crate) use crate::helpers::{git, git_out};
 
 pub(crate) const TOKEN: &str = "ghp_act_test_token_never_to_be_seen_42";
@@ -58,38 +66,20 @@ impl World {
     ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        // upstream (bare) <- checkout (the daemon's clone); fork (bare) for pushes.
-        let seed = root.join("seed");
-        copy_tree(Path::new(FIXTURE), &seed);
-        edit(&seed);
-        git(&seed, &["init", "-q"]);
-        git(&seed, &["add", "-A"]);
-        git(&seed, &["commit", "-q", "-m", "nixpkgs"]);
-        git(root, &["clone", "-q", "--bare", "seed", "upstream.git"]);
-        git(root, &["clone", "-q", "upstream.git", "checkout"]);
-        git(root, &["init", "-q", "--bare", "fork.git"]);
+        let fork = nixpkgs_with_fork(root, edit);
 
         let spec = SimSpec {
             evals: 30,
             planted: vec![
-                PlantedFailure {
-                    attr: "hello".into(),
-                    since: 2,
-                    systems: vec![],
-                    ..Default::default()
-                },
+                planted("hello", 2),
                 // Already marked broken on aarch64-darwin in the fixture.
                 PlantedFailure {
-                    attr: "umurmur".into(),
-                    since: 5,
                     systems: vec!["aarch64-darwin".into()],
-                    ..Default::default()
+                    ..planted("umurmur", 5)
                 },
                 PlantedFailure {
-                    attr: "frobnicate".into(),
-                    since: 4,
                     systems: vec!["x86_64-darwin".into(), "aarch64-darwin".into()],
-                    ..Default::default()
+                    ..planted("frobnicate", 4)
                 },
             ],
             ..small_spec(5, 30)
@@ -107,41 +97,14 @@ impl World {
         };
         let hydra = FakeHydra::start(SimHydra::generate(&history(spec))).unwrap();
         let github = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
-        std::fs::write(root.join("token"), format!("{TOKEN}\n")).unwrap();
         std::fs::write(root.join("policy.toml"), policy(quick_policy())).unwrap();
-        let config = root.join("hydra-sentinel.toml");
-        let fork = root.join("fork.git");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[hydra]
-url = "{hydra}"
-retry_initial_delay_ms = 10
-[database]
-path = "{root}/state.sqlite"
-[policy]
-file = "{root}/policy.toml"
-[nixpkgs]
-checkout = "{root}/checkout"
-[github]
-api_url = "{github}"
-repo = "NixOS/nixpkgs"
-fork = "sentinel-bot/nixpkgs"
-push_url = "{root}/fork.git"
-token_file = "{root}/token"
-[ingest]
-max_evals_per_pass = 100
-recheck_after_secs = 0
-[act]
-enabled = true
-committers = ["carol"]
-"#,
-                hydra = hydra.url(),
-                github = github.url(),
-                root = root.display()
-            ),
-        )
-        .unwrap();
+        let config = acting_config(
+            root,
+            &hydra,
+            &github,
+            TOKEN,
+            &format!("committers = [\"carol\"]\n{}", planning_sections(root)),
+        );
         World {
             _dir: dir,
             hydra,
@@ -152,42 +115,16 @@ committers = ["carol"]
     }
 
     fn once(&self, now: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
-            .args([
-                "--config",
-                self.config.to_str().unwrap(),
-                "once",
-                "--now",
-                now,
-            ])
-            .env("HYDRA_SENTINEL_LOG", "debug")
-            .output()
-            .unwrap()
+        run_binary(&self.config, &["once", "--now", now])
     }
 
     pub(crate) fn once_ok(&self, now: &str) -> String {
-        let output = self.once(now);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(
-            output.status.success(),
-            "once --now {now} failed:\n{stdout}\n{stderr}"
-        );
-        assert!(
-            !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
-            "the token leaked"
-        );
-        stdout
+        stdout_of_success(&self.once(now), &["once", "--now", now], TOKEN)
     }
 
     /// Tracking issues (not digests).
     pub(crate) fn issues(&self) -> Vec<(u64, String, String)> {
-        self.github
-            .items()
-            .into_iter()
-            .filter(|i| !i.3 && !i.1.contains("weekly digest"))
-            .map(|i| (i.0, i.1, i.2))
-            .collect()
+        issues_but_digests(&self.github)
     }
 
     fn digests(&self) -> Vec<(u64, String, String)> {
@@ -210,18 +147,61 @@ committers = ["carol"]
 
     /// Another command of the binary on the world's configuration.
     fn run(&self, args: &[&str]) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
-            .args(["--config", self.config.to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{args:?} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
+        stdout_of_success(&run_binary(&self.config, args), args, TOKEN)
+    }
+
+    /// The usual world after the mark's cycle, whose pull request GitHub
+    /// refused as invalid (422): it is set aside, to be done by hand.
+    pub(crate) fn with_a_pull_request_refused_as_invalid() -> World {
+        let world = World::new();
+        world.once_ok(NOTICE);
+        world.github.inject(
+            "POST",
+            "/repos/NixOS/nixpkgs/pulls",
+            GitHubFault::Status(422),
         );
-        stdout
+        let out = world.once_ok(MARK);
+        assert!(out.contains("GitHub refused it as invalid"), "{out}");
+        world
+    }
+
+    /// A maintainer (Roberta) pushes a commit of their own to `branch` of
+    /// the fork; the branch's new head.
+    pub(crate) fn maintainer_pushes(&self, branch: &str) -> String {
+        let root = self._dir.path();
+        git(
+            root,
+            &["clone", "-q", "-b", branch, "fork.git", "maintainer"],
+        );
+        let work = root.join("maintainer");
+        std::fs::write(work.join("FIXUP"), "the real fix\n").unwrap();
+        git(&work, &["add", "FIXUP"]);
+        git(
+            &work,
+            &[
+                "-c",
+                "user.name=Roberta",
+                "-c",
+                "user.email=roberta@example.org",
+                "commit",
+                "-q",
+                "-m",
+                "ghidra: fix the build",
+            ],
+        );
+        git(&work, &["push", "-q", "origin", branch]);
+        git_out(&self.fork, &["rev-parse", branch])
+    }
+
+    /// The fork's branches, by name.
+    pub(crate) fn fork_branches(&self) -> Vec<String> {
+        git_out(
+            &self.fork,
+            &["branch", "--list", "--format=%(refname:short)"],
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
     }
 
     /// A commit lands upstream: `edit` changes a clone of it.
@@ -615,14 +595,8 @@ fn killed_while_acting_it_never_does_anything_twice() {
 /// batch.
 #[test]
 fn a_refused_edit_is_told_once_on_its_issue_and_the_rest_of_its_batch_is_still_proposed() {
-    let planted = |attr: &str| PlantedFailure {
-        attr: attr.into(),
-        since: 3,
-        systems: vec![],
-        ..Default::default()
-    };
     let world = World::with(
-        vec![planted("discord"), planted("ghidra")],
+        vec![planted("discord", 3), planted("ghidra", 3)],
         |policy| policy.replace("group_by = \"maintainer\"", "group_by = \"package_set\""),
         |_| {},
     );
@@ -850,12 +824,7 @@ fn a_package_whose_file_carries_the_marker_is_never_marked_until_it_is_removed()
 fn the_marker_counts_in_a_file_the_editor_refuses_to_edit() {
     const DISCORD: &str = "pkgs/applications/discord/default.nix";
     let world = World::with(
-        vec![PlantedFailure {
-            attr: "discord".into(),
-            since: 3,
-            systems: vec![],
-            ..Default::default()
-        }],
+        vec![planted("discord", 3)],
         |policy| policy,
         |seed| {
             let file = seed.join(DISCORD);
@@ -944,11 +913,9 @@ fn an_unreadable_checkout_fails_the_cycle_and_sends_nothing() {
 fn ghidra_spreads_to_aarch64() -> World {
     let world = World::with(
         vec![PlantedFailure {
-            attr: "ghidra".into(),
-            since: 3,
             systems: vec!["x86_64-linux".into()],
             spreads_to: vec![("aarch64-linux".into(), 24)],
-            ..Default::default()
+            ..planted("ghidra", 3)
         }],
         |policy| policy,
         |_| {},
@@ -1100,38 +1067,14 @@ fn a_branch_someone_else_pushed_to_is_never_force_pushed() {
         })
         .expect("ghidra's pull request");
     // Batched by maintainer: ghidra's is roblabla.
-    let branch = git_out(
-        &world.fork,
-        &["branch", "--list", "--format=%(refname:short)"],
-    )
-    .lines()
-    .find(|b| b.contains("/maintainer/roblabla/"))
-    .expect("ghidra's branch")
-    .to_owned();
+    let branch = world
+        .fork_branches()
+        .into_iter()
+        .find(|b| b.contains("/maintainer/roblabla/"))
+        .expect("ghidra's branch");
 
     // A maintainer pushes a commit of their own to that branch.
-    let work = world.config.parent().unwrap().join("maintainer");
-    git(
-        world.config.parent().unwrap(),
-        &["clone", "-q", "-b", &branch, "fork.git", "maintainer"],
-    );
-    std::fs::write(work.join("FIXUP"), "the real fix\n").unwrap();
-    git(&work, &["add", "FIXUP"]);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=Roberta",
-            "-c",
-            "user.email=roberta@example.org",
-            "commit",
-            "-q",
-            "-m",
-            "ghidra: fix the build",
-        ],
-    );
-    git(&work, &["push", "-q", "origin", &branch]);
-    let theirs = git_out(&world.fork, &["rev-parse", &branch]);
+    let theirs = world.maintainer_pushes(&branch);
 
     world.once_ok("2025-11-10T12:00:00Z");
     let out = world.once_ok("2025-11-13T12:00:00Z");
@@ -1435,15 +1378,7 @@ fn a_command_on_a_locked_issue_is_obeyed_and_its_answer_left_unposted() {
 
 #[test]
 fn a_pull_request_github_refuses_as_invalid_is_set_aside_once_and_its_branch_never_pushed_again() {
-    let world = World::new();
-    world.once_ok(NOTICE);
-    world.github.inject(
-        "POST",
-        "/repos/NixOS/nixpkgs/pulls",
-        GitHubFault::Status(422),
-    );
-    let out = world.once_ok(MARK);
-    assert!(out.contains("GitHub refused it as invalid"), "{out}");
+    let world = World::with_a_pull_request_refused_as_invalid();
     let creates = world
         .github
         .requests_to("POST", "/repos/NixOS/nixpkgs/pulls")
@@ -1497,6 +1432,93 @@ fn a_tracking_issue_closed_by_a_human_stops_a_ladder_without_reminders() {
     world.once_ok(LATER);
     assert_eq!(reads(&world), 1, "and heard once");
     assert!(!world.pulls().iter().any(|p| p.1.starts_with("hello")));
+}
+
+impl World {
+    /// Snoozes of `attr` in the ledger (each human "no" heard is one).
+    fn snoozes(&self, attr: &str) -> i64 {
+        rusqlite::Connection::open(self._dir.path().join("state.sqlite"))
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM opt_outs WHERE attr = ?1 AND kind = 'snooze'",
+                [attr],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// The state, issue and reason of `attr`'s newest reminder in the ledger.
+    fn newest_reminder(&self, attr: &str) -> (String, Option<u64>, Option<String>) {
+        rusqlite::Connection::open(self._dir.path().join("state.sqlite"))
+            .unwrap()
+            .query_row(
+                "SELECT state, issue, error FROM actions WHERE attr = ?1 AND kind = 'remind'
+                 ORDER BY id DESC LIMIT 1",
+                [attr],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, Option<i64>>(1)?.map(|n| n as u64),
+                        r.get(2)?,
+                    ))
+                },
+            )
+            .unwrap()
+    }
+
+    /// Plan at `now` and carry the plan out in this process, without the
+    /// follow step that reads back what humans did first: a reminder due
+    /// on a closed tracking issue is then the first to see its close.
+    /// Returns the report's lines.
+    fn remind_without_following(&self, now: &str) -> Vec<String> {
+        let now = chrono::DateTime::parse_from_rfc3339(now)
+            .unwrap()
+            .timestamp();
+        let config = Config::load(&self.config).unwrap();
+        let policy_file = config.policy_file.clone().unwrap();
+        let policy = Policy::parse(
+            &std::fs::read_to_string(&policy_file).unwrap(),
+            &policy_file,
+        )
+        .unwrap();
+        let store = Store::open(&config.database).unwrap();
+        let github = config.github.as_ref().unwrap();
+        let token = Secret::from_file(&github.token_path(None)).unwrap();
+        let publisher = cycle::publisher(&config, Some(&token)).unwrap();
+        let settings = cycle::settings(&config);
+        let facts = store
+            .plan_facts(
+                &config.hydra.url,
+                config.repository(),
+                PlanScope::new(now, &policy.streak),
+            )
+            .unwrap();
+        let plan = plan(&policy, &facts, &store.ledger().unwrap(), now);
+        let mut report = ActReport::default();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let forge = GitHub::new(GitHubSettings::new(
+                    github.api_url.clone(),
+                    &github.repo,
+                    token.clone(),
+                ))
+                .unwrap();
+                let actor = Actor {
+                    forge: &forge,
+                    publisher: &publisher,
+                    store: &store,
+                    settings: &settings,
+                    policy: &policy,
+                    progress: &|| {},
+                };
+                actor.execute(&plan, now, &mut report).await
+            })
+            .unwrap();
+        report.lines
+    }
 }
 
 /// A world whose policy gives three days' notice and reminds one day
@@ -1556,4 +1578,119 @@ fn a_tracking_issue_closed_by_a_human_is_a_no_and_one_the_bot_closed_never_is() 
         reminded.iter().any(|(author, _)| author == "sentinel-bot"),
         "{reminded:?}\n{out}"
     );
+}
+
+/// Just after hello's snooze (`max_snooze`, twelve weeks from the close
+/// heard at [`REMIND`]) is over: its ladder resumes with the reminder that
+/// was due, twelve weeks late, and its mark is not due yet.
+const AFTER_THE_SNOOZE: &str = "2026-02-06T18:00:00Z";
+/// A week later: the resumed ladder's mark is due.
+const MARK_AFTER_THE_SNOOZE: &str = "2026-02-13T18:00:00Z";
+
+#[test]
+fn a_human_close_seen_first_by_a_reminder_is_not_heard_again_by_the_follow_step() {
+    let world = reminding_world();
+    world.once_ok(NOTICE);
+    let hello = world.issue_of("hello").expect("hello's issue");
+    world.github.human_closes(hello, false);
+    let lines = world.remind_without_following(REMIND);
+    let heard = format!(
+        "hello: tracking issue #{hello} was closed by a human; the package is left alone for 12w"
+    );
+    assert!(lines.iter().any(|l| l.starts_with(&heard)), "{lines:#?}");
+    assert_eq!(world.snoozes("hello"), 1, "the reminder heard the close");
+    let (state, issue, reason) = world.newest_reminder("hello");
+    assert_eq!((state.as_str(), issue), ("done", Some(hello)));
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("closed by a human")),
+        "{reason:?}"
+    );
+    let reads = |w: &World| {
+        w.github
+            .requests_to("GET", &format!("/repos/NixOS/nixpkgs/issues/{hello}"))
+            .len()
+    };
+    let read = reads(&world);
+
+    let out = world.once_ok(MARK);
+    assert!(!out.contains("closed by a human"), "heard once: {out}");
+    assert_eq!(
+        world.snoozes("hello"),
+        1,
+        "the follow step does not snooze again"
+    );
+    assert_eq!(reads(&world), read, "nor reads the close again");
+    assert_eq!(
+        world.github.comments_on(hello),
+        vec![],
+        "nothing posted on it"
+    );
+    assert!(
+        !world.pulls().iter().any(|p| p.1.starts_with("hello")),
+        "no mark while snoozed: {:?}",
+        world.pulls()
+    );
+}
+
+#[test]
+fn once_a_human_close_is_heard_the_ladder_resumes_after_the_snooze_without_posting_on_the_closed_issue()
+ {
+    let world = reminding_world();
+    world.once_ok(NOTICE);
+    let hello = world.issue_of("hello").expect("hello's issue");
+    world.github.human_closes(hello, false);
+    let out = world.once_ok(REMIND);
+    assert!(
+        out.contains(&format!("hello: tracking issue #{hello} was closed by a human; the package is left alone for 12w")),
+        "the follow step hears it: {out}"
+    );
+    assert_eq!(world.snoozes("hello"), 1);
+
+    let out = world.once_ok(AFTER_THE_SNOOZE);
+    assert!(
+        out.contains(&format!(
+            "remind hello: tracking issue #{hello} was closed by a human (heard before); nothing posted"
+        )),
+        "the reminder falls due on the closed issue: {out}"
+    );
+    assert_eq!(world.snoozes("hello"), 1, "the close is not heard again");
+    let (state, issue, reason) = world.newest_reminder("hello");
+    assert_eq!((state.as_str(), issue), ("done", Some(hello)), "{reason:?}");
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("closed by a human")),
+        "{reason:?}"
+    );
+    assert_eq!(
+        world.github.comments_on(hello),
+        vec![],
+        "nothing posted on it"
+    );
+    assert!(
+        world
+            .github
+            .requests_to("PATCH", &format!("/repos/NixOS/nixpkgs/issues/{hello}"))
+            .is_empty(),
+        "nor is it reopened"
+    );
+    assert_eq!(
+        world
+            .issues()
+            .iter()
+            .filter(|i| i.1 == "Build failure: hello")
+            .count(),
+        1,
+        "nor a new tracking issue opened"
+    );
+
+    world.once_ok(MARK_AFTER_THE_SNOOZE);
+    assert!(
+        world.pulls().iter().any(|p| p.1.starts_with("hello")),
+        "the mark follows when its time comes: {:?}",
+        world.pulls()
+    );
+    assert_eq!(world.snoozes("hello"), 1);
 }

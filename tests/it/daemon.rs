@@ -909,17 +909,9 @@ fn healthz_turns_unhealthy_when_cycles_keep_failing_and_recovers_after_a_fix() {
 fn healthz_lists_set_aside_refusals_apart_from_the_last_transient_error() {
     use hydra_sentinel::sim::GitHubFault;
 
-    use crate::act::{MARK, NOTICE, World};
+    use crate::act::World;
 
-    let world = World::new();
-    world.once_ok(NOTICE);
-    world.github.inject(
-        "POST",
-        "/repos/NixOS/nixpkgs/pulls",
-        GitHubFault::Status(422),
-    );
-    let out = world.once_ok(MARK);
-    assert!(out.contains("GitHub refused it as invalid"), "{out}");
+    let world = World::with_a_pull_request_refused_as_invalid();
     // The service's first cycle meets a 502 on its first post (the week's
     // digest or a comment): a failure worth another try. One cycle an hour,
     // so /healthz is read before the next one.

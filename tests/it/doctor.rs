@@ -6,7 +6,7 @@ use std::process::Command;
 
 use hydra_sentinel::sim::{FakeGitHub, FakeHydra, SimHydra};
 
-use crate::helpers::{git, small_spec};
+use crate::helpers::{acting_config, git, small_spec};
 
 const TOKEN: &str = "ghp_doctor_token_that_must_never_leak_0123";
 
@@ -33,34 +33,13 @@ impl Setup {
         let hydra = FakeHydra::start(SimHydra::generate(&small_spec(3, 3))).unwrap();
         let github = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
         github.add_fork("sentinel-bot/nixpkgs", true);
-        std::fs::write(root.join("token"), format!("{TOKEN}\n")).unwrap();
-        let config = root.join("hydra-sentinel.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[hydra]
-url = "{hydra}"
-retry_initial_delay_ms = 10
-[database]
-path = "{root}/state.sqlite"
-[nixpkgs]
-checkout = "{root}/checkout"
-[github]
-api_url = "{github}"
-repo = "NixOS/nixpkgs"
-fork = "sentinel-bot/nixpkgs"
-push_url = "{root}/fork.git"
-token_file = "{root}/token"
-[act]
-enabled = true
-mention = "@sentinel-bot"
-"#,
-                hydra = hydra.url(),
-                github = github.url(),
-                root = root.display()
-            ),
-        )
-        .unwrap();
+        let config = acting_config(
+            root,
+            &hydra,
+            &github,
+            TOKEN,
+            "mention = \"@sentinel-bot\"\n",
+        );
         Setup {
             dir,
             _hydra: hydra,

@@ -13,12 +13,14 @@
 //! - `python3Packages.pamqp` fails on staging-next from eval 8 and takes
 //!   `python3Packages.aioamqp` with it: both warned, the victim names its root.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use hydra_sentinel::sim::{FakeGitHub, FakeHydra, PlantedFailure, SimHydra, SimSpec};
 
-use crate::helpers::{FIXTURE, copy_tree, git, small_spec};
+use crate::helpers::{
+    acting_config, issues_but_digests, nixpkgs_with_fork, planning_sections, planted, run_binary,
+    small_spec, stdout_of_success,
+};
 
 const TOKEN: &str = "ghp_early_warning_token_never_to_be_seen";
 
@@ -64,59 +66,23 @@ impl World {
     ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let seed = root.join("seed");
-        copy_tree(Path::new(FIXTURE), &seed);
-        git(&seed, &["init", "-q"]);
-        git(&seed, &["add", "-A"]);
-        git(&seed, &["commit", "-q", "-m", "nixpkgs"]);
-        git(root, &["clone", "-q", "--bare", "seed", "upstream.git"]);
-        git(root, &["clone", "-q", "upstream.git", "checkout"]);
-        git(root, &["init", "-q", "--bare", "fork.git"]);
-
+        nixpkgs_with_fork(root, |_| {});
         let hydra = FakeHydra::start(SimHydra::generate(&spec("trunk", systems, trunk))).unwrap();
         hydra.add_jobset(SimHydra::generate(&spec("staging-next", systems, branch)));
         let github = FakeGitHub::start("NixOS/nixpkgs", "sentinel-bot", TOKEN).unwrap();
-        std::fs::write(root.join("token"), format!("{TOKEN}\n")).unwrap();
         std::fs::write(root.join("policy.toml"), quick_policy(policy_extra)).unwrap();
-        let config = root.join("hydra-sentinel.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[[jobsets]]
-project = "nixpkgs"
-jobset = "trunk"
-
-[[jobsets]]
-project = "nixpkgs"
-jobset = "staging-next"
-
-[hydra]
-url = "{hydra}"
-retry_initial_delay_ms = 10
-[database]
-path = "{root}/state.sqlite"
-[policy]
-file = "{root}/policy.toml"
-[nixpkgs]
-checkout = "{root}/checkout"
-[github]
-api_url = "{github}"
-repo = "NixOS/nixpkgs"
-fork = "sentinel-bot/nixpkgs"
-push_url = "{root}/fork.git"
-token_file = "{root}/token"
-[ingest]
-max_evals_per_pass = 100
-recheck_after_secs = 0
-[act]
-enabled = true
-"#,
-                hydra = hydra.url(),
-                github = github.url(),
-                root = root.display()
+        let config = acting_config(
+            root,
+            &hydra,
+            &github,
+            TOKEN,
+            &format!(
+                "{}{}",
+                planning_sections(root),
+                "[[jobsets]]\nproject = \"nixpkgs\"\njobset = \"trunk\"\n\n\
+                 [[jobsets]]\nproject = \"nixpkgs\"\njobset = \"staging-next\"\n"
             ),
-        )
-        .unwrap();
+        );
         World {
             _dir: dir,
             _hydra: hydra,
@@ -126,22 +92,7 @@ enabled = true
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
-            .args(["--config", self.config.to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(
-            output.status.success(),
-            "{args:?} failed:\n{stdout}\n{stderr}"
-        );
-        assert!(
-            !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
-            "the token leaked"
-        );
-        stdout
+        stdout_of_success(&run_binary(&self.config, args), args, TOKEN)
     }
 
     /// Hydra as of `now`: the evals made by then (every 8 hours from the
@@ -165,28 +116,14 @@ enabled = true
     /// Like [`World::once`], for a cycle that may fail: whether it did.
     fn once_may_fail(&self, now: &str) -> bool {
         self.publish_until(now);
-        Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
-            .args([
-                "--config",
-                self.config.to_str().unwrap(),
-                "once",
-                "--now",
-                now,
-            ])
-            .output()
-            .unwrap()
+        run_binary(&self.config, &["once", "--now", now])
             .status
             .success()
     }
 
     /// Issues that are not digests: (number, title, state).
     fn issues(&self) -> Vec<(u64, String, String)> {
-        self.github
-            .items()
-            .into_iter()
-            .filter(|i| !i.3 && !i.1.contains("weekly digest"))
-            .map(|i| (i.0, i.1, i.2))
-            .collect()
+        issues_but_digests(&self.github)
     }
 
     /// The issue titled `title`: its number and body.
@@ -198,6 +135,17 @@ enabled = true
             .map(|i| i.0)
             .unwrap_or_else(|| panic!("no issue {title:?} among {:?}", self.titles()));
         (number, self.github.body_of(number).unwrap_or_default())
+    }
+
+    /// The bodies of the comments on issue `number` that warn about `attr`.
+    fn warnings_on(&self, number: u64, attr: &str) -> Vec<String> {
+        let marker = format!("hydra-sentinel:warn:{attr}");
+        self.github
+            .comments_on(number)
+            .into_iter()
+            .map(|(_, body)| body)
+            .filter(|b| b.contains(&marker))
+            .collect()
     }
 
     fn titles(&self) -> Vec<String> {
@@ -226,31 +174,19 @@ fn builds(attr: &str, victims: &[&str]) -> PlantedFailure {
 fn story() -> World {
     World::new(
         vec![
-            PlantedFailure {
-                attr: "umurmur".into(),
-                since: 15,
-                ..Default::default()
-            },
+            planted("umurmur", 15),
             builds("hello", &[]),
             builds("python3Packages.pamqp", &["python3Packages.aioamqp"]),
         ],
         vec![
             PlantedFailure {
-                attr: "hello".into(),
-                since: 5,
                 until: Some(12),
-                ..Default::default()
+                ..planted("hello", 5)
             },
+            planted("umurmur", 6),
             PlantedFailure {
-                attr: "umurmur".into(),
-                since: 6,
-                ..Default::default()
-            },
-            PlantedFailure {
-                attr: "python3Packages.pamqp".into(),
-                since: 8,
                 victims: vec!["python3Packages.aioamqp".into()],
-                ..Default::default()
+                ..planted("python3Packages.pamqp", 8)
             },
         ],
         "",
@@ -466,13 +402,7 @@ fn a_package_with_a_tracking_issue_is_warned_there_once_even_when_the_comment_lo
     );
     let out = world.once("2025-11-04T13:00:00Z");
     assert!(out.contains("reconciled warn frobnicate: done"), "{out}");
-    let warnings: Vec<String> = world
-        .github
-        .comments_on(tracking)
-        .into_iter()
-        .map(|(_, body)| body)
-        .filter(|b| b.contains("hydra-sentinel:warn:frobnicate"))
-        .collect();
+    let warnings = world.warnings_on(tracking, "frobnicate");
     assert_eq!(warnings.len(), 1, "one warning comment: {warnings:#?}");
     assert!(warnings[0].contains("x86_64-linux"), "{}", warnings[0]);
     assert!(warnings[0].contains("cc @alice-gh @bob"), "{}", warnings[0]);
@@ -486,13 +416,7 @@ fn a_package_with_a_tracking_issue_is_warned_there_once_even_when_the_comment_lo
     );
     // The next eval of the branch edits that comment.
     world.once("2025-11-04T20:00:00Z");
-    let edited: Vec<String> = world
-        .github
-        .comments_on(tracking)
-        .into_iter()
-        .map(|(_, body)| body)
-        .filter(|b| b.contains("hydra-sentinel:warn:frobnicate"))
-        .collect();
+    let edited = world.warnings_on(tracking, "frobnicate");
     assert_eq!(edited.len(), 1);
     assert!(edited[0].contains("still fails"), "{}", edited[0]);
 }

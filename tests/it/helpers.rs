@@ -2,12 +2,12 @@
 //! context to debug a failure seen only in CI.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use hydra_sentinel::config::Config;
 use hydra_sentinel::hydra::HydraClient;
 use hydra_sentinel::ingest::{IngestError, Ingestor, JobsetReport, PassOptions};
-use hydra_sentinel::sim::{FakeHydra, SimHydra, SimSpec};
+use hydra_sentinel::sim::{FakeGitHub, FakeHydra, PlantedFailure, SimHydra, SimSpec, paced_policy};
 use hydra_sentinel::store::Store;
 
 /// A small, settled history: `packages` packages on two systems, `evals`
@@ -24,6 +24,15 @@ pub fn small_spec(packages: usize, evals: usize) -> SimSpec {
         scenarios: false,
         hostile_jobs: false,
         ..SimSpec::demo()
+    }
+}
+
+/// `attr` failing from eval `since` on every system, nothing else planted.
+pub fn planted(attr: &str, since: usize) -> PlantedFailure {
+    PlantedFailure {
+        attr: attr.into(),
+        since,
+        ..Default::default()
     }
 }
 
@@ -268,38 +277,124 @@ pub fn fingerprint(sandbox: &Sandbox) -> Vec<i64> {
 /// The small nixpkgs tree the acting tests check out.
 pub(crate) const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nixpkgs");
 
+/// Under `root`, nixpkgs as an acting test needs it: an upstream (bare,
+/// `upstream.git`) made from the fixture as `edit` leaves it, the daemon's
+/// clone of it (`checkout`), and the bot's fork (bare, `fork.git`), whose
+/// path is returned.
+pub(crate) fn nixpkgs_with_fork(root: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
+    let seed = root.join("seed");
+    copy_tree(Path::new(FIXTURE), &seed);
+    edit(&seed);
+    git(&seed, &["init", "-q"]);
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "nixpkgs"]);
+    git(root, &["clone", "-q", "--bare", "seed", "upstream.git"]);
+    git(root, &["clone", "-q", "upstream.git", "checkout"]);
+    git(root, &["init", "-q", "--bare", "fork.git"]);
+    root.join("fork.git")
+}
+
+/// The service configuration of a test that acts on GitHub, written to
+/// `root/hydra-sentinel.toml` (its path is returned), with `token` in
+/// `root/token`: the look-alikes, and under `root` the database, the
+/// nixpkgs checkout and the fork (see [`nixpkgs_with_fork`]). Acting is
+/// enabled; `extra` follows the `[act]` section's first key, so it may add
+/// keys to it before sections of its own.
+pub(crate) fn acting_config(
+    root: &Path,
+    hydra: &FakeHydra,
+    github: &FakeGitHub,
+    token: &str,
+    extra: &str,
+) -> PathBuf {
+    std::fs::write(root.join("token"), format!("{token}\n")).unwrap();
+    let config = root.join("hydra-sentinel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[hydra]
+url = "{hydra}"
+retry_initial_delay_ms = 10
+[database]
+path = "{root}/state.sqlite"
+[nixpkgs]
+checkout = "{root}/checkout"
+[github]
+api_url = "{github}"
+repo = "NixOS/nixpkgs"
+fork = "sentinel-bot/nixpkgs"
+push_url = "{root}/fork.git"
+token_file = "{root}/token"
+[act]
+enabled = true
+{extra}"#,
+            hydra = hydra.url(),
+            github = github.url(),
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The real binary on the configuration at `config` with `args`, its
+/// logs at debug level (on stderr).
+pub(crate) fn run_binary(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("HYDRA_SENTINEL_LOG", "debug")
+        .output()
+        .unwrap()
+}
+
+/// What a run of the binary with `args` printed on stdout; it must have
+/// succeeded and printed `token` nowhere.
+pub(crate) fn stdout_of_success(output: &Output, args: &[&str], token: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{args:?} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        !stdout.contains(token) && !stderr.contains(token),
+        "the token leaked"
+    );
+    stdout
+}
+
+/// The issues on the GitHub look-alike that are not weekly digests:
+/// (number, title, state).
+pub(crate) fn issues_but_digests(github: &FakeGitHub) -> Vec<(u64, String, String)> {
+    github
+        .items()
+        .into_iter()
+        .filter(|i| !i.3 && !i.1.contains("weekly digest"))
+        .map(|i| (i.0, i.1, i.2))
+        .collect()
+}
+
+/// What a test that ingests and plans adds to [`acting_config`]: the policy
+/// it writes to `root/policy.toml`, and passes that read every eval served
+/// and recheck at once.
+pub(crate) fn planning_sections(root: &Path) -> String {
+    format!(
+        "[policy]\nfile = \"{root}/policy.toml\"\n[ingest]\nmax_evals_per_pass = 100\nrecheck_after_secs = 0\n",
+        root = root.display()
+    )
+}
+
 /// The production policy with a ladder measured in days, and no overrides.
 pub(crate) fn quick_policy() -> String {
-    let policy = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/policies/nixpkgs.toml"
-    ))
-    .unwrap();
-    let mut out = String::new();
-    let mut skipping = false;
-    for line in policy.lines() {
-        if line.starts_with("[[override]]") {
-            skipping = true;
-            continue;
-        }
-        if line.starts_with('[') {
-            skipping = false;
-        }
-        if skipping {
-            continue;
-        }
-        let line = match line.split_once(" = ").map(|(k, _)| k) {
-            Some("notify_after") => "notify_after = \"1d\"",
-            Some("remind_before_mark") => "remind_before_mark = []",
-            Some("mark_broken_after") => "mark_broken_after = \"4d\"",
-            Some("min_notice") => "min_notice = \"1d\"",
-            Some("mark_min_derivations") => "mark_min_derivations = 1",
-            _ => line,
-        };
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
+    paced_policy(&[
+        ("notify_after", "\"1d\""),
+        ("remind_before_mark", "[]"),
+        ("mark_broken_after", "\"4d\""),
+        ("min_notice", "\"1d\""),
+        ("mark_min_derivations", "1"),
+    ])
 }
 
 /// Run git in `dir` as a test author; it must succeed.

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hydra_sentinel::sim::{Rng, SimSpec};
+use hydra_sentinel::store::HISTORY_TABLES;
 
 use crate::helpers::{Sandbox, assert_evals_complete, fingerprint, small_spec, start};
 
@@ -163,23 +164,16 @@ fn contents(db: &std::path::Path) -> Vec<(String, i64)> {
         )
         .unwrap();
     assert_eq!(unnamed, 0, "builds no span names were left");
-    [
-        "spans",
-        "builds",
-        "build_versions",
-        "build_causes",
-        "evals",
-        "jobs",
-        "actions",
-    ]
-    .iter()
-    .map(|table| {
-        let n = conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap();
-        (table.to_string(), n)
-    })
-    .collect()
+    HISTORY_TABLES
+        .iter()
+        .chain(&["actions"])
+        .map(|table| {
+            let n = conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            (table.to_string(), n)
+        })
+        .collect()
 }
 
 #[test]

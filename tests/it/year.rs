@@ -14,7 +14,7 @@
 //! (`a_branch_someone_else_pushed_to_…`). The content budget is tested only
 //! here and in the forge's unit test.
 //!
-//! The cycles run in this process (ingest, then `act::cycle::run_tuned`)
+//! The cycles run in this process (ingest, then `act::cycle::run_on_clock`)
 //! so that the client's waits are simulated: they move a clock that the
 //! look-alike reads too, and its counters per minute and per hour are
 //! counted on that clock. Nothing sleeps; the year takes about a minute of
@@ -26,14 +26,15 @@ use std::time::Duration;
 
 use hydra_sentinel::act::cycle::{self, Outcome};
 use hydra_sentinel::config::Config;
-use hydra_sentinel::forge::{SimulatedClock, Sleeper};
+use hydra_sentinel::forge::SimulatedClock;
 use hydra_sentinel::hydra::HydraClient;
 use hydra_sentinel::ingest::{Ingestor, PassOptions};
 use hydra_sentinel::policy::Policy;
 use hydra_sentinel::sim::{GitHubFault, GitHubRequest, PlantedFailure, SimSpec};
 use hydra_sentinel::store::Store;
 
-use crate::act::{World, git, git_out};
+use crate::act::{World, git_out};
+use crate::helpers::planted;
 
 /// The first eval's day, 2025-11-01, 00:00 UTC.
 const START: i64 = 1_761_955_200;
@@ -67,14 +68,6 @@ const LONGEST_WAIT: Duration = Duration::from_secs(300);
 /// The day of the first cycle on or after `day`.
 fn cycle_from(day: usize) -> usize {
     FIRST_CYCLE + (day.saturating_sub(FIRST_CYCLE)).div_ceil(STEP) * STEP
-}
-
-fn planted(attr: &str, since: usize) -> PlantedFailure {
-    PlantedFailure {
-        attr: attr.into(),
-        since,
-        ..Default::default()
-    }
 }
 
 /// A year of daily evals: the orphans' backlog, hello failing for most of
@@ -196,17 +189,7 @@ impl Year {
             );
         }
         let store = Store::open(&self.config.database).unwrap();
-        let clock = self.clock.clone();
-        let outcome = cycle::run_tuned(
-            &self.config,
-            &self.policy,
-            &store,
-            now,
-            false,
-            false,
-            &|| {},
-            &|github| github.sleeper = Sleeper::simulated(&clock),
-        );
+        let outcome = cycle::run_on_clock(&self.config, &self.policy, &store, now, &self.clock);
         let report = match outcome {
             Ok(Outcome::Acted(report)) => report,
             Ok(Outcome::DryRun(_)) => panic!("day {day}: a dry run, acting is enabled"),
@@ -247,43 +230,6 @@ impl Year {
     /// The day of the year of a time on the simulated clock (Unix ms).
     fn day_of(millis: i64) -> i64 {
         (millis / 1000 - START) / DAY
-    }
-
-    /// A maintainer pushes a commit of their own to `branch` of the fork.
-    fn maintainer_pushes(&self, branch: &str) -> String {
-        let root = self.world.config.parent().unwrap();
-        git(
-            root,
-            &["clone", "-q", "-b", branch, "fork.git", "maintainer"],
-        );
-        let work = root.join("maintainer");
-        std::fs::write(work.join("FIXUP"), "the real fix\n").unwrap();
-        git(&work, &["add", "FIXUP"]);
-        git(
-            &work,
-            &[
-                "-c",
-                "user.name=Roberta",
-                "-c",
-                "user.email=roberta@example.org",
-                "commit",
-                "-q",
-                "-m",
-                "ghidra: fix the build",
-            ],
-        );
-        git(&work, &["push", "-q", "origin", branch]);
-        git_out(&self.world.fork, &["rev-parse", branch])
-    }
-
-    fn fork_branches(&self) -> Vec<String> {
-        git_out(
-            &self.world.fork,
-            &["branch", "--list", "--format=%(refname:short)"],
-        )
-        .lines()
-        .map(str::to_owned)
-        .collect()
     }
 }
 
@@ -410,12 +356,13 @@ fn a_year_of_cycles_keeps_every_promise_within_github_s_limits() {
         // (before it spreads to aarch64-linux on day 60).
         if ghidra_branch.is_none()
             && let Some(branch) = year
+                .world
                 .fork_branches()
                 .into_iter()
                 .find(|b| b.contains("/maintainer/roblabla/"))
         {
             assert!(day < 60, "day {day}: ghidra was marked only now");
-            let theirs = year.maintainer_pushes(&branch);
+            let theirs = year.world.maintainer_pushes(&branch);
             ghidra_branch = Some((branch, theirs));
         }
         // A committer labels frobnicate's tracking issue "hands off" the day
@@ -632,6 +579,44 @@ fn a_year_of_cycles_keeps_every_promise_within_github_s_limits() {
     assert!(
         seen.is_some_and(|d| d > closed && d <= closed + 2 * STEP),
         "closed on day {closed}, its reminder (due two days after the notice) finds it closed: {seen:?}"
+    );
+    let heard: Vec<usize> = year
+        .lines
+        .iter()
+        .filter(|(_, lines)| {
+            lines.iter().any(|l| {
+                l.starts_with(&format!(
+                    "{AIOAMQP_ATTR}: tracking issue #{aioamqp} was closed by a human;"
+                ))
+            })
+        })
+        .map(|(day, _)| *day)
+        .collect();
+    assert_eq!(
+        heard.len(),
+        1,
+        "the close is heard once, not again when the ladder resumes after the snooze: {heard:?}"
+    );
+    let resumed = year.first_said(&format!(
+        "remind {AIOAMQP_ATTR}: tracking issue #{aioamqp} was closed by a human (heard before)"
+    ));
+    assert!(
+        resumed.is_some_and(|d| d > closed + SNOOZE_DAYS),
+        "closed on day {closed}, its reminder falls due after the snooze: {resumed:?}"
+    );
+    assert!(
+        !year
+            .world
+            .github
+            .comments_on(aioamqp)
+            .iter()
+            .any(|(author, _)| author == "sentinel-bot"),
+        "nothing is posted on an issue a human closed"
+    );
+    assert_eq!(
+        year.world.branches_marking(AIOAMQP).len(),
+        1,
+        "the mark follows the resumed ladder"
     );
     let hello = year.world.issue_of("hello").expect("hello was told");
     let recovered = year.first_said(&format!("closed tracking issue #{hello} of hello"));
