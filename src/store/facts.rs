@@ -315,22 +315,6 @@ impl Store {
         .context("listing jobsets")
     }
 
-    /// A jobset's jobs whose attribute the ledger names.
-    fn ledger_jobs(&self, jobset_id: i64) -> Result<Vec<i64>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT j.id FROM (SELECT DISTINCT attr FROM actions WHERE attr IS NOT NULL) a
-                 CROSS JOIN jobs j ON j.attr = a.attr
-                 WHERE j.jobset_id = ?1",
-            )
-            .context("reading the jobs the ledger names")?;
-        stmt.query_map([jobset_id], |r| r.get(0))
-            .context("reading the jobs the ledger names")?
-            .collect::<Result<_, _>>()
-            .context("reading the jobs the ledger names")
-    }
-
     /// The attribute, system and whether the name is suffixed of each job
     /// of `ids`.
     fn job_names(&self, ids: Vec<i64>) -> Result<HashMap<i64, (String, String, bool)>, StoreError> {
@@ -386,24 +370,6 @@ impl Store {
                 .insert(id, (attr.to_owned(), system.to_owned(), suffixed));
         }
         Ok(())
-    }
-
-    /// A jobset's jobs of the builds that Hydra's pages name as the root of
-    /// a propagated failure.
-    fn root_jobs(&self, jobset_id: i64) -> Result<Vec<i64>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT DISTINCT b.job_id
-                 FROM build_causes c JOIN builds b ON b.id = c.propagated_from
-                 JOIN jobs j ON j.id = b.job_id
-                 WHERE j.jobset_id = ?1",
-            )
-            .context("reading the roots of propagated failures")?;
-        stmt.query_map([jobset_id], |r| r.get(0))
-            .context("reading the roots of propagated failures")?
-            .collect::<Result<_, _>>()
-            .context("reading the roots of propagated failures")
     }
 
     fn evals_of(&self, jobset_id: i64) -> Result<Vec<EvalPoint>, StoreError> {
@@ -462,20 +428,38 @@ impl Store {
         // those the ledger names, and roots of propagated failures.
         let mut whole: HashSet<i64> = HashSet::default();
         for ids in [
-            self.jobs_by_spans(
-                "spans s INDEXED BY spans_open_unbuilt CROSS JOIN jobs j ON j.id = s.job_id",
-                "s.last_seq IS NULL AND s.built = 0 AND j.jobset_id = ?1",
+            // The spans come first (`CROSS JOIN` keeps SQLite to that
+            // order): driven by the jobset's jobs, these would walk all of
+            // them, and they only grow.
+            self.job_ids(
+                "SELECT DISTINCT s.job_id
+                 FROM spans s INDEXED BY spans_open_unbuilt CROSS JOIN jobs j ON j.id = s.job_id
+                 WHERE s.last_seq IS NULL AND s.built = 0 AND j.jobset_id = ?1",
                 jobset_id,
             )?,
-            self.jobs_by_spans(
-                "spans s INDEXED BY spans_left_unbuilt CROSS JOIN jobs j ON j.id = s.job_id",
-                "s.job_left = 1 AND s.built = 0 AND j.jobset_id = ?1
-                 AND NOT EXISTS (SELECT 1 FROM spans later
-                                 WHERE later.job_id = s.job_id AND later.first_seq > s.first_seq)",
+            self.job_ids(
+                "SELECT DISTINCT s.job_id
+                 FROM spans s INDEXED BY spans_left_unbuilt CROSS JOIN jobs j ON j.id = s.job_id
+                 WHERE s.job_left = 1 AND s.built = 0 AND j.jobset_id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM spans later
+                                   WHERE later.job_id = s.job_id AND later.first_seq > s.first_seq)",
                 jobset_id,
             )?,
-            self.ledger_jobs(jobset_id)?,
-            self.root_jobs(jobset_id)?,
+            // The ledger's (driven by its few attributes, not the jobs).
+            self.job_ids(
+                "SELECT j.id FROM (SELECT DISTINCT attr FROM actions WHERE attr IS NOT NULL) a
+                 CROSS JOIN jobs j ON j.attr = a.attr
+                 WHERE j.jobset_id = ?1",
+                jobset_id,
+            )?,
+            // Roots of propagated failures, as Hydra's build pages name them.
+            self.job_ids(
+                "SELECT DISTINCT b.job_id
+                 FROM build_causes c JOIN builds b ON b.id = c.propagated_from
+                 JOIN jobs j ON j.id = b.job_id
+                 WHERE j.jobset_id = ?1",
+                jobset_id,
+            )?,
         ] {
             whole.extend(ids);
         }
@@ -599,25 +583,15 @@ impl Store {
         Ok(usize::try_from(jobs).unwrap_or(0))
     }
 
-    /// The distinct jobs of the spans `FROM spans WHERE condition` (with `s`
-    /// for the spans and `?1` the jobset). The spans come first (`CROSS
-    /// JOIN` keeps SQLite to that order): driven by the jobset's jobs, the
-    /// query would walk all of them, and they only grow.
-    fn jobs_by_spans(
-        &self,
-        spans: &str,
-        condition: &str,
-        jobset_id: i64,
-    ) -> Result<Vec<i64>, StoreError> {
+    /// The job ids `sql` selects, with `?1` the jobset.
+    fn job_ids(&self, sql: &str, jobset_id: i64) -> Result<Vec<i64>, StoreError> {
         self.conn
-            .prepare_cached(&format!(
-                "SELECT DISTINCT s.job_id FROM {spans} WHERE {condition}"
-            ))
+            .prepare_cached(sql)
             .and_then(|mut s| {
                 s.query_map([jobset_id], |r| r.get(0))?
                     .collect::<Result<Vec<i64>, _>>()
             })
-            .context("reading the jobs that do not build")
+            .context("reading the jobs a plan lists")
     }
 
     /// A job's runs over the window.

@@ -307,12 +307,19 @@ mod tests {
         assert_eq!(store.integrity_check().unwrap(), "ok");
     }
 
-    #[test]
-    fn a_database_from_before_build_versions_keeps_its_history() {
+    /// A database file brought to schema `version` only, as an older
+    /// release left it, and a connection to it.
+    fn database_at_version(version: usize) -> (tempfile::TempDir, PathBuf, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.sqlite");
         let mut conn = Connection::open(&path).unwrap();
-        migrations().to_version(&mut conn, 6).unwrap();
+        migrations().to_version(&mut conn, version).unwrap();
+        (dir, path, conn)
+    }
+
+    #[test]
+    fn a_database_from_before_build_versions_keeps_its_history() {
+        let (_dir, path, conn) = database_at_version(6);
         conn.execute_batch(
             "INSERT INTO jobsets (id, project, name) VALUES (1, 'nixpkgs', 'trunk');
              INSERT INTO evals VALUES (10, 1, 1, 100, 'r1', NULL, NULL, 1, 0, 'per-build', 0),
@@ -356,10 +363,7 @@ mod tests {
     /// the same failing jobs as the whole history.
     #[test]
     fn the_span_hints_are_learned_from_a_database_written_before_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        let mut conn = Connection::open(&path).unwrap();
-        migrations().to_version(&mut conn, 15).unwrap();
+        let (_dir, path, conn) = database_at_version(15);
         conn.execute_batch(
             "INSERT INTO jobsets (id, project, name) VALUES (1, 'nixpkgs', 'trunk');
              INSERT INTO evals (id, jobset_id, seq, timestamp, nr_builds, rejected_jobs, strategy, ingested_at)
@@ -406,11 +410,8 @@ mod tests {
 
     #[test]
     fn the_early_warning_migration_keeps_every_action_and_allows_warn() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        let mut conn = Connection::open(&path).unwrap();
         // A database of the version before early warnings, with a notice.
-        migrations().to_version(&mut conn, 10).unwrap();
+        let (_dir, path, conn) = database_at_version(10);
         conn.execute(
             "INSERT INTO actions (id, kind, attr, systems, step, state, planned_at, issue, pinged, refused)
              VALUES (41, 'notify', 'hello', '[\"x86_64-linux\"]', 'notice', 'done', 100, 7, '[\"alice\"]', NULL)",

@@ -803,11 +803,9 @@ mod tests {
         }
     }
 
-    /// The writer writes its job ids and open spans through to the store's
-    /// cache; a transaction that rolls back must not leave the cache
-    /// pointing at rows that were never committed.
-    #[test]
-    fn an_eval_rolled_back_leaves_nothing_behind_for_the_next_one() {
+    /// A store in a temporary folder (kept while the folder lives) with
+    /// `nixpkgs:trunk`, and that jobset's id.
+    fn trunk_store() -> (tempfile::TempDir, Store, i64) {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let jobset = crate::config::JobsetRef {
@@ -815,6 +813,15 @@ mod tests {
             jobset: "trunk".into(),
         };
         let jobset_id = store.jobset_id(&jobset).unwrap();
+        (dir, store, jobset_id)
+    }
+
+    /// The writer writes its job ids and open spans through to the store's
+    /// cache; a transaction that rolls back must not leave the cache
+    /// pointing at rows that were never committed.
+    #[test]
+    fn an_eval_rolled_back_leaves_nothing_behind_for_the_next_one() {
+        let (_dir, mut store, jobset_id) = trunk_store();
         let mut first = store
             .begin_eval(jobset_id, "nixpkgs:trunk", new_eval(1))
             .unwrap();
@@ -864,13 +871,7 @@ mod tests {
     /// `job_left`) follow the builds as Hydra changes them.
     #[test]
     fn each_span_knows_whether_its_build_built_and_whether_its_job_left() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        let jobset = crate::config::JobsetRef {
-            project: "nixpkgs".into(),
-            jobset: "trunk".into(),
-        };
-        let jobset_id = store.jobset_id(&jobset).unwrap();
+        let (_dir, mut store, jobset_id) = trunk_store();
         let with = |id, attr, finished, status| BuildRow {
             finished,
             status,

@@ -411,13 +411,19 @@ fn each_successful_cycle_writes_the_configured_html_report() {
     let mut service = Service::start(&sandbox);
     let addr = service.addr();
     let written = "hydra_sentinel_reports_total{outcome=\"ok\"}";
+    // A cycle is counted once its last step, the report, is written: wait
+    // for the count, so that the reports of both cycles are done too.
     wait_until(
         Duration::from_secs(30),
-        "two reports written",
+        "two successful cycles",
         || service.context(),
-        || metric_of(addr, written).filter(|n| *n >= 2.0),
+        || metric_of(addr, OK_CYCLES).filter(|n| *n >= 2.0),
     );
-    assert!(metric_of(addr, OK_CYCLES).unwrap() >= 2.0);
+    assert!(
+        metric_of(addr, written).is_some_and(|n| n >= 2.0),
+        "each successful cycle writes a report: {}",
+        service.context()
+    );
     assert_eq!(
         metric_of(addr, "hydra_sentinel_reports_total{outcome=\"failed\"}"),
         None
