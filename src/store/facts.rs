@@ -997,7 +997,16 @@ mod tests {
     /// A small month of trunk and of staging-next (whose failures are
     /// early warnings): many failures, mass breakages, jobs leaving and
     /// coming.
-    fn month_of_trunk(store: &mut Store) -> YearWriter {
+    /// A store in a temporary folder (kept while the folder lives) with
+    /// that month written, and trunk's writer.
+    fn month_of_trunk() -> (tempfile::TempDir, Store, YearWriter) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let year = write_month_of_trunk(&mut store);
+        (dir, store, year)
+    }
+
+    fn write_month_of_trunk(store: &mut Store) -> YearWriter {
         let spec = |seed| {
             let mut spec = YearSpec::trunk(2_000);
             spec.churn = 0.05;
@@ -1047,9 +1056,7 @@ mod tests {
 
     #[test]
     fn a_plan_reads_less_than_the_whole_history_and_plans_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        let year = month_of_trunk(&mut store);
+        let (_dir, store, year) = month_of_trunk();
         let hydra: Url = "https://hydra.nixos.org".parse().unwrap();
         let policy = Policy::nixpkgs();
         let whole = store.policy_facts(&hydra, "NixOS/nixpkgs").unwrap();
@@ -1135,9 +1142,7 @@ mod tests {
 
     #[test]
     fn a_plan_of_the_past_reads_the_whole_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        let year = month_of_trunk(&mut store);
+        let (_dir, store, year) = month_of_trunk();
         let hydra: Url = "https://hydra.nixos.org".parse().unwrap();
         let policy = Policy::nixpkgs();
         let scope = PlanScope::new(year.newest_time() - 86_400 * 10, &policy.streak);
