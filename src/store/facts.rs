@@ -44,6 +44,29 @@ impl NewAction {
             pr: action.evidence.pr,
         }
     }
+
+    /// Its ledger record as written with id `id`: an intent planned at
+    /// `planned_at`, with nothing come of it yet.
+    pub fn intent_record(&self, id: i64, planned_at: i64) -> ActionRecord {
+        ActionRecord {
+            id,
+            kind: self.kind,
+            attr: self.attr.clone(),
+            systems: self.systems.clone(),
+            all_platforms: self.all_platforms,
+            step: self.step.clone(),
+            batch: self.batch.clone(),
+            state: RecordState::Intent,
+            planned_at,
+            done_at: None,
+            closed_at: None,
+            pr: self.pr.filter(|n| i64::try_from(*n).is_ok()),
+            issue: None,
+            pinged: self.pinged.clone(),
+            error: None,
+            refused: None,
+        }
+    }
 }
 
 /// What became of an action (see [`Store::record_result`]).
@@ -857,24 +880,7 @@ impl Store {
             .context("recording an intent")?;
         let id = self.conn.last_insert_rowid();
         self.remember_write(before, |ledger| {
-            ledger.actions.push(ActionRecord {
-                id,
-                kind: action.kind,
-                attr: action.attr.clone(),
-                systems: action.systems.clone(),
-                all_platforms: action.all_platforms,
-                step: action.step.clone(),
-                batch: action.batch.clone(),
-                state: RecordState::Intent,
-                planned_at,
-                done_at: None,
-                closed_at: None,
-                pr: action.pr.filter(|n| i64::try_from(*n).is_ok()),
-                issue: None,
-                pinged: action.pinged.clone(),
-                error: None,
-                refused: None,
-            });
+            ledger.actions.push(action.intent_record(id, planned_at));
         })?;
         Ok(id)
     }

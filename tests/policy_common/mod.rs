@@ -9,9 +9,9 @@ use std::path::Path;
 use hydra_sentinel::config::JobsetRef;
 use hydra_sentinel::history::{Cause, EvalPoint};
 use hydra_sentinel::policy::{
-    Action, ActionKind, ActionRecord, Facts, JobFacts, JobsetFacts, Ledger, Plan, Policy,
-    RecordState, Run,
+    Action, ActionKind, Facts, JobFacts, JobsetFacts, Ledger, Plan, Policy, RecordState, Run,
 };
+use hydra_sentinel::store::NewAction;
 
 pub const DAY: i64 = 86_400;
 /// Day 0 of every fixture: 2025-06-02T00:00:00Z (a Monday).
@@ -212,28 +212,16 @@ impl std::fmt::Display for Event {
 pub fn carry_out(ledger: &mut Ledger, action: &Action, now: i64) {
     let id = ledger.actions.len() as i64 + 1;
     let opens = action.kind.opens_pr();
-    ledger.actions.push(ActionRecord {
-        id,
-        kind: action.kind,
-        attr: action.attr.clone(),
-        systems: action.systems.clone(),
-        all_platforms: action.all_platforms,
-        step: action.step.clone(),
-        batch: action.batch.clone(),
-        state: if opens {
-            RecordState::Open
-        } else {
-            RecordState::Done
-        },
-        planned_at: now,
-        done_at: Some(now),
-        closed_at: None,
-        pr: opens.then_some(1000 + id as u64),
-        issue: None,
-        pinged: action.evidence.maintainers.clone(),
-        error: None,
-        refused: None,
-    });
+    let mut record =
+        NewAction::from_action(action, action.evidence.maintainers.clone()).intent_record(id, now);
+    record.state = if opens {
+        RecordState::Open
+    } else {
+        RecordState::Done
+    };
+    record.done_at = Some(now);
+    record.pr = opens.then_some(1000 + id as u64);
+    ledger.actions.push(record);
     if action.kind == ActionKind::ClosePr {
         for r in &mut ledger.actions {
             if r.pr == action.evidence.pr && r.state == RecordState::Open {
