@@ -7,6 +7,9 @@
 //! `INGEST_BENCH_RUNS` (default 3) rounds, each into a fresh database; every
 //! figure is printed per round and as the median. `INGEST_BENCH_KEEP=DIR`
 //! keeps the last round's databases and CSV there (for `perf`, `EXPLAIN`).
+//! `INGEST_BENCH_BINARY=PATH` runs another build of `hydra-sentinel` (an
+//! older commit's, say) against the same eval, to compare two builds under
+//! the same load.
 //!
 //! The target (within 2x of sqlite3) is read on the ratio of CPU times: on
 //! a shared machine the wall times depend on the neighbours (the same
@@ -351,7 +354,9 @@ fn children_cpu() -> Duration {
 fn ingest(config: &Path) -> Run {
     let cpu_before = children_cpu();
     let start = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+    let binary = std::env::var_os("INGEST_BENCH_BINARY")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_hydra-sentinel").into());
+    let child = Command::new(binary)
         .args([
             "--config",
             config.to_str().unwrap(),
