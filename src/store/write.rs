@@ -135,7 +135,9 @@ impl JobIds {
     }
 
     fn place(job_id: i64) -> Option<(usize, u64)> {
-        let id = u64::try_from(job_id).ok().filter(|id| *id < Self::MAX_BIT)?;
+        let id = u64::try_from(job_id)
+            .ok()
+            .filter(|id| *id < Self::MAX_BIT)?;
         Some(((id / 64) as usize, 1 << (id % 64)))
     }
 }
