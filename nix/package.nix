@@ -29,6 +29,10 @@ rustPlatform.buildRustPackage {
     fileset = lib.fileset.unions [
       ../Cargo.toml
       ../Cargo.lock
+      # How the bundled SQLite is compiled (LIBSQLITE3_FLAGS). Cargo merges
+      # it with the vendoring config nixpkgs' cargoSetupHook writes one
+      # folder up (build-support/rust/hooks/cargo-setup-hook.sh).
+      ../.cargo/config.toml
       ../src
       # Compiled into the binary: the schema, the built-in policy and the
       # example configuration (include_str!).

@@ -191,22 +191,51 @@ pub struct EvalsPage {
 
 /// Hydra serialises booleans as `0`/`1`; accept those, real booleans, and null
 /// (as false).
+///
+/// A visitor rather than an untagged enum: an untagged enum buffers the
+/// value and builds (and drops) an error for every variant it tries, once
+/// per build of a 290,000-build eval.
 fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Flag {
-        Bool(bool),
-        Int(i64),
-        Null(()),
+    struct Flag;
+
+    impl serde::de::Visitor<'_> for Flag {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("0, 1, a boolean or null")
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<bool, E> {
+            Ok(b)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<bool, E> {
+            match n {
+                0 => Ok(false),
+                1 => Ok(true),
+                other => Err(E::custom(format!(
+                    "expected 0 or 1 for a flag, got {other}"
+                ))),
+            }
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<bool, E> {
+            match u64::try_from(n) {
+                Ok(n) => self.visit_u64(n),
+                Err(_) => Err(E::custom(format!("expected 0 or 1 for a flag, got {n}"))),
+            }
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
     }
-    match Flag::deserialize(d)? {
-        Flag::Bool(b) => Ok(b),
-        Flag::Int(0) | Flag::Null(()) => Ok(false),
-        Flag::Int(1) => Ok(true),
-        Flag::Int(other) => Err(serde::de::Error::custom(format!(
-            "expected 0 or 1 for a flag, got {other}"
-        ))),
-    }
+
+    d.deserialize_any(Flag)
 }
 
 #[cfg(test)]
@@ -273,6 +302,21 @@ mod tests {
         assert!(serde_json::from_str::<Build>(bad).is_err());
         let boolean = bad.replace("\"finished\":7", "\"finished\":true");
         assert!(serde_json::from_str::<Build>(&boolean).unwrap().finished);
+        for (text, finished) in [("1", true), ("0", false), ("null", false), ("false", false)] {
+            let build = bad.replace("\"finished\":7", &format!("\"finished\":{text}"));
+            assert_eq!(
+                serde_json::from_str::<Build>(&build).unwrap().finished,
+                finished,
+                "finished: {text}"
+            );
+        }
+        for text in ["-1", "2", "\"1\"", "1.0"] {
+            let build = bad.replace("\"finished\":7", &format!("\"finished\":{text}"));
+            assert!(
+                serde_json::from_str::<Build>(&build).is_err(),
+                "accepted finished: {text}"
+            );
+        }
     }
 
     #[test]

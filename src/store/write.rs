@@ -2,7 +2,7 @@
 
 // FxHash: these maps sit on the ingest hot path and their keys are ours,
 // not an attacker's (job names are validated before they get here).
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -99,6 +99,49 @@ impl JobsetCache {
     }
 }
 
+/// A set of job ids, one bit each: job ids are SQLite rowids, small and
+/// dense, so this is a few kilobytes for a nixpkgs eval and costs no
+/// hashing per build (a hash set of them was a visible part of writing one).
+/// An id outside the bits' range (negative, or beyond `MAX_BIT`; SQLite
+/// makes neither here) goes to a plain set instead.
+#[derive(Debug, Default)]
+struct JobIds {
+    words: Vec<u64>,
+    others: rustc_hash::FxHashSet<i64>,
+}
+
+impl JobIds {
+    /// Ids kept as bits: up to 2^26, 8 MB of bits at most.
+    const MAX_BIT: u64 = 1 << 26;
+
+    /// Add `job_id`; false when it was there already.
+    fn insert(&mut self, job_id: i64) -> bool {
+        let Some((word, bit)) = Self::place(job_id) else {
+            return self.others.insert(job_id);
+        };
+        if word >= self.words.len() {
+            self.words.resize(word + 1, 0);
+        }
+        let seen = self.words[word] & bit != 0;
+        self.words[word] |= bit;
+        !seen
+    }
+
+    fn contains(&self, job_id: i64) -> bool {
+        match Self::place(job_id) {
+            Some((word, bit)) => self.words.get(word).is_some_and(|w| w & bit != 0),
+            None => self.others.contains(&job_id),
+        }
+    }
+
+    fn place(job_id: i64) -> Option<(usize, u64)> {
+        let id = u64::try_from(job_id)
+            .ok()
+            .filter(|id| *id < Self::MAX_BIT)?;
+        Some(((id / 64) as usize, 1 << (id % 64)))
+    }
+}
+
 /// A build as one span saw it: Hydra's build id and which of its versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BuildVersion {
@@ -174,7 +217,7 @@ pub struct EvalWriter<'s> {
     /// When rechecking: the newest eval's seq, from which a change counts.
     recheck_seq: Option<i64>,
     /// Jobs seen in the eval being written.
-    members: HashSet<i64>,
+    members: JobIds,
     eval: Option<(NewEval, i64)>,
     outcome: WriteOutcome,
 }
@@ -297,7 +340,7 @@ impl Store {
             tx,
             jobset_id,
             cache,
-            members: HashSet::default(),
+            members: JobIds::default(),
             eval: None,
             recheck_seq: None,
             outcome: WriteOutcome::default(),
@@ -400,7 +443,6 @@ impl EvalWriter<'_> {
     /// Room for an eval of about `builds` builds, made once rather than by
     /// doubling (each doubling briefly holds the old table and the new).
     pub fn reserve(&mut self, builds: usize) {
-        self.members.reserve(builds);
         let jobs = builds.saturating_sub(self.cache.job_ids.len());
         self.cache.job_ids.reserve(jobs);
         let spans = builds.saturating_sub(self.cache.open_spans.len());
@@ -411,12 +453,9 @@ impl EvalWriter<'_> {
     /// writing an eval) that the eval contains it.
     pub fn add_build(&mut self, mut build: BuildRow) -> Result<(), StoreError> {
         let job_id = self.job_id(std::mem::take(&mut build.hydra_job), &build.job)?;
+        let open = self.cache.open_spans.get(&job_id).copied();
         // The build of the job's open span is stored: no insert to attempt.
-        let stored_already = self
-            .cache
-            .open_spans
-            .get(&job_id)
-            .is_some_and(|open| open.build == build.id);
+        let stored_already = open.is_some_and(|open| open.build == build.id);
         let inserted = if stored_already {
             0
         } else {
@@ -435,7 +474,7 @@ impl EvalWriter<'_> {
         };
         if inserted == 1 {
             self.outcome.builds_written += 1;
-            return self.add_member(build.id, job_id, 1, build.built());
+            return self.add_member(build.id, job_id, 1, build.built(), open);
         }
         let stored = self
             .statements
@@ -497,7 +536,9 @@ impl EvalWriter<'_> {
             }
         };
         // Whatever changed, the stored version now says what Hydra says.
-        self.add_member(build.id, job_id, version, build.built())
+        // (`open` still holds: only a recheck, which writes no members,
+        // changes open spans above.)
+        self.add_member(build.id, job_id, version, build.built(), open)
     }
 
     /// Record that the eval contains a build the store already has.
@@ -508,7 +549,16 @@ impl EvalWriter<'_> {
                 finished,
                 status,
                 version,
-            } => self.add_member(build_id, *job_id, *version, *finished && *status == Some(0)),
+            } => {
+                let open = self.cache.open_spans.get(job_id).copied();
+                self.add_member(
+                    build_id,
+                    *job_id,
+                    *version,
+                    *finished && *status == Some(0),
+                    open,
+                )
+            }
             KnownBuild::Refused => {
                 self.outcome.rejected_jobs += 1;
                 Ok(())
@@ -548,12 +598,14 @@ impl EvalWriter<'_> {
     /// extend the job's open span if it saw the same, else close it and
     /// open one.
     /// `built`: that version finished and succeeded (the span's `built`).
+    /// `open`: the job's open span, as the caller just looked it up.
     fn add_member(
         &mut self,
         build_id: i64,
         job_id: i64,
         version: i64,
         built: bool,
+        open: Option<BuildVersion>,
     ) -> Result<(), StoreError> {
         let Some((_, seq)) = &self.eval else {
             return Ok(());
@@ -572,7 +624,6 @@ impl EvalWriter<'_> {
             build: build_id,
             version,
         };
-        let open = self.cache.open_spans.get(&job_id).copied();
         if open == Some(seen) {
             return Ok(());
         }
@@ -733,7 +784,7 @@ impl EvalWriter<'_> {
                 .open_spans
                 .keys()
                 .copied()
-                .filter(|job| !self.members.contains(job))
+                .filter(|job| !self.members.contains(*job))
                 .collect();
             for job_id in gone {
                 self.end_span(job_id, seq, true)?;
@@ -930,6 +981,19 @@ mod tests {
             ],
             "(attr, first eval, built, job left)"
         );
+    }
+
+    #[test]
+    fn a_job_id_is_in_the_set_once_whatever_its_size() {
+        let mut ids = JobIds::default();
+        for id in [1, 63, 64, 65, 300_000, 0, -5, i64::MAX, 1 << 26] {
+            assert!(ids.insert(id), "{id} is new");
+            assert!(!ids.insert(id), "{id} was added already");
+            assert!(ids.contains(id), "{id} is in the set");
+        }
+        for id in [2, 62, 66, 299_999, -4, i64::MAX - 1, (1 << 26) - 1] {
+            assert!(!ids.contains(id), "{id} was never added");
+        }
     }
 
     #[test]
