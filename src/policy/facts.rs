@@ -31,6 +31,20 @@ pub struct Facts {
     pub branch_pulls: BTreeMap<JobsetRef, BranchPull>,
 }
 
+impl Facts {
+    /// What the store says of `jobsets`, before anything is known of
+    /// maintainers or branches.
+    pub fn of_jobsets(hydra_url: &Url, repository: &str, jobsets: Vec<JobsetFacts>) -> Facts {
+        Facts {
+            hydra_url: hydra_url.clone(),
+            repository: repository.to_owned(),
+            jobsets,
+            maintainers: BTreeMap::new(),
+            branch_pulls: BTreeMap::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 impl Facts {
     /// What a unit test builds by hand: `nixpkgs:trunk` on hydra.nixos.org

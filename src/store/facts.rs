@@ -241,13 +241,7 @@ impl Store {
         for (id, jobset) in self.jobsets()? {
             out.push(self.jobset_facts(id, jobset)?);
         }
-        Ok(Facts {
-            hydra_url: hydra_url.clone(),
-            repository: repository.to_owned(),
-            jobsets: out,
-            maintainers: BTreeMap::new(),
-            branch_pulls: BTreeMap::new(),
-        })
+        Ok(Facts::of_jobsets(hydra_url, repository, out))
     }
 
     /// What a plan as of `scope.now` reads: every eval, but of the jobs and
@@ -310,13 +304,7 @@ impl Store {
                 Err(whole) => whole,
             });
         }
-        Ok(Facts {
-            hydra_url: hydra_url.clone(),
-            repository: repository.to_owned(),
-            jobsets: out,
-            maintainers: BTreeMap::new(),
-            branch_pulls: BTreeMap::new(),
-        })
+        Ok(Facts::of_jobsets(hydra_url, repository, out))
     }
 
     fn jobsets(&self) -> Result<Vec<(i64, JobsetRef)>, StoreError> {
