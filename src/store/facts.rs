@@ -248,10 +248,12 @@ impl Store {
     /// their spans only what the engine looks at, so that its cost follows
     /// the failures, not the length of the history nor the jobs that build:
     ///
-    /// - the whole history of the jobs whose newest build does not build
-    ///   (failing, pending, noise: their streaks, however old), of the
-    ///   attributes the ledger names (their evidence), and of jobs whose
-    ///   build a propagated failure names as its root;
+    /// - the history of their newest failure of the jobs whose newest build
+    ///   does not build (failing, pending, noise: their streaks, however
+    ///   old), of the attributes the ledger names (their evidence), and of
+    ///   jobs whose build a propagated failure names as its root: every run
+    ///   from the one that built before that failure on (earlier failures,
+    ///   which a build ended, are not read);
     /// - the runs over the newest evals (the flaky window, and the week the
     ///   digest charts: from the eval before `now` − 8 days) of the jobs that
     ///   did not build all through them, and of the jobs of another jobset
@@ -434,9 +436,9 @@ impl Store {
         let newest_jobs = self.jobs_in_eval(evals[cutoff].id)?;
         let seqs = EvalIndex::new(&evals);
 
-        // Whose whole history is read: the jobs of the newest eval that do
-        // not build, those that left the jobset while they did not build,
-        // those the ledger names, and roots of propagated failures.
+        // Whose newest failure is read in full: the jobs of the newest eval
+        // that do not build, those that left the jobset while they did not
+        // build, those the ledger names, and roots of propagated failures.
         let mut whole: HashSet<i64> = HashSet::default();
         for ids in [
             // The spans come first (`CROSS JOIN` keeps SQLite to that
