@@ -68,8 +68,14 @@ pub struct BuildRow {
 impl BuildRow {
     /// It finished and succeeded (what a span of it records as `built`).
     fn built(&self) -> bool {
-        self.finished && self.status == Some(0)
+        built(self.finished, self.status)
     }
+}
+
+/// A build that finished and succeeded: what a span records as `built`
+/// (schema version 16; its trigger and migration say the same in SQL).
+fn built(finished: bool, status: Option<i64>) -> bool {
+    finished && status == Some(0)
 }
 
 /// What the writer keeps of a jobset between transactions, as committed:
@@ -551,13 +557,7 @@ impl EvalWriter<'_> {
                 version,
             } => {
                 let open = self.cache.open_spans.get(job_id).copied();
-                self.add_member(
-                    build_id,
-                    *job_id,
-                    *version,
-                    *finished && *status == Some(0),
-                    open,
-                )
+                self.add_member(build_id, *job_id, *version, built(*finished, *status), open)
             }
             KnownBuild::Refused => {
                 self.outcome.rejected_jobs += 1;
