@@ -246,11 +246,32 @@ impl Store {
             .context("reading a jobset's new name")
     }
 
-    /// `PRAGMA integrity_check`, for tests and the crash-safety checks.
+    /// `PRAGMA integrity_check` and every reference between rows (the
+    /// ingest writer does not have SQLite check them as it goes, see
+    /// `write::ReferencesUnchecked`): "ok", or what is wrong. For tests and
+    /// the crash-safety checks.
     pub fn integrity_check(&self) -> Result<String, StoreError> {
-        self.conn
+        let pages: String = self
+            .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .context("checking integrity")
+            .context("checking integrity")?;
+        if pages != "ok" {
+            return Ok(pages);
+        }
+        let dangling: Vec<String> = self
+            .conn
+            // `rowid` is NULL for a table without one (`spans`).
+            .prepare(
+                "SELECT \"table\" || coalesce(' row ' || rowid, ' has a row that') || ' refers to a missing row of ' || parent
+                 FROM pragma_foreign_key_check LIMIT 10",
+            )
+            .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
+            .context("checking references")?;
+        Ok(if dangling.is_empty() {
+            pages
+        } else {
+            dangling.join("; ")
+        })
     }
 }
 
