@@ -22,7 +22,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use hydra_sentinel::config::JobsetRef;
+use hydra_sentinel::history::JobName;
 use hydra_sentinel::sim::{FakeHydra, SimHydra, SimSpec};
+use hydra_sentinel::store::{BuildRow, NewEval, Store};
 
 /// What one round measured.
 struct Round {
@@ -31,6 +34,8 @@ struct Round {
     baseline: Run,
     db_after_first: u64,
     db_after_second: u64,
+    /// The store's writer alone, in this process, on rows already checked.
+    writer_cpu: Duration,
 }
 
 fn main() {
@@ -67,6 +72,23 @@ fn main() {
                 b.drv_hash,
                 b.nixname
             )
+        })
+        .collect();
+    let rows: Vec<BuildRow> = first
+        .builds
+        .iter()
+        .map(|id| {
+            let b = &sim.builds[id];
+            BuildRow {
+                id: b.id,
+                hydra_job: b.job.clone(),
+                job: JobName::parse(&b.job, &b.system).expect("a generated job name is plausible"),
+                finished: b.finished,
+                status: b.status,
+                stoptime: b.stoptime,
+                drv_hash: b.drv_hash.clone(),
+                nixname: b.nixname.clone(),
+            }
         })
         .collect();
     let changed = second
@@ -116,6 +138,7 @@ fn main() {
         let db_after_second = std::fs::metadata(&db).unwrap().len();
 
         let baseline = sqlite3_import(dir.path(), &csv_rows);
+        let writer_cpu = write_alone(dir.path(), first.id, &rows);
         if let Some(keep) = &keep {
             copy_database(&db, &keep.join("second.sqlite"));
             std::fs::copy(dir.path().join("rows.csv"), keep.join("rows.csv")).unwrap();
@@ -133,6 +156,7 @@ fn main() {
             baseline,
             db_after_first,
             db_after_second,
+            writer_cpu,
         });
     }
     report(&rounds, builds, plain_bytes, changed);
@@ -265,6 +289,23 @@ fn report(rounds: &[Round], builds: usize, plain_bytes: usize, changed: usize) {
         out,
         "  (target: at most 2; read it on the CPU times, which a busy machine moves far less than the wall times)"
     );
+    line(
+        &mut out,
+        "the store's writer alone, CPU",
+        "s",
+        2,
+        rounds.iter().map(|r| secs(r.writer_cpu)).collect(),
+    );
+    line(
+        &mut out,
+        "  its ratio to sqlite3's",
+        "x",
+        2,
+        rounds
+            .iter()
+            .map(|r| secs(r.writer_cpu) / secs(r.baseline.cpu))
+            .collect(),
+    );
     let _ = writeln!(
         out,
         "second eval ({changed} new builds, 1% of jobs changed result)"
@@ -294,6 +335,43 @@ fn report(rounds: &[Round], builds: usize, plain_bytes: usize, changed: usize) {
             .collect(),
     );
     let _ = writeln!(out, "  (target for the growth: under 1 MB)");
+}
+
+/// Write eval 1's rows, checked already, with the store's own writer in this
+/// thread into a fresh database: what ingest's writing thread does, without
+/// the download and parse that overlap it. Returns this thread's CPU time.
+fn write_alone(dir: &Path, eval: i64, rows: &[BuildRow]) -> Duration {
+    let db = dir.join("writer-alone.sqlite");
+    let mut store = Store::open(&db).expect("opening a fresh store");
+    let jobset = JobsetRef {
+        project: "nixpkgs".into(),
+        jobset: "trunk".into(),
+    };
+    let jobset_id = store.jobset_id(&jobset).expect("registering the jobset");
+    // The rows are cloned before the clock starts: ingest's writer gets them
+    // made by the parsing thread.
+    let rows = rows.to_vec();
+    let start = common::thread_cpu();
+    let new_eval = NewEval {
+        id: eval,
+        timestamp: 0,
+        revision: None,
+        checkout_time: None,
+        eval_time: None,
+        strategy: "eval-builds",
+    };
+    let mut writer = store
+        .begin_eval(jobset_id, "nixpkgs:trunk", new_eval)
+        .expect("starting the eval");
+    writer.reserve(rows.len());
+    for row in rows {
+        writer.add_build(row).expect("writing a build");
+    }
+    writer.commit().expect("committing the eval");
+    let cpu = common::thread_cpu() - start;
+    drop(store);
+    let _ = std::fs::remove_file(&db);
+    cpu
 }
 
 /// A consistent copy of a database in WAL mode (its file alone may miss

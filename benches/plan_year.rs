@@ -102,7 +102,7 @@ fn main() {
         let (step, cpu, read, listed) = (0..3)
             .map(|_| {
                 let start = Instant::now();
-                let cpu_start = thread_cpu();
+                let cpu_start = common::thread_cpu();
                 let facts = reader
                     .plan_facts(&hydra, "NixOS/nixpkgs", PlanScope::new(now, &policy.streak))
                     .unwrap();
@@ -110,7 +110,12 @@ fn main() {
                 let listed: usize = facts.jobsets.iter().map(|js| js.jobs.len()).sum();
                 let plan = policy::plan(&policy, &facts, &ledger, now);
                 std::hint::black_box(plan);
-                (start.elapsed(), thread_cpu() - cpu_start, read, listed)
+                (
+                    start.elapsed(),
+                    common::thread_cpu() - cpu_start,
+                    read,
+                    listed,
+                )
             })
             .min()
             .unwrap();
@@ -140,14 +145,6 @@ fn main() {
         );
         let _ = out.flush();
     }
-}
-
-/// The CPU time this thread has used (the scheduler's own count, in ns).
-fn thread_cpu() -> Duration {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse().ok())
-        .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
 /// A `kB` figure of this process's `/proc/self/status`.

@@ -28,3 +28,12 @@ pub fn wait_with_peak_rss(mut child: Child) -> (ExitStatus, u64) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The CPU time this thread has used (the scheduler's own count, in ns).
+#[allow(dead_code)] // not every benchmark measures a thread
+pub fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
