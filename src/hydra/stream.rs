@@ -25,17 +25,19 @@ pub enum StreamError<E: std::error::Error + 'static> {
 /// Call `on_build` for each element of a JSON array of builds, in order.
 /// Returns the number of builds read. Stops at the first error.
 ///
-/// The array is cut into elements by a small scanner that only tracks
-/// nesting and strings; each element is then parsed from a byte slice,
-/// which serde_json does several times faster than from a reader. Memory
-/// holds one read chunk plus at most one element.
+/// Each element is parsed from a byte slice of what has been read so far,
+/// which serde_json does several times faster than from a reader; an
+/// element the slice ends inside (serde_json says it met the end) is parsed
+/// again once more has been read, from its start. Between elements only
+/// the brackets, commas and white space of the array itself are scanned.
+/// Memory holds one read chunk plus at most one element.
 pub fn for_each_build<R, E, F>(mut reader: R, mut on_build: F) -> Result<usize, StreamError<E>>
 where
     R: Read,
     E: std::error::Error + 'static,
     F: FnMut(Build) -> Result<(), E>,
 {
-    let mut splitter = Splitter::default();
+    let mut phase = Phase::Start;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
     let mut count = 0;
     let json_err = |count, source| StreamError::Json {
@@ -53,20 +55,62 @@ where
         };
         buf.extend_from_slice(&chunk[..read]);
         let eof = read == 0;
-        let mut consumed = 0;
-        while let Some(range) = splitter
-            .next(&buf, &mut consumed)
-            .map_err(|e| json_err(count, e))?
-        {
-            let build: Build =
-                serde_json::from_slice(&buf[range]).map_err(|e| json_err(count, e))?;
-            count += 1;
-            on_build(build).map_err(StreamError::Callback)?;
+        let mut pos = 0;
+        while pos < buf.len() {
+            let byte = buf[pos];
+            if byte.is_ascii_whitespace() {
+                pos += 1;
+                continue;
+            }
+            phase = match (phase, byte) {
+                (Phase::Start, b'[') => Phase::BeforeElement { first: true },
+                (Phase::Start, _) => {
+                    return Err(json_err(count, syntax("expected an array of builds")));
+                }
+                (Phase::BeforeElement { first: true }, b']') => Phase::Done,
+                (Phase::BeforeElement { first: false }, b']') => {
+                    return Err(json_err(
+                        count,
+                        syntax("a comma before the closing bracket"),
+                    ));
+                }
+                (Phase::BeforeElement { .. }, _) => {
+                    let mut element =
+                        serde_json::Deserializer::from_slice(&buf[pos..]).into_iter::<Build>();
+                    match element.next() {
+                        Some(Ok(build)) => {
+                            pos += element.byte_offset();
+                            count += 1;
+                            on_build(build).map_err(StreamError::Callback)?;
+                            phase = Phase::AfterElement;
+                            continue;
+                        }
+                        // The element goes on past what has been read.
+                        Some(Err(e)) if e.is_eof() && !eof => break,
+                        Some(Err(e)) => return Err(json_err(count, e)),
+                        None => unreachable!("white space was skipped"),
+                    }
+                }
+                (Phase::AfterElement, b',') => Phase::BeforeElement { first: false },
+                (Phase::AfterElement, b']') => Phase::Done,
+                (Phase::AfterElement, _) => {
+                    return Err(json_err(
+                        count,
+                        syntax("expected a comma or the closing bracket"),
+                    ));
+                }
+                (Phase::Done, _) => {
+                    return Err(json_err(
+                        count,
+                        syntax("trailing characters after the array"),
+                    ));
+                }
+            };
+            pos += 1;
         }
-        buf.drain(..consumed);
-        splitter.rebase(consumed);
+        buf.drain(..pos);
         if eof {
-            return match splitter.phase {
+            return match phase {
                 Phase::Done => Ok(count),
                 _ => Err(json_err(
                     count,
@@ -87,165 +131,17 @@ fn syntax(message: &str) -> serde_json::Error {
     <serde_json::Error as serde::de::Error>::custom(message)
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Where the array's own syntax is between elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Before the opening bracket.
-    #[default]
     Start,
     /// After `[` or `,`: an element (or, right after `[`, the closing bracket).
     BeforeElement { first: bool },
-    /// Inside an element that began at `start` (an offset in the buffer).
-    InElement {
-        start: usize,
-        depth: u32,
-        in_string: bool,
-        escaped: bool,
-    },
     /// After an element: `,` or `]`.
     AfterElement,
     /// After the closing bracket: only white space may follow.
     Done,
-}
-
-/// Finds the elements of a top-level JSON array in a growing buffer. It
-/// checks only what it must to find element boundaries; each element's own
-/// syntax is serde_json's business.
-#[derive(Debug, Default)]
-struct Splitter {
-    phase: Phase,
-    /// Where scanning resumes, as an offset in the buffer.
-    pos: usize,
-}
-
-impl Splitter {
-    /// The buffer lost its first `consumed` bytes.
-    fn rebase(&mut self, consumed: usize) {
-        self.pos -= consumed;
-        if let Phase::InElement { start, .. } = &mut self.phase {
-            *start -= consumed;
-        }
-    }
-
-    /// Scan on; returns the byte range of the next complete element, or None
-    /// when the buffer is exhausted. `consumed` is raised past everything no
-    /// longer needed (never into an unfinished element).
-    fn next(
-        &mut self,
-        buf: &[u8],
-        consumed: &mut usize,
-    ) -> Result<Option<std::ops::Range<usize>>, serde_json::Error> {
-        while self.pos < buf.len() {
-            let byte = buf[self.pos];
-            match &mut self.phase {
-                Phase::Start => {
-                    match byte {
-                        b'[' => self.phase = Phase::BeforeElement { first: true },
-                        b if b.is_ascii_whitespace() => {}
-                        _ => return Err(syntax("expected an array of builds")),
-                    }
-                    self.pos += 1;
-                    *consumed = self.pos;
-                }
-                Phase::BeforeElement { first } => match byte {
-                    b if b.is_ascii_whitespace() => {
-                        self.pos += 1;
-                        *consumed = self.pos;
-                    }
-                    b']' if *first => {
-                        self.pos += 1;
-                        *consumed = self.pos;
-                        self.phase = Phase::Done;
-                    }
-                    b']' => return Err(syntax("a comma before the closing bracket")),
-                    _ => {
-                        self.phase = Phase::InElement {
-                            start: self.pos,
-                            depth: 0,
-                            in_string: false,
-                            escaped: false,
-                        }
-                    }
-                },
-                Phase::InElement {
-                    start,
-                    depth,
-                    in_string,
-                    escaped,
-                } => {
-                    if *escaped {
-                        *escaped = false;
-                        self.pos += 1;
-                        continue;
-                    }
-                    if *in_string {
-                        // Jump to the next quote or backslash.
-                        match memchr::memchr2(b'"', b'\\', &buf[self.pos..]) {
-                            None => self.pos = buf.len(),
-                            Some(i) => {
-                                if buf[self.pos + i] == b'\\' {
-                                    *escaped = true;
-                                } else {
-                                    *in_string = false;
-                                }
-                                self.pos += i + 1;
-                            }
-                        }
-                        continue;
-                    }
-                    let element_end = match byte {
-                        b'"' => {
-                            *in_string = true;
-                            None
-                        }
-                        b'{' | b'[' => {
-                            *depth += 1;
-                            None
-                        }
-                        b'}' | b']' if *depth == 0 && byte == b']' => {
-                            // A scalar element right before the closing bracket.
-                            Some(self.pos)
-                        }
-                        b'}' | b']' if *depth == 0 => return Err(syntax("unbalanced brackets")),
-                        b'}' | b']' => {
-                            *depth -= 1;
-                            (*depth == 0).then_some(self.pos + 1)
-                        }
-                        // A scalar element ends before a separator.
-                        b',' if *depth == 0 => Some(self.pos),
-                        _ => None,
-                    };
-                    match element_end {
-                        Some(end) => {
-                            let range = *start..end;
-                            self.pos = end;
-                            *consumed = end;
-                            self.phase = Phase::AfterElement;
-                            return Ok(Some(range));
-                        }
-                        None => self.pos += 1,
-                    }
-                }
-                Phase::AfterElement => {
-                    match byte {
-                        b',' => self.phase = Phase::BeforeElement { first: false },
-                        b']' => self.phase = Phase::Done,
-                        b if b.is_ascii_whitespace() => {}
-                        _ => return Err(syntax("expected a comma or the closing bracket")),
-                    }
-                    self.pos += 1;
-                    *consumed = self.pos;
-                }
-                Phase::Done => {
-                    if !byte.is_ascii_whitespace() {
-                        return Err(syntax("trailing characters after the array"));
-                    }
-                    self.pos += 1;
-                    *consumed = self.pos;
-                }
-            }
-        }
-        Ok(None)
-    }
 }
 
 #[cfg(test)]
