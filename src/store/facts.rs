@@ -103,6 +103,9 @@ pub struct PlanScope {
     /// The newest evals in which every job's runs are read: the policy's
     /// flaky window (`[streak] flaky_window_evals`).
     pub window_evals: u32,
+    /// For a report of the plan (the HTML site): the newest evals it shows
+    /// of each job of an attribute a plan lists (see [`PlanScope::shown`]).
+    pub shown_evals: Option<u32>,
 }
 
 impl PlanScope {
@@ -111,6 +114,20 @@ impl PlanScope {
         PlanScope {
             now,
             window_evals: rules.flaky_window_evals,
+            shown_evals: None,
+        }
+    }
+
+    /// This scope, and what a report shows beside the plan: every job of
+    /// each attribute the plan lists (in every jobset, on every system,
+    /// building or not) with its runs over the newest `evals` evals, or its
+    /// newest run when it has none there (a job that left). Which jobs are
+    /// listed does not change: the engine assesses only attributes with a
+    /// listed job, and the report shows only assessed attributes.
+    pub fn shown(self, evals: u32) -> PlanScope {
+        PlanScope {
+            shown_evals: Some(evals),
+            ..self
         }
     }
 }
@@ -133,7 +150,8 @@ struct Window {
     jobset: JobsetRef,
     evals: Vec<EvalPoint>,
     seqs: EvalIndex,
-    /// The first eval of the window.
+    /// The first eval whose runs are read (the window's, or further back
+    /// for a report: [`PlanScope::shown`]).
     from_seq: i64,
     /// The runs read of each listed job.
     runs: HashMap<i64, Vec<Run>>,
@@ -259,7 +277,9 @@ impl Store {
     ///   did not build all through them, and of the jobs of another jobset
     ///   with the same attribute and system (what an early warning compares);
     /// - of the other jobs, which built all through the window, only their
-    ///   number ([`JobsetFacts::unlisted_building`]): nothing is said of them.
+    ///   number ([`JobsetFacts::unlisted_building`]): nothing is said of them;
+    /// - for a report ([`PlanScope::shown`]), the listed jobs' runs over the
+    ///   evals it shows too, and every job of a listed job's attribute.
     ///
     /// The jobs that fail are found without reading those that build: each
     /// span says whether its build built and whether its job left (schema
@@ -272,8 +292,9 @@ impl Store {
     /// Read as of an earlier `now` than a jobset's newest eval (a replay),
     /// this is [`Store::policy_facts`]: the whole history.
     ///
-    /// `backtest`, `explain` and the site read the whole history
-    /// ([`Store::policy_facts`]). That both plan alike is tested below.
+    /// `backtest` and `explain` read the whole history
+    /// ([`Store::policy_facts`]). That both plan alike is tested below, and
+    /// that the site reads the same from both in `site`'s tests.
     pub fn plan_facts(
         &self,
         hydra_url: &Url,
@@ -297,6 +318,19 @@ impl Store {
                 for (attr, system) in &pairs {
                     self.list_job_named(w, attr, system)?;
                 }
+            }
+        }
+        if scope.shown_evals.is_some() {
+            let mut attrs: Vec<&str> = windows
+                .iter()
+                .filter_map(|w| w.as_ref().ok())
+                .flat_map(|w| w.names.values().map(|(attr, _, _)| attr.as_str()))
+                .collect();
+            attrs.sort_unstable();
+            attrs.dedup();
+            let attrs = serde_json::to_string(&attrs).unwrap_or_else(|_| "[]".into());
+            for w in windows.iter_mut().filter_map(|w| w.as_mut().ok()) {
+                self.list_jobs_of_attributes(w, &attrs)?;
             }
         }
         let mut out = Vec::new();
@@ -385,6 +419,52 @@ impl Store {
         Ok(())
     }
 
+    /// List every job of the window's jobset whose attribute is in `attrs`
+    /// (a JSON list) and that is not listed yet, with its runs over the
+    /// window, or else its newest run (see [`PlanScope::shown`]).
+    fn list_jobs_of_attributes(&self, window: &mut Window, attrs: &str) -> Result<(), StoreError> {
+        let jobs: Vec<(i64, (String, String, bool))> = self
+            .conn
+            .prepare_cached(
+                "SELECT j.id, j.attr, j.system, j.suffixed
+                 FROM json_each(?1) a CROSS JOIN jobs j ON j.attr = a.value
+                 WHERE j.jobset_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![attrs, window.jobset_id], |r| {
+                    Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+                })?
+                .collect()
+            })
+            .context("reading the jobs of the listed attributes")?;
+        let mut names: HashMap<i64, (String, String, bool)> = jobs
+            .into_iter()
+            .filter(|(id, _)| !window.names.contains_key(id))
+            .collect();
+        let mut runs: HashMap<i64, Vec<Run>> = HashMap::new();
+        self.each_run(
+            "spans s",
+            "s.job_id IN (SELECT value FROM json_each(?1))
+             AND (s.last_seq IS NULL OR s.last_seq >= ?2
+                  OR s.first_seq = (SELECT max(n.first_seq) FROM spans n WHERE n.job_id = s.job_id))",
+            params![id_list(names.keys().copied().collect()), window.from_seq],
+            &window.seqs,
+            &mut |row| runs.entry(row.job_id).or_default().push(row.run),
+        )?;
+        let newest = window.seqs.newest();
+        for (id, runs) in runs {
+            let Some(name) = names.remove(&id) else {
+                continue;
+            };
+            if runs.iter().any(|r| r.last == newest) {
+                window.unlisted_building = window.unlisted_building.saturating_sub(1);
+            }
+            window.runs.insert(id, runs);
+            window.names.insert(id, name);
+        }
+        Ok(())
+    }
+
     fn evals_of(&self, jobset_id: i64) -> Result<Vec<EvalPoint>, StoreError> {
         let mut stmt = self
             .conn
@@ -432,7 +512,12 @@ impl Store {
         let week_first = evals
             .partition_point(|e| e.timestamp <= scope.now - DIGEST_DAYS * DAY)
             .saturating_sub(1);
-        let from_seq = evals[flaky_first.min(week_first)].seq;
+        let listed_from = evals[flaky_first.min(week_first)].seq;
+        // A report reads the listed jobs further back than a plan lists them.
+        let shown_first = scope.shown_evals.map_or(usize::MAX, |n| {
+            (cutoff + 1).saturating_sub(n.max(1) as usize)
+        });
+        let from_seq = evals[flaky_first.min(week_first).min(shown_first)].seq;
         let newest_jobs = self.jobs_in_eval(evals[cutoff].id)?;
         let seqs = EvalIndex::new(&evals);
 
@@ -487,7 +572,7 @@ impl Store {
                    AND j.jobset_id = ?1",
             )
             .and_then(|mut s| {
-                s.query_map(params![jobset_id, from_seq], |r| r.get(0))?
+                s.query_map(params![jobset_id, listed_from], |r| r.get(0))?
                     .collect::<Result<Vec<i64>, _>>()
             })
             .context("reading the jobs that failed within the window")?
