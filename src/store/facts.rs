@@ -1221,6 +1221,148 @@ mod tests {
         }
     }
 
+    /// A store with `nixpkgs:trunk` over daily evals and the newest eval's
+    /// time: each job's status in each eval (`o` built, `x` failed), a new
+    /// build whenever it changes.
+    fn trunk_of(histories: &[(&str, &str)]) -> (tempfile::TempDir, Store, i64) {
+        use crate::history::JobName;
+        use crate::store::{BuildRow, KnownBuild, NewEval};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let jobset_id = store
+            .jobset_id(&JobsetRef {
+                project: "nixpkgs".into(),
+                jobset: "trunk".into(),
+            })
+            .unwrap();
+        let start = 1_762_000_000;
+        let evals = histories[0].1.len();
+        let names: Vec<JobName> = histories
+            .iter()
+            .map(|(attr, _)| {
+                JobName::parse(&format!("{attr}.x86_64-linux"), "x86_64-linux").unwrap()
+            })
+            .collect();
+        let mut next_build = 0;
+        let mut builds: Vec<i64> = vec![0; histories.len()];
+        let mut job_ids: Vec<Option<i64>> = vec![None; histories.len()];
+        for e in 0..evals {
+            let timestamp = start + DAY * e as i64;
+            let mut eval = store
+                .begin_eval(
+                    jobset_id,
+                    "nixpkgs:trunk",
+                    NewEval {
+                        id: 1_000 + e as i64,
+                        timestamp,
+                        revision: None,
+                        checkout_time: None,
+                        eval_time: None,
+                        strategy: "eval-builds",
+                    },
+                )
+                .unwrap();
+            for (j, (_, statuses)) in histories.iter().enumerate() {
+                let statuses = statuses.as_bytes();
+                let rebuilt = e == 0 || statuses[e - 1] != statuses[e];
+                if rebuilt {
+                    next_build += 1;
+                    builds[j] = next_build;
+                }
+                let status = Some(i64::from(statuses[e] == b'x'));
+                // A build seen in an earlier eval is known, as ingest sees it.
+                match job_ids[j].filter(|_| !rebuilt) {
+                    Some(job_id) => eval.add_known(
+                        builds[j],
+                        &KnownBuild::Stored {
+                            job_id,
+                            finished: true,
+                            status,
+                            version: 1,
+                        },
+                    ),
+                    None => eval.add_build(BuildRow {
+                        id: builds[j],
+                        hydra_job: names[j].hydra_job(),
+                        job: names[j].clone(),
+                        finished: true,
+                        status,
+                        stoptime: Some(timestamp),
+                        drv_hash: format!("{:032}", builds[j]),
+                        nixname: names[j].attr.clone(),
+                    }),
+                }
+                .unwrap();
+            }
+            eval.commit().unwrap();
+            for (id, name) in job_ids.iter_mut().zip(&names) {
+                *id = store.job_id(jobset_id, name).unwrap();
+            }
+        }
+        (dir, store, start + DAY * (evals as i64 - 1))
+    }
+
+    /// Where a listed job's history starts to be read: at the run that
+    /// built before its newest failure. Not from its newest success, which
+    /// would drop the newest failure of a package the ledger names once it
+    /// recovered (the failure its records are about), nor the whole history.
+    #[test]
+    fn a_listed_job_is_read_from_the_run_that_built_before_its_newest_failure() {
+        let (_dir, store, newest) = trunk_of(&[
+            // Evals 0 to 39; the window is the last 12.
+            ("recovered", &format!("xxoooxxx{}", "o".repeat(32))),
+            ("failing", &format!("xxoooxxxooooo{}", "x".repeat(27))),
+            ("steady", &"o".repeat(40)),
+        ]);
+        store
+            .record_intent(
+                &NewAction {
+                    kind: ActionKind::Notify,
+                    attr: Some("recovered".into()),
+                    systems: vec!["x86_64-linux".into()],
+                    all_platforms: false,
+                    step: Some("notice".into()),
+                    batch: None,
+                    pinged: vec![],
+                    pr: None,
+                },
+                newest - DAY * 33,
+            )
+            .unwrap();
+        let hydra: Url = "https://hydra.nixos.org".parse().unwrap();
+        let mut rules = Policy::nixpkgs().streak;
+        rules.flaky_window_evals = 12;
+        let read = store
+            .plan_facts(
+                &hydra,
+                "NixOS/nixpkgs",
+                PlanScope::new(newest + 3600, &rules),
+            )
+            .unwrap();
+        let trunk = &read.jobsets[0];
+        let runs_of = |attr: &str| {
+            trunk.jobs.iter().find(|j| j.attr == attr).map(|j| {
+                j.runs
+                    .iter()
+                    .map(|r| (r.first, r.last, r.status.unwrap_or(-1)))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            runs_of("recovered"),
+            Some(vec![(2, 4, 0), (5, 7, 1), (8, 39, 0)]),
+            "a package the ledger names is read from the build before its newest failure, \
+             which it recovered from before the window"
+        );
+        assert_eq!(
+            runs_of("failing"),
+            Some(vec![(8, 12, 0), (13, 39, 1)]),
+            "a failing job is read from the build before its streak"
+        );
+        assert_eq!(runs_of("steady"), None, "a job that builds is not read");
+        assert_eq!(trunk.unlisted_building, 1, "but counted");
+    }
+
     #[test]
     fn a_plan_of_the_past_reads_the_whole_history() {
         let (_dir, store, year) = month_of_trunk();
