@@ -6,6 +6,10 @@
 //! - the plan step (`Store::plan_facts` + the engine) in this process, best
 //!   of three, next to the same plan on the whole history
 //!   (`Store::policy_facts`, what `backtest` reads);
+//! - the report step (`site::load`, which reads as a plan does with the
+//!   runs the history strips show, then the site rendered and written), next
+//!   to the same site from the whole history (what it read before), the two
+//!   sites checked to be byte for byte the same;
 //! - the real release binary's `plan` (wall time and peak RSS, VmHWM);
 //! - the database's size.
 //!
@@ -27,9 +31,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hydra_sentinel::config::JobsetRef;
+use hydra_sentinel::config::{Config, JobsetRef};
 use hydra_sentinel::policy::{self, Policy};
 use hydra_sentinel::sim::{YearSpec, YearWriter};
+use hydra_sentinel::site::{self, SiteFile, Snapshot};
 use hydra_sentinel::store::{PlanScope, Store};
 
 const CHECKPOINTS: [usize; 3] = [100, 300, 700];
@@ -82,7 +87,7 @@ fn main() {
     );
     let _ = writeln!(
         out,
-        "  evals  write (s)  plan step (s)  its CPU (s)  of it reading (s)  jobs listed  step peak (MB)  whole-history plan (s)  binary plan (s)  binary peak RSS (MB)  database (MB)"
+        "  evals  write (s)  plan step (s)  its CPU (s)  of it reading (s)  jobs listed  step peak (MB)  whole-history plan (s)  report step (s)  of it reading (s)  whole-history report (s)  binary plan (s)  binary peak RSS (MB)  database (MB)"
     );
     for checkpoint in CHECKPOINTS.into_iter().filter(|c| *c <= last_checkpoint) {
         let start = Instant::now();
@@ -122,24 +127,81 @@ fn main() {
             std::hint::black_box(plan);
             start.elapsed()
         };
+        let (report, report_read, whole_report) = report_step(
+            &reader,
+            &Config::load(&config).unwrap(),
+            &policy,
+            dir.path(),
+            now,
+        );
         drop(reader);
         let (binary, peak_kb) = plan_binary(&config, now);
         let size = file_size(&db) + file_size(&db.with_extension("sqlite-wal"));
         let _ = writeln!(
             out,
-            "  {checkpoint:>5}  {:>9.1}  {:>13.3}  {:>11.3}  {:>17.3}  {listed:>11}  {:>14.1}  {:>22.3}  {:>15.3}  {:>20.1}  {:>13.1}",
+            "  {checkpoint:>5}  {:>9.1}  {:>13.3}  {:>11.3}  {:>17.3}  {listed:>11}  {:>14.1}  {:>22.3}  {:>15.3}  {:>17.3}  {:>24.3}  {:>15.3}  {:>20.1}  {:>13.1}",
             write.as_secs_f64(),
             step.as_secs_f64(),
             cpu.as_secs_f64(),
             read.as_secs_f64(),
             step_peak as f64 / 1024.0,
             whole.as_secs_f64(),
+            report.as_secs_f64(),
+            report_read.as_secs_f64(),
+            whole_report.as_secs_f64(),
             binary.as_secs_f64(),
             peak_kb as f64 / 1024.0,
             size as f64 / 1e6,
         );
         let _ = out.flush();
     }
+}
+
+/// The report a cycle writes (`site::load`, then the site rendered and
+/// written into `dir`), its reading part, and the same site from the whole
+/// history: the two must be the same, byte for byte.
+fn report_step(
+    store: &Store,
+    config: &Config,
+    policy: &Policy,
+    dir: &Path,
+    now: i64,
+) -> (Duration, Duration, Duration) {
+    let write = |name: &str, snapshot: &Snapshot| -> Vec<SiteFile> {
+        let files = site::render_model(&site::model(snapshot)).unwrap();
+        site::write_site(&dir.join(name), &files).unwrap();
+        files
+    };
+    let start = Instant::now();
+    let snapshot = site::load(store, config, policy.clone(), None, now).unwrap();
+    let read = start.elapsed();
+    let scoped = write("site", &snapshot);
+    let step = start.elapsed();
+    drop(snapshot);
+    let start = Instant::now();
+    let snapshot = Snapshot {
+        policy: policy.clone(),
+        facts: store
+            .policy_facts(&config.hydra.url, config.repository())
+            .unwrap(),
+        ledger: store.ledger().unwrap(),
+        now,
+    };
+    let whole = write("site-whole", &snapshot);
+    let whole_step = start.elapsed();
+    assert_eq!(
+        scoped.len(),
+        whole.len(),
+        "the two sites have as many pages"
+    );
+    for (s, w) in scoped.iter().zip(&whole) {
+        assert!(
+            s.path == w.path && s.bytes == w.bytes,
+            "the report read as a plan reads differs from the whole history's at {}",
+            w.path
+        );
+    }
+    (step, read, whole_step)
 }
 
 /// The CPU time this thread has used (the scheduler's own count, in ns).
