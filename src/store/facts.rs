@@ -121,9 +121,9 @@ impl PlanScope {
     /// This scope, and what a report shows beside the plan: every job of
     /// each attribute the plan lists (in every jobset, on every system,
     /// building or not) with its runs over the newest `evals` evals, or its
-    /// newest run when it has none there (a job that left). Which jobs are
-    /// listed does not change: the engine assesses only attributes with a
-    /// listed job, and the report shows only assessed attributes.
+    /// newest run when it has none there (a job that left). The attributes
+    /// are the plan's: the engine assesses only attributes with a listed
+    /// job, and the report shows only assessed attributes.
     pub fn shown(self, evals: u32) -> PlanScope {
         PlanScope {
             shown_evals: Some(evals),
