@@ -6,6 +6,11 @@
 //! - the plan step (`Store::plan_facts` + the engine) in this process, best
 //!   of three, next to the same plan on the whole history
 //!   (`Store::policy_facts`, what `backtest` reads);
+//! - the report step (`site::load`, which reads as a plan does with the
+//!   runs the history strips show, then the site modelled, rendered and
+//!   written; wall time, CPU time and its parts), next to the same site from
+//!   the whole history (what it read before), the two sites checked to be
+//!   byte for byte the same;
 //! - the real release binary's `plan` (wall time and peak RSS, VmHWM);
 //! - the database's size.
 //!
@@ -27,9 +32,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hydra_sentinel::config::JobsetRef;
+use hydra_sentinel::config::{Config, JobsetRef};
 use hydra_sentinel::policy::{self, Policy};
 use hydra_sentinel::sim::{YearSpec, YearWriter};
+use hydra_sentinel::site::{self, SiteFile, Snapshot};
 use hydra_sentinel::store::{PlanScope, Store};
 
 const CHECKPOINTS: [usize; 3] = [100, 300, 700];
@@ -82,7 +88,7 @@ fn main() {
     );
     let _ = writeln!(
         out,
-        "  evals  write (s)  plan step (s)  its CPU (s)  of it reading (s)  jobs listed  step peak (MB)  whole-history plan (s)  binary plan (s)  binary peak RSS (MB)  database (MB)"
+        "  evals  write (s)  plan step (s)  its CPU (s)  of it reading (s)  jobs listed  step peak (MB)  whole-history plan (s)  report step (s)  its CPU (s)  reading (s)  model (s)  render (s)  pages  site (MB)  whole-history report (s)  binary plan (s)  binary peak RSS (MB)  database (MB)"
     );
     for checkpoint in CHECKPOINTS.into_iter().filter(|c| *c <= last_checkpoint) {
         let start = Instant::now();
@@ -127,23 +133,104 @@ fn main() {
             std::hint::black_box(plan);
             start.elapsed()
         };
+        let report = report_step(
+            &reader,
+            &Config::load(&config).unwrap(),
+            &policy,
+            dir.path(),
+            now,
+        );
         drop(reader);
         let (binary, peak_kb) = plan_binary(&config, now);
         let size = file_size(&db) + file_size(&db.with_extension("sqlite-wal"));
         let _ = writeln!(
             out,
-            "  {checkpoint:>5}  {:>9.1}  {:>13.3}  {:>11.3}  {:>17.3}  {listed:>11}  {:>14.1}  {:>22.3}  {:>15.3}  {:>20.1}  {:>13.1}",
+            "  {checkpoint:>5}  {:>9.1}  {:>13.3}  {:>11.3}  {:>17.3}  {listed:>11}  {:>14.1}  {:>22.3}  {:>15.3}  {:>11.3}  {:>11.3}  {:>9.3}  {:>10.3}  {:>5}  {:>9.1}  {:>24.3}  {:>15.3}  {:>20.1}  {:>13.1}",
             write.as_secs_f64(),
             step.as_secs_f64(),
             cpu.as_secs_f64(),
             read.as_secs_f64(),
             step_peak as f64 / 1024.0,
             whole.as_secs_f64(),
+            report.step.as_secs_f64(),
+            report.cpu.as_secs_f64(),
+            report.read.as_secs_f64(),
+            report.model.as_secs_f64(),
+            report.render.as_secs_f64(),
+            report.pages,
+            report.bytes as f64 / 1e6,
+            report.whole.as_secs_f64(),
             binary.as_secs_f64(),
             peak_kb as f64 / 1024.0,
             size as f64 / 1e6,
         );
         let _ = out.flush();
+    }
+}
+
+/// What the report step cost.
+struct Report {
+    /// `site::load`, then the site modelled, rendered and written.
+    step: Duration,
+    cpu: Duration,
+    read: Duration,
+    model: Duration,
+    render: Duration,
+    /// The same site from the whole history (what the step read before).
+    whole: Duration,
+    pages: usize,
+    bytes: usize,
+}
+
+/// The report a cycle writes (`site::load`, then the site modelled,
+/// rendered and written into `dir`) by part, and the same site from the
+/// whole history: the two must be the same, byte for byte.
+fn report_step(store: &Store, config: &Config, policy: &Policy, dir: &Path, now: i64) -> Report {
+    let start = Instant::now();
+    let cpu_start = common::thread_cpu();
+    let snapshot = site::load(store, config, policy.clone(), None, now).unwrap();
+    let read = start.elapsed();
+    let model = site::model(&snapshot);
+    let modelled = start.elapsed();
+    let scoped = site::render_model(&model).unwrap();
+    let rendered = start.elapsed();
+    site::write_site(&dir.join("site"), &scoped).unwrap();
+    let (step, cpu) = (start.elapsed(), common::thread_cpu() - cpu_start);
+    drop((snapshot, model));
+
+    let start = Instant::now();
+    let snapshot = Snapshot {
+        policy: policy.clone(),
+        facts: store
+            .policy_facts(&config.hydra.url, config.repository())
+            .unwrap(),
+        ledger: store.ledger().unwrap(),
+        now,
+    };
+    let whole = site::render_model(&site::model(&snapshot)).unwrap();
+    site::write_site(&dir.join("site-whole"), &whole).unwrap();
+    let whole_step = start.elapsed();
+    assert_eq!(
+        scoped.len(),
+        whole.len(),
+        "the two sites have as many pages"
+    );
+    for (s, w) in scoped.iter().zip(&whole) {
+        assert!(
+            s.path == w.path && s.bytes == w.bytes,
+            "the report read as a plan reads differs from the whole history's at {}",
+            w.path
+        );
+    }
+    Report {
+        step,
+        cpu,
+        read,
+        model: modelled - read,
+        render: rendered - modelled,
+        whole: whole_step,
+        pages: scoped.len(),
+        bytes: scoped.iter().map(|f: &SiteFile| f.bytes.len()).sum(),
     }
 }
 

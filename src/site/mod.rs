@@ -8,6 +8,11 @@
 //! sanitized slug plus a short hash of the exact name), and writing it
 //! atomically (render beside the target, then swap).
 //!
+//! Its cost per cycle does not grow with the history: [`load`] reads what a
+//! plan reads ([`Store::plan_facts`]) and, of every job of a package the
+//! plan lists, the runs its strip shows ([`MAX_CELLS`] evals), which renders
+//! byte for byte the site of the whole history (tested in `tests.rs`).
+//!
 //! Must never: query anything beyond the read-only [`load`] step (the store's
 //! facts and ledger, maintainers from the checkout as it is, without
 //! fetching); decide anything (the policy engine decides; this module renders
@@ -28,7 +33,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::policy::{self, Facts, Ledger, Policy};
-use crate::store::{Store, StoreError};
+use crate::store::{PlanScope, Store, StoreError};
 
 pub use model::{MAX_CELLS, Model, maintainer_href, package_href};
 pub use write::{MARKER, SiteFile, write_site};
@@ -70,9 +75,13 @@ pub struct Snapshot {
     pub now: i64,
 }
 
-/// The read-only load step: facts and ledger as `plan` and `explain` read
-/// them, and maintainers from `maintainers` or else, when the configuration
-/// names a nixpkgs checkout, from that checkout as it is (no fetch).
+/// The read-only load step: the ledger, the facts a plan reads with the runs
+/// the pages show ([`PlanScope::shown`] with [`MAX_CELLS`]: every job of a
+/// listed package over the evals of its history strips, so the cost follows
+/// the failures, not the length of the history; the whole history when
+/// `now` is before a jobset's newest eval), and maintainers from
+/// `maintainers` or else, when the configuration names a nixpkgs checkout,
+/// from that checkout as it is (no fetch).
 pub fn load(
     store: &Store,
     config: &Config,
@@ -80,7 +89,8 @@ pub fn load(
     maintainers: Option<BTreeMap<String, Vec<String>>>,
     now: i64,
 ) -> Result<Snapshot, SiteError> {
-    let mut facts = store.policy_facts(&config.hydra.url, config.repository())?;
+    let scope = PlanScope::new(now, &policy.streak).shown(MAX_CELLS as u32);
+    let mut facts = store.plan_facts(&config.hydra.url, config.repository(), scope)?;
     let ledger = store.ledger()?;
     facts.maintainers = match maintainers {
         Some(m) => m,

@@ -12,6 +12,7 @@ use crate::format::{HydraLinks, time};
 use crate::policy::engine::{AttrAssessment, JobAssessment, Rule, cutoff};
 use crate::policy::explain::rule_words;
 use crate::policy::facts::{JobFacts, JobsetFacts};
+use crate::policy::plan::{Action, Deferred};
 use crate::policy::{Assessment, Facts, Plan, Policy};
 
 /// History strips show at most this many evals (the newest).
@@ -197,6 +198,40 @@ fn step_words(kind: &str, step: Option<&str>) -> String {
     }
 }
 
+/// The plan's actions and held-back actions by attribute, in plan order:
+/// looked up per package, not searched (a first enable plans a notice for
+/// each of 12,000 packages).
+struct Planned<'p> {
+    actions: HashMap<&'p str, Vec<&'p Action>>,
+    deferred: HashMap<&'p str, Vec<&'p Deferred>>,
+}
+
+impl<'p> Planned<'p> {
+    fn of(plan: &'p Plan) -> Planned<'p> {
+        let mut actions: HashMap<&str, Vec<&Action>> = HashMap::new();
+        for x in &plan.actions {
+            if let Some(attr) = &x.attr {
+                actions.entry(attr).or_default().push(x);
+            }
+        }
+        let mut deferred: HashMap<&str, Vec<&Deferred>> = HashMap::new();
+        for d in &plan.deferred {
+            if let Some(attr) = &d.action.attr {
+                deferred.entry(attr).or_default().push(d);
+            }
+        }
+        Planned { actions, deferred }
+    }
+
+    fn actions(&self, attr: &str) -> &[&'p Action] {
+        self.actions.get(attr).map_or(&[], Vec::as_slice)
+    }
+
+    fn deferred(&self, attr: &str) -> &[&'p Deferred] {
+        self.deferred.get(attr).map_or(&[], Vec::as_slice)
+    }
+}
+
 pub struct Builder<'a> {
     pub policy: &'a Policy,
     pub facts: &'a Facts,
@@ -205,22 +240,17 @@ pub struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn next(&self, a: &AttrAssessment, failing: &[&JobAssessment]) -> Next {
+    fn next(&self, a: &AttrAssessment, failing: &[&JobAssessment], planned: &Planned) -> Next {
         let now = self.assessment.now;
         let today = Some(day(now));
-        let mine = |attr: &Option<String>| attr.as_deref() == Some(a.attr.as_str());
-        let due: Vec<String> = self
-            .plan
-            .actions
+        let due: Vec<String> = planned
+            .actions(&a.attr)
             .iter()
-            .filter(|x| mine(&x.attr))
             .map(|x| step_words(x.kind.as_str(), x.step.as_deref()))
             .collect();
-        let deferred: Vec<String> = self
-            .plan
-            .deferred
+        let deferred: Vec<String> = planned
+            .deferred(&a.attr)
             .iter()
-            .filter(|d| mine(&d.action.attr))
             .map(|d| {
                 format!(
                     "{}, held back: {}",
@@ -286,7 +316,7 @@ impl Builder<'_> {
             .collect()
     }
 
-    fn row(&self, a: &AttrAssessment, failing: &[&JobAssessment]) -> Row {
+    fn row(&self, a: &AttrAssessment, failing: &[&JobAssessment], planned: &Planned) -> Row {
         let links = HydraLinks::new(&self.facts.hydra_url);
         let now = self.assessment.now;
         let since_ts = failing
@@ -309,7 +339,7 @@ impl Builder<'_> {
             age_days: (now - since_ts).max(0) / DAY,
             blast_radius: a.victims.len(),
             maintainers: self.maintainer_links(a),
-            next: self.next(a, failing),
+            next: self.next(a, failing, planned),
             logs: logs
                 .into_iter()
                 .map(|(system, build)| Link {
@@ -422,6 +452,7 @@ impl Builder<'_> {
         a: &AttrAssessment,
         jobs: &[(&JobsetFacts, &JobFacts)],
         paged: &BTreeSet<&str>,
+        planned: &Planned,
     ) -> PackagePage {
         let link = |attr: &str| Link {
             text: attr.to_owned(),
@@ -488,19 +519,16 @@ impl Builder<'_> {
                 m.pr.map(|p| format!(", PR #{p}")).unwrap_or_default()
             ));
         }
-        let mine = |attr: &Option<String>| attr.as_deref() == Some(a.attr.as_str());
-        let systems = |x: &crate::policy::Action| {
+        let systems = |x: &Action| {
             if x.all_platforms {
                 "all platforms".to_owned()
             } else {
                 x.systems.join(", ")
             }
         };
-        let mut actions: Vec<ActionView> = self
-            .plan
-            .actions
+        let mut actions: Vec<ActionView> = planned
+            .actions(&a.attr)
             .iter()
-            .filter(|x| mine(&x.attr))
             .map(|x| ActionView {
                 kind: step_words(x.kind.as_str(), x.step.as_deref()),
                 systems: systems(x),
@@ -508,23 +536,17 @@ impl Builder<'_> {
                 why: None,
             })
             .collect();
-        actions.extend(
-            self.plan
-                .deferred
-                .iter()
-                .filter(|d| mine(&d.action.attr))
-                .map(|d| ActionView {
-                    kind: step_words(d.action.kind.as_str(), d.action.step.as_deref()),
-                    systems: systems(&d.action),
-                    reason: d.action.reason.clone(),
-                    why: Some(d.why.clone()),
-                }),
-        );
+        actions.extend(planned.deferred(&a.attr).iter().map(|d| ActionView {
+            kind: step_words(d.action.kind.as_str(), d.action.step.as_deref()),
+            systems: systems(&d.action),
+            reason: d.action.reason.clone(),
+            why: Some(d.why.clone()),
+        }));
         PackagePage {
             attr: a.attr.clone(),
             maintainers: self.maintainer_links(a),
             notes,
-            next: self.next(a, &failing_jobs(a)),
+            next: self.next(a, &failing_jobs(a), planned),
             actions,
             jobs: views,
             victims: a.victims.iter().map(|v| link(v)).collect(),
@@ -567,16 +589,17 @@ impl Builder<'_> {
             .map(|x| x.attr.as_str())
             .chain(a.roots.iter().map(|r| r.attr.as_str()))
             .collect();
+        let planned = Planned::of(self.plan);
         let mut rows = Vec::new();
         let mut packages = BTreeMap::new();
         for (attr, assessed) in &a.attrs {
             let failing = failing_jobs(assessed);
             if !failing.is_empty() {
-                rows.push(self.row(assessed, &failing));
+                rows.push(self.row(assessed, &failing, &planned));
             }
             if paged.contains(attr.as_str()) {
                 let jobs = by_attr.get(attr.as_str()).map_or(&[][..], Vec::as_slice);
-                packages.insert(attr.clone(), self.package(assessed, jobs, &paged));
+                packages.insert(attr.clone(), self.package(assessed, jobs, &paged, &planned));
             }
         }
         rows.sort_by(|x, y| (x.since_ts, &x.attr).cmp(&(y.since_ts, &y.attr)));

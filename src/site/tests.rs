@@ -167,3 +167,288 @@ fn hostile_names_are_escaped_on_every_page_and_never_choose_a_path() {
         "no profile link for an implausible login: {bob}"
     );
 }
+
+mod stored {
+    //! The site of a stored history: read as a plan reads it, with the
+    //! runs the pages show, it is the site of the whole history.
+
+    use std::collections::BTreeMap;
+
+    use super::super::*;
+    use crate::config::{Config, JobsetRef};
+    use crate::history::StatusClass;
+    use crate::policy::{ActionKind, OptOutKind, RecordState};
+    use crate::sim::{YearSpec, YearWriter};
+    use crate::store::{ActionResult, NewAction, NewOptOut, Store};
+
+    const EVALS: usize = MAX_CELLS + 110;
+
+    /// Trunk and staging-next over more evals than a strip shows: jobs
+    /// that flip (flaky), streaks longer than a strip, two mass breakages,
+    /// jobs leaving and coming every eval.
+    fn write_history(store: &mut Store) -> i64 {
+        let spec = |seed| {
+            let mut spec = YearSpec::trunk(1_500);
+            spec.churn = 0.05;
+            spec.break_rate = 0.05;
+            spec.fix_rate = 0.15;
+            spec.mass_breakages = vec![30, EVALS - 20];
+            spec.mass_share = 0.1;
+            spec.turnover = 3;
+            spec.seed = seed;
+            spec.id_base = seed as i64 * 1_000_000_000;
+            spec
+        };
+        let mut trunk = YearWriter::new(spec(1));
+        let mut staging_next = YearWriter::new(spec(2));
+        for _ in 0..EVALS {
+            for (year, jobset) in [(&mut trunk, "trunk"), (&mut staging_next, "staging-next")] {
+                let jobset = JobsetRef {
+                    project: "nixpkgs".into(),
+                    jobset: jobset.into(),
+                };
+                year.write_eval(store, &jobset).unwrap();
+            }
+        }
+        trunk.newest_time().max(staging_next.newest_time())
+    }
+
+    fn record(store: &Store, kind: ActionKind, attr: &str, at: i64, state: RecordState) {
+        let id = store
+            .record_intent(
+                &NewAction {
+                    kind,
+                    attr: Some(attr.to_owned()),
+                    systems: vec!["x86_64-linux".into()],
+                    all_platforms: kind == ActionKind::MarkBroken,
+                    step: (kind == ActionKind::Notify).then(|| "notice".into()),
+                    batch: None,
+                    pinged: vec!["alice".into()],
+                    pr: None,
+                },
+                at,
+            )
+            .unwrap();
+        store
+            .record_result(
+                id,
+                &ActionResult {
+                    state,
+                    at,
+                    pr: (kind == ActionKind::MarkBroken).then_some(4242),
+                    issue: Some(7),
+                    error: None,
+                    refused: None,
+                },
+            )
+            .unwrap();
+    }
+
+    /// The ledger speaks of a package failing since before the strips
+    /// begin, of one marked broken then that builds now, of one marked
+    /// broken that fails, and of one opted out.
+    fn write_ledger(store: &Store, whole: &Facts, now: i64) -> Vec<String> {
+        let trunk = whole
+            .jobsets
+            .iter()
+            .find(|js| js.jobset.jobset == "trunk")
+            .unwrap();
+        // Not the Haskell set, which the policy only watches; not gone.
+        let newest = trunk.evals.len() as u32 - 1;
+        let acted_on = || {
+            trunk.jobs.iter().filter(move |j| {
+                !j.attr.starts_with("haskell") && j.runs.last().unwrap().last == newest
+            })
+        };
+        let strip_start = (trunk.evals.len() - MAX_CELLS) as u32;
+        let old_failing = acted_on().find(|j| {
+            j.runs[0].first + 1 < strip_start
+                && j.runs
+                    .iter()
+                    .filter(|r| r.last + 1 >= strip_start)
+                    .all(|r| r.class() == StatusClass::Failing)
+        });
+        let recovered = acted_on().find(|j| {
+            j.runs.last().unwrap().class() == StatusClass::Ok
+                && j.runs
+                    .iter()
+                    .any(|r| r.class() == StatusClass::Failing && r.last < strip_start)
+        });
+        let failing: Vec<_> = acted_on()
+            .filter(|j| j.runs.last().unwrap().class() == StatusClass::Failing)
+            .collect();
+        let (Some(old_failing), Some(recovered), [.., marked, opted_out]) =
+            (old_failing, recovered, failing.as_slice())
+        else {
+            panic!("the history has no old streak, no recovery or too few failures");
+        };
+        let long_ago = now - 86_400 * 50;
+        record(
+            store,
+            ActionKind::Notify,
+            &old_failing.attr,
+            long_ago,
+            RecordState::Done,
+        );
+        record(
+            store,
+            ActionKind::Notify,
+            &recovered.attr,
+            long_ago,
+            RecordState::Done,
+        );
+        record(
+            store,
+            ActionKind::MarkBroken,
+            &marked.attr,
+            long_ago,
+            RecordState::Merged,
+        );
+        store
+            .record_opt_out(&NewOptOut {
+                attr: opted_out.attr.clone(),
+                kind: OptOutKind::Marker,
+                recorded_at: long_ago,
+                until: None,
+                by: Some("bob".into()),
+                note: "pkgs/by-name/pk/pkg/package.nix".into(),
+            })
+            .unwrap();
+        vec![
+            old_failing.attr.clone(),
+            recovered.attr.clone(),
+            marked.attr.clone(),
+            opted_out.attr.clone(),
+        ]
+    }
+
+    fn runs(facts: &Facts) -> usize {
+        facts
+            .jobsets
+            .iter()
+            .flat_map(|js| &js.jobs)
+            .map(|j| j.runs.len())
+            .sum()
+    }
+
+    /// The first page and line where `got` is not `expected`.
+    fn first_difference(expected: &[SiteFile], got: &[SiteFile]) -> Option<String> {
+        let names = |files: &[SiteFile]| files.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
+        if names(expected) != names(got) {
+            let diff =
+                similar::TextDiff::from_lines(&names(expected).join("\n"), &names(got).join("\n"))
+                    .unified_diff()
+                    .to_string();
+            return Some(format!("other pages:\n{diff}"));
+        }
+        for (e, g) in expected.iter().zip(got) {
+            if e.bytes == g.bytes {
+                continue;
+            }
+            let (e_text, g_text) = (
+                String::from_utf8_lossy(&e.bytes),
+                String::from_utf8_lossy(&g.bytes),
+            );
+            let (n, (e_line, g_line)) = e_text
+                .lines()
+                .chain(std::iter::repeat("<end of page>"))
+                .zip(g_text.lines().chain(std::iter::repeat("<end of page>")))
+                .enumerate()
+                .find(|(_, (e, g))| e != g)
+                .unwrap_or((0, ("", "")));
+            // Lines can be long (a strip is one): show where they part.
+            let at = e_line
+                .bytes()
+                .zip(g_line.bytes())
+                .position(|(a, b)| a != b)
+                .unwrap_or(e_line.len().min(g_line.len()));
+            let excerpt = |line: &str| {
+                let bytes = &line.as_bytes()[at.saturating_sub(80).min(line.len())..];
+                String::from_utf8_lossy(&bytes[..bytes.len().min(240)]).into_owned()
+            };
+            return Some(format!(
+                "{} differs first at line {}, column {}:\n  whole history: …{}…\n  scoped read:   …{}…",
+                e.path,
+                n + 1,
+                at + 1,
+                excerpt(e_line),
+                excerpt(g_line)
+            ));
+        }
+        None
+    }
+
+    #[test]
+    fn the_site_read_as_a_plan_reads_is_the_site_of_the_whole_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let newest = write_history(&mut store);
+        let config = Config::embedded_default();
+        let (hydra, repository) = (&config.hydra.url, config.repository());
+        let before = store.policy_facts(hydra, repository).unwrap();
+        let named = write_ledger(&store, &before, newest);
+        let maintainers: BTreeMap<String, Vec<String>> = named
+            .iter()
+            .enumerate()
+            .map(|(i, attr)| (attr.clone(), vec![["alice", "bob"][i % 2].to_owned()]))
+            .collect();
+        let policy = Policy::nixpkgs();
+        let ledger = store.ledger().unwrap();
+        for now in [newest + 3600, newest + 86_400 * 9] {
+            let whole = Snapshot {
+                policy: policy.clone(),
+                facts: Facts {
+                    maintainers: maintainers.clone(),
+                    ..store.policy_facts(hydra, repository).unwrap()
+                },
+                ledger: ledger.clone(),
+                now,
+            };
+            let scoped = load(
+                &store,
+                &config,
+                policy.clone(),
+                Some(maintainers.clone()),
+                now,
+            )
+            .unwrap();
+            let expected = render_model(&model(&whole)).unwrap();
+            let pages = |prefix: &str| {
+                expected
+                    .iter()
+                    .filter(|f| f.path.starts_with(prefix))
+                    .count()
+            };
+            assert!(
+                pages("packages/") > 50 && pages("maintainers/") >= 3,
+                "the site has {} package pages and {} maintainer pages",
+                pages("packages/"),
+                pages("maintainers/")
+            );
+            for attr in &named {
+                assert!(
+                    expected.iter().any(|f| f.path == package_href(attr)),
+                    "{attr}, which the ledger names, has a page (of {named:?})"
+                );
+            }
+            let got = render_model(&model(&scoped)).unwrap();
+            if let Some(difference) = first_difference(&expected, &got) {
+                panic!(
+                    "as of {now}, the site read as a plan reads is not the whole history's: {difference}"
+                );
+            }
+            assert!(
+                expected.iter().any(
+                    |f| String::from_utf8_lossy(&f.bytes).contains("gone from the newest eval")
+                ),
+                "a package page shows a job that left"
+            );
+            assert!(
+                runs(&scoped.facts) * 3 < runs(&whole.facts) * 2,
+                "the site reads {} of the history's {} runs",
+                runs(&scoped.facts),
+                runs(&whole.facts)
+            );
+        }
+    }
+}

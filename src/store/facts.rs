@@ -103,6 +103,9 @@ pub struct PlanScope {
     /// The newest evals in which every job's runs are read: the policy's
     /// flaky window (`[streak] flaky_window_evals`).
     pub window_evals: u32,
+    /// For a report of the plan (the HTML site): the newest evals it shows
+    /// of each job of an attribute a plan lists (see [`PlanScope::shown`]).
+    pub shown_evals: Option<u32>,
 }
 
 impl PlanScope {
@@ -111,6 +114,20 @@ impl PlanScope {
         PlanScope {
             now,
             window_evals: rules.flaky_window_evals,
+            shown_evals: None,
+        }
+    }
+
+    /// This scope, and what a report shows beside the plan: every job of
+    /// each attribute the plan lists (in every jobset, on every system,
+    /// building or not) with its runs over the newest `evals` evals, or its
+    /// newest run when it has none there (a job that left). The attributes
+    /// are the plan's: the engine assesses only attributes with a listed
+    /// job, and the report shows only assessed attributes.
+    pub fn shown(self, evals: u32) -> PlanScope {
+        PlanScope {
+            shown_evals: Some(evals),
+            ..self
         }
     }
 }
@@ -133,7 +150,8 @@ struct Window {
     jobset: JobsetRef,
     evals: Vec<EvalPoint>,
     seqs: EvalIndex,
-    /// The first eval of the window.
+    /// The first eval whose runs are read (the window's, or further back
+    /// for a report: [`PlanScope::shown`]).
     from_seq: i64,
     /// The runs read of each listed job.
     runs: HashMap<i64, Vec<Run>>,
@@ -259,7 +277,9 @@ impl Store {
     ///   did not build all through them, and of the jobs of another jobset
     ///   with the same attribute and system (what an early warning compares);
     /// - of the other jobs, which built all through the window, only their
-    ///   number ([`JobsetFacts::unlisted_building`]): nothing is said of them.
+    ///   number ([`JobsetFacts::unlisted_building`]): nothing is said of them;
+    /// - for a report ([`PlanScope::shown`]), the listed jobs' runs over the
+    ///   evals it shows too, and every job of a listed job's attribute.
     ///
     /// The jobs that fail are found without reading those that build: each
     /// span says whether its build built and whether its job left (schema
@@ -272,8 +292,9 @@ impl Store {
     /// Read as of an earlier `now` than a jobset's newest eval (a replay),
     /// this is [`Store::policy_facts`]: the whole history.
     ///
-    /// `backtest`, `explain` and the site read the whole history
-    /// ([`Store::policy_facts`]). That both plan alike is tested below.
+    /// `backtest` and `explain` read the whole history
+    /// ([`Store::policy_facts`]). That both plan alike is tested below, and
+    /// that the site reads the same from both in `site`'s tests.
     pub fn plan_facts(
         &self,
         hydra_url: &Url,
@@ -297,6 +318,19 @@ impl Store {
                 for (attr, system) in &pairs {
                     self.list_job_named(w, attr, system)?;
                 }
+            }
+        }
+        if scope.shown_evals.is_some() {
+            let mut attrs: Vec<&str> = windows
+                .iter()
+                .filter_map(|w| w.as_ref().ok())
+                .flat_map(|w| w.names.values().map(|(attr, _, _)| attr.as_str()))
+                .collect();
+            attrs.sort_unstable();
+            attrs.dedup();
+            let attrs = serde_json::to_string(&attrs).unwrap_or_else(|_| "[]".into());
+            for w in windows.iter_mut().filter_map(|w| w.as_mut().ok()) {
+                self.list_jobs_of_attributes(w, &attrs)?;
             }
         }
         let mut out = Vec::new();
@@ -385,6 +419,52 @@ impl Store {
         Ok(())
     }
 
+    /// List every job of the window's jobset whose attribute is in `attrs`
+    /// (a JSON list) and that is not listed yet, with its runs over the
+    /// window, or else its newest run (see [`PlanScope::shown`]).
+    fn list_jobs_of_attributes(&self, window: &mut Window, attrs: &str) -> Result<(), StoreError> {
+        let jobs: Vec<(i64, (String, String, bool))> = self
+            .conn
+            .prepare_cached(
+                "SELECT j.id, j.attr, j.system, j.suffixed
+                 FROM json_each(?1) a CROSS JOIN jobs j ON j.attr = a.value
+                 WHERE j.jobset_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![attrs, window.jobset_id], |r| {
+                    Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+                })?
+                .collect()
+            })
+            .context("reading the jobs of the listed attributes")?;
+        let mut names: HashMap<i64, (String, String, bool)> = jobs
+            .into_iter()
+            .filter(|(id, _)| !window.names.contains_key(id))
+            .collect();
+        let mut runs: HashMap<i64, Vec<Run>> = HashMap::new();
+        self.each_run(
+            "spans s",
+            "s.job_id IN (SELECT value FROM json_each(?1))
+             AND (s.last_seq IS NULL OR s.last_seq >= ?2
+                  OR s.first_seq = (SELECT max(n.first_seq) FROM spans n WHERE n.job_id = s.job_id))",
+            params![id_list(names.keys().copied().collect()), window.from_seq],
+            &window.seqs,
+            &mut |row| runs.entry(row.job_id).or_default().push(row.run),
+        )?;
+        let newest = window.seqs.newest();
+        for (id, runs) in runs {
+            let Some(name) = names.remove(&id) else {
+                continue;
+            };
+            if runs.iter().any(|r| r.last == newest) {
+                window.unlisted_building = window.unlisted_building.saturating_sub(1);
+            }
+            window.runs.insert(id, runs);
+            window.names.insert(id, name);
+        }
+        Ok(())
+    }
+
     fn evals_of(&self, jobset_id: i64) -> Result<Vec<EvalPoint>, StoreError> {
         let mut stmt = self
             .conn
@@ -432,7 +512,12 @@ impl Store {
         let week_first = evals
             .partition_point(|e| e.timestamp <= scope.now - DIGEST_DAYS * DAY)
             .saturating_sub(1);
-        let from_seq = evals[flaky_first.min(week_first)].seq;
+        let listed_from = evals[flaky_first.min(week_first)].seq;
+        // A report reads the listed jobs further back than a plan lists them.
+        let shown_first = scope.shown_evals.map_or(usize::MAX, |n| {
+            (cutoff + 1).saturating_sub(n.max(1) as usize)
+        });
+        let from_seq = evals[flaky_first.min(week_first).min(shown_first)].seq;
         let newest_jobs = self.jobs_in_eval(evals[cutoff].id)?;
         let seqs = EvalIndex::new(&evals);
 
@@ -487,7 +572,7 @@ impl Store {
                    AND j.jobset_id = ?1",
             )
             .and_then(|mut s| {
-                s.query_map(params![jobset_id, from_seq], |r| r.get(0))?
+                s.query_map(params![jobset_id, listed_from], |r| r.get(0))?
                     .collect::<Result<Vec<i64>, _>>()
             })
             .context("reading the jobs that failed within the window")?
@@ -1134,6 +1219,148 @@ mod tests {
                 panic!("the plan's reading plans otherwise than the whole history:\n{diff}");
             }
         }
+    }
+
+    /// A store with `nixpkgs:trunk` over daily evals and the newest eval's
+    /// time: each job's status in each eval (`o` built, `x` failed), a new
+    /// build whenever it changes.
+    fn trunk_of(histories: &[(&str, &str)]) -> (tempfile::TempDir, Store, i64) {
+        use crate::history::JobName;
+        use crate::store::{BuildRow, KnownBuild, NewEval};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let jobset_id = store
+            .jobset_id(&JobsetRef {
+                project: "nixpkgs".into(),
+                jobset: "trunk".into(),
+            })
+            .unwrap();
+        let start = 1_762_000_000;
+        let evals = histories[0].1.len();
+        let names: Vec<JobName> = histories
+            .iter()
+            .map(|(attr, _)| {
+                JobName::parse(&format!("{attr}.x86_64-linux"), "x86_64-linux").unwrap()
+            })
+            .collect();
+        let mut next_build = 0;
+        let mut builds: Vec<i64> = vec![0; histories.len()];
+        let mut job_ids: Vec<Option<i64>> = vec![None; histories.len()];
+        for e in 0..evals {
+            let timestamp = start + DAY * e as i64;
+            let mut eval = store
+                .begin_eval(
+                    jobset_id,
+                    "nixpkgs:trunk",
+                    NewEval {
+                        id: 1_000 + e as i64,
+                        timestamp,
+                        revision: None,
+                        checkout_time: None,
+                        eval_time: None,
+                        strategy: "eval-builds",
+                    },
+                )
+                .unwrap();
+            for (j, (_, statuses)) in histories.iter().enumerate() {
+                let statuses = statuses.as_bytes();
+                let rebuilt = e == 0 || statuses[e - 1] != statuses[e];
+                if rebuilt {
+                    next_build += 1;
+                    builds[j] = next_build;
+                }
+                let status = Some(i64::from(statuses[e] == b'x'));
+                // A build seen in an earlier eval is known, as ingest sees it.
+                match job_ids[j].filter(|_| !rebuilt) {
+                    Some(job_id) => eval.add_known(
+                        builds[j],
+                        &KnownBuild::Stored {
+                            job_id,
+                            finished: true,
+                            status,
+                            version: 1,
+                        },
+                    ),
+                    None => eval.add_build(BuildRow {
+                        id: builds[j],
+                        hydra_job: names[j].hydra_job(),
+                        job: names[j].clone(),
+                        finished: true,
+                        status,
+                        stoptime: Some(timestamp),
+                        drv_hash: format!("{:032}", builds[j]),
+                        nixname: names[j].attr.clone(),
+                    }),
+                }
+                .unwrap();
+            }
+            eval.commit().unwrap();
+            for (id, name) in job_ids.iter_mut().zip(&names) {
+                *id = store.job_id(jobset_id, name).unwrap();
+            }
+        }
+        (dir, store, start + DAY * (evals as i64 - 1))
+    }
+
+    /// Where a listed job's history starts to be read: at the run that
+    /// built before its newest failure. Not from its newest success, which
+    /// would drop the newest failure of a package the ledger names once it
+    /// recovered (the failure its records are about), nor the whole history.
+    #[test]
+    fn a_listed_job_is_read_from_the_run_that_built_before_its_newest_failure() {
+        let (_dir, store, newest) = trunk_of(&[
+            // Evals 0 to 39; the window is the last 12.
+            ("recovered", &format!("xxoooxxx{}", "o".repeat(32))),
+            ("failing", &format!("xxoooxxxooooo{}", "x".repeat(27))),
+            ("steady", &"o".repeat(40)),
+        ]);
+        store
+            .record_intent(
+                &NewAction {
+                    kind: ActionKind::Notify,
+                    attr: Some("recovered".into()),
+                    systems: vec!["x86_64-linux".into()],
+                    all_platforms: false,
+                    step: Some("notice".into()),
+                    batch: None,
+                    pinged: vec![],
+                    pr: None,
+                },
+                newest - DAY * 33,
+            )
+            .unwrap();
+        let hydra: Url = "https://hydra.nixos.org".parse().unwrap();
+        let mut rules = Policy::nixpkgs().streak;
+        rules.flaky_window_evals = 12;
+        let read = store
+            .plan_facts(
+                &hydra,
+                "NixOS/nixpkgs",
+                PlanScope::new(newest + 3600, &rules),
+            )
+            .unwrap();
+        let trunk = &read.jobsets[0];
+        let runs_of = |attr: &str| {
+            trunk.jobs.iter().find(|j| j.attr == attr).map(|j| {
+                j.runs
+                    .iter()
+                    .map(|r| (r.first, r.last, r.status.unwrap_or(-1)))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            runs_of("recovered"),
+            Some(vec![(2, 4, 0), (5, 7, 1), (8, 39, 0)]),
+            "a package the ledger names is read from the build before its newest failure, \
+             which it recovered from before the window"
+        );
+        assert_eq!(
+            runs_of("failing"),
+            Some(vec![(8, 12, 0), (13, 39, 1)]),
+            "a failing job is read from the build before its streak"
+        );
+        assert_eq!(runs_of("steady"), None, "a job that builds is not read");
+        assert_eq!(trunk.unlisted_building, 1, "but counted");
     }
 
     #[test]
