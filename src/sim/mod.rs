@@ -26,4 +26,4 @@ pub use rng::Rng;
 pub use server::{
     Costs, Counters, EndpointCounters, FakeHydra, Fault, Limiter, RequestRecord, endpoint,
 };
-pub use year::{YearSpec, YearWriter};
+pub use year::{YearSpec, YearWriter, write_trunk_and_staging_next};

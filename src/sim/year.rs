@@ -86,6 +86,28 @@ struct Job {
     gone: bool,
 }
 
+/// `nixpkgs:trunk` and `nixpkgs:staging-next` (whose failures are early
+/// warnings) written side by side, `evals` evals each, from `spec(1)` and
+/// `spec(2)` (a seed for each). Returns the two writers, trunk's first.
+pub fn write_trunk_and_staging_next(
+    store: &mut Store,
+    evals: usize,
+    spec: impl Fn(u64) -> YearSpec,
+) -> Result<(YearWriter, YearWriter), StoreError> {
+    let mut trunk = YearWriter::new(spec(1));
+    let mut staging_next = YearWriter::new(spec(2));
+    for _ in 0..evals {
+        for (year, jobset) in [(&mut trunk, "trunk"), (&mut staging_next, "staging-next")] {
+            let jobset = JobsetRef {
+                project: "nixpkgs".into(),
+                jobset: jobset.into(),
+            };
+            year.write_eval(store, &jobset)?;
+        }
+    }
+    Ok((trunk, staging_next))
+}
+
 /// Writes the simulated year eval by eval into a store.
 pub struct YearWriter {
     spec: YearSpec,

@@ -175,10 +175,10 @@ mod stored {
     use std::collections::BTreeMap;
 
     use super::super::*;
-    use crate::config::{Config, JobsetRef};
+    use crate::config::Config;
     use crate::history::StatusClass;
     use crate::policy::{ActionKind, OptOutKind, RecordState};
-    use crate::sim::{YearSpec, YearWriter};
+    use crate::sim::YearSpec;
     use crate::store::{ActionResult, NewAction, NewOptOut, Store};
 
     const EVALS: usize = MAX_CELLS + 110;
@@ -199,17 +199,8 @@ mod stored {
             spec.id_base = seed as i64 * 1_000_000_000;
             spec
         };
-        let mut trunk = YearWriter::new(spec(1));
-        let mut staging_next = YearWriter::new(spec(2));
-        for _ in 0..EVALS {
-            for (year, jobset) in [(&mut trunk, "trunk"), (&mut staging_next, "staging-next")] {
-                let jobset = JobsetRef {
-                    project: "nixpkgs".into(),
-                    jobset: jobset.into(),
-                };
-                year.write_eval(store, &jobset).unwrap();
-            }
-        }
+        let (trunk, staging_next) =
+            crate::sim::write_trunk_and_staging_next(store, EVALS, spec).unwrap();
         trunk.newest_time().max(staging_next.newest_time())
     }
 

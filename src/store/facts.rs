@@ -1099,18 +1099,9 @@ mod tests {
             spec.id_base = seed as i64 * 1_000_000_000;
             spec
         };
-        let mut trunk = YearWriter::new(spec(1));
-        let mut staging_next = YearWriter::new(spec(2));
-        for _ in 0..60 {
-            for (year, jobset) in [(&mut trunk, "trunk"), (&mut staging_next, "staging-next")] {
-                let jobset = JobsetRef {
-                    project: "nixpkgs".into(),
-                    jobset: jobset.into(),
-                };
-                year.write_eval(store, &jobset).unwrap();
-            }
-        }
-        trunk
+        crate::sim::write_trunk_and_staging_next(store, 60, spec)
+            .unwrap()
+            .0
     }
 
     fn plan_and_digest(policy: &Policy, facts: &Facts, ledger: &Ledger, now: i64) -> String {
