@@ -321,8 +321,16 @@ impl Store {
     /// span says whether its build built and whether its job left (schema
     /// version 16), and partial indexes hold only the spans that did not
     /// build. The number of jobs that build is the newest eval's number of
-    /// jobs less the listed ones in it. So the cost follows the jobs that
-    /// fail and the window's length, not the jobset's size nor its history
+    /// jobs less the listed ones in it.
+    ///
+    /// A failure's spans before the window are read once: on a writable
+    /// connection (the daemon's), a plan keeps the runs it read of a job's
+    /// spans that closed before the window in `history_memo` (schema
+    /// version 17), and later plans read that one row instead, then the
+    /// spans after it. The row is a cache, trusted only while it exists:
+    /// the schema's triggers delete it whenever what those spans read could
+    /// change. So the cost follows the jobs that fail and the window's
+    /// length, not the jobset's size nor how long its failures have lasted
     /// (the `plan_year` benchmark).
     ///
     /// Read as of an earlier `now` than a jobset's newest eval (a replay),

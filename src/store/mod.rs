@@ -3,7 +3,9 @@
 //! Owns: the database file (WAL), `schema.sql` and its application, writing
 //! one evaluation per transaction, the versions of a build that Hydra
 //! changed after the fact (restarts, repointing), and reading back summaries
-//! and job histories as plain values.
+//! and job histories as plain values (a plan through a cache of the older
+//! part of long failures, `history_memo`, that triggers forget whenever it
+//! could be wrong).
 //!
 //! Must never: talk to the network, decide what a history means (that is
 //! [`crate::history`]), rewrite what an earlier eval saw (a changed build is
