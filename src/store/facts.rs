@@ -117,6 +117,12 @@ impl PlanScope {
     }
 }
 
+/// The jobs of jobset `?1` whose newest span did not build, read from the
+/// partial index alone (schema version 17).
+const OPEN_UNBUILT_JOBS: &str = "SELECT DISTINCT s.job_id
+     FROM spans s INDEXED BY spans_open_unbuilt CROSS JOIN jobs j ON j.id = s.job_id
+     WHERE s.last_seq IS NULL AND s.built = 0 AND j.jobset_id = ?1";
+
 const DAY: i64 = 86_400;
 /// The digest charts the failing jobs of the week `now` is in: every job's
 /// runs are read from the eval before `now` minus this many days.
@@ -508,12 +514,7 @@ impl Store {
             // The spans come first (`CROSS JOIN` keeps SQLite to that
             // order): driven by the jobset's jobs, these would walk all of
             // them, and they only grow.
-            self.job_ids(
-                "SELECT DISTINCT s.job_id
-                 FROM spans s INDEXED BY spans_open_unbuilt CROSS JOIN jobs j ON j.id = s.job_id
-                 WHERE s.last_seq IS NULL AND s.built = 0 AND j.jobset_id = ?1",
-                jobset_id,
-            )?,
+            self.job_ids(OPEN_UNBUILT_JOBS, jobset_id)?,
             self.job_ids(
                 "SELECT DISTINCT s.job_id
                  FROM spans s INDEXED BY spans_left_unbuilt CROSS JOIN jobs j ON j.id = s.job_id
@@ -1553,6 +1554,25 @@ mod tests {
         );
         assert_plans_alike(&store, year.newest_time(), "after pruning");
         assert!(kept_before > 0);
+    }
+
+    #[test]
+    fn the_failing_jobs_of_the_newest_eval_are_read_from_the_index_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {OPEN_UNBUILT_JOBS}"))
+            .unwrap()
+            .query_map([1], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step == "SCAN s USING COVERING INDEX spans_open_unbuilt"),
+            "each failing span would be looked up in the table: {plan:#?}"
+        );
     }
 
     #[test]
