@@ -385,3 +385,83 @@ CREATE INDEX spans_open_unbuilt ON spans (job_id) WHERE last_seq IS NULL AND bui
 CREATE INDEX spans_closed_unbuilt ON spans (last_seq) WHERE last_seq IS NOT NULL AND built = 0;
 -- Jobs that left the jobset while they failed.
 CREATE INDEX spans_left_unbuilt ON spans (job_id) WHERE job_left = 1 AND built = 0;
+
+-- version 17: what a plan reads of long failures, kept; a covering index
+
+-- A plan reads each failing job's newest failure from the run that built
+-- before it (see `Store::plan_facts`): a year-old failure is a dozen spans,
+-- each joined with its build somewhere in a `builds` table far bigger than
+-- the page cache, and that was most of a plan's cost at a year. A plan on
+-- the writer's connection keeps what it read of a job's closed spans here,
+-- and later plans read this row instead of those spans.
+--
+-- Only a cache, derived from `spans`, `builds`, `build_versions` and
+-- `build_causes`: it may be dropped or emptied at any time, and a plan
+-- without a row reads the spans. A row holds the runs, exactly as a plan
+-- reads them, of every span of the job with `from_seq <= first_seq <
+-- upto_seq`, all of them closed when the row was written (closed spans are
+-- never reopened, and new spans open only at the newest eval, after
+-- `upto_seq`). Whatever would change what those spans read deletes the
+-- row: the triggers below.
+CREATE TABLE history_memo (
+    job_id   INTEGER PRIMARY KEY,         -- jobs (id)
+    from_seq INTEGER NOT NULL,
+    upto_seq INTEGER NOT NULL,
+    runs     TEXT NOT NULL                -- JSON, written and read by `store::facts`
+);
+
+-- A build completing in place, a restart or a repoint (a new version):
+-- a build's spans are all its job's.
+CREATE TRIGGER history_memo_forgets_a_changed_build
+AFTER UPDATE OF finished, status, drv_hash, version ON builds
+BEGIN
+    DELETE FROM history_memo WHERE job_id IN (OLD.job_id, NEW.job_id);
+END;
+CREATE TRIGGER history_memo_forgets_a_new_build_version
+AFTER INSERT ON build_versions
+BEGIN
+    DELETE FROM history_memo WHERE job_id = (SELECT job_id FROM builds WHERE id = NEW.build_id);
+END;
+CREATE TRIGGER history_memo_forgets_a_removed_build_version
+AFTER DELETE ON build_versions
+BEGIN
+    DELETE FROM history_memo WHERE job_id = (SELECT job_id FROM builds WHERE id = OLD.build_id);
+END;
+-- A build page read (or read again after a restart), or pruned.
+CREATE TRIGGER history_memo_forgets_a_cause_read
+AFTER INSERT ON build_causes
+BEGIN
+    DELETE FROM history_memo WHERE job_id = (SELECT job_id FROM builds WHERE id = NEW.build_id);
+END;
+CREATE TRIGGER history_memo_forgets_a_cause_changed
+AFTER UPDATE ON build_causes
+BEGIN
+    DELETE FROM history_memo
+    WHERE job_id IN (SELECT job_id FROM builds WHERE id IN (OLD.build_id, NEW.build_id));
+END;
+CREATE TRIGGER history_memo_forgets_a_cause_removed
+AFTER DELETE ON build_causes
+BEGIN
+    DELETE FROM history_memo WHERE job_id = (SELECT job_id FROM builds WHERE id = OLD.build_id);
+END;
+-- Spans pruned, or a closed span changed (the writer never changes one:
+-- it closes open spans and moves open spans to a new version).
+CREATE TRIGGER history_memo_forgets_a_removed_span
+AFTER DELETE ON spans
+BEGIN
+    DELETE FROM history_memo WHERE job_id = OLD.job_id;
+END;
+CREATE TRIGGER history_memo_forgets_a_changed_closed_span
+AFTER UPDATE OF job_id, first_seq, last_seq, build_id, version ON spans
+WHEN OLD.last_seq IS NOT NULL
+BEGIN
+    DELETE FROM history_memo WHERE job_id IN (OLD.job_id, NEW.job_id);
+END;
+
+-- The newest eval's jobs that do not build, read by every plan, now with
+-- every column the query tests: SQLite reads the index alone. On `(job_id)`
+-- it looked each span up in the table (it does not drop `last_seq IS NULL`
+-- as implied by the index), a page per failing job: 16,000 pages at a
+-- year of trunk, and more as the table grows.
+DROP INDEX spans_open_unbuilt;
+CREATE INDEX spans_open_unbuilt ON spans (job_id, last_seq, built) WHERE last_seq IS NULL AND built = 0;

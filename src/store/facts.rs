@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rusqlite::{OptionalExtension, params};
+use std::time::Duration;
+
+use rusqlite::{MAIN_DB, OptionalExtension, TransactionBehavior, params};
 use url::Url;
 
 use super::causes::cause_of;
@@ -132,6 +134,12 @@ impl PlanScope {
     }
 }
 
+/// The jobs of jobset `?1` whose newest span did not build, read from the
+/// partial index alone (schema version 17).
+const OPEN_UNBUILT_JOBS: &str = "SELECT DISTINCT s.job_id
+     FROM spans s INDEXED BY spans_open_unbuilt CROSS JOIN jobs j ON j.id = s.job_id
+     WHERE s.last_seq IS NULL AND s.built = 0 AND j.jobset_id = ?1";
+
 const DAY: i64 = 86_400;
 /// The digest charts the failing jobs of the week `now` is in: every job's
 /// runs are read from the eval before `now` minus this many days.
@@ -208,6 +216,52 @@ struct RunRow {
     run: Run,
 }
 
+/// One span as a plan reads it, by eval seq: a [`Run`] before its evals
+/// become indexes, and as `history_memo` keeps it (schema version 17).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct SpanRun {
+    #[serde(rename = "f")]
+    first_seq: i64,
+    /// `None` while the span is open.
+    #[serde(rename = "l")]
+    last_seq: Option<i64>,
+    #[serde(rename = "b")]
+    build: i64,
+    #[serde(rename = "d")]
+    finished: bool,
+    #[serde(rename = "s")]
+    status: Option<i64>,
+    #[serde(rename = "h")]
+    drv: u64,
+    /// `build_causes` as read: `cause`, `propagated_from`.
+    #[serde(rename = "c")]
+    cause: Option<String>,
+    #[serde(rename = "p")]
+    propagated_from: Option<i64>,
+}
+
+impl SpanRun {
+    fn run(&self, seqs: &EvalIndex) -> Run {
+        Run {
+            first: seqs.index(self.first_seq),
+            last: self.last_seq.map_or(seqs.newest(), |s| seqs.index(s)),
+            build: self.build,
+            finished: self.finished,
+            status: self.status,
+            drv: self.drv,
+            cause: cause_of(self.cause.clone(), self.propagated_from),
+        }
+    }
+}
+
+/// What `history_memo` keeps of a job: the runs of its spans that begin
+/// in `from_seq..upto_seq`, all closed.
+struct HistoryMemo {
+    from_seq: i64,
+    upto_seq: i64,
+    spans: Vec<SpanRun>,
+}
+
 /// Eval positions by seq: runs refer to evals by their index in the
 /// jobset's `evals`.
 struct EvalIndex {
@@ -235,6 +289,14 @@ impl EvalIndex {
 fn id_list(mut ids: Vec<i64>) -> String {
     ids.sort_unstable();
     serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())
+}
+
+/// `(job, seq)` pairs as a JSON list of `[job, seq]` for `json_each`, by
+/// job.
+fn pairs_list(pairs: &[(i64, i64)]) -> String {
+    let mut pairs = pairs.to_vec();
+    pairs.sort_unstable();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
 }
 
 fn json_list(items: &[String]) -> String {
@@ -285,8 +347,16 @@ impl Store {
     /// span says whether its build built and whether its job left (schema
     /// version 16), and partial indexes hold only the spans that did not
     /// build. The number of jobs that build is the newest eval's number of
-    /// jobs less the listed ones in it. So the cost follows the jobs that
-    /// fail and the window's length, not the jobset's size nor its history
+    /// jobs less the listed ones in it.
+    ///
+    /// A failure's spans before the window are read once: on a writable
+    /// connection (the daemon's), a plan keeps the runs it read of a job's
+    /// spans that closed before the window in `history_memo` (schema
+    /// version 17), and later plans read that one row instead, then the
+    /// spans after it. The row is a cache, trusted only while it exists:
+    /// the schema's triggers delete it whenever what those spans read could
+    /// change. So the cost follows the jobs that fail and the window's
+    /// length, not the jobset's size nor how long its failures have lasted
     /// (the `plan_year` benchmark).
     ///
     /// Read as of an earlier `now` than a jobset's newest eval (a replay),
@@ -529,12 +599,7 @@ impl Store {
             // The spans come first (`CROSS JOIN` keeps SQLite to that
             // order): driven by the jobset's jobs, these would walk all of
             // them, and they only grow.
-            self.job_ids(
-                "SELECT DISTINCT s.job_id
-                 FROM spans s INDEXED BY spans_open_unbuilt CROSS JOIN jobs j ON j.id = s.job_id
-                 WHERE s.last_seq IS NULL AND s.built = 0 AND j.jobset_id = ?1",
-                jobset_id,
-            )?,
+            self.job_ids(OPEN_UNBUILT_JOBS, jobset_id)?,
             self.job_ids(
                 "SELECT DISTINCT s.job_id
                  FROM spans s INDEXED BY spans_left_unbuilt CROSS JOIN jobs j ON j.id = s.job_id
@@ -624,14 +689,47 @@ impl Store {
         // it had before it built again are not read, so a long history
         // costs little. A span whose `built` is unsure counts as not
         // built, which only reads further back.
+        //
+        // What a plan kept of a job's older closed spans (`history_memo`)
+        // is read instead of them: a failure a year old is a dozen spans,
+        // each joined with a build somewhere in the biggest table.
         let cuts = self.history_cuts(whole.into_iter().collect(), window.from_seq)?;
-        self.each_run(
+        let memos = self.history_memos(&cuts)?;
+        let mut starts: Vec<(i64, i64)> = Vec::with_capacity(cuts.len());
+        for &(job, cut) in &cuts {
+            match memos.get(&job).filter(|m| m.from_seq <= cut) {
+                Some(memo) => {
+                    runs.entry(job).or_default().extend(
+                        memo.spans
+                            .iter()
+                            .filter(|s| s.first_seq >= cut)
+                            .map(|s| s.run(&window.seqs)),
+                    );
+                    starts.push((job, cut.max(memo.upto_seq)));
+                }
+                None => starts.push((job, cut)),
+            }
+        }
+        // The jobs of which spans that ended before the window were read:
+        // a memo would keep them.
+        let mut to_keep: HashSet<i64> = HashSet::new();
+        self.each_span(
             "json_each(?1) w CROSS JOIN spans s",
             "s.job_id = w.value ->> 0 AND s.first_seq >= w.value ->> 1",
-            [cuts],
-            &window.seqs,
-            &mut |row| runs.entry(row.job_id).or_default().push(row.run),
+            [pairs_list(&starts)],
+            &mut |job, span| {
+                if span.last_seq.is_some_and(|last| last < window.from_seq) {
+                    to_keep.insert(job);
+                }
+                runs.entry(job).or_default().push(span.run(&window.seqs));
+            },
         )?;
+        self.keep_histories(
+            cuts.into_iter()
+                .filter(|(job, _)| to_keep.contains(job))
+                .collect(),
+            window.from_seq,
+        );
         let listed_in_newest = runs
             .values()
             .filter(|runs| runs.iter().any(|r| r.last == newest))
@@ -643,10 +741,10 @@ impl Store {
     }
 
     /// For each job of `ids`, the first eval of the runs a plan reads of it
-    /// (see [`Store::jobset_window`]), as a JSON list of `[job, seq]` for
-    /// `json_each`. Computed apart from reading the runs: inside that query
-    /// SQLite would compute it again for every span.
-    fn history_cuts(&self, ids: Vec<i64>, from_seq: i64) -> Result<String, StoreError> {
+    /// (see [`Store::jobset_window`]), as `(job, seq)`. Computed apart from
+    /// reading the runs: inside that query SQLite would compute it again for
+    /// every span.
+    fn history_cuts(&self, ids: Vec<i64>, from_seq: i64) -> Result<Vec<(i64, i64)>, StoreError> {
         let cuts: Vec<(i64, i64)> = self
             .conn
             .prepare_cached(
@@ -668,7 +766,114 @@ impl Store {
                 .collect()
             })
             .context("reading where the jobs' histories begin to matter")?;
-        Ok(serde_json::to_string(&cuts).unwrap_or_else(|_| "[]".into()))
+        Ok(cuts)
+    }
+
+    /// What `history_memo` keeps of the jobs of `cuts` (schema version
+    /// 17). A row that does not parse is no row: it is only a cache.
+    fn history_memos(&self, cuts: &[(i64, i64)]) -> Result<HashMap<i64, HistoryMemo>, StoreError> {
+        let rows: Vec<(i64, i64, i64, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT m.job_id, m.from_seq, m.upto_seq, m.runs
+                 FROM json_each(?1) w CROSS JOIN history_memo m ON m.job_id = w.value",
+            )
+            .and_then(|mut s| {
+                s.query_map([id_list(cuts.iter().map(|(job, _)| *job).collect())], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect()
+            })
+            .context("reading what plans kept of failures")?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(job, from_seq, upto_seq, runs)| {
+                let spans = serde_json::from_str(&runs).ok()?;
+                Some((
+                    job,
+                    HistoryMemo {
+                        from_seq,
+                        upto_seq,
+                        spans,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Keep in `history_memo`, for each job of `cuts`, the runs of its
+    /// spans from the cut's on that closed before `before_seq`: what a plan
+    /// reads and no later eval changes. Read and written in one write
+    /// transaction, so that no change falls between them; later changes
+    /// delete the row (the schema's triggers).
+    ///
+    /// Only on a writable connection outside a transaction, and never
+    /// waiting for another writer: a database busy, read only, or any error
+    /// keeps nothing, and the next plan reads the spans.
+    fn keep_histories(&self, cuts: Vec<(i64, i64)>, before_seq: i64) {
+        if cuts.is_empty()
+            || self.conn.is_readonly(MAIN_DB).unwrap_or(true)
+            || !self.conn.is_autocommit()
+        {
+            return;
+        }
+        if let Err(error) = self.conn.busy_timeout(Duration::ZERO) {
+            tracing::debug!(%error, "not keeping the plan's reading");
+            return;
+        }
+        let kept = self.try_keep_histories(&cuts, before_seq);
+        let restored = self.conn.busy_timeout(super::BUSY_TIMEOUT);
+        match (kept, restored) {
+            (Ok(n), Ok(())) => tracing::debug!(jobs = n, "kept the older part of failures"),
+            (Err(error), _) => {
+                tracing::debug!(error = %crate::error_chain(&error), "not keeping the plan's reading")
+            }
+            (_, Err(error)) => tracing::warn!(%error, "cannot restore the busy timeout"),
+        }
+    }
+
+    fn try_keep_histories(
+        &self,
+        cuts: &[(i64, i64)],
+        before_seq: i64,
+    ) -> Result<usize, StoreError> {
+        const CONTEXT: &str = "keeping what a plan read";
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .context(CONTEXT)?;
+        let mut spans: BTreeMap<i64, Vec<SpanRun>> = BTreeMap::new();
+        self.each_span(
+            "json_each(?1) w CROSS JOIN spans s",
+            "s.job_id = w.value ->> 0 AND s.first_seq >= w.value ->> 1",
+            [pairs_list(cuts)],
+            &mut |job, span| spans.entry(job).or_default().push(span),
+        )?;
+        let cut_of: HashMap<i64, i64> = cuts.iter().copied().collect();
+        let mut kept = 0;
+        for (job, mut spans) in spans {
+            spans.sort_unstable_by_key(|s| s.first_seq);
+            let closed = spans
+                .iter()
+                .take_while(|s| s.last_seq.is_some_and(|last| last < before_seq))
+                .count();
+            let Some(newest_kept) = closed.checked_sub(1).map(|i| spans[i].first_seq) else {
+                continue;
+            };
+            let upto_seq = spans.get(closed).map_or(newest_kept + 1, |s| s.first_seq);
+            spans.truncate(closed);
+            let runs = serde_json::to_string(&spans).map_err(|e| StoreError::Sqlite {
+                context: CONTEXT,
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO history_memo (job_id, from_seq, upto_seq, runs)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![job, cut_of[&job], upto_seq, runs]))
+            .context(CONTEXT)?;
+            kept += 1;
+        }
+        tx.commit().context(CONTEXT)?;
+        Ok(kept)
     }
 
     /// How many jobs an eval has (its `nr_builds`: one build per job).
@@ -721,9 +926,7 @@ impl Store {
     }
 
     /// Every span `FROM spans WHERE condition` (with `s` for the spans) as a
-    /// run: its build as that span saw it (what the `span_builds` view
-    /// says, spelled out so that each query picks its index on `spans`),
-    /// and what the build's page said of its failure.
+    /// run (see [`Store::each_span`]).
     fn each_run(
         &self,
         spans: &str,
@@ -731,6 +934,25 @@ impl Store {
         params: impl rusqlite::Params,
         seqs: &EvalIndex,
         each: &mut dyn FnMut(RunRow),
+    ) -> Result<(), StoreError> {
+        self.each_span(spans, condition, params, &mut |job_id, span| {
+            each(RunRow {
+                job_id,
+                run: span.run(seqs),
+            })
+        })
+    }
+
+    /// Every span `FROM spans WHERE condition` (with `s` for the spans),
+    /// with its job: its build as that span saw it (what the `span_builds`
+    /// view says, spelled out so that each query picks its index on
+    /// `spans`), and what the build's page said of its failure.
+    fn each_span(
+        &self,
+        spans: &str,
+        condition: &str,
+        params: impl rusqlite::Params,
+        each: &mut dyn FnMut(i64, SpanRun),
     ) -> Result<(), StoreError> {
         const CONTEXT: &str = "reading job histories";
         let mut stmt = self
@@ -751,25 +973,25 @@ impl Store {
             .context(CONTEXT)?;
         let mut rows = stmt.query(params).context(CONTEXT)?;
         while let Some(r) = rows.next().context(CONTEXT)? {
-            let last_seq: Option<i64> = r.get(2).context(CONTEXT)?;
             let drv = r
                 .get_ref(6)
                 .context(CONTEXT)?
                 .as_str()
                 .map_err(rusqlite::Error::from)
                 .context(CONTEXT)?;
-            each(RunRow {
-                job_id: r.get(0).context(CONTEXT)?,
-                run: Run {
-                    first: seqs.index(r.get(1).context(CONTEXT)?),
-                    last: last_seq.map_or(seqs.newest(), |s| seqs.index(s)),
+            each(
+                r.get(0).context(CONTEXT)?,
+                SpanRun {
+                    first_seq: r.get(1).context(CONTEXT)?,
+                    last_seq: r.get(2).context(CONTEXT)?,
                     build: r.get(3).context(CONTEXT)?,
                     finished: r.get(4).context(CONTEXT)?,
                     status: r.get(5).context(CONTEXT)?,
                     drv: drv_digest(drv),
-                    cause: cause_of(r.get(7).context(CONTEXT)?, r.get(8).context(CONTEXT)?),
+                    cause: r.get(7).context(CONTEXT)?,
+                    propagated_from: r.get(8).context(CONTEXT)?,
                 },
-            });
+            );
         }
         Ok(())
     }
@@ -1352,6 +1574,223 @@ mod tests {
         );
         assert_eq!(runs_of("steady"), None, "a job that builds is not read");
         assert_eq!(trunk.unlisted_building, 1, "but counted");
+    }
+
+    /// The plan as `plan_facts` reads it and as the whole history says it,
+    /// as of `now`.
+    fn both_plans(store: &Store, now: i64) -> (String, String) {
+        let hydra: Url = "https://hydra.nixos.org".parse().unwrap();
+        let policy = Policy::nixpkgs();
+        let ledger = store.ledger().unwrap();
+        let whole = store.policy_facts(&hydra, "NixOS/nixpkgs").unwrap();
+        let read = store
+            .plan_facts(&hydra, "NixOS/nixpkgs", PlanScope::new(now, &policy.streak))
+            .unwrap();
+        (
+            plan_and_digest(&policy, &read, &ledger, now),
+            plan_and_digest(&policy, &whole, &ledger, now),
+        )
+    }
+
+    /// Plan twice (the first plan keeps what it read, the second reads
+    /// it) and check both against the whole history; the whole history's
+    /// plan.
+    fn assert_plans_alike(store: &Store, now: i64, when: &str) -> String {
+        for pass in ["keeping", "reading kept"] {
+            let (got, expected) = both_plans(store, now);
+            if got != expected {
+                let diff = similar::TextDiff::from_lines(&expected, &got)
+                    .unified_diff()
+                    .to_string();
+                panic!("{when}, {pass}: the plan differs from the whole history's:\n{diff}");
+            }
+        }
+        both_plans(store, now).1
+    }
+
+    fn kept(store: &Store) -> Vec<(i64, HistoryMemo)> {
+        let rows: Vec<(i64, i64, i64, String)> = store
+            .conn
+            .prepare("SELECT job_id, from_seq, upto_seq, runs FROM history_memo ORDER BY job_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows.into_iter()
+            .map(|(job, from_seq, upto_seq, runs)| {
+                (
+                    job,
+                    HistoryMemo {
+                        from_seq,
+                        upto_seq,
+                        spans: serde_json::from_str(&runs).unwrap(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// A failing job whose kept runs hold its failure's start: the run
+    /// that built before it, then at least two failures. Its job and the
+    /// build of its first failure.
+    fn kept_failure(store: &Store) -> (i64, i64) {
+        kept(store)
+            .into_iter()
+            .find_map(|(job, memo)| {
+                let s = &memo.spans;
+                (s.len() >= 3
+                    && s[0].status == Some(0)
+                    && s[1..].iter().all(|r| r.status == Some(1)))
+                .then(|| (job, s[1].build))
+            })
+            .expect("a kept failure of at least two runs")
+    }
+
+    fn sql(store: &Store, sql: &str, build: i64) {
+        store.conn.execute(sql, [build]).unwrap();
+    }
+
+    #[test]
+    fn a_plan_keeps_the_older_part_of_failures_and_plans_the_same_from_it() {
+        let (_dir, store, year) = month_of_trunk();
+        let now = year.newest_time();
+        assert!(kept(&store).is_empty());
+        let expected = assert_plans_alike(&store, now, "a month written");
+        let memos = kept(&store);
+        assert!(
+            memos.len() > 50 && memos.iter().all(|(_, m)| !m.spans.is_empty()),
+            "a plan keeps what it read of long failures: {} jobs",
+            memos.len()
+        );
+        // What is kept is what the next plan reads: emptied, it plans
+        // otherwise (so the comparisons above and below can fail).
+        store
+            .conn
+            .execute("UPDATE history_memo SET runs = '[]'", [])
+            .unwrap();
+        let (got, _) = both_plans(&store, now);
+        assert_ne!(got, expected, "the kept runs were not read");
+        // A read-only reader reads what was kept and keeps nothing.
+        store.conn.execute("DELETE FROM history_memo", []).unwrap();
+        let reader = Store::open_read_only(&store.path).unwrap();
+        let (got, expected) = both_plans(&reader, now);
+        assert_eq!(got, expected);
+        assert!(kept(&store).is_empty(), "a read-only plan keeps nothing");
+    }
+
+    #[test]
+    fn what_a_plan_kept_is_forgotten_when_what_it_says_changes() {
+        // What changes, the statements the writer (or a page read) runs,
+        // and whether the whole history's plan changes with it: a stale
+        // kept row would then plan otherwise. A restart leaves the spans
+        // before it as they were (they keep the version they saw), so the
+        // row is forgotten but the plan stays.
+        type Change = (&'static str, &'static [&'static str], bool);
+        let changes: [Change; 5] = [
+            (
+                "a failure seen pending, then completing in place as a success",
+                &[
+                    "UPDATE builds SET finished = 0, status = NULL WHERE id = ?1",
+                    "UPDATE builds SET finished = 1, status = 0 WHERE id = ?1",
+                ],
+                true,
+            ),
+            (
+                "a restart: the failure is a new version, now a success",
+                &[
+                    "INSERT OR IGNORE INTO build_versions (build_id, version, finished, status, stoptime, drv_hash)
+                     SELECT id, version, finished, status, stoptime, drv_hash FROM builds WHERE id = ?1",
+                    "UPDATE builds SET finished = 1, status = 0, version = version + 1 WHERE id = ?1",
+                ],
+                false,
+            ),
+            (
+                "noise inside the failure",
+                &["UPDATE builds SET status = 3 WHERE id = ?1"],
+                true,
+            ),
+            (
+                "a build page read: the failure was a dependency's",
+                &["INSERT INTO build_causes (build_id, status, cause, propagated_from, read_at)
+                   SELECT id, status, 'propagated', id + 1, 0 FROM builds WHERE id = ?1"],
+                true,
+            ),
+            (
+                "a success breaking the failure",
+                &["UPDATE builds SET status = 0 WHERE id = ?1"],
+                true,
+            ),
+        ];
+        for (what, statements, changes_plan) in changes {
+            let (_dir, store, year) = month_of_trunk();
+            let now = year.newest_time();
+            let before = assert_plans_alike(&store, now, "a month written");
+            let (job, build) = kept_failure(&store);
+            for (i, statement) in statements.iter().enumerate() {
+                sql(&store, statement, build);
+                assert!(
+                    kept(&store).iter().all(|(j, _)| *j != job),
+                    "{what}: the job's kept runs survive step {i}"
+                );
+                let after = assert_plans_alike(&store, now, what);
+                if i + 1 == statements.len() && changes_plan {
+                    assert_ne!(
+                        before, after,
+                        "{what} changes the plan: a stale memo would show"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plans_stay_alike_as_evals_come_and_history_is_pruned() {
+        let (_dir, mut store, mut year) = month_of_trunk();
+        let jobset = JobsetRef {
+            project: "nixpkgs".into(),
+            jobset: "trunk".into(),
+        };
+        assert_plans_alike(&store, year.newest_time(), "a month written");
+        let kept_before = kept(&store).len();
+        // Failures fixed and begun, jobs leaving and coming back, builds
+        // completing: the month's writer goes on.
+        for eval in 0..12 {
+            year.write_eval(&mut store, &jobset).unwrap();
+            assert_plans_alike(&store, year.newest_time(), &format!("{eval} evals later"));
+        }
+        // Jobs that left while failing keep no open span: their old spans
+        // go, and so does what was kept of them.
+        let kept_before_pruning = kept(&store).len();
+        let pruned = store
+            .prune(year.newest_time() - 86_400 * 10, 200, None)
+            .unwrap();
+        assert!(pruned.spans > 0, "{pruned:?}");
+        assert!(
+            kept(&store).len() < kept_before_pruning,
+            "pruning forgets what was kept of the spans it removes"
+        );
+        assert_plans_alike(&store, year.newest_time(), "after pruning");
+        assert!(kept_before > 0);
+    }
+
+    #[test]
+    fn the_failing_jobs_of_the_newest_eval_are_read_from_the_index_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {OPEN_UNBUILT_JOBS}"))
+            .unwrap()
+            .query_map([1], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step == "SCAN s USING COVERING INDEX spans_open_unbuilt"),
+            "each failing span would be looked up in the table: {plan:#?}"
+        );
     }
 
     #[test]

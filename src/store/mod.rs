@@ -3,7 +3,9 @@
 //! Owns: the database file (WAL), `schema.sql` and its application, writing
 //! one evaluation per transaction, the versions of a build that Hydra
 //! changed after the fact (restarts, repointing), and reading back summaries
-//! and job histories as plain values.
+//! and job histories as plain values (a plan through a cache of the older
+//! part of long failures, `history_memo`, that triggers forget whenever it
+//! could be wrong).
 //!
 //! Must never: talk to the network, decide what a history means (that is
 //! [`crate::history`]), rewrite what an earlier eval saw (a changed build is
@@ -165,8 +167,7 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(open_err)?;
@@ -275,8 +276,11 @@ impl Store {
     }
 }
 
+/// How long a connection waits for another one's write.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
-    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // NORMAL in WAL mode: a power cut may lose the newest eval, never
     // consistency; the eval is simply fetched again.
