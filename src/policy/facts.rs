@@ -68,6 +68,16 @@ impl Facts {
             branch_pulls: BTreeMap::new(),
         }
     }
+
+    /// How many runs were read, over every job (what a test compares to
+    /// show that a reading was smaller).
+    pub(crate) fn runs_read(&self) -> usize {
+        self.jobsets
+            .iter()
+            .flat_map(|js| &js.jobs)
+            .map(|j| j.runs.len())
+            .sum()
+    }
 }
 
 /// A pre-merge branch's newest pull request (e.g. `staging-next` into

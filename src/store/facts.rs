@@ -1326,6 +1326,20 @@ mod tests {
             .0
     }
 
+    /// The intent of a notice to `attr` on x86_64-linux, naming nobody.
+    fn notice(attr: &str) -> NewAction {
+        NewAction {
+            kind: ActionKind::Notify,
+            attr: Some(attr.into()),
+            systems: vec!["x86_64-linux".into()],
+            all_platforms: false,
+            step: Some("notice".into()),
+            batch: None,
+            pinged: vec![],
+            pr: None,
+        }
+    }
+
     fn plan_and_digest(policy: &Policy, facts: &Facts, ledger: &Ledger, now: i64) -> String {
         let assessment = crate::policy::assess(policy, facts, ledger, now);
         let plan = crate::policy::plan_from(policy, facts, ledger, &assessment);
@@ -1337,15 +1351,6 @@ mod tests {
             week: Week::containing(now),
         });
         format!("{}\n{digest}", serde_json::to_string_pretty(&plan).unwrap())
-    }
-
-    fn runs(facts: &Facts) -> usize {
-        facts
-            .jobsets
-            .iter()
-            .flat_map(|js| &js.jobs)
-            .map(|j| j.runs.len())
-            .sum()
     }
 
     #[test]
@@ -1375,19 +1380,7 @@ mod tests {
             .attr;
         for attr in [building, failing] {
             let id = store
-                .record_intent(
-                    &NewAction {
-                        kind: ActionKind::Notify,
-                        attr: Some(attr.clone()),
-                        systems: vec!["x86_64-linux".into()],
-                        all_platforms: false,
-                        step: Some("notice".into()),
-                        batch: None,
-                        pinged: vec![],
-                        pr: None,
-                    },
-                    year.newest_time() - 86_400 * 20,
-                )
+                .record_intent(&notice(attr), year.newest_time() - 86_400 * 20)
                 .unwrap();
             store
                 .record_result(
@@ -1408,10 +1401,10 @@ mod tests {
             let scope = PlanScope::new(now, &policy.streak);
             let read = store.plan_facts(&hydra, "NixOS/nixpkgs", scope).unwrap();
             assert!(
-                runs(&read) * 4 < runs(&whole) * 3,
+                read.runs_read() * 4 < whole.runs_read() * 3,
                 "a plan reads {} of {} runs",
-                runs(&read),
-                runs(&whole)
+                read.runs_read(),
+                whole.runs_read()
             );
             assert!(
                 read.jobsets.iter().all(|js| js.unlisted_building > 1_000),
@@ -1528,19 +1521,7 @@ mod tests {
             ("steady", &"o".repeat(40)),
         ]);
         store
-            .record_intent(
-                &NewAction {
-                    kind: ActionKind::Notify,
-                    attr: Some("recovered".into()),
-                    systems: vec!["x86_64-linux".into()],
-                    all_platforms: false,
-                    step: Some("notice".into()),
-                    batch: None,
-                    pinged: vec![],
-                    pr: None,
-                },
-                newest - DAY * 33,
-            )
+            .record_intent(&notice("recovered"), newest - DAY * 33)
             .unwrap();
         let hydra: Url = "https://hydra.nixos.org".parse().unwrap();
         let mut rules = Policy::nixpkgs().streak;
@@ -1801,7 +1782,7 @@ mod tests {
         let scope = PlanScope::new(year.newest_time() - 86_400 * 10, &policy.streak);
         let read = store.plan_facts(&hydra, "NixOS/nixpkgs", scope).unwrap();
         let whole = store.policy_facts(&hydra, "NixOS/nixpkgs").unwrap();
-        assert_eq!(runs(&read), runs(&whole));
+        assert_eq!(read.runs_read(), whole.runs_read());
     }
 
     #[test]
@@ -1889,14 +1870,9 @@ mod tests {
         let fresh = || Store::open_read_only(&path).unwrap().ledger().unwrap();
         assert_eq!(store.ledger().unwrap(), Ledger::default());
         let notice = NewAction {
-            kind: ActionKind::Notify,
-            attr: Some("grafx".into()),
-            systems: vec!["x86_64-linux".into()],
-            all_platforms: false,
-            step: Some("notice".into()),
-            batch: None,
             pinged: vec!["alice".into()],
             pr: Some(12),
+            ..notice("grafx")
         };
         let id = store.record_intent(&notice, 100).unwrap();
         assert_eq!(store.ledger().unwrap(), fresh());
