@@ -169,6 +169,9 @@ struct Window {
     /// window.
     unlisted_building: u32,
     propagated_from: BTreeMap<i64, i64>,
+    /// What the plan read of long failures, to keep once the reading is
+    /// over (see [`Store::keep_histories`]): `(job, cut)`.
+    to_keep: Vec<(i64, i64)>,
 }
 
 impl Window {
@@ -371,6 +374,17 @@ impl Store {
         repository: &str,
         scope: PlanScope,
     ) -> Result<Facts, StoreError> {
+        // Every query reads the same moment: an eval committed by another
+        // connection halfway would otherwise give runs in evals the plan's
+        // list of evals does not have. A caller's own transaction serves.
+        let snapshot = if self.conn.is_autocommit() {
+            Some(
+                rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)
+                    .context("starting to read a plan's facts")?,
+            )
+        } else {
+            None
+        };
         let mut windows = Vec::new();
         for (id, jobset) in self.jobsets()? {
             windows.push(self.jobset_window(id, jobset, scope)?);
@@ -404,11 +418,23 @@ impl Store {
             }
         }
         let mut out = Vec::new();
+        let mut to_keep = Vec::new();
         for window in windows {
             out.push(match window {
-                Ok(window) => window.into_facts(self)?,
+                Ok(mut window) => {
+                    to_keep.push((std::mem::take(&mut window.to_keep), window.from_seq));
+                    window.into_facts(self)?
+                }
                 Err(whole) => whole,
             });
+        }
+        if let Some(snapshot) = snapshot {
+            snapshot.commit().context("ending a plan's reading")?;
+        }
+        // Kept after the reading ends: keeping needs a write transaction of
+        // its own, which reads the spans again at its own moment.
+        for (cuts, before_seq) in to_keep {
+            self.keep_histories(cuts, before_seq);
         }
         Ok(Facts::of_jobsets(hydra_url, repository, out))
     }
@@ -655,6 +681,7 @@ impl Store {
             names: HashMap::new(),
             unlisted_building: 0,
             propagated_from: BTreeMap::new(),
+            to_keep: Vec::new(),
         };
         // One query per kind of read, not one per job: the listed jobs are
         // thousands on trunk, and a query each was most of a plan's time.
@@ -724,12 +751,10 @@ impl Store {
                 runs.entry(job).or_default().push(span.run(&window.seqs));
             },
         )?;
-        self.keep_histories(
-            cuts.into_iter()
-                .filter(|(job, _)| to_keep.contains(job))
-                .collect(),
-            window.from_seq,
-        );
+        window.to_keep = cuts
+            .into_iter()
+            .filter(|(job, _)| to_keep.contains(job))
+            .collect();
         let listed_in_newest = runs
             .values()
             .filter(|runs| runs.iter().any(|r| r.last == newest))
