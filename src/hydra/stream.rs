@@ -85,10 +85,12 @@ where
                             phase = Phase::AfterElement;
                             continue;
                         }
-                        // The element goes on past what has been read.
-                        Some(Err(e)) if e.is_eof() && !eof => break,
-                        Some(Err(e)) => return Err(json_err(count, e)),
-                        None => unreachable!("white space was skipped"),
+                        Some(Err(e)) if !e.is_eof() || eof => return Err(json_err(count, e)),
+                        // The element goes on past what has been read
+                        // (`None`: nothing but white space left, which the
+                        // loop skipped already; at the end it is an error
+                        // below, never a panic on the ingest path).
+                        Some(Err(_)) | None => break,
                     }
                 }
                 (Phase::AfterElement, b',') => Phase::BeforeElement { first: false },
