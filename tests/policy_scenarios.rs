@@ -1164,28 +1164,123 @@ fn a_first_enable_with_a_backlog_posts_at_most_the_daily_ceiling_oldest_first() 
     );
 }
 
+/// The mark that the first notice planned as of `now` announces.
+fn mark_scheduled_by_the_notice(
+    policy: &hydra_sentinel::policy::Policy,
+    js: hydra_sentinel::policy::JobsetFacts,
+    now: i64,
+) -> hydra_sentinel::policy::plan::ScheduledStep {
+    let p = plan(policy, &facts(vec![js]), &Ledger::default(), now);
+    let notice = p
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::Notify)
+        .unwrap_or_else(|| panic!("{}", p.to_text()));
+    notice
+        .evidence
+        .schedule
+        .iter()
+        .find(|s| s.kind == ActionKind::MarkBroken)
+        .expect("a mark is scheduled")
+        .clone()
+}
+
 #[test]
 fn a_mark_scheduled_for_every_failing_platform_says_every_platform() {
     let policy = nixpkgs_policy();
     let mut js = trunk(12);
     js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(12)));
     js.jobs.push(job("grafx", ARM, &breaks_on_day_5(12)));
-    let p = plan(
-        &policy,
-        &facts(vec![js]),
-        &Ledger::default(),
-        day(11) + 3600,
-    );
-    let notice = p
-        .actions
-        .iter()
-        .find(|a| a.kind == ActionKind::Notify)
-        .unwrap_or_else(|| panic!("{}", p.to_text()));
-    let mark = notice
-        .evidence
-        .schedule
-        .iter()
-        .find(|s| s.kind == ActionKind::MarkBroken)
-        .expect("a mark is scheduled");
+    let mark = mark_scheduled_by_the_notice(&policy, js, day(11) + 3600);
     assert!(mark.all_platforms, "both built platforms fail: {mark:?}");
+}
+
+#[test]
+fn a_notice_for_a_package_failing_on_two_of_its_three_platforms_schedules_the_mark_on_those_two() {
+    let policy = nixpkgs_policy();
+    let mut js = trunk(12);
+    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(12)));
+    js.jobs.push(job("grafx", ARM, &breaks_on_day_5(12)));
+    js.jobs.push(job("grafx", DARWIN, &"O".repeat(12)));
+    let mark = mark_scheduled_by_the_notice(&policy, js, day(11) + 3600);
+    assert_eq!(mark.systems, [ARM, LINUX], "{mark:?}");
+    assert!(
+        !mark.all_platforms,
+        "grafx builds on {DARWIN}, which no mark covers: {mark:?}"
+    );
+}
+
+/// What `/healthz` lists as set aside (and `explain` as refused) belongs to
+/// the failure going on: a package that builds again on every platform has
+/// none, although one of its platforms built all along.
+#[test]
+fn a_refused_edit_is_listed_only_while_its_failure_lasts() {
+    let build = |days: usize, fails_until: usize| {
+        let mut js = trunk(days);
+        js.jobs.push(job("grafx", LINUX, &"O".repeat(days)));
+        js.jobs.push(job(
+            "grafx",
+            ARM,
+            &format!(
+                "OOOOO{}{}",
+                "F".repeat(fails_until - 5),
+                "O".repeat(days - fails_until)
+            ),
+        ));
+        facts(vec![js])
+    };
+    let ledger = refused_on_day_20(
+        &[ARM],
+        "the file sets meta.broken by a function the editor cannot change",
+    );
+    assert_eq!(
+        refused_of_grafx(&build(26, 26), &ledger, day(25) + 3600),
+        [1],
+        "the refusal belongs to the failure going on"
+    );
+    assert_eq!(
+        refused_of_grafx(&build(41, 30), &ledger, day(40) + 3600),
+        Vec::<i64>::new(),
+        "grafx builds again everywhere since day 30"
+    );
+}
+
+#[test]
+fn a_refused_edit_of_a_package_failing_everywhere_is_not_listed_once_it_builds_again() {
+    let failing_until_day_30 = format!("OOOOO{}{}", "F".repeat(25), "O".repeat(11));
+    let mut js = trunk(41);
+    js.jobs.push(job("grafx", LINUX, &failing_until_day_30));
+    js.jobs.push(job("grafx", ARM, &failing_until_day_30));
+    let ledger = refused_on_day_20(&[ARM, LINUX], "GitHub refused it as invalid (422)");
+    assert_eq!(
+        refused_of_grafx(&facts(vec![js]), &ledger, day(40) + 3600),
+        Vec::<i64>::new(),
+        "grafx builds again everywhere since day 30"
+    );
+}
+
+/// The ids of `grafx`'s refused edits that an assessment as of `now` lists.
+fn refused_of_grafx(facts: &hydra_sentinel::policy::Facts, ledger: &Ledger, now: i64) -> Vec<i64> {
+    assess(&nixpkgs_policy(), facts, ledger, now)
+        .attrs
+        .get("grafx")
+        .map(|a| a.refused.iter().map(|r| r.id).collect())
+        .unwrap_or_default()
+}
+
+/// A ledger with one edit of `grafx` on `systems` refused on day 20.
+fn refused_on_day_20(systems: &[&str], reason: &str) -> Ledger {
+    let mut ledger = Ledger::default();
+    ledger.actions.push(ActionRecord {
+        refused: Some(reason.into()),
+        ..record(
+            1,
+            ActionKind::MarkBroken,
+            "grafx",
+            systems,
+            RecordState::Done,
+            day(20),
+        )
+    });
+    ledger
 }

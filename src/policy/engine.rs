@@ -143,6 +143,10 @@ pub struct AttrAssessment {
     /// Edits of this failure the nixpkgs editor refused (the newest first):
     /// they have to be made by hand.
     pub refused: Vec<ActionRecord>,
+    /// The platforms it builds on in a jobset the policy acts on, besides
+    /// those of `jobs` (sorted): no step covers them, so none of its steps
+    /// covers "every platform".
+    pub builds_elsewhere: Vec<String>,
 }
 
 /// A mass breakage: one eval window in which many jobs of a jobset turned
@@ -303,6 +307,9 @@ struct Selected<'a> {
 #[derive(Default)]
 struct Scan<'a> {
     selected: Vec<Selected<'a>>,
+    /// Jobs present and building whose package has a selected job:
+    /// (jobset, attribute, system).
+    building: Vec<(usize, &'a str, &'a str)>,
     holds: Vec<Hold>,
     branch_holds: Vec<Hold>,
     transitions: Vec<Transition>,
@@ -377,13 +384,14 @@ impl<'a> Ctx<'a> {
         }
         let Scan {
             selected,
+            building,
             holds,
             branch_holds,
             mut transitions,
             totals,
             victim_roots,
         } = scan;
-        let (attrs, roots) = self.per_attribute(selected, &victim_roots);
+        let (attrs, roots) = self.per_attribute(selected, &building, &victim_roots);
         transitions.sort_by(|a, b| {
             b.bad
                 .time
@@ -422,7 +430,7 @@ impl<'a> Ctx<'a> {
             });
             return;
         };
-        let jobs = self.scan_jobs(ji, js, cutoff, &mut scan.selected);
+        let jobs = self.scan_jobs(ji, js, cutoff, &mut scan.selected, &mut scan.building);
         let JobsScan {
             mut totals,
             newly,
@@ -464,13 +472,15 @@ impl<'a> Ctx<'a> {
 
     /// Every job of a jobset at `cutoff`: counted in the totals, and kept
     /// (`selected`) when it fails, flips, waits for its cause or the ledger
-    /// speaks of it.
+    /// speaks of it; and noted (`building`) when it builds and another job
+    /// of its package is kept.
     fn scan_jobs(
         &self,
         ji: usize,
         js: &'a JobsetFacts,
         cutoff: u32,
         selected: &mut Vec<Selected<'a>>,
+        building: &mut Vec<(usize, &'a str, &'a str)>,
     ) -> JobsScan<'a> {
         let ledger_attrs = &self.by_attr;
         let mut t = JobsetTotals {
@@ -484,7 +494,9 @@ impl<'a> Ctx<'a> {
         let mut roots_at: HashMap<(&'a str, u32), Vec<&'a str>> = HashMap::new();
         let mut victims: Vec<(&'a JobFacts, u32, i64)> = Vec::new();
         let mut groups: BTreeMap<(u32, u32), Vec<(String, String)>> = BTreeMap::new();
-        for job in &js.jobs {
+        let selected_before = selected.len();
+        let mut kept = vec![false; js.jobs.len()];
+        for (index, job) in js.jobs.iter().enumerate() {
             for r in &job.runs {
                 if r.first <= cutoff && r.class() == StatusClass::Failing {
                     failing_delta[r.first as usize] += 1;
@@ -501,6 +513,7 @@ impl<'a> Ctx<'a> {
                 !ledger_attrs.is_empty() && ledger_attrs.contains_key(job.attr.as_str());
             let Some(s) = &v.streak else {
                 if interesting || v.awaiting_cause {
+                    kept[index] = true;
                     selected.push(Selected {
                         jobset: ji,
                         job,
@@ -541,11 +554,29 @@ impl<'a> Ctx<'a> {
                 }
             }
             if s.signal != Signal::Ok || v.flaky || interesting || v.awaiting_cause {
+                kept[index] = true;
                 selected.push(Selected {
                     jobset: ji,
                     job,
                     view: v,
                 });
+            }
+        }
+        // Where a kept job's package still builds: which platforms a step
+        // covers, "every platform" or some, depends on it (a first notice
+        // otherwise announces a mark everywhere for a package failing on
+        // two of its three platforms). Only noted: assessing each such job
+        // would cost as much as the failing ones.
+        let kept_attrs: HashSet<&str> = selected[selected_before..]
+            .iter()
+            .map(|s| s.job.attr.as_str())
+            .collect();
+        for (index, job) in js.jobs.iter().enumerate() {
+            if kept[index] || !kept_attrs.contains(job.attr.as_str()) {
+                continue;
+            }
+            if view(&job.runs, cutoff, &self.policy.streak).is_some_and(|v| v.present) {
+                building.push((ji, job.attr.as_str(), job.system.as_str()));
             }
         }
         t.jobs += js.unlisted_building;
@@ -604,8 +635,15 @@ impl<'a> Ctx<'a> {
     fn per_attribute(
         &self,
         selected: Vec<Selected<'a>>,
+        building: &[(usize, &'a str, &'a str)],
         victim_roots: &HashMap<(usize, &'a str, &'a str), RootGuess>,
     ) -> (BTreeMap<String, AttrAssessment>, Vec<RootImpact>) {
+        let mut builds_on: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (ji, attr, system) in building {
+            if self.policy.acts_on(&self.facts.jobsets[*ji].jobset) {
+                builds_on.entry(attr).or_default().push(system);
+            }
+        }
         let mut grouped: BTreeMap<&str, Vec<Selected<'a>>> = BTreeMap::new();
         for s in selected {
             grouped.entry(s.job.attr.as_str()).or_default().push(s);
@@ -644,7 +682,16 @@ impl<'a> Ctx<'a> {
                 }
                 assessed.push(self.job(js, s, acts, root.cloned()));
             }
-            let a = self.attr(attr, assessed);
+            let mut elsewhere: Vec<String> = builds_on
+                .get(attr)
+                .into_iter()
+                .flatten()
+                .filter(|system| !acting_systems.contains(**system))
+                .map(|system| system.to_string())
+                .collect();
+            elsewhere.sort();
+            elsewhere.dedup();
+            let a = self.attr(attr, assessed, elsewhere);
             attrs.insert(attr.to_owned(), a);
         }
         let mut roots: Vec<RootImpact> = roots
@@ -923,11 +970,20 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn attr(&self, attr: &str, mut jobs: Vec<JobAssessment>) -> AttrAssessment {
+    fn attr(
+        &self,
+        attr: &str,
+        mut jobs: Vec<JobAssessment>,
+        builds_elsewhere: Vec<String>,
+    ) -> AttrAssessment {
         let protected = self.policy.is_protected(attr);
         let opted_out = self.opt_out_in_force(attr);
+        // When the failure going on began: a platform that builds (however
+        // long) is no part of it, or an edit refused in a failure that
+        // ended would still be listed as set aside.
         let earliest = jobs
             .iter()
+            .filter(|j| j.flaky || j.streak_class != Some(StatusClass::Ok))
             .filter_map(|j| j.since_ts)
             .min()
             .unwrap_or(self.now);
@@ -974,7 +1030,7 @@ impl<'a> Ctx<'a> {
                 at_unix: at,
             }))
             .min_by_key(|n| (n.at_unix, n.kind));
-        let schedule = attr_schedule(&jobs, next.as_ref(), marked.as_ref());
+        let schedule = attr_schedule(&jobs, &builds_elsewhere, next.as_ref(), marked.as_ref());
         let mut refused: Vec<ActionRecord> = records
             .iter()
             .filter(|r| r.refused.is_some() && r.planned_at >= earliest)
@@ -994,6 +1050,7 @@ impl<'a> Ctx<'a> {
             next,
             schedule,
             refused,
+            builds_elsewhere,
         }
     }
 
@@ -1213,6 +1270,7 @@ fn recovered_pulls(records: &[&ActionRecord], acting: &[&JobAssessment]) -> Vec<
 /// of one step on one day together), then its retirement.
 fn attr_schedule(
     jobs: &[JobAssessment],
+    builds_elsewhere: &[String],
     next: Option<&NextStep>,
     marked: Option<&ActionRecord>,
 ) -> Vec<ScheduledStep> {
@@ -1221,6 +1279,7 @@ fn attr_schedule(
         .iter()
         .filter(|j| j.present && !matches!(j.rule, Rule::Watched))
         .map(|j| j.system.as_str())
+        .chain(builds_elsewhere.iter().map(String::as_str))
         .collect();
     for step in &mut schedule {
         step.all_platforms =
@@ -1735,7 +1794,9 @@ fn platforms_of(
         all_platforms = jobs
             .iter()
             .filter(|j| j.present)
-            .all(|j| systems.contains(&j.system) || already.contains(j.system.as_str()));
+            .map(|j| &j.system)
+            .chain(&attr.builds_elsewhere)
+            .all(|system| systems.contains(system) || already.contains(system.as_str()));
     }
     if systems.is_empty()
         && let Some(rec) = ledger_ids

@@ -120,9 +120,9 @@ impl PlanScope {
         }
     }
 
-    /// This scope, and what a report shows beside the plan: every job of
-    /// each attribute the plan lists (in every jobset, on every system,
-    /// building or not) with its runs over the newest `evals` evals, or its
+    /// This scope, and what a report shows beside the plan: the runs of
+    /// every job of each attribute the plan lists (in every jobset, on
+    /// every system, building or not) over the newest `evals` evals, or its
     /// newest run when it has none there (a job that left). The attributes
     /// are the plan's: the engine assesses only attributes with a listed
     /// job, and the report shows only assessed attributes.
@@ -339,12 +339,15 @@ impl Store {
     ///   which a build ended, are not read);
     /// - the runs over the newest evals (the flaky window, and the week the
     ///   digest charts: from the eval before `now` − 8 days) of the jobs that
-    ///   did not build all through them, and of the jobs of another jobset
-    ///   with the same attribute and system (what an early warning compares);
+    ///   did not build all through them, of the jobs of another jobset with
+    ///   the same attribute and system (what an early warning compares), and
+    ///   of every job of a listed job's attribute, building or not (where a
+    ///   package still builds decides which platforms a mark covers), or its
+    ///   newest run when it has none there;
     /// - of the other jobs, which built all through the window, only their
     ///   number ([`JobsetFacts::unlisted_building`]): nothing is said of them;
     /// - for a report ([`PlanScope::shown`]), the listed jobs' runs over the
-    ///   evals it shows too, and every job of a listed job's attribute.
+    ///   evals it shows too.
     ///
     /// The jobs that fail are found without reading those that build: each
     /// span says whether its build built and whether its job left (schema
@@ -374,6 +377,7 @@ impl Store {
         repository: &str,
         scope: PlanScope,
     ) -> Result<Facts, StoreError> {
+        let started = std::time::Instant::now();
         // Every query reads the same moment: an eval committed by another
         // connection halfway would otherwise give runs in evals the plan's
         // list of evals does not have. A caller's own transaction serves.
@@ -389,22 +393,11 @@ impl Store {
         for (id, jobset) in self.jobsets()? {
             windows.push(self.jobset_window(id, jobset, scope)?);
         }
-        // A job listed in one jobset lists the job of the same attribute and
-        // system in the others: early warnings compare a branch with trunk.
-        if windows.len() > 1 {
-            let mut pairs: HashSet<(String, String)> = HashSet::new();
-            for w in windows.iter().filter_map(|w| w.as_ref().ok()) {
-                for (attr, system, _) in w.names.values() {
-                    pairs.insert((attr.clone(), system.clone()));
-                }
-            }
-            for w in windows.iter_mut().filter_map(|w| w.as_mut().ok()) {
-                for (attr, system) in &pairs {
-                    self.list_job_named(w, attr, system)?;
-                }
-            }
-        }
-        if scope.shown_evals.is_some() {
+        // Every job of a listed job's attribute, in every jobset: the engine
+        // notes where a failing package still builds (which platforms a
+        // mark covers), and early warnings compare a branch's job with the
+        // same attribute and system on trunk.
+        {
             let mut attrs: Vec<&str> = windows
                 .iter()
                 .filter_map(|w| w.as_ref().ok())
@@ -436,6 +429,13 @@ impl Store {
         for (cuts, before_seq) in to_keep {
             self.keep_histories(cuts, before_seq);
         }
+        // What a cycle's history costs, and how often it is read (once a
+        // cycle to plan, once more for the HTML report).
+        metrics::histogram!(
+            "hydra_sentinel_plan_read_seconds",
+            "for" => if scope.shown_evals.is_some() { "report" } else { "plan" }
+        )
+        .record(started.elapsed().as_secs_f64());
         Ok(Facts::of_jobsets(hydra_url, repository, out))
     }
 
@@ -475,49 +475,9 @@ impl Store {
             .context("reading jobs")
     }
 
-    /// List the job of `attr` on `system` in the window's jobset, if stored,
-    /// not listed yet and with runs in the window (they suffice: it built
-    /// all through the window, or it would be listed).
-    fn list_job_named(
-        &self,
-        window: &mut Window,
-        attr: &str,
-        system: &str,
-    ) -> Result<(), StoreError> {
-        let ids: Vec<(i64, bool)> = self
-            .conn
-            .prepare_cached(
-                "SELECT id, suffixed FROM jobs WHERE attr = ?1 AND system = ?2 AND jobset_id = ?3",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![attr, system, window.jobset_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect()
-            })
-            .context("reading a job")?;
-        for (id, suffixed) in ids {
-            if window.names.contains_key(&id) {
-                continue;
-            }
-            let runs = self.window_runs(window, id)?;
-            if runs.is_empty() {
-                continue;
-            }
-            if runs.iter().any(|r| r.last == window.seqs.newest()) {
-                window.unlisted_building = window.unlisted_building.saturating_sub(1);
-            }
-            window.runs.insert(id, runs);
-            window
-                .names
-                .insert(id, (attr.to_owned(), system.to_owned(), suffixed));
-        }
-        Ok(())
-    }
-
     /// List every job of the window's jobset whose attribute is in `attrs`
     /// (a JSON list) and that is not listed yet, with its runs over the
-    /// window, or else its newest run (see [`PlanScope::shown`]).
+    /// window, or else its newest run (see [`Store::plan_facts`]).
     fn list_jobs_of_attributes(&self, window: &mut Window, attrs: &str) -> Result<(), StoreError> {
         let jobs: Vec<(i64, (String, String, bool))> = self
             .conn
@@ -920,19 +880,6 @@ impl Store {
                     .collect::<Result<Vec<i64>, _>>()
             })
             .context("reading the jobs a plan lists")
-    }
-
-    /// A job's runs over the window.
-    fn window_runs(&self, window: &Window, job_id: i64) -> Result<Vec<Run>, StoreError> {
-        let mut runs = Vec::new();
-        self.each_run(
-            "spans s",
-            "s.job_id = ?1 AND (s.last_seq IS NULL OR s.last_seq >= ?2)",
-            [job_id, window.from_seq],
-            &window.seqs,
-            &mut |row| runs.push(row.run),
-        )?;
-        Ok(runs)
     }
 
     /// A jobset's jobs: attribute, system, and whether the job name is
@@ -1431,10 +1378,24 @@ mod tests {
                 read.runs_read(),
                 whole.runs_read()
             );
-            assert!(
-                read.jobsets.iter().all(|js| js.unlisted_building > 1_000),
-                "most jobs build all through the window and are only counted"
-            );
+            // The jobs of the newest eval whose package has no listed job
+            // (they built all through the window) are counted, not read.
+            for (js, all) in read.jobsets.iter().zip(&whole.jobsets) {
+                let listed: HashSet<&str> = js.jobs.iter().map(|j| j.attr.as_str()).collect();
+                let newest = all.evals.len() as u32 - 1;
+                let building = all
+                    .jobs
+                    .iter()
+                    .filter(|j| !listed.contains(j.attr.as_str()))
+                    .filter(|j| j.runs.last().is_some_and(|r| r.last == newest))
+                    .count();
+                assert!(building > 100, "{}: {building} packages build", js.jobset);
+                assert_eq!(
+                    js.unlisted_building as usize, building,
+                    "{}: the jobs of the packages that build are counted, not read",
+                    js.jobset
+                );
+            }
             let expected = plan_and_digest(&policy, &whole, &ledger, now);
             for kind in ["notify", "warn"] {
                 assert!(
@@ -1452,10 +1413,98 @@ mod tests {
         }
     }
 
+    /// Early warnings compare a branch's job with trunk's job of the same
+    /// attribute and system: a job listed in one jobset lists its namesake
+    /// in the others with every run it has over the window, even one that
+    /// built all through it.
+    #[test]
+    fn a_job_listed_in_one_jobset_lists_its_namesakes_in_the_others() {
+        let (_dir, store, _year) = month_of_trunk();
+        let hydra: Url = "https://hydra.nixos.org".parse().unwrap();
+        let policy = Policy::nixpkgs();
+        let whole = store.policy_facts(&hydra, "NixOS/nixpkgs").unwrap();
+        assert_eq!(whole.jobsets.len(), 2, "trunk and staging-next");
+        let now = whole
+            .jobsets
+            .iter()
+            .filter_map(|js| js.evals.last().map(|e| e.timestamp))
+            .max()
+            .unwrap();
+        let scope = PlanScope::new(now, &policy.streak);
+        let read = store.plan_facts(&hydra, "NixOS/nixpkgs", scope).unwrap();
+        let listed: HashSet<(&str, &str)> = read
+            .jobsets
+            .iter()
+            .flat_map(|js| js.jobs.iter().map(|j| (j.attr.as_str(), j.system.as_str())))
+            .collect();
+        let (mut namesakes, mut building_namesakes) = (0, 0);
+        for (whole_js, read_js) in whole.jobsets.iter().zip(&read.jobsets) {
+            assert_eq!(whole_js.jobset, read_js.jobset);
+            // The window's first eval, as `Store::jobset_window` finds it.
+            let evals = &whole_js.evals;
+            let flaky_first = evals
+                .len()
+                .saturating_sub(scope.window_evals.max(1) as usize);
+            let week_first = evals
+                .partition_point(|e| e.timestamp <= now - DIGEST_DAYS * DAY)
+                .saturating_sub(1);
+            let start = u32::try_from(flaky_first.min(week_first)).unwrap();
+            for job in &whole_js.jobs {
+                if !listed.contains(&(job.attr.as_str(), job.system.as_str())) {
+                    continue;
+                }
+                let in_window: Vec<&Run> = job.runs.iter().filter(|r| r.last >= start).collect();
+                if in_window.is_empty() {
+                    continue;
+                }
+                namesakes += 1;
+                if in_window.iter().all(|r| r.class() == StatusClass::Ok) {
+                    building_namesakes += 1;
+                }
+                let got = read_js
+                    .jobs
+                    .iter()
+                    .find(|j| {
+                        (&j.attr, &j.system, j.suffixed) == (&job.attr, &job.system, job.suffixed)
+                    })
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{} on {} in {} is not listed although its namesake is",
+                            job.attr, job.system, whole_js.jobset
+                        )
+                    });
+                for run in in_window {
+                    assert!(
+                        got.runs.contains(run),
+                        "{} on {} in {}: {run:?} missing from {:?}",
+                        job.attr,
+                        job.system,
+                        whole_js.jobset,
+                        got.runs
+                    );
+                }
+            }
+        }
+        assert!(
+            building_namesakes > 10 && namesakes > building_namesakes,
+            "the month has namesakes that build all through the window \
+             ({building_namesakes}) and others ({namesakes} in all)"
+        );
+    }
+
     /// A store with `nixpkgs:trunk` over daily evals and the newest eval's
     /// time: each job's status in each eval (`o` built, `x` failed), a new
     /// build whenever it changes.
     fn trunk_of(histories: &[(&str, &str)]) -> (tempfile::TempDir, Store, i64) {
+        let jobs: Vec<(&str, &str, &str)> = histories
+            .iter()
+            .map(|(attr, statuses)| (*attr, "x86_64-linux", *statuses))
+            .collect();
+        trunk_of_jobs(&jobs)
+    }
+
+    /// [`trunk_of`] with each job's system: `(attr, system, statuses)`.
+    fn trunk_of_jobs(histories: &[(&str, &str, &str)]) -> (tempfile::TempDir, Store, i64) {
         use crate::history::JobName;
         use crate::store::{BuildRow, KnownBuild, NewEval};
         let dir = tempfile::tempdir().unwrap();
@@ -1467,12 +1516,10 @@ mod tests {
             })
             .unwrap();
         let start = 1_762_000_000;
-        let evals = histories[0].1.len();
+        let evals = histories[0].2.len();
         let names: Vec<JobName> = histories
             .iter()
-            .map(|(attr, _)| {
-                JobName::parse(&format!("{attr}.x86_64-linux"), "x86_64-linux").unwrap()
-            })
+            .map(|(attr, system, _)| JobName::parse(&format!("{attr}.{system}"), system).unwrap())
             .collect();
         let mut next_build = 0;
         let mut builds: Vec<i64> = vec![0; histories.len()];
@@ -1493,7 +1540,7 @@ mod tests {
                     },
                 )
                 .unwrap();
-            for (j, (_, statuses)) in histories.iter().enumerate() {
+            for (j, (_, _, statuses)) in histories.iter().enumerate() {
                 let statuses = statuses.as_bytes();
                 let rebuilt = e == 0 || statuses[e - 1] != statuses[e];
                 if rebuilt {
@@ -1580,6 +1627,57 @@ mod tests {
         );
         assert_eq!(runs_of("steady"), None, "a job that builds is not read");
         assert_eq!(trunk.unlisted_building, 1, "but counted");
+    }
+
+    /// The first notice of a package failing on some of its platforms says
+    /// the mark to come covers those platforms only. A plan lists the jobs
+    /// that fail; the jobs of the same package that build must be listed
+    /// too, or the package looks as if it failed everywhere.
+    #[test]
+    fn a_notice_tells_that_the_mark_covers_only_the_failing_platforms() {
+        let (_dir, store, newest) = trunk_of_jobs(&[
+            (
+                "frob",
+                "aarch64-darwin",
+                &format!("{}{}", "o".repeat(10), "x".repeat(30)),
+            ),
+            (
+                "frob",
+                "x86_64-darwin",
+                &format!("{}{}", "o".repeat(10), "x".repeat(30)),
+            ),
+            ("frob", "x86_64-linux", &"o".repeat(40)),
+            ("steady", "x86_64-linux", &"o".repeat(40)),
+        ]);
+        let now = newest + 3600;
+        let expected =
+            assert_plans_alike(&store, now, "a package failing on two of three platforms");
+        // The plan's JSON, then the digest.
+        let plan: serde_json::Value = serde_json::Deserializer::from_str(&expected)
+            .into_iter()
+            .next()
+            .and_then(Result::ok)
+            .expect("the plan as JSON");
+        let notice = plan["actions"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|a| a["kind"] == "notify" && a["attr"] == "frob")
+            })
+            .unwrap_or_else(|| panic!("frob is noticed:\n{expected}"));
+        let mark = notice["evidence"]["schedule"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["kind"] == "mark_broken"))
+            .unwrap_or_else(|| panic!("the notice schedules a mark:\n{notice:#}"));
+        assert_eq!(
+            mark["systems"],
+            serde_json::json!(["aarch64-darwin", "x86_64-darwin"]),
+            "{mark:#}"
+        );
+        assert!(
+            mark.get("all_platforms").is_none(),
+            "not every platform: x86_64-linux builds\n{mark:#}"
+        );
     }
 
     /// The plan as `plan_facts` reads it and as the whole history says it,

@@ -150,9 +150,9 @@ impl World {
         stdout_of_success(&run_binary(&self.config, args), args, TOKEN)
     }
 
-    /// The usual world after the mark's cycle, whose pull request GitHub
-    /// refused as invalid (422): it is set aside, to be done by hand.
-    pub(crate) fn with_a_pull_request_refused_as_invalid() -> World {
+    /// The usual world after the notice's cycle, whose GitHub refuses every
+    /// new pull request as invalid (422) from now on.
+    pub(crate) fn refusing_pull_requests() -> World {
         let world = World::new();
         world.once_ok(NOTICE);
         world.github.inject(
@@ -160,6 +160,13 @@ impl World {
             "/repos/NixOS/nixpkgs/pulls",
             GitHubFault::Status(422),
         );
+        world
+    }
+
+    /// The usual world after the mark's cycle, whose pull request GitHub
+    /// refused as invalid (422): it is set aside, to be done by hand.
+    pub(crate) fn with_a_pull_request_refused_as_invalid() -> World {
+        let world = World::refusing_pull_requests();
         let out = world.once_ok(MARK);
         assert!(out.contains("GitHub refused it as invalid"), "{out}");
         world
@@ -273,6 +280,16 @@ fn a_full_cycle_notifies_first_then_marks_and_a_second_cycle_sends_nothing_new()
         "the maintainer is mentioned once: {hello}"
     );
     assert!(hello.contains("<!-- hydra-sentinel:notify:hello -->"));
+    // frobnicate builds on linux: its first notice announces a mark on the
+    // darwins only, as the mark will be, never "on every platform".
+    let frobnicate = world.github.body_of(issues[0].0).unwrap();
+    assert!(
+        frobnicate.contains(
+            "a pull request that marks `frobnicate` broken on aarch64-darwin, x86_64-darwin \
+             (`meta.broken` for those platforms only)"
+        ),
+        "the notice announces the mark where it fails: {frobnicate}"
+    );
 
     let posts = world.posts();
     world.once_ok(NOTICE);
