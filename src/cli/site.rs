@@ -60,7 +60,8 @@ pub fn report(config: &Config, args: &ReportArgs, out: &mut dyn Write) -> Result
     let written = site::publish(&args.html, &snapshot)?;
     writeln!(
         out,
-        "wrote {} files ({} failing packages) to {}",
+        "wrote {} of {} files, the others unchanged ({} failing packages) to {}",
+        written.write.written,
         written.files,
         written.failing,
         args.html.display()
@@ -83,7 +84,8 @@ pub fn after_cycle(config: &Config, now: i64, out: &mut dyn Write) -> Result<()>
     match written {
         Ok(w) => writeln!(
             out,
-            "report: wrote {} files ({} failing packages) to {}",
+            "report: wrote {} of {} files, the others unchanged ({} failing packages) to {}",
+            w.write.written,
             w.files,
             w.failing,
             dir.display()

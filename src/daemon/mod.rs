@@ -374,11 +374,13 @@ impl CycleStep for ReportStep {
             match written {
                 Ok(w) => {
                     metrics::report_written("ok");
-                    tracing::info!(dir = %dir.display(), files = w.files, failing = w.failing, "HTML report written");
+                    tracing::info!(dir = %dir.display(), files = w.files, written = w.write.written, bytes = w.write.bytes, failing = w.failing, "HTML report written");
                     Ok(format!(
-                        "{} failing packages in {}",
+                        "{} failing packages in {} ({} of {} files changed)",
                         w.failing,
-                        dir.display()
+                        dir.display(),
+                        w.write.written,
+                        w.files
                     ))
                 }
                 Err(error) => {

@@ -6,7 +6,15 @@
 //! with their victims), its templates (`templates/`, embedded, HTML
 //! auto-escaping on), its one stylesheet, the file names of its pages (a
 //! sanitized slug plus a short hash of the exact name), and writing it
-//! atomically (render beside the target, then swap).
+//! atomically (render beside the target, then swap), writing only the
+//! files whose bytes changed (`write.rs`).
+//!
+//! A page says what it is from: the newest eval stored at the moment it
+//! describes, and the day its next steps were planned; not the moment it
+//! was rendered, which would change every page every cycle. So a cycle
+//! with nothing new writes no page, a new eval rewrites the pages that
+//! show it (every history strip gains a cell), and a page a day old says
+//! so even when Hydra had no new eval.
 //!
 //! Its cost per cycle does not grow with the history: [`load`] reads what a
 //! plan reads ([`Store::plan_facts`]) and, of every job of a package the
@@ -18,8 +26,11 @@
 //! fetching); decide anything (the policy engine decides; this module renders
 //! its assessment and plan); build markup by string concatenation or print a
 //! name unescaped; let a name choose a path; write outside the target
-//! directory (except its temporary siblings `.NAME.new-*`, gone on return);
-//! replace a directory it did not write; or need JavaScript.
+//! directory (except its temporary siblings `.NAME.new-*`, gone on return,
+//! and removed when an interrupted write left them an hour ago); change a
+//! file of the live site in place (unchanged files are shared with the new
+//! site by hard links); replace a directory it did not write; or need
+//! JavaScript.
 
 mod model;
 pub mod names;
@@ -36,7 +47,7 @@ use crate::policy::{self, Facts, Ledger, Policy};
 use crate::store::{PlanScope, Store, StoreError};
 
 pub use model::{MAX_CELLS, Model, maintainer_href, package_href};
-pub use write::{MARKER, SiteFile, write_site};
+pub use write::{MARKER, SiteFile, WriteStats, write_site};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
@@ -172,7 +183,8 @@ const SORTS: [(&str, &str); 3] = [
 
 #[derive(Serialize)]
 struct Common<'a> {
-    generated: &'a str,
+    results: &'a str,
+    planned: &'a str,
     policy: &'a str,
     hydra: &'a str,
     hold: Option<&'a str>,
@@ -209,7 +221,8 @@ fn ser<T: Serialize>(value: &T) -> Value {
 pub fn render_model(model: &Model) -> Result<Vec<SiteFile>, SiteError> {
     let env = environment()?;
     let common = |root: &'static str, section: &'static str| Common {
-        generated: &model.generated,
+        results: &model.results,
+        planned: &model.planned,
         policy: &model.policy,
         hydra: &model.hydra,
         hold: model.hold.as_deref(),
@@ -323,18 +336,23 @@ pub fn model(snapshot: &Snapshot) -> Model {
 /// What a write produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
+    /// The files of the site.
     pub files: usize,
     pub failing: usize,
+    /// Of them, what was written (only what changed).
+    pub write: WriteStats,
 }
 
-/// Render `snapshot` and write it as the whole content of `dir`.
+/// Render `snapshot` and make it the whole content of `dir`, writing only
+/// the files that changed ([`write_site`]).
 pub fn publish(dir: &Path, snapshot: &Snapshot) -> Result<Written, SiteError> {
     let model = model(snapshot);
     let files = render_model(&model)?;
-    write_site(dir, &files)?;
+    let write = write_site(dir, &files)?;
     Ok(Written {
         files: files.len(),
         failing: model.rows.len(),
+        write,
     })
 }
 

@@ -156,7 +156,14 @@ pub struct MaintainerPage {
 /// Everything the site shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Model {
-    pub generated: String,
+    /// What the results are from: the newest eval stored at the moment
+    /// described, with its jobset and time. Not the render clock: a page
+    /// changes only when what it shows does, so it is written only then
+    /// (see `write.rs`).
+    pub results: String,
+    /// The day the next steps were planned for (YYYY-MM-DD, UTC): a page
+    /// a day old says so even when no eval came.
+    pub planned: String,
     pub policy: String,
     pub hydra: String,
     /// A mass breakage holds every per-package action.
@@ -336,7 +343,10 @@ impl Builder<'_> {
             systems: systems.into_iter().collect(),
             since: day(since_ts),
             since_ts,
-            age_days: (now - since_ts).max(0) / DAY,
+            // Calendar days, as the date beside it reads: the count changes
+            // at midnight, not at a different moment of the day for each
+            // package (which would rewrite the index every cycle).
+            age_days: (now.div_euclid(DAY) - since_ts.div_euclid(DAY)).max(0),
             blast_radius: a.victims.len(),
             maintainers: self.maintainer_links(a),
             next: self.next(a, failing, planned),
@@ -555,6 +565,22 @@ impl Builder<'_> {
         }
     }
 
+    /// The newest eval at or before the moment described, in words.
+    fn results(&self) -> String {
+        self.facts
+            .jobsets
+            .iter()
+            .filter_map(|js| {
+                let eval = &js.evals[cutoff(js, self.assessment.now)? as usize];
+                Some((eval.timestamp, eval.id, js))
+            })
+            .max_by_key(|(timestamp, id, _)| (*timestamp, *id))
+            .map_or_else(
+                || "no eval yet".to_owned(),
+                |(timestamp, id, js)| format!("eval {id} of {} ({})", js.jobset, time(timestamp)),
+            )
+    }
+
     pub fn build(&self) -> Model {
         let a = self.assessment;
         let mut by_attr: HashMap<&str, Vec<(&JobsetFacts, &JobFacts)>> = HashMap::new();
@@ -661,7 +687,8 @@ impl Builder<'_> {
             })
             .collect();
         Model {
-            generated: time(a.now),
+            results: self.results(),
+            planned: day(a.now),
             policy: self.policy.source.clone(),
             hydra: self.facts.hydra_url.to_string(),
             hold: a.holds.first().map(|h| {

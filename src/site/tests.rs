@@ -168,6 +168,135 @@ fn hostile_names_are_escaped_on_every_page_and_never_choose_a_path() {
     );
 }
 
+mod republished {
+    //! The site published again, as each cycle does, into real files: only
+    //! the pages whose bytes changed are written.
+
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt as _;
+    use std::path::Path;
+
+    use super::*;
+
+    /// Every page of the site at `dir` by path, with its inode.
+    fn inodes(dir: &Path) -> BTreeMap<String, u64> {
+        let mut pages = BTreeMap::new();
+        for folder in ["", "packages", "maintainers"] {
+            for entry in std::fs::read_dir(dir.join(folder)).unwrap() {
+                let entry = entry.unwrap();
+                let meta = entry.metadata().unwrap();
+                if meta.is_file() && entry.file_name() != MARKER {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let path = Path::new(folder).join(name);
+                    pages.insert(path.to_string_lossy().into_owned(), meta.ino());
+                }
+            }
+        }
+        pages
+    }
+
+    /// The pages of `after` that are not byte for byte those of `before`.
+    fn changed(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+        let old = render_model(&model(before)).unwrap();
+        let new = render_model(&model(after)).unwrap();
+        new.iter()
+            .filter(|n| !old.iter().any(|o| o.path == n.path && o.bytes == n.bytes))
+            .map(|n| n.path.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_cycle_later_with_nothing_new_stored_writes_no_page() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let first = publish(&dir, &snapshot()).unwrap();
+        assert_eq!(first.write.written, first.files);
+        let before = inodes(&dir);
+        let later = Snapshot {
+            now: snapshot().now + 900,
+            ..snapshot()
+        };
+        let again = publish(&dir, &later).unwrap();
+        assert_eq!(
+            (again.write.written, again.write.bytes, again.write.replaced),
+            (0, 0, false),
+            "{again:?}"
+        );
+        assert_eq!(inodes(&dir), before);
+        let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+        assert!(
+            index.contains("up to eval 1007 of nixpkgs:trunk (2025-11-08T12:26:40Z)"),
+            "the pages say what their results are from: {index}"
+        );
+    }
+
+    #[test]
+    fn a_day_later_every_page_says_the_day_its_steps_were_planned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        publish(&dir, &snapshot()).unwrap();
+        let before = inodes(&dir);
+        let next_day = Snapshot {
+            now: snapshot().now + DAY,
+            ..snapshot()
+        };
+        let written = publish(&dir, &next_day).unwrap();
+        let after = inodes(&dir);
+        assert_eq!(
+            after.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>()
+        );
+        for (path, inode) in &after {
+            let text = std::fs::read_to_string(dir.join(path)).unwrap();
+            if path == "style.css" {
+                assert_eq!(*inode, before[path], "the stylesheet is kept");
+            } else {
+                assert_ne!(*inode, before[path], "{path} is rewritten");
+                assert!(
+                    text.contains("next steps as planned on <time>2025-11-09</time>")
+                        && text.contains("up to eval 1007 of nixpkgs:trunk"),
+                    "{path}: a day on, with no new eval, the page says both: {text}"
+                );
+            }
+        }
+        assert_eq!(written.write.written, written.files - 1);
+    }
+
+    #[test]
+    fn a_changed_package_page_is_rewritten_and_the_others_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let before_snapshot = snapshot();
+        publish(&dir, &before_snapshot).unwrap();
+        let before = inodes(&dir);
+        // bob no longer maintains libfoo.
+        let mut after_snapshot = snapshot();
+        after_snapshot
+            .facts
+            .maintainers
+            .insert("libfoo".into(), vec!["alice".into()]);
+        let changed = changed(&before_snapshot, &after_snapshot);
+        let libfoo = package_href("libfoo");
+        let hostile = package_href(HOSTILE);
+        assert!(changed.contains(&libfoo), "{changed:?}");
+        assert!(!changed.contains(&hostile), "{changed:?}");
+        let written = publish(&dir, &after_snapshot).unwrap();
+        assert_eq!(written.write.written, changed.len(), "{changed:?}");
+        assert_eq!(written.write.kept, written.files - changed.len());
+        let after = inodes(&dir);
+        for (path, inode) in &after {
+            if changed.contains(path) {
+                assert_ne!(Some(inode), before.get(path), "{path} is written");
+            } else {
+                assert_eq!(Some(inode), before.get(path), "{path} is kept");
+            }
+        }
+        assert!(!after.contains_key(&maintainer_href("\"><b>bob")));
+        let page = std::fs::read_to_string(dir.join(&libfoo)).unwrap();
+        assert!(!page.contains("bob"), "{page}");
+    }
+}
+
 mod stored {
     //! The site of a stored history: read as a plan reads it, with the
     //! runs the pages show, it is the site of the whole history.

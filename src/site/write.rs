@@ -3,7 +3,24 @@
 //! a web server sees either the whole old site or the whole new one. Where
 //! the file system cannot exchange, the old site is renamed aside and the new
 //! one into place: two renames, a moment without a site, never a half one.
+//!
+//! Only what changed is written. The site is rewritten after every cycle
+//! (every 15 minutes or so) but between two evals most of its 11,000 pages
+//! come out byte for byte the same, so each new page is compared with the
+//! live site's file of that name: a site whose every file is the same (and
+//! nothing else in it) is left alone (nothing written, no swap); otherwise
+//! the staging directory gets a hard link to each live file whose bytes are
+//! the same and a new file only for the others, and is swapped in as
+//! before. Comparing with the live site itself, rather than with a
+//! fingerprint of the inputs kept beside it, needs no state that could
+//! disagree with the site (after a crash, a hand edit, a lost file: what
+//! differs is written), and sees every change whatever caused it (the
+//! pages depend on the moment through the plan, to the second). A live
+//! file is only ever replaced, never changed in place, so sharing its inode
+//! is safe, and a page kept keeps its modification time (web caches keep
+//! it too).
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
@@ -81,10 +98,117 @@ fn replaceable(dir: &Path) -> Result<bool, SiteError> {
     }
 }
 
-/// Write `files` as the whole content of `dir`, replacing what was there.
+/// What a write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Files written, new or changed, and their bytes.
+    pub written: usize,
+    pub bytes: u64,
+    /// Files kept as they were (hard links to the live site's).
+    pub kept: usize,
+    /// Whether a new site was put in place (not when every file was the same).
+    pub replaced: bool,
+}
+
+/// The live site's files that can be reused, by path relative to its top:
+/// regular files (not links) of mode 0644 in the site's own folders, with
+/// their sizes.
+struct Live {
+    files: HashMap<String, u64>,
+    /// Nothing else is in the site: the marker, the folders (0755) and
+    /// those files only.
+    tidy: bool,
+}
+
+impl Live {
+    /// What `dir`, known to be replaceable, holds.
+    fn read(dir: &Path) -> Result<Live, SiteError> {
+        let mut live = Live {
+            files: HashMap::new(),
+            tidy: true,
+        };
+        let is_site_folder =
+            |meta: &std::fs::Metadata| meta.is_dir() && meta.permissions().mode() & 0o7777 == 0o755;
+        match std::fs::symlink_metadata(dir) {
+            Ok(meta) => live.tidy = is_site_folder(&meta),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                live.tidy = false;
+                return Ok(live);
+            }
+            Err(e) => return Err(io(dir, "inspecting the output directory")(e)),
+        }
+        let mut marker = false;
+        for entry in std::fs::read_dir(dir).map_err(io(dir, "reading the output directory"))? {
+            let entry = entry.map_err(io(dir, "reading the output directory"))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let meta = entry
+                .metadata()
+                .map_err(io(&entry.path(), "inspecting the site"))?;
+            if FOLDERS.contains(&name.as_str()) && is_site_folder(&meta) {
+                live.read_folder(&entry.path(), &name)?;
+            } else if name == MARKER && meta.is_file() && meta.len() == 0 {
+                marker = true;
+            } else if !live.add(name, &meta) {
+                live.tidy = false;
+            }
+        }
+        live.tidy &= marker;
+        Ok(live)
+    }
+
+    fn read_folder(&mut self, path: &Path, folder: &str) -> Result<(), SiteError> {
+        for entry in std::fs::read_dir(path).map_err(io(path, "reading the site"))? {
+            let entry = entry.map_err(io(path, "reading the site"))?;
+            let name = format!("{folder}/{}", entry.file_name().to_string_lossy());
+            let meta = entry
+                .metadata()
+                .map_err(io(&entry.path(), "inspecting the site"))?;
+            if !self.add(name, &meta) {
+                self.tidy = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Count a page that can be reused; false for anything else.
+    fn add(&mut self, path: String, meta: &std::fs::Metadata) -> bool {
+        // `DirEntry::metadata` does not follow links: a link is not a file.
+        let reusable = meta.is_file() && meta.permissions().mode() & 0o7777 == 0o644;
+        if reusable {
+            self.files.insert(path, meta.len());
+        }
+        reusable
+    }
+
+    /// Whether the live file at `path` (checked) holds exactly `bytes`.
+    fn holds(&self, dir: &Path, path: &str, relative: &Path, bytes: &[u8]) -> bool {
+        self.files.get(path) == Some(&(bytes.len() as u64))
+            && std::fs::File::open(dir.join(relative)).is_ok_and(|file| same_bytes(file, bytes))
+    }
+}
+
+/// Whether `file` holds exactly `bytes`, read in pieces up to the first
+/// difference: after a new eval most pages differ in their header already.
+fn same_bytes(mut file: std::fs::File, bytes: &[u8]) -> bool {
+    use std::io::Read as _;
+    let mut buffer = [0; 16 * 1024];
+    let mut rest = bytes;
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return rest.is_empty(),
+            Ok(n) if n <= rest.len() && buffer[..n] == rest[..n] => rest = &rest[n..],
+            Ok(_) => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Write `files` as the whole content of `dir`, replacing what was there,
+/// writing only the files whose bytes changed (see the module's comment).
 /// Nothing is written outside `dir` except the temporary folders beside it
 /// (`.NAME.new-*`), which are gone when this returns.
-pub fn write_site(dir: &Path, files: &[SiteFile]) -> Result<(), SiteError> {
+pub fn write_site(dir: &Path, files: &[SiteFile]) -> Result<WriteStats, SiteError> {
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -95,7 +219,31 @@ pub fn write_site(dir: &Path, files: &[SiteFile]) -> Result<(), SiteError> {
         _ => PathBuf::from("."),
     };
     let exists = replaceable(dir)?;
+    let relative: Vec<PathBuf> = files
+        .iter()
+        .map(|f| checked(&f.path))
+        .collect::<Result<_, _>>()?;
+    let live = if exists {
+        Live::read(dir)?
+    } else {
+        Live {
+            files: HashMap::new(),
+            tidy: false,
+        }
+    };
+    let same: Vec<bool> = files
+        .iter()
+        .zip(&relative)
+        .map(|(f, r)| live.holds(dir, &f.path, r, &f.bytes))
+        .collect();
+    let mut stats = WriteStats::default();
+    if live.tidy && live.files.len() == files.len() && same.iter().all(|s| *s) {
+        stats.kept = files.len();
+        return Ok(stats);
+    }
+
     std::fs::create_dir_all(&parent).map_err(io(&parent, "creating the parent directory"))?;
+    remove_leftovers(&parent, name);
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}.new-"))
         .tempdir_in(&parent)
@@ -110,15 +258,25 @@ pub fn write_site(dir: &Path, files: &[SiteFile]) -> Result<(), SiteError> {
         std::fs::set_permissions(&path, dir_mode.clone())
             .map_err(io(&path, "setting permissions"))?;
     }
-    for file in files {
-        write_file(&top.join(checked(&file.path)?), &file.bytes)?;
+    for ((file, relative), same) in files.iter().zip(&relative).zip(same) {
+        let path = top.join(relative);
+        // A link can fail where writing would not (a file system without
+        // hard links, a live file removed meanwhile by another writer).
+        if same && std::fs::hard_link(dir.join(relative), &path).is_ok() {
+            stats.kept += 1;
+        } else {
+            write_file(&path, &file.bytes)?;
+            stats.written += 1;
+            stats.bytes += file.bytes.len() as u64;
+        }
     }
     write_file(&top.join(MARKER), b"")?;
     std::fs::set_permissions(top, dir_mode).map_err(io(top, "setting permissions"))?;
+    stats.replaced = true;
 
     if !exists {
         let top = staging.keep();
-        return std::fs::rename(&top, dir).map_err(|e| {
+        return std::fs::rename(&top, dir).map(|()| stats).map_err(|e| {
             let _ = std::fs::remove_dir_all(&top);
             io(dir, "moving the new site into place")(e)
         });
@@ -131,15 +289,62 @@ pub fn write_site(dir: &Path, files: &[SiteFile]) -> Result<(), SiteError> {
         rustix::fs::RenameFlags::EXCHANGE,
     ) {
         // The staging directory now holds the old site; dropping it removes it.
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(stats),
         Err(e)
             if e == rustix::io::Errno::INVAL
                 || e == rustix::io::Errno::NOSYS
                 || e == rustix::io::Errno::OPNOTSUPP =>
         {
-            swap_by_renames(dir, &parent, name, staging)
+            swap_by_renames(dir, &parent, name, staging).map(|()| stats)
         }
         Err(e) => Err(io(dir, "swapping in the new site")(e.into())),
+    }
+}
+
+/// How old a staging or set-aside folder must be to count as left behind
+/// by a killed writer: a write takes seconds.
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Remove the folders a killed writer left beside the site (`.NAME.new-*`,
+/// `.NAME.old-*`, as `tempfile` names them: six more letters or digits)
+/// once they are [`LEFTOVER_AGE`] old; a younger one may be another
+/// writer's at work. They never spoil a site (each write stages in a fresh
+/// folder), but a site's worth of disk each.
+fn remove_leftovers(parent: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let prefixes = [format!(".{name}.new-"), format!(".{name}.old-")];
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(suffix) = file_name
+            .to_str()
+            .and_then(|n| prefixes.iter().find_map(|p| n.strip_prefix(p.as_str())))
+        else {
+            continue;
+        };
+        if suffix.len() != 6 || !suffix.chars().all(|c| c.is_ascii_alphanumeric()) {
+            continue;
+        }
+        // Not followed if it is a link: only a real folder is removed.
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        let abandoned = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= LEFTOVER_AGE);
+        if meta.is_dir() && abandoned {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed a folder an interrupted site write left")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a folder an interrupted site write left")
+                }
+            }
+        }
     }
 }
 
@@ -213,6 +418,213 @@ mod tests {
         assert_eq!(mode & 0o777, 0o644);
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o755);
+    }
+
+    /// Every file of a site by path: its inode and bytes.
+    fn files_of(dir: &Path) -> std::collections::BTreeMap<String, (u64, Vec<u8>)> {
+        use std::os::unix::fs::MetadataExt as _;
+        let mut files = std::collections::BTreeMap::new();
+        for folder in ["", "packages", "maintainers"] {
+            for entry in std::fs::read_dir(dir.join(folder)).unwrap() {
+                let entry = entry.unwrap();
+                let meta = entry.metadata().unwrap();
+                if !meta.is_dir() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let path = if folder.is_empty() {
+                        name
+                    } else {
+                        format!("{folder}/{name}")
+                    };
+                    files.insert(path, (meta.ino(), std::fs::read(entry.path()).unwrap()));
+                }
+            }
+        }
+        files
+    }
+
+    fn inode(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::symlink_metadata(path).unwrap().ino()
+    }
+
+    fn three_pages() -> Vec<SiteFile> {
+        vec![
+            page("index.html", "index"),
+            page("packages/a-1.html", "a"),
+            page("packages/b-2.html", "b"),
+            page("maintainers/m-3.html", "m"),
+        ]
+    }
+
+    #[test]
+    fn a_site_written_again_with_the_same_pages_is_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let first = write_site(&dir, &three_pages()).unwrap();
+        assert_eq!((first.written, first.kept, first.replaced), (4, 0, true));
+        assert_eq!(first.bytes, 8);
+        let before = files_of(&dir);
+        let top = inode(&dir);
+        let again = write_site(&dir, &three_pages()).unwrap();
+        assert_eq!(
+            again,
+            WriteStats {
+                written: 0,
+                bytes: 0,
+                kept: 4,
+                replaced: false
+            }
+        );
+        assert_eq!(files_of(&dir), before, "no file was replaced");
+        assert_eq!(inode(&dir), top, "the site was not swapped");
+        assert_eq!(siblings(tmp.path()), vec!["site"]);
+    }
+
+    #[test]
+    fn only_the_pages_that_changed_are_written_and_the_others_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        write_site(&dir, &three_pages()).unwrap();
+        let before = files_of(&dir);
+        let top = inode(&dir);
+        let next = [
+            page("index.html", "index"),
+            page("packages/a-1.html", "A"),
+            page("packages/c-4.html", "new"),
+            page("maintainers/m-3.html", "m"),
+        ];
+        let stats = write_site(&dir, &next).unwrap();
+        assert_eq!(
+            stats,
+            WriteStats {
+                written: 2,
+                bytes: 4,
+                kept: 2,
+                replaced: true
+            }
+        );
+        assert_ne!(inode(&dir), top, "a new site was swapped in");
+        let after = files_of(&dir);
+        let names: Vec<&str> = after.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                MARKER,
+                "index.html",
+                "maintainers/m-3.html",
+                "packages/a-1.html",
+                "packages/c-4.html"
+            ],
+            "the whole site, and nothing of the old one's else"
+        );
+        for kept in ["index.html", "maintainers/m-3.html"] {
+            assert_eq!(after[kept], before[kept], "{kept} is the same file");
+        }
+        assert_ne!(after["packages/a-1.html"].0, before["packages/a-1.html"].0);
+        assert_eq!(after["packages/a-1.html"].1, b"A");
+        assert_eq!(siblings(tmp.path()), vec!["site"]);
+        // The old site's files, removed with it, are not the new site's.
+        let old_a = before["packages/a-1.html"].0;
+        assert!(after.values().all(|(ino, _)| *ino != old_a));
+    }
+
+    #[test]
+    fn a_change_at_the_end_of_a_long_page_is_seen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let long = |last: &str| page("index.html", &("x".repeat(100_000) + last));
+        write_site(&dir, &[long("a")]).unwrap();
+        let same = write_site(&dir, &[long("a")]).unwrap();
+        assert_eq!((same.written, same.replaced), (0, false));
+        let changed = write_site(&dir, &[long("b")]).unwrap();
+        assert_eq!((changed.written, changed.bytes), (1, 100_001));
+        assert!(
+            std::fs::read_to_string(dir.join("index.html"))
+                .unwrap()
+                .ends_with('b')
+        );
+    }
+
+    #[test]
+    fn a_damaged_site_is_repaired_by_the_next_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        write_site(&dir, &three_pages()).unwrap();
+        // A file changed in place (same size), one lost, one loosened, one
+        // added by hand, one page replaced by a link to the same bytes
+        // elsewhere.
+        std::fs::write(dir.join("index.html"), "INDEX").unwrap();
+        std::fs::remove_file(dir.join("packages/a-1.html")).unwrap();
+        std::fs::set_permissions(
+            dir.join("maintainers/m-3.html"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        std::fs::write(dir.join("packages/stray.html"), "x").unwrap();
+        let outside = tmp.path().join("b-elsewhere");
+        std::fs::write(&outside, "b").unwrap();
+        std::fs::remove_file(dir.join("packages/b-2.html")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("packages/b-2.html")).unwrap();
+
+        let stats = write_site(&dir, &three_pages()).unwrap();
+        assert_eq!((stats.written, stats.kept), (4, 0), "{stats:?}");
+        let after = files_of(&dir);
+        let expected: Vec<(String, Vec<u8>)> = std::iter::once((MARKER.to_owned(), vec![]))
+            .chain(three_pages().into_iter().map(|f| (f.path, f.bytes)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        let got: Vec<(String, Vec<u8>)> = after.into_iter().map(|(p, (_, b))| (p, b)).collect();
+        assert_eq!(got, expected);
+        let b = std::fs::symlink_metadata(dir.join("packages/b-2.html")).unwrap();
+        assert!(b.is_file(), "a link in the site is replaced by a file");
+        let m = std::fs::metadata(dir.join("maintainers/m-3.html")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o644);
+        let again = write_site(&dir, &three_pages()).unwrap();
+        assert!(
+            !again.replaced,
+            "repaired, the site is left alone: {again:?}"
+        );
+    }
+
+    #[test]
+    fn folders_an_interrupted_write_left_are_removed_once_old() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        write_site(&dir, &three_pages()).unwrap();
+        let leftover = |name: &str, age: u64| {
+            let path = tmp.path().join(name);
+            std::fs::create_dir_all(path.join("packages")).unwrap();
+            std::fs::write(path.join("packages/a-1.html"), "half").unwrap();
+            let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+            std::fs::File::open(&path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        };
+        leftover(".site.new-Ab12Cd", 7200);
+        leftover(".site.old-Zz9900", 7200);
+        leftover(".site.new-Ef34Gh", 60);
+        leftover(".site.new-x.new-Ab12Cd", 7200);
+        leftover(".other.new-Ab12Cd", 7200);
+        // A changed page, so that a write happens.
+        let mut pages = three_pages();
+        pages[0] = page("index.html", "changed");
+        write_site(&dir, &pages).unwrap();
+        assert_eq!(
+            siblings(tmp.path()),
+            vec![
+                ".other.new-Ab12Cd",
+                ".site.new-Ef34Gh",
+                ".site.new-x.new-Ab12Cd",
+                "site"
+            ],
+            "the old ones of this site's own go; a young one may be another writer's"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("packages/a-1.html")).unwrap(),
+            "a"
+        );
     }
 
     #[test]
