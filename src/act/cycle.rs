@@ -130,10 +130,12 @@ pub fn run_on_clock(
     now: i64,
     clock: &SimulatedClock,
 ) -> Result<Outcome, ActError> {
+    let mut facts = plan_facts(config, policy, store, now)?;
     run(
         config,
         policy,
         store,
+        &mut facts,
         now,
         false,
         false,
@@ -142,33 +144,50 @@ pub fn run_on_clock(
     )
 }
 
-/// Plan and act once. Blocking: it runs its own single-threaded runtime
-/// (the store is not `Sync`), so async callers run it on a blocking thread.
-/// `progress` is called after each outward step (the service's watchdog).
-/// With a `clock`, the GitHub client's waits are simulated on it instead
-/// of slept (see [`run_on_clock`]).
+/// What a plan as of `now` reads of the store (see [`Store::plan_facts`]).
+pub fn plan_facts(
+    config: &Config,
+    policy: &Policy,
+    store: &Store,
+    now: i64,
+) -> Result<Facts, ActError> {
+    Ok(store.plan_facts(
+        &config.hydra.url,
+        config.repository(),
+        PlanScope::new(now, &policy.streak),
+    )?)
+}
+
+/// Plan and act once on `facts`, read with [`plan_facts`]. Blocking: it
+/// runs its own single-threaded runtime (the store is not `Sync`), so async
+/// callers run it on a blocking thread. `progress` is called after each
+/// outward step (the service's watchdog). With a `clock`, the GitHub
+/// client's waits are simulated on it instead of slept (see
+/// [`run_on_clock`]).
+///
+/// The caller keeps the facts: the daemon assesses them again after acting,
+/// with the ledger as acting left it, instead of reading the history a
+/// second time. Acting adds what it learns to them (maintainers, branches'
+/// pull requests), and of what a plan reads in the store it writes only the
+/// ledger (actions, opt-outs).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     config: &Config,
     policy: &Policy,
     store: &Store,
+    facts: &mut Facts,
     now: i64,
     dry_run: bool,
     full_texts: bool,
     progress: &(dyn Fn() + Sync),
     clock: Option<&SimulatedClock>,
 ) -> Result<Outcome, ActError> {
-    let mut facts = store.plan_facts(
-        &config.hydra.url,
-        config.repository(),
-        PlanScope::new(now, &policy.streak),
-    )?;
     let settings = settings(config);
     if dry_run || !config.act.enabled {
         if let Some(publisher) = publisher(config, None) {
             // A dry run still describes what would be sent; without the
             // checkout it says so and mentions nobody.
-            match publisher.maintainers(&failing_attrs(&facts, policy)) {
+            match publisher.maintainers(&failing_attrs(facts, policy)) {
                 Ok(maintainers) => facts.maintainers = maintainers,
                 Err(e) => tracing::warn!(
                     error = %crate::error_chain(&e),
@@ -176,7 +195,7 @@ pub fn run(
                 ),
             }
         }
-        let plan = policy::plan(policy, &facts, &store.ledger()?, now);
+        let plan = policy::plan(policy, facts, &store.ledger()?, now);
         return Ok(Outcome::DryRun(DryRun {
             planned: plan.actions.len(),
             text: describe(&plan, &settings, full_texts),
@@ -190,7 +209,7 @@ pub fn run(
     let publisher = publisher(config, Some(&token)).ok_or(ActError::NoCheckout)?;
     let mut report = ActReport::default();
     let survey = publisher.survey(
-        &attrs_of_interest(&facts, policy, store)?,
+        &attrs_of_interest(facts, policy, store)?,
         &policy.opt_out.marker,
     )?;
     facts.maintainers = survey.maintainers;
@@ -220,7 +239,7 @@ pub fn run(
         let acted = act_with(
             &forge,
             github,
-            &mut facts,
+            facts,
             policy,
             store,
             &settings,

@@ -65,10 +65,12 @@ fn act_cycle(
 ) -> Result<ExitCode> {
     let policy = load_policy(config, None)?;
     let store = Store::open(&config.database)?;
+    let mut facts = cycle::plan_facts(config, &policy, &store, now)?;
     match cycle::run(
         config,
         &policy,
         &store,
+        &mut facts,
         now,
         dry_run,
         full_texts,

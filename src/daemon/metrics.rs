@@ -3,15 +3,16 @@
 //! Owns: installing the global `metrics` recorder (once per process),
 //! describing every metric the program records, and the gauges the loop
 //! sets after each cycle. Counters themselves are recorded where things
-//! happen (`hydra` client, `ingest`) with the `metrics` macros; without a
-//! recorder (tests, one-shot commands) those macros cost nothing.
+//! happen (`hydra` client, `ingest`, `store`'s plan reads) with the
+//! `metrics` macros; without a recorder (tests, one-shot commands) those
+//! macros cost nothing.
 //!
 //! Must never: put unbounded values (job names, URLs, error texts) in
 //! labels; labels are jobsets, status classes and small fixed enums.
 
 use std::time::Duration;
 
-use metrics::{Unit, describe_counter, describe_gauge, gauge};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::store::JobsetSummary;
@@ -39,6 +40,9 @@ pub const SINCE_PROGRESS: &str = "hydra_sentinel_seconds_since_progress";
 
 /// HTML reports written after a cycle, by `outcome` (ok, failed).
 pub const REPORTS: &str = "hydra_sentinel_reports_total";
+/// Reads of a plan's facts from the store, by `for` (plan, report): their
+/// count is how often a cycle reads the history. Recorded by `store`.
+pub const PLAN_READS: &str = "hydra_sentinel_plan_read_seconds";
 
 /// Names reserved for the steps still to come (plan/act, GitHub): described
 /// now so that dashboards and alerts can be written against them. They
@@ -62,6 +66,11 @@ pub fn describe() {
     describe_counter!(
         REPORTS,
         "HTML reports written after a cycle ([report] html_dir), by outcome: ok or failed."
+    );
+    describe_histogram!(
+        PLAN_READS,
+        Unit::Seconds,
+        "Reads of the history a plan needs, by what for: plan (once a cycle) or report (the HTML report)."
     );
     describe_counter!(EVALS_INGESTED, "Evals written to the database, per jobset.");
     describe_counter!(

@@ -65,7 +65,7 @@ use crate::hydra::{HydraClient, HydraError};
 use crate::ingest::{IngestError, Ingestor, PassControl, PassOptions};
 use crate::settings::Settings;
 use crate::settings::SettingsError;
-use crate::store::{PlanScope, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// How long a cancelled cycle may take to wind down (roll back the eval in
 /// flight) before it is dropped. `TimeoutStopSec=` in the unit is longer.
@@ -425,25 +425,20 @@ impl CycleStep for ActStep {
             let (outcome, set_aside) = tokio::task::spawn_blocking(move || {
                 let store = Store::open(&config.database)?;
                 let progress = move || control.beat();
+                let mut facts = crate::act::cycle::plan_facts(&config, &policy, &store, now)?;
                 let outcome = crate::act::cycle::run(
-                    &config, &policy, &store, now, false, false, &progress, None,
+                    &config, &policy, &store, &mut facts, now, false, false, &progress, None,
                 )
                 .map_err(StepError::from);
-                // Whatever the cycle did, what is set aside stays so. Read
-                // as a plan reads (the ledger's packages in full), not the
-                // whole history: this runs every cycle.
-                let set_aside = store
-                    .plan_facts(
-                        &config.hydra.url,
-                        config.repository(),
-                        PlanScope::new(now, &policy.streak),
-                    )
-                    .and_then(|facts| {
-                        let ledger = store.ledger()?;
-                        Ok(health::set_aside(&crate::policy::assess(
-                            &policy, &facts, &ledger, now,
-                        )))
-                    });
+                // Whatever the cycle did, what is set aside stays so:
+                // assessed from the facts it planned from, with the ledger
+                // (actions, opt-outs) as acting left it, since acting writes
+                // nothing else a plan reads; so the history is read once a
+                // cycle. A package acted on this cycle was listed by that
+                // read, or it would not have been planned.
+                let set_aside = store.ledger().map(|ledger| {
+                    health::set_aside(&crate::policy::assess(&policy, &facts, &ledger, now))
+                });
                 Ok::<_, StepError>((outcome, set_aside))
             })
             .await

@@ -52,6 +52,20 @@ struct Service {
 }
 
 impl Service {
+    /// The service on `config` with an `[daemon]` interval of
+    /// `interval_secs` and `/metrics` on an ephemeral port.
+    fn serving(config: &Path, interval_secs: u64) -> Service {
+        let text = std::fs::read_to_string(config).unwrap();
+        std::fs::write(
+            config,
+            format!(
+                "{text}\n[daemon]\ninterval_secs = {interval_secs}\nunhealthy_after_cycles = 3\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
+            ),
+        )
+        .unwrap();
+        Service::spawn(Service::command(config))
+    }
+
     fn command(config: &Path) -> Command {
         Service::command_of(Path::new(env!("CARGO_BIN_EXE_hydra-sentinel")), config)
     }
@@ -926,15 +940,7 @@ fn healthz_lists_set_aside_refusals_apart_from_the_last_transient_error() {
         "/repos/NixOS/nixpkgs/issues",
         GitHubFault::Status(502),
     );
-    let config = std::fs::read_to_string(&world.config).unwrap();
-    std::fs::write(
-        &world.config,
-        format!(
-            "{config}\n[daemon]\ninterval_secs = 3600\nunhealthy_after_cycles = 3\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
-        ),
-    )
-    .unwrap();
-    let mut service = Service::spawn(Service::command(&world.config));
+    let mut service = Service::serving(&world.config, 3600);
     let addr = service.addr();
     let (status, body, health) = wait_until(
         Duration::from_secs(60),
@@ -980,6 +986,91 @@ fn healthz_lists_set_aside_refusals_apart_from_the_last_transient_error() {
             "{body}"
         );
     }
+    service.stop();
+}
+
+/// `/healthz`'s set-aside list is what the cycle that just ended leaves: a
+/// pull request GitHub refuses during the service's own first cycle is
+/// listed at that cycle's end, although the cycle read the history before
+/// acting, and read it only once.
+#[test]
+fn healthz_lists_what_this_very_cycle_set_aside_reading_the_history_once() {
+    use crate::act::World;
+
+    let world = World::refusing_pull_requests();
+    let pulls_before = world
+        .github
+        .requests_to("POST", "/repos/NixOS/nixpkgs/pulls");
+    assert!(
+        pulls_before.is_empty(),
+        "the notice's cycle opens no pull request: {pulls_before:?}"
+    );
+    let mut service = Service::serving(&world.config, 4);
+    let addr = service.addr();
+    let healthz = || {
+        let (_, body) = get(addr, "/healthz");
+        let health: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("/healthz is not JSON ({e}): {body}"));
+        (body, health)
+    };
+    let set_aside = |health: &serde_json::Value| -> Vec<String> {
+        let mut attrs: Vec<String> = health["set_aside"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["attr"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        attrs.sort();
+        attrs
+    };
+
+    let (body, health) = wait_until(
+        Duration::from_secs(90),
+        "the service's first cycle to end",
+        || service.context(),
+        || {
+            let (body, health) = healthz();
+            (health["cycles"] == 1).then_some((body, health))
+        },
+    );
+    assert!(
+        !world
+            .github
+            .requests_to("POST", "/repos/NixOS/nixpkgs/pulls")
+            .is_empty(),
+        "the service's first cycle should have tried to open the mark's pull request: {body}"
+    );
+    assert_eq!(
+        set_aside(&health),
+        ["frobnicate", "hello"],
+        "what GitHub refused in this very cycle, listed at its end: {body}"
+    );
+
+    // Between cycles, the plan's reads of the history number the cycles.
+    let (cycles, reads, metrics) = wait_until(
+        Duration::from_secs(30),
+        "a moment between two later cycles",
+        || service.context(),
+        || {
+            let (_, before) = healthz();
+            let metrics = get(addr, "/metrics").1;
+            let (_, after) = healthz();
+            let between = before["phase"] == "waiting"
+                && after["phase"] == "waiting"
+                && before["cycles"] == after["cycles"]
+                && after["cycles"].as_u64() >= Some(2);
+            let reads = metric(
+                &metrics,
+                "hydra_sentinel_plan_read_seconds_count{for=\"plan\"}",
+            );
+            between.then(|| (after["cycles"].as_u64().unwrap_or_default(), reads, metrics))
+        },
+    );
+    assert_eq!(
+        reads,
+        Some(cycles as f64),
+        "one read of the history per cycle:\n{metrics}"
+    );
     service.stop();
 }
 
