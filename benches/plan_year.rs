@@ -13,6 +13,11 @@
 //!   written; wall time, CPU time and its parts), next to the same site from
 //!   the whole history (what it read before), the two sites checked to be
 //!   byte for byte the same;
+//! - what publishing the report again writes (the daemon's `site::load` +
+//!   `site::publish` into the site just written): (a) a cycle later with
+//!   nothing new stored, (b) after one more eval; CPU time, and the files
+//!   and bytes written (files of the site that are new inodes: a page kept
+//!   as it was is not written);
 //! - the real release binary's `plan` (wall time and peak RSS, VmHWM);
 //! - the database's size.
 //!
@@ -90,7 +95,7 @@ fn main() {
     );
     let _ = writeln!(
         out,
-        "  evals  write (s)  first plan (s)  plan step (s)  its CPU (s)  of it reading (s)  jobs listed  step peak (MB)  whole-history plan (s)  report step (s)  its CPU (s)  reading (s)  model (s)  render (s)  pages  site (MB)  whole-history report (s)  binary plan (s)  binary peak RSS (MB)  database (MB)"
+        "  evals  write (s)  first plan (s)  plan step (s)  its CPU (s)  of it reading (s)  jobs listed  step peak (MB)  whole-history plan (s)  report step (s)  its CPU (s)  reading (s)  model (s)  render (s)  pages  site (MB)  whole-history report (s)  (a) same: CPU (s)  files  MB  (b) one eval: CPU (s)  files  MB  binary plan (s)  binary peak RSS (MB)  database (MB)"
     );
     for checkpoint in CHECKPOINTS.into_iter().filter(|c| *c <= last_checkpoint) {
         let start = Instant::now();
@@ -154,12 +159,23 @@ fn main() {
             dir.path(),
             now,
         );
+        let loaded = Config::load(&config).unwrap();
+        let site = dir.path().join("site");
+        // (a) The next cycle, nothing new stored.
+        let same = republish(&reader, &loaded, &policy, &site, now + 900);
         drop(reader);
+        // Before (b) adds an eval: a plan as of a `now` before the newest
+        // eval is a replay, which reads the whole history.
         let (binary, peak_kb) = plan_binary(&config, now);
         let size = file_size(&db) + file_size(&db.with_extension("sqlite-wal"));
+        // (b) The cycle after one new eval.
+        year.write_eval(&mut store, &trunk).unwrap();
+        let reader = Store::open(&db).unwrap();
+        let one_eval = republish(&reader, &loaded, &policy, &site, year.newest_time() + 3600);
+        drop(reader);
         let _ = writeln!(
             out,
-            "  {checkpoint:>5}  {:>9.1}  {:>14.3}  {:>13.3}  {:>11.3}  {:>17.3}  {listed:>11}  {:>14.1}  {:>22.3}  {:>15.3}  {:>11.3}  {:>11.3}  {:>9.3}  {:>10.3}  {:>5}  {:>9.1}  {:>24.3}  {:>15.3}  {:>20.1}  {:>13.1}",
+            "  {checkpoint:>5}  {:>9.1}  {:>14.3}  {:>13.3}  {:>11.3}  {:>17.3}  {listed:>11}  {:>14.1}  {:>22.3}  {:>15.3}  {:>11.3}  {:>11.3}  {:>9.3}  {:>10.3}  {:>5}  {:>9.1}  {:>24.3}  {:>17.3}  {:>5}  {:>6.1}  {:>21.3}  {:>5}  {:>6.1}  {:>15.3}  {:>20.1}  {:>13.1}",
             write.as_secs_f64(),
             first.as_secs_f64(),
             step.as_secs_f64(),
@@ -175,6 +191,12 @@ fn main() {
             report.pages,
             report.bytes as f64 / 1e6,
             report.whole.as_secs_f64(),
+            same.cpu.as_secs_f64(),
+            same.files,
+            same.bytes as f64 / 1e6,
+            one_eval.cpu.as_secs_f64(),
+            one_eval.files,
+            one_eval.bytes as f64 / 1e6,
             binary.as_secs_f64(),
             peak_kb as f64 / 1024.0,
             size as f64 / 1e6,
@@ -247,6 +269,60 @@ fn report_step(store: &Store, config: &Config, policy: &Policy, dir: &Path, now:
         pages: scoped.len(),
         bytes: scoped.iter().map(|f: &SiteFile| f.bytes.len()).sum(),
     }
+}
+
+/// What publishing the site again wrote.
+struct Republished {
+    cpu: Duration,
+    /// Files of the new site that are new inodes, and their bytes.
+    files: usize,
+    bytes: u64,
+}
+
+/// The daemon's report step (`site::load`, `site::publish`) into `site`,
+/// which holds an earlier site. A file counts as written when its inode is
+/// not one the site held before (a page kept as it was keeps its inode).
+fn republish(
+    store: &Store,
+    config: &Config,
+    policy: &Policy,
+    site: &Path,
+    now: i64,
+) -> Republished {
+    let before: std::collections::HashSet<u64> =
+        site_files(site).into_iter().map(|f| f.0).collect();
+    let cpu_start = common::thread_cpu();
+    let snapshot = site::load(store, config, policy.clone(), None, now).unwrap();
+    site::publish(site, &snapshot).unwrap();
+    let cpu = common::thread_cpu() - cpu_start;
+    let written: Vec<(u64, u64)> = site_files(site)
+        .into_iter()
+        .filter(|(inode, _)| !before.contains(inode))
+        .collect();
+    Republished {
+        cpu,
+        files: written.len(),
+        bytes: written.iter().map(|(_, len)| len).sum(),
+    }
+}
+
+/// The inode and size of every file of a site (its top and its folders).
+fn site_files(site: &Path) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut files = Vec::new();
+    for folder in [
+        site.to_owned(),
+        site.join("packages"),
+        site.join("maintainers"),
+    ] {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let meta = entry.unwrap().metadata().unwrap();
+            if meta.is_file() {
+                files.push((meta.ino(), meta.len()));
+            }
+        }
+    }
+    files
 }
 
 /// A `kB` figure of this process's `/proc/self/status`.
