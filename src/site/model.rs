@@ -156,8 +156,8 @@ pub struct MaintainerPage {
 /// Everything the site shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Model {
-    /// What the results are from: the newest eval stored at the moment
-    /// described, with its jobset and time. Not the render clock: a page
+    /// What the results are from: each jobset's newest eval stored at the
+    /// moment described, with its time. Not the render clock: a page
     /// changes only when what it shows does, so it is written only then
     /// (see `write.rs`).
     pub results: String,
@@ -565,20 +565,30 @@ impl Builder<'_> {
         }
     }
 
-    /// The newest eval at or before the moment described, in words.
+    /// Each jobset's newest eval at or before the moment described, in
+    /// words, in the configured order: with trunk and a staging branch, a
+    /// reader sees how fresh each is (the newest of all alone would hide a
+    /// jobset Hydra stopped evaluating).
     fn results(&self) -> String {
-        self.facts
+        let newest: Vec<String> = self
+            .facts
             .jobsets
             .iter()
             .filter_map(|js| {
                 let eval = &js.evals[cutoff(js, self.assessment.now)? as usize];
-                Some((eval.timestamp, eval.id, js))
+                Some(format!(
+                    "eval {} of {} ({})",
+                    eval.id,
+                    js.jobset,
+                    time(eval.timestamp)
+                ))
             })
-            .max_by_key(|(timestamp, id, _)| (*timestamp, *id))
-            .map_or_else(
-                || "no eval yet".to_owned(),
-                |(timestamp, id, js)| format!("eval {id} of {} ({})", js.jobset, time(timestamp)),
-            )
+            .collect();
+        if newest.is_empty() {
+            "no eval yet".to_owned()
+        } else {
+            newest.join("; ")
+        }
     }
 
     pub fn build(&self) -> Model {

@@ -114,6 +114,43 @@ fn a_package_page_shows_history_next_step_and_victims() {
 }
 
 #[test]
+fn every_page_says_how_fresh_each_jobset_is() {
+    let mut snapshot = snapshot();
+    let trunk = snapshot.facts.jobsets[0].clone();
+    // staging-next's newest eval is five days older than trunk's: Hydra
+    // stopped evaluating it, which a stamp naming only the newest of all
+    // would hide.
+    let staging = crate::policy::JobsetFacts {
+        jobset: crate::config::JobsetRef {
+            project: "nixpkgs".into(),
+            jobset: "staging-next".into(),
+        },
+        evals: trunk.evals[..3]
+            .iter()
+            .map(|e| EvalPoint {
+                id: e.id + 1000,
+                ..e.clone()
+            })
+            .collect(),
+        jobs: vec![job("fine", "x86_64-linux", vec![run(0, 2, 40, 0, 12)])],
+        ..trunk
+    };
+    snapshot.facts.jobsets.push(staging);
+    let files = render_model(&model(&snapshot)).unwrap();
+    for file in files.iter().filter(|f| f.path.ends_with(".html")) {
+        let html = std::str::from_utf8(&file.bytes).unwrap();
+        assert!(
+            html.contains(
+                "up to eval 1007 of nixpkgs:trunk (2025-11-08T12:26:40Z); \
+                 eval 2002 of nixpkgs:staging-next (2025-11-03T12:26:40Z) ·"
+            ),
+            "{}: each jobset's newest eval is named: {html}",
+            file.path
+        );
+    }
+}
+
+#[test]
 fn the_index_comes_in_three_sort_orders_and_links_them() {
     let files = render_model(&model(&snapshot())).unwrap();
     for name in ["index.html", "by-platforms.html", "by-blast-radius.html"] {
