@@ -1245,18 +1245,86 @@ fn a_refused_edit_is_listed_only_while_its_failure_lasts() {
     );
 }
 
+/// A branch only watched, or a platform the package left, is no part of
+/// the failure the policy acts on: once trunk builds again, its refused
+/// edit is no longer listed, though the branch still fails.
 #[test]
-fn a_refused_edit_of_a_package_failing_everywhere_is_not_listed_once_it_builds_again() {
+fn a_refused_edit_is_not_listed_once_trunk_builds_again_though_a_watched_branch_still_fails() {
     let failing_until_day_30 = format!("OOOOO{}{}", "F".repeat(25), "O".repeat(11));
     let mut js = trunk(41);
     js.jobs.push(job("grafx", LINUX, &failing_until_day_30));
     js.jobs.push(job("grafx", ARM, &failing_until_day_30));
+    // Left trunk on day 15 while failing.
+    js.jobs
+        .push(job("grafx", DARWIN, &format!("OOOOO{}", "F".repeat(10))));
+    let mut staging = branch("staging-next", 41);
+    staging
+        .jobs
+        .push(job("grafx", LINUX, &format!("OOOOO{}", "F".repeat(36))));
     let ledger = refused_on_day_20(&[ARM, LINUX], "GitHub refused it as invalid (422)");
     assert_eq!(
-        refused_of_grafx(&facts(vec![js]), &ledger, day(40) + 3600),
-        Vec::<i64>::new(),
-        "grafx builds again everywhere since day 30"
+        refused_of_grafx(&facts(vec![js.clone()]), &ledger, day(25) + 3600),
+        [1],
+        "on day 25 the refusal belongs to the failure going on"
     );
+    assert_eq!(
+        refused_of_grafx(&facts(vec![js, staging]), &ledger, day(40) + 3600),
+        Vec::<i64>::new(),
+        "grafx builds again on trunk since day 30; staging-next is only watched \
+         and {DARWIN} left trunk"
+    );
+}
+
+/// Whether a step covers every platform is asked of every jobset the policy
+/// acts on together: a package may fail in one and build in another.
+#[test]
+fn a_package_building_in_another_acted_on_jobset_is_not_marked_everywhere() {
+    let policy = policy_with("[scope]\nact_on = [\"nixpkgs:trunk\", \"nixpkgs:staging-next\"]\n");
+    let mut js = trunk(12);
+    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(12)));
+    js.jobs.push(job("grafx", ARM, &breaks_on_day_5(12)));
+    let mut staging = branch("staging-next", 12);
+    staging.jobs.push(job("grafx", DARWIN, &"O".repeat(12)));
+    let p = plan(
+        &policy,
+        &facts(vec![js, staging]),
+        &Ledger::default(),
+        day(11) + 3600,
+    );
+    let notice = p
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::Notify)
+        .unwrap_or_else(|| panic!("{}", p.to_text()));
+    let mark = notice
+        .evidence
+        .schedule
+        .iter()
+        .find(|s| s.kind == ActionKind::MarkBroken)
+        .unwrap_or_else(|| panic!("a mark is scheduled: {}", p.to_text()));
+    assert_eq!(mark.systems, [ARM, LINUX], "{mark:?}");
+    assert!(
+        !mark.all_platforms,
+        "grafx builds on {DARWIN} in staging-next, which the policy acts on too: {mark:?}"
+    );
+}
+
+/// A package Hydra builds on one platform only is marked broken on every
+/// platform when it fails there: the notice announces the edit the mark
+/// makes (`meta.broken = true`), not a mark "on those platforms only".
+#[test]
+fn a_package_built_on_one_platform_is_announced_and_marked_everywhere() {
+    let policy = nixpkgs_policy();
+    let mut js = trunk(70);
+    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(70)));
+    let mark = mark_scheduled_by_the_notice(&policy, js.clone(), day(11) + 3600);
+    assert!(mark.all_platforms, "{mark:?}");
+    let (events, _, _) = replay(&policy, &facts(vec![js]), Ledger::default(), 0, 69, None);
+    let marked = events
+        .iter()
+        .find(|e| e.kind == ActionKind::MarkBroken)
+        .unwrap_or_else(|| panic!("grafx is marked:\n{}", timeline(&events)));
+    assert!(marked.all_platforms, "{}", timeline(&events));
 }
 
 /// The ids of `grafx`'s refused edits that an assessment as of `now` lists.

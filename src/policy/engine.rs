@@ -143,9 +143,10 @@ pub struct AttrAssessment {
     /// Edits of this failure the nixpkgs editor refused (the newest first):
     /// they have to be made by hand.
     pub refused: Vec<ActionRecord>,
-    /// The platforms it builds on in a jobset the policy acts on, besides
-    /// those of `jobs` (sorted): no step covers them, so none of its steps
-    /// covers "every platform".
+    /// The platforms it is present on without failing (built, or not built
+    /// yet) in a jobset the policy acts on, besides those of `jobs`
+    /// (sorted): no step covers them, so none of its steps covers "every
+    /// platform".
     pub builds_elsewhere: Vec<String>,
 }
 
@@ -307,9 +308,8 @@ struct Selected<'a> {
 #[derive(Default)]
 struct Scan<'a> {
     selected: Vec<Selected<'a>>,
-    /// Jobs present and building whose package has a selected job:
-    /// (jobset, attribute, system).
-    building: Vec<(usize, &'a str, &'a str)>,
+    /// Per jobset, by job index: whether the job is among `selected`.
+    kept: Vec<Vec<bool>>,
     holds: Vec<Hold>,
     branch_holds: Vec<Hold>,
     transitions: Vec<Transition>,
@@ -382,9 +382,10 @@ impl<'a> Ctx<'a> {
         for (ji, js) in self.facts.jobsets.iter().enumerate() {
             self.scan_jobset(ji, js, &mut scan);
         }
+        let building = self.building_elsewhere(&scan.selected, &scan.kept);
         let Scan {
             selected,
-            building,
+            kept: _,
             holds,
             branch_holds,
             mut transitions,
@@ -428,9 +429,12 @@ impl<'a> Ctx<'a> {
                 jobset: Some(js.jobset.clone()),
                 ..JobsetTotals::default()
             });
+            scan.kept.push(Vec::new());
             return;
         };
-        let jobs = self.scan_jobs(ji, js, cutoff, &mut scan.selected, &mut scan.building);
+        let mut kept = vec![false; js.jobs.len()];
+        let jobs = self.scan_jobs(ji, js, cutoff, &mut scan.selected, &mut kept);
+        scan.kept.push(kept);
         let JobsScan {
             mut totals,
             newly,
@@ -472,15 +476,14 @@ impl<'a> Ctx<'a> {
 
     /// Every job of a jobset at `cutoff`: counted in the totals, and kept
     /// (`selected`) when it fails, flips, waits for its cause or the ledger
-    /// speaks of it; and noted (`building`) when it builds and another job
-    /// of its package is kept.
+    /// speaks of it (then flagged in `kept`, by job index).
     fn scan_jobs(
         &self,
         ji: usize,
         js: &'a JobsetFacts,
         cutoff: u32,
         selected: &mut Vec<Selected<'a>>,
-        building: &mut Vec<(usize, &'a str, &'a str)>,
+        kept: &mut [bool],
     ) -> JobsScan<'a> {
         let ledger_attrs = &self.by_attr;
         let mut t = JobsetTotals {
@@ -494,8 +497,6 @@ impl<'a> Ctx<'a> {
         let mut roots_at: HashMap<(&'a str, u32), Vec<&'a str>> = HashMap::new();
         let mut victims: Vec<(&'a JobFacts, u32, i64)> = Vec::new();
         let mut groups: BTreeMap<(u32, u32), Vec<(String, String)>> = BTreeMap::new();
-        let selected_before = selected.len();
-        let mut kept = vec![false; js.jobs.len()];
         for (index, job) in js.jobs.iter().enumerate() {
             for r in &job.runs {
                 if r.first <= cutoff && r.class() == StatusClass::Failing {
@@ -562,23 +563,6 @@ impl<'a> Ctx<'a> {
                 });
             }
         }
-        // Where a kept job's package still builds: which platforms a step
-        // covers, "every platform" or some, depends on it (a first notice
-        // otherwise announces a mark everywhere for a package failing on
-        // two of its three platforms). Only noted: assessing each such job
-        // would cost as much as the failing ones.
-        let kept_attrs: HashSet<&str> = selected[selected_before..]
-            .iter()
-            .map(|s| s.job.attr.as_str())
-            .collect();
-        for (index, job) in js.jobs.iter().enumerate() {
-            if kept[index] || !kept_attrs.contains(job.attr.as_str()) {
-                continue;
-            }
-            if view(&job.runs, cutoff, &self.policy.streak).is_some_and(|v| v.present) {
-                building.push((ji, job.attr.as_str(), job.system.as_str()));
-            }
-        }
         t.jobs += js.unlisted_building;
         let mut running = 0i64;
         for (i, e) in js.evals[..n_evals].iter().enumerate() {
@@ -628,6 +612,39 @@ impl<'a> Ctx<'a> {
             },
         })
     }
+    /// Where the packages of the kept jobs are present without failing, in
+    /// the jobsets the policy acts on, as (attribute, system): which
+    /// platforms a step covers, "every platform" or some, depends on it (a
+    /// first notice otherwise announces a mark everywhere for a package
+    /// failing on two of its three platforms). A package failing in one
+    /// jobset may build in another, so this looks across every jobset once
+    /// all are scanned. Only noted: assessing each such job would cost as
+    /// much as the failing ones.
+    fn building_elsewhere(
+        &self,
+        selected: &[Selected<'a>],
+        kept: &[Vec<bool>],
+    ) -> Vec<(&'a str, &'a str)> {
+        let kept_attrs: HashSet<&str> = selected.iter().map(|s| s.job.attr.as_str()).collect();
+        let mut building = Vec::new();
+        for (js, kept) in self.facts.jobsets.iter().zip(kept) {
+            if !self.policy.acts_on(&js.jobset) {
+                continue;
+            }
+            let Some(cutoff) = cutoff(js, self.now) else {
+                continue;
+            };
+            for (job, kept) in js.jobs.iter().zip(kept) {
+                if *kept || !kept_attrs.contains(job.attr.as_str()) {
+                    continue;
+                }
+                if view(&job.runs, cutoff, &self.policy.streak).is_some_and(|v| v.present) {
+                    building.push((job.attr.as_str(), job.system.as_str()));
+                }
+            }
+        }
+        building
+    }
 
     /// The selected jobs assessed per attribute (those the ledger speaks
     /// of too), and the roots others fail because of, the most depended on
@@ -635,14 +652,12 @@ impl<'a> Ctx<'a> {
     fn per_attribute(
         &self,
         selected: Vec<Selected<'a>>,
-        building: &[(usize, &'a str, &'a str)],
+        building: &[(&'a str, &'a str)],
         victim_roots: &HashMap<(usize, &'a str, &'a str), RootGuess>,
     ) -> (BTreeMap<String, AttrAssessment>, Vec<RootImpact>) {
         let mut builds_on: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (ji, attr, system) in building {
-            if self.policy.acts_on(&self.facts.jobsets[*ji].jobset) {
-                builds_on.entry(attr).or_default().push(system);
-            }
+        for (attr, system) in building {
+            builds_on.entry(attr).or_default().push(system);
         }
         let mut grouped: BTreeMap<&str, Vec<Selected<'a>>> = BTreeMap::new();
         for s in selected {
@@ -978,11 +993,13 @@ impl<'a> Ctx<'a> {
     ) -> AttrAssessment {
         let protected = self.policy.is_protected(attr);
         let opted_out = self.opt_out_in_force(attr);
-        // When the failure going on began: a platform that builds (however
-        // long) is no part of it, or an edit refused in a failure that
-        // ended would still be listed as set aside.
+        // When the failure going on began, where the policy acts: a
+        // platform that builds (however long), a job that left and a
+        // jobset only watched are no part of it, or an edit refused in a
+        // failure that ended would still be listed as set aside.
         let earliest = jobs
             .iter()
+            .filter(|j| j.present && !matches!(j.rule, Rule::Watched))
             .filter(|j| j.flaky || j.streak_class != Some(StatusClass::Ok))
             .filter_map(|j| j.since_ts)
             .min()
@@ -1275,15 +1292,8 @@ fn attr_schedule(
     marked: Option<&ActionRecord>,
 ) -> Vec<ScheduledStep> {
     let mut schedule = merge_schedules(jobs.iter().flat_map(|j| j.schedule.iter()));
-    let built: BTreeSet<&str> = jobs
-        .iter()
-        .filter(|j| j.present && !matches!(j.rule, Rule::Watched))
-        .map(|j| j.system.as_str())
-        .chain(builds_elsewhere.iter().map(String::as_str))
-        .collect();
     for step in &mut schedule {
-        step.all_platforms =
-            built.len() > 1 && built.iter().all(|s| step.systems.iter().any(|x| x == s));
+        step.all_platforms = covers_every_platform(jobs, builds_elsewhere, &step.systems);
     }
     if let Some(n) =
         next.filter(|n| n.kind == ActionKind::Retire || n.step.as_deref() == Some("retire-warning"))
@@ -1731,20 +1741,14 @@ fn package_action(
     dues: &[&Due],
     now: i64,
 ) -> (i64, Action) {
-    let jobs: Vec<&JobAssessment> = attr
+    let due_systems: BTreeSet<String> = dues.iter().filter_map(|d| d.system.clone()).collect();
+    let acted: Vec<&JobAssessment> = attr
         .jobs
         .iter()
-        .filter(|j| !matches!(j.rule, Rule::Watched))
-        .collect();
-    let due_systems: BTreeSet<String> = dues.iter().filter_map(|d| d.system.clone()).collect();
-    let acted: Vec<&JobAssessment> = jobs
-        .iter()
-        .copied()
-        .filter(|j| due_systems.contains(&j.system))
+        .filter(|j| !matches!(j.rule, Rule::Watched) && due_systems.contains(&j.system))
         .collect();
     let ledger_ids: Vec<i64> = dues.iter().flat_map(|d| d.ledger.clone()).collect();
-    let (systems, all_platforms) =
-        platforms_of(ledger, attr, &jobs, kind, due_systems, &ledger_ids);
+    let (systems, all_platforms) = platforms_of(ledger, attr, kind, due_systems, &ledger_ids);
     let oldest = acted.iter().filter_map(|j| j.since_ts).min().unwrap_or(now);
     let reason = reason_for(
         attr,
@@ -1768,6 +1772,31 @@ fn package_action(
     (oldest, action)
 }
 
+/// Whether a step on `systems` leaves the package marked broken on every
+/// platform it is built on in the jobsets the policy acts on: each such
+/// platform (its present jobs not only watched, and `builds_elsewhere`) is
+/// among `systems` or marked already. The notice that announces a mark and
+/// the mark itself both ask this, so they cannot disagree; a package built
+/// on one platform only is marked on every platform when it fails there.
+fn covers_every_platform(
+    jobs: &[JobAssessment],
+    builds_elsewhere: &[String],
+    systems: &[String],
+) -> bool {
+    let marked = |system: &str| {
+        jobs.iter()
+            .any(|j| j.system == system && matches!(&j.rule, Rule::Ladder(s) if s.mark.is_some()))
+    };
+    let mut built = jobs
+        .iter()
+        .filter(|j| j.present && !matches!(j.rule, Rule::Watched))
+        .map(|j| j.system.as_str())
+        .chain(builds_elsewhere.iter().map(String::as_str))
+        .peekable();
+    built.peek().is_some()
+        && built.all(|system| systems.iter().any(|s| s == system) || marked(system))
+}
+
 /// The platforms an action is about, and whether they are all of the
 /// package's. A mark covers every platform when the others it is built on
 /// are marked already; a step due on no platform of its own (a reminder
@@ -1775,7 +1804,6 @@ fn package_action(
 fn platforms_of(
     ledger: &Ledger,
     attr: &AttrAssessment,
-    jobs: &[&JobAssessment],
     kind: ActionKind,
     due_systems: BTreeSet<String>,
     ledger_ids: &[i64],
@@ -1783,20 +1811,7 @@ fn platforms_of(
     let mut systems: Vec<String> = due_systems.into_iter().collect();
     let mut all_platforms = false;
     if kind == ActionKind::MarkBroken {
-        let already: BTreeSet<&str> = attr
-            .jobs
-            .iter()
-            .filter_map(|j| match &j.rule {
-                Rule::Ladder(s) if s.mark.is_some() => Some(j.system.as_str()),
-                _ => None,
-            })
-            .collect();
-        all_platforms = jobs
-            .iter()
-            .filter(|j| j.present)
-            .map(|j| &j.system)
-            .chain(&attr.builds_elsewhere)
-            .all(|system| systems.contains(system) || already.contains(system.as_str()));
+        all_platforms = covers_every_platform(&attr.jobs, &attr.builds_elsewhere, &systems);
     }
     if systems.is_empty()
         && let Some(rec) = ledger_ids
