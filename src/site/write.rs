@@ -10,8 +10,9 @@
 //! live site's file of that name: a site whose every file is the same (and
 //! nothing else in it) is left alone (nothing written, no swap); otherwise
 //! the staging directory gets a hard link to each live file whose bytes are
-//! the same and a new file only for the others, and is swapped in as
-//! before. Comparing with the live site itself, rather than with a
+//! the same (compared through the link, so that a page another writer
+//! swapped in meanwhile is never kept by mistake) and a new file only for
+//! the others, and is swapped in as before. Comparing with the live site itself, rather than with a
 //! fingerprint of the inputs kept beside it, needs no state that could
 //! disagree with the site (after a crash, a hand edit, a lost file: what
 //! differs is written), and sees every change whatever caused it (the
@@ -187,6 +188,26 @@ impl Live {
     }
 }
 
+/// Link the live file `live` as `staged` if it holds exactly `bytes`; false
+/// (and nothing at `staged`) otherwise. The bytes are compared through the
+/// link, so the file kept is the very file compared: another writer (a
+/// `report` run by hand beside the service) may swap its own site in at any
+/// moment, and a page of its render must not slip into this one. A link can
+/// also fail where writing would not (a file system without hard links, a
+/// live file removed meanwhile).
+fn link_if_same(live: &Path, staged: &Path, bytes: &[u8]) -> bool {
+    if std::fs::hard_link(live, staged).is_err() {
+        return false;
+    }
+    let same = std::fs::symlink_metadata(staged)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o7777 == 0o644)
+        && std::fs::File::open(staged).is_ok_and(|file| same_bytes(file, bytes));
+    if !same {
+        let _ = std::fs::remove_file(staged);
+    }
+    same
+}
+
 /// Whether `file` holds exactly `bytes`, read in pieces up to the first
 /// difference: after a new eval most pages differ in their header already.
 fn same_bytes(mut file: std::fs::File, bytes: &[u8]) -> bool {
@@ -231,13 +252,14 @@ pub fn write_site(dir: &Path, files: &[SiteFile]) -> Result<WriteStats, SiteErro
             tidy: false,
         }
     };
-    let same: Vec<bool> = files
-        .iter()
-        .zip(&relative)
-        .map(|(f, r)| live.holds(dir, &f.path, r, &f.bytes))
-        .collect();
     let mut stats = WriteStats::default();
-    if live.tidy && live.files.len() == files.len() && same.iter().all(|s| *s) {
+    if live.tidy
+        && live.files.len() == files.len()
+        && files
+            .iter()
+            .zip(&relative)
+            .all(|(f, r)| live.holds(dir, &f.path, r, &f.bytes))
+    {
         stats.kept = files.len();
         return Ok(stats);
     }
@@ -258,11 +280,10 @@ pub fn write_site(dir: &Path, files: &[SiteFile]) -> Result<WriteStats, SiteErro
         std::fs::set_permissions(&path, dir_mode.clone())
             .map_err(io(&path, "setting permissions"))?;
     }
-    for ((file, relative), same) in files.iter().zip(&relative).zip(same) {
+    for (file, relative) in files.iter().zip(&relative) {
         let path = top.join(relative);
-        // A link can fail where writing would not (a file system without
-        // hard links, a live file removed meanwhile by another writer).
-        if same && std::fs::hard_link(dir.join(relative), &path).is_ok() {
+        let same_size = live.files.get(&file.path) == Some(&(file.bytes.len() as u64));
+        if same_size && link_if_same(&dir.join(relative), &path, &file.bytes) {
             stats.kept += 1;
         } else {
             write_file(&path, &file.bytes)?;
@@ -362,8 +383,18 @@ fn swap_by_renames(
     let old = aside.path().join("site");
     std::fs::rename(dir, &old).map_err(io(dir, "moving the old site aside"))?;
     if let Err(e) = std::fs::rename(staging.path(), dir) {
-        let _ = std::fs::rename(&old, dir);
-        return Err(io(dir, "moving the new site into place")(e));
+        if std::fs::rename(&old, dir).is_ok() {
+            return Err(io(dir, "moving the new site into place")(e));
+        }
+        // Neither site is in place: keep both rather than remove them with
+        // their folders; the next write puts a site in place and removes
+        // them once an hour old (`remove_leftovers`).
+        let (old, new) = (aside.keep(), staging.keep());
+        tracing::error!(old = %old.display(), new = %new.display(), "neither the new site nor the old one could be put in place; both are kept beside it");
+        return Err(io(
+            dir,
+            "moving the new site into place (nor could the old one be put back: both are kept beside it)",
+        )(e));
     }
     drop(staging);
     drop(aside);
@@ -388,6 +419,43 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn a_live_page_is_kept_only_if_the_very_file_linked_holds_the_new_bytes() {
+        use std::os::unix::fs::MetadataExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let live = |name: &str, text: &str, mode: u32| {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        let staged = |name: &str| tmp.path().join(format!("staged-{name}"));
+
+        let same = live("same.html", "new bytes", 0o644);
+        assert!(link_if_same(&same, &staged("same"), b"new bytes"));
+        assert_eq!(
+            std::fs::metadata(staged("same")).unwrap().ino(),
+            std::fs::metadata(&same).unwrap().ino(),
+            "the live file is shared, not copied"
+        );
+
+        // What another writer swapped in after the live site was read: the
+        // same size, other bytes.
+        let other = live("other.html", "old bytes", 0o644);
+        assert!(!link_if_same(&other, &staged("other"), b"new bytes"));
+        assert!(!staged("other").exists(), "no link is left behind");
+
+        let edited = live("edited.html", "new bytes", 0o600);
+        assert!(!link_if_same(&edited, &staged("edited"), b"new bytes"));
+        assert!(
+            !staged("edited").exists(),
+            "a page made private is not shared"
+        );
+
+        let gone = tmp.path().join("gone.html");
+        assert!(!link_if_same(&gone, &staged("gone"), b"new bytes"));
     }
 
     #[test]
