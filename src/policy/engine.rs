@@ -1756,7 +1756,10 @@ fn package_action(
         step.as_deref(),
         &systems,
         all_platforms,
-        (now - oldest) / DAY,
+        // Calendar days (UTC), as the site's age column counts them: the
+        // number turns over at midnight for every package at once, not at
+        // each failure's own hour (a page would change mid-day for it).
+        now.div_euclid(DAY) - oldest.div_euclid(DAY),
     );
     let evidence = package_evidence(policy, attr, kind, pr, &acted, ledger_ids);
     let action = Action {

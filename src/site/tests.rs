@@ -268,6 +268,23 @@ mod republished {
     }
 
     #[test]
+    fn an_hour_later_past_the_hour_a_failure_began_writes_no_page() {
+        // libfoo began failing at 12:26:40 on day 2; from 12:00 to 13:00 on
+        // day 8 no eval comes, and the day counts turn over only at midnight.
+        let at = |hour: i64| Snapshot {
+            now: START.div_euclid(DAY) * DAY + 8 * DAY + hour * 3600,
+            ..snapshot()
+        };
+        let files = render_model(&model(&at(12))).unwrap();
+        let libfoo = page(&files, &package_href("libfoo"));
+        assert!(
+            libfoo.contains("for 6 days"),
+            "libfoo's planned step counts calendar days: {libfoo}"
+        );
+        assert_eq!(changed(&at(12), &at(13)), Vec::<String>::new());
+    }
+
+    #[test]
     fn a_day_later_every_page_says_the_day_its_steps_were_planned() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("site");
