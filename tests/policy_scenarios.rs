@@ -1167,10 +1167,10 @@ fn a_first_enable_with_a_backlog_posts_at_most_the_daily_ceiling_oldest_first() 
 /// The mark that the first notice planned as of `now` announces.
 fn mark_scheduled_by_the_notice(
     policy: &hydra_sentinel::policy::Policy,
-    js: hydra_sentinel::policy::JobsetFacts,
+    jobsets: Vec<hydra_sentinel::policy::JobsetFacts>,
     now: i64,
 ) -> hydra_sentinel::policy::plan::ScheduledStep {
-    let p = plan(policy, &facts(vec![js]), &Ledger::default(), now);
+    let p = plan(policy, &facts(jobsets), &Ledger::default(), now);
     let notice = p
         .actions
         .iter()
@@ -1181,7 +1181,7 @@ fn mark_scheduled_by_the_notice(
         .schedule
         .iter()
         .find(|s| s.kind == ActionKind::MarkBroken)
-        .expect("a mark is scheduled")
+        .unwrap_or_else(|| panic!("a mark is scheduled: {}", p.to_text()))
         .clone()
 }
 
@@ -1191,7 +1191,7 @@ fn a_mark_scheduled_for_every_failing_platform_says_every_platform() {
     let mut js = trunk(12);
     js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(12)));
     js.jobs.push(job("grafx", ARM, &breaks_on_day_5(12)));
-    let mark = mark_scheduled_by_the_notice(&policy, js, day(11) + 3600);
+    let mark = mark_scheduled_by_the_notice(&policy, vec![js], day(11) + 3600);
     assert!(mark.all_platforms, "both built platforms fail: {mark:?}");
 }
 
@@ -1202,7 +1202,7 @@ fn a_notice_for_a_package_failing_on_two_of_its_three_platforms_schedules_the_ma
     js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(12)));
     js.jobs.push(job("grafx", ARM, &breaks_on_day_5(12)));
     js.jobs.push(job("grafx", DARWIN, &"O".repeat(12)));
-    let mark = mark_scheduled_by_the_notice(&policy, js, day(11) + 3600);
+    let mark = mark_scheduled_by_the_notice(&policy, vec![js], day(11) + 3600);
     assert_eq!(mark.systems, [ARM, LINUX], "{mark:?}");
     assert!(
         !mark.all_platforms,
@@ -1285,23 +1285,7 @@ fn a_package_building_in_another_acted_on_jobset_is_not_marked_everywhere() {
     js.jobs.push(job("grafx", ARM, &breaks_on_day_5(12)));
     let mut staging = branch("staging-next", 12);
     staging.jobs.push(job("grafx", DARWIN, &"O".repeat(12)));
-    let p = plan(
-        &policy,
-        &facts(vec![js, staging]),
-        &Ledger::default(),
-        day(11) + 3600,
-    );
-    let notice = p
-        .actions
-        .iter()
-        .find(|a| a.kind == ActionKind::Notify)
-        .unwrap_or_else(|| panic!("{}", p.to_text()));
-    let mark = notice
-        .evidence
-        .schedule
-        .iter()
-        .find(|s| s.kind == ActionKind::MarkBroken)
-        .unwrap_or_else(|| panic!("a mark is scheduled: {}", p.to_text()));
+    let mark = mark_scheduled_by_the_notice(&policy, vec![js, staging], day(11) + 3600);
     assert_eq!(mark.systems, [ARM, LINUX], "{mark:?}");
     assert!(
         !mark.all_platforms,
@@ -1317,7 +1301,7 @@ fn a_package_built_on_one_platform_is_announced_and_marked_everywhere() {
     let policy = nixpkgs_policy();
     let mut js = trunk(70);
     js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(70)));
-    let mark = mark_scheduled_by_the_notice(&policy, js.clone(), day(11) + 3600);
+    let mark = mark_scheduled_by_the_notice(&policy, vec![js.clone()], day(11) + 3600);
     assert!(mark.all_platforms, "{mark:?}");
     let (events, _, _) = replay(&policy, &facts(vec![js]), Ledger::default(), 0, 69, None);
     let marked = events
