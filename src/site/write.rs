@@ -282,8 +282,12 @@ pub fn write_site(dir: &Path, files: &[SiteFile]) -> Result<WriteStats, SiteErro
     }
     for (file, relative) in files.iter().zip(&relative) {
         let path = top.join(relative);
-        let same_size = live.files.get(&file.path) == Some(&(file.bytes.len() as u64));
-        if same_size && link_if_same(&dir.join(relative), &path, &file.bytes) {
+        // Most pages that changed differ in their first lines already (the
+        // eval they are from): read the live file up to there, and link and
+        // compare again only a page that looks the same.
+        if live.holds(dir, &file.path, relative, &file.bytes)
+            && link_if_same(&dir.join(relative), &path, &file.bytes)
+        {
             stats.kept += 1;
         } else {
             write_file(&path, &file.bytes)?;
