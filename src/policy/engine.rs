@@ -612,6 +612,7 @@ impl<'a> Ctx<'a> {
             },
         })
     }
+
     /// Where the packages of the kept jobs are present without failing, in
     /// the jobsets the policy acts on, as (attribute, system): which
     /// platforms a step covers, "every platform" or some, depends on it (a
