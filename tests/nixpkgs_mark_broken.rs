@@ -540,3 +540,99 @@ fn reports_the_line_of_the_new_binding_and_whether_stdenv_was_added() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Platforms beyond Hydra's four, as nixpkgs' `lib.systems` describes them: a merge must
+/// not change what an existing condition says about them.
+const OTHER_PLATFORMS: [(&str, &str); 7] = [
+    (
+        "x86_64-linux",
+        "isLinux = true; isDarwin = false; isx86_64 = true; isAarch64 = false;",
+    ),
+    (
+        "aarch64-linux",
+        "isLinux = true; isDarwin = false; isx86_64 = false; isAarch64 = true;",
+    ),
+    (
+        "x86_64-darwin",
+        "isLinux = false; isDarwin = true; isx86_64 = true; isAarch64 = false;",
+    ),
+    (
+        "aarch64-darwin",
+        "isLinux = false; isDarwin = true; isx86_64 = false; isAarch64 = true;",
+    ),
+    (
+        "i686-linux",
+        "isLinux = true; isDarwin = false; isx86_64 = false; isAarch64 = false;",
+    ),
+    (
+        "riscv64-linux",
+        "isLinux = true; isDarwin = false; isx86_64 = false; isAarch64 = false;",
+    ),
+    (
+        "x86_64-freebsd",
+        "isLinux = false; isDarwin = false; isx86_64 = true; isAarch64 = false;",
+    ),
+];
+
+/// `broken`'s value on `platform` (one of [`OTHER_PLATFORMS`]), by real Nix.
+fn broken_value(expression: &str, platform: &str) -> bool {
+    let attrs = OTHER_PLATFORMS
+        .iter()
+        .find(|(name, _)| *name == platform)
+        .map(|(_, attrs)| attrs)
+        .unwrap();
+    let program = format!(
+        "let stdenv = {{ hostPlatform = {{ {attrs} }}; }}; withArpack = true; in {expression}"
+    );
+    let out = hydra_sentinel::nixpkgs::nix::NixInstantiate::from_path()
+        .expect("nix-instantiate on PATH (apt-get install nix-bin)")
+        .command()
+        .args(["--eval", "--strict", "-E", &program])
+        .output()
+        .expect("running nix-instantiate");
+    let value = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success() && (value == "true" || value == "false"),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    value == "true"
+}
+
+#[test]
+fn a_merged_broken_changes_nothing_but_the_platforms_marked_even_beyond_hydras() {
+    for existing in [
+        "stdenv.hostPlatform.isx86_64",
+        "!stdenv.hostPlatform.isDarwin",
+        "stdenv.hostPlatform.isDarwin && stdenv.hostPlatform.isAarch64",
+        "stdenv.hostPlatform.isLinux || withArpack",
+    ] {
+        for wanted in [
+            "aarch64-linux",
+            "aarch64-linux,x86_64-darwin",
+            "x86_64-linux",
+        ] {
+            let src = format!(
+                "{{ lib, stdenv, withArpack }}:\nstdenv.mkDerivation {{\n  meta = {{\n    description = \"x\";\n    broken = {existing};\n  }};\n}}\n"
+            );
+            let expression = match mark_broken(
+                &src,
+                Path::new("pkgs/by-name/xx/example/package.nix"),
+                &request(Some(wanted)),
+            ) {
+                Ok(MarkBrokenOutcome::Edited(edit)) => edit.expression,
+                Ok(MarkBrokenOutcome::AlreadyBroken { .. }) => existing.to_owned(),
+                other => panic!("{existing} + {wanted}: {other:?}"),
+            };
+            for (platform, _) in OTHER_PLATFORMS {
+                let expected =
+                    broken_value(existing, platform) || wanted.split(',').any(|w| w == platform);
+                assert_eq!(
+                    broken_value(&expression, platform),
+                    expected,
+                    "`{existing}` marked on {wanted} became `{expression}`: wrong on {platform}"
+                );
+            }
+        }
+    }
+}

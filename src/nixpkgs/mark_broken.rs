@@ -212,30 +212,28 @@ pub fn mark_broken(
 }
 
 /// The new value for an existing `broken` bound to `value`, or `None` when it already
-/// covers `wanted`. The old expression is read as a chain of `||` alternatives: the ones
-/// that are pure platform conditions are merged with `wanted` into one canonical condition,
-/// the others (feature flags, versions) are kept as written, in front.
+/// covers `wanted`. The old expression is read as a chain of `||` alternatives and kept as
+/// written; the systems of `wanted` that its pure platform conditions do not cover are added
+/// as one more alternative. The old conditions are never rewritten from the four Hydra
+/// systems they cover there: `isx86_64` is also true on x86_64-freebsd and false on
+/// riscv64-linux, which a rewrite from Hydra's systems alone would change. Only when
+/// every Hydra system is broken does the value become `true` (a mark "on every platform").
 fn merged_condition(value: &SyntaxNode, wanted: &Platforms) -> Option<String> {
     let mut alternatives = Vec::new();
     or_alternatives(value.clone(), &mut alternatives);
     let mut covered = std::collections::BTreeSet::new();
-    let mut kept = Vec::new();
-    for alternative in alternatives {
-        match Platforms::recognise(&alternative) {
-            Some(systems) => covered.extend(systems),
-            None => kept.push(alternative),
+    for alternative in &alternatives {
+        if let Some(systems) = Platforms::recognise(alternative) {
+            covered.extend(systems);
         }
     }
-    let covered = Platforms::from_set(covered);
-    if covered.as_ref().is_some_and(|c| c.is_superset(wanted)) {
-        return None;
-    }
-    let union = covered.map_or_else(|| wanted.clone(), |c| c.union(wanted));
-    if union.is_all() {
+    let missing = Platforms::from_set(wanted.systems().filter(|s| !covered.contains(s)).collect())?;
+    covered.extend(wanted.systems());
+    if Platforms::from_set(covered).is_some_and(|every| every.is_all()) {
         return Some("true".to_string());
     }
-    let mut parts: Vec<String> = kept.iter().map(alternative_text).collect();
-    parts.push(union.condition());
+    let mut parts: Vec<String> = alternatives.iter().map(alternative_text).collect();
+    parts.push(missing.condition());
     Some(parts.join(" || "))
 }
 
