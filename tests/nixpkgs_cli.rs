@@ -181,3 +181,22 @@ fn retire_refuses_a_shared_file() {
     assert_eq!(outcome, Ok(Outcome::Refused));
     assert!(out.contains("shared by several attributes"), "{out}");
 }
+
+#[test]
+fn a_checkout_given_relative_to_the_working_directory_is_asked_of_nix_too() {
+    nixpkgs_common::nix_instantiate();
+    let dir = fixture();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hydra-sentinel"))
+        .args(["locate", "--nixpkgs", ".", "--nix", "hello"])
+        .current_dir(&dir)
+        .output()
+        .expect("running hydra-sentinel");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.starts_with("hello\tpkgs/by-name/he/hello/package.nix"),
+        "locate --nixpkgs . --nix hello in {}: {}\n{stdout}{}",
+        dir.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -122,7 +122,11 @@ impl NixInstantiate {
         system: &str,
         expr: &str,
     ) -> Result<serde_json::Value, NixpkgsError> {
-        let dir = nixpkgs.to_string_lossy();
+        // Nix takes a path from a string only when it is absolute
+        // (`--nixpkgs .` would fail with "string '.' doesn't represent an
+        // absolute path").
+        let absolute = std::path::absolute(nixpkgs).map_err(|e| NixpkgsError::io(nixpkgs, e))?;
+        let dir = absolute.to_string_lossy();
         let out = self.run(
             &[
                 "--eval", "--strict", "--json", "--argstr", "nixpkgs", &dir, "--argstr", "system",
