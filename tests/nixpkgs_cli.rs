@@ -200,3 +200,33 @@ fn a_checkout_given_relative_to_the_working_directory_is_asked_of_nix_too() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn an_attic_outside_the_checkout_or_inside_the_package_is_refused_before_anything_moves() {
+    let dir = fixture_copy();
+    let root = dir.path().to_str().unwrap();
+    let outside = dir.path().join("../escape");
+    for attic in [
+        "../escape",
+        outside.to_str().unwrap(),
+        "pkgs/tools/misc/oldtool/sub",
+    ] {
+        let (outcome, _) = run(&[
+            "retire",
+            "--nixpkgs",
+            root,
+            "oldtool",
+            "--attic",
+            attic,
+            "--write",
+        ]);
+        let error = outcome.expect_err(attic);
+        assert!(error.contains("attic"), "{attic}: {error}");
+        assert!(
+            dir.path().join("pkgs/tools/misc/oldtool").is_dir()
+                && !dir.path().join("pkgs/tools/misc/oldtool/sub").exists()
+                && !outside.exists(),
+            "{attic}: nothing moved"
+        );
+    }
+}

@@ -70,6 +70,31 @@ pub struct Retirement {
     pub alias_line: String,
 }
 
+/// The attic must be a folder of the checkout, named by plain components (no `..`, not
+/// absolute: the code would leave the repository and the alias would point outside it), and
+/// not inside the package it receives (the move would put the folder into itself).
+fn check_attic(attic: &Path, package_path: &Path) -> Result<(), NixpkgsError> {
+    use std::path::Component;
+    let plain = attic.components().next().is_some()
+        && attic
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    if !plain {
+        return Err(NixpkgsError::InvalidInput(format!(
+            "the attic `{}` must be a folder inside the checkout, relative to its top, without `..`",
+            attic.display()
+        )));
+    }
+    if attic.starts_with(package_path) {
+        return Err(NixpkgsError::InvalidInput(format!(
+            "the attic `{}` is inside `{}`, the folder it would receive",
+            attic.display(),
+            package_path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Plan the retirement of `attr`.
 pub fn plan_retirement(
     index: &Index,
@@ -80,6 +105,7 @@ pub fn plan_retirement(
     let refuse = |reason| NixpkgsError::refused(attr, reason);
     let location = index.lookup(attr)?;
     let package_path = package_path(index, source, &location).map_err(refuse)?;
+    check_attic(&request.attic, &package_path)?;
     let moved_to = request.attic.join(&package_path);
     if source.is_dir(&moved_to) || source.is_file(&moved_to) {
         return Err(NixpkgsError::InvalidInput(format!(
