@@ -205,9 +205,12 @@ fn a_checkout_given_relative_to_the_working_directory_is_asked_of_nix_too() {
 fn an_attic_outside_the_checkout_or_inside_the_package_is_refused_before_anything_moves() {
     let dir = fixture_copy();
     let root = dir.path().to_str().unwrap();
-    let outside = dir.path().join("../escape");
+    // Beside the checkout, named after it: no other test's folder.
+    let name = dir.path().file_name().unwrap().to_str().unwrap();
+    let beside = format!("../{name}-escape");
+    let outside = dir.path().join(&beside);
     for attic in [
-        "../escape",
+        beside.as_str(),
         outside.to_str().unwrap(),
         "pkgs/tools/misc/oldtool/sub",
     ] {
@@ -229,4 +232,26 @@ fn an_attic_outside_the_checkout_or_inside_the_package_is_refused_before_anythin
             "{attic}: nothing moved"
         );
     }
+}
+
+#[test]
+fn mark_broken_refuses_a_since_that_is_not_a_date() {
+    let dir = fixture_copy();
+    let (outcome, _) = run(&[
+        "mark-broken",
+        "--nixpkgs",
+        dir.path().to_str().unwrap(),
+        "hello",
+        "--since",
+        "notadate",
+        "--write",
+    ]);
+    let error = outcome.expect_err("a date is required");
+    assert!(error.contains("notadate"), "{error}");
+    assert!(
+        !std::fs::read_to_string(dir.path().join("pkgs/by-name/he/hello/package.nix"))
+            .unwrap()
+            .contains("broken"),
+        "nothing is written"
+    );
 }

@@ -178,7 +178,11 @@ pub fn run_mark_broken(
     let request = MarkBrokenRequest {
         platforms,
         evidence: Evidence {
-            since: args.since.clone(),
+            since: args
+                .since
+                .as_deref()
+                .map(|since| Date::parse(since).map(|date| date.as_str().to_owned()))
+                .transpose()?,
             build_url: args.build_url.clone(),
             note: args.reason.clone(),
         },
