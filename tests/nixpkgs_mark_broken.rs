@@ -636,3 +636,18 @@ fn a_merged_broken_changes_nothing_but_the_platforms_marked_even_beyond_hydras()
         }
     }
 }
+
+#[test]
+fn a_file_with_crlf_line_endings_keeps_them_on_every_line() {
+    let src = "{ lib, stdenv }:\r\nstdenv.mkDerivation {\r\n  meta = {\r\n    description = \"x\";\r\n    platforms = lib.platforms.linux;\r\n  };\r\n}\r\n";
+    let out = marked(src, Some("aarch64-linux"));
+    assert!(
+        out.contains("    platforms = lib.platforms.linux;\r\n    # failing on Hydra since 2026-01-12, https://hydra.nixos.org/build/301234567\r\n    broken = stdenv.hostPlatform.isLinux && stdenv.hostPlatform.isAarch64;\r\n  };\r\n"),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.matches('\n').count(),
+        out.matches("\r\n").count(),
+        "every line ends in CRLF: {out:?}"
+    );
+}

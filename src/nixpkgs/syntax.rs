@@ -245,7 +245,10 @@ pub(crate) struct Splice {
 }
 
 /// Apply non-overlapping splices. Returns `None` if they overlap or fall outside `text`.
+/// The line breaks a splice brings follow the file's: in a file whose lines end in CRLF,
+/// each `\n` of a splice not already preceded by `\r` becomes `\r\n`.
 pub(crate) fn apply_splices(text: &str, splices: &[Splice]) -> Option<String> {
+    let crlf = text.find('\n').is_some_and(|at| text[..at].ends_with('\r'));
     let mut sorted: Vec<&Splice> = splices.iter().collect();
     sorted.sort_by_key(|s| (s.range.start, s.range.end));
     let mut out = String::with_capacity(text.len() + 128);
@@ -255,7 +258,18 @@ pub(crate) fn apply_splices(text: &str, splices: &[Splice]) -> Option<String> {
             return None;
         }
         out.push_str(text.get(cursor..splice.range.start)?);
-        out.push_str(&splice.text);
+        if crlf {
+            let mut previous = None;
+            for c in splice.text.chars() {
+                if c == '\n' && previous != Some('\r') {
+                    out.push('\r');
+                }
+                out.push(c);
+                previous = Some(c);
+            }
+        } else {
+            out.push_str(&splice.text);
+        }
         cursor = splice.range.end;
     }
     out.push_str(text.get(cursor..)?);
