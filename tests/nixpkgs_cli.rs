@@ -255,3 +255,38 @@ fn mark_broken_refuses_a_since_that_is_not_a_date() {
         "nothing is written"
     );
 }
+
+#[test]
+fn retire_refuses_a_package_other_code_still_uses_and_says_where() {
+    let dir = fixture_copy();
+    let root = dir.path().to_str().unwrap();
+    let before =
+        std::fs::read_to_string(dir.path().join("pkgs/top-level/all-packages.nix")).unwrap();
+    for (attr, name, user) in [
+        // `frobnicate-unstable = frobnicate.overrideAttrs ...`
+        (
+            "frobnicate",
+            "frobnicate",
+            "pkgs/top-level/all-packages.nix:20:",
+        ),
+        // aioamqp takes `pamqp` as an argument.
+        (
+            "python3Packages.pamqp",
+            "pamqp",
+            "pkgs/development/python-modules/aioamqp/default.nix:",
+        ),
+    ] {
+        let (outcome, out) = run(&["retire", "--nixpkgs", root, attr, "--write"]);
+        assert_eq!(outcome, Ok(Outcome::Refused), "{attr}: {out}");
+        assert!(
+            out.contains(&format!("`{name}` is still used at {user}")),
+            "{attr}: {out}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("pkgs/top-level/all-packages.nix")).unwrap(),
+        before,
+        "nothing is written"
+    );
+    assert!(dir.path().join("pkgs/tools/misc/frobnicate").is_dir());
+}

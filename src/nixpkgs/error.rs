@@ -65,6 +65,11 @@ pub enum Refusal {
     },
     /// An alias with that name already exists.
     AliasExists { file: PathBuf, line: usize },
+    /// Other code still uses the attribute: retiring it would break their evaluation.
+    StillUsed {
+        name: String,
+        places: Vec<SourcePos>,
+    },
 }
 
 impl Refusal {
@@ -91,7 +96,8 @@ impl Refusal {
             | Refusal::OverrideOf { .. }
             | Refusal::NixDisagrees { .. }
             | Refusal::UnsupportedCallSite { .. }
-            | Refusal::AliasExists { .. } => None,
+            | Refusal::AliasExists { .. }
+            | Refusal::StillUsed { .. } => None,
         }
     }
 }
@@ -181,6 +187,20 @@ impl fmt::Display for Refusal {
                     f,
                     "{}:{line}: an alias with this name already exists",
                     file.display()
+                )
+            }
+            Refusal::StillUsed { name, places } => {
+                let shown: Vec<String> = places.iter().take(5).map(|p| p.to_string()).collect();
+                let more = places.len().saturating_sub(shown.len());
+                write!(
+                    f,
+                    "`{name}` is still used at {}{}; retiring it would break them, so they go first",
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
                 )
             }
         }

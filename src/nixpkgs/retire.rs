@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rnix::{SyntaxKind, SyntaxNode};
 
 use super::changes::{Change, ChangeSet};
-use super::error::{NixpkgsError, Refusal};
+use super::error::{NixpkgsError, Refusal, SourcePos};
 use super::locate::{Index, Location, PackageSet};
 use super::source::TreeSource;
 use super::syntax::{binding_path, end, entries, line_col, nix_string_escape, parse, start};
@@ -118,6 +118,7 @@ pub fn plan_retirement(
         from: package_path.clone(),
         to: moved_to.clone(),
     }];
+    let mut removed: Option<(PathBuf, std::ops::Range<usize>)> = None;
 
     if let Some(site) = &location.call_site {
         let old = source.read(&site.list_file)?.unwrap_or_default();
@@ -128,6 +129,7 @@ pub fn plan_retirement(
                 why: "the binding shares its lines with other code".into(),
             })
         })?;
+        removed = Some((site.list_file.clone(), site.range.clone()));
         changes.push(Change::Write {
             path: site.list_file.clone(),
             old: Some(old),
@@ -138,6 +140,14 @@ pub fn plan_retirement(
             file: location.file.clone(),
             line: 1,
             why: "no call site to remove".into(),
+        }));
+    }
+
+    let places = still_used(source, &location.name, &package_path, removed.as_ref())?;
+    if !places.is_empty() {
+        return Err(refuse(Refusal::StillUsed {
+            name: location.name.clone(),
+            places,
         }));
     }
 
@@ -175,6 +185,63 @@ pub fn plan_retirement(
         moved_to,
         alias_line,
     })
+}
+
+/// Where code of `pkgs/` outside the package (and outside the alias files) still uses `name`
+/// once the retirement removed its binding (`removed`: its file and bytes in the package
+/// list):
+/// an identifier by that name as a value or in an `inherit`, an attribute selected by that
+/// name (`pkgs.NAME`, `python3Packages.NAME`), or a function argument of that name (what
+/// `callPackage` fills in). Such code would fail to evaluate without it, so it has to go
+/// first (nixpkgs' own rule: `rg NAME` finds nothing left). Conservative: a local binding of
+/// the same name counts too, and a human looks at it.
+fn still_used(
+    source: &dyn TreeSource,
+    name: &str,
+    package_path: &Path,
+    removed: Option<&(PathBuf, std::ops::Range<usize>)>,
+) -> Result<Vec<SourcePos>, NixpkgsError> {
+    let mut places = Vec::new();
+    for file in source.files_under(Path::new("pkgs"))? {
+        let skipped = file.extension().is_none_or(|e| e != "nix")
+            || file.starts_with(package_path)
+            || file == Path::new(ALIASES)
+            || file == Path::new(PYTHON_ALIASES);
+        if skipped {
+            continue;
+        }
+        let Some(text) = source.read(&file)? else {
+            continue;
+        };
+        let gone = removed
+            .filter(|(list, _)| *list == file)
+            .map_or(0..0, |(_, range)| range.clone());
+        if !text.contains(name) {
+            continue;
+        }
+        let root = rnix::Root::parse(&text).syntax();
+        for node in root.descendants() {
+            // A function argument (`{ NAME, ... }:`) is an identifier too.
+            let used = node.kind() == SyntaxKind::NODE_IDENT
+                && node.text() == name
+                && match node.parent() {
+                    // A binding's own name (`NAME = ...;`, `meta.NAME = ...;`) is no use of it.
+                    Some(parent) if parent.kind() == SyntaxKind::NODE_ATTRPATH => parent
+                        .parent()
+                        .is_some_and(|p| p.kind() != SyntaxKind::NODE_ATTRPATH_VALUE),
+                    _ => true,
+                };
+            if used && !gone.contains(&start(&node)) {
+                let (line, column) = line_col(&text, start(&node));
+                places.push(SourcePos {
+                    file: file.clone(),
+                    line,
+                    column,
+                });
+            }
+        }
+    }
+    Ok(places)
 }
 
 /// The folder (or single file) that holds the package.
