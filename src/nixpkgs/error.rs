@@ -130,7 +130,7 @@ impl fmt::Display for Refusal {
             ),
             Refusal::SharedMeta { file, attrs } => write!(
                 f,
-                "{} is shared by several attributes ({}); one meta edit would mark all of them",
+                "{} is shared by several attributes ({}); marking it broken or moving it to the attic would do so to all of them",
                 file.display(),
                 attrs.join(", ")
             ),
