@@ -1008,10 +1008,12 @@ fn a_package_failing_on_more_platforms_gets_its_open_pull_request_updated_not_a_
             "pkgs/tools/security/ghidra/build.nix",
         ],
     );
-    // Both linux platforms: the editor writes the shorter `isLinux`, next to
-    // the fixture's existing x86_64-darwin condition.
+    // Both linux platforms: the editor adds the shorter `isLinux` after the
+    // fixture's existing x86_64-darwin condition, kept as written.
     assert!(
-        file.contains("+    broken = stdenv.hostPlatform.isLinux ||"),
+        file.contains(
+            "+    broken = stdenv.hostPlatform.isDarwin && stdenv.hostPlatform.isx86_64 || stdenv.hostPlatform.isLinux;"
+        ),
         "the branch now marks both linux platforms: {file}"
     );
 
