@@ -1202,19 +1202,38 @@ fn a_mark_scheduled_for_every_failing_platform_says_every_platform() {
     );
 }
 
+/// A mark on the failing platforms is not one "on every platform" while the
+/// package builds on a third, on trunk or in another jobset the policy acts
+/// on: the first notice announces the mark the ledger will make.
 #[test]
 fn a_notice_for_a_package_failing_on_two_of_its_three_platforms_schedules_the_mark_on_those_two() {
-    let policy = nixpkgs_policy();
-    let mut js = trunk(12);
-    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(12)));
-    js.jobs.push(job("grafx", ARM, &breaks_on_day_5(12)));
-    js.jobs.push(job("grafx", DARWIN, &"O".repeat(12)));
-    let mark = mark_scheduled_by_the_notice(&policy, vec![js], day(11) + 3600);
-    assert_eq!(mark.systems, [ARM, LINUX], "{mark:?}");
-    assert!(
-        !mark.all_platforms,
-        "grafx builds on {DARWIN}, which no mark covers: {mark:?}"
-    );
+    let failing_on_linux = || {
+        let mut js = trunk(12);
+        js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(12)));
+        js.jobs.push(job("grafx", ARM, &breaks_on_day_5(12)));
+        js
+    };
+    let mut with_darwin = failing_on_linux();
+    with_darwin.jobs.push(job("grafx", DARWIN, &"O".repeat(12)));
+    let mut staging = branch("staging-next", 12);
+    staging.jobs.push(job("grafx", DARWIN, &"O".repeat(12)));
+    let acting_on_both =
+        policy_with("[scope]\nact_on = [\"nixpkgs:trunk\", \"nixpkgs:staging-next\"]\n");
+    for (policy, jobsets, where_darwin_builds) in [
+        (nixpkgs_policy(), vec![with_darwin], "on trunk"),
+        (
+            acting_on_both,
+            vec![failing_on_linux(), staging],
+            "in staging-next, which the policy acts on too",
+        ),
+    ] {
+        let mark = mark_scheduled_by_the_notice(&policy, jobsets, day(11) + 3600);
+        assert_eq!(mark.systems, [ARM, LINUX], "{mark:?}");
+        assert!(
+            !mark.all_platforms,
+            "grafx builds on {DARWIN} {where_darwin_builds}, which no mark covers: {mark:?}"
+        );
+    }
 }
 
 /// What `/healthz` lists as set aside (and `explain` as refused) belongs to
@@ -1279,24 +1298,6 @@ fn a_refused_edit_is_not_listed_once_trunk_builds_again_though_a_watched_branch_
         Vec::<i64>::new(),
         "grafx builds again on trunk since day 30; staging-next is only watched \
          and {DARWIN} left trunk"
-    );
-}
-
-/// Whether a step covers every platform is asked of every jobset the policy
-/// acts on together: a package may fail in one and build in another.
-#[test]
-fn a_package_building_in_another_acted_on_jobset_is_not_marked_everywhere() {
-    let policy = policy_with("[scope]\nact_on = [\"nixpkgs:trunk\", \"nixpkgs:staging-next\"]\n");
-    let mut js = trunk(12);
-    js.jobs.push(job("grafx", LINUX, &breaks_on_day_5(12)));
-    js.jobs.push(job("grafx", ARM, &breaks_on_day_5(12)));
-    let mut staging = branch("staging-next", 12);
-    staging.jobs.push(job("grafx", DARWIN, &"O".repeat(12)));
-    let mark = mark_scheduled_by_the_notice(&policy, vec![js, staging], day(11) + 3600);
-    assert_eq!(mark.systems, [ARM, LINUX], "{mark:?}");
-    assert!(
-        !mark.all_platforms,
-        "grafx builds on {DARWIN} in staging-next, which the policy acts on too: {mark:?}"
     );
 }
 
