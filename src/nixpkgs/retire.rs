@@ -189,9 +189,8 @@ pub fn plan_retirement(
 
 /// Where code of `pkgs/` outside the package (and outside the alias files) still uses `name`
 /// once the retirement removed its binding (`removed`: its file and bytes in the package
-/// list):
-/// an identifier by that name as a value or in an `inherit`, an attribute selected by that
-/// name (`pkgs.NAME`, `python3Packages.NAME`), or a function argument of that name (what
+/// list): an identifier by that name as a value or in an `inherit`, an attribute selected by
+/// that name (`pkgs.NAME`, `python3Packages.NAME`), or a function argument of that name (what
 /// `callPackage` fills in). Such code would fail to evaluate without it, so it has to go
 /// first (nixpkgs' own rule: `rg NAME` finds nothing left). Conservative: a local binding of
 /// the same name counts too, and a human looks at it.
