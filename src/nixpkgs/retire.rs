@@ -212,12 +212,12 @@ fn still_used(
         let Some(text) = source.read(&file)? else {
             continue;
         };
-        let gone = removed
-            .filter(|(list, _)| *list == file)
-            .map_or(0..0, |(_, range)| range.clone());
         if !text.contains(name) {
             continue;
         }
+        let gone = removed
+            .filter(|(list, _)| *list == file)
+            .map_or(0..0, |(_, range)| range.clone());
         let root = rnix::Root::parse(&text).syntax();
         for node in root.descendants() {
             // A function argument (`{ NAME, ... }:`) is an identifier too.

@@ -12,8 +12,9 @@
 //! the staging directory gets a hard link to each live file whose bytes are
 //! the same (compared through the link, so that a page another writer
 //! swapped in meanwhile is never kept by mistake) and a new file only for
-//! the others, and is swapped in as before. Comparing with the live site itself, rather than with a
-//! fingerprint of the inputs kept beside it, needs no state that could
+//! the others, and is swapped in as before. Comparing with the live site
+//! itself, rather than with a fingerprint of the inputs kept beside it,
+//! needs no state that could
 //! disagree with the site (after a crash, a hand edit, a lost file: what
 //! differs is written), and sees every change whatever caused it (the
 //! pages depend on the moment through the plan, to the second). A live
