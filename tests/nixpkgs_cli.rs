@@ -290,3 +290,48 @@ fn retire_refuses_a_package_other_code_still_uses_and_says_where() {
     );
     assert!(dir.path().join("pkgs/tools/misc/frobnicate").is_dir());
 }
+
+#[test]
+fn mark_broken_edits_the_one_package_a_file_of_packages_exposes_and_nix_agrees() {
+    let dir = fixture_copy();
+    let (outcome, out) = run(&[
+        "mark-broken",
+        "--nixpkgs",
+        dir.path().to_str().unwrap(),
+        "solo",
+        "--write",
+    ]);
+    assert_eq!(outcome, Ok(Outcome::Success), "{out}");
+    assert_eq!(
+        nixpkgs_common::broken_on(dir.path(), "solo"),
+        nixpkgs_common::SYSTEMS.to_vec()
+    );
+}
+
+#[test]
+fn mark_broken_with_nix_leaves_packages_that_share_their_meta_alone() {
+    nixpkgs_common::nix_instantiate();
+    let dir = fixture_copy();
+    for attr in ["pair-small", "versions_1"] {
+        let (outcome, out) = run(&[
+            "mark-broken",
+            "--nixpkgs",
+            dir.path().to_str().unwrap(),
+            "--nix",
+            attr,
+            "--write",
+        ]);
+        assert_eq!(outcome, Ok(Outcome::Refused), "{attr}: {out}");
+        assert!(
+            out.contains("the file builds several packages with it"),
+            "{attr}: {out}"
+        );
+    }
+    for attr in ["pair-small", "pair-large", "versions_1", "versions_2"] {
+        assert_eq!(
+            nixpkgs_common::broken_on(dir.path(), attr),
+            Vec::<&str>::new(),
+            "{attr}"
+        );
+    }
+}

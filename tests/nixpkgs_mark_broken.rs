@@ -651,3 +651,21 @@ fn a_file_with_crlf_line_endings_keeps_them_on_every_line() {
         "every line ends in CRLF: {out:?}"
     );
 }
+
+#[test]
+fn an_inherited_meta_bound_in_a_let_of_the_same_file_is_refused_as_bound_in_a_let() {
+    let src = "{ lib, stdenv }:\nlet\n  meta = {\n    description = \"x\";\n  };\nin\nstdenv.mkDerivation {\n  pname = \"p\";\n  inherit meta;\n}\n";
+    match refusal("p.nix", src) {
+        Refusal::MetaInLet { pos } => assert_eq!(pos.line, 3, "the `let` binding's line"),
+        other => panic!("expected MetaInLet, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_refusal_quotes_an_opaque_operand_by_its_first_line() {
+    let src = "{ lib, stdenv }:\nstdenv.mkDerivation {\n  meta = {\n    description = \"x\";\n  } // lib.optionalAttrs stdenv.hostPlatform.isLinux {\n    broken = true;\n  };\n}\n";
+    assert_eq!(
+        refusal("p.nix", src).to_string(),
+        "meta at p.nix:3:10 is merged with `lib.optionalAttrs stdenv.hostPlatform.isLinux { …`, whose content the editor cannot see"
+    );
+}

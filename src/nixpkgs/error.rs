@@ -41,6 +41,12 @@ pub enum Refusal {
     SharedMeta { file: PathBuf, attrs: Vec<String> },
     /// `meta` is bound in a `let` and may be used by several derivations.
     MetaInLet { pos: SourcePos },
+    /// `meta` is in something the file builds several packages with (a function it calls
+    /// twice, one handed to `map`): a `broken` there would mark all of them.
+    SharedFunction {
+        function: super::meta::SharedBy,
+        pos: SourcePos,
+    },
     /// No literal `meta` in the file.
     NoMeta { file: PathBuf },
     /// Several `meta` sets in the file and nothing tells which one is the package's.
@@ -87,6 +93,7 @@ impl Refusal {
             | Refusal::StdenvUnavailable { file } => Some(file),
             Refusal::InheritedMeta { pos, .. }
             | Refusal::MetaInLet { pos }
+            | Refusal::SharedFunction { pos, .. }
             | Refusal::OpaqueMeta { pos, .. }
             | Refusal::InheritedBroken { pos } => Some(&pos.file),
             Refusal::NotFound
@@ -137,6 +144,10 @@ impl fmt::Display for Refusal {
             Refusal::MetaInLet { pos } => write!(
                 f,
                 "meta is bound in a `let` at {pos} and may be shared by several derivations"
+            ),
+            Refusal::SharedFunction { function, pos } => write!(
+                f,
+                "meta at {pos} is inside {function}: the file builds several packages with it, and marking one broken there would mark them all"
             ),
             Refusal::NoMeta { file } => {
                 write!(f, "{} has no literal meta attribute set", file.display())

@@ -13,12 +13,12 @@ use rnix::{SyntaxKind, SyntaxNode};
 
 use super::error::{NixpkgsError, Refusal};
 use super::generated::generated_reason;
-use super::meta::find_meta;
+use super::meta::{SharedBy, find_meta, shared_by_several};
 use super::nix::MetaPositionOracle;
 use super::source::{TreeSource, normalize};
 use super::syntax::{
-    binding_path, binding_value, end, entries, file_body, line_col, parse, select_path, start,
-    unparen,
+    binding_path, binding_value, end, entries, file_body, inherit_names, line_col, parse,
+    select_path, start, unparen,
 };
 
 pub const ALL_PACKAGES: &str = "pkgs/top-level/all-packages.nix";
@@ -261,22 +261,34 @@ pub fn locate(
         Some(oracle) => oracle.meta_position(attr)?,
         None => None,
     };
-    let location = match (static_location, &nix_position) {
+    let (location, nix_only) = match (static_location, &nix_position) {
         (Ok(location), Some(pos)) if pos.file != location.file => {
             return Err(refuse(Refusal::NixDisagrees {
                 static_file: location.file,
                 nix_file: pos.file.clone(),
             }));
         }
-        (Ok(location), _) => location,
-        (Err(err), Some(pos)) if err.refusal() == Some(&Refusal::NotFound) => Location {
-            attr: attr.to_string(),
-            set: PackageSet::TopLevel,
-            name: attr.to_string(),
-            file: pos.file.clone(),
-            call_site: None,
-            by_name_dir: None,
-        },
+        (Ok(location), _) => (location, false),
+        (Err(err), Some(pos)) if err.refusal() == Some(&Refusal::NotFound) => {
+            // Nix alone knows the attribute: the file must still be its alone.
+            if let Some(others) = index.users.get(&pos.file) {
+                let mut attrs = others.clone();
+                attrs.insert(attr.to_string());
+                return Err(refuse(Refusal::SharedMeta {
+                    file: pos.file.clone(),
+                    attrs: attrs.into_iter().collect(),
+                }));
+            }
+            let location = Location {
+                attr: attr.to_string(),
+                set: PackageSet::TopLevel,
+                name: attr.to_string(),
+                file: pos.file.clone(),
+                call_site: None,
+                by_name_dir: None,
+            };
+            (location, true)
+        }
         (Err(err), _) => return Err(err),
     };
     let text = source.read(&location.file)?.ok_or_else(|| {
@@ -293,6 +305,20 @@ pub fn locate(
     let root = parse(&text, &location.file)?;
     let nix_line = nix_position.map(|p| p.line);
     let site = find_meta(&root, &text, &location.file, nix_line).map_err(refuse)?;
+    if let Some(shared) = shared_by_several(&root, &site, &text, &location.file) {
+        return Err(refuse(shared));
+    }
+    // A builder file other files of its folder call (`./generic.nix` of `29.nix` and
+    // `30.nix`) builds a package for each. The attribute found through the index reaches
+    // it by its own call site, so one such file is one package more; found through Nix
+    // alone, it may be reaching it through that file.
+    let callers = sibling_callers(source, &location.file)?;
+    if callers.len() > 1 || (!nix_only && !callers.is_empty()) {
+        return Err(refuse(Refusal::SharedFunction {
+            function: SharedBy::CalledBy { files: callers },
+            pos: super::syntax::pos_at(&text, start(site.node()), &location.file),
+        }));
+    }
     let meta_line = line_col(&text, start(site.node())).0;
     let meta_line = match &site {
         super::meta::MetaSite::Set { binding, .. } => line_col(&text, start(binding)).0,
@@ -303,6 +329,38 @@ pub fn locate(
         meta_line,
         nix_line,
     })
+}
+
+/// The other `.nix` files of `file`'s folder that refer to it as `./NAME`. A folder's
+/// `default.nix` is referred to by its folder's name instead, and is not looked for.
+fn sibling_callers(source: &dyn TreeSource, file: &Path) -> Result<Vec<PathBuf>, NixpkgsError> {
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else {
+        return Ok(Vec::new());
+    };
+    if name == "default.nix" {
+        return Ok(Vec::new());
+    }
+    let needle = format!("./{name}");
+    let mut callers = Vec::new();
+    for entry in source.list_dir(dir)? {
+        if entry == name || !entry.ends_with(".nix") {
+            continue;
+        }
+        let path = dir.join(&entry);
+        let Some(text) = source.read(&path)? else {
+            continue;
+        };
+        let refers = text.match_indices(&needle).any(|(at, _)| {
+            // `../NAME` is another folder's file.
+            let before = text[..at].chars().next_back();
+            !before.is_some_and(|c| c == '.' || c == '/' || c.is_alphanumeric())
+        });
+        if refers {
+            callers.push(path);
+        }
+    }
+    callers.sort();
+    Ok(callers)
 }
 
 enum AttrRef {
@@ -386,6 +444,23 @@ fn index_list_file(
     let list_dir = list_file.parent().unwrap_or(Path::new(""));
     for set in sets {
         for binding in entries(&set) {
+            if binding.kind() == SyntaxKind::NODE_INHERIT {
+                // `inherit (callPackages ../x { }) a b;`: each name is a package of
+                // that one file, so the file is theirs together (see `users`).
+                let from = binding
+                    .children()
+                    .find(|c| c.kind() == SyntaxKind::NODE_INHERIT_FROM)
+                    .and_then(|from| from.children().next());
+                let Some(from) = from else { continue };
+                if let Some(entry @ Entry::Call(_)) =
+                    classify(&from, source, list_file, list_dir, &text, &binding)
+                {
+                    for name in inherit_names(&binding).1 {
+                        out.insert(name, entry.clone());
+                    }
+                }
+                continue;
+            }
             let Some(path) = binding_path(&binding) else {
                 continue;
             };

@@ -12,7 +12,8 @@ use rnix::{SyntaxKind, SyntaxNode};
 
 use super::error::{Refusal, SourcePos};
 use super::syntax::{
-    binding_path, binding_value, end, entries, inherit_names, line_col, pos_at, start, unparen,
+    binding_path, binding_value, end, entries, inherit_names, line_col, pos_at, select_path, start,
+    unparen,
 };
 
 /// Where the package's meta lives.
@@ -133,9 +134,17 @@ pub(crate) fn find_meta(
             SyntaxKind::NODE_INHERIT if parent.kind() == SyntaxKind::NODE_ATTR_SET => {
                 let (from, names) = inherit_names(&node);
                 if names.iter().any(|n| n == "meta") {
-                    let pos = pos_at(text, start(&node), file);
-                    let from = from.unwrap_or_else(|| "the enclosing scope".to_string());
-                    candidates.push(candidate(&node, Err(Refusal::InheritedMeta { from, pos })));
+                    // `inherit meta;` of a `let` in this file: the `let` is what to fix.
+                    let refusal = match (from, meta_bound_in_enclosing_let(&node)) {
+                        (None, Some(binding)) => Refusal::MetaInLet {
+                            pos: pos_at(text, start(&binding), file),
+                        },
+                        (from, _) => Refusal::InheritedMeta {
+                            from: from.unwrap_or_else(|| "the enclosing scope".to_string()),
+                            pos: pos_at(text, start(&node), file),
+                        },
+                    };
+                    candidates.push(candidate(&node, Err(refusal)));
                 }
             }
             _ => {}
@@ -202,6 +211,23 @@ pub(crate) fn find_meta(
             })
         }
     }
+}
+
+/// The `meta = ...` binding of the innermost `let` around `node` that binds `meta`.
+fn meta_bound_in_enclosing_let(node: &SyntaxNode) -> Option<SyntaxNode> {
+    node.ancestors()
+        .filter(|a| {
+            matches!(
+                a.kind(),
+                SyntaxKind::NODE_LET_IN | SyntaxKind::NODE_LEGACY_LET
+            )
+        })
+        .find_map(|scope| {
+            entries(&scope).find(|e| {
+                binding_path(e).is_some_and(|p| p == ["meta".to_string()])
+                    || inherit_names(e).1.iter().any(|n| n == "meta")
+            })
+        })
 }
 
 /// Look through `with`, parentheses and `//` chains for the literal set to edit.
@@ -286,9 +312,226 @@ fn opaque_or_inherited(operand: &SyntaxNode, pos: SourcePos) -> Refusal {
             pos,
         };
     }
-    let short: String = expression.chars().take(60).collect();
     Refusal::OpaqueMeta {
         pos,
-        expression: short,
+        expression: snippet(&expression),
+    }
+}
+
+/// Functions of nixpkgs' `lib` and of `builtins` that apply a function once per
+/// element: a package built inside a function passed to one of them is one of several.
+const ITERATORS: &[&str] = &[
+    "map",
+    "imap0",
+    "imap1",
+    "concatMap",
+    "forEach",
+    "genList",
+    "genAttrs",
+    "listToAttrs",
+    "mapAttrs",
+    "mapAttrs'",
+    "mapAttrsToList",
+    "mapAttrsRecursive",
+    "concatMapAttrs",
+    "foldl",
+    "foldl'",
+    "foldr",
+    "zipListsWith",
+    "cartesianProduct",
+    "mapCartesianProduct",
+];
+
+/// How deep [`shared_by_several`] follows a function to where it is called.
+const MAX_CALL_DEPTH: usize = 16;
+
+/// Whether the package's meta (`site`) is built more than once by this file: it sits in a
+/// function or value bound in a `let` (or a `rec` set) that the file uses for more than one
+/// package, or in a function handed to `map`, `genAttrs` and the like, or is reached through
+/// one. One `broken` there would mark every package the file builds with it, so the edit
+/// is refused. Names are matched as text, without scoping: a name bound twice counts for
+/// both (a refusal a human reads, never a wrong edit).
+pub(crate) fn shared_by_several(
+    root: &SyntaxNode,
+    site: &MetaSite,
+    text: &str,
+    file: &Path,
+) -> Option<Refusal> {
+    let pos = pos_at(text, start(site.node()), file);
+    // Start at the `meta = ...` binding itself (its name is no use), or at the set that
+    // holds the dotted `meta.*` bindings.
+    let from = match site {
+        MetaSite::Set { binding, .. } => binding,
+        MetaSite::Dotted { parent, .. } => parent,
+    };
+    shared_from(root, from, 0).map(|function| Refusal::SharedFunction { function, pos })
+}
+
+/// The first reason, walking up from `node`, that what `node` builds is built several times.
+fn shared_from(root: &SyntaxNode, node: &SyntaxNode, depth: usize) -> Option<SharedBy> {
+    if depth > MAX_CALL_DEPTH {
+        return Some(SharedBy::TooDeep);
+    }
+    let mut child = node.clone();
+    while let Some(parent) = child.parent() {
+        if let Some(over) = iterator_argument(&parent, &child) {
+            return Some(SharedBy::Iterator { over });
+        }
+        let scope = parent.parent();
+        let in_let = matches!(
+            scope.as_ref().map(SyntaxNode::kind),
+            Some(SyntaxKind::NODE_LET_IN | SyntaxKind::NODE_LEGACY_LET)
+        );
+        // A `rec` set's binding is a package of its own besides every use.
+        let exported = scope.as_ref().is_some_and(is_rec_set);
+        if parent.kind() == SyntaxKind::NODE_ATTRPATH_VALUE
+            && (in_let || exported)
+            && let Some([name]) = binding_path(&parent).as_deref()
+            && let Some(value) = binding_value(&parent)
+        {
+            let uses = uses_of(root, name, &value);
+            let packages = uses.len() + usize::from(exported);
+            if packages > 1 {
+                return Some(SharedBy::Name {
+                    name: name.clone(),
+                    uses: packages,
+                });
+            }
+            if let [only] = uses.as_slice()
+                && let Some(shared) = shared_from(root, only, depth + 1)
+            {
+                return Some(shared);
+            }
+        }
+        child = parent;
+    }
+    None
+}
+
+/// Why a meta is built several times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedBy {
+    /// Bound to `name`, which the file refers to `uses` times.
+    Name { name: String, uses: usize },
+    /// Inside a function handed to `over` (`map`, `genAttrs`, ...).
+    Iterator { over: String },
+    /// Reached through more functions than the editor follows.
+    TooDeep,
+    /// A file that these other files of its folder call (`./generic.nix`).
+    CalledBy { files: Vec<std::path::PathBuf> },
+}
+
+impl std::fmt::Display for SharedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SharedBy::Name { name, uses } => {
+                write!(f, "`{name}`, which the file refers to {uses} times")
+            }
+            SharedBy::Iterator { over } => {
+                write!(
+                    f,
+                    "a function handed to `{over}`, which applies it to every element"
+                )
+            }
+            SharedBy::TooDeep => write!(f, "more nested function calls than the editor follows"),
+            SharedBy::CalledBy { files } => {
+                let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                write!(f, "a file that {} call", files.join(", "))
+            }
+        }
+    }
+}
+
+/// `child` is an argument (not the function) of the application `parent`, whose function
+/// is one of [`ITERATORS`]: its name.
+fn iterator_argument(parent: &SyntaxNode, child: &SyntaxNode) -> Option<String> {
+    if parent.kind() != SyntaxKind::NODE_APPLY || parent.children().next().as_ref() == Some(child) {
+        return None;
+    }
+    let mut head = unparen(parent.children().next()?);
+    while head.kind() == SyntaxKind::NODE_APPLY {
+        head = unparen(head.children().next()?);
+    }
+    let path = select_path(&head)?;
+    let last = path.last()?;
+    ITERATORS.contains(&last.as_str()).then(|| last.clone())
+}
+
+fn is_rec_set(node: &SyntaxNode) -> bool {
+    node.kind() == SyntaxKind::NODE_ATTR_SET
+        && node
+            .children_with_tokens()
+            .any(|c| c.kind() == SyntaxKind::TOKEN_REC)
+}
+
+/// Selections that make another package of a package (`foo.overrideAttrs …`); any other
+/// selection only reads it (`self.version`).
+const VARIANTS: &[&str] = &[
+    "override",
+    "overrideAttrs",
+    "overrideDerivation",
+    "overridePythonAttrs",
+    "overrideScope",
+];
+
+/// Every place outside `own_value` (the binding's own value: a package referring to itself
+/// builds nothing more) where the file uses `name` for a package: calls it, names it, makes
+/// a variant of it (`foo.overrideAttrs`), or inherits it. Reading an attribute
+/// (`self.version`, `self ? x`), depending on it (a list element) and putting its path in a
+/// string (`${self}/bin`) are not such uses; neither are the places that bind the name.
+fn uses_of(root: &SyntaxNode, name: &str, own_value: &SyntaxNode) -> Vec<SyntaxNode> {
+    let own = own_value.text_range();
+    root.descendants()
+        .filter(|n| n.kind() == SyntaxKind::NODE_IDENT && n.text() == name)
+        .filter(|n| !own.contains_range(n.text_range()))
+        .filter(|n| {
+            let Some(parent) = n.parent() else {
+                return true;
+            };
+            match parent.kind() {
+                SyntaxKind::NODE_ATTRPATH
+                | SyntaxKind::NODE_PAT_ENTRY
+                | SyntaxKind::NODE_IDENT_PARAM
+                | SyntaxKind::NODE_PAT_BIND
+                | SyntaxKind::NODE_HAS_ATTR
+                | SyntaxKind::NODE_LIST
+                | SyntaxKind::NODE_INTERPOL => false,
+                SyntaxKind::NODE_SELECT if parent.children().next().as_ref() == Some(n) => parent
+                    .children()
+                    .find(|c| c.kind() == SyntaxKind::NODE_ATTRPATH)
+                    .and_then(|path| super::syntax::attrpath_names(&path).into_iter().next())
+                    .flatten()
+                    .is_some_and(|first| VARIANTS.contains(&first.as_str())),
+                _ => true,
+            }
+        })
+        .collect()
+}
+
+/// Longest expression quoted whole in a refusal.
+const SNIPPET_CHARS: usize = 60;
+
+/// An expression as a refusal quotes it: its first line, cut at a word before
+/// [`SNIPPET_CHARS`], with `…` where anything was left out.
+fn snippet(expression: &str) -> String {
+    let expression = expression.trim();
+    let first_line = expression.lines().next().unwrap_or_default().trim_end();
+    let mut cut = first_line.len() < expression.len();
+    let mut out = first_line;
+    if out.chars().count() > SNIPPET_CHARS {
+        let limit = out
+            .char_indices()
+            .nth(SNIPPET_CHARS)
+            .map_or(out.len(), |(i, _)| i);
+        out = match out[..limit].rfind(' ') {
+            Some(space) if space > 0 => &out[..space],
+            _ => &out[..limit],
+        };
+        cut = true;
+    }
+    if cut {
+        format!("{} …", out.trim_end())
+    } else {
+        out.to_string()
     }
 }

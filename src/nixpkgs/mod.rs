@@ -32,4 +32,5 @@ pub use mark_broken::{
     BrokenChange, Evidence, MarkBrokenEdit, MarkBrokenOutcome, MarkBrokenRequest, mark_attr_broken,
     mark_broken,
 };
+pub use meta::SharedBy;
 pub use platform::{Platforms, System};
