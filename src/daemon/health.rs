@@ -31,6 +31,7 @@ pub struct Health {
     last_error: Option<String>,
     last_reload_error: Option<String>,
     set_aside: Vec<SetAside>,
+    set_aside_as_of: Option<i64>,
     phase: &'static str,
     interval: Duration,
     unhealthy_after_cycles: u32,
@@ -51,6 +52,10 @@ pub struct HealthReport {
     /// Actions refused for good and set aside, to be done by hand (see the
     /// module documentation): as of the last act step, newest first.
     pub set_aside: Vec<SetAside>,
+    /// When (Unix seconds, the cycle's clock) the act step that listed
+    /// `set_aside` ran; `null` before the first. An act step that could not
+    /// read the history keeps the older list, and this says how old it is.
+    pub set_aside_as_of: Option<i64>,
     /// Why it is unhealthy, in words.
     pub reason: Option<String>,
 }
@@ -103,6 +108,7 @@ impl Health {
             last_error: None,
             last_reload_error: None,
             set_aside: Vec::new(),
+            set_aside_as_of: None,
             phase: "starting",
             interval: settings.interval,
             unhealthy_after_cycles: settings.unhealthy_after_cycles,
@@ -146,9 +152,10 @@ impl Health {
         self.progress(now);
     }
 
-    /// What the last act step found set aside.
-    pub fn set_aside(&mut self, set_aside: Vec<SetAside>) {
+    /// What the act step of the cycle at `as_of` (Unix seconds) found set aside.
+    pub fn set_aside(&mut self, set_aside: Vec<SetAside>, as_of: i64) {
         self.set_aside = set_aside;
+        self.set_aside_as_of = Some(as_of);
     }
 
     pub fn reload_refused(&mut self, error: String) {
@@ -189,6 +196,7 @@ impl Health {
             last_error: self.last_error.clone(),
             last_reload_error: self.last_reload_error.clone(),
             set_aside: self.set_aside.clone(),
+            set_aside_as_of: self.set_aside_as_of,
             reason,
         }
     }
@@ -256,11 +264,35 @@ mod tests {
             pr: None,
         };
         health.cycle_succeeded(t0, 1_000);
-        health.set_aside(vec![refused.clone()]);
+        health.set_aside(vec![refused.clone()], 1_000);
         let report = health.report(t0 + Duration::from_secs(10));
         assert!(report.healthy);
         assert_eq!(report.last_error, None);
         assert_eq!(report.set_aside, vec![refused]);
+        assert_eq!(report.set_aside_as_of, Some(1_000));
+    }
+
+    #[test]
+    fn a_set_aside_list_kept_through_a_failed_cycle_says_which_cycle_listed_it() {
+        let t0 = Instant::now();
+        let mut health = Health::new(t0, &settings());
+        assert_eq!(
+            health.report(t0).set_aside_as_of,
+            None,
+            "nothing listed yet"
+        );
+        health.cycle_succeeded(t0, 1_000);
+        health.set_aside(Vec::new(), 1_000);
+        health.cycle_failed(
+            t0 + Duration::from_secs(900),
+            "act: reading the history: database is locked".into(),
+        );
+        let report = health.report(t0 + Duration::from_secs(901));
+        assert_eq!(
+            (report.set_aside_as_of, report.last_error.is_some()),
+            (Some(1_000), true),
+            "the older list, with its age and the error that kept it: {report:?}"
+        );
     }
 
     #[test]

@@ -447,7 +447,7 @@ impl CycleStep for ActStep {
                 source,
             })??;
             match set_aside {
-                Ok(list) => lock(cx.health).set_aside(list),
+                Ok(list) => lock(cx.health).set_aside(list, now),
                 Err(e) => {
                     tracing::warn!(error = %crate::error_chain(&e), "cannot list the set-aside actions for /healthz")
                 }

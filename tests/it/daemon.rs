@@ -978,6 +978,10 @@ fn healthz_lists_set_aside_refusals_apart_from_the_last_transient_error() {
         ["frobnicate", "hello"],
         "the batch GitHub refused, by package: {body}"
     );
+    assert!(
+        health["set_aside_as_of"].as_i64().is_some(),
+        "the list says which cycle's act step made it: {body}"
+    );
     for entry in set_aside {
         assert_eq!(entry["kind"], "mark_broken", "{body}");
         let reason = entry["reason"].as_str().unwrap_or_default();
