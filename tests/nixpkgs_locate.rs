@@ -157,8 +157,8 @@ fn rejects_attribute_paths_that_could_inject_nix_code() {
     }
 }
 
-#[test]
-fn nix_agrees_with_the_static_index_and_gives_the_description_line() {
+/// The fixture checkout, its static index, and real Nix to ask.
+fn fixture_with_nix() -> (FsTree, Index, NixOracle) {
     nixpkgs_common::nix_instantiate();
     let tree = FsTree::new(fixture());
     let index = Index::build(&tree).unwrap();
@@ -166,6 +166,12 @@ fn nix_agrees_with_the_static_index_and_gives_the_description_line() {
         nix: NixInstantiate::from_path().unwrap(),
         nixpkgs: fixture(),
     };
+    (tree, index, oracle)
+}
+
+#[test]
+fn nix_agrees_with_the_static_index_and_gives_the_description_line() {
+    let (tree, index, oracle) = fixture_with_nix();
     for (attr, line) in [
         ("hello", 24),
         ("frobnicate", 13),
@@ -197,13 +203,7 @@ fn finds_the_one_package_inherited_from_a_call() {
 
 /// Locate `attr` with Nix's help: only Nix knows these attributes.
 fn refusal_with_nix(attr: &str) -> Refusal {
-    nixpkgs_common::nix_instantiate();
-    let tree = FsTree::new(fixture());
-    let index = Index::build(&tree).unwrap();
-    let oracle = NixOracle {
-        nix: NixInstantiate::from_path().unwrap(),
-        nixpkgs: fixture(),
-    };
+    let (tree, index, oracle) = fixture_with_nix();
     assert_eq!(
         refusal_for(attr),
         Refusal::NotFound,
