@@ -411,7 +411,8 @@ fn shared_from(root: &SyntaxNode, node: &SyntaxNode, depth: usize) -> Option<Sha
 /// Why a meta is built several times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SharedBy {
-    /// Bound to `name`, which the file refers to `uses` times.
+    /// Bound to `name`, which the file uses for `uses` packages (a `rec` set's binding
+    /// is one of them itself).
     Name { name: String, uses: usize },
     /// Inside a function handed to `over` (`map`, `genAttrs`, ...).
     Iterator { over: String },
@@ -425,7 +426,7 @@ impl std::fmt::Display for SharedBy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SharedBy::Name { name, uses } => {
-                write!(f, "`{name}`, which the file refers to {uses} times")
+                write!(f, "`{name}`, which the file uses for {uses} packages")
             }
             SharedBy::Iterator { over } => {
                 write!(
