@@ -465,3 +465,30 @@ END;
 -- year of trunk, and more as the table grows.
 DROP INDEX spans_open_unbuilt;
 CREATE INDEX spans_open_unbuilt ON spans (job_id, last_seq, built) WHERE last_seq IS NULL AND built = 0;
+
+-- version 18: the jobs' name index, named
+
+-- The UNIQUE constraint of `jobs` came with an index SQLite cannot drop.
+-- Named, the writer can drop it for an eval that brings more new jobs than
+-- the store holds (a jobset's first eval: 290,000 for trunk) and create it
+-- again at commit: one sort instead of a random insert per new job, which
+-- was a third of writing such an eval (see `store::write::NameIndex`).
+-- Same columns in the same order, same uniqueness. SQLite cannot drop a
+-- constraint, so the table is rebuilt with the same ids, as
+-- https://sqlite.org/lang_altertable.html#otheralter describes, with
+-- foreign key checks off (`Store::open` runs migrations so).
+CREATE TABLE jobs_v18 (
+    id        INTEGER PRIMARY KEY,
+    jobset_id INTEGER NOT NULL REFERENCES jobsets (id),
+    attr      TEXT NOT NULL,             -- attribute path, e.g. python3Packages.foo
+    system    TEXT NOT NULL,             -- e.g. x86_64-linux
+    suffixed  INTEGER NOT NULL           -- 1 when Hydra's job name is attr.system
+);
+INSERT INTO jobs_v18 (id, jobset_id, attr, system, suffixed)
+    SELECT id, jobset_id, attr, system, suffixed FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_v18 RENAME TO jobs;
+-- Attribute first: `history ATTR` looks jobs up by attribute.
+CREATE UNIQUE INDEX jobs_by_name ON jobs (attr, system, jobset_id, suffixed);
+-- A jobset's jobs.
+CREATE INDEX jobs_by_jobset ON jobs (jobset_id);

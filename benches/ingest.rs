@@ -447,7 +447,7 @@ fn write_alone_keeping(dir: &Path, eval: i64, rows: &[BuildRow]) -> Written {
     let mut writer = store
         .begin_eval(jobset_id, "nixpkgs:trunk", new_eval)
         .expect("starting the eval");
-    writer.reserve(rows.len());
+    writer.reserve(rows.len()).expect("preparing for the eval");
     for row in rows {
         writer.add_build(row).expect("writing a build");
     }

@@ -182,7 +182,7 @@ impl Ingestor {
         let result = self
             .with_store(move |store| {
                 let mut writer = mode.begin(store, &jobset)?;
-                writer.reserve(total);
+                writer.reserve(total)?;
                 let mut checker = BuildChecker::new(&jobset, eval_id);
                 let mut parsed = 0usize;
                 for message in receiver {

@@ -136,12 +136,19 @@ impl Store {
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         configure(&conn).map_err(open_err)?;
+        // Off while migrating, as SQLite asks for rebuilding a table that
+        // others refer to (https://sqlite.org/lang_altertable.html#otheralter);
+        // a migration cannot turn them off itself, it runs in a transaction.
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .map_err(open_err)?;
         migrations()
             .to_latest(&mut conn)
             .map_err(|source| StoreError::Migrate {
                 path: path.to_owned(),
                 source,
             })?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -285,7 +292,6 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     // NORMAL in WAL mode: a power cut may lose the newest eval, never
     // consistency; the eval is simply fetched again.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -32_000)?;
     Ok(())
 }
@@ -474,6 +480,77 @@ mod tests {
             )
             .unwrap();
         assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    /// Version 18 rebuilds `jobs` (SQLite cannot drop its UNIQUE
+    /// constraint): every job keeps its id, so every row that names one
+    /// still finds it, and the named index still refuses a second job of
+    /// the same name.
+    #[test]
+    fn the_jobs_rebuilt_with_a_named_index_keep_their_ids_and_their_uniqueness() {
+        let (_dir, path, conn) = database_at_version(17);
+        conn.execute_batch(
+            "INSERT INTO jobsets (id, project, name) VALUES (1, 'nixpkgs', 'trunk');
+             INSERT INTO evals (id, jobset_id, seq, timestamp, nr_builds, rejected_jobs, strategy, ingested_at)
+                 VALUES (10, 1, 1, 100, 2, 0, 'eval-builds', 0);
+             INSERT INTO jobs (id, jobset_id, attr, system, suffixed)
+                 VALUES (5, 1, 'hello', 'x86_64-linux', 1), (9, 1, 'tested', 'x86_64-linux', 0);
+             INSERT INTO builds (id, job_id, finished, status, stoptime, drv_hash, nixname)
+                 VALUES (70, 5, 1, 1, 150, 'aaaa', 'hello-1'), (71, 9, 1, 0, 150, 'bbbb', 'tested');
+             INSERT INTO spans (job_id, first_seq, last_seq, build_id, version, built)
+                 VALUES (5, 1, NULL, 70, 1, 0), (9, 1, NULL, 71, 1, 1);
+             INSERT INTO job_origins (job_id, build_id, learned_at, since, evals_before, derivations_before, beyond_horizon)
+                 VALUES (5, 70, 100, 50, 3, 1, 0);",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+        let jobs: Vec<(i64, String, bool)> = store
+            .conn
+            .prepare("SELECT id, attr, suffixed FROM jobs ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            jobs,
+            [
+                (5, "hello".to_owned(), true),
+                (9, "tested".to_owned(), false)
+            ]
+        );
+        let indexes: Vec<String> = store
+            .conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'jobs' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["jobs_by_jobset", "jobs_by_name"]);
+        let again = store.conn.execute(
+            "INSERT INTO jobs (jobset_id, attr, system, suffixed) VALUES (1, 'hello', 'x86_64-linux', 1)",
+            [],
+        );
+        assert!(again.is_err(), "a second hello was accepted");
+        let refers: (i64, i64) = store
+            .conn
+            .query_row(
+                "SELECT b.job_id, o.job_id FROM builds b JOIN jobs j ON j.id = b.job_id
+                 JOIN job_origins o ON o.job_id = j.id WHERE j.attr = 'hello'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(refers, (5, 5));
+        let checked: bool = store
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(checked, "foreign keys are checked again after migrating");
     }
 
     #[test]
