@@ -230,7 +230,23 @@ pub struct EvalWriter<'s> {
     eval: Option<(NewEval, i64)>,
     outcome: WriteOutcome,
     name_index: NameIndex,
+    /// Spans opened and not yet inserted: written [`SPANS_PER_INSERT`] to a
+    /// statement, and before anything reads or changes a span.
+    pending_spans: Vec<NewSpan>,
 }
+
+/// A span to insert: job, first seq, its build's version, built.
+#[derive(Debug, Clone, Copy)]
+struct NewSpan {
+    job_id: i64,
+    first_seq: i64,
+    seen: BuildVersion,
+    built: bool,
+}
+
+/// Spans one `INSERT` writes (5 parameters each, far below SQLite's limit
+/// of 32,766).
+const SPANS_PER_INSERT: usize = 64;
 
 /// How the jobs' name index (`jobs_by_name`, schema version 18) is kept
 /// while an eval is written.
@@ -405,6 +421,7 @@ impl Store {
             recheck_seq: None,
             outcome: WriteOutcome::default(),
             name_index: NameIndex::Kept,
+            pending_spans: Vec::with_capacity(SPANS_PER_INSERT),
         })
     }
 }
@@ -452,6 +469,7 @@ struct Statements<'c> {
     insert_job: rusqlite::Statement<'c>,
     find_job: rusqlite::Statement<'c>,
     open_span: rusqlite::Statement<'c>,
+    open_spans: rusqlite::Statement<'c>,
     close_span: rusqlite::Statement<'c>,
 }
 
@@ -481,6 +499,10 @@ impl<'c> Statements<'c> {
             insert_job: prepare("INSERT OR IGNORE INTO jobs (jobset_id, attr, system, suffixed) VALUES (?1, ?2, ?3, ?4)")?,
             find_job: prepare("SELECT id FROM jobs WHERE attr = ?2 AND system = ?3 AND jobset_id = ?1 AND suffixed = ?4")?,
             open_span: prepare("INSERT INTO spans (job_id, first_seq, last_seq, build_id, version, built) VALUES (?1, ?2, NULL, ?3, ?4, ?5)")?,
+            open_spans: prepare(&format!(
+                "INSERT INTO spans (job_id, first_seq, last_seq, build_id, version, built) VALUES {}",
+                vec!["(?, ?, NULL, ?, ?, ?)"; SPANS_PER_INSERT].join(", ")
+            ))?,
             close_span: prepare("UPDATE spans SET last_seq = ?2, job_left = ?3 WHERE job_id = ?1 AND last_seq IS NULL")?,
         })
     }
@@ -746,12 +768,59 @@ impl EvalWriter<'_> {
         seen: BuildVersion,
         built: bool,
     ) -> Result<(), StoreError> {
-        self.statements
-            .open_span
-            .execute(params![job_id, seq, seen.build, seen.version, built])
-            .context("opening a span")?;
+        self.pending_spans.push(NewSpan {
+            job_id,
+            first_seq: seq,
+            seen,
+            built,
+        });
+        if self.pending_spans.len() == SPANS_PER_INSERT {
+            self.write_spans()?;
+        }
         self.outcome.spans_opened += 1;
         self.cache.open_spans.insert(job_id, seen);
+        Ok(())
+    }
+
+    /// Insert the spans opened so far: a full batch in one statement, the
+    /// rest one by one.
+    fn write_spans(&mut self) -> Result<(), StoreError> {
+        if self.pending_spans.len() == SPANS_PER_INSERT {
+            let statement = &mut self.statements.open_spans;
+            for (i, span) in self.pending_spans.iter().enumerate() {
+                let at = i * 5;
+                statement
+                    .raw_bind_parameter(at + 1, span.job_id)
+                    .context("opening spans")?;
+                statement
+                    .raw_bind_parameter(at + 2, span.first_seq)
+                    .context("opening spans")?;
+                statement
+                    .raw_bind_parameter(at + 3, span.seen.build)
+                    .context("opening spans")?;
+                statement
+                    .raw_bind_parameter(at + 4, span.seen.version)
+                    .context("opening spans")?;
+                statement
+                    .raw_bind_parameter(at + 5, span.built)
+                    .context("opening spans")?;
+            }
+            statement.raw_execute().context("opening spans")?;
+        } else {
+            for span in &self.pending_spans {
+                self.statements
+                    .open_span
+                    .execute(params![
+                        span.job_id,
+                        span.first_seq,
+                        span.seen.build,
+                        span.seen.version,
+                        span.built
+                    ])
+                    .context("opening a span")?;
+            }
+        }
+        self.pending_spans.clear();
         Ok(())
     }
 
@@ -776,6 +845,7 @@ impl EvalWriter<'_> {
         if open.build != build_id {
             return Ok(());
         }
+        self.write_spans()?;
         let seen = BuildVersion {
             build: build_id,
             version,
@@ -831,6 +901,7 @@ impl EvalWriter<'_> {
     /// End the job's open span with the eval before `seq`; `left`: the job
     /// is not in the eval `seq` (it left the jobset).
     fn end_span(&mut self, job_id: i64, seq: i64, left: bool) -> Result<(), StoreError> {
+        self.write_spans()?;
         self.statements
             .close_span
             .execute(params![job_id, seq - 1, left])
@@ -864,6 +935,7 @@ impl EvalWriter<'_> {
 
     /// Write the eval row and its spans, and commit.
     pub fn commit(mut self) -> Result<WriteOutcome, StoreError> {
+        self.write_spans()?;
         if let Some((eval, seq)) = self.eval.take() {
             self.tx
                 .execute(
@@ -976,6 +1048,58 @@ mod tests {
         };
         let jobset_id = store.jobset_id(&jobset).unwrap();
         (dir, store, jobset_id)
+    }
+
+    /// Spans go to the database a batch at a time; a partial batch lands at
+    /// commit, and a span closed later finds the one it ends.
+    #[test]
+    fn spans_written_in_batches_all_land_and_close() {
+        let (_dir, mut store, jobset_id) = trunk_store();
+        let jobs = 2 * SPANS_PER_INSERT + 3;
+        let builds = builds_of_many_jobs(1_000, jobs);
+        let mut first = store
+            .begin_eval(jobset_id, "nixpkgs:trunk", new_eval(1))
+            .unwrap();
+        for build in builds.iter().cloned() {
+            first.add_build(build).unwrap();
+        }
+        assert_eq!(first.commit().unwrap().spans_opened, jobs);
+
+        // Eval 2: the first job has a new build, the last one left.
+        let mut second = store
+            .begin_eval(jobset_id, "nixpkgs:trunk", new_eval(2))
+            .unwrap();
+        let mut changed = builds[0].clone();
+        changed.id = 5_000;
+        second.add_build(changed).unwrap();
+        for build in builds[1..jobs - 1].iter().cloned() {
+            second.add_build(build).unwrap();
+        }
+        let outcome = second.commit().unwrap();
+        assert_eq!((outcome.spans_opened, outcome.spans_closed), (1, 2));
+
+        let spans: Vec<(i64, Option<i64>, i64)> = store
+            .conn
+            .prepare("SELECT first_seq, last_seq, build_id FROM spans ORDER BY build_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(spans.len(), jobs + 1, "{spans:?}");
+        assert_eq!(
+            spans[0],
+            (1, Some(1), 1_000),
+            "the changed job's first build"
+        );
+        assert_eq!(
+            spans[jobs - 1],
+            (1, Some(1), 1_000 + jobs as i64 - 1),
+            "the job that left"
+        );
+        assert_eq!(spans[jobs], (2, None, 5_000), "the changed job's new build");
+        assert!(spans[1..jobs - 1].iter().all(|s| s.1.is_none()));
+        assert_eq!(store.integrity_check().unwrap(), "ok");
     }
 
     #[test]
