@@ -22,6 +22,8 @@ mod origins;
 mod pending;
 mod prune;
 mod read;
+#[cfg(test)]
+mod test_support;
 mod write;
 
 pub use causes::CauseToRead;

@@ -1052,6 +1052,7 @@ impl EvalWriter<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{build_of, new_eval, trunk_store};
     use super::*;
 
     fn stored(finished: bool, status: Option<i64>) -> StoredBuild {
@@ -1081,44 +1082,6 @@ mod tests {
             drv_hash: drv_hash.into(),
             nixname: "hello".into(),
         }
-    }
-
-    fn new_eval(id: i64) -> NewEval {
-        NewEval {
-            id,
-            timestamp: id,
-            revision: None,
-            checkout_time: None,
-            eval_time: None,
-            strategy: "eval-builds",
-        }
-    }
-
-    fn build_of(id: i64, attr: &str) -> BuildRow {
-        let hydra_job = format!("{attr}.x86_64-linux");
-        BuildRow {
-            id,
-            job: JobName::parse(&hydra_job, "x86_64-linux").unwrap(),
-            hydra_job,
-            finished: true,
-            status: Some(0),
-            stoptime: Some(100),
-            drv_hash: "aaaa".into(),
-            nixname: attr.into(),
-        }
-    }
-
-    /// A store in a temporary folder (kept while the folder lives) with
-    /// `nixpkgs:trunk`, and that jobset's id.
-    fn trunk_store() -> (tempfile::TempDir, Store, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        let jobset = crate::config::JobsetRef {
-            project: "nixpkgs".into(),
-            jobset: "trunk".into(),
-        };
-        let jobset_id = store.jobset_id(&jobset).unwrap();
-        (dir, store, jobset_id)
     }
 
     /// Jobs and spans go to the database a batch at a time; a partial
