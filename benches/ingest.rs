@@ -493,8 +493,8 @@ fn parse_alone(gzipped: &[u8], builds: usize) -> Duration {
                     status: build.buildstatus,
                     stoptime: build.stoptime,
                     drv_hash: drv.hash.to_owned(),
-                    nixname: build.nixname.clone().unwrap_or_default(),
-                    hydra_job: build.job,
+                    nixname: build.nixname.map(|n| n.into_owned()).unwrap_or_default(),
+                    hydra_job: build.job.into_owned(),
                 };
                 rows += usize::from(row.id > 0);
             }

@@ -20,7 +20,7 @@ mod stream;
 
 pub use build_page::{BuildCause, parse_build_page};
 pub use client::{HydraClient, HydraSettings};
-pub use models::{Build, BuildInEvals, Eval, EvalHeader, EvalsPage, JobsetOverview};
+pub use models::{Build, BuildInEvals, BuildRef, Eval, EvalHeader, EvalsPage, JobsetOverview};
 pub use pacer::Pacing;
 pub use store_path::{StorePath, StorePathError};
 pub use stream::{StreamError, for_each_build};

@@ -2,7 +2,7 @@
 
 use crate::config::JobsetRef;
 use crate::history::JobName;
-use crate::hydra::{Build, StorePath};
+use crate::hydra::{Build, BuildRef, StorePath};
 use crate::store::{BuildRow, EvalWriter, StoreError};
 
 /// Log at most this many refused job names per eval (they are all counted).
@@ -53,7 +53,7 @@ impl<'a> BuildChecker<'a> {
         writer: &mut EvalWriter<'_>,
         build: &Build,
     ) -> Result<(), StoreError> {
-        self.write_checked(writer, check(self.jobset, build.clone()))
+        self.write_checked(writer, check(self.jobset, build.as_ref()))
     }
 
     /// Write a build [`check`] looked at, perhaps on another thread.
@@ -97,11 +97,11 @@ struct Refused {
 
 /// Validate a build and cut it into the row the store writes. Pure, so that
 /// a streamed eval does this on the parsing thread, off the writer's.
-pub(super) fn check(jobset: &JobsetRef, build: Build) -> Checked {
-    let refuse = |build: Build, reason: String| Checked {
+pub(super) fn check(jobset: &JobsetRef, build: BuildRef<'_>) -> Checked {
+    let refuse = |build: BuildRef<'_>, reason: String| Checked {
         verdict: Err(Refused {
             id: build.id,
-            job: build.job,
+            job: build.job.into_owned(),
             reason,
         }),
         renamed_to: None,
@@ -110,7 +110,7 @@ pub(super) fn check(jobset: &JobsetRef, build: Build) -> Checked {
         let reason = format!("belongs to {}:{}", build.project, build.jobset);
         return refuse(build, reason);
     }
-    let renamed_to = (build.jobset != jobset.jobset).then(|| build.jobset.clone());
+    let renamed_to = (build.jobset != jobset.jobset.as_str()).then(|| build.jobset.to_string());
     let name = match JobName::parse(&build.job, &build.system) {
         Ok(name) => name,
         Err(e) => {
@@ -132,13 +132,13 @@ pub(super) fn check(jobset: &JobsetRef, build: Build) -> Checked {
     };
     let drv_hash = drv.hash.to_owned();
     let nixname = match build.nixname {
-        Some(nixname) => nixname,
+        Some(nixname) => nixname.into_owned(),
         None => drv.name.strip_suffix(".drv").unwrap_or(drv.name).to_owned(),
     };
     Checked {
         verdict: Ok(BuildRow {
             id: build.id,
-            hydra_job: build.job,
+            hydra_job: build.job.into_owned(),
             job: name,
             finished: build.finished,
             status: build.buildstatus,
