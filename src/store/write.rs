@@ -234,9 +234,16 @@ pub struct EvalWriter<'s> {
     /// statement, and before anything reads or changes a span.
     pending_spans: Vec<NewSpan>,
     /// Jobs registered and not yet inserted, as `pending_spans`.
-    pending_jobs: Vec<(i64, JobName)>,
+    pending_jobs: Vec<NewJob>,
     /// The id the next new job gets, once one was given.
     next_job_id: Option<i64>,
+    /// Builds the store did not have, not yet inserted, as `pending_spans`.
+    pending_builds: Vec<NewBuild>,
+    /// The largest build id stored when the transaction began: a build
+    /// above it is not stored, so it is inserted with the next batch, not
+    /// tried and looked up. Hydra's build ids grow, so an eval's new
+    /// builds are above it.
+    newest_stored_build: i64,
 }
 
 /// A span to insert: job, first seq, its build's version, built.
@@ -248,7 +255,126 @@ struct NewSpan {
     built: bool,
 }
 
-/// Jobs or spans one `INSERT` writes (5 parameters each, far below
+/// A job to insert, with the id the writer gave it.
+#[derive(Debug)]
+struct NewJob {
+    id: i64,
+    jobset_id: i64,
+    name: JobName,
+}
+
+/// A build the store did not have, to insert.
+#[derive(Debug)]
+struct NewBuild {
+    id: i64,
+    job_id: i64,
+    finished: bool,
+    status: Option<i64>,
+    stoptime: Option<i64>,
+    drv_hash: String,
+    nixname: String,
+}
+
+/// A row the writer inserts [`ROWS_PER_INSERT`] to a statement.
+trait NewRow {
+    /// How many values a row has.
+    const COLUMNS: usize;
+    /// Bind its values, in the order of its table's `INSERT` statements,
+    /// to parameters `first` (counted from 1) and on.
+    fn bind(&self, statement: &mut rusqlite::Statement<'_>, first: usize) -> rusqlite::Result<()>;
+}
+
+fn bind_values(
+    statement: &mut rusqlite::Statement<'_>,
+    first: usize,
+    values: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<()> {
+    for (i, value) in values.iter().enumerate() {
+        statement.raw_bind_parameter(first + i, value)?;
+    }
+    Ok(())
+}
+
+impl NewRow for NewJob {
+    const COLUMNS: usize = 5;
+    fn bind(&self, statement: &mut rusqlite::Statement<'_>, first: usize) -> rusqlite::Result<()> {
+        bind_values(
+            statement,
+            first,
+            &[
+                &self.id,
+                &self.jobset_id,
+                &self.name.attr,
+                &self.name.system,
+                &self.name.suffixed,
+            ],
+        )
+    }
+}
+
+impl NewRow for NewSpan {
+    const COLUMNS: usize = 5;
+    fn bind(&self, statement: &mut rusqlite::Statement<'_>, first: usize) -> rusqlite::Result<()> {
+        bind_values(
+            statement,
+            first,
+            &[
+                &self.job_id,
+                &self.first_seq,
+                &self.seen.build,
+                &self.seen.version,
+                &self.built,
+            ],
+        )
+    }
+}
+
+impl NewRow for NewBuild {
+    const COLUMNS: usize = 7;
+    fn bind(&self, statement: &mut rusqlite::Statement<'_>, first: usize) -> rusqlite::Result<()> {
+        bind_values(
+            statement,
+            first,
+            &[
+                &self.id,
+                &self.job_id,
+                &self.finished,
+                &self.status,
+                &self.stoptime,
+                &self.drv_hash,
+                &self.nixname,
+            ],
+        )
+    }
+}
+
+/// Insert `rows` and empty it: a full batch with `many`, which has
+/// [`ROWS_PER_INSERT`] rows of parameters, the rest one by one with `one`.
+/// Returns how many rows were inserted.
+fn insert_rows<R: NewRow>(
+    rows: &mut Vec<R>,
+    many: &mut rusqlite::Statement<'_>,
+    one: &mut rusqlite::Statement<'_>,
+    what: &'static str,
+) -> Result<usize, StoreError> {
+    let inserted = if rows.len() == ROWS_PER_INSERT {
+        for (i, row) in rows.iter().enumerate() {
+            row.bind(many, i * R::COLUMNS + 1).context(what)?;
+        }
+        many.raw_execute().context(what)?
+    } else {
+        let mut inserted = 0;
+        for row in rows.iter() {
+            row.bind(one, 1).context(what)?;
+            inserted += one.raw_execute().context(what)?;
+        }
+        inserted
+    };
+    rows.clear();
+    Ok(inserted)
+}
+
+/// Rows one `INSERT` writes (at most 7 parameters each, far below
 /// SQLite's limit of 32,766). One statement for many rows saves the
 /// per-statement work (cursors opened and closed on the table and each of
 /// its indexes, the program started and halted): with spans written so,
@@ -416,6 +542,9 @@ impl Store {
         let checks = ReferencesUnchecked::begin(&self.conn)?;
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .context("starting a transaction")?;
+        let newest_stored_build = tx
+            .query_row("SELECT coalesce(max(id), 0) FROM builds", [], |r| r.get(0))
+            .context("starting a transaction")?;
         // Fresh again only once this transaction commits.
         cache.fresh = false;
         Ok(EvalWriter {
@@ -432,6 +561,8 @@ impl Store {
             pending_spans: Vec::with_capacity(ROWS_PER_INSERT),
             pending_jobs: Vec::with_capacity(ROWS_PER_INSERT),
             next_job_id: None,
+            pending_builds: Vec::with_capacity(ROWS_PER_INSERT),
+            newest_stored_build,
         })
     }
 }
@@ -472,6 +603,7 @@ impl Drop for ReferencesUnchecked<'_> {
 /// constraints before writing, so it needs no statement journal per row.
 struct Statements<'c> {
     insert_build: rusqlite::Statement<'c>,
+    insert_builds: rusqlite::Statement<'c>,
     stored_build: rusqlite::Statement<'c>,
     update_build: rusqlite::Statement<'c>,
     keep_version: rusqlite::Statement<'c>,
@@ -491,6 +623,10 @@ impl<'c> Statements<'c> {
                 "INSERT OR IGNORE INTO builds (id, job_id, finished, status, stoptime, drv_hash, nixname)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
+            insert_builds: prepare(&format!(
+                "INSERT OR IGNORE INTO builds (id, job_id, finished, status, stoptime, drv_hash, nixname) VALUES {}",
+                vec!["(?, ?, ?, ?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ")
+            ))?,
             stored_build: prepare(
                 "SELECT finished, status, stoptime, drv_hash, version FROM builds WHERE id = ?1",
             )?,
@@ -610,6 +746,23 @@ impl EvalWriter<'_> {
         );
         let job_id = self.job_id(std::mem::take(&mut build.hydra_job), name)?;
         let open = self.cache.open_spans.get(&job_id).copied();
+        if build.id > self.newest_stored_build {
+            let (id, built) = (build.id, build.built());
+            self.pending_builds.push(NewBuild {
+                id,
+                job_id,
+                finished: build.finished,
+                status: build.status,
+                stoptime: build.stoptime,
+                drv_hash: build.drv_hash,
+                nixname: build.nixname,
+            });
+            self.outcome.builds_written += 1;
+            if self.pending_builds.len() == ROWS_PER_INSERT {
+                self.write_builds()?;
+            }
+            return self.add_member(id, job_id, 1, built, open);
+        }
         // The build of the job's open span is stored: no insert to attempt.
         let stored_already = open.is_some_and(|open| open.build == build.id);
         let inserted = if stored_already {
@@ -719,6 +872,7 @@ impl EvalWriter<'_> {
     /// Note that Hydra was just asked about `build_id` (so rechecks ask
     /// about others first).
     pub fn note_fetched(&mut self, build_id: i64, at: i64) -> Result<(), StoreError> {
+        self.write_builds()?;
         self.tx
             .prepare_cached("UPDATE builds SET fetched_at = ?2 WHERE id = ?1")
             .and_then(|mut stmt| stmt.execute([build_id, at]))
@@ -804,45 +958,29 @@ impl EvalWriter<'_> {
         Ok(())
     }
 
-    /// Insert the spans opened so far: a full batch in one statement, the
-    /// rest one by one.
+    /// Insert the spans opened so far.
     fn write_spans(&mut self) -> Result<(), StoreError> {
-        if self.pending_spans.len() == ROWS_PER_INSERT {
-            let statement = &mut self.statements.open_spans;
-            for (i, span) in self.pending_spans.iter().enumerate() {
-                let at = i * 5;
-                statement
-                    .raw_bind_parameter(at + 1, span.job_id)
-                    .context("opening spans")?;
-                statement
-                    .raw_bind_parameter(at + 2, span.first_seq)
-                    .context("opening spans")?;
-                statement
-                    .raw_bind_parameter(at + 3, span.seen.build)
-                    .context("opening spans")?;
-                statement
-                    .raw_bind_parameter(at + 4, span.seen.version)
-                    .context("opening spans")?;
-                statement
-                    .raw_bind_parameter(at + 5, span.built)
-                    .context("opening spans")?;
-            }
-            statement.raw_execute().context("opening spans")?;
-        } else {
-            for span in &self.pending_spans {
-                self.statements
-                    .open_span
-                    .execute(params![
-                        span.job_id,
-                        span.first_seq,
-                        span.seen.build,
-                        span.seen.version,
-                        span.built
-                    ])
-                    .context("opening a span")?;
-            }
-        }
-        self.pending_spans.clear();
+        insert_rows(
+            &mut self.pending_spans,
+            &mut self.statements.open_spans,
+            &mut self.statements.open_span,
+            "opening spans",
+        )
+        .map(drop)
+    }
+
+    /// Insert the builds new to the store so far. A build Hydra listed
+    /// twice in the eval is inserted once (`OR IGNORE`), as a build found
+    /// stored is.
+    fn write_builds(&mut self) -> Result<(), StoreError> {
+        let pending = self.pending_builds.len();
+        let inserted = insert_rows(
+            &mut self.pending_builds,
+            &mut self.statements.insert_builds,
+            &mut self.statements.insert_build,
+            "writing builds",
+        )?;
+        self.outcome.builds_written -= pending - inserted;
         Ok(())
     }
 
@@ -954,7 +1092,11 @@ impl EvalWriter<'_> {
                 .context("registering a job")?,
         };
         self.next_job_id = Some(id + 1);
-        self.pending_jobs.push((id, name));
+        self.pending_jobs.push(NewJob {
+            id,
+            jobset_id: self.jobset_id,
+            name,
+        });
         if self.pending_jobs.len() == ROWS_PER_INSERT {
             self.write_jobs()?;
         }
@@ -962,50 +1104,21 @@ impl EvalWriter<'_> {
         Ok(id)
     }
 
-    /// Insert the jobs registered so far: a full batch in one statement,
-    /// the rest one by one.
+    /// Insert the jobs registered so far.
     fn write_jobs(&mut self) -> Result<(), StoreError> {
-        if self.pending_jobs.len() == ROWS_PER_INSERT {
-            let statement = &mut self.statements.insert_jobs;
-            for (i, (id, name)) in self.pending_jobs.iter().enumerate() {
-                let at = i * 5;
-                for (offset, value) in [
-                    &id as &dyn rusqlite::ToSql,
-                    &self.jobset_id,
-                    &name.attr,
-                    &name.system,
-                    &name.suffixed,
-                ]
-                .into_iter()
-                .enumerate()
-                {
-                    statement
-                        .raw_bind_parameter(at + offset + 1, value)
-                        .context("registering jobs")?;
-                }
-            }
-            statement.raw_execute().context("registering jobs")?;
-        } else {
-            for (id, name) in &self.pending_jobs {
-                self.statements
-                    .insert_job
-                    .execute(params![
-                        id,
-                        self.jobset_id,
-                        name.attr,
-                        name.system,
-                        name.suffixed
-                    ])
-                    .context("registering a job")?;
-            }
-        }
-        self.pending_jobs.clear();
-        Ok(())
+        insert_rows(
+            &mut self.pending_jobs,
+            &mut self.statements.insert_jobs,
+            &mut self.statements.insert_job,
+            "registering jobs",
+        )
+        .map(drop)
     }
 
     /// Write the eval row and its spans, and commit.
     pub fn commit(mut self) -> Result<WriteOutcome, StoreError> {
         self.write_jobs()?;
+        self.write_builds()?;
         self.write_spans()?;
         if let Some((eval, seq)) = self.eval.take() {
             self.tx
@@ -1084,10 +1197,11 @@ mod tests {
         }
     }
 
-    /// Jobs and spans go to the database a batch at a time; a partial
-    /// batch lands at commit, and a span closed later finds the one it ends.
+    /// Jobs, builds and spans go to the database a batch at a time; a
+    /// partial batch lands at commit, and a span closed later finds the
+    /// one it ends.
     #[test]
-    fn jobs_and_spans_written_in_batches_all_land_and_close() {
+    fn jobs_builds_and_spans_written_in_batches_all_land_and_close() {
         let (_dir, mut store, jobset_id) = trunk_store();
         let jobs = 2 * ROWS_PER_INSERT + 3;
         let builds = builds_of_many_jobs(1_000, jobs);
@@ -1097,7 +1211,31 @@ mod tests {
         for build in builds.iter().cloned() {
             first.add_build(build).unwrap();
         }
-        assert_eq!(first.commit().unwrap().spans_opened, jobs);
+        let outcome = first.commit().unwrap();
+        assert_eq!((outcome.builds_written, outcome.spans_opened), (jobs, jobs));
+        let stored_builds: Vec<(i64, String, i64, String)> = store
+            .conn
+            .prepare(
+                "SELECT b.id, j.attr, b.stoptime, b.drv_hash || ' ' || b.nixname
+                 FROM builds b JOIN jobs j ON j.id = b.job_id ORDER BY b.id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected: Vec<(i64, String, i64, String)> = builds
+            .iter()
+            .map(|b| {
+                (
+                    b.id,
+                    b.job.attr.clone(),
+                    100,
+                    format!("aaaa {}", b.job.attr),
+                )
+            })
+            .collect();
+        assert_eq!(stored_builds, expected);
         let ids: (i64, i64, i64) = store
             .conn
             .query_row("SELECT count(*), min(id), max(id) FROM jobs", [], |r| {
@@ -1118,6 +1256,7 @@ mod tests {
         }
         let outcome = second.commit().unwrap();
         assert_eq!((outcome.spans_opened, outcome.spans_closed), (1, 2));
+        assert_eq!(outcome.builds_written, 1, "build 5000");
 
         let spans: Vec<(i64, Option<i64>, i64)> = store
             .conn
@@ -1141,6 +1280,55 @@ mod tests {
         assert_eq!(spans[jobs], (2, None, 5_000), "the changed job's new build");
         assert!(spans[1..jobs - 1].iter().all(|s| s.1.is_none()));
         assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    /// Hydra lists each build of an eval once; were one listed twice, in
+    /// one batch or in two, it is written and counted once, as before
+    /// builds were batched.
+    #[test]
+    fn a_build_listed_twice_in_one_eval_is_written_once() {
+        let (_dir, mut store, jobset_id) = trunk_store();
+        let builds = builds_of_many_jobs(1_000, ROWS_PER_INSERT + 2);
+        let mut eval = store
+            .begin_eval(jobset_id, "nixpkgs:trunk", new_eval(1))
+            .unwrap();
+        for build in builds.iter().cloned() {
+            eval.add_build(build).unwrap();
+        }
+        eval.add_build(builds[0].clone()).unwrap();
+        eval.add_build(builds[ROWS_PER_INSERT + 1].clone()).unwrap();
+        let outcome = eval.commit().unwrap();
+        assert_eq!(
+            (
+                outcome.builds_written,
+                outcome.members,
+                outcome.spans_opened
+            ),
+            (builds.len(), builds.len(), builds.len())
+        );
+        let stored: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM builds", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, builds.len() as i64);
+    }
+
+    /// A build fetched alone (a recheck, or an eval read build by build)
+    /// is noted as asked about even when it is new to the store.
+    #[test]
+    fn a_new_build_fetched_alone_is_noted_as_fetched() {
+        let (_dir, mut store, jobset_id) = trunk_store();
+        let mut writer = store.begin_recheck(jobset_id).unwrap();
+        writer.add_build(build_of(42, "hello")).unwrap();
+        writer.note_fetched(42, 1_700_000_000).unwrap();
+        assert_eq!(writer.commit().unwrap().builds_written, 1);
+        let fetched_at: Option<i64> = store
+            .conn
+            .query_row("SELECT fetched_at FROM builds WHERE id = 42", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(fetched_at, Some(1_700_000_000));
     }
 
     #[test]
