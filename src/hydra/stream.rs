@@ -44,26 +44,32 @@ where
     F: FnMut(BuildRef<'_>) -> Result<(), E>,
 {
     let mut phase = Phase::Start;
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+    // Read straight into the buffer parsed from: `buf[..filled]` is what
+    // has been read and not yet parsed.
+    let mut buf: Vec<u8> = vec![0; CHUNK * 2];
+    let mut filled = 0;
     let mut count = 0;
     let json_err = |count, source| StreamError::Json {
         builds_read: count,
         source,
     };
-    let mut chunk = vec![0u8; CHUNK];
     loop {
+        if buf.len() - filled < CHUNK {
+            // An element longer than what is left: make room for it.
+            buf.resize(filled + CHUNK, 0);
+        }
         let read = loop {
-            match reader.read(&mut chunk) {
+            match reader.read(&mut buf[filled..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(json_err(count, serde_json::Error::io(e))),
             }
         };
-        buf.extend_from_slice(&chunk[..read]);
+        filled += read;
         let eof = read == 0;
-        let text = utf8_prefix(&buf);
+        let text = utf8_prefix(&buf[..filled]);
         let mut pos = 0;
-        while pos < buf.len() {
+        while pos < filled {
             let byte = buf[pos];
             if byte.is_ascii_whitespace() {
                 pos += 1;
@@ -84,7 +90,9 @@ where
                 (Phase::BeforeElement { .. }, _) => {
                     let (element, length) = match text.and_then(|text| text.get(pos..)) {
                         Some(rest) => first_build(serde_json::Deserializer::from_str(rest)),
-                        None => first_build(serde_json::Deserializer::from_slice(&buf[pos..])),
+                        None => {
+                            first_build(serde_json::Deserializer::from_slice(&buf[pos..filled]))
+                        }
                     };
                     match element {
                         Some(Ok(build)) => {
@@ -119,7 +127,8 @@ where
             };
             pos += 1;
         }
-        buf.drain(..pos);
+        buf.copy_within(pos..filled, 0);
+        filled -= pos;
         if eof {
             return match phase {
                 Phase::Done => Ok(count),
