@@ -258,50 +258,39 @@ mod tests {
     #[test]
     fn brackets_quotes_and_escapes_inside_strings_do_not_cut_an_element() {
         let names = [r#"a}b"#, r#"c]d,"#, r#"e"f"#, r#"g\"#, "h\\\"i{[", "ü ☃"];
-        let body = format!(
-            "[{}]",
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| build_json(i as i64, n))
-                .collect::<Vec<_>>()
-                .join(" ,\n ")
-        );
+        let body = builds_named(&names, " ,\n ");
+        assert_eq!(nixnames(body.as_bytes()), names);
+    }
+
+    /// An array of builds with these nixnames, joined by `separator`.
+    fn builds_named(names: &[&str], separator: &str) -> String {
+        let builds: Vec<String> = (0..)
+            .zip(names)
+            .map(|(id, name)| build_json(id, name))
+            .collect();
+        format!("[{}]", builds.join(separator))
+    }
+
+    fn nixnames(reader: impl Read) -> Vec<String> {
         let mut seen = Vec::new();
-        for_each_build(body.as_bytes(), |b| {
+        for_each_build(reader, |b| {
             seen.push(b.nixname.unwrap().into_owned());
             Ok::<_, Refused>(())
         })
         .unwrap();
-        assert_eq!(seen, names);
+        seen
     }
 
     #[test]
     fn a_character_cut_between_two_reads_is_read_whole() {
         let names = ["ü ☃", "日本語", "𝄞x", "é"];
-        let body = format!(
-            "[{}]",
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| build_json(i as i64, n))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let body = builds_named(&names, ",");
         for step in 1..=9 {
-            let mut seen = Vec::new();
-            for_each_build(
-                Trickle {
-                    data: body.as_bytes(),
-                    step,
-                },
-                |b| {
-                    seen.push(b.nixname.unwrap().into_owned());
-                    Ok::<_, Refused>(())
-                },
-            )
-            .unwrap();
-            assert_eq!(seen, names, "read {step} bytes at a time");
+            let trickle = Trickle {
+                data: body.as_bytes(),
+                step,
+            };
+            assert_eq!(nixnames(trickle), names, "read {step} bytes at a time");
         }
     }
 

@@ -1264,6 +1264,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{query_plan, trunk_store};
     use super::*;
     use crate::digest::{DigestInput, Week};
     use crate::policy::Policy;
@@ -1880,16 +1881,8 @@ mod tests {
 
     #[test]
     fn the_failing_jobs_of_the_newest_eval_are_read_from_the_index_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        let plan: Vec<String> = store
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {OPEN_UNBUILT_JOBS}"))
-            .unwrap()
-            .query_map([1], |r| r.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let (_dir, store, _) = trunk_store();
+        let plan = query_plan(&store, OPEN_UNBUILT_JOBS);
         assert!(
             plan.iter()
                 .any(|step| step == "SCAN s USING COVERING INDEX spans_open_unbuilt"),

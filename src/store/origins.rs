@@ -149,22 +149,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::super::BuildRow;
-    use super::super::test_support::{build_of, new_eval, trunk_store};
+    use super::super::test_support::{build_of, new_eval, query_plan, trunk_store};
     use super::*;
 
     #[test]
     fn failures_older_than_our_records_are_looked_for_among_open_spans_that_did_not_build() {
         let (_dir, store, _) = trunk_store();
-        let plan: Vec<String> = store
-            .conn
-            .prepare(&format!(
-                "EXPLAIN QUERY PLAN {FAILING_SINCE_THE_FIRST_EVAL}"
-            ))
-            .unwrap()
-            .query_map([1], |r| r.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let plan = query_plan(&store, FAILING_SINCE_THE_FIRST_EVAL);
         assert!(
             plan.iter()
                 .any(|step| step.starts_with("SCAN s USING") && step.contains("spans_open_unbuilt")),

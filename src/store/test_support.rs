@@ -43,3 +43,17 @@ pub(super) fn trunk_store() -> (tempfile::TempDir, Store, i64) {
     let jobset_id = store.jobset_id(&jobset).unwrap();
     (dir, store, jobset_id)
 }
+
+/// The steps of SQLite's plan for `sql`, whose parameters are all 1.
+pub(super) fn query_plan(store: &Store, sql: &str) -> Vec<String> {
+    let mut statement = store
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap();
+    let ones = vec![1; statement.parameter_count()];
+    statement
+        .query_map(rusqlite::params_from_iter(ones), |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
