@@ -970,8 +970,12 @@ impl EvalWriter<'_> {
     }
 
     /// Insert the builds new to the store so far. A build Hydra listed
-    /// twice in the eval is inserted once (`OR IGNORE`), as a build found
-    /// stored is.
+    /// twice in the eval is inserted and counted once (`OR IGNORE`), with
+    /// what its first listing said: were the two listings to differ, the
+    /// second is not recorded as a new version, as it would be for a build
+    /// already stored. Hydra lists each build of an eval once (its
+    /// `JobsetEvalMembers` has the primary key (eval, build): NixOS/hydra
+    /// `sql/hydra.sql`).
     fn write_builds(&mut self) -> Result<(), StoreError> {
         let pending = self.pending_builds.len();
         let inserted = insert_rows(
