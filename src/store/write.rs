@@ -348,6 +348,18 @@ impl NewRow for NewBuild {
     }
 }
 
+const INSERT_BUILDS: &str =
+    "INSERT OR IGNORE INTO builds (id, job_id, finished, status, stoptime, drv_hash, nixname)";
+const INSERT_JOBS: &str = "INSERT INTO jobs (id, jobset_id, attr, system, suffixed)";
+const INSERT_SPANS: &str = "INSERT INTO spans (job_id, first_seq, build_id, version, built)";
+
+/// `insert` (naming the columns [`NewRow::bind`] binds) with `rows` rows
+/// of parameters.
+fn insert_of<R: NewRow>(insert: &str, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; R::COLUMNS].join(", "));
+    format!("{insert} VALUES {}", vec![row; rows].join(", "))
+}
+
 /// Insert `rows` and empty it: a full batch with `many`, which has
 /// [`ROWS_PER_INSERT`] rows of parameters, the rest one by one with `one`.
 /// Returns how many rows were inserted.
@@ -619,14 +631,8 @@ impl<'c> Statements<'c> {
     fn prepare(conn: &'c rusqlite::Connection) -> Result<Statements<'c>, StoreError> {
         let prepare = |sql: &str| conn.prepare(sql).context("preparing statements");
         Ok(Statements {
-            insert_build: prepare(
-                "INSERT OR IGNORE INTO builds (id, job_id, finished, status, stoptime, drv_hash, nixname)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?,
-            insert_builds: prepare(&format!(
-                "INSERT OR IGNORE INTO builds (id, job_id, finished, status, stoptime, drv_hash, nixname) VALUES {}",
-                vec!["(?, ?, ?, ?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ")
-            ))?,
+            insert_build: prepare(&insert_of::<NewBuild>(INSERT_BUILDS, 1))?,
+            insert_builds: prepare(&insert_of::<NewBuild>(INSERT_BUILDS, ROWS_PER_INSERT))?,
             stored_build: prepare(
                 "SELECT finished, status, stoptime, drv_hash, version FROM builds WHERE id = ?1",
             )?,
@@ -642,16 +648,11 @@ impl<'c> Statements<'c> {
                                    version = version + 1
                  WHERE id = ?1 RETURNING version",
             )?,
-            insert_job: prepare("INSERT INTO jobs (id, jobset_id, attr, system, suffixed) VALUES (?1, ?2, ?3, ?4, ?5)")?,
-            insert_jobs: prepare(&format!(
-                "INSERT INTO jobs (id, jobset_id, attr, system, suffixed) VALUES {}",
-                vec!["(?, ?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ")
-            ))?,
-            open_span: prepare("INSERT INTO spans (job_id, first_seq, last_seq, build_id, version, built) VALUES (?1, ?2, NULL, ?3, ?4, ?5)")?,
-            open_spans: prepare(&format!(
-                "INSERT INTO spans (job_id, first_seq, last_seq, build_id, version, built) VALUES {}",
-                vec!["(?, ?, NULL, ?, ?, ?)"; ROWS_PER_INSERT].join(", ")
-            ))?,
+            insert_job: prepare(&insert_of::<NewJob>(INSERT_JOBS, 1))?,
+            insert_jobs: prepare(&insert_of::<NewJob>(INSERT_JOBS, ROWS_PER_INSERT))?,
+            // `last_seq` is left NULL: the span is open.
+            open_span: prepare(&insert_of::<NewSpan>(INSERT_SPANS, 1))?,
+            open_spans: prepare(&insert_of::<NewSpan>(INSERT_SPANS, ROWS_PER_INSERT))?,
             close_span: prepare("UPDATE spans SET last_seq = ?2, job_left = ?3 WHERE job_id = ?1 AND last_seq IS NULL")?,
         })
     }
